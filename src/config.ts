@@ -1,0 +1,467 @@
+/**
+ * Configuration: the environment turned into one typed, validated object.
+ *
+ * Every setting is declared once in SETTINGS (name, kind, default, bounds, description); the README table
+ * and `bulwark config check` are produced from the same list. Each `BULWARK_X` may instead be given as
+ * `BULWARK_X_FILE`, a path whose contents (trailing newline trimmed) are the value, for Docker/K8s secrets.
+ * Production refuses unsafe settings with one line per problem (see `productionProblems`).
+ */
+import { readFileSync } from 'node:fs'
+import { Type as T, type TSchema } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+
+type Kind = 'string' | 'int' | 'bool' | 'duration' | 'list' | 'enum' | 'url' | 'bytes'
+
+interface Setting {
+  env: string
+  kind: Kind
+  default?: string
+  secret?: boolean
+  min?: number
+  max?: number
+  values?: readonly string[]
+  doc: string
+}
+
+const MIN = 60_000
+const HOUR = 3_600_000
+const DAY = 86_400_000
+
+/** Every setting Bulwark reads. Durations accept `500ms`, `30s`, `15m`, `24h`, `7d` or plain seconds. */
+export const SETTINGS = [
+  { env: 'BULWARK_ENV', kind: 'enum', values: ['development', 'test', 'production'], default: 'development', doc: 'development, test or production; production refuses unsafe settings' },
+  { env: 'BULWARK_HOST', kind: 'string', default: '127.0.0.1', doc: 'address to listen on' },
+  { env: 'BULWARK_PORT', kind: 'int', default: '3000', min: 0, max: 65535, doc: 'port to listen on (0 picks a free one)' },
+  { env: 'BULWARK_SECRET', kind: 'string', secret: true, doc: 'master secret (>= 32 bytes); HKDF derives token-hashing, CSRF and encryption keys from it. Generated into the data folder outside production' },
+  { env: 'BULWARK_ALLOW_HTTP', kind: 'bool', default: '0', doc: '1 lets production run behind plain HTTP (no Secure cookies, no HSTS)' },
+  { env: 'BULWARK_DATA_DIR', kind: 'string', default: './data', doc: 'SQLite database, development secret, uploaded files, mail.ndjson' },
+  { env: 'BULWARK_DB_PATH', kind: 'string', doc: 'SQLite file (default <data dir>/bulwark.sqlite; `:memory:` for throwaway runs)' },
+  { env: 'BULWARK_PUBLIC_URL', kind: 'url', default: 'http://localhost:3000', doc: 'issuer (iss), links in mails, WebAuthn origin' },
+  { env: 'BULWARK_WEBAUTHN_RP_ID', kind: 'string', doc: 'WebAuthn relying party id (default: host of the public URL)' },
+  { env: 'BULWARK_WEBAUTHN_ORIGINS', kind: 'list', doc: 'comma-separated origins allowed for WebAuthn (default: the public URL origin)' },
+  { env: 'BULWARK_CORS_ORIGINS', kind: 'list', default: '', doc: 'comma-separated exact origins allowed by CORS; `*` refused in production' },
+  { env: 'BULWARK_TRUST_PROXY', kind: 'list', default: '', doc: 'proxy addresses or CIDRs whose X-Forwarded-For is believed' },
+  { env: 'BULWARK_REDIS_URL', kind: 'url', secret: true, doc: 'Redis for shared cache, rate-limit counters and invalidation across instances' },
+  { env: 'BULWARK_CLAMD', kind: 'string', doc: 'clamd `host:port` or unix socket path for upload scanning' },
+  { env: 'BULWARK_UPLOADS', kind: 'bool', default: '1', doc: 'enables /v1/files and avatars' },
+  { env: 'BULWARK_UPLOADS_SCAN', kind: 'enum', values: ['on', 'off'], default: 'on', doc: '`off` explicitly accepts uploads without a virus scan in production' },
+  { env: 'BULWARK_UPLOAD_MAX_BYTES', kind: 'bytes', default: '10485760', min: 1024, max: 1073741824, doc: 'largest accepted upload' },
+  { env: 'BULWARK_METRICS_TOKEN', kind: 'string', secret: true, doc: 'bearer token that /metrics requires' },
+  { env: 'BULWARK_ADMIN_EMAIL', kind: 'string', doc: 'creates the first owner on an empty database' },
+  { env: 'BULWARK_ADMIN_PASSWORD', kind: 'string', secret: true, doc: 'password of that first owner' },
+  { env: 'BULWARK_LOG_LEVEL', kind: 'enum', values: ['debug', 'info', 'warn', 'error', 'silent'], default: 'info', doc: 'log level' },
+  { env: 'BULWARK_SMTP_URL', kind: 'url', secret: true, doc: 'smtp:// or smtps:// relay; without it mail goes to the outbox and <data dir>/mail.ndjson' },
+  { env: 'BULWARK_MAIL_FROM', kind: 'string', default: 'Bulwark <no-reply@localhost>', doc: 'From address of outgoing mail' },
+  { env: 'BULWARK_ALERT_WEBHOOK_URL', kind: 'url', secret: true, doc: 'receives a JSON POST for high-severity security events' },
+  { env: 'BULWARK_BODY_LIMIT', kind: 'bytes', default: '1048576', min: 1024, max: 67108864, doc: 'largest accepted request body outside uploads' },
+  { env: 'BULWARK_IDLE_TIMEOUT', kind: 'duration', default: '30s', min: 1000, max: 255_000, doc: 'socket idle timeout' },
+  { env: 'BULWARK_SHUTDOWN_GRACE', kind: 'duration', default: '10s', min: 0, max: 120_000, doc: 'how long SIGTERM waits for in-flight requests' },
+  // tokens and sessions
+  { env: 'BULWARK_JWT_ALG', kind: 'enum', values: ['EdDSA', 'ES256'], default: 'EdDSA', doc: 'signing algorithm of access tokens' },
+  { env: 'BULWARK_JWT_AUDIENCE', kind: 'string', default: 'bulwark', doc: 'aud claim of access tokens' },
+  { env: 'BULWARK_ACCESS_TOKEN_TTL', kind: 'duration', default: '10m', min: 30_000, max: DAY, doc: 'access token lifetime' },
+  { env: 'BULWARK_SESSION_IDLE_TTL', kind: 'duration', default: '7d', min: MIN, max: 365 * DAY, doc: 'session ends after this long unused' },
+  { env: 'BULWARK_SESSION_ABSOLUTE_TTL', kind: 'duration', default: '30d', min: MIN, max: 365 * DAY, doc: 'session ends this long after sign-in, used or not' },
+  { env: 'BULWARK_REFRESH_REUSE_GRACE', kind: 'duration', default: '5s', min: 0, max: MIN, doc: 'a just-spent refresh token presented again within this grace is a concurrent retry, not theft' },
+  { env: 'BULWARK_EMAIL_VERIFY_TTL', kind: 'duration', default: '24h', min: MIN, max: 30 * DAY, doc: 'email verification token lifetime' },
+  { env: 'BULWARK_PASSWORD_RESET_TTL', kind: 'duration', default: '30m', min: MIN, max: DAY, doc: 'password reset token lifetime' },
+  { env: 'BULWARK_MFA_TOKEN_TTL', kind: 'duration', default: '5m', min: 30_000, max: HOUR, doc: 'lifetime of the mfaToken between password and second factor' },
+  { env: 'BULWARK_STEP_UP_TTL', kind: 'duration', default: '5m', min: 30_000, max: HOUR, doc: 'how recent a proof must be for sensitive changes' },
+  // passwords
+  { env: 'BULWARK_ARGON2_MEMORY_KIB', kind: 'int', default: '19456', min: 1024, max: 1048576, doc: 'argon2id memory cost (KiB)' },
+  { env: 'BULWARK_ARGON2_TIME', kind: 'int', default: '2', min: 1, max: 20, doc: 'argon2id iterations' },
+  { env: 'BULWARK_PASSWORD_MIN_LENGTH', kind: 'int', default: '12', min: 8, max: 128, doc: 'minimum password length (code points, after NFKC)' },
+  { env: 'BULWARK_PASSWORD_MAX_LENGTH', kind: 'int', default: '128', min: 64, max: 1024, doc: 'maximum password length' },
+  { env: 'BULWARK_PASSWORD_MIN_SCORE', kind: 'int', default: '3', min: 0, max: 4, doc: 'minimum zxcvbn score (0-4)' },
+  { env: 'BULWARK_PASSWORD_HISTORY', kind: 'int', default: '5', min: 0, max: 50, doc: 'how many previous passwords may not be reused' },
+  { env: 'BULWARK_HIBP', kind: 'enum', values: ['on', 'off'], default: 'off', doc: 'check passwords against the Have I Been Pwned range API (k-anonymity)' },
+  { env: 'BULWARK_HIBP_FAILURE', kind: 'enum', values: ['open', 'closed'], default: 'open', doc: 'when HIBP cannot be reached: accept (open) or refuse (closed)' },
+  { env: 'BULWARK_HIBP_TIMEOUT', kind: 'duration', default: '1500ms', min: 100, max: 30_000, doc: 'HIBP request timeout' },
+  { env: 'BULWARK_HIBP_URL', kind: 'url', default: 'https://api.pwnedpasswords.com/range/', doc: 'HIBP range endpoint' },
+  // lockout
+  { env: 'BULWARK_LOCKOUT_THRESHOLD', kind: 'int', default: '5', min: 1, max: 1000, doc: 'failed passwords within the window that lock an account' },
+  { env: 'BULWARK_LOCKOUT_WINDOW', kind: 'duration', default: '15m', min: 1000, max: DAY, doc: 'window in which failures are counted' },
+  { env: 'BULWARK_LOCKOUT_BASE', kind: 'duration', default: '1m', min: 1000, max: DAY, doc: 'first lock duration; doubles with each further lock' },
+  { env: 'BULWARK_LOCKOUT_MAX', kind: 'duration', default: '24h', min: 1000, max: 365 * DAY, doc: 'longest temporary lock' },
+  { env: 'BULWARK_LOCKOUT_PERMANENT_AFTER', kind: 'int', default: '0', min: 0, max: 1000, doc: 'lock permanently (until unlocked) after this many temporary locks; 0 = never' },
+  // rate limits
+  { env: 'BULWARK_RATE_LIMIT', kind: 'enum', values: ['on', 'off'], default: 'on', doc: 'all rate limiting' },
+  { env: 'BULWARK_RATE_LIMIT_ANON', kind: 'int', default: '300', min: 1, max: 1_000_000, doc: 'requests per minute per client IP for anonymous callers' },
+  { env: 'BULWARK_RATE_LIMIT_USER', kind: 'int', default: '600', min: 1, max: 1_000_000, doc: 'requests per minute per user of level < 50' },
+  { env: 'BULWARK_RATE_LIMIT_MODERATOR', kind: 'int', default: '1200', min: 1, max: 1_000_000, doc: 'requests per minute per user of level 50-89' },
+  { env: 'BULWARK_RATE_LIMIT_ADMIN', kind: 'int', default: '3000', min: 1, max: 1_000_000, doc: 'requests per minute per user of level >= 90' },
+  { env: 'BULWARK_RATE_LIMIT_PENALTY_MAX', kind: 'duration', default: '24h', min: 1000, max: 30 * DAY, doc: 'longest escalated block' },
+  { env: 'BULWARK_RATE_LIMIT_PENALTY_DECAY', kind: 'duration', default: '1h', min: 1000, max: 30 * DAY, doc: 'quiet period after which the penalty level resets' },
+  { env: 'BULWARK_RATE_LIMIT_ALLOWLIST', kind: 'list', default: '', doc: 'IPs or CIDRs exempt from rate limits' },
+  // caches
+  { env: 'BULWARK_CACHE_MAX_ENTRIES', kind: 'int', default: '10000', min: 10, max: 10_000_000, doc: 'entries of each in-process cache' },
+  { env: 'BULWARK_CACHE_TTL', kind: 'duration', default: '60s', min: 1000, max: DAY, doc: 'lifetime of cached permission resolutions' },
+  // second factors
+  { env: 'BULWARK_TOTP_ISSUER', kind: 'string', default: 'Bulwark', doc: 'issuer shown by authenticator apps' },
+  { env: 'BULWARK_TOTP_ALGORITHM', kind: 'enum', values: ['SHA1', 'SHA256', 'SHA512'], default: 'SHA1', doc: 'algorithm of new TOTP enrolments' },
+  { env: 'BULWARK_TOTP_DIGITS', kind: 'enum', values: ['6', '8'], default: '6', doc: 'digits of new TOTP enrolments' },
+  { env: 'BULWARK_TOTP_WINDOW', kind: 'int', default: '1', min: 0, max: 5, doc: 'accepted steps either side of now' },
+] as const satisfies readonly Setting[]
+
+export type Env = 'development' | 'test' | 'production'
+
+/** The validated configuration every part of Bulwark reads. */
+export interface Config {
+  env: Env
+  host: string
+  port: number
+  secret: string | undefined
+  secretSource: 'env' | 'file' | 'generated' | 'none'
+  allowHttp: boolean
+  dataDir: string
+  dbPath: string
+  publicUrl: string
+  webauthn: { rpId: string; origins: string[] }
+  corsOrigins: string[]
+  trustProxy: string[]
+  redisUrl: string | undefined
+  clamd: string | undefined
+  uploads: { enabled: boolean; scan: boolean; maxBytes: number }
+  metricsToken: string | undefined
+  admin: { email: string | undefined; password: string | undefined }
+  logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent'
+  smtpUrl: string | undefined
+  mailFrom: string
+  alertWebhookUrl: string | undefined
+  bodyLimit: number
+  idleTimeoutMs: number
+  shutdownGraceMs: number
+  jwt: { alg: 'EdDSA' | 'ES256'; audience: string; accessTtlMs: number }
+  session: { idleTtlMs: number; absoluteTtlMs: number; refreshReuseGraceMs: number }
+  tokens: { emailVerifyTtlMs: number; passwordResetTtlMs: number; mfaTokenTtlMs: number; stepUpTtlMs: number }
+  password: {
+    argon2MemoryKib: number
+    argon2Time: number
+    minLength: number
+    maxLength: number
+    minScore: number
+    history: number
+    hibp: { enabled: boolean; failClosed: boolean; timeoutMs: number; url: string }
+  }
+  lockout: { threshold: number; windowMs: number; baseMs: number; maxMs: number; permanentAfter: number }
+  rateLimit: {
+    enabled: boolean
+    anonPerMin: number
+    userPerMin: number
+    moderatorPerMin: number
+    adminPerMin: number
+    penaltyMaxMs: number
+    penaltyDecayMs: number
+    allowlist: string[]
+  }
+  cache: { maxEntries: number; ttlMs: number }
+  totp: { issuer: string; algorithm: 'SHA1' | 'SHA256' | 'SHA512'; digits: 6 | 8; window: number }
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+  }
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: MIN, h: HOUR, d: DAY }
+
+/** Parses `500ms`, `30s`, `15m`, `24h`, `7d` or a plain number of seconds into milliseconds. */
+export function parseDuration(raw: string): number | undefined {
+  const m = /^(\d{1,12})(ms|s|m|h|d)?$/.exec(raw.trim())
+  if (!m) return undefined
+  return Number(m[1]) * UNITS[m[2] ?? 's']!
+}
+
+function parseBytes(raw: string): number | undefined {
+  const m = /^(\d{1,13})(b|kib|mib|gib|kb|mb|gb|k|m|g)?$/i.exec(raw.trim())
+  if (!m) return undefined
+  const unit = (m[2] ?? 'b').toLowerCase()
+  const mult = unit === 'b' ? 1 : unit.startsWith('k') ? 1024 : unit.startsWith('m') ? 1024 ** 2 : 1024 ** 3
+  return Number(m[1]) * mult
+}
+
+type Raw = Record<string, string | undefined>
+
+/** Reads `NAME` or `NAME_FILE` (both set is a problem: which one wins would be a surprise). */
+function readRaw(env: Raw, name: string, problems: string[]): { value: string | undefined; fromFile: boolean } {
+  const direct = env[name]
+  const file = env[`${name}_FILE`]
+  if (direct !== undefined && file !== undefined) {
+    problems.push(`${name} and ${name}_FILE are both set; set only one`)
+    return { value: direct, fromFile: false }
+  }
+  if (file !== undefined) {
+    try {
+      return { value: readFileSync(file, 'utf8').replace(/\r?\n$/, ''), fromFile: true }
+    } catch {
+      problems.push(`${name}_FILE: cannot read ${file}`)
+      return { value: undefined, fromFile: true }
+    }
+  }
+  return { value: direct === '' && name !== 'BULWARK_CORS_ORIGINS' ? undefined : direct, fromFile: false }
+}
+
+function schemaOf(s: Setting): TSchema {
+  switch (s.kind) {
+    case 'int':
+    case 'duration':
+    case 'bytes':
+      return T.Integer({ minimum: s.min ?? 0, maximum: s.max ?? Number.MAX_SAFE_INTEGER })
+    case 'bool':
+      return T.Boolean()
+    case 'list':
+      return T.Array(T.String({ minLength: 1, maxLength: 2048 }), { maxItems: 256 })
+    case 'enum':
+      return T.Union((s.values ?? []).map((v) => T.Literal(v)))
+    case 'url':
+      return T.String({ pattern: '^[a-z][a-z0-9+.-]*://', maxLength: 2048 })
+    default:
+      return T.String({ maxLength: 4096 })
+  }
+}
+
+function convert(s: Setting, raw: string): unknown {
+  switch (s.kind) {
+    case 'int':
+      return /^-?\d{1,15}$/.test(raw.trim()) ? Number(raw.trim()) : raw
+    case 'duration':
+      return parseDuration(raw) ?? raw
+    case 'bytes':
+      return parseBytes(raw) ?? raw
+    case 'bool': {
+      const v = raw.trim().toLowerCase()
+      if (['1', 'true', 'yes', 'on'].includes(v)) return true
+      if (['0', 'false', 'no', 'off', ''].includes(v)) return false
+      return raw
+    }
+    case 'list':
+      return raw.split(',').map((x) => x.trim()).filter((x) => x.length > 0)
+    default:
+      return raw
+  }
+}
+
+function describe(s: Setting): string {
+  switch (s.kind) {
+    case 'int':
+      return `a whole number from ${s.min} to ${s.max}`
+    case 'duration':
+      return `a duration such as 30s, 15m, 24h or 7d, between ${s.min}ms and ${s.max}ms`
+    case 'bytes':
+      return `a size in bytes (or 512KiB, 10MiB) from ${s.min} to ${s.max}`
+    case 'bool':
+      return '0 or 1'
+    case 'enum':
+      return `one of ${(s.values ?? []).join(', ')}`
+    case 'url':
+      return 'an absolute URL'
+    default:
+      return 'a string'
+  }
+}
+
+/** Rough entropy check for the master secret: long enough and not one repeated pattern. */
+export function secretProblems(secret: string | undefined): string[] {
+  if (secret === undefined) return ['BULWARK_SECRET is required in production (at least 32 bytes of random data)']
+  const bytes = Buffer.byteLength(secret, 'utf8')
+  if (bytes < 32) return [`BULWARK_SECRET is too short (${bytes} bytes); use at least 32 random bytes, e.g. \`openssl rand -base64 48\``]
+  if (new Set(secret).size < 12) return ['BULWARK_SECRET has too little variety to be random; use `openssl rand -base64 48`']
+  return []
+}
+
+const isHttps = (u: string) => u.toLowerCase().startsWith('https://')
+
+/** The production refusals: one readable line per unsafe setting. */
+export function productionProblems(c: Config): string[] {
+  const p: string[] = []
+  if (c.secretSource !== 'env' && c.secretSource !== 'file') p.push(...secretProblems(undefined))
+  else p.push(...secretProblems(c.secret))
+  for (const o of c.corsOrigins) {
+    if (o.includes('*')) p.push(`BULWARK_CORS_ORIGINS: wildcard origin "${o}" is not allowed in production; list exact origins`)
+    else if (o.toLowerCase().startsWith('http://') && !c.allowHttp) p.push(`BULWARK_CORS_ORIGINS: "${o}" is plain http; use https (or BULWARK_ALLOW_HTTP=1)`)
+  }
+  if (!isHttps(c.publicUrl) && !c.allowHttp) p.push(`BULWARK_PUBLIC_URL must be https in production (got ${c.publicUrl}); set BULWARK_ALLOW_HTTP=1 to run behind plain HTTP knowingly`)
+  for (const o of c.webauthn.origins) {
+    if (!isHttps(o) && !c.allowHttp) p.push(`BULWARK_WEBAUTHN_ORIGINS: "${o}" is not https`)
+  }
+  if (c.uploads.enabled && c.uploads.scan && !c.clamd) p.push('BULWARK_CLAMD is required in production while uploads are on; set BULWARK_UPLOADS_SCAN=off to accept unscanned uploads explicitly, or BULWARK_UPLOADS=0')
+  if (c.smtpUrl && c.smtpUrl.toLowerCase().startsWith('smtp://') && !c.allowHttp && !/[?&]requireTLS=true/i.test(c.smtpUrl)) {
+    p.push('BULWARK_SMTP_URL: smtp:// without ?requireTLS=true would send reset links in clear; use smtps:// or add requireTLS=true')
+  }
+  if (c.dbPath === ':memory:') p.push('BULWARK_DB_PATH=:memory: loses every write on restart; not allowed in production')
+  if (c.logLevel === 'debug') p.push('BULWARK_LOG_LEVEL=debug is not allowed in production')
+  if (c.admin.password !== undefined && !c.admin.email) p.push('BULWARK_ADMIN_PASSWORD is set without BULWARK_ADMIN_EMAIL')
+  return p
+}
+
+/** Warnings that do not stop a start but deserve a line in the log. */
+export function configWarnings(c: Config): string[] {
+  const w: string[] = []
+  if (c.env === 'production' && c.allowHttp) w.push('BULWARK_ALLOW_HTTP=1: cookies are not Secure and HSTS is off; only run like this behind a TLS-terminating proxy')
+  if (c.env === 'production' && !c.metricsToken) w.push('BULWARK_METRICS_TOKEN is not set: /metrics is readable by anyone who can reach the port')
+  if (c.env === 'production' && c.uploads.enabled && !c.uploads.scan) w.push('BULWARK_UPLOADS_SCAN=off: uploads are stored without a virus scan')
+  return w
+}
+
+/**
+ * Turns an environment into a Config. Throws ConfigError listing every problem at once; in production
+ * the unsafe-setting refusals are included.
+ */
+export function loadConfig(env: Raw = process.env): Config {
+  const problems: string[] = []
+  const v: Record<string, unknown> = {}
+  let secretFromFile = false
+  for (const s of SETTINGS as readonly Setting[]) {
+    const { value, fromFile } = readRaw(env, s.env, problems)
+    if (s.env === 'BULWARK_SECRET') secretFromFile = fromFile
+    const raw = value ?? s.default
+    if (raw === undefined) continue
+    const converted = convert(s, raw)
+    if (!Value.Check(schemaOf(s), converted)) {
+      problems.push(`${s.env} must be ${describe(s)}${s.secret ? '' : ` (got "${raw.slice(0, 60)}")`}`)
+      continue
+    }
+    v[s.env] = converted
+  }
+  const publicUrl = String(v.BULWARK_PUBLIC_URL ?? 'http://localhost:3000').replace(/\/+$/, '')
+  let publicHost = 'localhost'
+  let publicOrigin = publicUrl
+  try {
+    const u = new URL(publicUrl)
+    publicHost = u.hostname
+    publicOrigin = u.origin
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') problems.push('BULWARK_PUBLIC_URL must be http:// or https://')
+  } catch {
+    problems.push(`BULWARK_PUBLIC_URL is not a valid URL`)
+  }
+  for (const o of (v.BULWARK_CORS_ORIGINS as string[] | undefined) ?? []) {
+    if (o === '*') continue
+    try {
+      const u = new URL(o)
+      if (u.origin !== o) problems.push(`BULWARK_CORS_ORIGINS: "${o}" is not an origin (scheme://host[:port], no path or trailing slash)`)
+    } catch {
+      problems.push(`BULWARK_CORS_ORIGINS: "${o}" is not an origin`)
+    }
+  }
+  const redisUrl = v.BULWARK_REDIS_URL as string | undefined
+  if (redisUrl && !/^rediss?:\/\//.test(redisUrl)) problems.push('BULWARK_REDIS_URL must start with redis:// or rediss://')
+  const smtpUrl = v.BULWARK_SMTP_URL as string | undefined
+  if (smtpUrl && !/^smtps?:\/\//.test(smtpUrl)) problems.push('BULWARK_SMTP_URL must start with smtp:// or smtps://')
+  const minLen = (v.BULWARK_PASSWORD_MIN_LENGTH as number) ?? 12
+  const maxLen = (v.BULWARK_PASSWORD_MAX_LENGTH as number) ?? 128
+  if (minLen > maxLen) problems.push('BULWARK_PASSWORD_MIN_LENGTH is greater than BULWARK_PASSWORD_MAX_LENGTH')
+  if (problems.length > 0) throw new ConfigError(problems)
+
+  const dataDir = v.BULWARK_DATA_DIR as string
+  const secret = v.BULWARK_SECRET as string | undefined
+  const config: Config = {
+    env: v.BULWARK_ENV as Env,
+    host: v.BULWARK_HOST as string,
+    port: v.BULWARK_PORT as number,
+    secret,
+    secretSource: secret === undefined ? 'none' : secretFromFile ? 'file' : 'env',
+    allowHttp: v.BULWARK_ALLOW_HTTP as boolean,
+    dataDir,
+    dbPath: (v.BULWARK_DB_PATH as string | undefined) ?? `${dataDir.replace(/\/+$/, '')}/bulwark.sqlite`,
+    publicUrl,
+    webauthn: {
+      rpId: (v.BULWARK_WEBAUTHN_RP_ID as string | undefined) ?? publicHost,
+      origins: (v.BULWARK_WEBAUTHN_ORIGINS as string[] | undefined) ?? [publicOrigin],
+    },
+    corsOrigins: v.BULWARK_CORS_ORIGINS as string[],
+    trustProxy: v.BULWARK_TRUST_PROXY as string[],
+    redisUrl,
+    clamd: v.BULWARK_CLAMD as string | undefined,
+    uploads: { enabled: v.BULWARK_UPLOADS as boolean, scan: v.BULWARK_UPLOADS_SCAN === 'on', maxBytes: v.BULWARK_UPLOAD_MAX_BYTES as number },
+    metricsToken: v.BULWARK_METRICS_TOKEN as string | undefined,
+    admin: { email: v.BULWARK_ADMIN_EMAIL as string | undefined, password: v.BULWARK_ADMIN_PASSWORD as string | undefined },
+    logLevel: v.BULWARK_LOG_LEVEL as Config['logLevel'],
+    smtpUrl,
+    mailFrom: v.BULWARK_MAIL_FROM as string,
+    alertWebhookUrl: v.BULWARK_ALERT_WEBHOOK_URL as string | undefined,
+    bodyLimit: v.BULWARK_BODY_LIMIT as number,
+    idleTimeoutMs: v.BULWARK_IDLE_TIMEOUT as number,
+    shutdownGraceMs: v.BULWARK_SHUTDOWN_GRACE as number,
+    jwt: { alg: v.BULWARK_JWT_ALG as 'EdDSA' | 'ES256', audience: v.BULWARK_JWT_AUDIENCE as string, accessTtlMs: v.BULWARK_ACCESS_TOKEN_TTL as number },
+    session: {
+      idleTtlMs: v.BULWARK_SESSION_IDLE_TTL as number,
+      absoluteTtlMs: v.BULWARK_SESSION_ABSOLUTE_TTL as number,
+      refreshReuseGraceMs: v.BULWARK_REFRESH_REUSE_GRACE as number,
+    },
+    tokens: {
+      emailVerifyTtlMs: v.BULWARK_EMAIL_VERIFY_TTL as number,
+      passwordResetTtlMs: v.BULWARK_PASSWORD_RESET_TTL as number,
+      mfaTokenTtlMs: v.BULWARK_MFA_TOKEN_TTL as number,
+      stepUpTtlMs: v.BULWARK_STEP_UP_TTL as number,
+    },
+    password: {
+      argon2MemoryKib: v.BULWARK_ARGON2_MEMORY_KIB as number,
+      argon2Time: v.BULWARK_ARGON2_TIME as number,
+      minLength: minLen,
+      maxLength: maxLen,
+      minScore: v.BULWARK_PASSWORD_MIN_SCORE as number,
+      history: v.BULWARK_PASSWORD_HISTORY as number,
+      hibp: {
+        enabled: v.BULWARK_HIBP === 'on',
+        failClosed: v.BULWARK_HIBP_FAILURE === 'closed',
+        timeoutMs: v.BULWARK_HIBP_TIMEOUT as number,
+        url: v.BULWARK_HIBP_URL as string,
+      },
+    },
+    lockout: {
+      threshold: v.BULWARK_LOCKOUT_THRESHOLD as number,
+      windowMs: v.BULWARK_LOCKOUT_WINDOW as number,
+      baseMs: v.BULWARK_LOCKOUT_BASE as number,
+      maxMs: v.BULWARK_LOCKOUT_MAX as number,
+      permanentAfter: v.BULWARK_LOCKOUT_PERMANENT_AFTER as number,
+    },
+    rateLimit: {
+      enabled: v.BULWARK_RATE_LIMIT === 'on',
+      anonPerMin: v.BULWARK_RATE_LIMIT_ANON as number,
+      userPerMin: v.BULWARK_RATE_LIMIT_USER as number,
+      moderatorPerMin: v.BULWARK_RATE_LIMIT_MODERATOR as number,
+      adminPerMin: v.BULWARK_RATE_LIMIT_ADMIN as number,
+      penaltyMaxMs: v.BULWARK_RATE_LIMIT_PENALTY_MAX as number,
+      penaltyDecayMs: v.BULWARK_RATE_LIMIT_PENALTY_DECAY as number,
+      allowlist: v.BULWARK_RATE_LIMIT_ALLOWLIST as string[],
+    },
+    cache: { maxEntries: v.BULWARK_CACHE_MAX_ENTRIES as number, ttlMs: v.BULWARK_CACHE_TTL as number },
+    totp: {
+      issuer: v.BULWARK_TOTP_ISSUER as string,
+      algorithm: v.BULWARK_TOTP_ALGORITHM as 'SHA1' | 'SHA256' | 'SHA512',
+      digits: Number(v.BULWARK_TOTP_DIGITS) as 6 | 8,
+      window: v.BULWARK_TOTP_WINDOW as number,
+    },
+  }
+  if (config.env === 'production') {
+    const prod = productionProblems(config)
+    if (prod.length > 0) throw new ConfigError(prod)
+  }
+  return config
+}
+
+/** The effective configuration as `NAME=value` lines, secrets masked. */
+export function describeConfig(env: Raw = process.env): string[] {
+  const ignored: string[] = []
+  return (SETTINGS as readonly Setting[]).map((s) => {
+    const { value } = readRaw(env, s.env, ignored)
+    const raw = value ?? s.default
+    const shown = raw === undefined ? '(unset)' : s.secret ? '******** (set)' : raw
+    return `${s.env}=${shown}`
+  })
+}
+
+/** A configuration for tests: in-memory database, fixed secret, quiet logs; override what you need. */
+export function testConfig(overrides: Raw = {}): Config {
+  return loadConfig({
+    BULWARK_ENV: 'test',
+    BULWARK_SECRET: 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz',
+    BULWARK_DB_PATH: ':memory:',
+    BULWARK_DATA_DIR: '/nonexistent-bulwark-test-dir',
+    BULWARK_LOG_LEVEL: 'silent',
+    BULWARK_ARGON2_MEMORY_KIB: '1024',
+    BULWARK_ARGON2_TIME: '1',
+    ...overrides,
+  })
+}

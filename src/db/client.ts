@@ -1,0 +1,44 @@
+/** Opens the SQLite database with the pragmas Bulwark relies on, migrates it, and wraps it in drizzle. */
+import { Database } from 'bun:sqlite'
+import { drizzle, type BunSQLiteDatabase } from 'drizzle-orm/bun-sqlite'
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import * as schema from './schema'
+import { migrate, type MigrateResult } from './migrate'
+
+export type Db = BunSQLiteDatabase<typeof schema>
+
+export interface DbHandle {
+  db: Db
+  sqlite: Database
+  migration: MigrateResult
+  close(): void
+}
+
+/** Opens (creating if needed) and migrates the database at `path` (`:memory:` for tests). */
+export function openDatabase(path: string, opts: { migrate?: boolean } = {}): DbHandle {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+  const sqlite = new Database(path, { create: true, strict: true })
+  // WAL: readers never block the writer; NORMAL is durable across process crashes in WAL mode.
+  sqlite.run('PRAGMA journal_mode = WAL')
+  sqlite.run('PRAGMA synchronous = NORMAL')
+  sqlite.run('PRAGMA foreign_keys = ON')
+  sqlite.run('PRAGMA busy_timeout = 5000')
+  sqlite.run('PRAGMA temp_store = MEMORY')
+  const migration = opts.migrate === false ? { applied: [], current: 0 } : migrate(sqlite)
+  const db = drizzle(sqlite, { schema })
+  let closed = false
+  return {
+    db,
+    sqlite,
+    migration,
+    close() {
+      if (closed) return
+      closed = true
+      try {
+        sqlite.run('PRAGMA optimize')
+      } catch {}
+      sqlite.close()
+    },
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * The security-event recorder. Every feature calls `record` for the events an operator or the user
+ * would want to see later (sign-ins, failures, lockouts, role changes…). Events go to the audit table
+ * and to the log; details must never contain secrets (the logger redacts them anyway).
+ */
+import { and, desc, eq, gte, lt, lte, type SQL } from 'drizzle-orm'
+import type { CoreDeps } from '../../deps'
+import { securityEvents } from '../../db/schema'
+
+export type Outcome = 'success' | 'failure' | 'info'
+
+/** Who and where a request came from; handed from the HTTP layer to services. */
+export interface RequestMeta {
+  ip?: string
+  userAgent?: string
+  requestId?: string
+}
+
+export interface SecurityEvent {
+  type: string
+  outcome: Outcome
+  actorId?: string | null
+  targetId?: string | null
+  details?: Record<string, unknown>
+}
+
+export interface AuditEventView {
+  id: number
+  type: string
+  outcome: Outcome
+  actorId: string | null
+  targetId: string | null
+  ip: string | null
+  userAgent: string | null
+  requestId: string | null
+  details: Record<string, unknown> | null
+  createdAt: string
+}
+
+export type EventListener = (e: SecurityEvent & RequestMeta & { id: number; createdAt: number }) => void
+
+export class AuditService {
+  private listeners: EventListener[] = []
+
+  constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'logger'>) {}
+
+  /** Subscribes to every recorded event (alerts and metrics hook in here). */
+  onEvent(l: EventListener): void {
+    this.listeners.push(l)
+  }
+
+  /** Writes one security event to the audit table and the log. Never throws into the caller's flow. */
+  record(event: SecurityEvent, meta: RequestMeta = {}): void {
+    const createdAt = this.deps.clock.now()
+    try {
+      const row = this.deps.db
+        .insert(securityEvents)
+        .values({
+          type: event.type,
+          outcome: event.outcome,
+          actorId: event.actorId ?? null,
+          targetId: event.targetId ?? null,
+          ip: meta.ip ?? null,
+          userAgent: meta.userAgent?.slice(0, 512) ?? null,
+          requestId: meta.requestId ?? null,
+          details: event.details ?? null,
+          createdAt,
+        })
+        .returning({ id: securityEvents.id })
+        .get()
+      this.deps.logger.info({ event: event.type, outcome: event.outcome, actorId: event.actorId, targetId: event.targetId, ip: meta.ip, requestId: meta.requestId, details: event.details }, 'security event')
+      for (const l of this.listeners) {
+        try {
+          l({ ...event, ...meta, id: row.id, createdAt })
+        } catch (err) {
+          this.deps.logger.warn({ err }, 'security event listener failed')
+        }
+      }
+    } catch (err) {
+      this.deps.logger.error({ err, event: event.type }, 'could not record security event')
+    }
+  }
+
+  /** Keyset-paginated events, newest first. */
+  list(filter: { type?: string; actorOrTarget?: string; userId?: string; since?: number; until?: number; beforeId?: number; limit: number }): AuditEventView[] {
+    const conds: SQL[] = []
+    if (filter.type) conds.push(eq(securityEvents.type, filter.type))
+    if (filter.userId) conds.push(eq(securityEvents.targetId, filter.userId))
+    if (filter.since !== undefined) conds.push(gte(securityEvents.createdAt, filter.since))
+    if (filter.until !== undefined) conds.push(lte(securityEvents.createdAt, filter.until))
+    if (filter.beforeId !== undefined) conds.push(lt(securityEvents.id, filter.beforeId))
+    const rows = this.deps.db
+      .select()
+      .from(securityEvents)
+      .where(conds.length ? and(...conds) : undefined)
+      .orderBy(desc(securityEvents.id))
+      .limit(filter.limit)
+      .all()
+    return rows.map((r) => ({
+      id: r.id,
+      type: r.type,
+      outcome: r.outcome,
+      actorId: r.actorId,
+      targetId: r.targetId,
+      ip: r.ip,
+      userAgent: r.userAgent,
+      requestId: r.requestId,
+      details: r.details ?? null,
+      createdAt: new Date(r.createdAt).toISOString(),
+    }))
+  }
+}

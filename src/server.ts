@@ -1,0 +1,67 @@
+/**
+ * Runs the app on a real socket: Bun.serve with explicit limits (body size, idle timeout, no
+ * SO_REUSEPORT so a second process on the same port fails loudly), and a graceful drain on SIGTERM/SIGINT.
+ */
+import type { Server } from 'bun'
+import { buildDeps, createApp, createHandler, type AppDeps } from './app'
+import type { Config } from './config'
+import { configWarnings } from './config'
+import { VERSION } from './version'
+
+export interface Running {
+  server: Server<undefined>
+  deps: AppDeps
+  url: string
+  stop(): Promise<void>
+}
+
+export function startServer(config: Config, deps: AppDeps = buildDeps(config)): Running {
+  const app = createApp(deps)
+  const handle = createHandler(app, deps)
+  let inFlight = 0
+  const server = Bun.serve({
+    hostname: config.host,
+    port: config.port,
+    reusePort: false,
+    development: false,
+    // Uploads may be larger than JSON bodies; each route checks its own limit (problem+json 413).
+    maxRequestBodySize: Math.max(config.bodyLimit, config.uploads.maxBytes) + 64 * 1024,
+    idleTimeout: Math.ceil(config.idleTimeoutMs / 1000),
+    fetch: async (request, srv) => {
+      inFlight++
+      try {
+        return await handle(request, srv.requestIP(request)?.address)
+      } finally {
+        inFlight--
+      }
+    },
+    error: (err) => {
+      deps.logger.error({ err }, 'unhandled server error')
+      return new Response(JSON.stringify({ type: 'urn:bulwark:problem:internal', title: 'Internal Server Error', status: 500, code: 'internal', detail: 'An unexpected error occurred.' }), {
+        status: 500,
+        headers: { 'content-type': 'application/problem+json' },
+      })
+    },
+  })
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${server.port}`
+  for (const w of configWarnings(config)) deps.logger.warn(w)
+  deps.logger.info({ url, version: VERSION, env: config.env, migrations: deps.sqlite ? undefined : undefined }, 'bulwark listening')
+
+  let stopping: Promise<void> | undefined
+  const stop = () =>
+    (stopping ??= (async () => {
+      deps.logger.info({ inFlight }, 'shutting down: draining in-flight requests')
+      const drained = server.stop(false)
+      const deadline = Date.now() + config.shutdownGraceMs
+      while (inFlight > 0 && Date.now() < deadline) await Bun.sleep(20)
+      if (inFlight > 0) {
+        deps.logger.warn({ inFlight }, 'grace period over: closing remaining connections')
+        server.stop(true)
+      }
+      await Promise.race([drained, Bun.sleep(100)])
+      deps.close()
+      deps.logger.info('stopped')
+      deps.logger.flush()
+    })())
+  return { server, deps, url, stop }
+}

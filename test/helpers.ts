@@ -1,0 +1,82 @@
+/**
+ * Test helpers: a whole app on a fresh in-memory database with a fake clock, driven through
+ * `app.handle()` (the HTTP contract, no socket), plus small request builders.
+ */
+import { Writable } from 'node:stream'
+import { buildDeps, createApp, createHandler, type AppDeps } from '../src/app'
+import { testConfig } from '../src/config'
+import { FakeClock } from '../src/lib/clock'
+import { createLogger } from '../src/lib/logger'
+
+export interface TestApp {
+  deps: AppDeps
+  clock: FakeClock
+  app: ReturnType<typeof createApp>
+  /** Log lines written so far (parsed JSON). */
+  logs: Record<string, unknown>[]
+  handle(request: Request, ip?: string): Promise<Response>
+  req(method: string, path: string, opts?: ReqOpts): Promise<TestResponse>
+  close(): void
+}
+
+export interface ReqOpts {
+  body?: unknown
+  /** Raw body, sent as is. */
+  raw?: BodyInit
+  headers?: Record<string, string>
+  token?: string
+  ip?: string
+}
+
+export interface TestResponse {
+  status: number
+  headers: Headers
+  body: any
+  text: string
+}
+
+export function makeApp(env: Record<string, string> = {}, opts: { logLevel?: string } = {}): TestApp {
+  const clock = new FakeClock()
+  const logs: Record<string, unknown>[] = []
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      for (const line of String(chunk).split('\n')) if (line.trim()) logs.push(JSON.parse(line))
+      cb()
+    },
+  })
+  const config = testConfig(env)
+  const logger = createLogger(opts.logLevel ?? 'info', sink)
+  const deps = buildDeps(config, { clock, logger })
+  const app = createApp(deps)
+  const handler = createHandler(app, deps)
+  const handle = (request: Request, ip = '203.0.113.10') => handler(request, ip)
+  const req = async (method: string, path: string, o: ReqOpts = {}): Promise<TestResponse> => {
+    const headers: Record<string, string> = { ...o.headers }
+    let body: BodyInit | undefined = o.raw
+    if (o.body !== undefined) {
+      body = JSON.stringify(o.body)
+      headers['content-type'] ??= 'application/json'
+    }
+    if (o.token) headers.authorization = `Bearer ${o.token}`
+    const res = await handle(new Request(`http://localhost${path}`, { method, headers, body }), o.ip)
+    const text = await res.text()
+    let parsed: unknown = undefined
+    try {
+      parsed = text ? JSON.parse(text) : undefined
+    } catch {}
+    return { status: res.status, headers: res.headers, body: parsed, text }
+  }
+  return { deps, clock, app, logs, handle, req, close: () => deps.close() }
+}
+
+/** Asserts the shape of an RFC 9457 problem document and returns it. */
+export function expectProblem(res: TestResponse, status: number, code?: string) {
+  if (res.status !== status) throw new Error(`expected ${status}, got ${res.status}: ${res.text.slice(0, 300)}`)
+  const ct = res.headers.get('content-type') ?? ''
+  if (!ct.startsWith('application/problem+json')) throw new Error(`expected problem+json, got ${ct}`)
+  for (const k of ['type', 'title', 'status', 'detail', 'code', 'requestId']) {
+    if (!(k in res.body)) throw new Error(`problem document lacks ${k}: ${res.text}`)
+  }
+  if (code && res.body.code !== code) throw new Error(`expected code ${code}, got ${res.body.code}`)
+  return res.body
+}

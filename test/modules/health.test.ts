@@ -1,0 +1,41 @@
+import { afterEach, describe, expect, test } from 'bun:test'
+import { makeApp, type TestApp } from '../helpers'
+
+describe('health', () => {
+  let a: TestApp
+  afterEach(() => a?.close())
+
+  test('live is 200', async () => {
+    a = makeApp()
+    const r = await a.req('GET', '/health/live')
+    expect(r.status).toBe(200)
+    expect(r.body).toEqual({ status: 'ok' })
+  })
+
+  test('ready reports the database with its latency', async () => {
+    a = makeApp()
+    const r = await a.req('GET', '/health/ready')
+    expect(r.status).toBe(200)
+    expect(r.body.status).toBe('ok')
+    expect(r.body.checks.database.status).toBe('ok')
+    expect(typeof r.body.checks.database.latencyMs).toBe('number')
+  })
+
+  test('ready is 503 when the database cannot be read', async () => {
+    a = makeApp()
+    a.deps.sqlite.run('DROP TABLE user_roles')
+    a.deps.sqlite.run('DROP TABLE role_permissions')
+    a.deps.sqlite.run('DROP TABLE roles')
+    const r = await a.req('GET', '/health/ready')
+    expect(r.status).toBe(503)
+    expect(r.body.checks.database.status).toBe('down')
+  })
+
+  test('an optional dependency that is down degrades but does not fail readiness', async () => {
+    a = makeApp()
+    a.deps.health.add({ name: 'cache', required: false, run: () => ({ status: 'down' }) })
+    const r = await a.req('GET', '/health/ready')
+    expect(r.status).toBe(200)
+    expect(r.body.status).toBe('degraded')
+  })
+})
