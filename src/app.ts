@@ -13,6 +13,14 @@ import { systemClock, type Clock } from './lib/clock'
 import { deriveKeys, randomToken } from './lib/crypto'
 import { createLogger, type Logger } from './lib/logger'
 import { AuditService } from './modules/audit/service'
+import { authController } from './modules/auth'
+import { interimAccess, interimHasher, interimPolicy, outboxMailer, permits } from './modules/auth/interim-adapters'
+import type { Hasher, Mailer, Policy } from './modules/auth/ports'
+import { AuthService, type LoginHooks } from './modules/auth/service'
+import { KeyService } from './modules/keys/service'
+import { meController } from './modules/me'
+import { SessionService } from './modules/sessions/service'
+import { Authenticator, authPlugin, type Access } from './plugins/auth'
 import { healthController } from './modules/health'
 import { databaseCheck, HealthService } from './modules/health/service'
 import { bodyParser } from './plugins/body-parser'
@@ -23,6 +31,17 @@ import { contextOf, requestContext, setPeer } from './plugins/request-context'
 export interface AppDeps extends CoreDeps {
   health: HealthService
   audit: AuditService
+  signer: KeyService
+  sessions: SessionService
+  hasher: Hasher
+  policy: Policy
+  mailer: Mailer
+  access(userId: string): Access
+  hooks: LoginHooks
+  auth: AuthService
+  authn: Authenticator
+  /** Which second factors a user has (GET /v1/me). */
+  factors(userId: string): { totp: boolean; passkeys: number }
   /** Closes everything the deps opened (database, timers). */
   close(): void
 }
@@ -59,11 +78,43 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const health = new HealthService()
   health.add(databaseCheck(handle.sqlite))
   const audit = new AuditService(core)
+  const signer = new KeyService(core)
+  signer.init()
+  const sessions = new SessionService({ ...core, audit })
+  const hasher = interimHasher(core)
+  const policy = interimPolicy(core)
+  const mailer = outboxMailer(core)
+  const access = interimAccess(core)
+  const hooks: LoginHooks = {}
+  const auth = new AuthService({ ...core, audit, sessions, signer, hasher, policy, mailer, hooks })
+  const authn = new Authenticator({ ...core, signer, sessions, access, permits })
+  const totpQ = handle.sqlite.query<{ n: number }, [string]>("SELECT count(*) AS n FROM totp_factors WHERE user_id = ? AND status = 'active'")
+  const passkeyQ = handle.sqlite.query<{ n: number }, [string]>('SELECT count(*) AS n FROM passkeys WHERE user_id = ?')
+  const factors = (userId: string) => ({ totp: totpQ.get(userId)!.n > 0, passkeys: passkeyQ.get(userId)!.n })
   return {
     ...core,
     health,
     audit,
+    signer,
+    sessions,
+    hasher,
+    policy,
+    mailer,
+    access,
+    hooks,
+    auth,
+    authn,
+    factors,
     close: () => handle.close(),
+  }
+}
+
+/** First-start work: the first owner from BULWARK_ADMIN_EMAIL/BULWARK_ADMIN_PASSWORD on an empty database. */
+export async function bootstrap(deps: AppDeps): Promise<void> {
+  const { email, password } = deps.config.admin
+  if (email && password && deps.auth.userCount() === 0) {
+    const owner = await deps.auth.createOwner(email, password)
+    deps.logger.info({ userId: owner.id, email: owner.email }, 'created the first owner from BULWARK_ADMIN_EMAIL')
   }
 }
 
@@ -78,6 +129,8 @@ export function createApp(deps: AppDeps) {
     .use(bodyParser({ json: config.bodyLimit, upload: config.uploads.maxBytes, uploadPaths: (p) => UPLOAD_PATHS.has(p) }))
     .use(docs())
     .use(healthController(deps.health))
+    .use(authController({ config, auth: deps.auth, sessions: deps.sessions, signer: deps.signer, authn: deps.authn }))
+    .use(meController(authPlugin(deps.authn), { config, cursorKey: deps.keys.cursor, auth: deps.auth, sessions: deps.sessions, audit: deps.audit, factors: deps.factors }))
 }
 
 export type App = ReturnType<typeof createApp>

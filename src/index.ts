@@ -6,6 +6,7 @@
 import { ConfigError, configWarnings, describeConfig, loadConfig, type Config } from './config'
 import { openDatabase } from './db/client'
 import { SchemaTooNewError } from './db/migrate'
+import { bootstrap, buildDeps } from './app'
 import { startServer } from './server'
 import { VERSION } from './version'
 
@@ -17,6 +18,9 @@ Commands:
   serve            start the HTTP server (default)
   migrate          apply database migrations and exit
   config check     print the effective configuration (secrets masked) and whether it is valid
+  admin create --email E
+                   create an owner account; the password is read from stdin (or prompted for)
+  keys rotate      make a new signing key current; the previous one stays published until its tokens expire
   --version        print the version
   --help           this text
 
@@ -76,11 +80,40 @@ async function main(argv: string[]): Promise<void> {
       }
       return
     }
+    case 'admin': {
+      const i = argv.indexOf('--email')
+      const email = i > 0 ? argv[i + 1] : undefined
+      if (sub !== 'create' || !email) fail(['usage: bulwark admin create --email E  (password from stdin)'], 64)
+      const c = configOrExit()
+      const password = await readPassword()
+      const deps = buildDeps(c)
+      try {
+        const user = await deps.auth.createOwner(email, password, { userAgent: 'bulwark-cli' })
+        process.stdout.write(`created owner ${user.email} (${user.id})\n`)
+      } catch (e) {
+        const err = e as { code?: string; detail?: string; extra?: { fields?: { reasons?: { message: string }[] } } }
+        const reasons = err.extra?.fields?.reasons?.map((r) => r.message) ?? []
+        fail([err.detail ?? String(e), ...reasons], 1)
+      } finally {
+        deps.close()
+      }
+      return
+    }
+    case 'keys': {
+      if (sub !== 'rotate') fail(['usage: bulwark keys rotate'], 64)
+      const deps = buildDeps(configOrExit())
+      const r = deps.signer.rotate()
+      deps.audit.record({ type: 'key_rotated', outcome: 'success', details: { kid: r.kid, previous: r.previous } }, { userAgent: 'bulwark-cli' })
+      process.stdout.write(`new signing key ${r.kid} is current; ${r.previous ?? 'no previous key'} stays published until its tokens expire\n`)
+      deps.close()
+      return
+    }
     case 'serve': {
       const c = configOrExit()
       let running
       try {
         running = startServer(c)
+        await bootstrap(running.deps)
       } catch (e) {
         if (e instanceof SchemaTooNewError) fail([e.message], 3)
         if (e instanceof Error && /EADDRINUSE|address already in use|Failed to start server/i.test(e.message)) fail([`cannot listen on ${c.host}:${c.port}: ${e.message}`], 1)
@@ -95,6 +128,19 @@ async function main(argv: string[]): Promise<void> {
       process.stderr.write(HELP)
       fail([`unknown command "${cmd}"`], 64)
   }
+}
+
+/** Reads a password from stdin (piped) or prompts for it on a terminal. */
+async function readPassword(): Promise<string> {
+  if (process.stdin.isTTY) {
+    const answer = prompt('Password for the new owner:')
+    if (!answer) fail(['no password given'], 64)
+    return answer
+  }
+  const text = await Bun.stdin.text()
+  const pw = text.replace(/\r?\n$/, '')
+  if (!pw) fail(['no password on stdin'], 64)
+  return pw
 }
 
 await main(process.argv.slice(2))

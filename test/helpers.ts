@@ -80,3 +80,39 @@ export function expectProblem(res: TestResponse, status: number, code?: string) 
   if (code && res.body.code !== code) throw new Error(`expected code ${code}, got ${res.body.code}`)
   return res.body
 }
+
+export const STRONG_PASSWORD = 'correct horse battery staple 42'
+
+let seq = 0
+/** A fresh unique email. */
+export const uniqueEmail = (prefix = 'user') => `${prefix}${++seq}-${Math.random().toString(36).slice(2, 8)}@example.com`
+
+/** Registers and signs in a user; returns the tokens and the user. */
+export async function signUp(a: TestApp, opts: { email?: string; password?: string; name?: string } = {}) {
+  const email = opts.email ?? uniqueEmail()
+  const password = opts.password ?? STRONG_PASSWORD
+  const reg = await a.req('POST', '/v1/auth/register', { body: { email, password, ...(opts.name ? { name: opts.name } : {}) } })
+  if (reg.status !== 201) throw new Error(`register failed: ${reg.status} ${reg.text}`)
+  const login = await a.req('POST', '/v1/auth/login', { body: { email, password } })
+  if (login.status !== 200) throw new Error(`login failed: ${login.status} ${login.text}`)
+  return { email, password, user: reg.body.user, accessToken: login.body.accessToken as string, refreshToken: login.body.refreshToken as string }
+}
+
+/** Mails queued for an address, newest last. */
+export function mailsTo(a: TestApp, to: string): { subject: string; text: string }[] {
+  return a.deps.sqlite.query<{ subject: string; text: string }, [string]>('SELECT subject, text FROM mail_outbox WHERE "to" = ? ORDER BY created_at, rowid').all(to)
+}
+
+/** The token in the newest mail to an address whose subject matches. */
+export function tokenFromMail(a: TestApp, to: string, subject: RegExp): string {
+  const mail = mailsTo(a, to).filter((m) => subject.test(m.subject)).at(-1)
+  if (!mail) throw new Error(`no mail to ${to} matching ${subject}`)
+  const m = /token=([A-Za-z0-9_-]+)/.exec(mail.text)
+  if (!m) throw new Error('no token in mail')
+  return m[1]!
+}
+
+/** Gives an existing user a role directly in the database (test setup only). */
+export function grantRoleDirect(a: TestApp, userId: string, role: string) {
+  a.deps.sqlite.run("INSERT INTO user_roles (user_id, role_id, created_at) SELECT ?, id, 0 FROM roles WHERE name = ?", [userId, role])
+}

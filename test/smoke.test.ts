@@ -42,7 +42,7 @@ beforeAll(async () => {
   workdir = mkdtempSync(join(tmpdir(), 'bw-run-'))
   proc = Bun.spawn([binary, 'serve'], {
     cwd: workdir,
-    env: { PATH: process.env.PATH ?? '', BULWARK_PORT: '0', BULWARK_LOG_LEVEL: 'info' },
+    env: { PATH: process.env.PATH ?? '', BULWARK_PORT: '0', BULWARK_LOG_LEVEL: 'info', BULWARK_ADMIN_EMAIL: 'owner@example.com', BULWARK_ADMIN_PASSWORD: 'owner passphrase for smoke 1' },
     stdin: 'ignore',
     stdout: 'pipe',
     stderr: 'pipe',
@@ -83,6 +83,23 @@ describe('compiled binary', () => {
     expect(css.status).toBe(200)
     const spec = await fetch(`${base}/docs/json`)
     expect(((await spec.json()) as { openapi: string }).openapi).toMatch(/^3\./)
+  })
+
+  test('the first owner signs in and reads /v1/me; the token verifies against the JWKS', async () => {
+    const login = await fetch(`${base}/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email: 'owner@example.com', password: 'owner passphrase for smoke 1' }),
+    })
+    expect(login.status).toBe(200)
+    const { accessToken } = (await login.json()) as { accessToken: string }
+    const me = await fetch(`${base}/v1/me`, { headers: { authorization: `Bearer ${accessToken}` } })
+    expect(me.status).toBe(200)
+    const body = (await me.json()) as { roles: string[] }
+    expect(body.roles).toContain('owner')
+    const jwks = (await (await fetch(`${base}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] }
+    const kid = JSON.parse(Buffer.from(accessToken.split('.')[0]!, 'base64url').toString()).kid
+    expect(jwks.keys.map((k) => k.kid)).toContain(kid)
   })
 
   test('unknown route is a 404 problem document', async () => {

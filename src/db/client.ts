@@ -42,3 +42,6 @@ export function openDatabase(path: string, opts: { migrate?: boolean } = {}): Db
     },
   }
 }
+
+/** Rows changed by a drizzle `.run()` on bun:sqlite (typed `void` by drizzle, a Changes object at run time). */
+export const changes = (result: unknown): number => (result as { changes?: number } | undefined)?.changes ?? 0

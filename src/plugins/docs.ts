@@ -42,6 +42,7 @@ export function docs() {
         path: '/docs',
         specPath: '/docs/json',
         provider: null,
+        exclude: { staticFile: false },
         documentation: {
           info: {
             title: 'Bulwark',

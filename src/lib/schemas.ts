@@ -1,0 +1,47 @@
+/** TypeBox schemas shared across controllers: problem documents, pagination, ids. */
+import { t, type TSchema } from 'elysia'
+
+export const Problem = t.Object(
+  {
+    type: t.String(),
+    title: t.String(),
+    status: t.Integer(),
+    detail: t.String(),
+    code: t.String(),
+    requestId: t.String(),
+    errors: t.Optional(t.Array(t.Object({ path: t.String(), message: t.String() }))),
+  },
+  { additionalProperties: true, description: 'RFC 9457 problem document' },
+)
+
+const DESCRIPTIONS: Record<number, string> = {
+  400: 'Malformed request',
+  401: 'Not authenticated',
+  403: 'Not allowed',
+  404: 'Not found',
+  409: 'Conflict',
+  413: 'Body too large',
+  415: 'Unsupported media type',
+  422: 'Validation failed',
+  429: 'Rate limited',
+}
+
+/** Response-map entries for the given error statuses, each a problem document. */
+export function errors(...statuses: number[]): Record<number, TSchema> {
+  const out: Record<number, TSchema> = {}
+  for (const s of statuses) out[s] = t.Object(Problem.properties, { additionalProperties: true, description: DESCRIPTIONS[s] ?? 'Error' })
+  return out
+}
+
+export const NoContent = t.Void({ description: 'No content' })
+
+export const IdParam = t.Object({ id: t.String({ format: 'uuid', maxLength: 36 }) }, { additionalProperties: false })
+
+/** Email input: bounded here; trimmed, normalised and format-checked by the service (`normalizeEmail`). */
+export const Email = t.String({ minLength: 3, maxLength: 254, description: 'email address (trimmed, NFKC-normalised, lower-cased)' })
+
+/** Password input: bounded here, policy-checked by the service (length counted after NFKC). */
+export const Password = t.String({ minLength: 1, maxLength: 1024 })
+
+/** Opaque single-use tokens from mails and refresh tokens. */
+export const OpaqueToken = t.String({ minLength: 20, maxLength: 200, pattern: '^[A-Za-z0-9_-]+$' })

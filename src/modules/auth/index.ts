@@ -1,0 +1,155 @@
+/** Accounts routes: register, login, refresh, logout, email verification, password reset, JWKS. */
+import { Elysia, t } from 'elysia'
+import type { Config } from '../../config'
+import { unauthorized } from '../../lib/errors'
+import { errors, NoContent } from '../../lib/schemas'
+import type { Authenticator } from '../../plugins/auth'
+import { metaOf } from '../../plugins/request-context'
+import type { KeyService } from '../keys/service'
+import type { SessionService } from '../sessions/service'
+import { clearedSessionCookie, readSessionCookie, sessionCookie } from './cookies'
+import { ForgotBody, Jwks, LoginBody, MfaChallengeResponse, RefreshBody, RegisterBody, ResetBody, TokenBody, TokenResponse, UserSchema } from './model'
+import type { AuthService, TokenPair } from './service'
+
+export interface AuthControllerDeps {
+  config: Config
+  auth: AuthService
+  sessions: SessionService
+  signer: KeyService
+  authn: Authenticator
+}
+
+/** Shapes a token pair for the transport: with cookies the refresh token goes into the cookie only. */
+export function tokenBody(config: Config, pair: TokenPair, transport: 'bearer' | 'cookie', set: { headers: Record<string, unknown> }) {
+  const body = { accessToken: pair.accessToken, tokenType: pair.tokenType, expiresIn: pair.expiresIn, user: pair.user }
+  if (transport === 'cookie') {
+    set.headers['set-cookie'] = sessionCookie(config, pair.refreshToken)
+    return body
+  }
+  return { ...body, refreshToken: pair.refreshToken }
+}
+
+export function authController(d: AuthControllerDeps) {
+  const { config } = d
+  return new Elysia({ name: 'auth-routes', detail: { tags: ['auth'] } })
+    .get('/.well-known/jwks.json', () => d.signer.jwks(), {
+      response: { 200: Jwks },
+      detail: { tags: ['auth'], summary: 'Public keys that verify access tokens (current and previous kid)' },
+    })
+    .group('/v1/auth', (g) =>
+      g
+        .post(
+          '/register',
+          async ({ body, request, set }) => {
+            const user = await d.auth.register(body, metaOf(request))
+            set.status = 201
+            return { user }
+          },
+          {
+            body: RegisterBody,
+            response: { 201: t.Object({ user: UserSchema }), ...errors(400, 409, 415, 422, 429) },
+            detail: { summary: 'Create an account (422 weak_password lists the reasons; a verification mail is sent)' },
+          },
+        )
+        .post(
+          '/login',
+          async ({ body, request, set }) => {
+            const transport = body.transport ?? 'bearer'
+            const r = await d.auth.login({ email: body.email, password: body.password, transport }, metaOf(request))
+            if (r.kind === 'mfa') return { mfaRequired: true as const, mfaToken: r.mfaToken, methods: r.methods }
+            return tokenBody(config, r, transport, set)
+          },
+          {
+            body: LoginBody,
+            response: { 200: t.Union([TokenResponse, MfaChallengeResponse]), ...errors(400, 401, 415, 422, 429) },
+            detail: { summary: 'Sign in with email and password: tokens, or an MFA challenge when a second factor is enrolled' },
+          },
+        )
+        .post(
+          '/refresh',
+          async ({ body, request, set }) => {
+            const fromCookie = readSessionCookie(config, request.headers.get('cookie'))
+            const presented = body?.refreshToken ?? fromCookie
+            if (!presented) throw unauthorized('invalid_refresh_token', 'A refresh token is required (body or session cookie).')
+            const pair = await d.auth.refresh(presented, metaOf(request))
+            return tokenBody(config, pair, body?.refreshToken ? 'bearer' : 'cookie', set)
+          },
+          {
+            body: t.Optional(RefreshBody),
+            response: { 200: TokenResponse, ...errors(400, 401, 415, 422, 429) },
+            detail: { summary: 'Spend a refresh token for a new pair; a spent token presented again revokes the whole session' },
+          },
+        )
+        .post(
+          '/logout',
+          async ({ request, set }) => {
+            const meta = metaOf(request)
+            if (request.headers.get('authorization')) {
+              const p = await d.authn.authenticate(request)
+              d.auth.logout(p.session, meta)
+            } else {
+              const cookie = readSessionCookie(config, request.headers.get('cookie'))
+              const session = cookie ? d.sessions.sessionOfRefreshToken(cookie) : undefined
+              if (!session) throw unauthorized()
+              d.auth.logout(session, meta)
+            }
+            if (request.headers.get('cookie')) set.headers['set-cookie'] = clearedSessionCookie(config)
+            set.status = 204
+          },
+          {
+            response: { 204: NoContent, ...errors(401, 429) },
+            detail: { summary: 'End the current session (bearer token or session cookie)', security: [{ bearer: [] }] },
+          },
+        )
+        .post(
+          '/logout-all',
+          async ({ request, set }) => {
+            const p = await d.authn.authenticate(request)
+            d.auth.logoutAll(p.userId, metaOf(request))
+            if (request.headers.get('cookie')) set.headers['set-cookie'] = clearedSessionCookie(config)
+            set.status = 204
+          },
+          {
+            response: { 204: NoContent, ...errors(401, 429) },
+            detail: { summary: 'End every session of the signed-in user', security: [{ bearer: [] }] },
+          },
+        )
+        .post(
+          '/password/forgot',
+          ({ body, request, set }) => {
+            d.auth.forgotPassword(body.email, metaOf(request))
+            set.status = 202
+            return { status: 'accepted' as const }
+          },
+          {
+            body: ForgotBody,
+            response: { 202: t.Object({ status: t.Literal('accepted') }), ...errors(400, 415, 422, 429) },
+            detail: { summary: 'Mail a reset link if the account exists (always 202: no account oracle)' },
+          },
+        )
+        .post(
+          '/password/reset',
+          async ({ body, request, set }) => {
+            await d.auth.resetPassword(body.token, body.password, metaOf(request))
+            set.status = 204
+          },
+          {
+            body: ResetBody,
+            response: { 204: NoContent, ...errors(400, 415, 422, 429) },
+            detail: { summary: 'Set a new password with a single-use reset token; ends every session' },
+          },
+        )
+        .post(
+          '/email/verify',
+          ({ body, request, set }) => {
+            d.auth.verifyEmail(body.token, metaOf(request))
+            set.status = 204
+          },
+          {
+            body: TokenBody,
+            response: { 204: NoContent, ...errors(400, 415, 422, 429) },
+            detail: { summary: 'Confirm the email address with the mailed token' },
+          },
+        ),
+    )
+}

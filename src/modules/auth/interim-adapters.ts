@@ -1,0 +1,67 @@
+/** Interim implementations until the full password policy and mail worker land. */
+import type { CoreDeps } from '../../deps'
+import { mailOutbox } from '../../db/schema'
+import { newId } from '../../lib/ids'
+import type { Hasher, Mailer, Policy } from './ports'
+
+export function interimHasher(deps: Pick<CoreDeps, 'config'>): Hasher {
+  const opts = { algorithm: 'argon2id' as const, memoryCost: deps.config.password.argon2MemoryKib, timeCost: deps.config.password.argon2Time }
+  let dummy: string | undefined
+  return {
+    hash: (pw) => Bun.password.hash(pw.normalize('NFKC'), opts),
+    verify: (pw, h) => Bun.password.verify(pw.normalize('NFKC'), h),
+    needsRehash: (h) => !h.includes(`m=${opts.memoryCost},t=${opts.timeCost},`),
+    dummyVerify: async (pw) => {
+      dummy ??= await Bun.password.hash('dummy-password-for-timing', opts)
+      await Bun.password.verify(pw, dummy)
+    },
+  }
+}
+
+export function interimPolicy(deps: Pick<CoreDeps, 'config'>): Policy {
+  return {
+    check: async (pw) => {
+      const n = [...pw.normalize('NFKC')].length
+      const r = []
+      if (n < deps.config.password.minLength) r.push({ code: 'too_short', message: `Use at least ${deps.config.password.minLength} characters.` })
+      if (n > deps.config.password.maxLength) r.push({ code: 'too_long', message: `Use at most ${deps.config.password.maxLength} characters.` })
+      return r
+    },
+  }
+}
+
+export function outboxMailer(deps: Pick<CoreDeps, 'db' | 'clock'>): Mailer {
+  return {
+    send: (m) => {
+      const now = deps.clock.now()
+      deps.db.insert(mailOutbox).values({ id: newId(), to: m.to, subject: m.subject, text: m.text, status: 'pending', nextAttemptAt: now, createdAt: now }).run()
+    },
+  }
+}
+
+/** Interim effective access until the RBAC service lands: roles, highest level and permission patterns. */
+export function interimAccess(deps: Pick<CoreDeps, 'sqlite'>) {
+  const q = deps.sqlite.query<{ name: string; level: number; permission: string | null; mfa: number }, [string]>(
+    `SELECT r.name AS name, r.level AS level, rp.permission AS permission, r.mfa_required AS mfa
+       FROM user_roles ur JOIN roles r ON r.id = ur.role_id LEFT JOIN role_permissions rp ON rp.role_id = r.id
+      WHERE ur.user_id = ?`,
+  )
+  return (userId: string) => {
+    const rows = q.all(userId)
+    const roles = [...new Set(rows.map((r) => r.name))]
+    const permissions = [...new Set(rows.map((r) => r.permission).filter((p): p is string => p !== null))]
+    const level = rows.reduce((m, r) => Math.max(m, r.level), 0)
+    return { roles, permissions, level, mfaRequired: rows.some((r) => r.mfa === 1) }
+  }
+}
+
+/** `*` matches one whole segment; a two-segment grant covers every scope of it. */
+export function permits(patterns: string[], required: string): boolean {
+  const req = required.split(':')
+  return patterns.some((p) => {
+    const pat = p.split(':')
+    if (pat.length > req.length) return false
+    if (pat.length < req.length && pat.length !== 2) return false
+    return pat.every((seg, i) => seg === '*' || seg === req[i])
+  })
+}

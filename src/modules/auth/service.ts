@@ -1,0 +1,350 @@
+/**
+ * Accounts: registration, sign-in, sign-out, email verification, password reset and change.
+ * Sign-in answers `invalid_credentials` alike for an unknown email, a wrong password, a disabled or a
+ * locked account, and does the same hashing work in each case, so neither the answer nor its timing
+ * reveals whether an account exists.
+ */
+import { and, desc, eq, gt, isNull } from 'drizzle-orm'
+import type { CoreDeps } from '../../deps'
+import { changes } from '../../db/client'
+import { emailTokens, passwordHistory, roles, userRoles, users } from '../../db/schema'
+import { hashToken, randomToken } from '../../lib/crypto'
+import { AppError, conflict, unauthorized } from '../../lib/errors'
+import { newId } from '../../lib/ids'
+import { normalizeDisplayName, normalizeEmail, validEmail } from '../../lib/normalize'
+import type { AuditService, RequestMeta } from '../audit/service'
+import type { KeyService } from '../keys/service'
+import type { SessionRow, SessionService } from '../sessions/service'
+import type { Hasher, Mailer, Policy, PolicyReason } from './ports'
+
+export type UserRow = typeof users.$inferSelect
+
+export interface UserView {
+  id: string
+  email: string
+  name: string | null
+  emailVerified: boolean
+  createdAt: string
+}
+
+export const toUserView = (u: UserRow): UserView => ({
+  id: u.id,
+  email: u.email,
+  name: u.name,
+  emailVerified: u.emailVerifiedAt !== null,
+  createdAt: new Date(u.createdAt).toISOString(),
+})
+
+export interface TokenPair {
+  accessToken: string
+  refreshToken: string
+  tokenType: 'Bearer'
+  expiresIn: number
+  user: UserView
+  sessionId: string
+}
+
+export interface MfaChallenge {
+  mfaRequired: true
+  mfaToken: string
+  methods: string[]
+}
+
+export type LoginResult = ({ kind: 'tokens' } & TokenPair) | ({ kind: 'mfa' } & MfaChallenge)
+
+/** Hooks other features plug into sign-in without this service knowing them. */
+export interface LoginHooks {
+  /** Refuses (returns true) while the account is locked; called before the password is checked. */
+  isLocked?(userId: string): boolean
+  onPasswordFailure?(user: UserRow, meta: RequestMeta): void
+  onPasswordSuccess?(user: UserRow): void
+  /** When the user has an active second factor: the MFA challenge to return instead of tokens. */
+  startMfa?(user: UserRow, ctx: { transport: 'bearer' | 'cookie'; meta: RequestMeta }): MfaChallenge | undefined
+  /** Whether a role of the user requires MFA while no factor is enrolled (session limited to enrolment). */
+  mfaEnrollmentRequired?(userId: string): boolean
+  /** Called after a successful password reset (clears lockouts). */
+  onPasswordReset?(userId: string): void
+}
+
+const USER_ROLE_ID = '00000000-0000-7000-8000-000000000010'
+const OWNER_ROLE_ID = '00000000-0000-7000-8000-000000000100'
+
+const invalidCredentials = () => unauthorized('invalid_credentials', 'The email or password is not correct.')
+
+export interface AuthServiceDeps extends Pick<CoreDeps, 'db' | 'sqlite' | 'clock' | 'config' | 'keys' | 'logger'> {
+  audit: AuditService
+  sessions: SessionService
+  signer: KeyService
+  hasher: Hasher
+  policy: Policy
+  mailer: Mailer
+  hooks: LoginHooks
+}
+
+export class AuthService {
+  constructor(private readonly d: AuthServiceDeps) {}
+
+  private hash(token: string) {
+    return hashToken(this.d.keys.tokenHash, token)
+  }
+
+  findByEmail(email: string): UserRow | undefined {
+    return this.d.db.select().from(users).where(eq(users.email, normalizeEmail(email))).get()
+  }
+
+  findById(id: string): UserRow | undefined {
+    return this.d.db.select().from(users).where(eq(users.id, id)).get()
+  }
+
+  /** Checks the password policy and the user's recent passwords; throws 422 `weak_password` with reasons. */
+  async assertAcceptable(password: string, ctx: { email?: string; name?: string | null; userId?: string }): Promise<void> {
+    const reasons: PolicyReason[] = await this.d.policy.check(password, { email: ctx.email, name: ctx.name })
+    if (ctx.userId && this.d.config.password.history > 0 && reasons.length === 0) {
+      const previous = this.d.db
+        .select({ h: passwordHistory.passwordHash })
+        .from(passwordHistory)
+        .where(eq(passwordHistory.userId, ctx.userId))
+        .orderBy(desc(passwordHistory.id))
+        .limit(this.d.config.password.history)
+        .all()
+      for (const p of previous) {
+        if (await this.d.hasher.verify(password, p.h)) {
+          reasons.push({ code: 'reused', message: `Do not reuse any of your last ${this.d.config.password.history} passwords.` })
+          break
+        }
+      }
+    }
+    if (reasons.length > 0) {
+      throw new AppError(422, 'weak_password', 'The password does not meet the password policy.', { fields: { reasons } })
+    }
+  }
+
+  private recordPassword(tx: Parameters<Parameters<CoreDeps['db']['transaction']>[0]>[0], userId: string, hash: string, now: number) {
+    tx.insert(passwordHistory).values({ userId, passwordHash: hash, createdAt: now }).run()
+  }
+
+  /** Creates an account with the `user` role and mails a verification link. */
+  async register(input: { email: string; password: string; name?: string }, meta: RequestMeta, opts: { roleId?: string; verified?: boolean } = {}): Promise<UserView> {
+    const email = validEmail(input.email)
+    const name = input.name === undefined ? null : normalizeDisplayName(input.name) || null
+    await this.assertAcceptable(input.password, { email, name })
+    if (this.findByEmail(email)) {
+      this.d.audit.record({ type: 'register', outcome: 'failure', details: { reason: 'email_taken' } }, meta)
+      throw conflict('An account with this email already exists.')
+    }
+    const passwordHash = await this.d.hasher.hash(input.password)
+    const now = this.d.clock.now()
+    const id = newId()
+    const row: UserRow = { id, email, name, passwordHash, status: 'active', emailVerifiedAt: opts.verified ? now : null, passwordChangedAt: now, createdAt: now, updatedAt: now }
+    try {
+      this.d.db.transaction((tx) => {
+        tx.insert(users).values(row).run()
+        tx.insert(userRoles).values({ userId: id, roleId: USER_ROLE_ID, createdAt: now }).run()
+        if (opts.roleId && opts.roleId !== USER_ROLE_ID) tx.insert(userRoles).values({ userId: id, roleId: opts.roleId, createdAt: now }).run()
+        this.recordPassword(tx, id, passwordHash, now)
+      })
+    } catch (e) {
+      if (e instanceof Error && /UNIQUE constraint failed: users\.email/.test(e.message)) throw conflict('An account with this email already exists.')
+      throw e
+    }
+    this.d.audit.record({ type: 'register', outcome: 'success', actorId: id, targetId: id }, meta)
+    if (!opts.verified) this.sendVerification(row)
+    return toUserView(row)
+  }
+
+  private issueEmailToken(userId: string, purpose: 'verify_email' | 'password_reset' | 'unlock', ttlMs: number): string {
+    const token = randomToken(32)
+    const now = this.d.clock.now()
+    this.d.db.insert(emailTokens).values({ id: newId(), userId, purpose, tokenHash: this.hash(token), createdAt: now, expiresAt: now + ttlMs }).run()
+    return token
+  }
+
+  /** Spends a single-use mailed token; undefined when unknown, used, expired or of another purpose. */
+  private consumeEmailToken(token: string, purpose: 'verify_email' | 'password_reset' | 'unlock'): string | undefined {
+    const now = this.d.clock.now()
+    const row = this.d.db
+      .select()
+      .from(emailTokens)
+      .where(and(eq(emailTokens.tokenHash, this.hash(token)), eq(emailTokens.purpose, purpose), isNull(emailTokens.usedAt), gt(emailTokens.expiresAt, now)))
+      .get()
+    if (!row) return undefined
+    const r = this.d.db.update(emailTokens).set({ usedAt: now }).where(and(eq(emailTokens.id, row.id), isNull(emailTokens.usedAt))).run()
+    return changes(r) === 1 ? row.userId : undefined
+  }
+
+  private link(path: string, token: string) {
+    return `${this.d.config.publicUrl}${path}#token=${token}`
+  }
+
+  sendVerification(user: UserRow): void {
+    const token = this.issueEmailToken(user.id, 'verify_email', this.d.config.tokens.emailVerifyTtlMs)
+    this.d.mailer.send({
+      to: user.email,
+      subject: 'Verify your email address',
+      text: `Confirm your email address for Bulwark:\n\n${this.link('/verify-email', token)}\n\nOr send this token to POST /v1/auth/email/verify: ${token}\n\nThe link expires in ${Math.round(this.d.config.tokens.emailVerifyTtlMs / 3_600_000)} hours.`,
+    })
+  }
+
+  /** Marks the address verified. */
+  verifyEmail(token: string, meta: RequestMeta): void {
+    const userId = this.consumeEmailToken(token, 'verify_email')
+    if (!userId) throw new AppError(400, 'invalid_token', 'The token is not valid or has expired.')
+    this.d.db.update(users).set({ emailVerifiedAt: this.d.clock.now(), updatedAt: this.d.clock.now() }).where(eq(users.id, userId)).run()
+    this.d.audit.record({ type: 'email_verified', outcome: 'success', actorId: userId, targetId: userId }, meta)
+  }
+
+  /** Checks email and password; returns tokens, or an MFA challenge when the user has a second factor. */
+  async login(input: { email: string; password: string; transport: 'bearer' | 'cookie' }, meta: RequestMeta): Promise<LoginResult> {
+    const user = this.findByEmail(input.email)
+    if (!user || !user.passwordHash) {
+      await this.d.hasher.dummyVerify(input.password)
+      this.d.audit.record({ type: 'login_failed', outcome: 'failure', details: { reason: 'unknown_email' } }, meta)
+      throw invalidCredentials()
+    }
+    const locked = this.d.hooks.isLocked?.(user.id) ?? false
+    const ok = await this.d.hasher.verify(input.password, user.passwordHash)
+    if (locked) {
+      this.d.audit.record({ type: 'login_failed', outcome: 'failure', targetId: user.id, details: { reason: 'locked' } }, meta)
+      throw invalidCredentials()
+    }
+    if (!ok) {
+      this.d.audit.record({ type: 'login_failed', outcome: 'failure', targetId: user.id, details: { reason: 'wrong_password' } }, meta)
+      this.d.hooks.onPasswordFailure?.(user, meta)
+      throw invalidCredentials()
+    }
+    if (user.status !== 'active') {
+      this.d.audit.record({ type: 'login_failed', outcome: 'failure', targetId: user.id, details: { reason: 'disabled' } }, meta)
+      throw invalidCredentials()
+    }
+    this.d.hooks.onPasswordSuccess?.(user)
+    if (this.d.hasher.needsRehash(user.passwordHash)) {
+      const rehashed = await this.d.hasher.hash(input.password)
+      this.d.db.update(users).set({ passwordHash: rehashed }).where(eq(users.id, user.id)).run()
+    }
+    const mfa = this.d.hooks.startMfa?.(user, { transport: input.transport, meta })
+    if (mfa) {
+      this.d.audit.record({ type: 'login_password_ok', outcome: 'info', actorId: user.id, targetId: user.id, details: { mfa: mfa.methods } }, meta)
+      return { kind: 'mfa', ...mfa }
+    }
+    const pair = await this.issueSession(user, { transport: input.transport, amr: ['pwd'], meta })
+    return { kind: 'tokens', ...pair }
+  }
+
+  /** Starts a session for a user who has proven themselves and returns the token pair. */
+  async issueSession(user: UserRow, s: { transport: 'bearer' | 'cookie'; amr: string[]; meta: RequestMeta }): Promise<TokenPair> {
+    const mfaPending = !s.amr.some((a) => a !== 'pwd') && (this.d.hooks.mfaEnrollmentRequired?.(user.id) ?? false)
+    const { session, refreshToken } = this.d.sessions.create({ userId: user.id, transport: s.transport, amr: s.amr, mfaPending, meta: s.meta })
+    const access = await this.d.signer.sign(user.id, session.id)
+    this.d.audit.record({ type: 'login', outcome: 'success', actorId: user.id, targetId: user.id, details: { sessionId: session.id, amr: s.amr, transport: s.transport } }, s.meta)
+    return { accessToken: access.token, refreshToken, tokenType: 'Bearer', expiresIn: access.expiresIn, user: toUserView(user), sessionId: session.id }
+  }
+
+  /** Spends a refresh token and returns a new pair. */
+  async refresh(refreshToken: string, meta: RequestMeta): Promise<TokenPair> {
+    const { session, refreshToken: next } = this.d.sessions.rotate(refreshToken, meta)
+    const user = this.findById(session.userId)
+    if (!user || user.status !== 'active') throw unauthorized('invalid_refresh_token', 'The refresh token is not valid.')
+    const access = await this.d.signer.sign(user.id, session.id)
+    this.d.audit.record({ type: 'refresh', outcome: 'success', actorId: user.id, targetId: user.id, details: { sessionId: session.id } }, meta)
+    return { accessToken: access.token, refreshToken: next, tokenType: 'Bearer', expiresIn: access.expiresIn, user: toUserView(user), sessionId: session.id }
+  }
+
+  logout(session: SessionRow, meta: RequestMeta): void {
+    this.d.sessions.revoke(session.id, 'logout')
+    this.d.audit.record({ type: 'logout', outcome: 'success', actorId: session.userId, targetId: session.userId, details: { sessionId: session.id } }, meta)
+  }
+
+  logoutAll(userId: string, meta: RequestMeta): void {
+    const n = this.d.sessions.revokeAll(userId, 'logout_all')
+    this.d.audit.record({ type: 'logout_all', outcome: 'success', actorId: userId, targetId: userId, details: { sessions: n } }, meta)
+  }
+
+  /** Mails a reset link when the account exists; does comparable work when it does not. Always "accepted". */
+  forgotPassword(email: string, meta: RequestMeta): void {
+    const user = this.findByEmail(email)
+    if (!user || user.status !== 'active') {
+      this.hash(randomToken(32))
+      this.d.audit.record({ type: 'password_reset_requested', outcome: 'info', details: { known: false } }, meta)
+      return
+    }
+    const token = this.issueEmailToken(user.id, 'password_reset', this.d.config.tokens.passwordResetTtlMs)
+    this.d.mailer.send({
+      to: user.email,
+      subject: 'Reset your password',
+      text: `Someone (hopefully you) asked to reset the Bulwark password of this account from ${meta.ip ?? 'an unknown address'}.\n\n${this.link('/reset-password', token)}\n\nOr send this token to POST /v1/auth/password/reset: ${token}\n\nThe link expires in ${Math.round(this.d.config.tokens.passwordResetTtlMs / 60_000)} minutes. If you did not ask, ignore this mail.`,
+    })
+    this.d.audit.record({ type: 'password_reset_requested', outcome: 'info', targetId: user.id, details: { known: true } }, meta)
+  }
+
+  /** Sets a new password from a reset token; ends every session and clears lockouts. */
+  async resetPassword(token: string, password: string, meta: RequestMeta): Promise<void> {
+    const now = this.d.clock.now()
+    const row = this.d.db
+      .select()
+      .from(emailTokens)
+      .where(and(eq(emailTokens.tokenHash, this.hash(token)), eq(emailTokens.purpose, 'password_reset'), isNull(emailTokens.usedAt), gt(emailTokens.expiresAt, now)))
+      .get()
+    if (!row) throw new AppError(400, 'invalid_token', 'The token is not valid or has expired.')
+    const user = this.findById(row.userId)
+    if (!user) throw new AppError(400, 'invalid_token', 'The token is not valid or has expired.')
+    await this.assertAcceptable(password, { email: user.email, name: user.name, userId: user.id })
+    const userId = this.consumeEmailToken(token, 'password_reset')
+    if (userId !== user.id) throw new AppError(400, 'invalid_token', 'The token is not valid or has expired.')
+    await this.setPassword(user.id, password)
+    this.d.sessions.revokeAll(user.id, 'password_reset')
+    this.d.hooks.onPasswordReset?.(user.id)
+    this.d.audit.record({ type: 'password_reset', outcome: 'success', actorId: user.id, targetId: user.id }, meta)
+  }
+
+  private async setPassword(userId: string, password: string): Promise<void> {
+    const hash = await this.d.hasher.hash(password)
+    const now = this.d.clock.now()
+    this.d.db.transaction((tx) => {
+      tx.update(users).set({ passwordHash: hash, passwordChangedAt: now, updatedAt: now }).where(eq(users.id, userId)).run()
+      this.recordPassword(tx, userId, hash, now)
+    })
+  }
+
+  /** Changes the password after checking the current one; ends the other sessions. */
+  async changePassword(userId: string, sessionId: string, current: string, password: string, meta: RequestMeta): Promise<void> {
+    const user = this.findById(userId)
+    if (!user?.passwordHash || !(await this.d.hasher.verify(current, user.passwordHash))) {
+      this.d.audit.record({ type: 'password_change', outcome: 'failure', actorId: userId, targetId: userId, details: { reason: 'wrong_current_password' } }, meta)
+      throw unauthorized('invalid_credentials', 'The current password is not correct.')
+    }
+    await this.assertAcceptable(password, { email: user.email, name: user.name, userId })
+    await this.setPassword(userId, password)
+    this.d.sessions.revokeAll(userId, 'password_change', sessionId)
+    this.d.sessions.markAuthenticated(sessionId, ['pwd'])
+    this.d.audit.record({ type: 'password_change', outcome: 'success', actorId: userId, targetId: userId }, meta)
+  }
+
+  /** Verifies the password of a signed-in user (step-up for sensitive changes). */
+  async verifyPassword(userId: string, password: string): Promise<boolean> {
+    const user = this.findById(userId)
+    if (!user?.passwordHash) {
+      await this.d.hasher.dummyVerify(password)
+      return false
+    }
+    return this.d.hasher.verify(password, user.passwordHash)
+  }
+
+  updateName(userId: string, name: string | null): UserRow {
+    const now = this.d.clock.now()
+    this.d.db.update(users).set({ name: name === null ? null : normalizeDisplayName(name) || null, updatedAt: now }).where(eq(users.id, userId)).run()
+    return this.findById(userId)!
+  }
+
+  /** Creates the first owner when the database has no users (BULWARK_ADMIN_EMAIL/PASSWORD, `bulwark admin create`). */
+  async createOwner(email: string, password: string, meta: RequestMeta = {}): Promise<UserView> {
+    const owner = this.d.db.select({ id: roles.id }).from(roles).where(eq(roles.id, OWNER_ROLE_ID)).get()
+    if (!owner) throw new Error('the owner role is missing: is the database migrated?')
+    const view = await this.register({ email, password }, meta, { roleId: OWNER_ROLE_ID, verified: true })
+    this.d.audit.record({ type: 'owner_created', outcome: 'success', targetId: view.id }, meta)
+    return view
+  }
+
+  userCount(): number {
+    return this.d.sqlite.query<{ n: number }, []>('SELECT count(*) AS n FROM users').get()!.n
+  }
+}

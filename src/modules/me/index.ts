@@ -1,0 +1,144 @@
+/** The signed-in user: profile, password change, sessions and own security events. */
+import { Elysia, t } from 'elysia'
+import type { Config } from '../../config'
+import { notFound } from '../../lib/errors'
+import { decodeCursor, encodeCursor, PageQuery } from '../../lib/pagination'
+import { errors, IdParam, NoContent, Password } from '../../lib/schemas'
+import type { AuthPlugin } from '../../plugins/auth'
+import { metaOf } from '../../plugins/request-context'
+import type { AuditService } from '../audit/service'
+import type { AuthService } from '../auth/service'
+import type { SessionService } from '../sessions/service'
+
+export interface MeControllerDeps {
+  config: Config
+  cursorKey: Buffer
+  auth: AuthService
+  sessions: SessionService
+  audit: AuditService
+  /** Which second factors the user has. */
+  factors(userId: string): { totp: boolean; passkeys: number }
+}
+
+const MeSchema = t.Object({
+  id: t.String(),
+  email: t.String(),
+  name: t.Union([t.String(), t.Null()]),
+  emailVerified: t.Boolean(),
+  createdAt: t.String(),
+  roles: t.Array(t.String()),
+  permissions: t.Array(t.String()),
+  mfa: t.Object({ totp: t.Boolean(), passkeys: t.Integer() }),
+})
+
+const SessionSchema = t.Object({
+  id: t.String(),
+  createdAt: t.String(),
+  lastSeenAt: t.String(),
+  expiresAt: t.String(),
+  ip: t.Union([t.String(), t.Null()]),
+  userAgent: t.Union([t.String(), t.Null()]),
+  current: t.Boolean(),
+})
+
+export const EventSchema = t.Object({
+  id: t.Integer(),
+  type: t.String(),
+  outcome: t.String(),
+  actorId: t.Union([t.String(), t.Null()]),
+  targetId: t.Union([t.String(), t.Null()]),
+  ip: t.Union([t.String(), t.Null()]),
+  userAgent: t.Union([t.String(), t.Null()]),
+  requestId: t.Union([t.String(), t.Null()]),
+  details: t.Union([t.Record(t.String(), t.Unknown()), t.Null()]),
+  createdAt: t.String(),
+})
+
+const isEventCursor = (v: unknown): v is { id: number } => typeof v === 'object' && v !== null && Number.isInteger((v as { id: unknown }).id)
+
+export function meController(authPlugin: AuthPlugin, d: MeControllerDeps) {
+  const view = (userId: string, roles: string[], permissions: string[]) => {
+    const u = d.auth.findById(userId)
+    if (!u) throw notFound()
+    return {
+      id: u.id,
+      email: u.email,
+      name: u.name,
+      emailVerified: u.emailVerifiedAt !== null,
+      createdAt: new Date(u.createdAt).toISOString(),
+      roles,
+      permissions,
+      mfa: d.factors(userId),
+    }
+  }
+  return new Elysia({ name: 'me-routes', prefix: '/v1/me', detail: { tags: ['me'] } })
+    .use(authPlugin)
+    .get('', ({ principal }) => view(principal.userId, principal.roles, principal.permissions), {
+      auth: 'mfa-enrolment',
+      response: { 200: MeSchema, ...errors(401, 429) },
+      detail: { summary: 'The signed-in user, with roles, effective permissions and active factors' },
+    })
+    .patch(
+      '',
+      ({ principal, body }) => {
+        d.auth.updateName(principal.userId, body.name)
+        return view(principal.userId, principal.roles, principal.permissions)
+      },
+      {
+        auth: true,
+        body: t.Object({ name: t.Union([t.String({ minLength: 1, maxLength: 100 }), t.Null()]) }, { additionalProperties: false }),
+        response: { 200: MeSchema, ...errors(400, 401, 415, 422, 429) },
+        detail: { summary: 'Change the display name' },
+      },
+    )
+    .post(
+      '/password',
+      async ({ principal, body, request, set }) => {
+        await d.auth.changePassword(principal.userId, principal.sessionId, body.currentPassword, body.password, metaOf(request))
+        set.status = 204
+      },
+      {
+        auth: true,
+        body: t.Object({ currentPassword: Password, password: Password }, { additionalProperties: false }),
+        response: { 204: NoContent, ...errors(400, 401, 415, 422, 429) },
+        detail: { summary: 'Change the password; ends every other session' },
+      },
+    )
+    .get('/sessions', ({ principal }) => ({ items: d.sessions.list(principal.userId, principal.sessionId) }), {
+      auth: 'mfa-enrolment',
+      response: { 200: t.Object({ items: t.Array(SessionSchema) }), ...errors(401, 429) },
+      detail: { summary: 'Own live sessions: device, IP, created and last seen, which one is current' },
+    })
+    .delete(
+      '/sessions/:id',
+      ({ principal, params, request, set }) => {
+        const s = d.sessions.getLive(params.id)
+        if (!s || s.userId !== principal.userId) throw notFound('No such session.')
+        d.sessions.revoke(s.id, 'revoked_by_user')
+        d.audit.record({ type: 'session_revoked', outcome: 'success', actorId: principal.userId, targetId: principal.userId, details: { sessionId: s.id } }, metaOf(request))
+        set.status = 204
+      },
+      {
+        auth: 'mfa-enrolment',
+        params: IdParam,
+        response: { 204: NoContent, ...errors(401, 404, 422, 429) },
+        detail: { summary: 'End one of your sessions' },
+      },
+    )
+    .get(
+      '/events',
+      ({ principal, query }) => {
+        const limit = query.limit ?? 20
+        const after = decodeCursor(d.cursorKey, query.cursor, isEventCursor)
+        const items = d.audit.list({ userId: principal.userId, beforeId: after?.id, limit: limit + 1 })
+        const page = items.slice(0, limit)
+        return { items: page, nextCursor: items.length > limit ? encodeCursor(d.cursorKey, { id: page.at(-1)!.id }) : null }
+      },
+      {
+        auth: 'mfa-enrolment',
+        query: t.Object(PageQuery, { additionalProperties: false }),
+        response: { 200: t.Object({ items: t.Array(EventSchema), nextCursor: t.Union([t.String(), t.Null()]) }), ...errors(400, 401, 422, 429) },
+        detail: { summary: 'Own security events, newest first' },
+      },
+    )
+}

@@ -1,0 +1,207 @@
+/**
+ * Sessions and rotating refresh tokens. A session is one sign-in; its refresh tokens form a rotation
+ * family. Each refresh spends the presented token and issues the next; presenting a spent token
+ * (outside a short grace for concurrent retries) is treated as theft: the whole session is revoked and
+ * a `refresh_token_reuse` event recorded (OAuth 2.0 Security BCP, RFC 9700 §4.14.2).
+ * Refresh tokens are opaque 256-bit values stored only as keyed hashes.
+ */
+import { and, desc, eq, isNull, ne } from 'drizzle-orm'
+import { LRUCache } from 'lru-cache'
+import type { CoreDeps } from '../../deps'
+import { changes } from '../../db/client'
+import { refreshTokens, sessions, users } from '../../db/schema'
+import { hashToken, randomToken } from '../../lib/crypto'
+import { unauthorized } from '../../lib/errors'
+import { newId } from '../../lib/ids'
+import type { AuditService, RequestMeta } from '../audit/service'
+
+export type SessionRow = typeof sessions.$inferSelect
+
+export interface NewSession {
+  userId: string
+  transport: 'bearer' | 'cookie'
+  amr: string[]
+  mfaPending?: boolean
+  meta: RequestMeta
+}
+
+export interface SessionView {
+  id: string
+  createdAt: string
+  lastSeenAt: string
+  expiresAt: string
+  ip: string | null
+  userAgent: string | null
+  current: boolean
+}
+
+/** How often (at most) an authenticated request writes `last_seen_at`. */
+const TOUCH_INTERVAL_MS = 60_000
+
+const invalidRefresh = () => unauthorized('invalid_refresh_token', 'The refresh token is not valid.')
+
+export class SessionService {
+  private cache: LRUCache<string, SessionRow>
+
+  constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'config' | 'keys' | 'logger'> & { audit: AuditService }) {
+    this.cache = new LRUCache({ max: deps.config.cache.maxEntries, ttl: deps.config.cache.ttlMs, ttlAutopurge: false })
+  }
+
+  private hash(token: string) {
+    return hashToken(this.deps.keys.tokenHash, token)
+  }
+
+  /** Starts a session and issues its first refresh token. */
+  create(s: NewSession): { session: SessionRow; refreshToken: string } {
+    const now = this.deps.clock.now()
+    const refreshToken = randomToken(32)
+    const session: SessionRow = {
+      id: newId(),
+      userId: s.userId,
+      createdAt: now,
+      lastSeenAt: now,
+      expiresAt: now + this.deps.config.session.absoluteTtlMs,
+      ip: s.meta.ip ?? null,
+      userAgent: s.meta.userAgent ?? null,
+      transport: s.transport,
+      amr: s.amr.join(','),
+      authTime: now,
+      mfaPending: s.mfaPending ?? false,
+      revokedAt: null,
+      revokedReason: null,
+    }
+    this.deps.db.transaction((tx) => {
+      tx.insert(sessions).values(session).run()
+      tx.insert(refreshTokens).values({ id: newId(), sessionId: session.id, tokenHash: this.hash(refreshToken), createdAt: now, expiresAt: session.expiresAt }).run()
+    })
+    return { session, refreshToken }
+  }
+
+  /** True when the session is neither revoked nor past its idle or absolute limit. */
+  isLive(s: SessionRow, now = this.deps.clock.now()): boolean {
+    return s.revokedAt === null && s.expiresAt > now && s.lastSeenAt + this.deps.config.session.idleTtlMs > now
+  }
+
+  /** The session if it is live (cached; revocations in this process take effect at once). */
+  getLive(sessionId: string): SessionRow | undefined {
+    let s = this.cache.get(sessionId)
+    if (!s) {
+      s = this.deps.db.select().from(sessions).where(eq(sessions.id, sessionId)).get()
+      if (!s) return undefined
+      this.cache.set(sessionId, s)
+    }
+    return this.isLive(s) ? s : undefined
+  }
+
+  /** Records activity, at most once a minute per session (keeps the hot path free of writes). */
+  touch(s: SessionRow): void {
+    const now = this.deps.clock.now()
+    if (now - s.lastSeenAt < TOUCH_INTERVAL_MS) return
+    s.lastSeenAt = now
+    this.deps.db.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, s.id)).run()
+  }
+
+  /**
+   * Spends a refresh token and issues the next one. Reuse of a spent token revokes the whole session.
+   * Returns the session and the new refresh token.
+   */
+  rotate(presented: string, meta: RequestMeta): { session: SessionRow; refreshToken: string } {
+    if (presented.length < 20 || presented.length > 200) throw invalidRefresh()
+    const now = this.deps.clock.now()
+    const row = this.deps.db.select().from(refreshTokens).where(eq(refreshTokens.tokenHash, this.hash(presented))).get()
+    if (!row) throw invalidRefresh()
+    const session = this.deps.db.select().from(sessions).where(eq(sessions.id, row.sessionId)).get()
+    if (!session || session.revokedAt !== null) throw invalidRefresh()
+    if (row.usedAt !== null) {
+      if (now - row.usedAt > this.deps.config.session.refreshReuseGraceMs) {
+        this.revoke(session.id, 'refresh_token_reuse')
+        this.deps.audit.record({ type: 'refresh_token_reuse', outcome: 'failure', actorId: session.userId, targetId: session.userId, details: { sessionId: session.id } }, meta)
+        throw invalidRefresh()
+      }
+      // Within the grace: a concurrent retry of the same refresh. It gets a sibling token, no revocation.
+    }
+    if (!this.isLive(session, now) || row.expiresAt <= now) {
+      this.revoke(session.id, 'expired')
+      throw invalidRefresh()
+    }
+    const user = this.deps.db.select({ status: users.status }).from(users).where(eq(users.id, session.userId)).get()
+    if (!user || user.status !== 'active') throw invalidRefresh()
+    const refreshToken = randomToken(32)
+    const nextId = newId()
+    this.deps.db.transaction((tx) => {
+      // A conditional update: if another instance spent the token in the meantime, this one is a
+      // concurrent retry within the grace and gets a sibling token like any other retry.
+      if (row.usedAt === null) {
+        tx.update(refreshTokens).set({ usedAt: now, replacedBy: nextId }).where(and(eq(refreshTokens.id, row.id), isNull(refreshTokens.usedAt))).run()
+      }
+      tx.insert(refreshTokens).values({ id: nextId, sessionId: session.id, tokenHash: this.hash(refreshToken), createdAt: now, expiresAt: session.expiresAt }).run()
+      tx.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, session.id)).run()
+    })
+    session.lastSeenAt = now
+    this.cache.delete(session.id)
+    return { session, refreshToken }
+  }
+
+  /** The session a refresh token belongs to, without spending it (logout via cookie). */
+  sessionOfRefreshToken(presented: string): SessionRow | undefined {
+    if (presented.length < 20 || presented.length > 200) return undefined
+    const row = this.deps.db.select({ sessionId: refreshTokens.sessionId }).from(refreshTokens).where(eq(refreshTokens.tokenHash, this.hash(presented))).get()
+    if (!row) return undefined
+    return this.getLive(row.sessionId)
+  }
+
+  /** Ends one session (idempotent). */
+  revoke(sessionId: string, reason: string): boolean {
+    const now = this.deps.clock.now()
+    const r = this.deps.db.update(sessions).set({ revokedAt: now, revokedReason: reason }).where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt))).run()
+    this.cache.delete(sessionId)
+    return changes(r) > 0
+  }
+
+  /** Ends every session of a user, optionally keeping one (the current one on a password change). */
+  revokeAll(userId: string, reason: string, exceptSessionId?: string): number {
+    const now = this.deps.clock.now()
+    const cond = exceptSessionId
+      ? and(eq(sessions.userId, userId), isNull(sessions.revokedAt), ne(sessions.id, exceptSessionId))
+      : and(eq(sessions.userId, userId), isNull(sessions.revokedAt))
+    const ids = this.deps.db.select({ id: sessions.id }).from(sessions).where(cond).all()
+    const r = this.deps.db.update(sessions).set({ revokedAt: now, revokedReason: reason }).where(cond).run()
+    for (const { id } of ids) this.cache.delete(id)
+    return changes(r)
+  }
+
+  /** Marks a second factor (or password) as just proven in this session (step-up). */
+  markAuthenticated(sessionId: string, amr: string[]): void {
+    const now = this.deps.clock.now()
+    this.deps.db.update(sessions).set({ authTime: now, amr: amr.join(','), mfaPending: false }).where(eq(sessions.id, sessionId)).run()
+    this.cache.delete(sessionId)
+  }
+
+  /** The user's live sessions, newest first. */
+  list(userId: string, currentSessionId: string): SessionView[] {
+    const now = this.deps.clock.now()
+    return this.deps.db
+      .select()
+      .from(sessions)
+      .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt)))
+      .orderBy(desc(sessions.createdAt))
+      .limit(200)
+      .all()
+      .filter((s) => this.isLive(s, now))
+      .map((s) => ({
+        id: s.id,
+        createdAt: new Date(s.createdAt).toISOString(),
+        lastSeenAt: new Date(s.lastSeenAt).toISOString(),
+        expiresAt: new Date(Math.min(s.expiresAt, s.lastSeenAt + this.deps.config.session.idleTtlMs)).toISOString(),
+        ip: s.ip,
+        userAgent: s.userAgent,
+        current: s.id === currentSessionId,
+      }))
+  }
+
+  /** Forgets cached sessions (after changes made elsewhere, e.g. another instance). */
+  invalidate(sessionId?: string): void {
+    if (sessionId) this.cache.delete(sessionId)
+    else this.cache.clear()
+  }
+}
