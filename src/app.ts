@@ -12,6 +12,8 @@ import type { CoreDeps } from './deps'
 import { systemClock, type Clock } from './lib/clock'
 import { deriveKeys, randomToken } from './lib/crypto'
 import { createLogger, type Logger } from './lib/logger'
+import { Metrics } from './lib/metrics'
+import { metricsController } from './modules/metrics'
 import { AuditService } from './modules/audit/service'
 import { authController } from './modules/auth'
 import { interimAccess, interimHasher, interimPolicy, outboxMailer, permits } from './modules/auth/interim-adapters'
@@ -40,6 +42,7 @@ export interface AppDeps extends CoreDeps {
   hooks: LoginHooks
   auth: AuthService
   authn: Authenticator
+  metrics: Metrics
   /** Which second factors a user has (GET /v1/me). */
   factors(userId: string): { totp: boolean; passkeys: number }
   /** Closes everything the deps opened (database, timers). */
@@ -49,6 +52,8 @@ export interface AppDeps extends CoreDeps {
 export interface BuildOptions {
   clock?: Clock
   logger?: Logger
+  /** Process-wide default metrics (CPU, memory, event loop); on for the real server. */
+  defaultMetrics?: boolean
 }
 
 /**
@@ -78,6 +83,8 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const health = new HealthService()
   health.add(databaseCheck(handle.sqlite))
   const audit = new AuditService(core)
+  const metrics = new Metrics({ defaultMetrics: opts.defaultMetrics })
+  audit.onEvent((e) => metrics.securityEvents.inc({ type: e.type, outcome: e.outcome }))
   const signer = new KeyService(core)
   signer.init()
   const sessions = new SessionService({ ...core, audit })
@@ -105,6 +112,7 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     auth,
     authn,
     factors,
+    metrics,
     close: () => handle.close(),
   }
 }
@@ -129,6 +137,7 @@ export function createApp(deps: AppDeps) {
     .use(bodyParser({ json: config.bodyLimit, upload: config.uploads.maxBytes, uploadPaths: (p) => UPLOAD_PATHS.has(p) }))
     .use(docs())
     .use(healthController(deps.health))
+    .use(metricsController(deps.metrics, config.metricsToken))
     .use(authController({ config, auth: deps.auth, sessions: deps.sessions, signer: deps.signer, authn: deps.authn }))
     .use(meController(authPlugin(deps.authn), { config, cursorKey: deps.keys.cursor, auth: deps.auth, sessions: deps.sessions, audit: deps.audit, factors: deps.factors }))
 }
@@ -139,12 +148,14 @@ export type App = ReturnType<typeof createApp>
  * The fetch handler around the app: gives app.handle() the socket peer, then writes one access-log
  * line per request (method, route, status, duration, request id, user id), off the response path.
  */
-export function createHandler(app: { handle(request: Request): Promise<Response> }, deps: Pick<AppDeps, 'logger'>) {
+export function createHandler(app: { handle(request: Request): Promise<Response> }, deps: Pick<AppDeps, 'logger'> & { metrics?: Metrics }) {
   const log = deps.logger
+  const metrics = deps.metrics
   return async (request: Request, peer?: string): Promise<Response> => {
     if (peer) setPeer(request, peer)
     const response = await app.handle(request)
     const ctx = contextOf(request)
+    metrics?.observeRequest(request.method, ctx.route ?? 'unmatched', response.status, (performance.now() - ctx.start) / 1000)
     const level = response.status >= 500 ? 'error' : 'info'
     if (log.isLevelEnabled(level)) {
       const url = new URL(request.url)

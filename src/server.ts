@@ -15,7 +15,7 @@ export interface Running {
   stop(): Promise<void>
 }
 
-export function startServer(config: Config, deps: AppDeps = buildDeps(config)): Running {
+export function startServer(config: Config, deps: AppDeps = buildDeps(config, { defaultMetrics: true })): Running {
   const app = createApp(deps)
   const handle = createHandler(app, deps)
   let inFlight = 0
