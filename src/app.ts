@@ -14,6 +14,7 @@ import { deriveKeys, randomToken } from './lib/crypto'
 import { createLogger, type Logger } from './lib/logger'
 import { Metrics } from './lib/metrics'
 import { metricsController } from './modules/metrics'
+import { AlertWebhook } from './modules/alerts/service'
 import { AuditService } from './modules/audit/service'
 import { authController } from './modules/auth'
 import { interimAccess, interimHasher, interimPolicy, outboxMailer, permits } from './modules/auth/interim-adapters'
@@ -43,6 +44,7 @@ export interface AppDeps extends CoreDeps {
   auth: AuthService
   authn: Authenticator
   metrics: Metrics
+  alerts: AlertWebhook | undefined
   /** Which second factors a user has (GET /v1/me). */
   factors(userId: string): { totp: boolean; passkeys: number }
   /** Closes everything the deps opened (database, timers). */
@@ -85,6 +87,8 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const audit = new AuditService(core)
   const metrics = new Metrics({ defaultMetrics: opts.defaultMetrics })
   audit.onEvent((e) => metrics.securityEvents.inc({ type: e.type, outcome: e.outcome }))
+  const alerts = config.alertWebhookUrl ? new AlertWebhook(config.alertWebhookUrl, logger) : undefined
+  alerts?.attach(audit)
   const signer = new KeyService(core)
   signer.init()
   const sessions = new SessionService({ ...core, audit })
@@ -113,6 +117,7 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     authn,
     factors,
     metrics,
+    alerts,
     close: () => handle.close(),
   }
 }
