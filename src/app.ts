@@ -11,8 +11,11 @@ import { openDatabase } from './db/client'
 import type { CoreDeps } from './deps'
 import { systemClock, type Clock } from './lib/clock'
 import { deriveKeys, randomToken } from './lib/crypto'
+import { Invalidation } from './lib/invalidation'
 import { createLogger, type Logger } from './lib/logger'
 import { AuditService } from './modules/audit/service'
+import { RbacService } from './modules/rbac/service'
+import { UsersAdminService } from './modules/users/admin-service'
 import { healthController } from './modules/health'
 import { databaseCheck, HealthService } from './modules/health/service'
 import { bodyParser } from './plugins/body-parser'
@@ -23,6 +26,10 @@ import { contextOf, requestContext, setPeer } from './plugins/request-context'
 export interface AppDeps extends CoreDeps {
   health: HealthService
   audit: AuditService
+  /** Cache invalidation events (user, role, session changes); caches and the auth plugin listen here. */
+  invalidation: Invalidation
+  rbac: RbacService
+  usersAdmin: UsersAdminService
   /** Closes everything the deps opened (database, timers). */
   close(): void
 }
@@ -59,10 +66,16 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const health = new HealthService()
   health.add(databaseCheck(handle.sqlite))
   const audit = new AuditService(core)
+  const invalidation = new Invalidation()
+  const rbac = new RbacService({ ...core, audit, invalidation })
+  const usersAdmin = new UsersAdminService({ ...core, audit, invalidation, rbac })
   return {
     ...core,
     health,
     audit,
+    invalidation,
+    rbac,
+    usersAdmin,
     close: () => handle.close(),
   }
 }
