@@ -44,21 +44,21 @@ const NoContent = { 204: t.Null() }
 /** Routes under /v1/users; `auth` is the plugin providing the auth macros. */
 export function usersController(auth: AnyElysia, services: { usersAdmin: UsersAdminService; rbac: RbacService }) {
   const { usersAdmin, rbac } = services
-  return new Elysia({ name: 'users-admin', prefix: '/v1/users', detail: { tags: ['administration'] } })
+  return new Elysia({ name: 'users-admin', prefix: '/v1', detail: { tags: ['administration'] } })
     .use(auth as AuthMacros)
-    .get('/', ({ query }) => usersAdmin.list(query), {
+    .get('/users', ({ query }) => usersAdmin.list(query), {
       permission: 'users:read',
       query: ListQuery,
       response: { 200: t.Object({ items: t.Array(UserSchema), nextCursor: t.Nullable(t.String()) }) },
       detail: { summary: 'List users: q (email or name prefix), role, status; keyset pagination (users:read)' },
     })
-    .get('/:id', ({ params }) => usersAdmin.get(params.id), {
+    .get('/users/:id', ({ params }) => usersAdmin.get(params.id), {
       permission: 'users:read',
       params: IdParam,
       response: { 200: UserSchema },
       detail: { summary: 'One user (users:read)' },
     })
-    .patch('/:id', ({ params, body, principal, request }) => usersAdmin.patch(principal, params.id, body, metaOf(request)), {
+    .patch('/users/:id', ({ params, body, principal, request }) => usersAdmin.patch(principal, params.id, body, metaOf(request)), {
       permission: 'users:write',
       params: IdParam,
       body: PatchUser,
@@ -66,7 +66,7 @@ export function usersController(auth: AnyElysia, services: { usersAdmin: UsersAd
       detail: { summary: 'Rename, disable or enable a user below your level; disabling ends their sessions (users:write)' },
     })
     .post(
-      '/:id/unlock',
+      '/users/:id/unlock',
       ({ params, principal, request, set }) => {
         usersAdmin.unlock(principal, params.id, metaOf(request))
         set.status = 204
@@ -75,7 +75,7 @@ export function usersController(auth: AnyElysia, services: { usersAdmin: UsersAd
       { permission: 'users:write', params: IdParam, response: NoContent, detail: { summary: 'Lift the lockout of a user (users:write)' } },
     )
     .delete(
-      '/:id',
+      '/users/:id',
       ({ params, principal, request, set }) => {
         usersAdmin.delete(principal, params.id, metaOf(request))
         set.status = 204
@@ -84,7 +84,7 @@ export function usersController(auth: AnyElysia, services: { usersAdmin: UsersAd
       { permission: 'users:delete', params: IdParam, response: NoContent, detail: { summary: 'Delete a user and their personal data (users:delete)' } },
     )
     .put(
-      '/:id/roles/:role',
+      '/users/:id/roles/:role',
       ({ params, principal, request, set }) => {
         rbac.grantRole(principal, params.id, params.role, metaOf(request))
         set.status = 204
@@ -93,7 +93,7 @@ export function usersController(auth: AnyElysia, services: { usersAdmin: UsersAd
       { permission: 'roles:assign', params: IdRoleParams, response: NoContent, detail: { summary: 'Grant a role below your level (roles:assign)' } },
     )
     .delete(
-      '/:id/roles/:role',
+      '/users/:id/roles/:role',
       ({ params, principal, request, set }) => {
         rbac.revokeRole(principal, params.id, params.role, metaOf(request))
         set.status = 204
@@ -102,7 +102,7 @@ export function usersController(auth: AnyElysia, services: { usersAdmin: UsersAd
       { permission: 'roles:assign', params: IdRoleParams, response: NoContent, detail: { summary: 'Revoke a role below your level (roles:assign)' } },
     )
     .delete(
-      '/:id/sessions',
+      '/users/:id/sessions',
       ({ params, principal, request, set }) => {
         usersAdmin.endSessions(principal, params.id, metaOf(request))
         set.status = 204
