@@ -11,19 +11,24 @@ import { openDatabase } from './db/client'
 import type { CoreDeps } from './deps'
 import { systemClock, type Clock } from './lib/clock'
 import { deriveKeys, randomToken } from './lib/crypto'
+import { Invalidation } from './lib/invalidation'
 import { createLogger, type Logger } from './lib/logger'
 import { Metrics } from './lib/metrics'
 import { metricsController } from './modules/metrics'
 import { AlertWebhook } from './modules/alerts/service'
 import { AuditService } from './modules/audit/service'
 import { authController } from './modules/auth'
-import { interimAccess, interimHasher, interimPolicy, outboxMailer, permits } from './modules/auth/interim-adapters'
+import { interimHasher, interimPolicy, outboxMailer } from './modules/auth/interim-adapters'
 import type { Hasher, Mailer, Policy } from './modules/auth/ports'
 import { AuthService, type LoginHooks } from './modules/auth/service'
 import { KeyService } from './modules/keys/service'
 import { meController } from './modules/me'
 import { SessionService } from './modules/sessions/service'
-import { Authenticator, authPlugin, type Access } from './plugins/auth'
+import { Authenticator, authPlugin } from './plugins/auth'
+import { rbacController } from './modules/rbac'
+import { usersController } from './modules/users'
+import { RbacService } from './modules/rbac/service'
+import { UsersAdminService } from './modules/users/admin-service'
 import { healthController } from './modules/health'
 import { databaseCheck, HealthService } from './modules/health/service'
 import { bodyParser } from './plugins/body-parser'
@@ -39,7 +44,6 @@ export interface AppDeps extends CoreDeps {
   hasher: Hasher
   policy: Policy
   mailer: Mailer
-  access(userId: string): Access
   hooks: LoginHooks
   auth: AuthService
   authn: Authenticator
@@ -47,6 +51,10 @@ export interface AppDeps extends CoreDeps {
   alerts: AlertWebhook | undefined
   /** Which second factors a user has (GET /v1/me). */
   factors(userId: string): { totp: boolean; passkeys: number }
+  /** Cache invalidation events (user, role, session changes); caches and the auth plugin listen here. */
+  invalidation: Invalidation
+  rbac: RbacService
+  usersAdmin: UsersAdminService
   /** Closes everything the deps opened (database, timers). */
   close(): void
 }
@@ -89,16 +97,23 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   audit.onEvent((e) => metrics.securityEvents.inc({ type: e.type, outcome: e.outcome }))
   const alerts = config.alertWebhookUrl ? new AlertWebhook(config.alertWebhookUrl, logger) : undefined
   alerts?.attach(audit)
+  const invalidation = new Invalidation()
+  const rbac = new RbacService({ ...core, audit, invalidation })
+  const usersAdmin = new UsersAdminService({ ...core, audit, invalidation, rbac })
   const signer = new KeyService(core)
   signer.init()
   const sessions = new SessionService({ ...core, audit })
   const hasher = interimHasher(core)
   const policy = interimPolicy(core)
   const mailer = outboxMailer(core)
-  const access = interimAccess(core)
   const hooks: LoginHooks = {}
-  const auth = new AuthService({ ...core, audit, sessions, signer, hasher, policy, mailer, hooks })
-  const authn = new Authenticator({ ...core, signer, sessions, access, permits })
+  invalidation.on((e) => {
+    // A user-level change (disabled, deleted) may have ended sessions this cache still holds.
+    if (e.kind === 'session') sessions.invalidate(e.id)
+    else if (e.kind === 'user') sessions.invalidate()
+  })
+  const auth = new AuthService({ ...core, audit, sessions, signer, hasher, policy, mailer, hooks, rbac })
+  const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id) })
   const totpQ = handle.sqlite.query<{ n: number }, [string]>("SELECT count(*) AS n FROM totp_factors WHERE user_id = ? AND status = 'active'")
   const passkeyQ = handle.sqlite.query<{ n: number }, [string]>('SELECT count(*) AS n FROM passkeys WHERE user_id = ?')
   const factors = (userId: string) => ({ totp: totpQ.get(userId)!.n > 0, passkeys: passkeyQ.get(userId)!.n })
@@ -111,13 +126,15 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     hasher,
     policy,
     mailer,
-    access,
     hooks,
     auth,
     authn,
     factors,
     metrics,
     alerts,
+    invalidation,
+    rbac,
+    usersAdmin,
     close: () => handle.close(),
   }
 }
@@ -144,6 +161,8 @@ export function createApp(deps: AppDeps) {
     .use(healthController(deps.health))
     .use(metricsController(deps.metrics, config.metricsToken))
     .use(authController({ config, auth: deps.auth, sessions: deps.sessions, signer: deps.signer, authn: deps.authn }))
+    .use(rbacController(authPlugin(deps.authn), deps.rbac))
+    .use(usersController(authPlugin(deps.authn), deps))
     .use(meController(authPlugin(deps.authn), { config, cursorKey: deps.keys.cursor, auth: deps.auth, sessions: deps.sessions, audit: deps.audit, factors: deps.factors }))
 }
 

@@ -2,6 +2,7 @@
  * Test helpers: a whole app on a fresh in-memory database with a fake clock, driven through
  * `app.handle()` (the HTTP contract, no socket), plus small request builders.
  */
+import type { AnyElysia } from 'elysia'
 import { Writable } from 'node:stream'
 import { buildDeps, createApp, createHandler, type AppDeps } from '../src/app'
 import { testConfig } from '../src/config'
@@ -35,7 +36,7 @@ export interface TestResponse {
   text: string
 }
 
-export function makeApp(env: Record<string, string> = {}, opts: { logLevel?: string } = {}): TestApp {
+export function makeApp(env: Record<string, string> = {}, opts: { logLevel?: string; routes?: (deps: AppDeps) => AnyElysia } = {}): TestApp {
   const clock = new FakeClock()
   const logs: Record<string, unknown>[] = []
   const sink = new Writable({
@@ -47,7 +48,8 @@ export function makeApp(env: Record<string, string> = {}, opts: { logLevel?: str
   const config = testConfig(env)
   const logger = createLogger(opts.logLevel ?? 'info', sink)
   const deps = buildDeps(config, { clock, logger })
-  const app = createApp(deps)
+  // `routes` mounts extra controllers (e.g. with a test auth stand-in) on the real app.
+  const app = opts.routes ? (createApp(deps).use(opts.routes(deps)) as unknown as ReturnType<typeof createApp>) : createApp(deps)
   const handler = createHandler(app, deps)
   const handle = (request: Request, ip = '203.0.113.10') => handler(request, ip)
   const req = async (method: string, path: string, o: ReqOpts = {}): Promise<TestResponse> => {

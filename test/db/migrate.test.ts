@@ -10,7 +10,7 @@ describe('migrations', () => {
   test('a fresh database gets every migration and the built-in roles', () => {
     const h = openDatabase(':memory:')
     expect(h.migration.applied.length).toBe(MIGRATIONS.length)
-    const roles = h.sqlite.query<{ name: string; level: number }, []>('SELECT name, level FROM roles ORDER BY level').all()
+    const roles = h.sqlite.query<{ name: string; level: number }, []>('SELECT name, level FROM roles WHERE builtin = 1 ORDER BY level').all()
     expect(roles).toEqual([
       { name: 'user', level: 10 },
       { name: 'moderator', level: 50 },
@@ -27,7 +27,7 @@ describe('migrations', () => {
     const again = openDatabase(path)
     expect(again.migration.applied).toEqual([])
     expect(again.migration.current).toBe(MIGRATIONS.length)
-    expect(again.sqlite.query<{ n: number }, []>('SELECT count(*) AS n FROM roles').get()!.n).toBe(4)
+    expect(again.sqlite.query<{ n: number }, []>('SELECT count(*) AS n FROM roles').get()!.n).toBe(5)
     again.close()
   })
 

@@ -17,7 +17,7 @@ describe('register', () => {
     expect(r.body.user).toMatchObject({ email, name: 'Ada Lovelace', emailVerified: false })
     expect(r.body.user.passwordHash).toBeUndefined()
     expect(mailsTo(a, email)[0]!.subject).toMatch(/verify/i)
-    const roles = a.deps.access(r.body.user.id).roles
+    const roles = a.deps.rbac.effective(r.body.user.id)!.roles
     expect(roles).toEqual(['user'])
   })
 
@@ -224,7 +224,7 @@ describe('access tokens', () => {
     const second = await a.req('POST', '/v1/auth/login', { body: { email: user.email, password: STRONG_PASSWORD } })
     expect((await a.req('GET', '/v1/me', { token: second.body.accessToken })).status).toBe(200)
     a.deps.sqlite.run("UPDATE users SET status = 'disabled' WHERE id = ?", [user.id])
-    a.deps.authn.invalidateUser(user.id)
+    a.deps.invalidation.emit({ kind: 'user', id: user.id })
     expectProblem(await a.req('GET', '/v1/me', { token: second.body.accessToken }), 401, 'invalid_token')
   })
 

@@ -7,13 +7,14 @@
 import { and, desc, eq, gt, isNull } from 'drizzle-orm'
 import type { CoreDeps } from '../../deps'
 import { changes } from '../../db/client'
-import { emailTokens, passwordHistory, roles, userRoles, users } from '../../db/schema'
+import { emailTokens, passwordHistory, users } from '../../db/schema'
 import { hashToken, randomToken } from '../../lib/crypto'
 import { AppError, conflict, unauthorized } from '../../lib/errors'
 import { newId } from '../../lib/ids'
 import { normalizeDisplayName, normalizeEmail, validEmail } from '../../lib/normalize'
 import type { AuditService, RequestMeta } from '../audit/service'
 import type { KeyService } from '../keys/service'
+import { assignDefaultRole, assignRoleInTx, type RbacService } from '../rbac/service'
 import type { SessionRow, SessionService } from '../sessions/service'
 import type { Hasher, Mailer, Policy, PolicyReason } from './ports'
 
@@ -66,8 +67,6 @@ export interface LoginHooks {
   onPasswordReset?(userId: string): void
 }
 
-const USER_ROLE_ID = '00000000-0000-7000-8000-000000000010'
-const OWNER_ROLE_ID = '00000000-0000-7000-8000-000000000100'
 
 const invalidCredentials = () => unauthorized('invalid_credentials', 'The email or password is not correct.')
 
@@ -79,6 +78,7 @@ export interface AuthServiceDeps extends Pick<CoreDeps, 'db' | 'sqlite' | 'clock
   policy: Policy
   mailer: Mailer
   hooks: LoginHooks
+  rbac: RbacService
 }
 
 export class AuthService {
@@ -124,7 +124,7 @@ export class AuthService {
   }
 
   /** Creates an account with the `user` role and mails a verification link. */
-  async register(input: { email: string; password: string; name?: string }, meta: RequestMeta, opts: { roleId?: string; verified?: boolean } = {}): Promise<UserView> {
+  async register(input: { email: string; password: string; name?: string }, meta: RequestMeta, opts: { role?: string; verified?: boolean } = {}): Promise<UserView> {
     const email = validEmail(input.email)
     const name = input.name === undefined ? null : normalizeDisplayName(input.name) || null
     await this.assertAcceptable(input.password, { email, name })
@@ -139,8 +139,8 @@ export class AuthService {
     try {
       this.d.db.transaction((tx) => {
         tx.insert(users).values(row).run()
-        tx.insert(userRoles).values({ userId: id, roleId: USER_ROLE_ID, createdAt: now }).run()
-        if (opts.roleId && opts.roleId !== USER_ROLE_ID) tx.insert(userRoles).values({ userId: id, roleId: opts.roleId, createdAt: now }).run()
+        assignDefaultRole(tx, id, now)
+        if (opts.role) assignRoleInTx(tx, id, opts.role, now)
         this.recordPassword(tx, id, passwordHash, now)
       })
     } catch (e) {
@@ -337,9 +337,8 @@ export class AuthService {
 
   /** Creates the first owner when the database has no users (BULWARK_ADMIN_EMAIL/PASSWORD, `bulwark admin create`). */
   async createOwner(email: string, password: string, meta: RequestMeta = {}): Promise<UserView> {
-    const owner = this.d.db.select({ id: roles.id }).from(roles).where(eq(roles.id, OWNER_ROLE_ID)).get()
-    if (!owner) throw new Error('the owner role is missing: is the database migrated?')
-    const view = await this.register({ email, password }, meta, { roleId: OWNER_ROLE_ID, verified: true })
+    if (!this.d.rbac.roleId('owner')) throw new Error('the owner role is missing: is the database migrated?')
+    const view = await this.register({ email, password }, meta, { role: 'owner', verified: true })
     this.d.audit.record({ type: 'owner_created', outcome: 'success', targetId: view.id }, meta)
     return view
   }

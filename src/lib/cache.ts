@@ -1,0 +1,61 @@
+/**
+ * A small cache interface with hit/miss counters. The in-process implementation is an LRU with a bound on
+ * entries and a TTL; a Redis-backed implementation can take over behind the same interface for multi-instance
+ * deployments (invalidation then travels on the Invalidation bus, see invalidation.ts).
+ */
+import { LRUCache } from 'lru-cache'
+import type { Clock } from './clock'
+
+export interface CacheStats {
+  hits: number
+  misses: number
+  size: number
+}
+
+export interface Cache<K, V> {
+  get(key: K): V | undefined
+  set(key: K, value: V): void
+  delete(key: K): void
+  clear(): void
+  stats(): CacheStats
+}
+
+/** In-process LRU cache bounded by `maxEntries`, entries expiring after `ttlMs` of the injected clock. */
+export class LruCache<K extends {}, V extends {}> implements Cache<K, V> {
+  private readonly lru: LRUCache<K, V>
+  private hits = 0
+  private misses = 0
+
+  constructor(opts: { maxEntries: number; ttlMs: number; clock?: Clock }) {
+    const clock = opts.clock
+    this.lru = new LRUCache<K, V>({
+      max: opts.maxEntries,
+      ttl: opts.ttlMs,
+      // lru-cache reads time from `perf`; the injected clock lets tests move past the TTL without sleeping.
+      ...(clock ? { perf: { now: () => clock.now() }, ttlResolution: 0 } : {}),
+    })
+  }
+
+  get(key: K): V | undefined {
+    const v = this.lru.get(key)
+    if (v === undefined) this.misses++
+    else this.hits++
+    return v
+  }
+
+  set(key: K, value: V): void {
+    this.lru.set(key, value)
+  }
+
+  delete(key: K): void {
+    this.lru.delete(key)
+  }
+
+  clear(): void {
+    this.lru.clear()
+  }
+
+  stats(): CacheStats {
+    return { hits: this.hits, misses: this.misses, size: this.lru.size }
+  }
+}

@@ -1,0 +1,480 @@
+/**
+ * Roles, permissions and the no-escalation rules. Effective permissions (union over a user's roles) and
+ * the role→permission table are cached in-process behind the Cache interface; every change made here emits
+ * an Invalidation event before returning, and the caches listen to that bus, so the next check sees it.
+ *
+ * Escalation rules (each refusal is a 403 `forbidden` and a `privilege_escalation_denied` security event):
+ *  - `role_level`: an actor may only create, edit, delete, grant or revoke roles strictly below their level;
+ *  - `target_level`: an actor may only act on users strictly below their level;
+ *  - `self`: nobody changes their own roles or status;
+ *  - `permission_not_held`: a role cannot be given a permission the actor does not hold;
+ *  - `last_owner`: the last active owner cannot lose the role, be disabled or be deleted.
+ */
+import { and, asc, count, desc, eq, inArray } from 'drizzle-orm'
+import type { Db } from '../../db/client'
+import { rolePermissions, roles, userRoles, users } from '../../db/schema'
+import type { CoreDeps } from '../../deps'
+import { LruCache, type Cache, type CacheStats } from '../../lib/cache'
+import { conflict, forbidden, notFound, unprocessable, type FieldError } from '../../lib/errors'
+import { newId } from '../../lib/ids'
+import type { Invalidation } from '../../lib/invalidation'
+import { ALL_PERMISSIONS, expandPattern, isKnownPermission, isRegistered, patternProblem, type Permission } from '../../lib/permissions'
+import type { AuditService, RequestMeta } from '../audit/service'
+
+/** A drizzle transaction (or the database itself): what functions usable inside a caller's transaction take. */
+export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0]
+export type DbOrTx = Db | Tx
+
+export const DEFAULT_ROLE = 'user'
+export const OWNER_ROLE = 'owner'
+export const ROLE_NAME = /^[a-z][a-z0-9_-]{1,31}$/
+export const MAX_LEVEL = 1000
+
+/** Who is acting: the auth plugin's principal satisfies this; levels and permissions are re-read fresh. */
+export interface Actor {
+  userId: string
+}
+
+export type EscalationRule = 'role_level' | 'target_level' | 'self' | 'permission_not_held' | 'last_owner'
+
+export interface Effective {
+  status: 'active' | 'disabled'
+  /** Role names, highest level first. */
+  roles: string[]
+  /** Highest role level; 0 without any role. */
+  level: number
+  /** Registered permissions granted (patterns already expanded). */
+  permissions: Permission[]
+  /** True when any of the roles requires a second factor. */
+  mfaRequired: boolean
+}
+
+export interface RoleView {
+  name: string
+  level: number
+  description: string
+  builtin: boolean
+  mfaRequired: boolean
+  permissions: string[]
+  createdAt: string
+  updatedAt: string
+}
+
+export interface RoleInput {
+  name: string
+  level: number
+  permissions: string[]
+  description?: string
+  mfaRequired?: boolean
+}
+
+export type RolePatch = Partial<RoleInput>
+
+export interface CheckResult {
+  allowed: boolean
+  reason: string
+}
+
+interface RoleEntry {
+  id: string
+  name: string
+  level: number
+  mfaRequired: boolean
+  /** Registered permission → the pattern of this role that grants it. */
+  grants: Map<Permission, string>
+}
+
+interface UserEntry {
+  status: 'active' | 'disabled'
+  roleIds: string[]
+  /** Effective view computed at role-table generation `gen`. */
+  memo?: { gen: number; eff: Effective; grants: Map<Permission, { role: string; pattern: string }> }
+}
+
+export interface RbacDeps extends Pick<CoreDeps, 'db' | 'clock' | 'config'> {
+  audit: Pick<AuditService, 'record'>
+  invalidation: Invalidation
+}
+
+/** Inserts a role for a user by name (no rules applied); usable inside the caller's transaction. Returns whether it was new. */
+export function assignRoleInTx(tx: DbOrTx, userId: string, roleName: string, now: number, grantedBy: string | null = null): boolean {
+  const role = tx.select({ id: roles.id }).from(roles).where(eq(roles.name, roleName)).get()
+  if (!role) throw new Error(`role ${roleName} does not exist`)
+  const added = tx.insert(userRoles).values({ userId, roleId: role.id, grantedBy, createdAt: now }).onConflictDoNothing().returning({ userId: userRoles.userId }).all()
+  return added.length > 0
+}
+
+/** Gives a new account the default `user` role; call it inside the registration transaction. */
+export function assignDefaultRole(tx: DbOrTx, userId: string, now: number): void {
+  assignRoleInTx(tx, userId, DEFAULT_ROLE, now)
+}
+
+export class RbacService {
+  private readonly userCache: Cache<string, UserEntry>
+  private readonly roleCache: Cache<string, RoleEntry>
+  /** Bumped on every role change: a user's memoised effective view is valid only for the generation it was built at. */
+  private gen = 0
+
+  constructor(private readonly deps: RbacDeps) {
+    const opts = { maxEntries: deps.config.cache.maxEntries, ttlMs: deps.config.cache.ttlMs, clock: deps.clock }
+    this.userCache = new LruCache(opts)
+    this.roleCache = new LruCache(opts)
+    deps.invalidation.on((e) => {
+      if (e.kind === 'user') this.userCache.delete(e.id)
+      else if (e.kind === 'role') {
+        this.roleCache.delete(e.id)
+        this.gen++
+      }
+    })
+  }
+
+  /** Hit/miss counters of the two caches (for /metrics). */
+  stats(): { effective: CacheStats; roles: CacheStats } {
+    return { effective: this.userCache.stats(), roles: this.roleCache.stats() }
+  }
+
+  // ---------------------------------------------------------------- effective permissions
+
+  /** Roles, level, permissions and status of a user (cached); null for an unknown user. */
+  effective(userId: string): Effective | null {
+    return this.resolve(userId)?.eff ?? null
+  }
+
+  /** True when any role of the user requires a second factor. */
+  mfaRequiredFor(userId: string): boolean {
+    return this.effective(userId)?.mfaRequired ?? false
+  }
+
+  private resolve(userId: string): NonNullable<UserEntry['memo']> | null {
+    let entry = this.userCache.get(userId)
+    if (!entry) {
+      const loaded = this.loadUser(userId)
+      if (!loaded) return null
+      entry = loaded
+      this.userCache.set(userId, entry)
+    }
+    if (entry.memo && entry.memo.gen === this.gen) return entry.memo
+    const gen = this.gen
+    const entries = entry.roleIds.map((id) => this.role(id)).filter((r): r is RoleEntry => r !== undefined)
+    entries.sort((a, b) => b.level - a.level || a.name.localeCompare(b.name))
+    const grants = new Map<Permission, { role: string; pattern: string }>()
+    for (const r of entries) for (const [perm, pattern] of r.grants) if (!grants.has(perm)) grants.set(perm, { role: r.name, pattern })
+    const eff: Effective = {
+      status: entry.status,
+      roles: entries.map((r) => r.name),
+      level: entries[0]?.level ?? 0,
+      permissions: ALL_PERMISSIONS.filter((p) => grants.has(p)),
+      mfaRequired: entries.some((r) => r.mfaRequired),
+    }
+    entry.memo = { gen, eff, grants }
+    return entry.memo
+  }
+
+  private loadUser(userId: string): UserEntry | undefined {
+    const u = this.deps.db.select({ status: users.status }).from(users).where(eq(users.id, userId)).get()
+    if (!u) return undefined
+    const rows = this.deps.db.select({ roleId: userRoles.roleId }).from(userRoles).where(eq(userRoles.userId, userId)).all()
+    return { status: u.status, roleIds: rows.map((r) => r.roleId) }
+  }
+
+  private role(id: string): RoleEntry | undefined {
+    const hit = this.roleCache.get(id)
+    if (hit) return hit
+    const r = this.deps.db.select().from(roles).where(eq(roles.id, id)).get()
+    if (!r) return undefined
+    const patterns = this.deps.db.select({ p: rolePermissions.permission }).from(rolePermissions).where(eq(rolePermissions.roleId, id)).all()
+    const grants = new Map<Permission, string>()
+    for (const { p } of patterns) for (const perm of expandPattern(p)) if (!grants.has(perm)) grants.set(perm, p)
+    const entry: RoleEntry = { id: r.id, name: r.name, level: r.level, mfaRequired: r.mfaRequired, grants }
+    this.roleCache.set(id, entry)
+    return entry
+  }
+
+  /**
+   * The policy decision: may `userId` do `permission` (optionally on a resource owned by `resourceOwnerId`)?
+   * `permission` is a registered permission or the base of scoped ones (`files:read`: owner needs `:own`, others `:any`).
+   * The reason names the rule that decided.
+   */
+  check(userId: string, permission: string, resourceOwnerId?: string): CheckResult {
+    if (!isKnownPermission(permission)) throw unprocessable('unknown_permission', `${permission} is not a registered permission; see GET /v1/permissions.`)
+    const r = this.resolve(userId)
+    if (!r) return { allowed: false, reason: 'unknown user' }
+    if (r.eff.status !== 'active') return { allowed: false, reason: 'user disabled' }
+    const via = (p: string) => {
+      const g = r.grants.get(p as Permission)
+      return g ? `granted by role ${g.role} via ${g.pattern}` : undefined
+    }
+    const parts = permission.split(':')
+    const base = parts.slice(0, 2).join(':')
+    const scope = parts[2]
+    const isOwner = resourceOwnerId !== undefined && resourceOwnerId === userId
+    const anyPerm = `${base}:any`
+    const ownPerm = `${base}:own`
+    if (scope === undefined && !isRegistered(permission)) {
+      // Base of scoped permissions: the owner may use `:own`, everyone may use `:any`.
+      if (isOwner && isRegistered(ownPerm) && via(ownPerm)) return { allowed: true, reason: `owner match; ${via(ownPerm)}` }
+      if (isRegistered(anyPerm) && via(anyPerm)) return { allowed: true, reason: via(anyPerm)! }
+      return { allowed: false, reason: resourceOwnerId !== undefined && !isOwner ? `not the owner and no role grants ${anyPerm}` : `no role grants ${isOwner ? ownPerm : anyPerm}` }
+    }
+    if (scope === 'own' && resourceOwnerId !== undefined && !isOwner) {
+      if (isRegistered(anyPerm) && via(anyPerm)) return { allowed: true, reason: via(anyPerm)! }
+      return { allowed: false, reason: `not the owner and no role grants ${isRegistered(anyPerm) ? anyPerm : permission.replace(/:own$/, ':any')}` }
+    }
+    const v = via(permission)
+    if (v) return { allowed: true, reason: scope === 'own' && isOwner ? `owner match; ${v}` : v }
+    return { allowed: false, reason: `no role grants ${permission}` }
+  }
+
+  // ---------------------------------------------------------------- rules shared with the users admin
+
+  /** The actor's fresh effective view; a disabled or unknown actor may do nothing. */
+  actorView(actor: Actor): Effective {
+    const eff = this.effective(actor.userId)
+    if (!eff || eff.status !== 'active') throw forbidden()
+    return eff
+  }
+
+  /** Records the refusal as a security event and throws 403 `forbidden`. */
+  deny(actor: Actor, rule: EscalationRule, detail: string, ctx: { action: string; targetId?: string; role?: string }, meta?: RequestMeta): never {
+    this.deps.audit.record(
+      { type: 'privilege_escalation_denied', outcome: 'failure', actorId: actor.userId, targetId: ctx.targetId ?? null, details: { rule, action: ctx.action, ...(ctx.role ? { role: ctx.role } : {}) } },
+      meta,
+    )
+    throw forbidden(detail)
+  }
+
+  /**
+   * Checks that `actor` may act on user `targetId` (exists, strictly lower level, not themselves unless
+   * `allowSelf`); returns the target's effective view. Unknown users are 404.
+   */
+  authorizeOnUser(actor: Actor, targetId: string, action: string, meta?: RequestMeta, opts: { allowSelf?: boolean } = {}): Effective {
+    const me = this.actorView(actor)
+    const target = this.effective(targetId)
+    if (!target) throw notFound('No such user.')
+    if (targetId === actor.userId) {
+      if (opts.allowSelf) return target
+      this.deny(actor, 'self', 'You cannot do this to your own account.', { action, targetId }, meta)
+    }
+    if (target.level >= me.level) this.deny(actor, 'target_level', 'The user has a role at or above your own level.', { action, targetId }, meta)
+    return target
+  }
+
+  /** Refuses (403 + event) when `targetId` is the last active owner. */
+  assertNotLastOwner(actor: Actor, targetId: string, action: string, meta?: RequestMeta): void {
+    const target = this.effective(targetId)
+    if (!target || target.status !== 'active' || !target.roles.includes(OWNER_ROLE)) return
+    if (this.activeOwnerCount() <= 1) this.deny(actor, 'last_owner', 'The last active owner cannot be removed, disabled or deleted.', { action, targetId }, meta)
+  }
+
+  private activeOwnerCount(): number {
+    const row = this.deps.db
+      .select({ n: count() })
+      .from(userRoles)
+      .innerJoin(roles, eq(roles.id, userRoles.roleId))
+      .innerJoin(users, eq(users.id, userRoles.userId))
+      .where(and(eq(roles.name, OWNER_ROLE), eq(users.status, 'active')))
+      .get()
+    return row?.n ?? 0
+  }
+
+  // ---------------------------------------------------------------- roles
+
+  /** Every role, highest level first. */
+  listRoles(): RoleView[] {
+    const rows = this.deps.db.select().from(roles).orderBy(desc(roles.level), asc(roles.name)).all()
+    const perms = this.deps.db.select().from(rolePermissions).orderBy(asc(rolePermissions.permission)).all()
+    const byRole = new Map<string, string[]>()
+    for (const p of perms) byRole.set(p.roleId, [...(byRole.get(p.roleId) ?? []), p.permission])
+    return rows.map((r) => this.view(r, byRole.get(r.id) ?? []))
+  }
+
+  /** One role by name; 404 when unknown. */
+  getRole(name: string): RoleView {
+    const r = this.roleRow(name)
+    const perms = this.deps.db.select({ p: rolePermissions.permission }).from(rolePermissions).where(eq(rolePermissions.roleId, r.id)).orderBy(asc(rolePermissions.permission)).all()
+    return this.view(r, perms.map((x) => x.p))
+  }
+
+  private view(r: typeof roles.$inferSelect, permissions: string[]): RoleView {
+    return {
+      name: r.name,
+      level: r.level,
+      description: r.description,
+      builtin: r.builtin,
+      mfaRequired: r.mfaRequired,
+      permissions,
+      createdAt: new Date(r.createdAt).toISOString(),
+      updatedAt: new Date(r.updatedAt).toISOString(),
+    }
+  }
+
+  private roleRow(name: string) {
+    const r = this.deps.db.select().from(roles).where(eq(roles.name, name)).get()
+    if (!r) throw notFound('No such role.')
+    return r
+  }
+
+  /** 422 for malformed or unmatched patterns; 403 (+event) for patterns granting what the actor does not hold. */
+  private checkPatterns(actor: Actor, me: Effective, patterns: string[], action: string, role: string, meta?: RequestMeta): void {
+    const errors: FieldError[] = []
+    patterns.forEach((p, i) => {
+      const problem = patternProblem(p)
+      if (problem) errors.push({ path: `/permissions/${i}`, message: `${p.slice(0, 64)}: ${problem}` })
+    })
+    if (errors.length) throw unprocessable('invalid_permission', 'A permission is not valid.', errors)
+    const held = new Set<string>(me.permissions)
+    for (const p of patterns) {
+      const missing = expandPattern(p).filter((perm) => !held.has(perm))
+      if (missing.length) this.deny(actor, 'permission_not_held', `You cannot grant ${p}: you do not hold ${missing.join(', ')}.`, { action, role }, meta)
+    }
+  }
+
+  private checkRoleLevel(actor: Actor, me: Effective, level: number, action: string, role: string, meta?: RequestMeta): void {
+    if (level >= me.level) this.deny(actor, 'role_level', 'The role is at or above your own level.', { action, role }, meta)
+  }
+
+  /** Creates a role strictly below the actor's level holding only permissions the actor holds. */
+  createRole(actor: Actor, input: RoleInput, meta?: RequestMeta): RoleView {
+    const me = this.actorView(actor)
+    if (!ROLE_NAME.test(input.name)) throw unprocessable('validation_failed', 'The role name is not valid.', [{ path: '/name', message: 'lower-case letters, digits, - and _, 2 to 32 characters' }])
+    this.checkRoleLevel(actor, me, input.level, 'role_create', input.name, meta)
+    const patterns = [...new Set(input.permissions)]
+    this.checkPatterns(actor, me, patterns, 'role_create', input.name, meta)
+    const now = this.deps.clock.now()
+    const id = newId()
+    this.deps.db.transaction((tx) => {
+      if (tx.select({ id: roles.id }).from(roles).where(eq(roles.name, input.name)).get()) throw conflict('A role with this name exists.')
+      tx.insert(roles).values({ id, name: input.name, level: input.level, description: input.description ?? '', mfaRequired: input.mfaRequired ?? false, builtin: false, createdAt: now, updatedAt: now }).run()
+      if (patterns.length) tx.insert(rolePermissions).values(patterns.map((permission) => ({ roleId: id, permission }))).run()
+    })
+    this.deps.invalidation.emit({ kind: 'role', id })
+    this.deps.audit.record({ type: 'role_created', outcome: 'success', actorId: actor.userId, details: { role: input.name, level: input.level, permissions: patterns } }, meta)
+    return this.getRole(input.name)
+  }
+
+  /** Changes a role below the actor's level; built-in names are fixed; added permissions must be held by the actor. */
+  patchRole(actor: Actor, name: string, patch: RolePatch, meta?: RequestMeta): RoleView {
+    const me = this.actorView(actor)
+    const r = this.roleRow(name)
+    this.checkRoleLevel(actor, me, r.level, 'role_update', name, meta)
+    if (patch.level !== undefined) this.checkRoleLevel(actor, me, patch.level, 'role_update', name, meta)
+    const newName = patch.name ?? r.name
+    if (newName !== r.name) {
+      if (r.builtin) throw conflict('Built-in role names cannot change.', 'builtin_role')
+      if (!ROLE_NAME.test(newName)) throw unprocessable('validation_failed', 'The role name is not valid.', [{ path: '/name', message: 'lower-case letters, digits, - and _, 2 to 32 characters' }])
+    }
+    let patterns: string[] | undefined
+    if (patch.permissions) {
+      patterns = [...new Set(patch.permissions)]
+      const current = new Set(this.deps.db.select({ p: rolePermissions.permission }).from(rolePermissions).where(eq(rolePermissions.roleId, r.id)).all().map((x) => x.p))
+      // Only additions are checked against the actor's own permissions: removing is never an escalation.
+      this.checkPatterns(actor, me, patterns.filter((p) => !current.has(p)), 'role_update', name, meta)
+    }
+    const now = this.deps.clock.now()
+    this.deps.db.transaction((tx) => {
+      if (newName !== r.name && tx.select({ id: roles.id }).from(roles).where(eq(roles.name, newName)).get()) throw conflict('A role with this name exists.')
+      tx.update(roles)
+        .set({
+          name: newName,
+          level: patch.level ?? r.level,
+          description: patch.description ?? r.description,
+          mfaRequired: patch.mfaRequired ?? r.mfaRequired,
+          updatedAt: now,
+        })
+        .where(eq(roles.id, r.id))
+        .run()
+      if (patterns) {
+        tx.delete(rolePermissions).where(eq(rolePermissions.roleId, r.id)).run()
+        if (patterns.length) tx.insert(rolePermissions).values(patterns.map((permission) => ({ roleId: r.id, permission }))).run()
+      }
+    })
+    this.deps.invalidation.emit({ kind: 'role', id: r.id })
+    this.deps.audit.record({ type: 'role_updated', outcome: 'success', actorId: actor.userId, details: { role: name, ...patch } }, meta)
+    return this.getRole(newName)
+  }
+
+  /** Deletes a non-built-in role below the actor's level; refused while assigned unless `reassign` names a role to move its users to. */
+  deleteRole(actor: Actor, name: string, reassign?: string, meta?: RequestMeta): void {
+    const me = this.actorView(actor)
+    const r = this.roleRow(name)
+    if (r.builtin) throw conflict('Built-in roles cannot be deleted.', 'builtin_role')
+    this.checkRoleLevel(actor, me, r.level, 'role_delete', name, meta)
+    const holders = this.deps.db.select({ userId: userRoles.userId }).from(userRoles).where(eq(userRoles.roleId, r.id)).all().map((x) => x.userId)
+    let target: typeof roles.$inferSelect | undefined
+    if (holders.length) {
+      if (!reassign) throw conflict(`The role is held by ${holders.length} user(s); give ?reassign=<role> to move them.`, 'role_in_use')
+      if (reassign === name) throw unprocessable('validation_failed', 'reassign must name another role.')
+      target = this.roleRow(reassign)
+      this.checkRoleLevel(actor, me, target.level, 'role_delete', reassign, meta)
+      for (const u of holders) {
+        if (u === actor.userId) this.deny(actor, 'self', 'You cannot change your own roles.', { action: 'role_delete', targetId: u, role: name }, meta)
+        const eff = this.effective(u)
+        if (eff && eff.level >= me.level) this.deny(actor, 'target_level', 'A holder of the role has a role at or above your own level.', { action: 'role_delete', targetId: u, role: name }, meta)
+      }
+    }
+    const now = this.deps.clock.now()
+    this.deps.db.transaction((tx) => {
+      if (target && holders.length) {
+        tx.insert(userRoles).values(holders.map((userId) => ({ userId, roleId: target.id, grantedBy: actor.userId, createdAt: now }))).onConflictDoNothing().run()
+        tx.delete(userRoles).where(eq(userRoles.roleId, r.id)).run()
+      }
+      tx.delete(roles).where(eq(roles.id, r.id)).run()
+    })
+    this.deps.invalidation.emit({ kind: 'role', id: r.id })
+    for (const u of holders) this.deps.invalidation.emit({ kind: 'user', id: u })
+    this.deps.audit.record({ type: 'role_deleted', outcome: 'success', actorId: actor.userId, details: { role: name, reassignedTo: target?.name, users: holders.length } }, meta)
+  }
+
+  /** Grants a role below the actor's level to a user below the actor's level (never oneself). Idempotent. */
+  grantRole(actor: Actor, userId: string, roleName: string, meta?: RequestMeta): void {
+    const me = this.actorView(actor)
+    const r = this.roleRow(roleName)
+    this.authorizeOnUser(actor, userId, 'role_grant', meta)
+    this.checkRoleLevel(actor, me, r.level, 'role_grant', roleName, meta)
+    const added = assignRoleInTx(this.deps.db, userId, roleName, this.deps.clock.now(), actor.userId)
+    this.deps.invalidation.emit({ kind: 'user', id: userId })
+    if (added) this.deps.audit.record({ type: 'role_granted', outcome: 'success', actorId: actor.userId, targetId: userId, details: { role: roleName } }, meta)
+  }
+
+  /** Revokes a role (same rules as granting; the last active owner keeps theirs). Idempotent. */
+  revokeRole(actor: Actor, userId: string, roleName: string, meta?: RequestMeta): void {
+    const me = this.actorView(actor)
+    const r = this.roleRow(roleName)
+    this.authorizeOnUser(actor, userId, 'role_revoke', meta)
+    this.checkRoleLevel(actor, me, r.level, 'role_revoke', roleName, meta)
+    if (roleName === OWNER_ROLE) this.assertNotLastOwner(actor, userId, 'role_revoke', meta)
+    const removed = this.deps.db.delete(userRoles).where(and(eq(userRoles.userId, userId), eq(userRoles.roleId, r.id))).returning({ userId: userRoles.userId }).all()
+    this.deps.invalidation.emit({ kind: 'user', id: userId })
+    if (removed.length > 0) this.deps.audit.record({ type: 'role_revoked', outcome: 'success', actorId: actor.userId, targetId: userId, details: { role: roleName } }, meta)
+  }
+
+  /**
+   * Grants a role with no rules applied, for trusted system callers only (first-owner bootstrap, `bulwark admin create`).
+   * Pass `tx` to run inside the caller's transaction; invalidation is emitted immediately (harmless before commit).
+   */
+  assignSystem(userId: string, roleName: string, tx?: Tx): void {
+    const added = assignRoleInTx(tx ?? this.deps.db, userId, roleName, this.deps.clock.now())
+    this.deps.invalidation.emit({ kind: 'user', id: userId })
+    if (added) this.deps.audit.record({ type: 'role_granted', outcome: 'success', actorId: null, targetId: userId, details: { role: roleName, by: 'system' } })
+  }
+
+  /** Role names of several users at once (highest level first), for list views. */
+  roleNamesOf(userIds: string[]): Map<string, string[]> {
+    const out = new Map<string, string[]>()
+    if (!userIds.length) return out
+    const rows = this.deps.db
+      .select({ userId: userRoles.userId, name: roles.name })
+      .from(userRoles)
+      .innerJoin(roles, eq(roles.id, userRoles.roleId))
+      .where(inArray(userRoles.userId, userIds))
+      .orderBy(desc(roles.level), asc(roles.name))
+      .all()
+    for (const r of rows) out.set(r.userId, [...(out.get(r.userId) ?? []), r.name])
+    return out
+  }
+
+  /** Id of a role by name, or undefined. */
+  roleId(name: string): string | undefined {
+    return this.deps.db.select({ id: roles.id }).from(roles).where(eq(roles.name, name)).get()?.id
+  }
+}

@@ -1,0 +1,113 @@
+/** User administration routes (Administration table of API.md). Each route names the permission it needs. */
+import { Elysia, t, type AnyElysia } from 'elysia'
+import type { AuthMacros } from '../../plugins/auth-macros'
+import { metaOf } from '../../plugins/request-context'
+import type { RbacService } from '../rbac/service'
+import type { UsersAdminService } from './admin-service'
+
+const Status = t.Union([t.Literal('active'), t.Literal('disabled')])
+
+export const UserSchema = t.Object({
+  id: t.String(),
+  email: t.String(),
+  name: t.Nullable(t.String()),
+  status: Status,
+  emailVerified: t.Boolean(),
+  roles: t.Array(t.String()),
+  createdAt: t.String(),
+})
+
+const IdParam = t.Object({ id: t.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false })
+const IdRoleParams = t.Object({ id: t.String({ minLength: 1, maxLength: 64 }), role: t.String({ minLength: 1, maxLength: 32 }) }, { additionalProperties: false })
+
+const ListQuery = t.Object(
+  {
+    q: t.Optional(t.String({ maxLength: 254 })),
+    role: t.Optional(t.String({ minLength: 1, maxLength: 32 })),
+    status: t.Optional(Status),
+    cursor: t.Optional(t.String({ minLength: 1, maxLength: 512 })),
+    limit: t.Optional(t.Numeric({ minimum: 1, maximum: 100, multipleOf: 1 })),
+  },
+  { additionalProperties: false },
+)
+
+const PatchUser = t.Object(
+  {
+    name: t.Optional(t.Nullable(t.String({ minLength: 1, maxLength: 100 }))),
+    status: t.Optional(Status),
+  },
+  { additionalProperties: false, minProperties: 1 },
+)
+
+const NoContent = { 204: t.Null() }
+
+/** Routes under /v1/users; `auth` is the plugin providing the auth macros. */
+export function usersController(auth: AnyElysia, services: { usersAdmin: UsersAdminService; rbac: RbacService }) {
+  const { usersAdmin, rbac } = services
+  return new Elysia({ name: 'users-admin', prefix: '/v1', detail: { tags: ['administration'] } })
+    .use(auth as AuthMacros)
+    .get('/users', ({ query }) => usersAdmin.list(query), {
+      permission: 'users:read',
+      query: ListQuery,
+      response: { 200: t.Object({ items: t.Array(UserSchema), nextCursor: t.Nullable(t.String()) }) },
+      detail: { summary: 'List users: q (email or name prefix), role, status; keyset pagination (users:read)' },
+    })
+    .get('/users/:id', ({ params }) => usersAdmin.get(params.id), {
+      permission: 'users:read',
+      params: IdParam,
+      response: { 200: UserSchema },
+      detail: { summary: 'One user (users:read)' },
+    })
+    .patch('/users/:id', ({ params, body, principal, request }) => usersAdmin.patch(principal, params.id, body, metaOf(request)), {
+      permission: 'users:write',
+      params: IdParam,
+      body: PatchUser,
+      response: { 200: UserSchema },
+      detail: { summary: 'Rename, disable or enable a user below your level; disabling ends their sessions (users:write)' },
+    })
+    .post(
+      '/users/:id/unlock',
+      ({ params, principal, request, set }) => {
+        usersAdmin.unlock(principal, params.id, metaOf(request))
+        set.status = 204
+        return null
+      },
+      { permission: 'users:write', params: IdParam, response: NoContent, detail: { summary: 'Lift the lockout of a user (users:write)' } },
+    )
+    .delete(
+      '/users/:id',
+      ({ params, principal, request, set }) => {
+        usersAdmin.delete(principal, params.id, metaOf(request))
+        set.status = 204
+        return null
+      },
+      { permission: 'users:delete', params: IdParam, response: NoContent, detail: { summary: 'Delete a user and their personal data (users:delete)' } },
+    )
+    .put(
+      '/users/:id/roles/:role',
+      ({ params, principal, request, set }) => {
+        rbac.grantRole(principal, params.id, params.role, metaOf(request))
+        set.status = 204
+        return null
+      },
+      { permission: 'roles:assign', params: IdRoleParams, response: NoContent, detail: { summary: 'Grant a role below your level (roles:assign)' } },
+    )
+    .delete(
+      '/users/:id/roles/:role',
+      ({ params, principal, request, set }) => {
+        rbac.revokeRole(principal, params.id, params.role, metaOf(request))
+        set.status = 204
+        return null
+      },
+      { permission: 'roles:assign', params: IdRoleParams, response: NoContent, detail: { summary: 'Revoke a role below your level (roles:assign)' } },
+    )
+    .delete(
+      '/users/:id/sessions',
+      ({ params, principal, request, set }) => {
+        usersAdmin.endSessions(principal, params.id, metaOf(request))
+        set.status = 204
+        return null
+      },
+      { permission: 'sessions:revoke', params: IdParam, response: NoContent, detail: { summary: 'End every session of a user (sessions:revoke)' } },
+    )
+}

@@ -1,0 +1,276 @@
+import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
+import { eq } from 'drizzle-orm'
+import { rolePermissions, roles, userRoles, users } from '../../src/db/schema'
+import { AppError } from '../../src/lib/errors'
+import { newId } from '../../src/lib/ids'
+import { assignDefaultRole, type RbacService } from '../../src/modules/rbac/service'
+import { makeApp, type TestApp } from '../helpers'
+import { eventsOf, seedUser } from '../support/admin'
+
+let t: TestApp
+let rbac: RbacService
+
+beforeEach(() => {
+  t = makeApp()
+  rbac = t.deps.rbac
+})
+afterEach(() => t.close())
+
+/** Runs fn and returns the AppError it throws. */
+function thrown(fn: () => unknown): AppError {
+  try {
+    fn()
+  } catch (e) {
+    if (e instanceof AppError) return e
+    throw e
+  }
+  throw new Error('expected an AppError')
+}
+
+/** Asserts a 403 and the privilege_escalation_denied event naming `rule`. */
+function expectDenied(fn: () => unknown, rule: string) {
+  const before = eventsOf(t.deps, 'privilege_escalation_denied').length
+  const e = thrown(fn)
+  expect({ status: e.status, code: e.code }).toEqual({ status: 403, code: 'forbidden' })
+  const events = eventsOf(t.deps, 'privilege_escalation_denied')
+  expect(events.length).toBe(before + 1)
+  expect(events.at(-1)!.details!.rule).toBe(rule)
+  expect(events.at(-1)!.outcome).toBe('failure')
+}
+
+/** A role above owner, inserted directly (no actor can create it): the only way to exercise the last-owner rule. */
+function seedRootRole() {
+  const id = newId()
+  t.deps.db.insert(roles).values({ id, name: 'root', level: 200, builtin: false, createdAt: 0, updatedAt: 0 }).run()
+  t.deps.db.insert(rolePermissions).values([{ roleId: id, permission: '*:*' }]).run()
+}
+
+describe('effective permissions', () => {
+  test('union over roles, highest level, sorted role names; no role is level 0', () => {
+    const u = seedUser(t.deps)
+    expect(rbac.effective(u)).toEqual({ status: 'active', roles: ['user'], level: 10, permissions: ['files:read:own', 'files:write:own', 'files:delete:own'], mfaRequired: false })
+    const m = seedUser(t.deps, { roles: ['user', 'moderator'] })
+    const eff = rbac.effective(m)!
+    expect(eff.roles).toEqual(['moderator', 'user'])
+    expect(eff.level).toBe(50)
+    expect(eff.permissions).toEqual(['users:read', 'files:read:own', 'files:read:any', 'files:write:own', 'files:delete:own'])
+    const none = seedUser(t.deps, { roles: [] })
+    expect(rbac.effective(none)).toMatchObject({ roles: [], level: 0, permissions: [] })
+    expect(rbac.effective(newId())).toBeNull()
+  })
+
+  test('mfaRequiredFor: true when any role requires it', () => {
+    expect(rbac.mfaRequiredFor(seedUser(t.deps))).toBe(false)
+    expect(rbac.mfaRequiredFor(seedUser(t.deps, { roles: ['user', 'admin'] }))).toBe(true)
+  })
+
+  test('the service role (migration 0002) holds authz:check at level 20 and is not built in', () => {
+    const s = rbac.listRoles().find((r) => r.name === 'service')!
+    expect(s).toMatchObject({ level: 20, builtin: false, permissions: ['authz:check'] })
+    expect(rbac.check(seedUser(t.deps, { roles: ['service'] }), 'authz:check').allowed).toBe(true)
+  })
+
+  test('assignDefaultRole works inside the registration transaction and rolls back with it', () => {
+    const id = newId()
+    const now = t.clock.now()
+    expect(() =>
+      t.deps.db.transaction((tx) => {
+        tx.insert(users).values({ id, email: 'r@example.test', createdAt: now, updatedAt: now }).run()
+        assignDefaultRole(tx, id, now)
+        throw new Error('rollback')
+      }),
+    ).toThrow('rollback')
+    expect(t.deps.db.select().from(userRoles).where(eq(userRoles.userId, id)).all()).toEqual([])
+    t.deps.db.transaction((tx) => {
+      tx.insert(users).values({ id, email: 'r@example.test', createdAt: now, updatedAt: now }).run()
+      assignDefaultRole(tx, id, now)
+    })
+    expect(rbac.effective(id)!.roles).toEqual(['user'])
+  })
+})
+
+describe('check', () => {
+  test('reasons name the deciding rule', () => {
+    const admin = seedUser(t.deps, { roles: ['user', 'admin'] })
+    const user = seedUser(t.deps)
+    const mod = seedUser(t.deps, { roles: ['user', 'moderator'] })
+    expect(rbac.check(admin, 'users:delete')).toEqual({ allowed: true, reason: 'granted by role admin via users:*' })
+    expect(rbac.check(user, 'users:delete')).toEqual({ allowed: false, reason: 'no role grants users:delete' })
+    expect(rbac.check(user, 'files:read', user)).toEqual({ allowed: true, reason: 'owner match; granted by role user via files:read:own' })
+    expect(rbac.check(user, 'files:read', admin)).toEqual({ allowed: false, reason: 'not the owner and no role grants files:read:any' })
+    expect(rbac.check(user, 'files:read:own', admin)).toEqual({ allowed: false, reason: 'not the owner and no role grants files:read:any' })
+    expect(rbac.check(user, 'files:read:own', user)).toEqual({ allowed: true, reason: 'owner match; granted by role user via files:read:own' })
+    expect(rbac.check(mod, 'files:read', user)).toEqual({ allowed: true, reason: 'granted by role moderator via files:read:any' })
+    expect(rbac.check(user, 'files:read')).toEqual({ allowed: false, reason: 'no role grants files:read:any' })
+    expect(rbac.check(admin, 'files:delete', user)).toEqual({ allowed: true, reason: 'granted by role admin via files:*:any' })
+    expect(rbac.check(newId(), 'users:read')).toEqual({ allowed: false, reason: 'unknown user' })
+    const off = seedUser(t.deps, { roles: ['user', 'admin'], status: 'disabled' })
+    expect(rbac.check(off, 'users:read')).toEqual({ allowed: false, reason: 'user disabled' })
+  })
+
+  test('an unregistered permission is a 422, not a silent deny', () => {
+    const e = thrown(() => rbac.check(seedUser(t.deps), 'users:fly'))
+    expect({ status: e.status, code: e.code }).toEqual({ status: 422, code: 'unknown_permission' })
+    expect(thrown(() => rbac.check(seedUser(t.deps), 'users:*')).code).toBe('unknown_permission')
+  })
+})
+
+describe('no privilege escalation', () => {
+  let admin: string
+  let owner: string
+  beforeEach(() => {
+    admin = seedUser(t.deps, { roles: ['user', 'admin'] })
+    owner = seedUser(t.deps, { roles: ['user', 'owner'] })
+  })
+
+  test('roles at or above your own level cannot be created, edited, deleted, granted or revoked', () => {
+    const a = { userId: admin }
+    const target = seedUser(t.deps)
+    expectDenied(() => rbac.createRole(a, { name: 'peer', level: 90, permissions: [] }), 'role_level')
+    expect(rbac.createRole(a, { name: 'helper', level: 89, permissions: ['users:read'] }).level).toBe(89)
+    expectDenied(() => rbac.patchRole(a, 'admin', { description: 'mine now' }), 'role_level')
+    expectDenied(() => rbac.patchRole(a, 'helper', { level: 95 }), 'role_level')
+    expectDenied(() => rbac.grantRole(a, target, 'admin'), 'role_level')
+    expectDenied(() => rbac.grantRole(a, target, 'owner'), 'role_level')
+    rbac.assignSystem(target, 'admin')
+    expectDenied(() => rbac.revokeRole(a, target, 'admin'), 'target_level')
+    // owner can: admin is below 100
+    rbac.revokeRole({ userId: owner }, target, 'admin')
+    expect(rbac.effective(target)!.roles).toEqual(['user'])
+    const other = rbac.createRole({ userId: owner }, { name: 'senior', level: 95, permissions: [] })
+    expect(other.level).toBe(95)
+    expectDenied(() => rbac.deleteRole(a, 'senior'), 'role_level')
+  })
+
+  test('users at or above your own level cannot be acted on', () => {
+    const a = { userId: admin }
+    const peer = seedUser(t.deps, { roles: ['user', 'admin'] })
+    expectDenied(() => rbac.grantRole(a, peer, 'moderator'), 'target_level')
+    expectDenied(() => rbac.grantRole(a, owner, 'moderator'), 'target_level')
+    expectDenied(() => t.deps.usersAdmin.patch(a, peer, { status: 'disabled' }), 'target_level')
+    expectDenied(() => t.deps.usersAdmin.delete(a, owner), 'target_level')
+    expectDenied(() => t.deps.usersAdmin.unlock(a, peer), 'target_level')
+    expectDenied(() => t.deps.usersAdmin.endSessions(a, peer), 'target_level')
+    expect(rbac.effective(peer)!.status).toBe('active')
+  })
+
+  test('nobody changes their own roles or status', () => {
+    const a = { userId: admin }
+    expectDenied(() => rbac.grantRole(a, admin, 'moderator'), 'self')
+    expectDenied(() => rbac.revokeRole(a, admin, 'user'), 'self')
+    expectDenied(() => t.deps.usersAdmin.patch(a, admin, { status: 'disabled' }), 'self')
+    expectDenied(() => t.deps.usersAdmin.delete(a, admin), 'self')
+    // renaming oneself is not an escalation
+    expect(t.deps.usersAdmin.patch(a, admin, { name: 'Ada' }).name).toBe('Ada')
+  })
+
+  test('a role cannot be given a permission the actor does not hold', () => {
+    const rm = rbac.createRole({ userId: owner }, { name: 'rolemgr', level: 60, permissions: ['roles:read', 'roles:write', 'users:read'] })
+    expect(rm.name).toBe('rolemgr')
+    const mgr = seedUser(t.deps, { roles: ['user', 'rolemgr'] })
+    const m = { userId: mgr }
+    expectDenied(() => rbac.createRole(m, { name: 'deleter', level: 30, permissions: ['users:delete'] }), 'permission_not_held')
+    expectDenied(() => rbac.createRole(m, { name: 'reader', level: 30, permissions: ['users:*'] }), 'permission_not_held')
+    const r = rbac.createRole(m, { name: 'reader', level: 30, permissions: ['users:read', 'files:read:own'] })
+    expect(r.permissions).toEqual(['files:read:own', 'users:read'])
+    expectDenied(() => rbac.patchRole(m, 'reader', { permissions: ['users:read', 'audit:read'] }), 'permission_not_held')
+    // a permission the role already had (granted by someone above) may stay while others change
+    rbac.patchRole({ userId: owner }, 'reader', { permissions: ['users:read', 'audit:read'] })
+    expect(rbac.patchRole(m, 'reader', { permissions: ['audit:read'] }).permissions).toEqual(['audit:read'])
+  })
+
+  test('malformed or unmatched patterns are 422 with the failing index', () => {
+    const e = thrown(() => rbac.createRole({ userId: owner }, { name: 'bad', level: 10, permissions: ['users:read', 'users:fly'] }))
+    expect({ status: e.status, code: e.code }).toEqual({ status: 422, code: 'invalid_permission' })
+    expect(e.extra!.errors![0]!.path).toBe('/permissions/1')
+  })
+
+  test('built-in roles: names fixed, never deleted; assigned roles need a reassign target', () => {
+    const o = { userId: owner }
+    expect(thrown(() => rbac.patchRole(o, 'moderator', { name: 'mod' })).code).toBe('builtin_role')
+    expect(thrown(() => rbac.deleteRole(o, 'user')).code).toBe('builtin_role')
+    expect(rbac.patchRole(o, 'moderator', { level: 55, description: 'Reads users' })).toMatchObject({ name: 'moderator', level: 55, description: 'Reads users' })
+    rbac.createRole(o, { name: 'temp', level: 40, permissions: ['users:read'] })
+    const holder = seedUser(t.deps, { roles: ['user', 'temp'] })
+    expect(thrown(() => rbac.deleteRole(o, 'temp')).code).toBe('role_in_use')
+    expect(rbac.check(holder, 'users:read').allowed).toBe(true)
+    rbac.deleteRole(o, 'temp', 'moderator')
+    expect(rbac.effective(holder)!.roles).toEqual(['moderator', 'user'])
+    expect(rbac.listRoles().map((r) => r.name)).not.toContain('temp')
+    expect(thrown(() => rbac.createRole(o, { name: 'moderator', level: 10, permissions: [] })).status).toBe(409)
+  })
+
+  test('the last active owner cannot lose the role, be disabled or be deleted', () => {
+    seedRootRole()
+    const root = { userId: seedUser(t.deps, { roles: ['root'] }) }
+    expectDenied(() => rbac.revokeRole(root, owner, 'owner'), 'last_owner')
+    expectDenied(() => t.deps.usersAdmin.patch(root, owner, { status: 'disabled' }), 'last_owner')
+    expectDenied(() => t.deps.usersAdmin.delete(root, owner), 'last_owner')
+    // a disabled second owner does not count
+    const second = seedUser(t.deps, { roles: ['owner'], status: 'disabled' })
+    expectDenied(() => rbac.revokeRole(root, owner, 'owner'), 'last_owner')
+    t.deps.usersAdmin.patch(root, second, { status: 'active' })
+    rbac.revokeRole(root, owner, 'owner')
+    expect(rbac.effective(owner)!.roles).toEqual(['user'])
+    expectDenied(() => t.deps.usersAdmin.delete(root, second), 'last_owner')
+  })
+})
+
+describe('cache invalidation', () => {
+  let owner: { userId: string }
+  beforeEach(() => {
+    owner = { userId: seedUser(t.deps, { roles: ['user', 'owner'] }) }
+  })
+
+  test('checks are served from the cache', () => {
+    const u = seedUser(t.deps)
+    rbac.check(u, 'files:read:own')
+    const before = rbac.stats()
+    for (let i = 0; i < 5; i++) rbac.check(u, 'files:read:own')
+    const after = rbac.stats()
+    expect(after.effective.hits - before.effective.hits).toBe(5)
+    expect(after.effective.misses).toBe(before.effective.misses)
+  })
+
+  test("removing a permission from a role: the next check is refused", () => {
+    rbac.createRole(owner, { name: 'auditor', level: 30, permissions: ['audit:read', 'users:read'] })
+    const u = seedUser(t.deps, { roles: ['user', 'auditor'] })
+    expect(rbac.check(u, 'audit:read').allowed).toBe(true)
+    rbac.patchRole(owner, 'auditor', { permissions: ['users:read'] })
+    expect(rbac.check(u, 'audit:read')).toEqual({ allowed: false, reason: 'no role grants audit:read' })
+    rbac.patchRole(owner, 'auditor', { level: 35, mfaRequired: true })
+    expect(rbac.effective(u)).toMatchObject({ level: 35, mfaRequired: true })
+  })
+
+  test("granting and revoking a user's role, renaming a role", () => {
+    const u = seedUser(t.deps)
+    expect(rbac.check(u, 'users:read').allowed).toBe(false)
+    rbac.grantRole(owner, u, 'moderator')
+    expect(rbac.check(u, 'users:read')).toEqual({ allowed: true, reason: 'granted by role moderator via users:read' })
+    rbac.revokeRole(owner, u, 'moderator')
+    expect(rbac.check(u, 'users:read').allowed).toBe(false)
+    rbac.createRole(owner, { name: 'ops', level: 30, permissions: ['sessions:revoke'] })
+    rbac.grantRole(owner, u, 'ops')
+    expect(rbac.effective(u)!.roles).toContain('ops')
+    rbac.patchRole(owner, 'ops', { name: 'operators' })
+    expect(rbac.effective(u)!.roles).toContain('operators')
+  })
+
+  test("a user's status: disabling is seen by the next check", () => {
+    const u = seedUser(t.deps, { roles: ['user', 'moderator'] })
+    expect(rbac.check(u, 'users:read').allowed).toBe(true)
+    t.deps.usersAdmin.patch(owner, u, { status: 'disabled' })
+    expect(rbac.check(u, 'users:read')).toEqual({ allowed: false, reason: 'user disabled' })
+    t.deps.usersAdmin.delete(owner, u)
+    expect(rbac.check(u, 'users:read')).toEqual({ allowed: false, reason: 'unknown user' })
+  })
+
+  test('changes made outside the services are picked up after the TTL', () => {
+    const u = seedUser(t.deps)
+    expect(rbac.effective(u)!.level).toBe(10)
+    t.deps.db.delete(userRoles).where(eq(userRoles.userId, u)).run()
+    expect(rbac.effective(u)!.level).toBe(10)
+    t.clock.advance(t.deps.config.cache.ttlMs + 1)
+    expect(rbac.effective(u)!.level).toBe(0)
+  })
+})

@@ -1,0 +1,201 @@
+import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
+import { eq } from 'drizzle-orm'
+import { lockouts, refreshTokens, securityEvents, sessions, users } from '../../src/db/schema'
+import { AppError } from '../../src/lib/errors'
+import { listQuery, type UserStatus } from '../../src/modules/users/admin-service'
+import { makeApp, type TestApp } from '../helpers'
+import { eventsOf, seedSession, seedUser } from '../support/admin'
+
+let t: TestApp
+let owner: { userId: string }
+
+beforeEach(() => {
+  t = makeApp()
+  owner = { userId: seedUser(t.deps, { email: 'owner@example.test', name: 'Owner', roles: ['user', 'owner'] }) }
+})
+afterEach(() => t.close())
+
+const ids = (items: { id: string }[]) => items.map((i) => i.id)
+
+function thrown(fn: () => unknown): AppError {
+  try {
+    fn()
+  } catch (e) {
+    if (e instanceof AppError) return e
+    throw e
+  }
+  throw new Error('expected an AppError')
+}
+
+describe('list', () => {
+  test('pages in id order with no duplicates or gaps while rows are inserted between pages', () => {
+    const admin = t.deps.usersAdmin
+    const initial = [owner.userId]
+    for (let i = 0; i < 24; i++) initial.push(seedUser(t.deps))
+    const seen: string[] = []
+    let cursor: string | undefined
+    let pages = 0
+    do {
+      const page = admin.list({ limit: 7, cursor })
+      seen.push(...ids(page.items))
+      cursor = page.nextCursor ?? undefined
+      pages++
+      // inserted between pages: must neither shift nor repeat what was already paged
+      seedUser(t.deps)
+      if (pages > 20) throw new Error('pagination does not end')
+    } while (cursor)
+    expect(new Set(seen).size).toBe(seen.length)
+    for (const id of initial) expect(seen).toContain(id)
+    expect(seen).toEqual([...seen].sort())
+  })
+
+  test('limit defaults to 20 and the last page has no cursor', () => {
+    for (let i = 0; i < 21; i++) seedUser(t.deps)
+    const first = t.deps.usersAdmin.list({})
+    expect(first.items.length).toBe(20)
+    expect(first.nextCursor).toBeString()
+    const second = t.deps.usersAdmin.list({ cursor: first.nextCursor! })
+    expect(second.items.length).toBe(2)
+    expect(second.nextCursor).toBeNull()
+  })
+
+  test('a tampered cursor, a foreign one or one from another filter is 400 invalid_cursor', () => {
+    for (let i = 0; i < 3; i++) seedUser(t.deps)
+    const { nextCursor } = t.deps.usersAdmin.list({ limit: 1 })
+    const c = nextCursor!
+    const [payload, mac] = c.split('.')
+    const forged = `${Buffer.from(JSON.stringify(['ffffffff-ffff-7fff-bfff-ffffffffffff', 'x'])).toString('base64url')}.${mac}`
+    for (const bad of [`${payload}x.${mac}`, `${payload}.${mac!.replace(/^./, (ch) => (ch === 'A' ? 'B' : 'A'))}`, forged, 'garbage', '.']) {
+      const e = thrown(() => t.deps.usersAdmin.list({ cursor: bad }))
+      expect({ status: e.status, code: e.code }).toEqual({ status: 400, code: 'invalid_cursor' })
+    }
+    expect(thrown(() => t.deps.usersAdmin.list({ cursor: c, status: 'active' })).code).toBe('invalid_cursor')
+    expect(t.deps.usersAdmin.list({ cursor: c, limit: 1 }).items.length).toBe(1)
+  })
+
+  test('filters: q is a case-insensitive prefix of email or name; role; status; combined', () => {
+    const ada = seedUser(t.deps, { email: 'ada@example.test', name: 'Lovelace' })
+    const alan = seedUser(t.deps, { email: 'alan@example.test', name: 'Turing', roles: ['user', 'moderator'] })
+    const grace = seedUser(t.deps, { email: 'grace@example.test', name: 'Hopper', status: 'disabled' })
+    const adam = seedUser(t.deps, { email: 'zz@example.test', name: 'Adams', roles: [] })
+    const list = (f: { q?: string; role?: string; status?: UserStatus }) => ids(t.deps.usersAdmin.list(f).items).sort()
+    expect(list({ q: 'AD' })).toEqual([ada, adam].sort())
+    expect(list({ q: 'ala' })).toEqual([alan])
+    expect(list({ q: 'hop' })).toEqual([grace])
+    expect(list({ q: 'example' })).toEqual([])
+    expect(list({ q: 'a%' })).toEqual([])
+    expect(list({ role: 'moderator' })).toEqual([alan])
+    expect(list({ role: 'user' })).toEqual([owner.userId, ada, alan, grace].sort())
+    expect(list({ role: 'nonexistent' })).toEqual([])
+    expect(list({ status: 'disabled' })).toEqual([grace])
+    expect(list({ q: 'a', status: 'active' })).toEqual([ada, alan, adam].sort())
+    expect(list({ q: 'a', role: 'moderator' })).toEqual([alan])
+    expect(list({ role: 'user', status: 'disabled' })).toEqual([grace])
+    const view = t.deps.usersAdmin.list({ q: 'alan' }).items[0]!
+    expect(view).toEqual({ id: alan, email: 'alan@example.test', name: 'Turing', status: 'active', emailVerified: false, roles: ['moderator', 'user'], createdAt: new Date(t.clock.now()).toISOString() })
+  })
+
+  test('filtered pages continue through the cursor', () => {
+    const mods = Array.from({ length: 5 }, () => seedUser(t.deps, { roles: ['user', 'moderator'] }))
+    for (let i = 0; i < 5; i++) seedUser(t.deps)
+    const p1 = t.deps.usersAdmin.list({ role: 'moderator', limit: 3 })
+    const p2 = t.deps.usersAdmin.list({ role: 'moderator', limit: 3, cursor: p1.nextCursor! })
+    expect([...ids(p1.items), ...ids(p2.items)]).toEqual(mods)
+    expect(p2.nextCursor).toBeNull()
+  })
+})
+
+describe('query plans', () => {
+  const plan = (q: { toSQL(): { sql: string; params: unknown[] } }) => {
+    const { sql, params } = q.toSQL()
+    return t.deps.sqlite
+      .query(`EXPLAIN QUERY PLAN ${sql}`)
+      .all(...(params as never[]))
+      .map((r) => (r as { detail: string }).detail)
+      .join(' | ')
+  }
+  const combos: { q?: string; roleId?: string; status?: UserStatus }[] = [
+    {},
+    { status: 'active' },
+    { q: 'ad' },
+    { q: 'ad', status: 'active' },
+    { q: 'ad', roleId: 'r' },
+    { roleId: 'r' },
+    { roleId: 'r', status: 'disabled' },
+    { q: 'ad', roleId: 'r', status: 'active' },
+  ]
+  test.each(combos)('list %o never scans users', (f) => {
+    for (const after of ['', '0190']) {
+      const p = plan(listQuery(t.deps.db, f, after, 21))
+      expect(p).not.toContain('SCAN users')
+      expect(p).toContain('users')
+    }
+  })
+  test('q is driven by the email and lower(name) indexes', () => {
+    const p = plan(listQuery(t.deps.db, { q: 'ad', status: 'active' }, '', 21))
+    expect(p).toContain('users_email_unique')
+    expect(p).toContain('users_name_lower')
+  })
+  test('lookups by id never scan users', () => {
+    const p = plan(t.deps.db.select().from(users).where(eq(users.id, 'x')))
+    expect(p).toContain('SEARCH users')
+  })
+})
+
+describe('changes', () => {
+  test('disabling ends every session and expires unspent refresh tokens; enabling does not revive them', () => {
+    const u = seedUser(t.deps)
+    const s1 = seedSession(t.deps, u)
+    const s2 = seedSession(t.deps, u)
+    const other = seedSession(t.deps, owner.userId)
+    const seen: string[] = []
+    t.deps.invalidation.on((e) => seen.push(`${e.kind}:${e.id}`))
+    const v = t.deps.usersAdmin.patch(owner, u, { status: 'disabled' })
+    expect(v.status).toBe('disabled')
+    for (const s of [s1, s2]) {
+      const row = t.deps.db.select().from(sessions).where(eq(sessions.id, s.sessionId)).get()!
+      expect(row.revokedAt).toBe(t.clock.now())
+      expect(row.revokedReason).toBe('user_disabled')
+      expect(t.deps.db.select().from(refreshTokens).where(eq(refreshTokens.id, s.tokenId)).get()!.expiresAt).toBe(t.clock.now())
+    }
+    expect(t.deps.db.select().from(sessions).where(eq(sessions.id, other.sessionId)).get()!.revokedAt).toBeNull()
+    expect(seen.sort()).toEqual([`session:${s1.sessionId}`, `session:${s2.sessionId}`, `user:${u}`].sort())
+    expect(eventsOf(t.deps, 'user_disabled').at(-1)).toMatchObject({ actorId: owner.userId, targetId: u, details: { sessionsEnded: 2 } })
+    t.clock.advance(1000)
+    t.deps.usersAdmin.patch(owner, u, { status: 'active', name: 'Back' })
+    expect(t.deps.db.select().from(sessions).where(eq(sessions.id, s1.sessionId)).get()!.revokedAt).not.toBeNull()
+    expect(eventsOf(t.deps, 'user_enabled').length).toBe(1)
+    expect(t.deps.usersAdmin.get(u).name).toBe('Back')
+  })
+
+  test('ending all sessions', () => {
+    const u = seedUser(t.deps)
+    seedSession(t.deps, u)
+    seedSession(t.deps, u)
+    expect(t.deps.usersAdmin.endSessions(owner, u)).toBe(2)
+    expect(t.deps.usersAdmin.endSessions(owner, u)).toBe(0)
+    // oneself is allowed, like logout-all
+    seedSession(t.deps, owner.userId)
+    expect(t.deps.usersAdmin.endSessions(owner, owner.userId)).toBe(1)
+  })
+
+  test('unlock clears both lock kinds and records account_unlocked', () => {
+    const u = seedUser(t.deps)
+    const now = t.clock.now()
+    t.deps.db.insert(lockouts).values([{ userId: u, kind: 'password', failures: 5, windowStartedAt: now, lockedUntil: now + 60_000, updatedAt: now }, { userId: u, kind: 'mfa', failures: 3, windowStartedAt: now, updatedAt: now }]).run()
+    t.deps.usersAdmin.unlock(owner, u)
+    expect(t.deps.db.select().from(lockouts).where(eq(lockouts.userId, u)).all()).toEqual([])
+    expect(eventsOf(t.deps, 'account_unlocked').at(-1)).toMatchObject({ actorId: owner.userId, targetId: u })
+  })
+
+  test('delete removes the user and their data but keeps their security events', () => {
+    const u = seedUser(t.deps)
+    seedSession(t.deps, u)
+    t.deps.audit.record({ type: 'login_succeeded', outcome: 'success', actorId: u, targetId: u })
+    t.deps.usersAdmin.delete(owner, u)
+    expect(thrown(() => t.deps.usersAdmin.get(u)).status).toBe(404)
+    expect(t.deps.db.select().from(sessions).where(eq(sessions.userId, u)).all()).toEqual([])
+    expect(t.deps.db.select().from(securityEvents).where(eq(securityEvents.targetId, u)).all().map((e) => e.type)).toEqual(['login_succeeded', 'user_deleted'])
+    expect(thrown(() => t.deps.usersAdmin.delete(owner, u)).status).toBe(404)
+  })
+})

@@ -1,0 +1,50 @@
+/** Test helpers for the administration features: the real app signed in as seeded users. */
+import type { AppDeps } from '../../src/app'
+import { sessions, refreshTokens, users } from '../../src/db/schema'
+import { newId } from '../../src/lib/ids'
+import { assignRoleInTx } from '../../src/modules/rbac/service'
+import { makeApp, type ReqOpts } from '../helpers'
+
+/** The real app; `as(userId, …)` signs in as that user with a real session and access token. */
+export function makeAdminApp() {
+  const t = makeApp()
+  /** A request as `as` (a user id); no `as` is anonymous. */
+  const as = async (userId: string | undefined, method: string, path: string, o: ReqOpts = {}) => {
+    if (!userId) return t.req(method, path, o)
+    const { session } = t.deps.sessions.create({ userId, transport: 'bearer', amr: ['pwd'], meta: {} })
+    const { token } = await t.deps.signer.sign(userId, session.id)
+    return t.req(method, path, { ...o, token })
+  }
+  return { ...t, as }
+}
+
+let n = 0
+
+/** Inserts a user holding `roles` (default: just `user`) straight into the database. */
+export function seedUser(deps: AppDeps, o: { email?: string; name?: string | null; roles?: string[]; status?: 'active' | 'disabled'; verified?: boolean } = {}): string {
+  const id = newId()
+  const now = deps.clock.now()
+  n++
+  deps.db.transaction((tx) => {
+    tx.insert(users)
+      .values({ id, email: (o.email ?? `user${n}-${id.slice(-6)}@example.test`).toLowerCase(), name: o.name === undefined ? `User ${n}` : o.name, status: o.status ?? 'active', emailVerifiedAt: o.verified ? now : null, createdAt: now, updatedAt: now })
+      .run()
+    for (const r of o.roles ?? ['user']) assignRoleInTx(tx, id, r, now)
+  })
+  return id
+}
+
+/** Inserts a live session with one unspent refresh token for a user; returns the ids. */
+export function seedSession(deps: AppDeps, userId: string): { sessionId: string; tokenId: string } {
+  const now = deps.clock.now()
+  const sessionId = newId()
+  const tokenId = newId()
+  deps.db.insert(sessions).values({ id: sessionId, userId, createdAt: now, lastSeenAt: now, expiresAt: now + 86_400_000, authTime: now }).run()
+  deps.db.insert(refreshTokens).values({ id: tokenId, sessionId, tokenHash: `hash-${tokenId}`, createdAt: now, expiresAt: now + 86_400_000 }).run()
+  return { sessionId, tokenId }
+}
+
+/** Security events of a type, oldest first. */
+export function eventsOf(deps: AppDeps, type: string) {
+  return deps.audit.list({ type, limit: 100 }).reverse()
+}
