@@ -56,20 +56,23 @@ export const isCompressible = (contentType: string | null): boolean => contentTy
 /** Paths whose responses carry tokens or secrets: never compressed (BREACH). */
 export const isTokenPath = (path: string): boolean => path.startsWith('/v1/auth/') || path === '/v1/me/mfa' || path.startsWith('/v1/me/mfa/')
 
-function encode(bytes: Uint8Array, enc: Encoding): Uint8Array {
+/** The same bytes typed as a plain-ArrayBuffer view (node:zlib and Bun return Buffers), without a copy. */
+const view = (b: Uint8Array): Uint8Array<ArrayBuffer> => new Uint8Array(b.buffer as ArrayBuffer, b.byteOffset, b.byteLength)
+
+function encode(bytes: Uint8Array<ArrayBuffer>, enc: Encoding): Uint8Array<ArrayBuffer> {
   switch (enc) {
     case 'zstd':
-      return Bun.zstdCompressSync(bytes, { level: 3 })
+      return view(Bun.zstdCompressSync(bytes, { level: 3 }))
     case 'br':
       // Quality 5: most of brotli's gain at a fraction of the cost of the default 11 on dynamic responses.
-      return brotliCompressSync(bytes, { params: { [zlib.BROTLI_PARAM_QUALITY]: 5, [zlib.BROTLI_PARAM_SIZE_HINT]: bytes.byteLength } })
+      return view(brotliCompressSync(bytes, { params: { [zlib.BROTLI_PARAM_QUALITY]: 5, [zlib.BROTLI_PARAM_SIZE_HINT]: bytes.byteLength } }))
     case 'gzip':
       return Bun.gzipSync(bytes, { level: 6 })
   }
 }
 
 /** Compressed bodies of long-lived public responses (docs assets), so the 1.5 MB bundle is compressed once. */
-const staticCache = new Map<string, Uint8Array>()
+const staticCache = new Map<string, Uint8Array<ArrayBuffer>>()
 const STATIC_CACHE_MAX = 32
 
 function appendVary(headers: Headers, value: string): void {
@@ -113,7 +116,7 @@ export async function compressResponse(request: Request, response: Response): Pr
   if (Number.isFinite(declared) && declared < MIN_COMPRESS_BYTES) return plain()
 
   const bytes = new Uint8Array(await response.arrayBuffer())
-  const rebuild = (body: Uint8Array) => new Response(body, { status: response.status, statusText: response.statusText, headers })
+  const rebuild = (body: Uint8Array<ArrayBuffer>) => new Response(body, { status: response.status, statusText: response.statusText, headers })
   if (bytes.byteLength < MIN_COMPRESS_BYTES) return rebuild(bytes)
 
   const cacheable = /(?:^|,)\s*public\b/i.test(headers.get('cache-control') ?? '')
