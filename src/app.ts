@@ -32,9 +32,13 @@ import { UsersAdminService } from './modules/users/admin-service'
 import { healthController } from './modules/health'
 import { databaseCheck, HealthService } from './modules/health/service'
 import { bodyParser } from './plugins/body-parser'
+import { compressResponse } from './plugins/compression'
+import { corsPlugin } from './plugins/cors'
+import { csrfPlugin } from './plugins/csrf'
 import { docs } from './plugins/docs'
 import { errorHandler } from './plugins/error-handler'
 import { contextOf, requestContext, setPeer } from './plugins/request-context'
+import { applySecurityHeaders, securityHeaders, securityHeadersPlugin } from './plugins/security-headers'
 
 export interface AppDeps extends CoreDeps {
   health: HealthService
@@ -155,7 +159,11 @@ export function createApp(deps: AppDeps) {
   const { config, logger } = deps
   return new Elysia({ name: 'bulwark', normalize: false })
     .use(requestContext(config.trustProxy))
+    .use(securityHeadersPlugin(config))
+    .use(corsPlugin(config.corsOrigins))
+    // rate limit goes here
     .use(errorHandler(logger))
+    .use(csrfPlugin(deps))
     .use(bodyParser({ json: config.bodyLimit, upload: config.uploads.maxBytes, uploadPaths: (p) => UPLOAD_PATHS.has(p) }))
     .use(docs())
     .use(healthController(deps.health))
@@ -172,12 +180,15 @@ export type App = ReturnType<typeof createApp>
  * The fetch handler around the app: gives app.handle() the socket peer, then writes one access-log
  * line per request (method, route, status, duration, request id, user id), off the response path.
  */
-export function createHandler(app: { handle(request: Request): Promise<Response> }, deps: Pick<AppDeps, 'logger'> & { metrics?: Metrics }) {
+export function createHandler(app: { handle(request: Request): Promise<Response> }, deps: Pick<AppDeps, 'logger' | 'config'> & { metrics?: Metrics }) {
   const log = deps.logger
   const metrics = deps.metrics
+  const secHeaders = securityHeaders(deps.config)
   return async (request: Request, peer?: string): Promise<Response> => {
     if (peer) setPeer(request, peer)
-    const response = await app.handle(request)
+    // Security headers again as a backstop (the plugin covers what Elysia builds), then compression,
+    // which needs the final Response; see src/plugins/compression.ts for why it lives here.
+    const response = await compressResponse(request, applySecurityHeaders(await app.handle(request), secHeaders))
     const ctx = contextOf(request)
     metrics?.observeRequest(request.method, ctx.route ?? 'unmatched', response.status, (performance.now() - ctx.start) / 1000)
     const level = response.status >= 500 ? 'error' : 'info'

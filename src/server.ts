@@ -6,6 +6,7 @@ import type { Server } from 'bun'
 import { buildDeps, createApp, createHandler, type AppDeps } from './app'
 import type { Config } from './config'
 import { configWarnings } from './config'
+import { securityHeaders } from './plugins/security-headers'
 import { VERSION } from './version'
 
 export interface Running {
@@ -39,7 +40,7 @@ export function startServer(config: Config, deps: AppDeps = buildDeps(config, { 
       deps.logger.error({ err }, 'unhandled server error')
       return new Response(JSON.stringify({ type: 'urn:bulwark:problem:internal', title: 'Internal Server Error', status: 500, code: 'internal', detail: 'An unexpected error occurred.' }), {
         status: 500,
-        headers: { 'content-type': 'application/problem+json' },
+        headers: { ...securityHeaders(config), 'content-type': 'application/problem+json' },
       })
     },
   })

@@ -355,19 +355,25 @@ describe('cookie transport', () => {
     expect(cookie).toMatch(/^__Host-bulwark_session=[A-Za-z0-9_-]+; /)
     for (const attr of ['HttpOnly', 'Secure', 'SameSite=Strict', 'Path=/']) expect(cookie).toContain(attr)
     const value = cookie.split(';')[0]!
-    const ref = await a.req('POST', '/v1/auth/refresh', { headers: { cookie: value } })
+    const origin = 'http://localhost:3000'
+    expectProblem(await a.req('POST', '/v1/auth/refresh', { headers: { cookie: value, origin } }), 403, 'csrf_failed')
+    const csrf = (await a.req('GET', '/v1/auth/csrf', { headers: { cookie: value } })).body.csrfToken
+    const ref = await a.req('POST', '/v1/auth/refresh', { headers: { cookie: value, origin, 'x-csrf-token': csrf } })
     expect(ref.status).toBe(200)
     expect(ref.body.refreshToken).toBeUndefined()
     const next = ref.headers.get('set-cookie')!.split(';')[0]!
     expect(next).not.toBe(value)
-    const out = await a.req('POST', '/v1/auth/logout', { headers: { cookie: next } })
+    const csrf2 = (await a.req('GET', '/v1/auth/csrf', { headers: { cookie: next } })).body.csrfToken
+    expect(csrf2).not.toBe(csrf)
+    const out = await a.req('POST', '/v1/auth/logout', { headers: { cookie: next, origin, 'x-csrf-token': csrf2 } })
     expect(out.status).toBe(204)
     expect(out.headers.get('set-cookie')).toContain('Max-Age=0')
-    expectProblem(await a.req('POST', '/v1/auth/refresh', { headers: { cookie: next } }), 401)
+    const csrf3 = (await a.req('GET', '/v1/auth/csrf', { headers: { cookie: next } })).body.csrfToken
+    expectProblem(await a.req('POST', '/v1/auth/refresh', { headers: { cookie: next, origin, 'x-csrf-token': csrf3 } }), 401)
   })
 
-  test('with BULWARK_ALLOW_HTTP=1 the cookie is not Secure and has no __Host- prefix', async () => {
-    a = makeApp({ BULWARK_ALLOW_HTTP: '1' })
+  test('with BULWARK_ALLOW_HTTP=1 and a plain-http public URL the cookie is not Secure and has no __Host- prefix', async () => {
+    a = makeApp({ BULWARK_ALLOW_HTTP: '1', BULWARK_PUBLIC_URL: 'http://auth.internal:3000' })
     const { email } = await signUp(a)
     const r = await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD, transport: 'cookie' } })
     const cookie = r.headers.get('set-cookie')!

@@ -39,29 +39,3 @@ export function outboxMailer(deps: Pick<CoreDeps, 'db' | 'clock'>): Mailer {
   }
 }
 
-/** Interim effective access until the RBAC service lands: roles, highest level and permission patterns. */
-export function interimAccess(deps: Pick<CoreDeps, 'sqlite'>) {
-  const q = deps.sqlite.query<{ name: string; level: number; permission: string | null; mfa: number }, [string]>(
-    `SELECT r.name AS name, r.level AS level, rp.permission AS permission, r.mfa_required AS mfa
-       FROM user_roles ur JOIN roles r ON r.id = ur.role_id LEFT JOIN role_permissions rp ON rp.role_id = r.id
-      WHERE ur.user_id = ?`,
-  )
-  return (userId: string) => {
-    const rows = q.all(userId)
-    const roles = [...new Set(rows.map((r) => r.name))]
-    const permissions = [...new Set(rows.map((r) => r.permission).filter((p): p is string => p !== null))]
-    const level = rows.reduce((m, r) => Math.max(m, r.level), 0)
-    return { roles, permissions, level, mfaRequired: rows.some((r) => r.mfa === 1) }
-  }
-}
-
-/** `*` matches one whole segment; a two-segment grant covers every scope of it. */
-export function permits(patterns: string[], required: string): boolean {
-  const req = required.split(':')
-  return patterns.some((p) => {
-    const pat = p.split(':')
-    if (pat.length > req.length) return false
-    if (pat.length < req.length && pat.length !== 2) return false
-    return pat.every((seg, i) => seg === '*' || seg === req[i])
-  })
-}
