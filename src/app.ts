@@ -12,6 +12,9 @@ import type { CoreDeps } from './deps'
 import { systemClock, type Clock } from './lib/clock'
 import { deriveKeys, randomToken } from './lib/crypto'
 import { createLogger, type Logger } from './lib/logger'
+import { MailWorker, OutboxMailer, type Mailer } from './lib/mailer'
+import { PasswordHasher } from './lib/password'
+import { PasswordPolicy } from './lib/password-policy'
 import { AuditService } from './modules/audit/service'
 import { healthController } from './modules/health'
 import { databaseCheck, HealthService } from './modules/health/service'
@@ -23,6 +26,11 @@ import { contextOf, requestContext, setPeer } from './plugins/request-context'
 export interface AppDeps extends CoreDeps {
   health: HealthService
   audit: AuditService
+  hasher: PasswordHasher
+  passwordPolicy: PasswordPolicy
+  /** Queues mail in the outbox; `mailWorker` delivers it (started by the server, driven by tests). */
+  mailer: Mailer
+  mailWorker: MailWorker
   /** Closes everything the deps opened (database, timers). */
   close(): void
 }
@@ -59,10 +67,18 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const health = new HealthService()
   health.add(databaseCheck(handle.sqlite))
   const audit = new AuditService(core)
+  const hasher = new PasswordHasher(config.password)
+  const passwordPolicy = new PasswordPolicy({ config, hasher, logger, db: handle.db, clock })
+  const mailWorker = new MailWorker(core)
+  const mailer = new OutboxMailer(core, () => mailWorker.nudge())
   return {
     ...core,
     health,
     audit,
+    hasher,
+    passwordPolicy,
+    mailer,
+    mailWorker,
     close: () => handle.close(),
   }
 }

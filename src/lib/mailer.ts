@@ -119,6 +119,7 @@ export class MailWorker {
   private again = false
   private readonly transport: (MailTransport & { close?(): void }) | undefined
   private fileBroken = false
+  private stopping = false
   private readonly intervalMs: number
 
   constructor(
@@ -137,11 +138,13 @@ export class MailWorker {
     this.kick()
   }
 
-  /** Stops polling, waits for a delivery in progress, and closes the SMTP connection. */
+  /** Stops polling, lets the message being sent finish (the rest stay pending), and closes the SMTP connection. */
   async stop(): Promise<void> {
+    this.stopping = true
     if (this.timer) clearInterval(this.timer)
     this.timer = undefined
-    await this.running
+    while (this.running) await this.running
+    this.stopping = false
     this.transport?.close?.()
   }
 
@@ -189,6 +192,7 @@ export class MailWorker {
         .all()
       if (due.length === 0) return report
       for (const row of due) {
+        if (this.stopping) return report
         if (!this.claim(row.id, row.nextAttemptAt)) continue
         if (!this.transport) {
           this.keep(row)

@@ -245,3 +245,43 @@ describe('the background worker', () => {
     expect(got.sort()).toEqual(['m0', 'm1', 'm2', 'm3', 'm4'])
   })
 })
+
+describe('shutdown and wiring', () => {
+  test('stop lets the message being sent finish and leaves the rest pending', async () => {
+    const { db, clock, logger, config, mailer } = setup()
+    let release = () => {}
+    let started = () => {}
+    const first = new Promise<void>((r) => (started = r))
+    const sent: string[] = []
+    const transport = async (m: MailMessage) => {
+      if (sent.length === 0) {
+        started()
+        await new Promise<void>((r) => (release = r))
+      }
+      sent.push(m.subject)
+    }
+    const worker = new MailWorker({ config, db, clock, logger }, { transport })
+    for (let i = 0; i < 3; i++) mailer.send({ ...TOKEN_MAIL, subject: `m${i}` })
+    const round = worker.deliverDue()
+    await first
+    const stopped = worker.stop()
+    release()
+    await Promise.all([round, stopped])
+    expect(sent).toEqual(['m0'])
+    expect(readOutbox(db).map((m) => m.status)).toEqual(['sent', 'pending', 'pending'])
+    // the rest were not leased: a later round (after a restart) sends them at once
+    await worker.deliverDue()
+    expect(sent).toEqual(['m0', 'm1', 'm2'])
+  })
+
+  test('the app deps carry a mailer whose mail reaches the outbox and the worker', async () => {
+    const { makeApp } = await import('../helpers')
+    const t = makeApp()
+    cleanups.push(() => t.close())
+    t.deps.mailer.send(TOKEN_MAIL)
+    expect(readOutbox(t.deps.db, TOKEN_MAIL.to)).toMatchObject([{ ...TOKEN_MAIL, status: 'pending' }])
+    expect(await t.deps.mailWorker.deliverDue()).toMatchObject({ kept: 1 })
+    expect(await t.deps.passwordPolicy.check('short')).toMatchObject([{ code: 'too_short' }])
+    expect(await t.deps.hasher.verify('x', await t.deps.hasher.hash('x'))).toBe(true)
+  })
+})
