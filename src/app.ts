@@ -16,10 +16,11 @@ import { createLogger, type Logger } from './lib/logger'
 import { Metrics } from './lib/metrics'
 import { metricsController } from './modules/metrics'
 import { AlertWebhook } from './modules/alerts/service'
+import { MailWorker, OutboxMailer, type Mailer } from './lib/mailer'
+import { PasswordHasher } from './lib/password'
+import { PasswordPolicy } from './lib/password-policy'
 import { AuditService } from './modules/audit/service'
 import { authController } from './modules/auth'
-import { interimHasher, interimPolicy, outboxMailer } from './modules/auth/interim-adapters'
-import type { Hasher, Mailer, Policy } from './modules/auth/ports'
 import { AuthService, type LoginHooks } from './modules/auth/service'
 import { KeyService } from './modules/keys/service'
 import { meController } from './modules/me'
@@ -45,9 +46,6 @@ export interface AppDeps extends CoreDeps {
   audit: AuditService
   signer: KeyService
   sessions: SessionService
-  hasher: Hasher
-  policy: Policy
-  mailer: Mailer
   hooks: LoginHooks
   auth: AuthService
   authn: Authenticator
@@ -59,6 +57,11 @@ export interface AppDeps extends CoreDeps {
   invalidation: Invalidation
   rbac: RbacService
   usersAdmin: UsersAdminService
+  hasher: PasswordHasher
+  passwordPolicy: PasswordPolicy
+  /** Queues mail in the outbox; `mailWorker` delivers it (started by the server, driven by tests). */
+  mailer: Mailer
+  mailWorker: MailWorker
   /** Closes everything the deps opened (database, timers). */
   close(): void
 }
@@ -107,16 +110,17 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const signer = new KeyService(core)
   signer.init()
   const sessions = new SessionService({ ...core, audit })
-  const hasher = interimHasher(core)
-  const policy = interimPolicy(core)
-  const mailer = outboxMailer(core)
+  const hasher = new PasswordHasher(config.password)
+  const passwordPolicy = new PasswordPolicy({ config, hasher, logger, db: handle.db, clock })
+  const mailWorker = new MailWorker(core)
+  const mailer = new OutboxMailer(core, () => mailWorker.nudge())
   const hooks: LoginHooks = {}
   invalidation.on((e) => {
     // A user-level change (disabled, deleted) may have ended sessions this cache still holds.
     if (e.kind === 'session') sessions.invalidate(e.id)
     else if (e.kind === 'user') sessions.invalidate()
   })
-  const auth = new AuthService({ ...core, audit, sessions, signer, hasher, policy, mailer, hooks, rbac })
+  const auth = new AuthService({ ...core, audit, sessions, signer, hasher, policy: passwordPolicy, mailer, hooks, rbac })
   const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id) })
   const totpQ = handle.sqlite.query<{ n: number }, [string]>("SELECT count(*) AS n FROM totp_factors WHERE user_id = ? AND status = 'active'")
   const passkeyQ = handle.sqlite.query<{ n: number }, [string]>('SELECT count(*) AS n FROM passkeys WHERE user_id = ?')
@@ -127,9 +131,6 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     audit,
     signer,
     sessions,
-    hasher,
-    policy,
-    mailer,
     hooks,
     auth,
     authn,
@@ -139,6 +140,10 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     invalidation,
     rbac,
     usersAdmin,
+    hasher,
+    passwordPolicy,
+    mailer,
+    mailWorker,
     close: () => handle.close(),
   }
 }

@@ -46,6 +46,9 @@ export function startServer(config: Config, deps: AppDeps = buildDeps(config, { 
   })
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${server.port}`
   for (const w of configWarnings(config)) deps.logger.warn(w)
+  deps.mailWorker.start()
+  // The dummy hash for unknown-email sign-ins, computed now rather than on the first such request.
+  void deps.hasher.warmUp()
   deps.logger.info({ url, version: VERSION, env: config.env, migrations: deps.sqlite ? undefined : undefined }, 'bulwark listening')
 
   let stopping: Promise<void> | undefined
@@ -60,6 +63,10 @@ export function startServer(config: Config, deps: AppDeps = buildDeps(config, { 
         server.stop(true)
       }
       await Promise.race([drained, Bun.sleep(100)])
+      // A mail being sent may finish within the grace; one cut off stays pending and goes out after a restart.
+      let graceTimer: ReturnType<typeof setTimeout> | undefined
+      await Promise.race([deps.mailWorker.stop(), new Promise((r) => (graceTimer = setTimeout(r, config.shutdownGraceMs)))])
+      clearTimeout(graceTimer)
       deps.close()
       deps.logger.info('stopped')
       deps.logger.flush()

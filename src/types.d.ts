@@ -6,3 +6,7 @@ declare module '*.css' {
   const path: string
   export default path
 }
+declare module '*.txt' {
+  const text: string
+  export default text
+}

@@ -4,7 +4,7 @@ export interface Hasher {
   verify(password: string, hash: string): Promise<boolean>
   needsRehash(hash: string): boolean
   /** Same work as a verify, for accounts that do not exist (no timing oracle). */
-  dummyVerify(password: string): Promise<void>
+  dummyVerify(password: string): Promise<unknown>
 }
 
 export interface PolicyReason {
@@ -13,16 +13,8 @@ export interface PolicyReason {
 }
 
 export interface Policy {
-  check(password: string, ctx: { email?: string; name?: string | null }): Promise<PolicyReason[]>
+  /** Reasons the password is refused; with `userId`, reuse of recent passwords is one of them. */
+  check(password: string, ctx: { email?: string; name?: string | null; userId?: string }): Promise<PolicyReason[]>
 }
 
-export interface Mail {
-  to: string
-  subject: string
-  text: string
-}
-
-export interface Mailer {
-  /** Queues a message; never blocks the request on delivery. */
-  send(mail: Mail): void
-}
+export type { Mailer } from '../../lib/mailer'

@@ -4,7 +4,7 @@
  * locked account, and does the same hashing work in each case, so neither the answer nor its timing
  * reveals whether an account exists.
  */
-import { and, desc, eq, gt, isNull } from 'drizzle-orm'
+import { and, desc, eq, gt, inArray, isNull } from 'drizzle-orm'
 import type { CoreDeps } from '../../deps'
 import { changes } from '../../db/client'
 import { emailTokens, passwordHistory, users } from '../../db/schema'
@@ -98,22 +98,7 @@ export class AuthService {
 
   /** Checks the password policy and the user's recent passwords; throws 422 `weak_password` with reasons. */
   async assertAcceptable(password: string, ctx: { email?: string; name?: string | null; userId?: string }): Promise<void> {
-    const reasons: PolicyReason[] = await this.d.policy.check(password, { email: ctx.email, name: ctx.name })
-    if (ctx.userId && this.d.config.password.history > 0 && reasons.length === 0) {
-      const previous = this.d.db
-        .select({ h: passwordHistory.passwordHash })
-        .from(passwordHistory)
-        .where(eq(passwordHistory.userId, ctx.userId))
-        .orderBy(desc(passwordHistory.id))
-        .limit(this.d.config.password.history)
-        .all()
-      for (const p of previous) {
-        if (await this.d.hasher.verify(password, p.h)) {
-          reasons.push({ code: 'reused', message: `Do not reuse any of your last ${this.d.config.password.history} passwords.` })
-          break
-        }
-      }
-    }
+    const reasons: PolicyReason[] = await this.d.policy.check(password, { email: ctx.email, name: ctx.name, userId: ctx.userId })
     if (reasons.length > 0) {
       throw new AppError(422, 'weak_password', 'The password does not meet the password policy.', { fields: { reasons } })
     }
@@ -121,6 +106,16 @@ export class AuthService {
 
   private recordPassword(tx: Parameters<Parameters<CoreDeps['db']['transaction']>[0]>[0], userId: string, hash: string, now: number) {
     tx.insert(passwordHistory).values({ userId, passwordHash: hash, createdAt: now }).run()
+    // Keep only what the reuse rule looks at (at least one: the current password).
+    const stale = tx
+      .select({ id: passwordHistory.id })
+      .from(passwordHistory)
+      .where(eq(passwordHistory.userId, userId))
+      .orderBy(desc(passwordHistory.id))
+      .all()
+      .slice(Math.max(1, this.d.config.password.history))
+      .map((r) => r.id)
+    if (stale.length > 0) tx.delete(passwordHistory).where(inArray(passwordHistory.id, stale)).run()
   }
 
   /** Creates an account with the `user` role and mails a verification link. */

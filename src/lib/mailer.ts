@@ -1,0 +1,257 @@
+/**
+ * Outgoing mail through an outbox table. `Mailer.send` only inserts a row, so a request never waits on
+ * SMTP and a mail survives a restart; `MailWorker` delivers due rows in the background.
+ *
+ * With BULWARK_SMTP_URL rows go out through nodemailer, retried with exponential backoff on temporary
+ * failures (connection errors, 4xx) and marked `failed` on a permanent refusal (5xx) or after
+ * MAX_ATTEMPTS. Without it rows are marked `kept` and appended as JSON lines to `<data dir>/mail.ndjson`
+ * (mode 0600: mails carry sign-in tokens), or, for in-memory databases and unwritable folders, noted in
+ * the log without their text.
+ */
+import { and, asc, eq, lte } from 'drizzle-orm'
+import { appendFileSync, mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import nodemailer from 'nodemailer'
+import type { Config } from '../config'
+import type { Db } from '../db/client'
+import { mailOutbox } from '../db/schema'
+import type { Clock } from './clock'
+import { newId } from './ids'
+import type { Logger } from './logger'
+
+export interface MailMessage {
+  to: string
+  subject: string
+  text: string
+}
+
+/** Queues mail; never blocks on the network. */
+export interface Mailer {
+  send(message: MailMessage): void
+}
+
+export interface OutboxMessage extends MailMessage {
+  id: string
+  status: 'pending' | 'sent' | 'failed' | 'kept'
+  attempts: number
+  createdAt: number
+}
+
+/** Sends one message; throws on failure (`responseCode` 5xx = permanent). */
+export type MailTransport = (message: MailMessage & { from: string }) => Promise<void>
+
+export interface MailDeps {
+  config: Pick<Config, 'smtpUrl' | 'mailFrom' | 'dataDir' | 'dbPath'>
+  db: Db
+  clock: Clock
+  logger: Logger
+}
+
+/** Delivery attempts before a message is given up as `failed`. */
+export const MAX_ATTEMPTS = 8
+/** Wait before the first retry; doubles with each further failure (1, 2, 4 … 64 minutes). */
+export const RETRY_BASE_MS = 60_000
+// A row being delivered is leased for this long, so a second worker (another instance on the same
+// database, or an overlapping tick) skips it; a crash mid-send releases it when the lease ends.
+const LEASE_MS = 5 * 60_000
+const BATCH = 50
+
+/** The Mailer that writes to the outbox; `onQueued` lets a running worker deliver at once. */
+export class OutboxMailer implements Mailer {
+  constructor(
+    private readonly deps: Pick<MailDeps, 'db' | 'clock'>,
+    private readonly onQueued?: () => void,
+  ) {}
+
+  send(message: MailMessage): void {
+    const now = this.deps.clock.now()
+    this.deps.db
+      .insert(mailOutbox)
+      .values({ id: newId(), to: message.to, subject: message.subject, text: message.text, status: 'pending', attempts: 0, nextAttemptAt: now, createdAt: now })
+      .run()
+    this.onQueued?.()
+  }
+}
+
+/** The outbox, oldest first, optionally only mail to `to`; tests use it to read tokens out of mails. */
+export function readOutbox(db: Db, to?: string): OutboxMessage[] {
+  return db
+    .select({
+      id: mailOutbox.id,
+      to: mailOutbox.to,
+      subject: mailOutbox.subject,
+      text: mailOutbox.text,
+      status: mailOutbox.status,
+      attempts: mailOutbox.attempts,
+      createdAt: mailOutbox.createdAt,
+    })
+    .from(mailOutbox)
+    .where(to === undefined ? undefined : eq(mailOutbox.to, to))
+    .orderBy(asc(mailOutbox.createdAt), asc(mailOutbox.id))
+    .all()
+}
+
+/** An SMTP transport over nodemailer for `smtp://` / `smtps://` URLs, with bounded timeouts. */
+export function smtpTransport(url: string): MailTransport & { close(): void } {
+  const transporter = nodemailer.createTransport({
+    url,
+    connectionTimeout: 10_000,
+    greetingTimeout: 10_000,
+    socketTimeout: 30_000,
+  })
+  const send = async (m: MailMessage & { from: string }) => {
+    await transporter.sendMail({ from: m.from, to: m.to, subject: m.subject, text: m.text })
+  }
+  return Object.assign(send, { close: () => transporter.close() })
+}
+
+export interface DeliveryReport {
+  sent: number
+  kept: number
+  retried: number
+  failed: number
+}
+
+/** Delivers due outbox rows, on a timer (`start`) or when driven (`deliverDue`). */
+export class MailWorker {
+  private timer: ReturnType<typeof setInterval> | undefined
+  private running: Promise<DeliveryReport> | undefined
+  private again = false
+  private readonly transport: (MailTransport & { close?(): void }) | undefined
+  private fileBroken = false
+  private stopping = false
+  private readonly intervalMs: number
+
+  constructor(
+    private readonly deps: MailDeps,
+    opts: { transport?: MailTransport; intervalMs?: number } = {},
+  ) {
+    this.transport = opts.transport ?? (deps.config.smtpUrl ? smtpTransport(deps.config.smtpUrl) : undefined)
+    this.intervalMs = opts.intervalMs ?? 5_000
+  }
+
+  /** Polls the outbox every interval; the timer does not keep the process alive. */
+  start(): void {
+    if (this.timer) return
+    this.timer = setInterval(() => this.kick(), this.intervalMs)
+    this.timer.unref?.()
+    this.kick()
+  }
+
+  /** Stops polling, lets the message being sent finish (the rest stay pending), and closes the SMTP connection. */
+  async stop(): Promise<void> {
+    this.stopping = true
+    if (this.timer) clearInterval(this.timer)
+    this.timer = undefined
+    while (this.running) await this.running
+    this.stopping = false
+    this.transport?.close?.()
+  }
+
+  /** Starts a delivery round soon if the worker is running (used by OutboxMailer after a send). */
+  nudge(): void {
+    if (this.timer) queueMicrotask(() => this.kick())
+  }
+
+  /** Delivers every row due now; a call during a round waits for it and runs one more. */
+  async deliverDue(): Promise<DeliveryReport> {
+    if (this.running) {
+      this.again = true
+      await this.running
+    }
+    this.running = this.round().finally(() => {
+      this.running = undefined
+    })
+    const report = await this.running
+    if (this.again) {
+      this.again = false
+      return this.deliverDue()
+    }
+    return report
+  }
+
+  private kick(): void {
+    if (this.running) {
+      this.again = true
+      return
+    }
+    this.deliverDue().catch((e) => this.deps.logger.error({ msg: 'mail delivery round failed', err: (e as Error).message }))
+  }
+
+  private async round(): Promise<DeliveryReport> {
+    const report: DeliveryReport = { sent: 0, kept: 0, retried: 0, failed: 0 }
+    const { db, clock } = this.deps
+    for (;;) {
+      const now = clock.now()
+      const due = db
+        .select()
+        .from(mailOutbox)
+        .where(and(eq(mailOutbox.status, 'pending'), lte(mailOutbox.nextAttemptAt, now)))
+        .orderBy(asc(mailOutbox.nextAttemptAt), asc(mailOutbox.id))
+        .limit(BATCH)
+        .all()
+      if (due.length === 0) return report
+      for (const row of due) {
+        if (this.stopping) return report
+        if (!this.claim(row.id, row.nextAttemptAt)) continue
+        if (!this.transport) {
+          this.keep(row)
+          report.kept++
+          continue
+        }
+        try {
+          await this.transport({ from: this.deps.config.mailFrom, to: row.to, subject: row.subject, text: row.text })
+          db.update(mailOutbox).set({ status: 'sent', attempts: row.attempts + 1, sentAt: clock.now(), lastError: null }).where(eq(mailOutbox.id, row.id)).run()
+          report.sent++
+          this.deps.logger.info({ msg: 'mail sent', mailId: row.id, attempts: row.attempts + 1 })
+        } catch (e) {
+          const attempts = row.attempts + 1
+          const code = (e as { responseCode?: number }).responseCode
+          const permanent = typeof code === 'number' && code >= 500
+          const error = String((e as Error).message ?? e).slice(0, 500)
+          if (permanent || attempts >= MAX_ATTEMPTS) {
+            db.update(mailOutbox).set({ status: 'failed', attempts, lastError: error }).where(eq(mailOutbox.id, row.id)).run()
+            report.failed++
+            this.deps.logger.error({ msg: 'mail failed', mailId: row.id, attempts, permanent, error })
+          } else {
+            const next = clock.now() + RETRY_BASE_MS * 2 ** (attempts - 1)
+            db.update(mailOutbox).set({ attempts, nextAttemptAt: next, lastError: error }).where(eq(mailOutbox.id, row.id)).run()
+            report.retried++
+            this.deps.logger.warn({ msg: 'mail delivery deferred', mailId: row.id, attempts, retryAt: new Date(next).toISOString(), error })
+          }
+        }
+      }
+    }
+  }
+
+  // Moves the row's next attempt past the lease only if nobody else moved it first.
+  private claim(id: string, seen: number): boolean {
+    const claimed = this.deps.db
+      .update(mailOutbox)
+      .set({ nextAttemptAt: this.deps.clock.now() + LEASE_MS })
+      .where(and(eq(mailOutbox.id, id), eq(mailOutbox.status, 'pending'), eq(mailOutbox.nextAttemptAt, seen)))
+      .returning({ id: mailOutbox.id })
+      .all()
+    return claimed.length === 1
+  }
+
+  private keep(row: typeof mailOutbox.$inferSelect): void {
+    const { config, db, logger } = this.deps
+    db.update(mailOutbox).set({ status: 'kept' }).where(eq(mailOutbox.id, row.id)).run()
+    const file = config.dbPath === ':memory:' || this.fileBroken ? undefined : join(config.dataDir, 'mail.ndjson')
+    if (file) {
+      try {
+        mkdirSync(config.dataDir, { recursive: true })
+        const line = JSON.stringify({ to: row.to, subject: row.subject, text: row.text, createdAt: new Date(row.createdAt).toISOString() })
+        appendFileSync(file, `${line}\n`, { mode: 0o600 })
+        return
+      } catch (e) {
+        // Once is enough: an unwritable folder does not become writable between two mails.
+        this.fileBroken = true
+        logger.warn({ msg: 'mail.ndjson not writable; kept mail goes to the log only', file, error: (e as Error).message })
+      }
+    }
+    // The text carries sign-in tokens: never in the log.
+    logger.info({ msg: 'mail kept (no SMTP configured)', mailId: row.id, to: row.to, subject: row.subject })
+  }
+}

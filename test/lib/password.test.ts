@@ -1,0 +1,63 @@
+import { describe, expect, test } from 'bun:test'
+import { testConfig } from '../../src/config'
+import { normalizePassword, PasswordHasher } from '../../src/lib/password'
+
+const params = testConfig().password
+const hasher = new PasswordHasher(params)
+
+describe('PasswordHasher', () => {
+  test('hashes to an argon2id PHC string at the configured cost and verifies it', async () => {
+    const h = await hasher.hash('correct horse battery staple')
+    expect(h).toStartWith(`$argon2id$v=19$m=${params.argon2MemoryKib},t=${params.argon2Time},p=1$`)
+    expect(await hasher.verify('correct horse battery staple', h)).toBe(true)
+    expect(await hasher.verify('correct horse battery stapler', h)).toBe(false)
+  })
+
+  test('salts every hash', async () => {
+    expect(await hasher.hash('same password here')).not.toBe(await hasher.hash('same password here'))
+  })
+
+  test('normalises to NFKC: composed and decomposed forms, and full-width letters, match', async () => {
+    const composed = 'caf\u00e9 au lait long'
+    const decomposed = 'cafe\u0301 au lait long'
+    expect(composed).not.toBe(decomposed)
+    const h = await hasher.hash(composed)
+    expect(await hasher.verify(decomposed, h)).toBe(true)
+    expect(normalizePassword('\uff21\uff22\uff23')).toBe('ABC')
+    expect(await hasher.verify('\uff21\uff22\uff23 long enough', await hasher.hash('ABC long enough'))).toBe(true)
+  })
+
+  test('verify is false, not an exception, for malformed or foreign hashes', async () => {
+    for (const bad of ['', 'plain', '$argon2id$v=19$m=1024,t=1,p=1$abc', '$2b$10$abcdefghijklmnopqrstuv', '$argon2id$v=19$m=1024,t=1,p=1$AAAA$!!!!']) {
+      expect(await hasher.verify('whatever password', bad)).toBe(false)
+    }
+  })
+
+  test('verifies a hash made by Bun.password (same PHC format)', async () => {
+    const h = await Bun.password.hash(normalizePassword('from bun password'), { algorithm: 'argon2id', memoryCost: 1024, timeCost: 1 })
+    expect(await hasher.verify('from bun password', h)).toBe(true)
+    expect(await Bun.password.verify('from bun password', await hasher.hash('from bun password'))).toBe(true)
+  })
+
+  test('needsRehash is true when memory, time or parallelism differ, or the hash is not argon2id', async () => {
+    const h = await hasher.hash('a password to rehash')
+    expect(hasher.needsRehash(h)).toBe(false)
+    const stronger = new PasswordHasher({ argon2MemoryKib: params.argon2MemoryKib * 2, argon2Time: params.argon2Time })
+    expect(stronger.needsRehash(h)).toBe(true)
+    const slower = new PasswordHasher({ argon2MemoryKib: params.argon2MemoryKib, argon2Time: params.argon2Time + 1 })
+    expect(slower.needsRehash(h)).toBe(true)
+    expect(hasher.needsRehash(h.replace(',p=1$', ',p=2$'))).toBe(true)
+    expect(hasher.needsRehash('$2b$10$abcdefghijklmnopqrstuv')).toBe(true)
+    // a hash at the old cost still verifies after the configuration changed
+    expect(await stronger.verify('a password to rehash', h)).toBe(true)
+  })
+
+  test('dummyVerify does a real argon2 verify at the configured cost and is always false', async () => {
+    const h = new PasswordHasher(params)
+    await h.warmUp()
+    const dummy = await (h as unknown as { dummy: Promise<string> }).dummy
+    expect(h.needsRehash(dummy)).toBe(false)
+    expect(await h.dummyVerify('any password at all')).toBe(false)
+    expect(await h.dummyVerify('')).toBe(false)
+  })
+})
