@@ -12,17 +12,27 @@ import type { CoreDeps } from './deps'
 import { systemClock, type Clock } from './lib/clock'
 import { deriveKeys, randomToken } from './lib/crypto'
 import { createLogger, type Logger } from './lib/logger'
+import { Redis } from './lib/redis'
 import { AuditService } from './modules/audit/service'
 import { healthController } from './modules/health'
 import { databaseCheck, HealthService } from './modules/health/service'
+import { LockoutService } from './modules/lockout/service'
+import { RateLimitService } from './modules/rate-limit/service'
 import { bodyParser } from './plugins/body-parser'
 import { docs } from './plugins/docs'
 import { errorHandler } from './plugins/error-handler'
+import { rateLimit, type RateLimitIdentityFn } from './plugins/rate-limit'
 import { contextOf, requestContext, setPeer } from './plugins/request-context'
 
 export interface AppDeps extends CoreDeps {
   health: HealthService
   audit: AuditService
+  /** Shared Redis connection when BULWARK_REDIS_URL is set (short command timeouts, no offline queue). */
+  redis?: Redis
+  rateLimit: RateLimitService
+  lockout: LockoutService
+  /** Who is calling, for per-user rate limits; set by the auth layer (absent: everyone is anonymous). */
+  rateLimitIdentity?: RateLimitIdentityFn
   /** Closes everything the deps opened (database, timers). */
   close(): void
 }
@@ -59,11 +69,21 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const health = new HealthService()
   health.add(databaseCheck(handle.sqlite))
   const audit = new AuditService(core)
+  const redis = config.redisUrl ? new Redis(config.redisUrl, config.redis.timeoutMs) : undefined
+  if (redis) health.add({ name: 'redis', required: false, run: async () => void (await redis.send('PING', [])) })
+  const rateLimiter = new RateLimitService({ ...core, audit, redis })
+  const lockout = new LockoutService({ ...core, audit })
   return {
     ...core,
     health,
     audit,
-    close: () => handle.close(),
+    redis,
+    rateLimit: rateLimiter,
+    lockout,
+    close: () => {
+      redis?.close()
+      handle.close()
+    },
   }
 }
 
@@ -75,6 +95,7 @@ export function createApp(deps: AppDeps) {
   return new Elysia({ name: 'bulwark', normalize: false })
     .use(requestContext(config.trustProxy))
     .use(errorHandler(logger))
+    .use(rateLimit(deps.rateLimit, deps.rateLimitIdentity))
     .use(bodyParser({ json: config.bodyLimit, upload: config.uploads.maxBytes, uploadPaths: (p) => UPLOAD_PATHS.has(p) }))
     .use(docs())
     .use(healthController(deps.health))
