@@ -19,7 +19,8 @@ import { AlertWebhook } from './modules/alerts/service'
 import { MailWorker, OutboxMailer, type Mailer } from './lib/mailer'
 import { PasswordHasher } from './lib/password'
 import { PasswordPolicy } from './lib/password-policy'
-import { AuditService } from './modules/audit/service'
+import { Redis } from './lib/redis'
+import { AuditService, type RequestMeta } from './modules/audit/service'
 import { authController } from './modules/auth'
 import { AuthService, type LoginHooks } from './modules/auth/service'
 import { KeyService } from './modules/keys/service'
@@ -32,12 +33,15 @@ import { RbacService } from './modules/rbac/service'
 import { UsersAdminService } from './modules/users/admin-service'
 import { healthController } from './modules/health'
 import { databaseCheck, HealthService } from './modules/health/service'
+import { LockoutService } from './modules/lockout/service'
+import { RateLimitService } from './modules/rate-limit/service'
 import { bodyParser } from './plugins/body-parser'
 import { compressResponse } from './plugins/compression'
 import { corsPlugin } from './plugins/cors'
 import { csrfPlugin } from './plugins/csrf'
 import { docs } from './plugins/docs'
 import { errorHandler } from './plugins/error-handler'
+import { rateLimit, type RateLimitIdentityFn } from './plugins/rate-limit'
 import { contextOf, requestContext, setPeer } from './plugins/request-context'
 import { applySecurityHeaders, securityHeaders, securityHeadersPlugin } from './plugins/security-headers'
 
@@ -62,6 +66,12 @@ export interface AppDeps extends CoreDeps {
   /** Queues mail in the outbox; `mailWorker` delivers it (started by the server, driven by tests). */
   mailer: Mailer
   mailWorker: MailWorker
+  /** Shared Redis connection when BULWARK_REDIS_URL is set (short command timeouts, no offline queue). */
+  redis?: Redis
+  rateLimit: RateLimitService
+  lockout: LockoutService
+  /** Who is calling, for per-user rate limits; set by the auth layer (absent: everyone is anonymous). */
+  rateLimitIdentity?: RateLimitIdentityFn
   /** Closes everything the deps opened (database, timers). */
   close(): void
 }
@@ -100,6 +110,9 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const health = new HealthService()
   health.add(databaseCheck(handle.sqlite))
   const audit = new AuditService(core)
+  const redis = config.redisUrl ? new Redis(config.redisUrl, config.redis.timeoutMs) : undefined
+  if (redis) health.add({ name: 'redis', required: false, run: async () => void (await redis.send('PING', [])) })
+  const rateLimiter = new RateLimitService({ ...core, audit, redis })
   const metrics = new Metrics({ defaultMetrics: opts.defaultMetrics })
   audit.onEvent((e) => metrics.securityEvents.inc({ type: e.type, outcome: e.outcome }))
   const alerts = config.alertWebhookUrl ? new AlertWebhook(config.alertWebhookUrl, logger) : undefined
@@ -114,19 +127,38 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const passwordPolicy = new PasswordPolicy({ config, hasher, logger, db: handle.db, clock })
   const mailWorker = new MailWorker(core)
   const mailer = new OutboxMailer(core, () => mailWorker.nudge())
-  const hooks: LoginHooks = {}
+  const lockout = new LockoutService({ ...core, audit })
+  const hooks: LoginHooks = {
+    isLocked: (userId) => lockout.isLocked(userId, 'password').locked,
+    onPasswordFailure: (user, meta) => {
+      const r = lockout.recordFailure(user.id, 'password', meta)
+      if (r.locked) sendLockoutMail(config, mailer, lockout, user, meta, r.until)
+    },
+    onPasswordSuccess: (user) => lockout.recordSuccess(user.id, 'password'),
+    onPasswordReset: (userId) => lockout.unlock(userId, 'reset'),
+  }
   invalidation.on((e) => {
-    // A user-level change (disabled, deleted) may have ended sessions this cache still holds.
+    // A user-level change (disabled, deleted, unlocked) may have changed what these caches hold.
     if (e.kind === 'session') sessions.invalidate(e.id)
-    else if (e.kind === 'user') sessions.invalidate()
+    else if (e.kind === 'user') {
+      sessions.invalidate()
+      lockout.forget(e.id)
+    }
   })
   const auth = new AuthService({ ...core, audit, sessions, signer, hasher, policy: passwordPolicy, mailer, hooks, rbac })
   const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id) })
   const totpQ = handle.sqlite.query<{ n: number }, [string]>("SELECT count(*) AS n FROM totp_factors WHERE user_id = ? AND status = 'active'")
   const passkeyQ = handle.sqlite.query<{ n: number }, [string]>('SELECT count(*) AS n FROM passkeys WHERE user_id = ?')
   const factors = (userId: string) => ({ totp: totpQ.get(userId)!.n > 0, passkeys: passkeyQ.get(userId)!.n })
+  // Per-user rate limits: the same memoised token check the route will use, so the token is verified once.
+  const rateLimitIdentity = async (request: Request) => {
+    if (!request.headers.get('authorization')) return undefined
+    const p = await authn.authenticate(request)
+    return { userId: p.userId, level: p.level }
+  }
   return {
     ...core,
+    rateLimitIdentity,
     health,
     audit,
     signer,
@@ -144,8 +176,28 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     passwordPolicy,
     mailer,
     mailWorker,
-    close: () => handle.close(),
+    redis,
+    rateLimit: rateLimiter,
+    lockout,
+    close: () => {
+      redis?.close()
+      handle.close()
+    },
   }
+}
+
+/** Tells the account owner about a lock, with a one-time unlock link and where the attempts came from. */
+function sendLockoutMail(config: Config, mailer: Mailer, lockout: LockoutService, user: { id: string; email: string }, meta: RequestMeta, until: number | undefined) {
+  const token = lockout.issueUnlockToken(user.id)
+  const when = until === undefined ? 'until it is unlocked' : `until ${new Date(until).toISOString()}`
+  mailer.send({
+    to: user.email,
+    subject: 'Your account was locked after failed sign-in attempts',
+    text:
+      `Several wrong passwords were tried for your Bulwark account, the last at ${new Date().toISOString()} from ${meta.ip ?? 'an unknown address'}.\n` +
+      `Sign-in is locked ${when}.\n\nIf this was you, unlock it now:\n${config.publicUrl}/unlock#token=${token}\n\n` +
+      `Or send this token to POST /v1/auth/unlock: ${token}\n\nIf it was not you, consider changing your password.`,
+  })
 }
 
 /** First-start work: the first owner from BULWARK_ADMIN_EMAIL/BULWARK_ADMIN_PASSWORD on an empty database. */
@@ -166,14 +218,14 @@ export function createApp(deps: AppDeps) {
     .use(requestContext(config.trustProxy))
     .use(securityHeadersPlugin(config))
     .use(corsPlugin(config.corsOrigins))
-    // rate limit goes here
     .use(errorHandler(logger))
+    .use(rateLimit(deps.rateLimit, deps.rateLimitIdentity))
     .use(csrfPlugin(deps))
     .use(bodyParser({ json: config.bodyLimit, upload: config.uploads.maxBytes, uploadPaths: (p) => UPLOAD_PATHS.has(p) }))
     .use(docs())
     .use(healthController(deps.health))
     .use(metricsController(deps.metrics, config.metricsToken))
-    .use(authController({ config, auth: deps.auth, sessions: deps.sessions, signer: deps.signer, authn: deps.authn }))
+    .use(authController({ config, auth: deps.auth, sessions: deps.sessions, signer: deps.signer, authn: deps.authn, lockout: deps.lockout }))
     .use(rbacController(authPlugin(deps.authn), deps.rbac))
     .use(usersController(authPlugin(deps.authn), deps))
     .use(meController(authPlugin(deps.authn), { config, cursorKey: deps.keys.cursor, auth: deps.auth, sessions: deps.sessions, audit: deps.audit, factors: deps.factors }))

@@ -9,6 +9,8 @@
 import { readFileSync } from 'node:fs'
 import { Type as T, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { invalidCidrs } from './lib/ip'
+import { ROUTE_POLICY_NAMES } from './lib/rate-limit-policies'
 
 type Kind = 'string' | 'int' | 'bool' | 'duration' | 'list' | 'enum' | 'url' | 'bytes'
 
@@ -93,6 +95,10 @@ export const SETTINGS = [
   { env: 'BULWARK_RATE_LIMIT_PENALTY_MAX', kind: 'duration', default: '24h', min: 1000, max: 30 * DAY, doc: 'longest escalated block' },
   { env: 'BULWARK_RATE_LIMIT_PENALTY_DECAY', kind: 'duration', default: '1h', min: 1000, max: 30 * DAY, doc: 'quiet period after which the penalty level resets' },
   { env: 'BULWARK_RATE_LIMIT_ALLOWLIST', kind: 'list', default: '', doc: 'IPs or CIDRs exempt from rate limits' },
+  { env: 'BULWARK_RATE_LIMIT_ROUTES', kind: 'list', default: '', doc: 'overrides of the sensitive-route limits, `name=count/window` comma-separated, e.g. `login-ip=20/1m,register-ip=10/1h` (names in the README)' },
+  { env: 'BULWARK_RATE_LIMIT_MAX_KEYS', kind: 'int', default: '100000', min: 100, max: 10_000_000, doc: 'keys the in-memory rate-limit store keeps (least recently used go first)' },
+  { env: 'BULWARK_REDIS_TIMEOUT', kind: 'duration', default: '200ms', min: 10, max: 10_000, doc: 'Redis command timeout; a slower Redis counts as failed and the in-memory fallback answers' },
+  { env: 'BULWARK_REDIS_PREFIX', kind: 'string', default: 'bulwark:', doc: 'prefix of every Redis key (several deployments can share one Redis)' },
   // caches
   { env: 'BULWARK_CACHE_MAX_ENTRIES', kind: 'int', default: '10000', min: 10, max: 10_000_000, doc: 'entries of each in-process cache' },
   { env: 'BULWARK_CACHE_TTL', kind: 'duration', default: '60s', min: 1000, max: DAY, doc: 'lifetime of cached permission resolutions' },
@@ -153,7 +159,11 @@ export interface Config {
     penaltyMaxMs: number
     penaltyDecayMs: number
     allowlist: string[]
+    /** Overrides of the route-limit table (src/lib/rate-limiter.ts), by policy name. */
+    routes: Record<string, { limit: number; windowMs: number }>
+    maxKeys: number
   }
+  redis: { timeoutMs: number; prefix: string }
   cache: { maxEntries: number; ttlMs: number }
   totp: { issuer: string; algorithm: 'SHA1' | 'SHA256' | 'SHA512'; digits: 6 | 8; window: number }
 }
@@ -182,6 +192,25 @@ function parseBytes(raw: string): number | undefined {
 }
 
 type Raw = Record<string, string | undefined>
+
+/** Parses `login-ip=20/1m` entries of BULWARK_RATE_LIMIT_ROUTES against the known policy names. */
+function parseRouteLimits(list: string[], problems: string[]): Record<string, { limit: number; windowMs: number }> {
+  const out: Record<string, { limit: number; windowMs: number }> = {}
+  for (const item of list) {
+    const m = /^([a-z-]{1,40})=(\d{1,9})\/(\w{1,16})$/.exec(item)
+    const windowMs = m ? parseDuration(m[3]!) : undefined
+    if (!m || windowMs === undefined || Number(m[2]) < 1 || windowMs < 1000) {
+      problems.push(`BULWARK_RATE_LIMIT_ROUTES: "${item.slice(0, 60)}" must look like name=count/window, e.g. login-ip=20/1m`)
+      continue
+    }
+    if (!(ROUTE_POLICY_NAMES as readonly string[]).includes(m[1]!)) {
+      problems.push(`BULWARK_RATE_LIMIT_ROUTES: unknown limit "${m[1]}"; known: ${ROUTE_POLICY_NAMES.join(', ')}`)
+      continue
+    }
+    out[m[1]!] = { limit: Number(m[2]), windowMs }
+  }
+  return out
+}
 
 /** Reads `NAME` or `NAME_FILE` (both set is a problem: which one wins would be a surprise). */
 function readRaw(env: Raw, name: string, problems: string[]): { value: string | undefined; fromFile: boolean } {
@@ -351,6 +380,8 @@ export function loadConfig(env: Raw = process.env): Config {
   const minLen = (v.BULWARK_PASSWORD_MIN_LENGTH as number) ?? 12
   const maxLen = (v.BULWARK_PASSWORD_MAX_LENGTH as number) ?? 128
   if (minLen > maxLen) problems.push('BULWARK_PASSWORD_MIN_LENGTH is greater than BULWARK_PASSWORD_MAX_LENGTH')
+  const routeLimits = parseRouteLimits((v.BULWARK_RATE_LIMIT_ROUTES as string[] | undefined) ?? [], problems)
+  for (const c of invalidCidrs((v.BULWARK_RATE_LIMIT_ALLOWLIST as string[] | undefined) ?? [])) problems.push(`BULWARK_RATE_LIMIT_ALLOWLIST: "${c}" is not an address or CIDR`)
   if (problems.length > 0) throw new ConfigError(problems)
 
   const dataDir = v.BULWARK_DATA_DIR as string
@@ -425,7 +456,10 @@ export function loadConfig(env: Raw = process.env): Config {
       penaltyMaxMs: v.BULWARK_RATE_LIMIT_PENALTY_MAX as number,
       penaltyDecayMs: v.BULWARK_RATE_LIMIT_PENALTY_DECAY as number,
       allowlist: v.BULWARK_RATE_LIMIT_ALLOWLIST as string[],
+      routes: routeLimits,
+      maxKeys: v.BULWARK_RATE_LIMIT_MAX_KEYS as number,
     },
+    redis: { timeoutMs: v.BULWARK_REDIS_TIMEOUT as number, prefix: v.BULWARK_REDIS_PREFIX as string },
     cache: { maxEntries: v.BULWARK_CACHE_MAX_ENTRIES as number, ttlMs: v.BULWARK_CACHE_TTL as number },
     totp: {
       issuer: v.BULWARK_TOTP_ISSUER as string,

@@ -6,6 +6,8 @@ import { errors, NoContent } from '../../lib/schemas'
 import type { Authenticator } from '../../plugins/auth'
 import { metaOf } from '../../plugins/request-context'
 import type { KeyService } from '../keys/service'
+import type { LockoutService } from '../lockout/service'
+import { AppError } from '../../lib/errors'
 import type { SessionService } from '../sessions/service'
 import { clearedSessionCookie, readSessionCookie, sessionCookie } from './cookies'
 import { ForgotBody, Jwks, LoginBody, MfaChallengeResponse, RefreshBody, RegisterBody, ResetBody, TokenBody, TokenResponse, UserSchema } from './model'
@@ -17,6 +19,7 @@ export interface AuthControllerDeps {
   sessions: SessionService
   signer: KeyService
   authn: Authenticator
+  lockout: LockoutService
 }
 
 /** Shapes a token pair for the transport: with cookies the refresh token goes into the cookie only. */
@@ -137,6 +140,18 @@ export function authController(d: AuthControllerDeps) {
             body: ResetBody,
             response: { 204: NoContent, ...errors(400, 415, 422, 429) },
             detail: { summary: 'Set a new password with a single-use reset token; ends every session' },
+          },
+        )
+        .post(
+          '/unlock',
+          ({ body, request, set }) => {
+            if (!d.lockout.unlockWithToken(body.token, metaOf(request))) throw new AppError(400, 'invalid_token', 'The token is not valid or has expired.')
+            set.status = 204
+          },
+          {
+            body: TokenBody,
+            response: { 204: NoContent, ...errors(400, 415, 422, 429) },
+            detail: { summary: 'Unlock a locked account with the single-use token from the lockout mail' },
           },
         )
         .post(

@@ -1,0 +1,198 @@
+/**
+ * Account lockout after repeated failed passwords (or second factors), per user and kind.
+ *
+ * - `threshold` failures within `windowMs` lock the account for `baseMs`, doubling with each further
+ *   lock (lockCount), capped at `maxMs`; with `permanentAfter` = N > 0 the lock after N temporary ones
+ *   is permanent until an unlock (admin, e-mailed link or password reset).
+ * - A successful sign-in clears the failure count but keeps lockCount, so an attacker who guesses
+ *   slowly between a user's own sign-ins still escalates; lockCount is forgotten once a whole quiet day
+ *   (QUIET_MS) has passed since the last lock ended.
+ * - State lives in the `lockouts` table (survives restarts, shared by instances on one database) and is
+ *   cached in-process with write-through; the cache lives only `cache.ttlMs` so another instance's lock
+ *   is seen soon. Mutations read the row from the database, never from the cache.
+ * Callers must answer a locked account exactly like a wrong password (no lock oracle).
+ */
+import { and, eq, isNull } from 'drizzle-orm'
+import { LRUCache } from 'lru-cache'
+import { emailTokens, lockouts } from '../../db/schema'
+import type { CoreDeps } from '../../deps'
+import { hashToken, randomToken } from '../../lib/crypto'
+import { newId } from '../../lib/ids'
+import type { AuditService, RequestMeta } from '../audit/service'
+
+export type LockoutKind = 'password' | 'mfa'
+
+/** A quiet day after the last lock ends resets the escalation. */
+export const QUIET_MS = 86_400_000
+/** Lifetime of an unlock link. */
+export const UNLOCK_TOKEN_TTL_MS = 86_400_000
+
+type Row = typeof lockouts.$inferSelect
+
+export interface LockState {
+  locked: boolean
+  /** End of a temporary lock (epoch ms); absent for a permanent lock. */
+  until?: number
+  permanent?: boolean
+}
+
+export interface FailureResult {
+  locked: boolean
+  until?: number
+  permanent: boolean
+  lockCount: number
+  /** How many failures the current window holds (0 right after a lock starts). */
+  failures: number
+}
+
+type Deps = Pick<CoreDeps, 'config' | 'db' | 'clock' | 'logger' | 'keys'> & { audit: AuditService }
+
+export class LockoutService {
+  /** Cached rows; `null` caches "no row" so a clean account costs no query either. */
+  private readonly cache: LRUCache<string, { row: Row | null }>
+
+  constructor(private readonly deps: Deps) {
+    this.cache = new LRUCache({ max: deps.config.cache.maxEntries, ttl: deps.config.cache.ttlMs })
+  }
+
+  private load(userId: string, kind: LockoutKind): Row | undefined {
+    return this.deps.db
+      .select()
+      .from(lockouts)
+      .where(and(eq(lockouts.userId, userId), eq(lockouts.kind, kind)))
+      .get()
+  }
+
+  private cached(userId: string, kind: LockoutKind): Row | undefined {
+    const k = `${userId}:${kind}`
+    const hit = this.cache.get(k)
+    if (hit) return hit.row ?? undefined
+    const row = this.load(userId, kind)
+    this.cache.set(k, { row: row ?? null })
+    return row
+  }
+
+  private save(row: Row): void {
+    const { userId, kind, ...rest } = row
+    this.deps.db.insert(lockouts).values(row).onConflictDoUpdate({ target: [lockouts.userId, lockouts.kind], set: rest }).run()
+    this.cache.set(`${userId}:${kind}`, { row })
+  }
+
+  private stateOf(row: Row | undefined, now: number): LockState {
+    if (!row) return { locked: false }
+    if (row.permanent) return { locked: true, permanent: true }
+    if (row.lockedUntil !== null && row.lockedUntil > now) return { locked: true, until: row.lockedUntil }
+    return { locked: false }
+  }
+
+  /** Whether the account is locked now (from the cache when fresh). */
+  isLocked(userId: string, kind: LockoutKind = 'password'): LockState {
+    return this.stateOf(this.cached(userId, kind), this.deps.clock.now())
+  }
+
+  /** Counts one failed attempt; locks the account when the threshold is reached. */
+  recordFailure(userId: string, kind: LockoutKind = 'password', meta: RequestMeta = {}): FailureResult {
+    const cfg = this.deps.config.lockout
+    const now = this.deps.clock.now()
+    const row: Row = this.load(userId, kind) ?? { userId, kind, failures: 0, windowStartedAt: now, lockedUntil: null, lockCount: 0, permanent: false, updatedAt: now }
+    const current = this.stateOf(row, now)
+    if (current.locked) {
+      this.cache.set(`${userId}:${kind}`, { row })
+      return { locked: true, until: current.until, permanent: row.permanent, lockCount: row.lockCount, failures: row.failures }
+    }
+    if (row.lockCount > 0 && row.lockedUntil !== null && now - row.lockedUntil >= QUIET_MS) row.lockCount = 0
+    if (now - row.windowStartedAt >= cfg.windowMs) {
+      row.failures = 0
+      row.windowStartedAt = now
+    }
+    row.failures++
+    row.updatedAt = now
+    if (row.failures >= cfg.threshold) {
+      row.lockCount++
+      row.failures = 0
+      row.windowStartedAt = now
+      row.permanent = cfg.permanentAfter > 0 && row.lockCount > cfg.permanentAfter
+      const durationMs = Math.min(cfg.baseMs * 2 ** Math.min(row.lockCount - 1, 40), cfg.maxMs)
+      row.lockedUntil = now + durationMs
+      this.save(row)
+      this.deps.audit.record(
+        { type: 'account_locked', outcome: 'failure', targetId: userId, details: { kind, level: row.lockCount, durationMs: row.permanent ? null : durationMs, permanent: row.permanent } },
+        meta,
+      )
+      return { locked: true, until: row.permanent ? undefined : row.lockedUntil, permanent: row.permanent, lockCount: row.lockCount, failures: 0 }
+    }
+    this.save(row)
+    return { locked: false, permanent: false, lockCount: row.lockCount, failures: row.failures }
+  }
+
+  /** A successful attempt: clears the failure count (lockCount stays for escalation, see above). */
+  recordSuccess(userId: string, kind: LockoutKind = 'password'): void {
+    const now = this.deps.clock.now()
+    const row = this.load(userId, kind)
+    if (!row) return
+    const quiet = row.lockedUntil === null || now - row.lockedUntil >= QUIET_MS
+    if (row.failures === 0 && !(quiet && row.lockCount > 0)) return
+    row.failures = 0
+    row.windowStartedAt = now
+    if (quiet) row.lockCount = 0
+    row.updatedAt = now
+    this.save(row)
+  }
+
+  /** Drops what is cached about a user (after changes made elsewhere, e.g. the admin service). */
+  forget(userId: string): void {
+    this.cache.delete(`${userId}:password`)
+    this.cache.delete(`${userId}:mfa`)
+  }
+
+  /** Clears every lock and counter of the user; `by` is the admin's id, 'link' or 'reset'. */
+  unlock(userId: string, by: string, meta: RequestMeta = {}): void {
+    this.deps.db.delete(lockouts).where(eq(lockouts.userId, userId)).run()
+    this.cache.delete(`${userId}:password`)
+    this.cache.delete(`${userId}:mfa`)
+    const isUser = by !== 'link' && by !== 'reset'
+    this.deps.audit.record({ type: 'account_unlocked', outcome: 'info', actorId: isUser ? by : userId, targetId: userId, details: { by: isUser ? 'admin' : by } }, meta)
+  }
+
+  /** A single-use unlock link token (24 h); only its keyed hash is stored. Earlier unused ones are voided. */
+  issueUnlockToken(userId: string): string {
+    const now = this.deps.clock.now()
+    const token = randomToken(32)
+    this.deps.db.transaction((tx) => {
+      tx.delete(emailTokens).where(and(eq(emailTokens.userId, userId), eq(emailTokens.purpose, 'unlock'), isNull(emailTokens.usedAt))).run()
+      tx.insert(emailTokens)
+        .values({ id: newId(), userId, purpose: 'unlock', tokenHash: hashToken(this.deps.keys.tokenHash, token), createdAt: now, expiresAt: now + UNLOCK_TOKEN_TTL_MS })
+        .run()
+    })
+    return token
+  }
+
+  /** Spends an unlock token: the user id when it is valid, unused and unexpired, else undefined. */
+  consumeUnlockToken(token: string): string | undefined {
+    if (token.length < 16 || token.length > 256) return undefined
+    const now = this.deps.clock.now()
+    const hash = hashToken(this.deps.keys.tokenHash, token)
+    const row = this.deps.db
+      .select()
+      .from(emailTokens)
+      .where(and(eq(emailTokens.tokenHash, hash), eq(emailTokens.purpose, 'unlock')))
+      .get()
+    if (!row || row.usedAt !== null || row.expiresAt <= now) return undefined
+    // The `used_at IS NULL` guard makes a concurrent second use lose the race.
+    const spent = this.deps.db
+      .update(emailTokens)
+      .set({ usedAt: now })
+      .where(and(eq(emailTokens.id, row.id), isNull(emailTokens.usedAt)))
+      .returning({ id: emailTokens.id })
+      .all()
+    return spent.length === 1 ? row.userId : undefined
+  }
+
+  /** consumeUnlockToken + unlock: what POST /v1/auth/unlock does. True when the account was unlocked. */
+  unlockWithToken(token: string, meta: RequestMeta = {}): boolean {
+    const userId = this.consumeUnlockToken(token)
+    if (!userId) return false
+    this.unlock(userId, 'link', meta)
+    return true
+  }
+}
