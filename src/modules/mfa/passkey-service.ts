@@ -123,6 +123,8 @@ export class PasskeyService {
         requireUserVerification: false,
       })
       if (!r.verified) throw new Error('not verified')
+      // The library only compares id with rawId; the id the client reports must be the one the authenticator attested.
+      if (r.registrationInfo.credential.id !== response.id) throw new Error('credential id mismatch')
       info = r.registrationInfo
     } catch (err) {
       this.deps.logger.info({ userId, reason: (err as Error).message?.slice(0, 200) }, 'passkey registration refused')
