@@ -34,6 +34,8 @@ import { UsersAdminService } from './modules/users/admin-service'
 import { healthController } from './modules/health'
 import { databaseCheck, HealthService } from './modules/health/service'
 import { LockoutService } from './modules/lockout/service'
+import { mfaController } from './modules/mfa'
+import { buildMfaServices, type MfaServices } from './modules/mfa/services'
 import { RateLimitService } from './modules/rate-limit/service'
 import { bodyParser } from './plugins/body-parser'
 import { compressResponse } from './plugins/compression'
@@ -54,6 +56,7 @@ export interface AppDeps extends CoreDeps {
   auth: AuthService
   authn: Authenticator
   metrics: Metrics
+  mfa: MfaServices
   alerts: AlertWebhook | undefined
   /** Which second factors a user has (GET /v1/me). */
   factors(userId: string): { totp: boolean; passkeys: number }
@@ -128,7 +131,10 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const mailWorker = new MailWorker(core)
   const mailer = new OutboxMailer(core, () => mailWorker.nudge())
   const lockout = new LockoutService({ ...core, audit })
+  const mfa = buildMfaServices({ ...core, audit })
   const hooks: LoginHooks = {
+    startMfa: (user, ctx) => (mfa.login.hasActiveFactor(user.id) ? { mfaRequired: true, ...mfa.login.startMfa(user.id, ctx.meta) } : undefined),
+    mfaEnrollmentRequired: (userId) => rbac.mfaRequiredFor(userId) && !mfa.login.hasActiveFactor(userId),
     isLocked: (userId) => lockout.isLocked(userId, 'password').locked,
     onPasswordFailure: (user, meta) => {
       const r = lockout.recordFailure(user.id, 'password', meta)
@@ -146,10 +152,11 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     }
   })
   const auth = new AuthService({ ...core, audit, sessions, signer, hasher, policy: passwordPolicy, mailer, hooks, rbac })
-  const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id) })
-  const totpQ = handle.sqlite.query<{ n: number }, [string]>("SELECT count(*) AS n FROM totp_factors WHERE user_id = ? AND status = 'active'")
-  const passkeyQ = handle.sqlite.query<{ n: number }, [string]>('SELECT count(*) AS n FROM passkeys WHERE user_id = ?')
-  const factors = (userId: string) => ({ totp: totpQ.get(userId)!.n > 0, passkeys: passkeyQ.get(userId)!.n })
+  const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id), hasActiveFactor: (id) => mfa.login.hasActiveFactor(id) })
+  const factors = (userId: string) => {
+    const f = mfa.login.userFactors(userId)
+    return { totp: f.totp, passkeys: f.passkeys }
+  }
   // Per-user rate limits: the same memoised token check the route will use, so the token is verified once.
   const rateLimitIdentity = async (request: Request) => {
     if (!request.headers.get('authorization')) return undefined
@@ -167,6 +174,7 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     auth,
     authn,
     factors,
+    mfa,
     metrics,
     alerts,
     invalidation,
@@ -225,7 +233,8 @@ export function createApp(deps: AppDeps) {
     .use(docs())
     .use(healthController(deps.health))
     .use(metricsController(deps.metrics, config.metricsToken))
-    .use(authController({ config, auth: deps.auth, sessions: deps.sessions, signer: deps.signer, authn: deps.authn, lockout: deps.lockout }))
+    .use(authController({ config, auth: deps.auth, sessions: deps.sessions, signer: deps.signer, authn: deps.authn, lockout: deps.lockout, mfa: deps.mfa }))
+    .use(mfaController(authPlugin(deps.authn), deps.mfa, deps))
     .use(rbacController(authPlugin(deps.authn), deps.rbac))
     .use(usersController(authPlugin(deps.authn), deps))
     .use(meController(authPlugin(deps.authn), { config, cursorKey: deps.keys.cursor, auth: deps.auth, sessions: deps.sessions, audit: deps.audit, factors: deps.factors }))

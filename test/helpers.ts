@@ -117,4 +117,5 @@ export function tokenFromMail(a: TestApp, to: string, subject: RegExp): string {
 /** Gives an existing user a role directly in the database (test setup only). */
 export function grantRoleDirect(a: TestApp, userId: string, role: string) {
   a.deps.sqlite.run("INSERT INTO user_roles (user_id, role_id, created_at) SELECT ?, id, 0 FROM roles WHERE name = ?", [userId, role])
+  a.deps.invalidation.emit({ kind: 'user', id: userId })
 }

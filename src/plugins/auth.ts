@@ -24,6 +24,8 @@ export interface AuthenticatorDeps {
   sessions: SessionService
   /** Effective roles, level, permissions and status (cached by the RBAC service). */
   access(userId: string): Effective | null
+  /** Whether the user now has an active second factor (ends an enrolment-limited session). */
+  hasActiveFactor(userId: string): boolean
 }
 
 declare module './request-context' {
@@ -51,6 +53,11 @@ export class Authenticator {
     if (!session || session.userId !== claims.sub) throw unauthorized('invalid_token', 'The session of this token has ended.')
     const access = this.d.access(claims.sub)
     if (!access || access.status !== 'active') throw unauthorized('invalid_token', 'The account is not active.')
+    if (session.mfaPending && this.d.hasActiveFactor(claims.sub)) {
+      // The user enrolled a factor in this session: it is no longer limited to enrolment.
+      this.d.sessions.clearMfaPending(session.id)
+      session.mfaPending = false
+    }
     this.d.sessions.touch(session)
     contextOf(request).userId = claims.sub
     return {

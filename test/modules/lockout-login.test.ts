@@ -68,10 +68,11 @@ describe('account lockout on sign-in', () => {
     const admin = await signUp(a)
     grantRoleDirect(a, admin.user.id, 'moderator')
     a.deps.sqlite.run("UPDATE role_permissions SET permission = 'users:*' WHERE permission = 'users:read' AND role_id = (SELECT id FROM roles WHERE name = 'moderator')")
-    a.deps.invalidation.emit({ kind: 'role', id: 'moderator' })
+    a.deps.invalidation.emit({ kind: 'role', id: a.deps.rbac.roleId('moderator')! })
     await fail(victim.email, 5)
     const relog = await login(admin.email, STRONG_PASSWORD, '192.0.2.80')
-    expect((await a.req('POST', `/v1/users/${victim.user.id}/unlock`, { token: relog.body.accessToken })).status).toBe(204)
+    const un = await a.req('POST', `/v1/users/${victim.user.id}/unlock`, { token: relog.body.accessToken })
+    expect(un.status, un.text).toBe(204)
     expect((await login(victim.email, STRONG_PASSWORD, '192.0.2.81')).status).toBe(200)
   })
 

@@ -7,6 +7,8 @@ import type { Authenticator } from '../../plugins/auth'
 import { metaOf } from '../../plugins/request-context'
 import type { KeyService } from '../keys/service'
 import type { LockoutService } from '../lockout/service'
+import type { MfaServices } from '../mfa/services'
+import { AuthenticationResponseSchema } from '../mfa/model'
 import { AppError } from '../../lib/errors'
 import type { SessionService } from '../sessions/service'
 import { clearedSessionCookie, readSessionCookie, sessionCookie } from './cookies'
@@ -20,6 +22,7 @@ export interface AuthControllerDeps {
   signer: KeyService
   authn: Authenticator
   lockout: LockoutService
+  mfa: MfaServices
 }
 
 /** Shapes a token pair for the transport: with cookies the refresh token goes into the cookie only. */
@@ -140,6 +143,53 @@ export function authController(d: AuthControllerDeps) {
             body: ResetBody,
             response: { 204: NoContent, ...errors(400, 415, 422, 429) },
             detail: { summary: 'Set a new password with a single-use reset token; ends every session' },
+          },
+        )
+        .post(
+          '/mfa/verify',
+          async ({ body, request, set }) => {
+            const meta = metaOf(request)
+            const { mfaToken, transport, ...proof } = body
+            const { userId, amr } = await d.mfa.login.completeMfa(mfaToken, proof, meta)
+            const user = d.auth.findById(userId)
+            if (!user || user.status !== 'active') throw unauthorized('invalid_mfa_token', 'The MFA step is not valid.')
+            const pair = await d.auth.issueSession(user, { transport: transport ?? 'bearer', amr, meta })
+            return tokenBody(config, pair, transport ?? 'bearer', set)
+          },
+          {
+            body: t.Object(
+              {
+                mfaToken: t.String({ minLength: 20, maxLength: 128 }),
+                totp: t.Optional(t.String({ maxLength: 16 })),
+                recoveryCode: t.Optional(t.String({ maxLength: 32 })),
+                webauthn: t.Optional(AuthenticationResponseSchema),
+                transport: t.Optional(t.Union([t.Literal('bearer'), t.Literal('cookie')])),
+              },
+              { additionalProperties: false },
+            ),
+            response: { 200: TokenResponse, ...errors(400, 401, 415, 422, 429) },
+            detail: { summary: 'Complete a sign-in with exactly one second factor (TOTP code, recovery code or passkey assertion)' },
+          },
+        )
+        .post(
+          '/passkey/verify',
+          async ({ body, request, set }) => {
+            const meta = metaOf(request)
+            const r = await d.mfa.passkeys.verifyAuthentication(body.response, {}, meta)
+            if (!r.userVerified) throw unauthorized('user_verification_required', 'Passwordless sign-in needs a passkey that verifies the user (PIN or biometrics).')
+            const user = d.auth.findById(r.userId)
+            if (!user || user.status !== 'active') throw unauthorized('invalid_credentials', 'The passkey is not valid.')
+            const transport = body.transport ?? 'bearer'
+            const pair = await d.auth.issueSession(user, { transport, amr: ['webauthn', 'uv'], meta })
+            return tokenBody(config, pair, transport, set)
+          },
+          {
+            body: t.Object(
+              { response: AuthenticationResponseSchema, transport: t.Optional(t.Union([t.Literal('bearer'), t.Literal('cookie')])) },
+              { additionalProperties: false },
+            ),
+            response: { 200: TokenResponse, ...errors(400, 401, 415, 422, 429) },
+            detail: { summary: 'Passwordless sign-in with a discoverable passkey (user verification counts as both factors)' },
           },
         )
         .post(

@@ -177,6 +177,12 @@ export class SessionService {
     this.cache.delete(sessionId)
   }
 
+  /** Lifts the enrolment-only limit of a session once its user has a second factor. */
+  clearMfaPending(sessionId: string): void {
+    this.deps.db.update(sessions).set({ mfaPending: false }).where(eq(sessions.id, sessionId)).run()
+    this.cache.delete(sessionId)
+  }
+
   /** The user's live sessions, newest first. */
   list(userId: string, currentSessionId: string): SessionView[] {
     const now = this.deps.clock.now()

@@ -1,0 +1,147 @@
+/**
+ * MFA routes of the signed-in user (TOTP, recovery codes, passkeys) and the passwordless passkey
+ * options. Not wired by itself: the composition root passes the auth plugin (the `{ auth: true }`
+ * macro resolving `principal`) and the services. Removing a factor or regenerating recovery codes
+ * needs a recent proof (step-up): `principal.authTime` within BULWARK_STEP_UP_TTL.
+ */
+import { eq } from 'drizzle-orm'
+import { Elysia, t } from 'elysia'
+import type { AuthMacros } from '../../plugins/auth-macros'
+import { errors, NoContent } from '../../lib/schemas'
+import { users } from '../../db/schema'
+import { AppError, conflict, notFound, unauthorized } from '../../lib/errors'
+import { isId } from '../../lib/ids'
+import { metaOf } from '../../plugins/request-context'
+import { type MfaDeps, PasskeyView, type Principal, RecoveryCodesBody, RegistrationResponseSchema } from './model'
+import type { MfaServices } from './services'
+
+/** authTime may come as seconds (JWT `auth_time`) or milliseconds; epoch ms are > 1e12 since 2001. */
+const authTimeMs = (p: Principal) => (p.authTime < 1e12 ? p.authTime * 1000 : p.authTime)
+
+const PublicKeyOptions = t.Object({ challenge: t.String() }, { additionalProperties: true, description: 'WebAuthn options for navigator.credentials (JSON form)' })
+const Name = t.String({ minLength: 1, maxLength: 64 })
+const Params = t.Object({ id: t.String({ maxLength: 64 }) }, { additionalProperties: false })
+
+/**
+ * The MFA controller over the auth macros, services and deps. Every route here is open to sessions limited to
+ * MFA enrolment (`auth: 'mfa-enrolment'`): they are how such a user gets a factor.
+ */
+export function mfaController(auth: AuthMacros, services: MfaServices, deps: Pick<MfaDeps, 'config' | 'clock' | 'db'>) {
+  const { totp, recovery, passkeys, login } = services
+
+  /** Sensitive changes need a recent proof of presence, not just a live session. */
+  const requireStepUp = (p: Principal) => {
+    if (deps.clock.now() - authTimeMs(p) > deps.config.tokens.stepUpTtlMs) {
+      throw new AppError(401, 'reauthentication_required', 'This change needs a recent sign-in; confirm your password or second factor again.')
+    }
+  }
+  const userOf = (p: Principal) => {
+    const u = deps.db.select({ id: users.id, email: users.email, name: users.name }).from(users).where(eq(users.id, p.userId)).get()
+    if (!u) throw unauthorized()
+    return u
+  }
+
+  return new Elysia({ name: 'mfa', detail: { tags: ['mfa'] } })
+    .use(auth)
+    .post(
+      '/v1/me/mfa/totp',
+      ({ principal }) => {
+        const u = userOf(principal)
+        return totp.enroll(u.id, u.email)
+      },
+      {
+        auth: 'mfa-enrolment',
+        response: { 200: t.Object({ secret: t.String(), otpauthUrl: t.String() }) },
+        detail: { summary: 'Start enrolling an authenticator app (pending until confirmed)' },
+      },
+    )
+    .post('/v1/me/mfa/totp/confirm', ({ principal, body, request }) => totp.confirm(principal.userId, body.code, metaOf(request)), {
+      auth: 'mfa-enrolment',
+      body: t.Object({ code: t.String({ minLength: 1, maxLength: 16 }) }, { additionalProperties: false }),
+      response: { 200: RecoveryCodesBody },
+      detail: { summary: 'Confirm the authenticator app with a first code; returns 10 recovery codes, shown once' },
+    })
+    .delete(
+      '/v1/me/mfa/totp',
+      ({ principal, request, set }) => {
+        requireStepUp(principal)
+        totp.remove(principal.userId, metaOf(request))
+        set.status = 204
+      },
+      { auth: 'mfa-enrolment', response: { 204: NoContent, ...errors(401, 404, 409, 429) }, detail: { summary: 'Remove the authenticator app (needs a recent sign-in)' } },
+    )
+    .post(
+      '/v1/me/mfa/recovery-codes',
+      ({ principal, request }) => {
+        requireStepUp(principal)
+        if (!login.hasActiveFactor(principal.userId)) throw conflict('Recovery codes need a second factor; add one first.', 'no_second_factor')
+        return { recoveryCodes: recovery.regenerate(principal.userId, metaOf(request)) }
+      },
+      {
+        auth: 'mfa-enrolment',
+        response: { 200: RecoveryCodesBody },
+        detail: { summary: 'Replace the recovery codes with 10 new ones (needs a recent sign-in); the old ones stop working' },
+      },
+    )
+    .post('/v1/me/passkeys/options', ({ principal }) => passkeys.registrationOptions(userOf(principal)), {
+      auth: 'mfa-enrolment',
+      response: { 200: PublicKeyOptions },
+      detail: { summary: 'WebAuthn registration options for a new passkey' },
+    })
+    .post(
+      '/v1/me/passkeys',
+      async ({ principal, body, request, set }) => {
+        const view = await passkeys.verifyRegistration(principal.userId, body.response, body.name, metaOf(request))
+        set.status = 201
+        return view
+      },
+      {
+        auth: 'mfa-enrolment',
+        body: t.Object({ response: RegistrationResponseSchema, name: t.Optional(Name) }, { additionalProperties: false }),
+        response: { 201: PasskeyView },
+        detail: { summary: 'Register a passkey from the navigator.credentials.create() response' },
+      },
+    )
+    .get('/v1/me/passkeys', ({ principal }) => ({ items: passkeys.list(principal.userId), nextCursor: null }), {
+      auth: 'mfa-enrolment',
+      response: { 200: t.Object({ items: t.Array(PasskeyView), nextCursor: t.Null() }) },
+      detail: { summary: 'Your passkeys' },
+    })
+    .patch(
+      '/v1/me/passkeys/:id',
+      ({ principal, params, body }) => {
+        if (!isId(params.id)) throw notFound('No such passkey.')
+        return passkeys.rename(principal.userId, params.id, body.name)
+      },
+      {
+        auth: 'mfa-enrolment',
+        params: Params,
+        body: t.Object({ name: Name }, { additionalProperties: false }),
+        response: { 200: PasskeyView },
+        detail: { summary: 'Rename one of your passkeys' },
+      },
+    )
+    .delete(
+      '/v1/me/passkeys/:id',
+      ({ principal, params, request, set }) => {
+        requireStepUp(principal)
+        if (!isId(params.id)) throw notFound('No such passkey.')
+        passkeys.delete(principal.userId, params.id, metaOf(request))
+        set.status = 204
+      },
+      { auth: 'mfa-enrolment', params: Params, response: { 204: NoContent, ...errors(401, 404, 422, 429) }, detail: { summary: 'Delete one of your passkeys (needs a recent sign-in)' } },
+    )
+    .post(
+      '/v1/auth/passkey/options',
+      async ({ body }) => {
+        // With an mfaToken: the second-factor step of a password login; without: passwordless sign-in.
+        if (body?.mfaToken) return login.webauthnOptions(body.mfaToken)
+        return (await passkeys.authenticationOptions()).options
+      },
+      {
+        body: t.Optional(t.Object({ mfaToken: t.Optional(t.String({ minLength: 1, maxLength: 128 })) }, { additionalProperties: false })),
+        response: { 200: PublicKeyOptions },
+        detail: { summary: 'WebAuthn authentication options: passwordless, or the passkey step of a login with {mfaToken}' },
+      },
+    )
+}

@@ -1,0 +1,223 @@
+/**
+ * The step between a correct password and a session for users with a second factor. `startMfa` hands
+ * out an mfaToken (random, stored only as a keyed hash in `challenges`, five minutes, single-use);
+ * `completeMfa` checks exactly one proof against it. Failures are counted per token (five kill it)
+ * and per account (five within the window lock the account's MFA step for a doubling period).
+ */
+import { and, eq, gt, isNull, lt, sql } from 'drizzle-orm'
+import { challenges, lockouts } from '../../db/schema'
+import { hashToken, randomToken } from '../../lib/crypto'
+import { AppError, unprocessable } from '../../lib/errors'
+import { newId } from '../../lib/ids'
+import type { RequestMeta } from '../audit/service'
+import type { AuthenticationResponse, MfaDeps } from './model'
+import type { PasskeyService } from './passkey-service'
+import type { RecoveryService } from './recovery-service'
+import type { TotpService } from './totp-service'
+
+export type MfaMethod = 'totp' | 'recovery_code' | 'webauthn'
+export interface MfaProof {
+  totp?: string
+  recoveryCode?: string
+  webauthn?: AuthenticationResponse
+}
+
+/** Failures one mfaToken survives. */
+export const TOKEN_MAX_FAILURES = 5
+/** What each proof adds to the session's amr (vocabulary of sessions.amr). */
+const AMR: Record<MfaMethod, string> = { totp: 'otp', recovery_code: 'recovery', webauthn: 'webauthn' }
+
+const invalidToken = () => new AppError(401, 'invalid_mfa_token', 'The sign-in attempt is unknown, expired or already finished; sign in again.')
+const invalidProof = () => new AppError(401, 'invalid_mfa_proof', 'The second factor was not accepted.')
+
+/**
+ * Account-level lock of the MFA step over the `lockouts` table (kind 'mfa'). Deliberately minimal: the
+ * generic LockoutService being built elsewhere has the same semantics over the same rows
+ * (config.lockout threshold/window, base duration doubling per lock up to the maximum) and can replace it.
+ */
+export class MfaLockout {
+  constructor(private readonly deps: MfaDeps) {}
+
+  /** Until when the account's MFA step is locked (ms epoch; Infinity if permanent), or undefined. */
+  lockedUntil(userId: string): number | undefined {
+    const row = this.deps.db.select().from(lockouts).where(and(eq(lockouts.userId, userId), eq(lockouts.kind, 'mfa'))).get()
+    if (!row) return undefined
+    if (row.permanent) return Number.POSITIVE_INFINITY
+    return row.lockedUntil !== null && row.lockedUntil > this.deps.clock.now() ? row.lockedUntil : undefined
+  }
+
+  /** Counts one failure; returns the new lock's end when this failure triggered one. */
+  fail(userId: string): number | undefined {
+    const { threshold, windowMs, baseMs, maxMs, permanentAfter } = this.deps.config.lockout
+    const now = this.deps.clock.now()
+    return this.deps.db.transaction((tx) => {
+      const row = tx.select().from(lockouts).where(and(eq(lockouts.userId, userId), eq(lockouts.kind, 'mfa'))).get()
+      const fresh = !row || now - row.windowStartedAt >= windowMs
+      const failures = (fresh ? 0 : row.failures) + 1
+      const windowStartedAt = fresh ? now : row.windowStartedAt
+      let lockCount = row?.lockCount ?? 0
+      let lockedUntil = row?.lockedUntil ?? null
+      let permanent = row?.permanent ?? false
+      let locked: number | undefined
+      if (failures >= threshold) {
+        lockCount += 1
+        locked = now + Math.min(baseMs * 2 ** Math.min(lockCount - 1, 40), maxMs)
+        lockedUntil = locked
+        if (permanentAfter > 0 && lockCount >= permanentAfter) permanent = true
+      }
+      const values = { failures: locked ? 0 : failures, windowStartedAt: locked ? now : windowStartedAt, lockCount, lockedUntil, permanent, updatedAt: now }
+      tx.insert(lockouts)
+        .values({ userId, kind: 'mfa', ...values })
+        .onConflictDoUpdate({ target: [lockouts.userId, lockouts.kind], set: values })
+        .run()
+      return locked
+    })
+  }
+
+  /** A successful second factor clears the counters. */
+  reset(userId: string): void {
+    this.deps.db.delete(lockouts).where(and(eq(lockouts.userId, userId), eq(lockouts.kind, 'mfa'), eq(lockouts.permanent, false))).run()
+  }
+}
+
+export class MfaLoginService {
+  readonly lockout: MfaLockout
+
+  constructor(
+    private readonly deps: MfaDeps,
+    private readonly totp: TotpService,
+    private readonly recovery: RecoveryService,
+    private readonly passkeys: PasskeyService,
+  ) {
+    this.lockout = new MfaLockout(deps)
+  }
+
+  private tokenHash(token: string) {
+    return hashToken(this.deps.keys.tokenHash, `mfa:${token}`)
+  }
+
+  /** The factors a user has, as GET /v1/me shows them. */
+  userFactors(userId: string): { totp: boolean; passkeys: number; recoveryCodesRemaining: number } {
+    return { totp: this.totp.status(userId) === 'active', passkeys: this.passkeys.count(userId), recoveryCodesRemaining: this.recovery.remaining(userId) }
+  }
+
+  /** True when a password alone must not sign this user in. */
+  hasActiveFactor(userId: string): boolean {
+    const f = this.userFactors(userId)
+    return f.totp || f.passkeys > 0
+  }
+
+  /** The methods the login response offers. */
+  methods(userId: string): MfaMethod[] {
+    const f = this.userFactors(userId)
+    const m: MfaMethod[] = []
+    if (f.totp) m.push('totp')
+    if (f.passkeys > 0) m.push('webauthn')
+    if ((f.totp || f.passkeys > 0) && f.recoveryCodesRemaining > 0) m.push('recovery_code')
+    return m
+  }
+
+  /** Opens the second-factor step of a login whose password was right. */
+  startMfa(userId: string, meta: RequestMeta = {}): { mfaToken: string; methods: MfaMethod[] } {
+    const methods = this.methods(userId)
+    if (methods.length === 0) throw new AppError(409, 'no_second_factor', 'The account has no second factor.')
+    const now = this.deps.clock.now()
+    const mfaToken = randomToken(32)
+    this.deps.db.delete(challenges).where(lt(challenges.expiresAt, now)).run()
+    this.deps.db
+      .insert(challenges)
+      .values({ id: newId(), kind: 'mfa_login', userId, secretHash: this.tokenHash(mfaToken), data: { ip: meta.ip ?? null }, createdAt: now, expiresAt: now + this.deps.config.tokens.mfaTokenTtlMs })
+      .run()
+    return { mfaToken, methods }
+  }
+
+  /** The live challenge row of an mfaToken, or a 401. */
+  private live(mfaToken: string) {
+    if (typeof mfaToken !== 'string' || mfaToken.length < 16 || mfaToken.length > 128) throw invalidToken()
+    const row = this.deps.db
+      .select()
+      .from(challenges)
+      .where(
+        and(
+          eq(challenges.secretHash, this.tokenHash(mfaToken)),
+          eq(challenges.kind, 'mfa_login'),
+          isNull(challenges.usedAt),
+          gt(challenges.expiresAt, this.deps.clock.now()),
+          lt(challenges.attempts, TOKEN_MAX_FAILURES),
+        ),
+      )
+      .get()
+    if (!row || !row.userId) throw invalidToken()
+    return row as typeof row & { userId: string }
+  }
+
+  private assertNotLocked(userId: string) {
+    const until = this.lockout.lockedUntil(userId)
+    if (until === undefined) return
+    const headers: Record<string, string> = Number.isFinite(until) ? { 'retry-after': String(Math.max(1, Math.ceil((until - this.deps.clock.now()) / 1000))) } : {}
+    throw new AppError(429, 'mfa_locked', 'Too many failed second-factor attempts; try again later.', { headers })
+  }
+
+  /** WebAuthn options for the second-factor step of this login (challenge bound to the user and this token). */
+  async webauthnOptions(mfaToken: string) {
+    const row = this.live(mfaToken)
+    this.assertNotLocked(row.userId)
+    const { options } = await this.passkeys.authenticationOptions({ userId: row.userId, data: { mfaChallengeId: row.id } })
+    return options
+  }
+
+  /**
+   * Checks one proof against the mfaToken. The token is spent only on success; a failure counts
+   * against the token and the account. A malformed code is a 422 and counts as nothing (it guesses nothing).
+   */
+  async completeMfa(mfaToken: string, proof: MfaProof, meta: RequestMeta = {}): Promise<{ userId: string; amr: string[] }> {
+    const given = (['totp', 'recoveryCode', 'webauthn'] as const).filter((k) => proof[k] !== undefined)
+    if (given.length !== 1) throw unprocessable('validation_failed', 'Give exactly one of totp, recoveryCode or webauthn.')
+    const row = this.live(mfaToken)
+    const userId = row.userId
+    this.assertNotLocked(userId)
+    const method: MfaMethod = proof.totp !== undefined ? 'totp' : proof.recoveryCode !== undefined ? 'recovery_code' : 'webauthn'
+    let ok = false
+    try {
+      if (method === 'totp') ok = this.totp.verify(userId, proof.totp!)
+      else if (method === 'recovery_code') ok = this.methods(userId).includes('recovery_code') && this.recovery.use(userId, proof.recoveryCode!, meta).ok
+      else {
+        const r = await this.passkeys.verifyAuthentication(proof.webauthn!, { userId }, meta)
+        ok = r.userId === userId
+      }
+    } catch (err) {
+      // Format errors and unreadable enrolments are not guesses; refused assertions are.
+      if (!(err instanceof AppError) || err.status === 422 || err.status === 409) throw err
+      ok = false
+    }
+    if (!ok) return this.failed(row.id, userId, method, meta)
+    const spent = this.deps.db
+      .update(challenges)
+      .set({ usedAt: this.deps.clock.now() })
+      .where(and(eq(challenges.id, row.id), isNull(challenges.usedAt)))
+      .returning({ id: challenges.id })
+      .all()
+    if (spent.length !== 1) throw invalidToken()
+    this.lockout.reset(userId)
+    this.deps.audit.record({ type: 'mfa_succeeded', outcome: 'success', actorId: userId, targetId: userId, details: { method } }, meta)
+    return { userId, amr: ['pwd', AMR[method]] }
+  }
+
+  private failed(challengeId: string, userId: string, method: MfaMethod, meta: RequestMeta): never {
+    // attempts + 1; the fifth failure also marks the token used, so it is dead for good.
+    this.deps.db
+      .update(challenges)
+      .set({
+        attempts: sql`${challenges.attempts} + 1`,
+        usedAt: sql`CASE WHEN ${challenges.attempts} + 1 >= ${TOKEN_MAX_FAILURES} THEN ${this.deps.clock.now()} ELSE ${challenges.usedAt} END`,
+      })
+      .where(eq(challenges.id, challengeId))
+      .run()
+    this.deps.audit.record({ type: 'mfa_failed', outcome: 'failure', actorId: userId, targetId: userId, details: { method } }, meta)
+    const locked = this.lockout.fail(userId)
+    if (locked !== undefined) {
+      this.deps.audit.record({ type: 'mfa_locked', outcome: 'failure', actorId: userId, targetId: userId, details: { until: new Date(locked).toISOString() } }, meta)
+    }
+    throw invalidProof()
+  }
+}
