@@ -283,7 +283,11 @@ async function build(): Promise<void> {
   await run(['bun', 'build', 'bench/baseline.ts', '--compile', '--minify', '--sourcemap', '--no-compile-autoload-dotenv', '--no-compile-autoload-bunfig', '--outfile', BASELINE_BIN], { cwd: ROOT })
 }
 
-const fmtRatio = (v: number, l: number, base: string) => `${v.toFixed(0)} req/s vs ${base} (needs ${l.toFixed(0)}): ${(v / (l || 1)).toFixed(2)}x of the need`
+/** "4527 req/s = 0.47x baseline 9698 req/s" for a target `need = k * reference`. */
+const fmtRatio = (v: number, need: number, refName: string, k: number) => {
+  const ref = need / k
+  return `${v.toFixed(0)} req/s = ${(v / (ref || 1)).toFixed(2)}x ${refName} ${ref.toFixed(0)} req/s`
+}
 
 async function standard(): Promise<string> {
   const ctx = await prepare(args.users)
@@ -331,14 +335,14 @@ async function standard(): Promise<string> {
   }
   const g = (k: string) => by.get(k)
   if (want('me')) {
-    v.push(atLeast('GET /v1/me >= 0.8x bare baseline', g('me')?.rps, mul(g('base-me')?.rps, 0.8), (x, l) => fmtRatio(x, l, `baseline ${g('base-me')!.rps!.toFixed(0)}`)))
+    v.push(atLeast('GET /v1/me >= 0.8x bare baseline', g('me')?.rps, mul(g('base-me')?.rps, 0.8), (x, l) => fmtRatio(x, l, 'baseline', 0.8)))
     v.push(below('GET /v1/me p99 < 10 ms at 64 connections', g('me')?.p99Ms, 10, 'ms'))
   }
   if (want('users')) {
-    v.push(atLeast('GET /v1/users?limit=20 >= 0.8x bare baseline', g('users')?.rps, mul(g('base-users')?.rps, 0.8), (x, l) => fmtRatio(x, l, `baseline ${g('base-users')!.rps!.toFixed(0)}`)))
+    v.push(atLeast('GET /v1/users?limit=20 >= 0.8x bare baseline', g('users')?.rps, mul(g('base-users')?.rps, 0.8), (x, l) => fmtRatio(x, l, 'baseline', 0.8)))
     v.push(below('GET /v1/users?limit=20 p99 < 10 ms', g('users')?.p99Ms, 10, 'ms'))
   }
-  if (want('authz')) v.push(atLeast('POST /v1/authz/check >= 0.8x GET /v1/me', g('authz')?.rps, mul(g('me')?.rps, 0.8), (x, l) => fmtRatio(x, l, '/v1/me')))
+  if (want('authz')) v.push(atLeast('POST /v1/authz/check >= 0.8x GET /v1/me', g('authz')?.rps, mul(g('me')?.rps, 0.8), (x, l) => fmtRatio(x, l, '/v1/me', 0.8)))
   if (want('login')) v.push(atLeast('login >= 0.9x raw argon2id verify rate', g('login')?.rps, mul(argon?.rate, 0.9), (x, l) => `${x.toFixed(1)} logins/s vs ${argon!.rate.toFixed(1)} verifies/s: ${(x / argon!.rate).toFixed(2)}x`))
   if (want('storm')) v.push(atLeast('a refused login costs < 1/20 of a login (429 rate >= 20x login rate)', g('storm')?.rps, mul(g('login')?.rps, 20), (x) => `${x.toFixed(0)} refusals/s vs ${g('login')!.rps!.toFixed(1)} logins/s: ${(x / g('login')!.rps!).toFixed(0)}x`))
   if (start) v.push(below('start-up of the binary to /health/ready < 300 ms (median)', start.median, 300, 'ms'))
@@ -379,6 +383,70 @@ async function soak(): Promise<string> {
   }
   ctx.db.close()
   return body(rows, v, ctx)
+}
+
+/**
+ * CPU profile of GET /v1/me: the server runs from source under `bun --cpu-prof` (pinned like the binary),
+ * wrk drives it for --duration seconds, SIGTERM makes it write the .cpuprofile, and the functions with the
+ * most self time are listed (path relative to the repository, or the runtime's own frames).
+ */
+async function profile(): Promise<string> {
+  const ctx = await prepare(args.users)
+  const profDir = join(ctx.dir, 'profile')
+  const port = freePort()
+  const child = spawnPinned(
+    [process.execPath, '--cpu-prof', `--cpu-prof-dir=${profDir}`, join(ROOT, 'src', 'index.ts'), 'serve'],
+    { ...ctx.env, BULWARK_PORT: String(port) },
+    port,
+    join(ctx.dir, 'profile-server.log'),
+  )
+  children.add(child)
+  let row: Row
+  try {
+    await waitReady(child)
+    const reads = await readRequests(ctx, Math.min(args.users, 1000))
+    row = await measure(ctx, child, { name: 'GET /v1/me (from source, under --cpu-prof)', reqs: reads.me })
+  } finally {
+    await stop(child)
+  }
+  const file = [...new Bun.Glob('*.cpuprofile').scanSync(profDir)][0]
+  if (!file) throw new Error(`no .cpuprofile written in ${profDir}`)
+  const saved = join(ROOT, 'dist', 'bench-me.cpuprofile')
+  await Bun.write(saved, Bun.file(join(profDir, file)))
+  const top = topSelf(JSON.parse(await Bun.file(saved).text()) as CpuProfile, 25)
+  say(`  profile saved to ${saved} (open it in Chrome DevTools or speedscope)`)
+  const lines = top.map((t) => `| ${t.pct.toFixed(1)} % | ${t.fn} | ${t.where} |`)
+  ctx.db.close()
+  return [resultsTable([row]), '', '## Top self time (GET /v1/me)', '', '| self | function | where |', '|---|---|---|', ...lines].join('\n')
+}
+
+interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[]
+  samples: number[]
+  timeDeltas: number[]
+}
+
+/** Self time per function (name + file + line), as a share of all samples. */
+function topSelf(p: CpuProfile, n: number): { pct: number; fn: string; where: string }[] {
+  const byId = new Map(p.nodes.map((x) => [x.id, x.callFrame]))
+  const self = new Map<string, number>()
+  let total = 0
+  p.samples.forEach((id, i) => {
+    const f = byId.get(id)
+    const dt = p.timeDeltas[i] ?? 0
+    total += dt
+    if (!f) return
+    const url = f.url.startsWith(ROOT) ? f.url.slice(ROOT.length + 1) : f.url.replace(/^.*node_modules\//, '')
+    const key = `${f.functionName || '(anonymous)'}\u0000${url ? `${url}:${f.lineNumber + 1}` : '(native)'}`
+    self.set(key, (self.get(key) ?? 0) + dt)
+  })
+  return [...self.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n)
+    .map(([k, v]) => {
+      const [fn, where] = k.split('\u0000')
+      return { pct: (100 * v) / (total || 1), fn: fn!, where: where! }
+    })
 }
 
 /** Walks the user list to page `page` (limit 20) and returns that page's cursor. */
@@ -468,7 +536,7 @@ try {
   if (machine.nproc < 2) say('! fewer than 2 cores: server and load generator share one core, figures are not comparable')
   await ensureWrk()
   await build()
-  const text = args.mode === 'soak' ? await soak() : args.mode === 'scale' ? await scale() : await standard()
+  const text = args.mode === 'soak' ? await soak() : args.mode === 'scale' ? await scale() : args.mode === 'profile' ? await profile() : await standard()
   say(`\n${text}\n`)
   if (args.save) say(`results written to ${saveResults(join(import.meta.dir, 'results'), args, machine, text, started)}`)
 } catch (e) {

@@ -1,6 +1,6 @@
 /** Command-line flags of `bun run bench`. */
 
-export type Mode = 'standard' | 'soak' | 'scale'
+export type Mode = 'standard' | 'soak' | 'scale' | 'profile'
 
 export interface BenchArgs {
   mode: Mode
@@ -31,6 +31,7 @@ const USAGE = `bun run bench [flags]
   --quick            smoke run: 1000 users, 3 s per scenario, 1 s warm-up
   --soak             memory: 100000 users, a 60-second mixed run, server RSS after it
   --scale            scale: login, /v1/me and user-list page 1 vs page 5000 at 1000 and 1000000 users
+  --profile          CPU profile of GET /v1/me: runs src/index.ts under \`bun --cpu-prof\`, prints the top costs
   --note TEXT        a remark saved with the results (e.g. "quiet machine")
   --log-level L      server log level (default info, as in production)
   --no-save          print only; write nothing to bench/results/
@@ -82,6 +83,9 @@ export function parseArgs(argv: string[]): BenchArgs {
           break
         case '--scale':
           a.mode = 'scale'
+          break
+        case '--profile':
+          a.mode = 'profile'
           break
         case '--note':
           a.note = next() ?? ''

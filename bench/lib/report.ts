@@ -63,6 +63,7 @@ export function saveResults(dir: string, a: BenchArgs, m: Machine, body: string,
   const base = `${date}-${a.mode}${a.quick ? '-quick' : ''}`
   let file = join(dir, `${base}.md`)
   for (let i = 2; existsSync(file); i++) file = join(dir, `${base}-${i}.md`)
+  const argv = process.argv.slice(2).filter((x, i, all) => x !== '--note' && all[i - 1] !== '--note')
   const flags = `mode ${a.mode}, ${a.users.toLocaleString('en-US')} users, ${a.duration} s per scenario after ${a.warmup} s warm-up, ${a.connections} connections${a.only.length ? `, only ${a.only.join(',')}` : ''}`
   const text = [
     `# Bulwark bench: ${started.toISOString()}`,
@@ -71,7 +72,7 @@ export function saveResults(dir: string, a: BenchArgs, m: Machine, body: string,
     `- machine: ${m.nproc} cores, ${m.cpu}, ${m.memory} memory, kernel ${m.kernel}; load average at start ${m.load}`,
     `- bun ${m.bun}; server pinned to core 0 (taskset), wrk pinned to core 1`,
     `- run: ${flags}`,
-    `- reproduce: \`bun run bench${process.argv.slice(2).length ? ` ${process.argv.slice(2).join(' ')}` : ''}\``,
+    `- reproduce: \`bun run bench${argv.length ? ` ${argv.join(' ')}` : ''}\``,
     '',
     body,
     '',
