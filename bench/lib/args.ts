@@ -1,0 +1,123 @@
+/** Command-line flags of `bun run bench`. */
+
+export type Mode = 'standard' | 'soak' | 'scale' | 'profile'
+
+export interface BenchArgs {
+  mode: Mode
+  users: number
+  /** Seconds measured per scenario. */
+  duration: number
+  /** Seconds of warm-up per scenario (not measured). */
+  warmup: number
+  connections: number
+  /** Scenario names to run (empty: all of the mode). */
+  only: string[]
+  quick: boolean
+  /** Free text written into the results file (e.g. "quiet machine"). */
+  note: string
+  logLevel: string
+  save: boolean
+}
+
+export const SCENARIOS = ['me', 'users', 'authz', 'login', 'refresh', 'storm', 'startup'] as const
+
+const USAGE = `bun run bench [flags]
+
+  --users N          users in the database (default 1000; up to 1000000)
+  --duration S       seconds measured per scenario (default 10; warm-up 3)
+  --warmup S         seconds of warm-up per scenario (default 3)
+  --connections C    concurrent connections of the load generator (default 64)
+  --only a,b         run only these scenarios: ${SCENARIOS.join(', ')}
+  --quick            smoke run: 1000 users, 3 s per scenario, 1 s warm-up
+  --soak             memory: 100000 users, a 60-second mixed run, server RSS after it
+  --scale            scale: login, /v1/me and user-list page 1 vs page 5000 at 1000 and 1000000 users
+  --profile          CPU profile of GET /v1/me: runs src/index.ts under \`bun --cpu-prof\`, prints the top costs
+  --note TEXT        a remark saved with the results (e.g. "quiet machine")
+  --log-level L      server log level (default info, as in production)
+  --no-save          print only; write nothing to bench/results/
+`
+
+function int(name: string, raw: string | undefined, min: number, max: number): number {
+  const n = Number(raw)
+  if (!raw || !Number.isInteger(n) || n < min || n > max) throw new Error(`${name} needs an integer between ${min} and ${max}`)
+  return n
+}
+
+/** Parses argv; exits with the usage text on --help or a bad flag. */
+export function parseArgs(argv: string[]): BenchArgs {
+  const a: BenchArgs = { mode: 'standard', users: 1000, duration: 10, warmup: 3, connections: 64, only: [], quick: false, note: '', logLevel: 'info', save: true }
+  let usersGiven = false
+  let durationGiven = false
+  let warmupGiven = false
+  try {
+    for (let i = 0; i < argv.length; i++) {
+      const f = argv[i]!
+      const next = () => argv[++i]
+      switch (f) {
+        case '--users':
+          a.users = int(f, next(), 20, 1_000_000)
+          usersGiven = true
+          break
+        case '--duration':
+          a.duration = int(f, next(), 1, 3600)
+          durationGiven = true
+          break
+        case '--warmup':
+          a.warmup = int(f, next(), 0, 600)
+          warmupGiven = true
+          break
+        case '--connections':
+          a.connections = int(f, next(), 1, 10_000)
+          break
+        case '--only': {
+          a.only = (next() ?? '').split(',').map((s) => s.trim()).filter(Boolean)
+          const bad = a.only.filter((s) => !(SCENARIOS as readonly string[]).includes(s))
+          if (bad.length) throw new Error(`unknown scenario ${bad.join(', ')}`)
+          break
+        }
+        case '--quick':
+          a.quick = true
+          break
+        case '--soak':
+          a.mode = 'soak'
+          break
+        case '--scale':
+          a.mode = 'scale'
+          break
+        case '--profile':
+          a.mode = 'profile'
+          break
+        case '--note':
+          a.note = next() ?? ''
+          break
+        case '--log-level':
+          a.logLevel = next() ?? 'info'
+          break
+        case '--no-save':
+          a.save = false
+          break
+        case '-h':
+        case '--help':
+          process.stdout.write(USAGE)
+          process.exit(0)
+        // falls through (exit does not return)
+        default:
+          throw new Error(`unknown flag ${f}`)
+      }
+    }
+  } catch (e) {
+    process.stderr.write(`bench: ${(e as Error).message}\n\n${USAGE}`)
+    process.exit(64)
+  }
+  if (a.quick) {
+    if (!usersGiven) a.users = 1000
+    if (!durationGiven) a.duration = 3
+    if (!warmupGiven) a.warmup = 1
+  }
+  if (a.mode === 'soak') {
+    if (!usersGiven) a.users = 100_000
+    if (!durationGiven) a.duration = a.quick ? 10 : 60
+  }
+  if (a.mode === 'scale' && !usersGiven) a.users = a.quick ? 200_000 : 1_000_000
+  return a
+}

@@ -1,0 +1,549 @@
+#!/usr/bin/env bun
+/**
+ * `bun run bench`: builds the binary, seeds a database, runs the scenarios against the server pinned to
+ * core 0 with wrk pinned to core 1, measures the baselines (a bare Elysia app doing the same JWT and SQLite
+ * work; the raw argon2id verification rate), prints one table and the targets (PASS/MISS), and writes
+ * bench/results/<date>-<mode>.md. Not a test: nothing here asserts anything. See the README "Performance".
+ */
+import type { Database } from 'bun:sqlite'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { randomToken } from '../src/lib/crypto'
+import { parseArgs, type BenchArgs } from './lib/args'
+import { describeMachine } from './lib/machine'
+import { freePort, memoryOf, run, spawnPinned, waitReady, type Child } from './lib/proc'
+import { atLeast, below, resultsTable, saveResults, verdictTable, type Row, type Verdict } from './lib/report'
+import {
+  ADMINS,
+  AUDIENCE,
+  PASSWORD,
+  PUBLIC_URL,
+  apiEmail,
+  bulkSeed,
+  insertRefreshTokens,
+  openDb,
+  seedThroughApi,
+  TokenMinter,
+  userEmail,
+  type Seeded,
+} from './lib/seed'
+import { ensureWrk, wrk, writeRequests, type Req } from './lib/wrk'
+
+const ROOT = join(import.meta.dir, '..')
+const BIN = join(ROOT, 'dist', 'bulwark')
+const BASELINE_BIN = join(ROOT, 'dist', 'bench-baseline')
+
+const args = parseArgs(process.argv.slice(2))
+const started = new Date()
+const machine = describeMachine()
+const children = new Set<Child>()
+const work = mkdtempSync(join(tmpdir(), 'bulwark-bench-'))
+const say = (s: string) => process.stdout.write(`${s}\n`)
+
+process.on('SIGINT', () => {
+  for (const c of children) c.proc.kill('SIGKILL')
+  process.exit(130)
+})
+
+/** One database with its secret, seeded accounts, and the server environment that reads it. */
+interface Ctx {
+  dir: string
+  db: Database
+  secret: string
+  seeded: Seeded
+  minter: TokenMinter
+  env: Record<string, string>
+  envName: string
+  users: number
+}
+
+let serverEnvName: 'production' | 'development' = 'production'
+
+function serverEnv(dir: string, secret: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    BULWARK_ENV: serverEnvName,
+    BULWARK_SECRET: secret,
+    BULWARK_DATA_DIR: dir,
+    BULWARK_DB_PATH: join(dir, 'bulwark.sqlite'),
+    BULWARK_HOST: '127.0.0.1',
+    BULWARK_PUBLIC_URL: PUBLIC_URL,
+    BULWARK_JWT_AUDIENCE: AUDIENCE,
+    BULWARK_ALLOW_HTTP: '1',
+    BULWARK_UPLOADS_SCAN: 'off',
+    BULWARK_HIBP: 'off',
+    BULWARK_LOG_LEVEL: args.logLevel,
+    // Throughput scenarios run without rate limits; the 429 storm turns them back on.
+    BULWARK_RATE_LIMIT: 'off',
+    ...extra,
+  }
+}
+
+/** Starts the compiled server on `ctx`'s database; falls back from production to development if production refuses the bench settings. */
+async function startServer(ctx: Pick<Ctx, 'dir' | 'secret'>, extra: Record<string, string> = {}): Promise<Child> {
+  const port = freePort()
+  const child = spawnPinned([BIN, 'serve'], { ...serverEnv(ctx.dir, ctx.secret, extra), BULWARK_PORT: String(port) }, port, join(ctx.dir, 'server.log'))
+  children.add(child)
+  try {
+    await waitReady(child)
+    return child
+  } catch (e) {
+    children.delete(child)
+    await child.stop()
+    if (serverEnvName === 'production' && child.proc.exitCode === 2) {
+      say(`! production refused the bench settings; running in development instead:\n${(e as Error).message}`)
+      serverEnvName = 'development'
+      return startServer(ctx, extra)
+    }
+    throw e
+  }
+}
+
+async function stop(child: Child): Promise<void> {
+  await child.stop()
+  children.delete(child)
+}
+
+/** A fresh database with `users` users: a handful through the API, the rest inserted directly. */
+async function prepare(users: number): Promise<Ctx> {
+  const dir = mkdtempSync(join(work, 'db-'))
+  const secret = randomToken(48)
+  say(`seeding ${users.toLocaleString('en-US')} users + ${ADMINS} admins in ${dir}`)
+  const t0 = performance.now()
+  const seedServer = await startServer({ dir, secret })
+  await seedThroughApi(seedServer.url)
+  await stop(seedServer)
+  const db = openDb(join(dir, 'bulwark.sqlite'))
+  const seeded = bulkSeed(db, users)
+  const minter = TokenMinter.load(db, secret)
+  say(`  seeded in ${((performance.now() - t0) / 1000).toFixed(1)} s (server env: ${serverEnvName})`)
+  return { dir, db, secret, seeded, minter, env: serverEnv(dir, secret), envName: serverEnvName, users }
+}
+
+/** `count` ids spread evenly over the whole table (so large databases are read across, not at one end). */
+function spread<T>(xs: T[], count: number): T[] {
+  if (xs.length <= count) return xs
+  const step = xs.length / count
+  return Array.from({ length: count }, (_, i) => xs[Math.floor(i * step)]!)
+}
+
+let fileNo = 0
+const reqFile = (ctx: Ctx, reqs: Req[]) => writeRequests(join(ctx.dir, `requests-${fileNo++}.txt`), reqs)
+
+interface Scenario {
+  name: string
+  reqs: Req[]
+  expect?: number[]
+  once?: boolean
+  timeoutS?: number
+  seconds?: number
+  /** Connections for this scenario (default --connections). */
+  connections?: number
+  /** Called between warm-up and measurement with the warm-up's rate (refresh tokens top-up). */
+  measureReqs?: (warmRps: number) => Req[]
+}
+
+/** Probes the route once (404 → "n/a (route missing)"), warms up, measures, and reads the server's RSS. */
+async function measure(ctx: Ctx, child: Child, s: Scenario): Promise<Row> {
+  const first = s.reqs[0]!
+  const probe = await fetch(child.url + first.path, {
+    method: first.method,
+    headers: { ...(first.token ? { authorization: `Bearer ${first.token}` } : {}), ...(first.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    body: first.body === undefined ? undefined : JSON.stringify(first.body),
+  })
+  const probeText = await probe.text()
+  const expect = s.expect ?? [200]
+  if (probe.status === 404) return { scenario: s.name, note: 'n/a (route missing)' }
+  if (!expect.includes(probe.status)) {
+    const code = /"code"\s*:\s*"([^"]+)"/.exec(probeText)?.[1]
+    return { scenario: s.name, note: `n/a (probe answered ${probe.status}${code ? ` ${code}` : ''})` }
+  }
+  const reqs = s.once ? s.reqs.slice(1) : s.reqs
+  const common = { url: child.url, connections: s.connections ?? args.connections, expect, once: s.once, timeoutS: s.timeoutS }
+  let warmRps = 0
+  if (args.warmup > 0) {
+    const warm = await wrk({ ...common, requestsFile: reqFile(ctx, reqs), seconds: args.warmup })
+    warmRps = warm.rps
+    // Requests still queued in the server when wrk hung up would eat into the measured run: let them drain.
+    await Bun.sleep(Math.min(10_000, Math.ceil(warm.p99Ms * 1.5)))
+  }
+  const measured = s.measureReqs ? s.measureReqs(warmRps) : reqs
+  const r = await wrk({ ...common, requestsFile: reqFile(ctx, measured), seconds: s.seconds ?? args.duration })
+  const mem = memoryOf(child.pid)
+  const odd = Object.entries(r.statuses).filter(([k]) => !expect.includes(Number(k)))
+  say(`  ${s.name}: ${r.rps.toFixed(1)} req/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, errors ${r.errors}${odd.length ? ` (${odd.map(([k, v]) => `${v}×${k}`).join(', ')})` : ''}`)
+  return { scenario: s.name, rps: r.rps, p50Ms: r.p50Ms, p99Ms: r.p99Ms, errors: r.errors, rssMiB: mem?.rssMiB, note: odd.length ? odd.map(([k, v]) => `${v}×${k}`).join(', ') : undefined }
+}
+
+const want = (name: string) => args.only.length === 0 || args.only.includes(name)
+
+/** Requests of the read scenarios, on sessions inserted for the purpose. */
+async function readRequests(ctx: Ctx, sessions: number) {
+  const users = await ctx.minter.sessionsWithTokens(ctx.db, spread(ctx.seeded.userIds, sessions))
+  const admins = await ctx.minter.sessionsWithTokens(ctx.db, ctx.seeded.adminIds)
+  const targets = spread(ctx.seeded.userIds, 1000)
+  return {
+    me: users.map((u): Req => ({ method: 'GET', path: '/v1/me', token: u.token })),
+    users: admins.map((a): Req => ({ method: 'GET', path: '/v1/users?limit=20', token: a.token })),
+    authz: targets.map((t, i): Req => ({ method: 'POST', path: '/v1/authz/check', token: admins[i % admins.length]!.token, body: { userId: t, permission: 'users:read' } })),
+    adminToken: admins[0]!.token,
+  }
+}
+
+/**
+ * Login runs with at most 16 connections and at least 5 s: each login is one argon2id verification on the
+ * one server core, so more connections add only queueing (seconds of latency), not throughput.
+ */
+const LOGIN_CONNECTIONS = Math.min(args.connections, 16)
+const loginScenario = (ctx: Ctx, tag = ''): Scenario => ({
+  name: `POST /v1/auth/login (${LOGIN_CONNECTIONS} conn)${tag}`,
+  reqs: loginRequests(ctx),
+  timeoutS: 60,
+  connections: LOGIN_CONNECTIONS,
+  seconds: Math.max(args.duration, 5),
+})
+
+function loginRequests(ctx: Ctx): Req[] {
+  const n = Math.min(ctx.users, 10_000)
+  const idx = spread(Array.from({ length: ctx.users }, (_, i) => i), n)
+  return idx.map((i): Req => ({ method: 'POST', path: '/v1/auth/login', body: { email: userEmail(i), password: PASSWORD } }))
+}
+
+function refreshScenario(ctx: Ctx): Scenario {
+  const mk = (count: number) =>
+    insertRefreshTokens(ctx.db, ctx.secret, Array.from({ length: count }, (_, i) => ctx.seeded.userIds[i % ctx.seeded.userIds.length]!)).map(
+      (t): Req => ({ method: 'POST', path: '/v1/auth/refresh', body: { refreshToken: t } }),
+    )
+  // Warm-up tokens for up to 10,000 refreshes a second; the measured run gets 1.5x what the warm-up rate needs.
+  const warm = mk(1 + Math.max(2000, args.warmup * 10_000))
+  return {
+    name: 'POST /v1/auth/refresh',
+    reqs: warm,
+    once: true,
+    measureReqs: (rps) => mk(Math.min(3_000_000, Math.ceil(Math.max(rps, 200) * args.duration * 1.5) + 1000)),
+  }
+}
+
+/** Raw argon2id verifications per second on the server's core, with the seeded hash (the server's parameters). */
+async function argon2Rate(ctx: Ctx): Promise<{ rate: number; detail: string }> {
+  const hash = ctx.db.query<{ h: string }, [string]>('SELECT password_hash AS h FROM users WHERE email = ?').get(apiEmail(0))!.h
+  const out = await run(['taskset', '-c', '0', process.execPath, join(import.meta.dir, 'argon2-rate.ts')], {
+    cwd: ROOT,
+    env: { ...process.env, BENCH_HASH: hash, BENCH_PASSWORD: PASSWORD, BENCH_SECONDS: String(Math.min(args.duration, 10)) },
+  })
+  const j = JSON.parse(out.trim().split('\n').pop()!) as { bun: number; nodeRs?: number; params: string; bunVerifies: boolean }
+  const rate = Math.max(j.bun, j.nodeRs ?? 0)
+  const detail = `${j.params}; Bun.password ${j.bun.toFixed(1)}/s${j.nodeRs ? `, @node-rs/argon2 ${j.nodeRs.toFixed(1)}/s` : ''}${j.bunVerifies ? '' : ' (hash did not verify with the bench password)'}`
+  say(`  argon2id raw: ${detail}`)
+  return { rate, detail }
+}
+
+/** Login refusals under a rate limit: an IP hammering login with a wrong password after it is blocked. */
+async function storm(ctx: Ctx): Promise<Row> {
+  const name = '429 storm (blocked login)'
+  const child = await startServer(ctx, { BULWARK_RATE_LIMIT: 'on', BULWARK_RATE_LIMIT_ANON: '1', BULWARK_RATE_LIMIT_LOGIN: '1' })
+  try {
+    const body = JSON.stringify({ email: apiEmail(1), password: 'wrong-password-for-the-storm' })
+    let blocked = false
+    for (let i = 0; i < 30 && !blocked; i++) {
+      const r = await fetch(`${child.url}/v1/auth/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
+      await r.arrayBuffer()
+      blocked = r.status === 429
+    }
+    if (!blocked) return { scenario: name, note: 'n/a (no rate limiter in this build: 30 failed logins, no 429)' }
+    const reqs: Req[] = [{ method: 'POST', path: '/v1/auth/login', body: { email: apiEmail(1), password: 'wrong-password-for-the-storm' } }]
+    return await measure(ctx, child, { name, reqs, expect: [429] })
+  } finally {
+    await stop(child)
+  }
+}
+
+/** Median time from spawning the binary to a 200 from /health/ready, on the existing database. */
+async function startup(ctx: Ctx, runs = 7): Promise<{ median: number; all: number[] }> {
+  const all: number[] = []
+  for (let i = 0; i < runs; i++) {
+    const port = freePort()
+    const t0 = performance.now()
+    const child = spawnPinned([BIN, 'serve'], { ...serverEnv(ctx.dir, ctx.secret), BULWARK_PORT: String(port) }, port, join(ctx.dir, 'server.log'))
+    children.add(child)
+    try {
+      await waitReady(child, '/health/ready', 20_000, 1)
+      all.push(performance.now() - t0)
+    } finally {
+      await stop(child)
+    }
+  }
+  const sorted = [...all].sort((a, b) => a - b)
+  return { median: sorted[Math.floor(sorted.length / 2)]!, all }
+}
+
+async function build(): Promise<void> {
+  say('building dist/bulwark and dist/bench-baseline...')
+  await run(['bun', 'run', 'build'], { cwd: ROOT })
+  await run(['bun', 'build', 'bench/baseline.ts', '--compile', '--minify', '--sourcemap', '--no-compile-autoload-dotenv', '--no-compile-autoload-bunfig', '--outfile', BASELINE_BIN], { cwd: ROOT })
+}
+
+/** "4527 req/s = 0.47x baseline 9698 req/s" for a target `need = k * reference`. */
+const fmtRatio = (v: number, need: number, refName: string, k: number) => {
+  const ref = need / k
+  return `${v.toFixed(0)} req/s = ${(v / (ref || 1)).toFixed(2)}x ${refName} ${ref.toFixed(0)} req/s`
+}
+
+async function standard(): Promise<string> {
+  const ctx = await prepare(args.users)
+  const rows: Row[] = []
+  const v: Verdict[] = []
+  const by = new Map<string, Row>()
+  const add = (key: string, r: Row) => {
+    rows.push(r)
+    by.set(key, r)
+  }
+  const server = await startServer(ctx)
+  const reads = await readRequests(ctx, Math.min(args.users, 1000))
+  try {
+    if (want('me')) add('me', await measure(ctx, server, { name: 'GET /v1/me', reqs: reads.me }))
+    if (want('users')) add('users', await measure(ctx, server, { name: 'GET /v1/users?limit=20 (admin)', reqs: reads.users }))
+    if (want('authz')) add('authz', await measure(ctx, server, { name: 'POST /v1/authz/check', reqs: reads.authz }))
+    if (want('login')) add('login', await measure(ctx, server, loginScenario(ctx)))
+    if (want('refresh')) add('refresh', await measure(ctx, server, refreshScenario(ctx)))
+  } finally {
+    await stop(server)
+  }
+  if (want('me') || want('users')) {
+    const port = freePort()
+    const base = spawnPinned([BASELINE_BIN], { BENCH_DB: join(ctx.dir, 'bulwark.sqlite'), BENCH_PORT: String(port), BENCH_ISSUER: PUBLIC_URL, BENCH_AUDIENCE: AUDIENCE }, port, join(ctx.dir, 'baseline.log'))
+    children.add(base)
+    try {
+      await waitReady(base)
+      if (want('me')) add('base-me', await measure(ctx, base, { name: 'baseline: bare GET /v1/me', reqs: reads.me }))
+      if (want('users')) add('base-users', await measure(ctx, base, { name: 'baseline: bare GET /v1/users?limit=20', reqs: reads.users }))
+    } finally {
+      await stop(base)
+    }
+  }
+  let argon: { rate: number; detail: string } | undefined
+  if (want('login')) {
+    argon = await argon2Rate(ctx)
+    rows.push({ scenario: 'baseline: argon2id verify, 1 core', rps: argon.rate, note: argon.detail })
+  }
+  if (want('storm')) add('storm', await storm(ctx))
+  let start: { median: number; all: number[] } | undefined
+  if (want('startup')) {
+    start = await startup(ctx)
+    say(`  start-up to ready: ${start.all.map((x) => x.toFixed(0)).join(', ')} ms`)
+    rows.push({ scenario: 'start-up to /health/ready (median of 7)', note: `${start.median.toFixed(0)} ms` })
+  }
+  const g = (k: string) => by.get(k)
+  if (want('me')) {
+    v.push(atLeast('GET /v1/me >= 0.8x bare baseline', g('me')?.rps, mul(g('base-me')?.rps, 0.8), (x, l) => fmtRatio(x, l, 'baseline', 0.8)))
+    v.push(below('GET /v1/me p99 < 10 ms at 64 connections', g('me')?.p99Ms, 10, 'ms'))
+  }
+  if (want('users')) {
+    v.push(atLeast('GET /v1/users?limit=20 >= 0.8x bare baseline', g('users')?.rps, mul(g('base-users')?.rps, 0.8), (x, l) => fmtRatio(x, l, 'baseline', 0.8)))
+    v.push(below('GET /v1/users?limit=20 p99 < 10 ms', g('users')?.p99Ms, 10, 'ms'))
+  }
+  if (want('authz')) v.push(atLeast('POST /v1/authz/check >= 0.8x GET /v1/me', g('authz')?.rps, mul(g('me')?.rps, 0.8), (x, l) => fmtRatio(x, l, '/v1/me', 0.8)))
+  if (want('login')) v.push(atLeast('login >= 0.9x raw argon2id verify rate', g('login')?.rps, mul(argon?.rate, 0.9), (x, l) => `${x.toFixed(1)} logins/s vs ${argon!.rate.toFixed(1)} verifies/s: ${(x / argon!.rate).toFixed(2)}x`))
+  if (want('storm')) v.push(atLeast('a refused login costs < 1/20 of a login (429 rate >= 20x login rate)', g('storm')?.rps, mul(g('login')?.rps, 20), (x) => `${x.toFixed(0)} refusals/s vs ${g('login')!.rps!.toFixed(1)} logins/s: ${(x / g('login')!.rps!).toFixed(0)}x`))
+  if (start) v.push(below('start-up of the binary to /health/ready < 300 ms (median)', start.median, 300, 'ms'))
+  ctx.db.close()
+  return body(rows, v, ctx)
+}
+
+const mul = (x: number | undefined, k: number) => (x === undefined ? undefined : x * k)
+
+async function soak(): Promise<string> {
+  const ctx = await prepare(args.users)
+  const server = await startServer(ctx)
+  const rows: Row[] = []
+  const v: Verdict[] = []
+  try {
+    const reads = await readRequests(ctx, Math.min(args.users, 20_000))
+    // Routes missing from this build (404) are left out of the mix rather than counted.
+    const ok = async (r: Req) =>
+      (await fetch(server.url + r.path, { method: r.method, headers: { authorization: `Bearer ${r.token}`, 'content-type': 'application/json' }, body: r.body === undefined ? undefined : JSON.stringify(r.body) })).status === 200
+    const withUsers = await ok(reads.users[0]!)
+    const withAuthz = await ok(reads.authz[0]!)
+    const mixed: Req[] = []
+    for (let i = 0; i < reads.me.length; i++) {
+      mixed.push(reads.me[i]!)
+      if (withUsers && i % 4 === 0) mixed.push(reads.users[i % reads.users.length]!)
+      if (withAuthz && i % 4 === 2) mixed.push(reads.authz[i % reads.authz.length]!)
+    }
+    const kinds = ['me', withUsers ? 'users' : '', withAuthz ? 'authz' : ''].filter(Boolean).join(', ')
+    const idle = memoryOf(server.pid)
+    rows.push({ scenario: 'server idle after start', note: 'RSS', rssMiB: idle?.rssMiB })
+    const r = await measure(ctx, server, { name: `mixed reads for ${args.duration} s (${kinds})`, reqs: mixed })
+    rows.push(r)
+    const mem = memoryOf(server.pid)
+    rows.push({ scenario: 'peak RSS (VmHWM)', note: 'RSS', rssMiB: mem?.peakMiB })
+    v.push(below(`server RSS < 150 MiB after ${args.duration} s with ${args.users.toLocaleString('en-US')} users`, mem?.rssMiB, 150, 'MiB'))
+  } finally {
+    await stop(server)
+  }
+  ctx.db.close()
+  return body(rows, v, ctx)
+}
+
+/**
+ * CPU profile of GET /v1/me: the server runs from source under `bun --cpu-prof` (pinned like the binary),
+ * wrk drives it for --duration seconds, SIGTERM makes it write the .cpuprofile, and the functions with the
+ * most self time are listed (path relative to the repository, or the runtime's own frames).
+ */
+async function profile(): Promise<string> {
+  const ctx = await prepare(args.users)
+  const profDir = join(ctx.dir, 'profile')
+  const port = freePort()
+  const child = spawnPinned(
+    [process.execPath, '--cpu-prof', `--cpu-prof-dir=${profDir}`, join(ROOT, 'src', 'index.ts'), 'serve'],
+    { ...ctx.env, BULWARK_PORT: String(port) },
+    port,
+    join(ctx.dir, 'profile-server.log'),
+  )
+  children.add(child)
+  let row: Row
+  try {
+    await waitReady(child)
+    const reads = await readRequests(ctx, Math.min(args.users, 1000))
+    row = await measure(ctx, child, { name: 'GET /v1/me (from source, under --cpu-prof)', reqs: reads.me })
+  } finally {
+    await stop(child)
+  }
+  const file = [...new Bun.Glob('*.cpuprofile').scanSync(profDir)][0]
+  if (!file) throw new Error(`no .cpuprofile written in ${profDir}`)
+  const saved = join(ROOT, 'dist', 'bench-me.cpuprofile')
+  await Bun.write(saved, Bun.file(join(profDir, file)))
+  const top = topSelf(JSON.parse(await Bun.file(saved).text()) as CpuProfile, 25)
+  say(`  profile saved to ${saved} (open it in Chrome DevTools or speedscope)`)
+  const lines = top.map((t) => `| ${t.pct.toFixed(1)} % | ${t.fn} | ${t.where} |`)
+  ctx.db.close()
+  return [resultsTable([row]), '', '## Top self time (GET /v1/me)', '', '| self | function | where |', '|---|---|---|', ...lines].join('\n')
+}
+
+interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[]
+  samples: number[]
+  timeDeltas: number[]
+}
+
+/** Self time per function (name + file + line), as a share of all samples. */
+function topSelf(p: CpuProfile, n: number): { pct: number; fn: string; where: string }[] {
+  const byId = new Map(p.nodes.map((x) => [x.id, x.callFrame]))
+  const self = new Map<string, number>()
+  let total = 0
+  p.samples.forEach((id, i) => {
+    const f = byId.get(id)
+    const dt = p.timeDeltas[i] ?? 0
+    total += dt
+    if (!f) return
+    const url = f.url.startsWith(ROOT) ? f.url.slice(ROOT.length + 1) : f.url.replace(/^.*node_modules\//, '')
+    const key = `${f.functionName || '(anonymous)'}\u0000${url ? `${url}:${f.lineNumber + 1}` : '(native)'}`
+    self.set(key, (self.get(key) ?? 0) + dt)
+  })
+  return [...self.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, n)
+    .map(([k, v]) => {
+      const [fn, where] = k.split('\u0000')
+      return { pct: (100 * v) / (total || 1), fn: fn!, where: where! }
+    })
+}
+
+/** Walks the user list to page `page` (limit 20) and returns that page's cursor. */
+async function cursorOfPage(url: string, token: string, page: number): Promise<string | undefined> {
+  let cursor: string | undefined
+  for (let p = 1; p < page; p++) {
+    const r = await fetch(`${url}/v1/users?limit=20${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, { headers: { authorization: `Bearer ${token}` } })
+    if (r.status !== 200) return undefined
+    const j = (await r.json()) as { nextCursor?: string | null }
+    if (!j.nextCursor) return undefined
+    cursor = j.nextCursor
+  }
+  return cursor
+}
+
+async function scale(): Promise<string> {
+  const sizes = [1000, args.users]
+  const rows: Row[] = []
+  const fig: Record<string, Record<string, number | undefined>> = {}
+  let ctx: Ctx | undefined
+  for (const n of sizes) {
+    ctx = await prepare(n)
+    const server = await startServer(ctx)
+    const f: Record<string, number | undefined> = (fig[n] = {})
+    const tag = ` @ ${n.toLocaleString('en-US')} users`
+    try {
+      const reads = await readRequests(ctx, 1000)
+      const me = await measure(ctx, server, { name: `GET /v1/me${tag}`, reqs: reads.me })
+      const login = await measure(ctx, server, loginScenario(ctx, tag))
+      const p1 = await measure(ctx, server, { name: `GET /v1/users page 1${tag}`, reqs: reads.users })
+      rows.push(me, login, p1)
+      Object.assign(f, { me: me.rps, login: login.rps, p1: p1.rps })
+      if (n >= 5000 * 20 + 20) {
+        const t0 = performance.now()
+        const cursor = await cursorOfPage(server.url, reads.adminToken, 5000)
+        say(`  walked 4,999 pages of cursors in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
+        if (cursor) {
+          const reqs = reads.users.map((r) => ({ ...r, path: `/v1/users?limit=20&cursor=${encodeURIComponent(cursor)}` }))
+          const p5000 = await measure(ctx, server, { name: `GET /v1/users page 5000${tag}`, reqs })
+          rows.push(p5000)
+          f.p5000 = p5000.rps
+        } else rows.push({ scenario: `GET /v1/users page 5000${tag}`, note: 'n/a (route missing or no cursor)' })
+      }
+    } finally {
+      await stop(server)
+    }
+    if (n !== sizes[sizes.length - 1]) {
+      ctx.db.close()
+      rmSync(ctx.dir, { recursive: true, force: true })
+    }
+  }
+  const small = fig[sizes[0]!]!
+  const big = fig[sizes[1]!]!
+  const within = (label: string, b: number | undefined, s: number | undefined) =>
+    atLeast(label, b, s === undefined ? undefined : s / 1.2, (x) => `${x.toFixed(1)} vs ${s!.toFixed(1)} req/s: ${x > 0 ? `${(s! / x).toFixed(2)}x slower` : 'nothing completed'}`)
+  const bigN = sizes[1]!.toLocaleString('en-US')
+  const v = [
+    within(`login at ${bigN} users within 1.2x of 1,000 users`, big.login, small.login),
+    within(`GET /v1/me at ${bigN} users within 1.2x of 1,000 users`, big.me, small.me),
+    within(`user list page 5,000 within 1.2x of page 1 (${bigN} users)`, big.p5000, big.p1),
+  ]
+  ctx!.db.close()
+  return body(rows, v, ctx!)
+}
+
+function body(rows: Row[], v: Verdict[], ctx: Ctx): string {
+  return [
+    '## Results',
+    '',
+    resultsTable(rows),
+    '',
+    '## Targets',
+    '',
+    verdictTable(v),
+    '',
+    '## How the database was seeded',
+    '',
+    `- ${ctx.users.toLocaleString('en-US')} users inserted directly with bun:sqlite in one transaction, all sharing ONE password hash: the one the server computed for an account registered through the API (so the server's own hasher and argon2id parameters); 5 accounts registered and one signed in through the real API.`,
+    `- ${ADMINS} admins hold a bench-only role \`bench-admin\` (level 90, mfa_required = 0, permissions users:read, authz:check) instead of the built-in \`admin\` (mfa_required = 1), so a build that enforces MFA enrolment does not confine them to enrolment routes.`,
+    '- Sessions for the read scenarios and refresh tokens are inserted directly; refresh tokens stored as hashToken(deriveKey(secret, "token-hash"), token) and access tokens signed with the server\'s current key (src/lib/crypto.ts), BULWARK_SECRET being set by the harness.',
+    `- Server: compiled binary, BULWARK_ENV=${ctx.envName}, BULWARK_LOG_LEVEL=${args.logLevel} (stdout discarded), BULWARK_RATE_LIMIT=off except in the 429 storm (on, 1 anonymous request a minute).`,
+  ].join('\n')
+}
+
+try {
+  say(`bench: ${args.mode}${args.quick ? ' (quick)' : ''}; ${machine.nproc} cores, ${machine.cpu}, bun ${machine.bun}, load ${machine.load}`)
+  if (machine.nproc < 2) say('! fewer than 2 cores: server and load generator share one core, figures are not comparable')
+  await ensureWrk()
+  await build()
+  const text = args.mode === 'soak' ? await soak() : args.mode === 'scale' ? await scale() : args.mode === 'profile' ? await profile() : await standard()
+  say(`\n${text}\n`)
+  if (args.save) say(`results written to ${saveResults(join(import.meta.dir, 'results'), args, machine, text, started)}`)
+} catch (e) {
+  process.stderr.write(`bench failed: ${(e as Error).stack ?? e}\n`)
+  process.exitCode = 1
+} finally {
+  for (const c of children) await c.stop()
+  if (!process.env.BENCH_KEEP) rmSync(work, { recursive: true, force: true })
+  else say(`kept ${work}`)
+}
