@@ -4,7 +4,7 @@
  * locked account, and does the same hashing work in each case, so neither the answer nor its timing
  * reveals whether an account exists.
  */
-import { and, desc, eq, gt, inArray, isNull } from 'drizzle-orm'
+import { and, desc, eq, gt, inArray, isNull, sql } from 'drizzle-orm'
 import type { CoreDeps } from '../../deps'
 import { changes } from '../../db/client'
 import { emailTokens, passwordHistory, users } from '../../db/schema'
@@ -82,18 +82,25 @@ export interface AuthServiceDeps extends Pick<CoreDeps, 'db' | 'sqlite' | 'clock
 }
 
 export class AuthService {
-  constructor(private readonly d: AuthServiceDeps) {}
+  private readonly byId
+  private readonly byEmail
+
+  constructor(private readonly d: AuthServiceDeps) {
+    // Prepared once: these lookups run on sign-in and on every GET /v1/me.
+    this.byId = d.db.select().from(users).where(eq(users.id, sql.placeholder('id'))).prepare()
+    this.byEmail = d.db.select().from(users).where(eq(users.email, sql.placeholder('email'))).prepare()
+  }
 
   private hash(token: string) {
     return hashToken(this.d.keys.tokenHash, token)
   }
 
   findByEmail(email: string): UserRow | undefined {
-    return this.d.db.select().from(users).where(eq(users.email, normalizeEmail(email))).get()
+    return this.byEmail.get({ email: normalizeEmail(email) })
   }
 
   findById(id: string): UserRow | undefined {
-    return this.d.db.select().from(users).where(eq(users.id, id)).get()
+    return this.byId.get({ id })
   }
 
   /** Checks the password policy and the user's recent passwords; throws 422 `weak_password` with reasons. */

@@ -98,7 +98,10 @@ export class MfaLoginService {
 
   /** The factors a user has, as GET /v1/me shows them. */
   userFactors(userId: string): { totp: boolean; passkeys: number; recoveryCodesRemaining: number } {
-    return { totp: this.totp.status(userId) === 'active', passkeys: this.passkeys.count(userId), recoveryCodesRemaining: this.recovery.remaining(userId) }
+    // One statement, prepared once by bun:sqlite (it caches by text): this runs on every GET /v1/me.
+    type Row = { totp: number; passkeys: number; codes: number }
+    const r = this.deps.sqlite.query<Row, [string]>("SELECT (SELECT count(*) FROM totp_factors WHERE user_id = ?1 AND status = 'active') AS totp, (SELECT count(*) FROM passkeys WHERE user_id = ?1) AS passkeys, (SELECT count(*) FROM recovery_codes WHERE user_id = ?1 AND used_at IS NULL) AS codes").get(userId)!
+    return { totp: r.totp > 0, passkeys: r.passkeys, recoveryCodesRemaining: r.codes }
   }
 
   /** True when a password alone must not sign this user in. */
