@@ -10,7 +10,7 @@
  *  - `permission_not_held`: a role cannot be given a permission the actor does not hold;
  *  - `last_owner`: the last active owner cannot lose the role, be disabled or be deleted.
  */
-import { and, asc, count, desc, eq, inArray } from 'drizzle-orm'
+import { and, asc, count, desc, eq, inArray, sql } from 'drizzle-orm'
 import type { Db } from '../../db/client'
 import { rolePermissions, roles, userRoles, users } from '../../db/schema'
 import type { CoreDeps } from '../../deps'
@@ -459,16 +459,20 @@ export class RbacService {
   }
 
   /** Role names of several users at once (highest level first), for list views. */
+  private roleNamesStmt: { all(p: { ids: string }): { userId: string; name: string }[] } | undefined
+
   roleNamesOf(userIds: string[]): Map<string, string[]> {
     const out = new Map<string, string[]>()
     if (!userIds.length) return out
-    const rows = this.deps.db
+    // One prepared statement whatever the page size: the ids travel as one JSON array parameter.
+    this.roleNamesStmt ??= this.deps.db
       .select({ userId: userRoles.userId, name: roles.name })
       .from(userRoles)
       .innerJoin(roles, eq(roles.id, userRoles.roleId))
-      .where(inArray(userRoles.userId, userIds))
+      .where(sql`${userRoles.userId} IN (SELECT value FROM json_each(${sql.placeholder('ids')}))`)
       .orderBy(desc(roles.level), asc(roles.name))
-      .all()
+      .prepare()
+    const rows = this.roleNamesStmt.all({ ids: JSON.stringify(userIds) })
     for (const r of rows) out.set(r.userId, [...(out.get(r.userId) ?? []), r.name])
     return out
   }

@@ -94,7 +94,18 @@ export function listQuery(db: Db, f: { q?: string; roleId?: string; status?: Use
 }
 
 export class UsersAdminService {
-  constructor(private readonly deps: UsersAdminDeps) {}
+  /** The unfiltered first-and-next pages, the common case, prepared once (drizzle builds SQL per call otherwise). */
+  private readonly plainPage
+
+  constructor(private readonly deps: UsersAdminDeps) {
+    this.plainPage = deps.db
+      .select(SELECTION)
+      .from(users)
+      .where(gt(users.id, sql.placeholder('after')))
+      .orderBy(asc(users.id))
+      .limit(sql.placeholder('limit'))
+      .prepare()
+  }
 
   /** Keyset-paginated users ordered by id; a cursor only continues the same filter. */
   list(opts: ListOptions): Page<UserView> {
@@ -116,7 +127,8 @@ export class UsersAdminService {
       roleId = this.deps.rbac.roleId(filter.role)
       if (!roleId) return { items: [], nextCursor: null }
     }
-    const rows = listQuery(this.deps.db, { q: filter.q, roleId, status: filter.status }, after, limit + 1).all()
+    const plain = filter.q === undefined && roleId === undefined && filter.status === undefined
+    const rows = plain ? this.plainPage.all({ after, limit: limit + 1 }) : listQuery(this.deps.db, { q: filter.q, roleId, status: filter.status }, after, limit + 1).all()
     const page = rows.slice(0, limit)
     const roleNames = this.deps.rbac.roleNamesOf(page.map((r) => r.id))
     const items = page.map((r) => toView(r, roleNames.get(r.id) ?? []))
