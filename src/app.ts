@@ -35,6 +35,7 @@ import { healthController } from './modules/health'
 import { databaseCheck, HealthService } from './modules/health/service'
 import { LockoutService } from './modules/lockout/service'
 import { mfaController } from './modules/mfa'
+import { auditController } from './modules/audit'
 import { buildMfaServices, type MfaServices } from './modules/mfa/services'
 import { RateLimitService } from './modules/rate-limit/service'
 import { bodyParser } from './plugins/body-parser'
@@ -235,9 +236,10 @@ export function createApp(deps: AppDeps) {
     .use(metricsController(deps.metrics, config.metricsToken))
     .use(authController({ config, auth: deps.auth, sessions: deps.sessions, signer: deps.signer, authn: deps.authn, lockout: deps.lockout, mfa: deps.mfa }))
     .use(mfaController(authPlugin(deps.authn), deps.mfa, deps))
+    .use(auditController(authPlugin(deps.authn), deps.audit, { cursorKey: deps.keys.cursor, now: () => deps.clock.now() }))
     .use(rbacController(authPlugin(deps.authn), deps.rbac))
     .use(usersController(authPlugin(deps.authn), deps))
-    .use(meController(authPlugin(deps.authn), { config, cursorKey: deps.keys.cursor, auth: deps.auth, sessions: deps.sessions, audit: deps.audit, factors: deps.factors }))
+    .use(meController(authPlugin(deps.authn), { config, cursorKey: deps.keys.cursor, auth: deps.auth, sessions: deps.sessions, audit: deps.audit, factors: deps.factors, verifyTotp: (id, code) => deps.mfa.totp.verify(id, code), lockout: deps.lockout }))
 }
 
 export type App = ReturnType<typeof createApp>

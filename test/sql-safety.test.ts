@@ -43,7 +43,7 @@ export function scanSource(file: string, source: string): Finding[] {
   for (const m of source.matchAll(/(\+\s*)?(['"])((?:\\.|(?!\2)[^\\\n])*)\2(\s*\+)?/g)) {
     if ((m[1] || m[4]) && SQL_WORDS.test(m[3]!)) add(m.index!, 'concatenated SQL string')
   }
-  for (const m of source.matchAll(/\bsqlite\s*\.\s*(?:run|query|prepare|exec)\s*(?:<[^>()]*>)?\s*\(\s*(?!['"])/g)) add(m.index!, 'raw sqlite call with a non-literal statement')
+  for (const m of source.matchAll(/\bsqlite\s*\.\s*(?:run|query|prepare|exec)\s*(?:<[^>()]*>)?\s*\((?!\s*['"])/g)) add(m.index!, 'raw sqlite call with a non-literal statement')
   return out
 }
 
@@ -72,6 +72,7 @@ describe('SQL safety', () => {
       "const q = prefix + 'SELECT id FROM users'",
       'sqlite.prepare<{ n: number }, []>(statement)',
       'sqlite.exec(`PRAGMA ${pragma}`)',
+      'sqlite.query(\n  statement,\n)',
     ]
     for (const src of bad) expect(scanSource('x.ts', src).length, src).toBeGreaterThan(0)
   })
@@ -85,6 +86,7 @@ describe('SQL safety', () => {
       'const msg = `user ${id} was updated`',
       'logger.info(`select ${n} items`)',
       "const a = 'from ' + where",
+      "sqlite\n  .query<{ n: number }, [number]>(\n    \"SELECT count(*) AS n FROM users WHERE created_at >= ?\",\n  )",
     ]
     for (const src of good) expect(scanSource('x.ts', src), src).toEqual([])
   })

@@ -63,6 +63,35 @@ describe('the MFA step of sign-in', () => {
   })
 })
 
+describe('step-up', () => {
+  test('removing a factor needs a recent proof; POST /v1/me/reauthenticate gives one', async () => {
+    a = makeApp()
+    const { accessToken } = await signUp(a)
+    const { secret } = await enrolTotp(accessToken)
+    a.clock.advance(10 * 60_000)
+    expectProblem(await a.req('DELETE', '/v1/me/mfa/totp', { token: accessToken }), 401, 'reauthentication_required')
+    expectProblem(await a.req('POST', '/v1/me/reauthenticate', { token: accessToken, body: { password: 'not my password at all' } }), 401, 'invalid_credentials')
+    expectProblem(await a.req('POST', '/v1/me/reauthenticate', { token: accessToken, body: {} }), 422)
+    expectProblem(await a.req('POST', '/v1/me/reauthenticate', { token: accessToken, body: { password: STRONG_PASSWORD, totp: '123456' } }), 422)
+    expect((await a.req('POST', '/v1/me/reauthenticate', { token: accessToken, body: { totp: codeAt(secret, a.clock.now()) } })).status).toBe(204)
+    expect((await a.req('DELETE', '/v1/me/mfa/totp', { token: accessToken })).status).toBe(204)
+    expect((await a.req('GET', '/v1/me', { token: accessToken })).body.mfa.totp).toBe(false)
+  })
+
+  test('a password proof works too, and wrong ones count towards the lockout', async () => {
+    a = makeApp()
+    const { accessToken, user } = await signUp(a)
+    await enrolTotp(accessToken)
+    a.clock.advance(6 * 60_000)
+    for (let i = 0; i < 5; i++) await a.req('POST', '/v1/me/reauthenticate', { token: accessToken, body: { password: 'not my password at all' } })
+    expect(a.deps.lockout.isLocked(user.id, 'password').locked).toBe(true)
+    expectProblem(await a.req('POST', '/v1/me/reauthenticate', { token: accessToken, body: { password: STRONG_PASSWORD } }), 401)
+    a.clock.advance(61_000)
+    expect((await a.req('POST', '/v1/me/reauthenticate', { token: accessToken, body: { password: STRONG_PASSWORD } })).status).toBe(204)
+    expect((await a.req('POST', '/v1/me/mfa/recovery-codes', { token: accessToken })).status).toBe(200)
+  })
+})
+
 describe('MFA required by role', () => {
   test('an admin without a factor gets a session limited to enrolment until they enrol', async () => {
     a = makeApp()

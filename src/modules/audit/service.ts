@@ -3,7 +3,7 @@
  * would want to see later (sign-ins, failures, lockouts, role changes…). Events go to the audit table
  * and to the log; details must never contain secrets (the logger redacts them anyway).
  */
-import { and, desc, eq, gte, lt, lte, type SQL } from 'drizzle-orm'
+import { and, desc, eq, gte, lt, lte, or, type SQL } from 'drizzle-orm'
 import type { CoreDeps } from '../../deps'
 import { securityEvents } from '../../db/schema'
 
@@ -42,7 +42,29 @@ export type EventListener = (e: SecurityEvent & RequestMeta & { id: number; crea
 export class AuditService {
   private listeners: EventListener[] = []
 
-  constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'logger'>) {}
+  constructor(private readonly deps: Pick<CoreDeps, 'db' | 'sqlite' | 'clock' | 'logger'>) {}
+
+  /** Counts for the admin dashboard: users by role and by status, sign-ins and failures per day (UTC). */
+  stats(sinceMs: number): {
+    usersByStatus: Record<string, number>
+    usersByRole: Record<string, number>
+    loginsPerDay: { day: string; logins: number; failures: number }[]
+  } {
+    const byStatus = this.deps.sqlite.query<{ status: string; n: number }, []>('SELECT status, count(*) AS n FROM users GROUP BY status').all()
+    const byRole = this.deps.sqlite
+      .query<{ name: string; n: number }, []>('SELECT r.name AS name, count(ur.user_id) AS n FROM roles r LEFT JOIN user_roles ur ON ur.role_id = r.id GROUP BY r.id ORDER BY r.level DESC')
+      .all()
+    const days = this.deps.sqlite
+      .query<{ day: string; logins: number; failures: number }, [number]>(
+        "SELECT strftime('%Y-%m-%d', created_at / 1000, 'unixepoch') AS day, sum(type = 'login') AS logins, sum(type = 'login_failed') AS failures FROM security_events WHERE created_at >= ? AND type IN ('login', 'login_failed') GROUP BY day ORDER BY day",
+      )
+      .all(sinceMs)
+    return {
+      usersByStatus: Object.fromEntries(byStatus.map((r) => [r.status, r.n])),
+      usersByRole: Object.fromEntries(byRole.map((r) => [r.name, r.n])),
+      loginsPerDay: days.map((d) => ({ day: d.day, logins: d.logins, failures: d.failures })),
+    }
+  }
 
   /** Subscribes to every recorded event (alerts and metrics hook in here). */
   onEvent(l: EventListener): void {
@@ -85,7 +107,7 @@ export class AuditService {
   list(filter: { type?: string; actorOrTarget?: string; userId?: string; since?: number; until?: number; beforeId?: number; limit: number }): AuditEventView[] {
     const conds: SQL[] = []
     if (filter.type) conds.push(eq(securityEvents.type, filter.type))
-    if (filter.userId) conds.push(eq(securityEvents.targetId, filter.userId))
+    if (filter.userId) conds.push(or(eq(securityEvents.targetId, filter.userId), eq(securityEvents.actorId, filter.userId))!)
     if (filter.since !== undefined) conds.push(gte(securityEvents.createdAt, filter.since))
     if (filter.until !== undefined) conds.push(lte(securityEvents.createdAt, filter.until))
     if (filter.beforeId !== undefined) conds.push(lt(securityEvents.id, filter.beforeId))

@@ -317,7 +317,7 @@ export class AuthService {
     await this.assertAcceptable(password, { email: user.email, name: user.name, userId })
     await this.setPassword(userId, password)
     this.d.sessions.revokeAll(userId, 'password_change', sessionId)
-    this.d.sessions.markAuthenticated(sessionId, ['pwd'])
+    this.d.sessions.markAuthenticated(sessionId, 'pwd')
     this.d.audit.record({ type: 'password_change', outcome: 'success', actorId: userId, targetId: userId }, meta)
   }
 

@@ -1,7 +1,7 @@
 /** The signed-in user: profile, password change, sessions and own security events. */
 import { Elysia, t } from 'elysia'
 import type { Config } from '../../config'
-import { notFound } from '../../lib/errors'
+import { AppError, notFound, unauthorized } from '../../lib/errors'
 import { decodeCursor, encodeCursor, PageQuery } from '../../lib/pagination'
 import { errors, IdParam, NoContent, Password } from '../../lib/schemas'
 import type { AuthPlugin } from '../../plugins/auth'
@@ -9,6 +9,7 @@ import { metaOf } from '../../plugins/request-context'
 import type { AuditService } from '../audit/service'
 import type { AuthService } from '../auth/service'
 import type { SessionService } from '../sessions/service'
+import type { LockoutService } from '../lockout/service'
 
 export interface MeControllerDeps {
   config: Config
@@ -18,6 +19,9 @@ export interface MeControllerDeps {
   audit: AuditService
   /** Which second factors the user has. */
   factors(userId: string): { totp: boolean; passkeys: number }
+  /** Checks a TOTP code of the user (replay-protected). */
+  verifyTotp(userId: string, code: string): boolean
+  lockout: Pick<LockoutService, 'isLocked' | 'recordFailure' | 'recordSuccess'>
 }
 
 const MeSchema = t.Object({
@@ -102,6 +106,32 @@ export function meController(authPlugin: AuthPlugin, d: MeControllerDeps) {
         body: t.Object({ currentPassword: Password, password: Password }, { additionalProperties: false }),
         response: { 204: NoContent, ...errors(400, 401, 415, 422, 429) },
         detail: { summary: 'Change the password; ends every other session' },
+      },
+    )
+    .post(
+      '/reauthenticate',
+      async ({ principal, body, request, set }) => {
+        const meta = metaOf(request)
+        const proofs = [body.password, body.totp].filter((p) => p !== undefined)
+        if (proofs.length !== 1) throw new AppError(422, 'validation_failed', 'Send exactly one of password or totp.', { errors: [{ path: '/', message: 'Expected exactly one proof' }] })
+        const kind = body.password !== undefined ? 'password' : 'mfa'
+        const locked = d.lockout.isLocked(principal.userId, kind).locked
+        const ok = body.password !== undefined ? await d.auth.verifyPassword(principal.userId, body.password) : d.verifyTotp(principal.userId, body.totp!)
+        if (locked || !ok) {
+          if (!locked) d.lockout.recordFailure(principal.userId, kind, meta)
+          d.audit.record({ type: 'reauthentication', outcome: 'failure', actorId: principal.userId, targetId: principal.userId, details: { method: kind } }, meta)
+          throw unauthorized('invalid_credentials', 'The proof is not correct.')
+        }
+        d.lockout.recordSuccess(principal.userId, kind)
+        d.sessions.markAuthenticated(principal.sessionId, body.password !== undefined ? 'pwd' : 'otp')
+        d.audit.record({ type: 'reauthentication', outcome: 'success', actorId: principal.userId, targetId: principal.userId, details: { method: kind } }, meta)
+        set.status = 204
+      },
+      {
+        auth: 'mfa-enrolment',
+        body: t.Object({ password: t.Optional(Password), totp: t.Optional(t.String({ minLength: 6, maxLength: 8, pattern: '^[0-9]+$' })) }, { additionalProperties: false }),
+        response: { 204: NoContent, ...errors(401, 415, 422, 429) },
+        detail: { summary: 'Prove the password or a TOTP code again (step-up for removing factors and regenerating recovery codes)' },
       },
     )
     .get('/sessions', ({ principal }) => ({ items: d.sessions.list(principal.userId, principal.sessionId) }), {

@@ -170,10 +170,12 @@ export class SessionService {
     return changes(r)
   }
 
-  /** Marks a second factor (or password) as just proven in this session (step-up). */
-  markAuthenticated(sessionId: string, amr: string[]): void {
+  /** Records a fresh proof (password or second factor) in this session: step-up for sensitive changes. */
+  markAuthenticated(sessionId: string, method: string): void {
     const now = this.deps.clock.now()
-    this.deps.db.update(sessions).set({ authTime: now, amr: amr.join(','), mfaPending: false }).where(eq(sessions.id, sessionId)).run()
+    const s = this.deps.db.select({ amr: sessions.amr }).from(sessions).where(eq(sessions.id, sessionId)).get()
+    const amr = [...new Set([...(s?.amr.split(',') ?? []), method])].join(',')
+    this.deps.db.update(sessions).set({ authTime: now, amr }).where(eq(sessions.id, sessionId)).run()
     this.cache.delete(sessionId)
   }
 
