@@ -132,6 +132,14 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const mailWorker = new MailWorker(core)
   const mailer = new OutboxMailer(core, () => mailWorker.nudge())
   const lockout = new LockoutService({ ...core, audit })
+  metrics.gauge('bulwark_cache_events', 'Permission cache hits, misses and size', ['cache', 'kind'], () => {
+    const st = rbac.stats()
+    return (['effective', 'roles'] as const).flatMap((cache) => [
+      { labels: { cache, kind: 'hits' }, value: st[cache].hits },
+      { labels: { cache, kind: 'misses' }, value: st[cache].misses },
+      { labels: { cache, kind: 'size' }, value: st[cache].size },
+    ])
+  })
   const mfa = buildMfaServices({ ...core, audit })
   const hooks: LoginHooks = {
     startMfa: (user, ctx) => (mfa.login.hasActiveFactor(user.id) ? { mfaRequired: true, ...mfa.login.startMfa(user.id, ctx.meta) } : undefined),

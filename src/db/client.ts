@@ -25,6 +25,10 @@ export function openDatabase(path: string, opts: { migrate?: boolean } = {}): Db
   sqlite.run('PRAGMA foreign_keys = ON')
   sqlite.run('PRAGMA busy_timeout = 5000')
   sqlite.run('PRAGMA temp_store = MEMORY')
+  // Reads through a memory map instead of read() syscalls, and a 16 MiB page cache: keeps point lookups
+  // in a million-row users table about as cheap as in a small one (bun run bench --scale).
+  sqlite.run('PRAGMA mmap_size = 268435456')
+  sqlite.run('PRAGMA cache_size = -16384')
   const migration = opts.migrate === false ? { applied: [], current: 0 } : migrate(sqlite)
   const db = drizzle(sqlite, { schema })
   let closed = false

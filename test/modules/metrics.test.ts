@@ -17,6 +17,7 @@ describe('metrics', () => {
     expect(r.text).toContain('route="/v1/me/sessions/:id"')
     expect(r.text).not.toContain('01a22220-617a')
     expect(r.text).toContain('bulwark_security_events_total{type="login_failed",outcome="failure"} 1')
+    expect(r.text).toMatch(/bulwark_cache_events\{cache="effective",kind="misses"\} \d+/)
   })
 
   test('needs the metrics token when one is configured, compared in constant time', async () => {
