@@ -19,6 +19,7 @@ describe('health', () => {
     expect(r.body.status).toBe('ok')
     expect(r.body.checks.database.status).toBe('ok')
     expect(typeof r.body.checks.database.latencyMs).toBe('number')
+    expect(r.body.checks.cache.status).toBe('ok')
   })
 
   test('ready is 503 when the database cannot be read', async () => {
