@@ -121,4 +121,15 @@ describe('compiled binary', () => {
     const code = await second.exited
     expect(code).not.toBe(0)
   })
+
+  test('SIGTERM drains and exits 0 with the database closed cleanly', async () => {
+    const slow = fetch(`${base}/health/ready`)
+    proc!.kill('SIGTERM')
+    expect((await slow).status).toBe(200)
+    expect(await proc!.exited).toBe(0)
+    const { Database } = await import('bun:sqlite')
+    const db = new Database(join(workdir, 'data', 'bulwark.sqlite'))
+    expect(db.query<{ n: number }, []>('SELECT count(*) AS n FROM users').get()!.n).toBe(1)
+    db.close()
+  })
 })
