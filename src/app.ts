@@ -163,7 +163,7 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     }
   })
   const auth = new AuthService({ ...core, audit, sessions, signer, hasher, policy: passwordPolicy, mailer, hooks, rbac })
-  const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id), hasActiveFactor: (id) => mfa.login.hasActiveFactor(id) })
+  const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id) })
   const factors = (userId: string) => {
     const f = mfa.login.userFactors(userId)
     return { totp: f.totp, passkeys: f.passkeys }
@@ -245,7 +245,13 @@ export function createApp(deps: AppDeps) {
     .use(healthController(deps.health))
     .use(metricsController(deps.metrics, config.metricsToken))
     .use(authController({ config, auth: deps.auth, sessions: deps.sessions, signer: deps.signer, authn: deps.authn, lockout: deps.lockout, mfa: deps.mfa }))
-    .use(mfaController(authPlugin(deps.authn), deps.mfa, deps))
+    .use(
+      mfaController(authPlugin(deps.authn), deps.mfa, deps, (sessionId, method) => {
+        // Enrolling proves the new factor in this session (and only this one).
+        deps.sessions.markAuthenticated(sessionId, method)
+        deps.sessions.clearMfaPending(sessionId)
+      }),
+    )
     .use(auditController(authPlugin(deps.authn), deps.audit, { cursorKey: deps.keys.cursor, now: () => deps.clock.now() }))
     .use(rbacController(authPlugin(deps.authn), deps.rbac))
     .use(usersController(authPlugin(deps.authn), deps))

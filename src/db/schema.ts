@@ -108,6 +108,8 @@ export const refreshTokens = sqliteTable(
     expiresAt: ts('expires_at').notNull(),
     usedAt: ts('used_at'),
     replacedBy: text('replaced_by'),
+    /** The successor token, AES-GCM encrypted, so a concurrent retry within the grace gets the same one. */
+    successorEnc: text('successor_enc'),
   },
   (t) => [uniqueIndex('refresh_tokens_hash').on(t.tokenHash), index('refresh_tokens_session').on(t.sessionId)],
 )

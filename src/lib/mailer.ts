@@ -201,7 +201,7 @@ export class MailWorker {
         }
         try {
           await this.transport({ from: this.deps.config.mailFrom, to: row.to, subject: row.subject, text: row.text })
-          db.update(mailOutbox).set({ status: 'sent', attempts: row.attempts + 1, sentAt: clock.now(), lastError: null }).where(eq(mailOutbox.id, row.id)).run()
+          db.update(mailOutbox).set({ status: 'sent', attempts: row.attempts + 1, sentAt: clock.now(), lastError: null, text: '' }).where(eq(mailOutbox.id, row.id)).run()
           report.sent++
           this.deps.logger.info({ msg: 'mail sent', mailId: row.id, attempts: row.attempts + 1 })
         } catch (e) {
@@ -210,7 +210,7 @@ export class MailWorker {
           const permanent = typeof code === 'number' && code >= 500
           const error = String((e as Error).message ?? e).slice(0, 500)
           if (permanent || attempts >= MAX_ATTEMPTS) {
-            db.update(mailOutbox).set({ status: 'failed', attempts, lastError: error }).where(eq(mailOutbox.id, row.id)).run()
+            db.update(mailOutbox).set({ status: 'failed', attempts, lastError: error, text: '' }).where(eq(mailOutbox.id, row.id)).run()
             report.failed++
             this.deps.logger.error({ msg: 'mail failed', mailId: row.id, attempts, permanent, error })
           } else {
@@ -237,7 +237,7 @@ export class MailWorker {
 
   private keep(row: typeof mailOutbox.$inferSelect): void {
     const { config, db, logger } = this.deps
-    db.update(mailOutbox).set({ status: 'kept' }).where(eq(mailOutbox.id, row.id)).run()
+    db.update(mailOutbox).set({ status: 'kept', text: '' }).where(eq(mailOutbox.id, row.id)).run()
     const file = config.dbPath === ':memory:' || this.fileBroken ? undefined : join(config.dataDir, 'mail.ndjson')
     if (file) {
       try {

@@ -24,8 +24,6 @@ export interface AuthenticatorDeps {
   sessions: SessionService
   /** Effective roles, level, permissions and status (cached by the RBAC service). */
   access(userId: string): Effective | null
-  /** Whether the user now has an active second factor (ends an enrolment-limited session). */
-  hasActiveFactor(userId: string): boolean
 }
 
 declare module './request-context' {
@@ -53,12 +51,12 @@ export class Authenticator {
     if (!session || session.userId !== claims.sub) throw unauthorized('invalid_token', 'The session of this token has ended.')
     const access = this.d.access(claims.sub)
     if (!access || access.status !== 'active') throw unauthorized('invalid_token', 'The account is not active.')
-    if (session.mfaPending && this.d.hasActiveFactor(claims.sub)) {
-      // The user enrolled a factor in this session: it is no longer limited to enrolment.
-      this.d.sessions.clearMfaPending(session.id)
-      session.mfaPending = false
-    }
     this.d.sessions.touch(session)
+    const amr = session.amr.split(',')
+    // Decided on every request, not only at sign-in: a role that starts requiring MFA (granted, or its flag
+    // switched on) limits password-only sessions at once. Only a second factor proven in *this* session
+    // (sign-in, step-up, or enrolment here) lifts the limit; enrolling elsewhere does not.
+    const mfaPending = session.mfaPending || (access.mfaRequired && !amr.some((m) => m !== 'pwd'))
     contextOf(request).userId = claims.sub
     return {
       userId: claims.sub,
@@ -66,9 +64,9 @@ export class Authenticator {
       level: access.level,
       permissions: access.permissions,
       roles: access.roles,
-      amr: session.amr.split(','),
+      amr,
       authTime: session.authTime,
-      mfaPending: session.mfaPending,
+      mfaPending,
       session,
     }
   }

@@ -4,6 +4,7 @@
  * X-Request-Id is echoed only when it is well-formed (no log injection), else a UUIDv7 is generated.
  */
 import { Elysia } from 'elysia'
+import { AppError } from '../lib/errors'
 import { clientIp, cidrMatcher } from '../lib/ip'
 
 export interface RequestContext {
@@ -58,6 +59,10 @@ export function requestContext(trustProxy: string[]) {
       }
       contexts.set(request, ctx)
       set.headers['x-request-id'] = ctx.requestId
+      // One spelling per route: Elysia would also route `/v1/auth/login/`, and per-route rules keyed by
+      // path (rate limits, login CSRF) must not be skipped by a trailing slash.
+      const path = request.url.slice(request.url.indexOf('/', 8)).split('?')[0]!
+      if (path.length > 1 && (path.endsWith('/') || path.includes('//'))) throw new AppError(404, 'not_found', 'No such route.')
     })
     .derive({ as: 'global' }, ({ request, route }) => {
       const reqCtx = contextOf(request)

@@ -281,7 +281,34 @@ describe('refresh tokens and sessions', () => {
     a.clock.advance(1_000)
     const retry = await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })
     expect(retry.status).toBe(200)
+    // The retry gets the same successor: the session never forks into two refresh chains.
+    expect(retry.body.refreshToken).toBe(r1.body.refreshToken)
+    a.clock.advance(10_000)
     expect((await a.req('POST', '/v1/auth/refresh', { body: { refreshToken: r1.body.refreshToken } })).status).toBe(200)
+  })
+
+  test('a retry within the grace after the successor was already spent is reuse', async () => {
+    a = makeApp()
+    const { refreshToken } = await signUp(a)
+    const r1 = await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })
+    const r2 = await a.req('POST', '/v1/auth/refresh', { body: { refreshToken: r1.body.refreshToken } })
+    expect(r2.status).toBe(200)
+    a.clock.advance(1_000)
+    expectProblem(await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } }), 401)
+    expectProblem(await a.req('POST', '/v1/auth/refresh', { body: { refreshToken: r2.body.refreshToken } }), 401)
+    expect(a.deps.audit.list({ type: 'refresh_token_reuse', limit: 5 }).length).toBe(1)
+  })
+
+  test('the successor is stored only encrypted, and dropped once it is spent', async () => {
+    a = makeApp()
+    const { refreshToken } = await signUp(a)
+    const r1 = await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })
+    const dump = JSON.stringify(a.deps.sqlite.query('SELECT * FROM refresh_tokens').all())
+    expect(dump).not.toContain(r1.body.refreshToken)
+    expect(dump).toContain('v1.')
+    await a.req('POST', '/v1/auth/refresh', { body: { refreshToken: r1.body.refreshToken } })
+    const first = a.deps.sqlite.query<{ s: string | null }, []>('SELECT successor_enc AS s FROM refresh_tokens ORDER BY created_at, rowid LIMIT 1').get()!
+    expect(first.s).toBeNull()
   })
 
   test('idle timeout ends an unused session', async () => {

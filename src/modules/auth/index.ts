@@ -74,7 +74,8 @@ export function authController(d: AuthControllerDeps) {
         .post(
           '/refresh',
           async ({ body, request, set }) => {
-            const fromCookie = readSessionCookie(config, request.headers.get('cookie'))
+            // CSRF checks are skipped for requests carrying Authorization, so such a request may not use the cookie.
+            const fromCookie = request.headers.get('authorization') ? undefined : readSessionCookie(config, request.headers.get('cookie'))
             const presented = body?.refreshToken ?? fromCookie
             if (!presented) throw unauthorized('invalid_refresh_token', 'A refresh token is required (body or session cookie).')
             const pair = await d.auth.refresh(presented, metaOf(request))

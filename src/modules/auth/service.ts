@@ -310,8 +310,13 @@ export class AuthService {
   /** Changes the password after checking the current one; ends the other sessions. */
   async changePassword(userId: string, sessionId: string, current: string, password: string, meta: RequestMeta): Promise<void> {
     const user = this.findById(userId)
-    if (!user?.passwordHash || !(await this.d.hasher.verify(current, user.passwordHash))) {
-      this.d.audit.record({ type: 'password_change', outcome: 'failure', actorId: userId, targetId: userId, details: { reason: 'wrong_current_password' } }, meta)
+    if (!user?.passwordHash) throw unauthorized('invalid_credentials', 'The current password is not correct.')
+    // Same guessing budget as sign-in: a stolen access token must not become an unlimited password oracle.
+    const locked = this.d.hooks.isLocked?.(userId) ?? false
+    const ok = await this.d.hasher.verify(current, user.passwordHash)
+    if (locked || !ok) {
+      if (!locked) this.d.hooks.onPasswordFailure?.(user, meta)
+      this.d.audit.record({ type: 'password_change', outcome: 'failure', actorId: userId, targetId: userId, details: { reason: locked ? 'locked' : 'wrong_current_password' } }, meta)
       throw unauthorized('invalid_credentials', 'The current password is not correct.')
     }
     await this.assertAcceptable(password, { email: user.email, name: user.name, userId })

@@ -26,7 +26,13 @@ const Params = t.Object({ id: t.String({ maxLength: 64 }) }, { additionalPropert
  * The MFA controller over the auth macros, services and deps. Every route here is open to sessions limited to
  * MFA enrolment (`auth: 'mfa-enrolment'`): they are how such a user gets a factor.
  */
-export function mfaController(auth: AuthMacros, services: MfaServices, deps: Pick<MfaDeps, 'config' | 'clock' | 'db'>) {
+export function mfaController(
+  auth: AuthMacros,
+  services: MfaServices,
+  deps: Pick<MfaDeps, 'config' | 'clock' | 'db'>,
+  /** Called when a factor is activated, with the session that did it and the factor's amr value. */
+  onEnrolled: (sessionId: string, method: 'otp' | 'webauthn') => void = () => {},
+) {
   const { totp, recovery, passkeys, login } = services
 
   /** Sensitive changes need a recent proof of presence, not just a live session. */
@@ -55,7 +61,11 @@ export function mfaController(auth: AuthMacros, services: MfaServices, deps: Pic
         detail: { summary: 'Start enrolling an authenticator app (pending until confirmed)' },
       },
     )
-    .post('/v1/me/mfa/totp/confirm', ({ principal, body, request }) => totp.confirm(principal.userId, body.code, metaOf(request)), {
+    .post('/v1/me/mfa/totp/confirm', ({ principal, body, request }) => {
+      const r = totp.confirm(principal.userId, body.code, metaOf(request))
+      onEnrolled(principal.sessionId, 'otp')
+      return r
+    }, {
       auth: 'mfa-enrolment',
       body: t.Object({ code: t.String({ minLength: 1, maxLength: 16 }) }, { additionalProperties: false }),
       response: { 200: RecoveryCodesBody },
@@ -92,6 +102,7 @@ export function mfaController(auth: AuthMacros, services: MfaServices, deps: Pic
       '/v1/me/passkeys',
       async ({ principal, body, request, set }) => {
         const view = await passkeys.verifyRegistration(principal.userId, body.response, body.name, metaOf(request))
+        onEnrolled(principal.sessionId, 'webauthn')
         set.status = 201
         return view
       },

@@ -10,7 +10,7 @@ import { LRUCache } from 'lru-cache'
 import type { CoreDeps } from '../../deps'
 import { changes } from '../../db/client'
 import { refreshTokens, sessions, users } from '../../db/schema'
-import { hashToken, randomToken } from '../../lib/crypto'
+import { decrypt, encrypt, hashToken, randomToken } from '../../lib/crypto'
 import { unauthorized } from '../../lib/errors'
 import { newId } from '../../lib/ids'
 import type { AuditService, RequestMeta } from '../audit/service'
@@ -112,41 +112,63 @@ export class SessionService {
     if (!row) throw invalidRefresh()
     const session = this.deps.db.select().from(sessions).where(eq(sessions.id, row.sessionId)).get()
     if (!session || session.revokedAt !== null) throw invalidRefresh()
-    if (row.usedAt !== null) {
-      if (now - row.usedAt > this.deps.config.session.refreshReuseGraceMs) {
-        this.revoke(session.id, 'refresh_token_reuse')
-        this.deps.audit.record({ type: 'refresh_token_reuse', outcome: 'failure', actorId: session.userId, targetId: session.userId, details: { sessionId: session.id } }, meta)
-        throw invalidRefresh()
-      }
-      // Within the grace: a concurrent retry of the same refresh. It gets a sibling token, no revocation.
-    }
     if (!this.isLive(session, now) || row.expiresAt <= now) {
       this.revoke(session.id, 'expired')
       throw invalidRefresh()
     }
     const user = this.deps.db.select({ status: users.status }).from(users).where(eq(users.id, session.userId)).get()
     if (!user || user.status !== 'active') throw invalidRefresh()
+    if (row.usedAt !== null) return this.retry(row, session, now, meta)
     const refreshToken = randomToken(32)
     const nextId = newId()
-    this.deps.db.transaction((tx) => {
-      // A conditional update: if another instance spent the token in the meantime, this one is a
-      // concurrent retry within the grace and gets a sibling token like any other retry.
-      if (row.usedAt === null) {
-        tx.update(refreshTokens).set({ usedAt: now, replacedBy: nextId }).where(and(eq(refreshTokens.id, row.id), isNull(refreshTokens.usedAt))).run()
-      }
+    const spent = this.deps.db.transaction((tx) => {
+      // Conditional: if another instance spent the token a moment ago, this request is its retry.
+      const r = tx
+        .update(refreshTokens)
+        .set({ usedAt: now, replacedBy: nextId, successorEnc: encrypt(this.deps.keys.encryption, refreshToken, `rt:${row.id}`) })
+        .where(and(eq(refreshTokens.id, row.id), isNull(refreshTokens.usedAt)))
+        .run()
+      if (changes(r) === 0) return false
       tx.insert(refreshTokens).values({ id: nextId, sessionId: session.id, tokenHash: this.hash(refreshToken), createdAt: now, expiresAt: session.expiresAt }).run()
       tx.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, session.id)).run()
+      // The parent's copy of this token's own plaintext is no longer needed once this token is spent.
+      tx.update(refreshTokens).set({ successorEnc: null }).where(eq(refreshTokens.replacedBy, row.id)).run()
+      return true
     })
+    if (!spent) {
+      const fresh = this.deps.db.select().from(refreshTokens).where(eq(refreshTokens.id, row.id)).get()!
+      return this.retry(fresh, session, now, meta)
+    }
     session.lastSeenAt = now
     this.cache.delete(session.id)
     return { session, refreshToken }
   }
 
+  /**
+   * A spent token presented again. Within the grace (a concurrent retry) it gets the *same* successor the
+   * first request got, so the session never forks into two chains; after the grace, or once the successor
+   * itself has been spent, it is reuse: the whole session is revoked.
+   */
+  private retry(row: typeof refreshTokens.$inferSelect, session: SessionRow, now: number, meta: RequestMeta): { session: SessionRow; refreshToken: string } {
+    const successor = row.replacedBy ? this.deps.db.select().from(refreshTokens).where(eq(refreshTokens.id, row.replacedBy)).get() : undefined
+    const withinGrace = row.usedAt !== null && now - row.usedAt <= this.deps.config.session.refreshReuseGraceMs
+    if (withinGrace && successor && successor.usedAt === null && row.successorEnc) {
+      try {
+        return { session, refreshToken: decrypt(this.deps.keys.encryption, row.successorEnc, `rt:${row.id}`) }
+      } catch {
+        // fall through to reuse handling: an unreadable successor is not a reason to hand out anything
+      }
+    }
+    this.revoke(session.id, 'refresh_token_reuse')
+    this.deps.audit.record({ type: 'refresh_token_reuse', outcome: 'failure', actorId: session.userId, targetId: session.userId, details: { sessionId: session.id } }, meta)
+    throw invalidRefresh()
+  }
+
   /** The session a refresh token belongs to, without spending it (logout via cookie). */
   sessionOfRefreshToken(presented: string): SessionRow | undefined {
     if (presented.length < 20 || presented.length > 200) return undefined
-    const row = this.deps.db.select({ sessionId: refreshTokens.sessionId }).from(refreshTokens).where(eq(refreshTokens.tokenHash, this.hash(presented))).get()
-    if (!row) return undefined
+    const row = this.deps.db.select({ sessionId: refreshTokens.sessionId, usedAt: refreshTokens.usedAt }).from(refreshTokens).where(eq(refreshTokens.tokenHash, this.hash(presented))).get()
+    if (!row || row.usedAt !== null) return undefined
     return this.getLive(row.sessionId)
   }
 
