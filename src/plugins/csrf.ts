@@ -13,6 +13,7 @@
  * The check runs in onRequest, before the body is read.
  */
 import { Elysia, t } from 'elysia'
+import { errors } from '../lib/schemas'
 import type { Config } from '../config'
 import { hashToken, safeEqual, type Keys } from '../lib/crypto'
 import { AppError } from '../lib/errors'
@@ -64,17 +65,6 @@ export interface CsrfDeps {
   audit: Pick<AuditService, 'record'>
 }
 
-const Problem = t.Object(
-  {
-    type: t.String(),
-    title: t.String(),
-    status: t.Integer(),
-    detail: t.String(),
-    code: t.String(),
-    requestId: t.String(),
-  },
-  { description: 'RFC 9457 problem document', additionalProperties: true },
-)
 
 /** The global CSRF plugin plus `GET /v1/auth/csrf`. */
 export function csrfPlugin(deps: CsrfDeps) {
@@ -126,7 +116,7 @@ export function csrfPlugin(deps: CsrfDeps) {
         return { csrfToken: csrfTokenFor(keys, cookie) }
       },
       {
-        response: { 200: t.Object({ csrfToken: t.String({ description: 'send as X-CSRF-Token on POST, PUT, PATCH and DELETE' }) }), 401: Problem },
+        response: { 200: t.Object({ csrfToken: t.String({ description: 'send as X-CSRF-Token on POST, PUT, PATCH and DELETE' }) }), ...errors(401) },
         detail: {
           tags: ['auth'],
           summary: 'CSRF token for the current cookie session',

@@ -199,7 +199,8 @@ describe('access tokens', () => {
   test('expired tokens, wrong audience and wrong issuer are refused', async () => {
     a = makeApp()
     const { accessToken, user } = await signUp(a)
-    const key = (a.deps.signer as any).current
+    // The signer's private key, to forge tokens that differ from real ones in exactly one claim.
+    const key = (a.deps.signer as unknown as { current: { kid: string; privateKey: import('node:crypto').KeyObject } }).current
     const sign = (iss: string, aud: string) =>
       new SignJWT({ sid: JSON.parse(Buffer.from(accessToken.split('.')[1]!, 'base64url').toString()).sid })
         .setProtectedHeader({ alg: 'EdDSA', kid: key.kid, typ: 'JWT' })

@@ -4,7 +4,7 @@
  * a plain-http public URL (browsers refuse `__Host-` cookies without Secure; localhost counts as secure).
  */
 import type { Config } from '../../config'
-import { sessionCookieName } from '../../plugins/csrf'
+import { readCookie, sessionCookieName } from '../../plugins/csrf'
 
 export { sessionCookieName }
 
@@ -23,17 +23,8 @@ export function clearedSessionCookie(config: Config): string {
   return attrs.join('; ')
 }
 
-/** The session cookie's value from a Cookie header, if present and well-formed. */
+/** The session cookie's value from a Cookie header, if present and shaped like a refresh token. */
 export function readSessionCookie(config: Config, header: string | null): string | undefined {
-  if (!header) return undefined
-  const name = sessionCookieName(config)
-  for (const part of header.split(';')) {
-    const i = part.indexOf('=')
-    if (i < 0) continue
-    if (part.slice(0, i).trim() === name) {
-      const v = part.slice(i + 1).trim()
-      return /^[A-Za-z0-9_-]{20,200}$/.test(v) ? v : undefined
-    }
-  }
-  return undefined
+  const v = readCookie(header, sessionCookieName(config))
+  return v !== undefined && /^[A-Za-z0-9_-]{20,200}$/.test(v) ? v : undefined
 }

@@ -108,14 +108,5 @@ export const PasskeyView = t.Object({
 })
 export type PasskeyView = Static<typeof PasskeyView>
 
-/** Who is signed in, as the auth plugin's `{ auth: true }` macro resolves it (see src/plugins/auth.ts). */
-export interface Principal {
-  userId: string
-  sessionId: string
-  level: number
-  permissions: string[]
-  roles: string[]
-  amr: string[]
-  authTime: number
-  mfaPending: boolean
-}
+/** Who is signed in, as the auth macros resolve it. */
+export type { Principal } from '../../plugins/auth-macros'
