@@ -142,7 +142,21 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
       { labels: { cache, kind: 'size' }, value: st[cache].size },
     ])
   })
-  const mfa = buildMfaServices({ ...core, audit })
+  // The MFA step locks through the same LockoutService (kind 'mfa') as everything else, so its cache never disagrees.
+  const mfa = buildMfaServices(
+    { ...core, audit },
+    {
+      lockedUntil: (id) => {
+        const st = lockout.isLocked(id, 'mfa')
+        return st.locked ? (st.permanent ? Number.POSITIVE_INFINITY : st.until) : undefined
+      },
+      fail: (id) => {
+        const r = lockout.recordFailure(id, 'mfa')
+        return r.locked ? (r.until ?? Number.POSITIVE_INFINITY) : undefined
+      },
+      reset: (id) => lockout.recordSuccess(id, 'mfa'),
+    },
+  )
   const hooks: LoginHooks = {
     startMfa: (user, ctx) => (mfa.login.hasActiveFactor(user.id) ? { mfaRequired: true, ...mfa.login.startMfa(user.id, ctx.meta) } : undefined),
     mfaEnrollmentRequired: (userId) => rbac.mfaRequiredFor(userId) && !mfa.login.hasActiveFactor(userId),

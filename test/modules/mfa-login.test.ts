@@ -40,6 +40,21 @@ describe('the MFA step of sign-in', () => {
     expect((await a.req('POST', '/v1/auth/mfa/verify', { body: { mfaToken: second.body.mfaToken, totp: codeAt(secret, a.clock.now()) } })).status).toBe(200)
   })
 
+  test('repeated second-factor failures lock the MFA step through the shared lockout service', async () => {
+    a = makeApp()
+    const { email, accessToken, user } = await signUp(a)
+    const { secret } = await enrolTotp(accessToken)
+    a.clock.advance(30_000)
+    const l = await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })
+    for (let i = 0; i < 5; i++) expectProblem(await a.req('POST', '/v1/auth/mfa/verify', { body: { mfaToken: l.body.mfaToken, totp: '000000' } }), 401)
+    expect(a.deps.lockout.isLocked(user.id, 'mfa').locked).toBe(true)
+    const l2 = await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })
+    const r = await a.req('POST', '/v1/auth/mfa/verify', { body: { mfaToken: l2.body.mfaToken, totp: codeAt(secret, a.clock.now()) } })
+    expectProblem(r, 429, 'mfa_locked')
+    expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0)
+    expect(a.deps.audit.list({ type: 'mfa_locked', limit: 5 }).length).toBe(1)
+  })
+
   test('a recovery code works exactly once', async () => {
     a = makeApp()
     const { email, accessToken } = await signUp(a)

@@ -35,7 +35,14 @@ const invalidProof = () => new AppError(401, 'invalid_mfa_proof', 'The second fa
  * generic LockoutService being built elsewhere has the same semantics over the same rows
  * (config.lockout threshold/window, base duration doubling per lock up to the maximum) and can replace it.
  */
-export class MfaLockout {
+/** What the MFA step needs from an account lock (the composition root passes the shared LockoutService). */
+export interface MfaLock {
+  lockedUntil(userId: string): number | undefined
+  fail(userId: string): number | undefined
+  reset(userId: string): void
+}
+
+export class MfaLockout implements MfaLock {
   constructor(private readonly deps: MfaDeps) {}
 
   /** Until when the account's MFA step is locked (ms epoch; Infinity if permanent), or undefined. */
@@ -81,16 +88,13 @@ export class MfaLockout {
 }
 
 export class MfaLoginService {
-  readonly lockout: MfaLockout
-
   constructor(
     private readonly deps: MfaDeps,
     private readonly totp: TotpService,
     private readonly recovery: RecoveryService,
     private readonly passkeys: PasskeyService,
-  ) {
-    this.lockout = new MfaLockout(deps)
-  }
+    readonly lockout: MfaLock = new MfaLockout(deps),
+  ) {}
 
   private tokenHash(token: string) {
     return hashToken(this.deps.keys.tokenHash, `mfa:${token}`)
