@@ -36,6 +36,8 @@ import { databaseCheck, HealthService } from './modules/health/service'
 import { LockoutService } from './modules/lockout/service'
 import { mfaController } from './modules/mfa'
 import { auditController } from './modules/audit'
+import { filesController } from './modules/files'
+import { FilesService } from './modules/files/service'
 import { buildMfaServices, type MfaServices } from './modules/mfa/services'
 import { RateLimitService } from './modules/rate-limit/service'
 import { bodyParser } from './plugins/body-parser'
@@ -57,6 +59,7 @@ export interface AppDeps extends CoreDeps {
   auth: AuthService
   authn: Authenticator
   metrics: Metrics
+  files: FilesService
   mfa: MfaServices
   alerts: AlertWebhook | undefined
   /** Which second factors a user has (GET /v1/me). */
@@ -132,6 +135,8 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const mailWorker = new MailWorker(core)
   const mailer = new OutboxMailer(core, () => mailWorker.nudge())
   const lockout = new LockoutService({ ...core, audit })
+  const files = new FilesService({ ...core, audit })
+  if (files.scanning) health.add({ name: 'scanner', required: false, run: async () => ({ status: (await files.ping()) ? 'ok' : 'down' }) })
   // The in-process caches have no remote side to fail; the check proves they answer and reports their size.
   health.add({ name: 'cache', required: false, run: () => ({ status: 'ok', detail: `${rbac.stats().effective.size} users cached` }) })
   metrics.gauge('bulwark_cache_events', 'Permission cache hits, misses and size', ['cache', 'kind'], () => {
@@ -199,6 +204,7 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     auth,
     authn,
     factors,
+    files,
     mfa,
     metrics,
     alerts,
@@ -266,6 +272,7 @@ export function createApp(deps: AppDeps) {
         deps.sessions.clearMfaPending(sessionId)
       }),
     )
+    .use(config.uploads.enabled ? filesController(authPlugin(deps.authn), deps.files, { cursorKey: deps.keys.cursor }) : new Elysia({ name: 'files-off' }))
     .use(auditController(authPlugin(deps.authn), deps.audit, { cursorKey: deps.keys.cursor, now: () => deps.clock.now() }))
     .use(rbacController(authPlugin(deps.authn), deps.rbac))
     .use(usersController(authPlugin(deps.authn), deps))

@@ -79,7 +79,10 @@ export function bodyParser(limits: BodyLimits) {
     const declared = Number(request.headers.get('content-length') ?? 'NaN')
     if (Number.isFinite(declared) && declared > limit) throw tooLarge(limit)
     const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase()
-    if (isUpload && type === 'multipart/form-data') return undefined // Elysia's own multipart parser
+    if (isUpload) {
+      if (type === 'multipart/form-data') return undefined // Elysia's own multipart parser
+      throw new AppError(415, 'unsupported_media_type', 'Send the file as multipart/form-data.')
+    }
     const bytes = new Uint8Array(await request.arrayBuffer())
     if (bytes.byteLength > limit) throw tooLarge(limit)
     if (bytes.byteLength === 0) return null
