@@ -404,8 +404,11 @@ async function profile(): Promise<string> {
   let row: Row
   try {
     await waitReady(child)
-    const reads = await readRequests(ctx, Math.min(args.users, 1000))
-    row = await measure(ctx, child, { name: 'GET /v1/me (from source, under --cpu-prof)', reqs: reads.me })
+    if (args.only.includes('login')) row = await measure(ctx, child, { ...loginScenario(ctx), name: 'POST /v1/auth/login (from source, under --cpu-prof)' })
+    else {
+      const reads = await readRequests(ctx, Math.min(args.users, 1000))
+      row = await measure(ctx, child, { name: 'GET /v1/me (from source, under --cpu-prof)', reqs: reads.me })
+    }
   } finally {
     await stop(child)
   }
@@ -417,7 +420,7 @@ async function profile(): Promise<string> {
   say(`  profile saved to ${saved} (open it in Chrome DevTools or speedscope)`)
   const lines = top.map((t) => `| ${t.pct.toFixed(1)} % | ${t.fn} | ${t.where} |`)
   ctx.db.close()
-  return [resultsTable([row]), '', '## Top self time (GET /v1/me)', '', '| self | function | where |', '|---|---|---|', ...lines].join('\n')
+  return [resultsTable([row]), '', `## Top self time (${args.only.includes('login') ? 'POST /v1/auth/login' : 'GET /v1/me'})`, '', '| self | function | where |', '|---|---|---|', ...lines].join('\n')
 }
 
 interface CpuProfile {

@@ -69,7 +69,8 @@ export function startServer(config: Config, deps: AppDeps = buildDeps(config, { 
       clearTimeout(graceTimer)
       deps.close()
       deps.logger.info('stopped')
-      deps.logger.flush()
+      // The log is buffered: wait (briefly) until the last lines are written before the process exits.
+      await Promise.race([new Promise<void>((r) => deps.logger.flush(() => r())), Bun.sleep(1000)])
     })())
   return { server, deps, url, stop }
 }
