@@ -12,6 +12,7 @@ import type { CoreDeps } from './deps'
 import { systemClock, type Clock } from './lib/clock'
 import { deriveKeys, randomToken } from './lib/crypto'
 import { Invalidation } from './lib/invalidation'
+import { InvalidationRelay } from './lib/invalidation-relay'
 import { createLogger, type Logger } from './lib/logger'
 import { Metrics } from './lib/metrics'
 import { metricsController } from './modules/metrics'
@@ -75,6 +76,9 @@ export interface AppDeps extends CoreDeps {
   mailWorker: MailWorker
   /** Shared Redis connection when BULWARK_REDIS_URL is set (short command timeouts, no offline queue). */
   redis?: Redis
+  /** Carries cache invalidations to other instances (with Redis); `relayReady` settles once subscribed. */
+  relay?: InvalidationRelay
+  relayReady: Promise<void>
   rateLimit: RateLimitService
   lockout: LockoutService
   /** Who is calling, for per-user rate limits; set by the auth layer (absent: everyone is anonymous). */
@@ -176,11 +180,17 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   invalidation.on((e) => {
     // A user-level change (disabled, deleted, unlocked) may have changed what these caches hold.
     if (e.kind === 'session') sessions.invalidate(e.id)
+    else if (e.kind === 'lockout') lockout.forget(e.id)
     else if (e.kind === 'user') {
       sessions.invalidate()
       lockout.forget(e.id)
     }
   })
+  sessions.onChanged = (id) => invalidation.emit({ kind: 'session', id })
+  lockout.onChanged = (id) => invalidation.emit({ kind: 'lockout', id })
+  // Several instances: the same events travel through Redis pub/sub to every other instance's caches.
+  const relay = config.redisUrl ? new InvalidationRelay(invalidation, config.redisUrl, config.redis.prefix, logger) : undefined
+  const relayReady = relay ? relay.start() : Promise.resolve()
   const auth = new AuthService({ ...core, audit, sessions, signer, hasher, policy: passwordPolicy, mailer, hooks, rbac })
   const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id) })
   const factors = (userId: string) => {
@@ -216,9 +226,12 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     mailer,
     mailWorker,
     redis,
+    relay,
+    relayReady,
     rateLimit: rateLimiter,
     lockout,
     close: () => {
+      relay?.close()
       redis?.close()
       handle.close()
     },

@@ -51,6 +51,9 @@ export class LockoutService {
   /** Cached rows; `null` caches "no row" so a clean account costs no query either. */
   private readonly cache: LRUCache<string, { row: Row | null }>
 
+  /** Told about every change of a user's lock state (other instances drop their cached copy). */
+  onChanged: (userId: string) => void = () => {}
+
   constructor(private readonly deps: Deps) {
     this.cache = new LRUCache({ max: deps.config.cache.maxEntries, ttl: deps.config.cache.ttlMs })
   }
@@ -76,6 +79,7 @@ export class LockoutService {
     const { userId, kind, ...rest } = row
     this.deps.db.insert(lockouts).values(row).onConflictDoUpdate({ target: [lockouts.userId, lockouts.kind], set: rest }).run()
     this.cache.set(`${userId}:${kind}`, { row })
+    this.onChanged(userId)
   }
 
   private stateOf(row: Row | undefined, now: number): LockState {
@@ -150,6 +154,7 @@ export class LockoutService {
     this.deps.db.delete(lockouts).where(eq(lockouts.userId, userId)).run()
     this.cache.delete(`${userId}:password`)
     this.cache.delete(`${userId}:mfa`)
+    this.onChanged(userId)
     const isUser = by !== 'link' && by !== 'reset'
     this.deps.audit.record({ type: 'account_unlocked', outcome: 'info', actorId: isUser ? by : userId, targetId: userId, details: { by: isUser ? 'admin' : by } }, meta)
   }

@@ -42,6 +42,8 @@ const invalidRefresh = () => unauthorized('invalid_refresh_token', 'The refresh 
 
 export class SessionService {
   private cache: LRUCache<string, SessionRow>
+  /** Told about every change to a session row that other instances' caches must see (revocation, step-up). */
+  onChanged: (sessionId: string) => void = () => {}
 
   constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'config' | 'keys' | 'logger'> & { audit: AuditService }) {
     this.cache = new LRUCache({ max: deps.config.cache.maxEntries, ttl: deps.config.cache.ttlMs, ttlAutopurge: false })
@@ -177,6 +179,7 @@ export class SessionService {
     const now = this.deps.clock.now()
     const r = this.deps.db.update(sessions).set({ revokedAt: now, revokedReason: reason }).where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt))).run()
     this.cache.delete(sessionId)
+    this.onChanged(sessionId)
     return changes(r) > 0
   }
 
@@ -188,7 +191,10 @@ export class SessionService {
       : and(eq(sessions.userId, userId), isNull(sessions.revokedAt))
     const ids = this.deps.db.select({ id: sessions.id }).from(sessions).where(cond).all()
     const r = this.deps.db.update(sessions).set({ revokedAt: now, revokedReason: reason }).where(cond).run()
-    for (const { id } of ids) this.cache.delete(id)
+    for (const { id } of ids) {
+      this.cache.delete(id)
+      this.onChanged(id)
+    }
     return changes(r)
   }
 
@@ -199,12 +205,14 @@ export class SessionService {
     const amr = [...new Set([...(s?.amr.split(',') ?? []), method])].join(',')
     this.deps.db.update(sessions).set({ authTime: now, amr }).where(eq(sessions.id, sessionId)).run()
     this.cache.delete(sessionId)
+    this.onChanged(sessionId)
   }
 
   /** Lifts the enrolment-only limit of a session once its user has a second factor. */
   clearMfaPending(sessionId: string): void {
     this.deps.db.update(sessions).set({ mfaPending: false }).where(eq(sessions.id, sessionId)).run()
     this.cache.delete(sessionId)
+    this.onChanged(sessionId)
   }
 
   /** The user's live sessions, newest first. */
