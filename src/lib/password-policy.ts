@@ -94,6 +94,20 @@ export function personalWords(ctx: PasswordContext): string[] {
   return [...words]
 }
 
+/** Inserts `hash` as the newest password of `userId` inside the caller's transaction and keeps the newest `keep` rows. */
+export function rememberPasswordInTx(tx: Pick<Db, 'insert' | 'select' | 'delete'>, userId: string, hash: string, keep: number, now: number): void {
+  tx.insert(passwordHistory).values({ userId, passwordHash: hash, createdAt: now }).run()
+  const stale = tx
+    .select({ id: passwordHistory.id })
+    .from(passwordHistory)
+    .where(eq(passwordHistory.userId, userId))
+    .orderBy(desc(passwordHistory.id))
+    .all()
+    .slice(keep)
+    .map((r) => r.id)
+  if (stale.length > 0) tx.delete(passwordHistory).where(inArray(passwordHistory.id, stale)).run()
+}
+
 /** True when `password` matches one of `previousHashes` (newest first); verifies them all in parallel. */
 export async function isReused(password: string, previousHashes: readonly string[], hasher: PasswordHasher): Promise<boolean> {
   const results = await Promise.all(previousHashes.map((h) => hasher.verify(password, h)))
@@ -147,18 +161,7 @@ export class PasswordPolicy {
     const { db } = this.deps
     if (!db || this.cfg.history === 0) return
     const now = this.deps.clock?.now() ?? Date.now()
-    db.transaction((tx) => {
-      tx.insert(passwordHistory).values({ userId, passwordHash: hash, createdAt: now }).run()
-      const keep = tx
-        .select({ id: passwordHistory.id })
-        .from(passwordHistory)
-        .where(eq(passwordHistory.userId, userId))
-        .orderBy(desc(passwordHistory.id))
-        .all()
-        .slice(this.cfg.history)
-        .map((r) => r.id)
-      if (keep.length > 0) tx.delete(passwordHistory).where(inArray(passwordHistory.id, keep)).run()
-    })
+    db.transaction((tx) => rememberPasswordInTx(tx, userId, hash, this.cfg.history, now))
   }
 
   /** The last `history` password hashes of `userId`, newest first. */

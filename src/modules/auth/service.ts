@@ -4,10 +4,10 @@
  * locked account, and does the same hashing work in each case, so neither the answer nor its timing
  * reveals whether an account exists.
  */
-import { and, desc, eq, gt, inArray, isNull, sql } from 'drizzle-orm'
+import { and, eq, gt, isNull, sql } from 'drizzle-orm'
 import type { CoreDeps } from '../../deps'
 import { changes } from '../../db/client'
-import { emailTokens, passwordHistory, users } from '../../db/schema'
+import { emailTokens, users } from '../../db/schema'
 import { hashToken, randomToken } from '../../lib/crypto'
 import { AppError, conflict, unauthorized } from '../../lib/errors'
 import { newId } from '../../lib/ids'
@@ -17,6 +17,7 @@ import type { KeyService } from '../keys/service'
 import { assignDefaultRole, assignRoleInTx, type RbacService } from '../rbac/service'
 import type { SessionRow, SessionService } from '../sessions/service'
 import type { Hasher, Mailer, Policy, PolicyReason } from './ports'
+import { rememberPasswordInTx } from '../../lib/password-policy'
 
 export type UserRow = typeof users.$inferSelect
 
@@ -112,17 +113,8 @@ export class AuthService {
   }
 
   private recordPassword(tx: Parameters<Parameters<CoreDeps['db']['transaction']>[0]>[0], userId: string, hash: string, now: number) {
-    tx.insert(passwordHistory).values({ userId, passwordHash: hash, createdAt: now }).run()
     // Keep only what the reuse rule looks at (at least one: the current password).
-    const stale = tx
-      .select({ id: passwordHistory.id })
-      .from(passwordHistory)
-      .where(eq(passwordHistory.userId, userId))
-      .orderBy(desc(passwordHistory.id))
-      .all()
-      .slice(Math.max(1, this.d.config.password.history))
-      .map((r) => r.id)
-    if (stale.length > 0) tx.delete(passwordHistory).where(inArray(passwordHistory.id, stale)).run()
+    rememberPasswordInTx(tx, userId, hash, Math.max(1, this.d.config.password.history), now)
   }
 
   /** Creates an account with the `user` role and mails a verification link. */

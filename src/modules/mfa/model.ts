@@ -43,14 +43,19 @@ const ClientExtensionResults = t.Object(
   { additionalProperties: false },
 )
 
+/** The fields both WebAuthn response shapes share. */
+const CredentialEnvelope = {
+  id: CredentialId,
+  rawId: CredentialId,
+  type: t.Literal('public-key'),
+  authenticatorAttachment: t.Optional(Attachment),
+  clientExtensionResults: ClientExtensionResults,
+}
+
 /** `RegistrationResponseJSON` from navigator.credentials.create(), bounded. */
 export const RegistrationResponseSchema = t.Object(
   {
-    id: CredentialId,
-    rawId: CredentialId,
-    type: t.Literal('public-key'),
-    authenticatorAttachment: t.Optional(Attachment),
-    clientExtensionResults: ClientExtensionResults,
+    ...CredentialEnvelope,
     response: t.Object(
       {
         clientDataJSON: b64u(4096),
@@ -70,11 +75,7 @@ export type RegistrationResponse = Static<typeof RegistrationResponseSchema>
 /** `AuthenticationResponseJSON` from navigator.credentials.get(), bounded. */
 export const AuthenticationResponseSchema = t.Object(
   {
-    id: CredentialId,
-    rawId: CredentialId,
-    type: t.Literal('public-key'),
-    authenticatorAttachment: t.Optional(Attachment),
-    clientExtensionResults: ClientExtensionResults,
+    ...CredentialEnvelope,
     response: t.Object(
       {
         clientDataJSON: b64u(4096),

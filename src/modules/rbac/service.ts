@@ -10,7 +10,7 @@
  *  - `permission_not_held`: a role cannot be given a permission the actor does not hold;
  *  - `last_owner`: the last active owner cannot lose the role, be disabled or be deleted.
  */
-import { and, asc, count, desc, eq, inArray, sql } from 'drizzle-orm'
+import { and, asc, count, desc, eq, sql } from 'drizzle-orm'
 import type { Db } from '../../db/client'
 import { rolePermissions, roles, userRoles, users } from '../../db/schema'
 import type { CoreDeps } from '../../deps'

@@ -164,7 +164,8 @@ describe('TotpService', () => {
     // the service reads last_step < step, but the UPDATE's guard sees the new value.
     const real = s.deps.db.update.bind(s.deps.db)
     let raced = false
-    ;(s.deps.db as any).update = (t: unknown) => {
+    const db = s.deps.db as unknown as { update: (t: unknown) => unknown }
+    db.update = (t: unknown) => {
       if (!raced && t === totpFactors) {
         raced = true
         s.deps.sqlite.run('UPDATE totp_factors SET last_step = ? WHERE user_id = ?', [step, u.id])
@@ -172,7 +173,7 @@ describe('TotpService', () => {
       return real(t as typeof totpFactors)
     }
     expect(s.totp.verify(u.id, code)).toBe(false)
-    ;(s.deps.db as any).update = real
+    db.update = real as (t: unknown) => unknown
   })
 
   test('codes must be 6 digits: letters, wrong lengths and non-strings are 422 invalid_code', async () => {
