@@ -24,3 +24,9 @@ export function decodeCursor<T>(key: Buffer, cursor: string | undefined, check: 
   if (value === undefined || !check(value)) throw badRequest('invalid_cursor', 'The cursor is not valid.')
   return value
 }
+
+/** A keyset page from `limit + 1` fetched rows: the first `limit`, and a cursor at the last one when more exist. */
+export function pageOf<T>(key: Buffer, rows: T[], limit: number, position: (last: T) => unknown): { items: T[]; nextCursor: string | null } {
+  const items = rows.slice(0, limit)
+  return { items, nextCursor: rows.length > limit ? encodeCursor(key, position(items.at(-1)!)) : null }
+}

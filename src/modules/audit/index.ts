@@ -1,7 +1,7 @@
 /** The audit log and admin statistics (both need `audit:read`). */
 import { Elysia, t } from 'elysia'
 import { unprocessable } from '../../lib/errors'
-import { decodeCursor, encodeCursor, PageQuery } from '../../lib/pagination'
+import { decodeCursor, PageQuery, pageOf } from '../../lib/pagination'
 import { errors } from '../../lib/schemas'
 import type { AuthMacros } from '../../plugins/auth-macros'
 import { EventSchema } from '../me'
@@ -35,8 +35,7 @@ export function auditController(auth: AuthMacros, audit: AuditService, d: { curs
           beforeId: after?.id,
           limit: limit + 1,
         })
-        const page = items.slice(0, limit)
-        return { items: page, nextCursor: items.length > limit ? encodeCursor(d.cursorKey, { id: page.at(-1)!.id }) : null }
+        return pageOf(d.cursorKey, items, limit, (last) => ({ id: last.id }))
       },
       {
         permission: 'audit:read',

@@ -2,7 +2,7 @@
 import { Elysia, t } from 'elysia'
 import type { Config } from '../../config'
 import { AppError, notFound, unauthorized } from '../../lib/errors'
-import { decodeCursor, encodeCursor, PageQuery } from '../../lib/pagination'
+import { decodeCursor, PageQuery, pageOf } from '../../lib/pagination'
 import { errors, IdParam, NoContent, Password } from '../../lib/schemas'
 import type { AuthPlugin } from '../../plugins/auth'
 import { metaOf } from '../../plugins/request-context'
@@ -161,8 +161,7 @@ export function meController(authPlugin: AuthPlugin, d: MeControllerDeps) {
         const limit = query.limit ?? 20
         const after = decodeCursor(d.cursorKey, query.cursor, isEventCursor)
         const items = d.audit.list({ userId: principal.userId, beforeId: after?.id, limit: limit + 1 })
-        const page = items.slice(0, limit)
-        return { items: page, nextCursor: items.length > limit ? encodeCursor(d.cursorKey, { id: page.at(-1)!.id }) : null }
+        return pageOf(d.cursorKey, items, limit, (last) => ({ id: last.id }))
       },
       {
         auth: 'mfa-enrolment',
