@@ -7,8 +7,8 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Subprocess } from 'bun'
+import { ensureBinary } from './binary/harness'
 
-const root = join(import.meta.dir, '..')
 let binary: string
 let proc: Subprocess<'ignore', 'pipe', 'pipe'> | undefined
 let base = ''
@@ -32,13 +32,8 @@ async function waitForListening(p: Subprocess<'ignore', 'pipe', 'pipe'>): Promis
 }
 
 beforeAll(async () => {
-  const out = mkdtempSync(join(tmpdir(), 'bw-bin-'))
-  binary = join(out, 'bulwark')
-  const build = Bun.spawnSync(
-    ['bun', 'build', 'src/index.ts', '--compile', '--minify', '--no-compile-autoload-dotenv', '--no-compile-autoload-bunfig', '--outfile', binary],
-    { cwd: root, stdout: 'pipe', stderr: 'pipe' },
-  )
-  if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`)
+  // The same build users get (`bun run build`), shared with test/binary/.
+  binary = await ensureBinary()
   workdir = mkdtempSync(join(tmpdir(), 'bw-run-'))
   proc = Bun.spawn([binary, 'serve'], {
     cwd: workdir,
