@@ -47,6 +47,16 @@ export interface StartOptions {
   keep?: boolean
 }
 
+async function drain(stream: ReadableStream<Uint8Array>, onText: (t: string) => void) {
+  const reader = stream.getReader()
+  const decoder = new TextDecoder()
+  for (;;) {
+    const { value, done } = await reader.read()
+    if (done) return
+    onText(decoder.decode(value, { stream: true }))
+  }
+}
+
 /** Starts the compiled binary on a free port and waits for its "listening" log line. */
 export async function startBinary(opts: StartOptions = {}): Promise<Running> {
   const binary = await ensureBinary()
@@ -67,17 +77,14 @@ export async function startBinary(opts: StartOptions = {}): Promise<Running> {
   })
   let out = ''
   let err = ''
-  const decoder = new TextDecoder()
-  void (async () => {
-    for await (const chunk of proc.stderr) err += decoder.decode(chunk)
-  })()
+  void drain(proc.stderr, (t) => (err += t))
   const listening = new Promise<string>((resolve, reject) => {
     void (async () => {
-      for await (const chunk of proc.stdout) {
-        out += decoder.decode(chunk)
+      await drain(proc.stdout, (t) => {
+        out += t
         const m = /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"bulwark listening"/.exec(out)
         if (m) resolve(m[1]!)
-      }
+      })
       reject(new Error(`binary exited before listening (code ${proc.exitCode}): ${out}\n${err}`))
     })()
   })
