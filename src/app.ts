@@ -46,7 +46,7 @@ import { bodyParser } from './plugins/body-parser'
 import { compressResponse } from './plugins/compression'
 import { corsPlugin } from './plugins/cors'
 import { csrfPlugin } from './plugins/csrf'
-import { strictQuery, type RouteInfo } from './plugins/strict-query'
+import { strictInput, type RouteInfo } from './plugins/strict-input'
 import { docs } from './plugins/docs'
 import { errorHandler } from './plugins/error-handler'
 import { rateLimit, type RateLimitIdentityFn } from './plugins/rate-limit'
@@ -274,10 +274,10 @@ export function createApp(deps: AppDeps) {
     .use(securityHeadersPlugin(config))
     .use(corsPlugin(config.corsOrigins))
     .use(errorHandler(logger))
+    .use(strictInput(() => routes.all()))
     .use(rateLimit(deps.rateLimit, deps.rateLimitIdentity))
     .use(csrfPlugin(deps))
     .use(bodyParser({ json: config.bodyLimit, upload: config.uploads.maxBytes, uploadPaths: (p) => UPLOAD_PATHS.has(p) }))
-    .use(strictQuery(() => routes.all()))
     .use(docs())
     .use(healthController(deps.health))
     .use(metricsController(deps.metrics, config.metricsToken))

@@ -1,6 +1,6 @@
-/** Strict query strings (src/plugins/strict-query.ts) through app.handle; the binary suite repeats them over sockets. */
+/** Strict query strings (src/plugins/strict-input.ts) through app.handle; the binary suite repeats them over sockets. */
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
-import { querySpec, queryProblems } from '../../src/plugins/strict-query'
+import { querySpec, queryProblems } from '../../src/plugins/strict-input'
 import { expectProblem, makeApp, signUp, type TestApp } from '../helpers'
 
 let t: TestApp
@@ -20,6 +20,9 @@ describe('over HTTP', () => {
     ['/v1/me/events?limit=%205', '/limit'],
     ['/v1/me/events?limit=%2B5', '/limit'],
     ['/v1/me/events?limit=%E0%A4%A', '/limit'],
+    ['/v1/me/events?limit=0', '/limit'],
+    ['/v1/me/events?limit=101', '/limit'],
+    ['/v1/me/events?limit=-1', '/limit'],
     ['/v1/me/events?extra=1', '/extra'],
     ['/v1/me?x=1', '/x'],
     ['/v1/me/sessions?limit=5', '/limit'],
@@ -38,6 +41,24 @@ describe('over HTTP', () => {
   })
 })
 
+describe('a JSON body must be an object', () => {
+  const challenges = () => (t.deps.sqlite.query('SELECT count(*) AS n FROM challenges').get() as { n: number }).n
+  test.each(['[]', '"text"', '5', 'null', 'true'])('POST /v1/auth/passkey/options with %s → 422, no challenge stored', async (raw) => {
+    const before = challenges()
+    const r = await t.req('POST', '/v1/auth/passkey/options', { raw, headers: { 'content-type': 'application/json' } })
+    expectProblem(r, 422, 'validation_failed')
+    expect(challenges()).toBe(before)
+  })
+  test.each(['[]', 'null'])('POST /v1/auth/refresh with %s → 422 (not a missing token)', async (raw) => {
+    expectProblem(await t.req('POST', '/v1/auth/refresh', { raw, headers: { 'content-type': 'application/json' } }), 422, 'validation_failed')
+  })
+  test('an object, or no body at all, is still fine', async () => {
+    expect((await t.req('POST', '/v1/auth/passkey/options', { body: {} })).status).toBe(200)
+    expect((await t.req('POST', '/v1/auth/passkey/options')).status).toBe(200)
+    expect((await t.req('POST', '/v1/auth/refresh')).body.code).toBe('invalid_refresh_token')
+  })
+})
+
 describe('queryProblems', () => {
   const spec = querySpec({ properties: { limit: { anyOf: [{ type: 'string' }, { type: 'integer' }] }, n: { type: 'number', multipleOf: 1 }, x: { type: 'number' }, q: { type: 'string' } } })
   test.each([
@@ -48,6 +69,7 @@ describe('queryProblems', () => {
     ['q=a&q=a', 1],
     ['Limit=1', 1],
     ['li%6Dit=1&limit=2', 1],
+    ['x=-0.5', 0],
   ])('%s → %p problems', (raw, n) => expect(queryProblems(raw, spec)).toHaveLength(n))
   test('names are escaped for the JSON pointer and never carry the value', () => {
     const [e] = queryProblems('a%2Fb~c=secret', spec)
