@@ -3,8 +3,8 @@
  * The build once silently disabled every TypeBox bound (identifier minification), while `bun test` from
  * source stayed green: this suite holds the shipped binary to the schemas.
  *
- * Query cases are generated from the binary's own OpenAPI document (every operation, every query
- * parameter, by the kind of its schema); body cases from the field table below, which is checked against
+ * Query and path-parameter cases are generated from the binary's own OpenAPI document (every
+ * operation, every parameter, by the kind of its schema); body cases from the field table below, which is checked against
  * the document so that a new body route or field cannot go untested. Every bad case must be a 422
  * `validation_failed` naming the field, and all of them together must write nothing (row counts of every
  * table in the run folder's SQLite file, read-only, before and after). Each table row also has a control
@@ -49,12 +49,13 @@ class Raw {
   toString = () => this.text
 }
 const TWO_53_PLUS_1 = '9007199254740993'
+const a = (n: number) => 'a'.repeat(n)
 
 /** Path parameters filled with values that exist where it matters (the target user, the setup role). */
 const PATH_VALUES: Record<string, string> = { id: target.userId, name: 'bounds-role', role: 'bounds-role' }
 const fill = (path: string, values = PATH_VALUES) => path.replace(/\{(\w+)\}/g, (_, k: string) => values[k] ?? k)
 /** Random ids for requests that must never reach a handler (a missed check could not delete anything real). */
-const inert = (path: string) => fill(path, { id: crypto.randomUUID(), name: 'no-such-role', role: 'no-such-role' })
+const inert = (path: string, overrides: Record<string, string> = {}) => fill(path, { id: crypto.randomUUID(), name: 'no-such-role', role: 'no-such-role', ...overrides })
 
 // ------------------------------------------------------------------ field kinds → bad and good values
 
@@ -265,6 +266,19 @@ const unknownCases: Case[] = operations.map(({ method, path }) => {
   return { name: `${method} ${path} ?zz_unknown=1`, method, path: `${inert(path)}?zz_unknown=1`, token: plain.accessToken, body: body && JSON.stringify(body), field: '/zz_unknown', multipart }
 })
 
+// Path parameters: too long, and not a UUID where the schema says so (the other parameters inert).
+const pathCases: Case[] = operations.flatMap(({ method, path, op }) =>
+  (op.parameters ?? [])
+    .filter((p) => p.in === 'path')
+    .flatMap((p) => {
+      const k = kindOfSchema(p.schema, `${method} ${path} {${p.name}}`)
+      if (k.kind !== 'string') throw new Error(`${method} ${path} {${p.name}}: a path parameter that is not a string`)
+      const bad = [...(Number.isFinite(k.max) ? [a(k.max + 1)] : []), ...(k.format === 'uuid' ? ['not-a-uuid'] : [])]
+      const body = validBodyOf(method, path)
+      return bad.map((v) => ({ name: `${method} ${path} {${p.name}}=${label(v)}`, method, path: inert(path, { [p.name]: encodeURIComponent(v) }), token: owner.accessToken, body: body && JSON.stringify(body), field: `/${p.name}` }))
+    }),
+)
+
 async function send(c: Case) {
   if (!c.multipart) return call(bin.base, c.method, c.path, { token: c.token, body: c.body })
   const form = new FormData()
@@ -314,13 +328,17 @@ describe('an unknown query parameter is 422 on every route', () => {
   test.each(unknownCases.map((c) => [c.name, c]))('%s', async (_n, c) => expectRefused(c, await send(c)))
 })
 
+describe('bad path parameters are 422 validation_failed naming the parameter', () => {
+  test.each(pathCases.map((c) => [c.name, c]))('%s', async (_n, c) => expectRefused(c, await send(c)))
+})
+
 describe('bad body values are 422 validation_failed naming the field', () => {
   test.each(bodyCases.map((c) => [c.name, c]))('%s', async (_n, c) => expectRefused(c, await send(c)))
 })
 
 describe('afterwards', () => {
   test('none of the refused requests wrote a row (users, roles, sessions, security events, every table)', () => {
-    expect(queryCases.length + unknownCases.length + bodyCases.length).toBeGreaterThan(300)
+    expect(queryCases.length + unknownCases.length + pathCases.length + bodyCases.length).toBeGreaterThan(300)
     expect(rowCounts(bin.workdir)).toEqual(before)
   })
 
