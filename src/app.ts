@@ -20,6 +20,7 @@ import { AlertWebhook } from './modules/alerts/service'
 import { MailWorker, OutboxMailer, type Mailer } from './lib/mailer'
 import { PasswordHasher } from './lib/password'
 import { PasswordPolicy } from './lib/password-policy'
+import { fallbackOrigin, pathOf, withUsableUrl } from './lib/request-url'
 import { Redis } from './lib/redis'
 import { AuditService, type RequestMeta } from './modules/audit/service'
 import { authController } from './modules/auth'
@@ -45,6 +46,7 @@ import { bodyParser } from './plugins/body-parser'
 import { compressResponse } from './plugins/compression'
 import { corsPlugin } from './plugins/cors'
 import { csrfPlugin } from './plugins/csrf'
+import { strictInput, type RouteInfo } from './plugins/strict-input'
 import { docs } from './plugins/docs'
 import { errorHandler } from './plugins/error-handler'
 import { rateLimit, type RateLimitIdentityFn } from './plugins/rate-limit'
@@ -266,11 +268,13 @@ const UPLOAD_PATHS = new Set(['/v1/files', '/v1/me/avatar'])
 /** Builds the Elysia application on the given dependencies. */
 export function createApp(deps: AppDeps) {
   const { config, logger } = deps
-  return new Elysia({ name: 'bulwark', normalize: false })
+  const routes: { all: () => readonly RouteInfo[] } = { all: () => [] }
+  const app = new Elysia({ name: 'bulwark', normalize: false })
     .use(requestContext(config.trustProxy))
     .use(securityHeadersPlugin(config))
     .use(corsPlugin(config.corsOrigins))
     .use(errorHandler(logger))
+    .use(strictInput(() => routes.all()))
     .use(rateLimit(deps.rateLimit, deps.rateLimitIdentity))
     .use(csrfPlugin(deps))
     .use(bodyParser({ json: config.bodyLimit, upload: config.uploads.maxBytes, uploadPaths: (p) => UPLOAD_PATHS.has(p) }))
@@ -290,6 +294,8 @@ export function createApp(deps: AppDeps) {
     .use(rbacController(authPlugin(deps.authn), deps.rbac))
     .use(usersController(authPlugin(deps.authn), deps))
     .use(meController(authPlugin(deps.authn), { config, cursorKey: deps.keys.cursor, auth: deps.auth, sessions: deps.sessions, audit: deps.audit, factors: deps.factors, verifyTotp: (id, code) => deps.mfa.totp.verify(id, code), lockout: deps.lockout }))
+  routes.all = () => app.routes
+  return app
 }
 
 export type App = ReturnType<typeof createApp>
@@ -304,7 +310,10 @@ export function createHandler(app: { handle(request: Request): Promise<Response>
   const log = deps.logger.child({}, { redact: [] })
   const metrics = deps.metrics
   const secHeaders = securityHeaders(deps.config)
-  return async (request: Request, peer?: string): Promise<Response> => {
+  const origin = fallbackOrigin(deps.config.publicUrl)
+  return async (incoming: Request, peer?: string): Promise<Response> => {
+    // Every later `new URL(request.url)` and Elysia's router need an absolute URL with a real host.
+    const request = withUsableUrl(incoming, origin)
     if (peer) setPeer(request, peer)
     // Security headers again as a backstop (the plugin covers what Elysia builds), then compression,
     // which needs the final Response; see src/plugins/compression.ts for why it lives here.
@@ -313,11 +322,10 @@ export function createHandler(app: { handle(request: Request): Promise<Response>
     metrics?.observeRequest(request.method, ctx.route ?? 'unmatched', response.status, (performance.now() - ctx.start) / 1000)
     const level = response.status >= 500 ? 'error' : 'info'
     if (log.isLevelEnabled(level)) {
-      const url = new URL(request.url)
       log[level]({
         msg: 'request',
         method: request.method,
-        path: url.pathname,
+        path: pathOf(request.url),
         route: ctx.route,
         status: response.status,
         durationMs: Math.round((performance.now() - ctx.start) * 100) / 100,

@@ -185,3 +185,31 @@ export async function signIn(base: string, email: string, password: string, regi
   if (r.status !== 200 || !r.json?.accessToken) throw new Error(`login ${email}: ${r.status} ${r.text}`)
   return { accessToken: r.json.accessToken, refreshToken: r.json.refreshToken, userId: r.json.user.id }
 }
+
+/** A raw HTTP response split into status, lower-cased headers and body (chunked bodies decoded). */
+export function parseRaw(raw: string): { status: number; headers: Record<string, string>; body: string; json: any } {
+  const split = raw.indexOf('\r\n\r\n')
+  const head = split < 0 ? raw : raw.slice(0, split)
+  let body = split < 0 ? '' : raw.slice(split + 4)
+  const headers: Record<string, string> = {}
+  for (const line of head.split('\r\n').slice(1)) {
+    const i = line.indexOf(':')
+    if (i > 0) headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim()
+  }
+  if (headers['transfer-encoding']?.toLowerCase() === 'chunked') {
+    let out = ''
+    for (let rest = body; ; ) {
+      const nl = rest.indexOf('\r\n')
+      const size = Number.parseInt(rest.slice(0, nl), 16)
+      if (!size) break
+      out += rest.slice(nl + 2, nl + 2 + size)
+      rest = rest.slice(nl + 2 + size + 2)
+    }
+    body = out
+  }
+  let json: unknown
+  try {
+    json = body ? JSON.parse(Buffer.from(body, 'latin1').toString('utf8')) : undefined
+  } catch {}
+  return { status: statusOf(raw), headers, body, json }
+}

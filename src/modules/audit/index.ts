@@ -1,7 +1,7 @@
 /** The audit log and admin statistics (both need `audit:read`). */
 import { Elysia, t } from 'elysia'
 import { unprocessable } from '../../lib/errors'
-import { decodeCursor, PageQuery, pageOf } from '../../lib/pagination'
+import { decodeCursor, pageLimit, PageQuery, pageOf } from '../../lib/pagination'
 import { errors } from '../../lib/schemas'
 import type { AuthMacros } from '../../plugins/auth-macros'
 import { EventSchema } from '../me'
@@ -25,7 +25,7 @@ export function auditController(auth: AuthMacros, audit: AuditService, d: { curs
     .get(
       '/v1/audit',
       ({ query }) => {
-        const limit = query.limit ?? 20
+        const limit = pageLimit(query.limit)
         const after = decodeCursor(d.cursorKey, query.cursor, isEventCursor)
         const items = audit.list({
           type: query.type,

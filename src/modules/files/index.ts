@@ -1,6 +1,6 @@
 /** Uploads (`/v1/files`) and the avatar (`PUT /v1/me/avatar`). */
 import { Elysia, t } from 'elysia'
-import { decodeCursor, encodeCursor, PageQuery } from '../../lib/pagination'
+import { decodeCursor, pageLimit, encodeCursor, PageQuery } from '../../lib/pagination'
 import { errors, IdParam, NoContent } from '../../lib/schemas'
 import type { AuthMacros } from '../../plugins/auth-macros'
 import { metaOf } from '../../plugins/request-context'
@@ -33,7 +33,7 @@ export function filesController(auth: AuthMacros, files: FilesService, d: { curs
     .get(
       '/v1/files',
       ({ principal, query }) => {
-        const limit = query.limit ?? 20
+        const limit = pageLimit(query.limit)
         const after = decodeCursor(d.cursorKey, query.cursor, isCursor)
         const page = files.list(principal, after?.id, limit)
         return { items: page.items, nextCursor: page.more && page.last ? encodeCursor(d.cursorKey, { id: page.last }) : null }

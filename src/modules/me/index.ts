@@ -2,7 +2,7 @@
 import { Elysia, t } from 'elysia'
 import type { Config } from '../../config'
 import { AppError, notFound, unauthorized } from '../../lib/errors'
-import { decodeCursor, PageQuery, pageOf } from '../../lib/pagination'
+import { decodeCursor, pageLimit, PageQuery, pageOf } from '../../lib/pagination'
 import { errors, IdParam, NoContent, Password } from '../../lib/schemas'
 import type { AuthPlugin } from '../../plugins/auth'
 import { metaOf } from '../../plugins/request-context'
@@ -158,7 +158,7 @@ export function meController(authPlugin: AuthPlugin, d: MeControllerDeps) {
     .get(
       '/events',
       ({ principal, query }) => {
-        const limit = query.limit ?? 20
+        const limit = pageLimit(query.limit)
         const after = decodeCursor(d.cursorKey, query.cursor, isEventCursor)
         const items = d.audit.list({ userId: principal.userId, beforeId: after?.id, limit: limit + 1 })
         return pageOf(d.cursorKey, items, limit, (last) => ({ id: last.id }))

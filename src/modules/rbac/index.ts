@@ -1,4 +1,5 @@
 /** Roles, the permission registry and the policy decision API. Each route names the permission it needs. */
+import { Type } from '@sinclair/typebox'
 import { Elysia, t, type AnyElysia } from 'elysia'
 import { PERMISSIONS } from '../../lib/permissions'
 import type { AuthMacros } from '../../plugins/auth-macros'
@@ -7,7 +8,9 @@ import { MAX_LEVEL, type RbacService } from './service'
 
 const RoleName = t.String({ pattern: '^[a-z][a-z0-9_-]{1,31}$', minLength: 2, maxLength: 32 })
 const Pattern = t.String({ minLength: 3, maxLength: 100 })
-const Level = t.Integer({ minimum: 0, maximum: MAX_LEVEL })
+// TypeBox's own Integer, not Elysia's `t.Integer` (a union that also accepts a string of digits and
+// converts it): a JSON body sends numbers as numbers, so `{"level":"5"}` is a 422 like any other wrong type.
+const Level = Type.Integer({ minimum: 0, maximum: MAX_LEVEL })
 
 export const RoleSchema = t.Object({
   name: t.String(),

@@ -70,6 +70,46 @@ export interface RoleInput {
 
 export type RolePatch = Partial<RoleInput>
 
+const ROLE_FIELDS = new Set(['name', 'level', 'permissions', 'description', 'mfaRequired'])
+export const MAX_ROLE_PERMISSIONS = 100
+export const MAX_ROLE_DESCRIPTION = 500
+
+/**
+ * The second line of defence behind the route schemas: the service itself refuses a role that is not
+ * well-formed, so a schema that stops checking (as identifier minification once made it do) cannot
+ * store a level of "-50" or 1e309. Returns the field errors; empty when the input is sane.
+ */
+export function roleInputProblems(input: unknown, partial: boolean): FieldError[] {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) return [{ path: '/', message: 'Expected an object' }]
+  const v = input as Record<string, unknown>
+  const errors: FieldError[] = []
+  for (const k of Object.keys(v)) if (!ROLE_FIELDS.has(k)) errors.push({ path: `/${k.slice(0, 64)}`, message: 'Unknown field' })
+  const present = (k: string) => v[k] !== undefined
+  if (partial && ![...ROLE_FIELDS].some(present)) errors.push({ path: '/', message: 'Give at least one field to change' })
+  if (!partial || present('name')) {
+    if (typeof v.name !== 'string' || !ROLE_NAME.test(v.name)) errors.push({ path: '/name', message: 'lower-case letters, digits, - and _, 2 to 32 characters, starting with a letter' })
+  }
+  if (!partial || present('level')) {
+    if (typeof v.level !== 'number' || !Number.isSafeInteger(v.level) || v.level < 0 || v.level > MAX_LEVEL) errors.push({ path: '/level', message: `Expected an integer from 0 to ${MAX_LEVEL}` })
+  }
+  if (!partial || present('permissions')) {
+    const p = v.permissions
+    if (!Array.isArray(p) || p.length > MAX_ROLE_PERMISSIONS) errors.push({ path: '/permissions', message: `Expected an array of at most ${MAX_ROLE_PERMISSIONS} permission patterns` })
+    else p.forEach((x, i) => {
+      if (typeof x !== 'string' || x.length < 3 || x.length > 100) errors.push({ path: `/permissions/${i}`, message: 'Expected a permission pattern of 3 to 100 characters' })
+    })
+  }
+  if (present('description') && (typeof v.description !== 'string' || v.description.length > MAX_ROLE_DESCRIPTION)) errors.push({ path: '/description', message: `Expected a string of at most ${MAX_ROLE_DESCRIPTION} characters` })
+  if (present('mfaRequired') && typeof v.mfaRequired !== 'boolean') errors.push({ path: '/mfaRequired', message: 'Expected a boolean' })
+  return errors.slice(0, 20)
+}
+
+/** Throws 422 `validation_failed` (before anything is read or written) when the role input is not sane. */
+function assertRoleInput(input: unknown, partial: boolean): void {
+  const errors = roleInputProblems(input, partial)
+  if (errors.length) throw unprocessable('validation_failed', 'The role is not valid.', errors)
+}
+
 export interface CheckResult {
   allowed: boolean
   reason: string
@@ -335,8 +375,8 @@ export class RbacService {
 
   /** Creates a role strictly below the actor's level holding only permissions the actor holds. */
   createRole(actor: Actor, input: RoleInput, meta?: RequestMeta): RoleView {
+    assertRoleInput(input, false)
     const me = this.actorView(actor)
-    if (!ROLE_NAME.test(input.name)) throw unprocessable('validation_failed', 'The role name is not valid.', [{ path: '/name', message: 'lower-case letters, digits, - and _, 2 to 32 characters' }])
     this.checkRoleLevel(actor, me, input.level, 'role_create', input.name, meta)
     const patterns = [...new Set(input.permissions)]
     this.checkPatterns(actor, me, patterns, 'role_create', input.name, meta)
@@ -354,6 +394,7 @@ export class RbacService {
 
   /** Changes a role below the actor's level; built-in names are fixed; added permissions must be held by the actor. */
   patchRole(actor: Actor, name: string, patch: RolePatch, meta?: RequestMeta): RoleView {
+    assertRoleInput(patch, true)
     const me = this.actorView(actor)
     const r = this.roleRow(name)
     this.checkRoleLevel(actor, me, r.level, 'role_update', name, meta)
@@ -361,7 +402,6 @@ export class RbacService {
     const newName = patch.name ?? r.name
     if (newName !== r.name) {
       if (r.builtin) throw conflict('Built-in role names cannot change.', 'builtin_role')
-      if (!ROLE_NAME.test(newName)) throw unprocessable('validation_failed', 'The role name is not valid.', [{ path: '/name', message: 'lower-case letters, digits, - and _, 2 to 32 characters' }])
     }
     let patterns: string[] | undefined
     if (patch.permissions) {

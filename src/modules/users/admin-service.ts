@@ -11,6 +11,7 @@ import { lockouts, refreshTokens, sessions, userRoles, users } from '../../db/sc
 import type { CoreDeps } from '../../deps'
 import { sign, unsign } from '../../lib/crypto'
 import { badRequest, notFound } from '../../lib/errors'
+import { pageLimit } from '../../lib/pagination'
 import type { Invalidation } from '../../lib/invalidation'
 import type { AuditService, RequestMeta } from '../audit/service'
 import type { Actor, RbacService } from '../rbac/service'
@@ -109,7 +110,7 @@ export class UsersAdminService {
 
   /** Keyset-paginated users ordered by id; a cursor only continues the same filter. */
   list(opts: ListOptions): Page<UserView> {
-    const limit = Math.min(Math.max(opts.limit ?? 20, 1), 100)
+    const limit = pageLimit(opts.limit)
     const filter: UserFilter = { q: opts.q || undefined, role: opts.role || undefined, status: opts.status }
     const fkey = filterKey(filter)
     let after = ''

@@ -1,5 +1,6 @@
 /** User administration routes (Administration table of API.md). Each route names the permission it needs. */
 import { Elysia, t, type AnyElysia } from 'elysia'
+import { PageQuery } from '../../lib/pagination'
 import type { AuthMacros } from '../../plugins/auth-macros'
 import { metaOf } from '../../plugins/request-context'
 import type { RbacService } from '../rbac/service'
@@ -25,8 +26,7 @@ const ListQuery = t.Object(
     q: t.Optional(t.String({ maxLength: 254 })),
     role: t.Optional(t.String({ minLength: 1, maxLength: 32 })),
     status: t.Optional(Status),
-    cursor: t.Optional(t.String({ minLength: 1, maxLength: 512 })),
-    limit: t.Optional(t.Numeric({ minimum: 1, maximum: 100, multipleOf: 1 })),
+    ...PageQuery,
   },
   { additionalProperties: false },
 )
