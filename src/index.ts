@@ -9,6 +9,7 @@ import { SchemaTooNewError } from './db/migrate'
 import { bootstrap, buildDeps } from './app'
 import { startServer } from './server'
 import { VERSION } from './version'
+import { keysCommand } from './cli/keys'
 import { secretCommand } from './cli/secret'
 import { SECRET_MISMATCH_EXIT, SecretMismatchError } from './modules/keys/secret'
 
@@ -102,15 +103,8 @@ async function main(argv: string[]): Promise<void> {
       }
       return
     }
-    case 'keys': {
-      if (sub !== 'rotate') fail(['usage: bulwark keys rotate'], 64)
-      const deps = buildDeps(configOrExit())
-      const r = deps.signer.rotate()
-      deps.audit.record({ type: 'key_rotated', outcome: 'success', details: { kid: r.kid, previous: r.previous } }, { userAgent: 'bulwark-cli' })
-      process.stdout.write(`new signing key ${r.kid} is current; ${r.previous ?? 'no previous key'} stays published until its tokens expire\n`)
-      deps.close()
-      return
-    }
+    case 'keys':
+      process.exit(await keysCommand(argv.slice(1)))
     case 'secret':
       process.exit(await secretCommand(argv.slice(1)))
     case 'serve': {

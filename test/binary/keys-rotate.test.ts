@@ -32,6 +32,10 @@ test('a running server picks up `bulwark keys rotate` from another process: both
     const oldKid = kidOf(before.accessToken)
     expect(await kids(srv.base)).toEqual([oldKid])
 
+    // --help answers and does nothing (otherwise three kids would show up below).
+    const help = await runBinary(['keys', 'rotate', '--help'], { cwd: workdir, env })
+    expect(help.code).toBe(0)
+    expect(help.stdout).toContain('Usage: bulwark keys rotate')
     const r = await runBinary(['keys', 'rotate'], { cwd: workdir, env })
     expect(r.code).toBe(0)
     expect(r.stdout).toContain(oldKid)
