@@ -56,7 +56,7 @@ export async function secretCommand(args: string[]): Promise<number> {
   if (old === next) return (err('BULWARK_SECRET and BULWARK_OLD_SECRET are the same; nothing to rotate'), 2)
 
   const oldState = probeSecret(config.dbPath, old)
-  if (oldState === 'empty') return (err(`no database with signing keys at ${config.dbPath}; nothing to rotate`), 1)
+  if (oldState === 'empty') return (err(`no readable database with signing keys at ${config.dbPath}; nothing to rotate`), 1)
   if (oldState === 'refused') {
     if (probeSecret(config.dbPath, next) === 'opens') {
       process.stdout.write('the database already uses the new secret; nothing to do\n')

@@ -43,6 +43,12 @@ describe('rotateSecret', () => {
     expect(signer.currentKid()).toBe(a.deps.signer.currentKid())
   })
 
+  test('effectiveKeys refuses a secret that does not decrypt the current signing key (the check once the file is open)', () => {
+    a = makeApp()
+    expect(() => effectiveKeys(a.deps.db, NEW)).toThrow(SecretMismatchError)
+    expect(effectiveKeys(a.deps.db, OLD).encryption.equals(deriveKeys(OLD).encryption)).toBe(true)
+  })
+
   test('a second rotation (B to C) keeps the hashing keys of the first secret', () => {
     a = makeApp()
     const third = 'third-secret-abcdefghijklmnop-0123456789-qrstuvwxyz'

@@ -47,7 +47,7 @@ const stableAad = (purpose: string) => `secret-key:${purpose}`
  */
 export const ENCRYPTED_IN = ['src/modules/keys/service.ts', 'src/modules/mfa/totp-service.ts', 'src/modules/sessions/service.ts'] as const
 
-/** Whether `secret` decrypts the current signing key and the kept keys; undefined when there is nothing to check. */
+/** Whether `secret` decrypts the current signing key; undefined when there is none yet. */
 function secretOpens(db: Db, secret: string): boolean | undefined {
   const enc = deriveKey(secret, 'encryption')
   const key = db
@@ -72,12 +72,19 @@ function secretOpens(db: Db, secret: string): boolean | undefined {
  */
 export function probeSecret(dbPath: string, secret: string): 'opens' | 'refused' | 'empty' {
   if (dbPath === ':memory:' || !existsSync(dbPath)) return 'empty'
-  const sqlite = new Database(dbPath, { readonly: true })
+  let sqlite: Database
+  try {
+    sqlite = new Database(dbPath, { readonly: true })
+  } catch {
+    return 'empty' // unreadable read-only (e.g. a WAL needing recovery): effectiveKeys checks again once it is open
+  }
   try {
     const has = sqlite.query<{ n: number }, []>("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'signing_keys'").get()
     if (!has?.n) return 'empty'
     const r = secretOpens(drizzle(sqlite, { schema }), secret)
     return r === undefined ? 'empty' : r ? 'opens' : 'refused'
+  } catch {
+    return 'empty'
   } finally {
     sqlite.close()
   }
@@ -90,6 +97,7 @@ export function assertSecretOpens(dbPath: string, secret: string, what = 'BULWAR
 
 /** The keys in force: derived from the secret, with the kept ones (after a rotation) from `secret_keys`. */
 export function effectiveKeys(db: Db, secret: string): Keys {
+  if (secretOpens(db, secret) === false) throw new SecretMismatchError()
   const keys = deriveKeys(secret)
   const rows = db.select().from(secretKeys).all()
   for (const [purpose, field] of STABLE) {
