@@ -48,6 +48,11 @@ test('a running server picks up `bulwark keys rotate` from another process: both
     expect(kidOf(after.accessToken)).toBe(newKid)
     expect((await call(srv.base, 'GET', '/v1/me', { token: before.accessToken })).status).toBe(200)
     expect((await call(srv.base, 'GET', '/v1/me', { token: after.accessToken })).status).toBe(200)
+    // RFC 6750 challenges from the binary: none sent vs. one sent and not valid.
+    const none = await call(srv.base, 'GET', '/v1/me')
+    expect([none.status, none.json.code, none.headers.get('www-authenticate')]).toEqual([401, 'unauthorized', 'Bearer realm="bulwark"'])
+    const bad = await call(srv.base, 'GET', '/v1/me', { token: `${before.accessToken.slice(0, -4)}AAAA` })
+    expect([bad.status, bad.json.code, bad.headers.get('www-authenticate')]).toEqual([401, 'invalid_token', 'Bearer realm="bulwark", error="invalid_token"'])
     await srv.stop()
 
     // A restart inside the overlap: the old token still works, both keys stay published.

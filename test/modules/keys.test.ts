@@ -76,6 +76,8 @@ describe('a rotation made by another instance (or `bulwark keys rotate`)', () =>
     const other = new KeyService(a.deps)
     other.init()
     a.clock.advance(10_000)
+    a.deps.signer.load() // this instance has just checked for rotations and loaded: both intervals start now
+    a.clock.advance(500)
     other.rotate()
     const c = claimsOf(accessToken)
     const now = Math.floor(a.clock.now() / 1000)

@@ -258,7 +258,9 @@ export class KeyService {
           const kid = header.kid
           if (!kid) throw new Error('no kid')
           let k = this.verifiers.get(kid)
-          if (!k && this.deps.clock.now() - this.lastLoad >= RELOAD_MIN_INTERVAL_MS) {
+          // An unknown kid may be a rotation made elsewhere since the last check: the kid query is cheap and
+          // only a real change reloads; beyond that a reload is rate-limited (unknown kids cost nothing else).
+          if (!k && (this.fingerprint() !== this.seen || this.deps.clock.now() - this.lastLoad >= RELOAD_MIN_INTERVAL_MS)) {
             this.load()
             k = this.verifiers.get(kid)
           }
