@@ -332,6 +332,7 @@ export function productionProblems(c: Config): string[] {
 export function configWarnings(c: Config): string[] {
   const w: string[] = []
   if (c.env === 'production' && c.allowHttp) w.push('BULWARK_ALLOW_HTTP=1: cookies are not Secure and HSTS is off; only run like this behind a TLS-terminating proxy')
+  if (c.oldSecret !== undefined) w.push('BULWARK_OLD_SECRET is set: only `bulwark secret rotate` reads it; remove it from the server environment once the rotation is done')
   if (c.env === 'production' && !c.metricsToken) w.push('BULWARK_METRICS_TOKEN is not set: /metrics is readable by anyone who can reach the port')
   if (c.env === 'production' && c.uploads.enabled && !c.uploads.scan) w.push('BULWARK_UPLOADS_SCAN=off: uploads are stored without a virus scan')
   return w

@@ -68,3 +68,9 @@ test('every file that encrypts with the derived key is covered by the secret rot
   }
   expect(users.sort()).toEqual([...ENCRYPTED_IN].sort())
 })
+
+test('a server environment that still holds BULWARK_OLD_SECRET gets a warning', async () => {
+  const { configWarnings, testConfig } = await import('../../src/config')
+  expect(configWarnings(testConfig({ BULWARK_OLD_SECRET: OLD })).join('\n')).toContain('BULWARK_OLD_SECRET is set')
+  expect(configWarnings(testConfig()).join('\n')).not.toContain('BULWARK_OLD_SECRET')
+})

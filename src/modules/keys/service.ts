@@ -162,10 +162,15 @@ export class KeyService {
     const interval = this.deps.config.jwt.rotationIntervalMs
     // Only a key that looks due takes the write lock; the transaction checks again (another instance may have won).
     if (interval > 0 && this.current && now - this.current.createdAt >= interval) {
-      const r = this.rotateIfOlderThan(interval)
-      if (r) {
-        this.deps.logger.info({ kid: r.kid, previous: r.previous }, 'scheduled signing-key rotation')
-        this.onRotated?.(r)
+      try {
+        const r = this.rotateIfOlderThan(interval)
+        if (r) {
+          this.deps.logger.info({ kid: r.kid, previous: r.previous }, 'scheduled signing-key rotation')
+          this.onRotated?.(r)
+        }
+      } catch (err) {
+        // A busy or failing database delays the rotation to the next check; the request goes on with the current key.
+        this.deps.logger.warn({ err }, 'scheduled signing-key rotation failed; retrying at the next check')
       }
     }
     if (this.fingerprint() !== this.seen) this.load()
@@ -185,12 +190,11 @@ export class KeyService {
   }
 
   private rotateWhere(ifOlderThan?: number): { kid: string; previous: string | undefined } | undefined {
-    const opts = { ifOlderThan }
     const now = this.deps.clock.now()
     const r = this.deps.db.transaction(
       (tx) => {
         const previous = tx.select({ kid: signingKeys.kid, createdAt: signingKeys.createdAt }).from(signingKeys).where(isNull(signingKeys.rotatedAt)).all()
-        if (opts.ifOlderThan !== undefined && previous.some((p) => now - p.createdAt < opts.ifOlderThan!)) return undefined
+        if (ifOlderThan !== undefined && previous.some((p) => now - p.createdAt < ifOlderThan)) return undefined
         const kid = this.insertNewKey(tx)
         for (const p of previous) {
           tx.update(signingKeys)
