@@ -10,7 +10,7 @@ import type { Config } from './config'
 import { openDatabase } from './db/client'
 import type { CoreDeps } from './deps'
 import { systemClock, type Clock } from './lib/clock'
-import { deriveKeys, randomToken } from './lib/crypto'
+import { randomToken } from './lib/crypto'
 import { Invalidation } from './lib/invalidation'
 import { InvalidationRelay } from './lib/invalidation-relay'
 import { createLogger, type Logger } from './lib/logger'
@@ -26,6 +26,7 @@ import { AuditService, type RequestMeta } from './modules/audit/service'
 import { authController } from './modules/auth'
 import { AuthService, type LoginHooks } from './modules/auth/service'
 import { KeyService } from './modules/keys/service'
+import { assertSecretOpens, effectiveKeys } from './modules/keys/secret'
 import { meController } from './modules/me'
 import { SessionService } from './modules/sessions/service'
 import { Authenticator, authPlugin } from './plugins/auth'
@@ -116,9 +117,12 @@ export function resolveSecret(config: Config): string {
 /** Opens the database and builds every service. */
 export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const logger = opts.logger ?? createLogger(config.logLevel)
+  const secret = resolveSecret(config)
+  // A different secret would make a new signing key and break every TOTP user: refuse before any write.
+  assertSecretOpens(config.dbPath, secret)
   const handle = openDatabase(config.dbPath)
   const clock = opts.clock ?? systemClock
-  const keys = deriveKeys(resolveSecret(config))
+  const keys = effectiveKeys(handle.db, secret)
   const core: CoreDeps = { config, db: handle.db, sqlite: handle.sqlite, clock, logger, keys }
   const health = new HealthService()
   health.add(databaseCheck(handle.sqlite))
@@ -135,6 +139,7 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const usersAdmin = new UsersAdminService({ ...core, audit, invalidation, rbac })
   const signer = new KeyService(core)
   signer.init()
+  signer.onRotated = (r) => audit.record({ type: 'key_rotated', outcome: 'success', details: { kid: r.kid, previous: r.previous, scheduled: true } })
   const sessions = new SessionService({ ...core, audit })
   const hasher = new PasswordHasher(config.password)
   const passwordPolicy = new PasswordPolicy({ config, hasher, logger, db: handle.db, clock })

@@ -62,6 +62,8 @@ export const SETTINGS = [
   { env: 'BULWARK_JWT_ALG', kind: 'enum', values: ['EdDSA', 'ES256'], default: 'EdDSA', doc: 'signing algorithm of access tokens' },
   { env: 'BULWARK_JWT_AUDIENCE', kind: 'string', default: 'bulwark', doc: 'aud claim of access tokens' },
   { env: 'BULWARK_ACCESS_TOKEN_TTL', kind: 'duration', default: '10m', min: 30_000, max: DAY, doc: 'access token lifetime' },
+  { env: 'BULWARK_KEY_ROTATION_INTERVAL', kind: 'duration', default: '0', min: 0, max: 365 * DAY, doc: 'make a new signing key current once the current one is this old (at least 1h); 0 = only `bulwark keys rotate`' },
+  { env: 'BULWARK_OLD_SECRET', kind: 'string', secret: true, doc: 'the previous master secret, read only by `bulwark secret rotate`' },
   { env: 'BULWARK_SESSION_IDLE_TTL', kind: 'duration', default: '7d', min: MIN, max: 365 * DAY, doc: 'session ends after this long unused' },
   { env: 'BULWARK_SESSION_ABSOLUTE_TTL', kind: 'duration', default: '30d', min: MIN, max: 365 * DAY, doc: 'session ends this long after sign-in, used or not' },
   { env: 'BULWARK_REFRESH_REUSE_GRACE', kind: 'duration', default: '5s', min: 0, max: MIN, doc: 'a just-spent refresh token presented again within this grace is a concurrent retry, not theft' },
@@ -137,7 +139,9 @@ export interface Config {
   bodyLimit: number
   idleTimeoutMs: number
   shutdownGraceMs: number
-  jwt: { alg: 'EdDSA' | 'ES256'; audience: string; accessTtlMs: number }
+  jwt: { alg: 'EdDSA' | 'ES256'; audience: string; accessTtlMs: number; rotationIntervalMs: number }
+  /** BULWARK_OLD_SECRET: only `bulwark secret rotate` reads it. */
+  oldSecret: string | undefined
   session: { idleTtlMs: number; absoluteTtlMs: number; refreshReuseGraceMs: number }
   tokens: { emailVerifyTtlMs: number; passwordResetTtlMs: number; mfaTokenTtlMs: number; stepUpTtlMs: number }
   password: {
@@ -328,6 +332,7 @@ export function productionProblems(c: Config): string[] {
 export function configWarnings(c: Config): string[] {
   const w: string[] = []
   if (c.env === 'production' && c.allowHttp) w.push('BULWARK_ALLOW_HTTP=1: cookies are not Secure and HSTS is off; only run like this behind a TLS-terminating proxy')
+  if (c.oldSecret !== undefined) w.push('BULWARK_OLD_SECRET is set: only `bulwark secret rotate` reads it; remove it from the server environment once the rotation is done')
   if (c.env === 'production' && !c.metricsToken) w.push('BULWARK_METRICS_TOKEN is not set: /metrics is readable by anyone who can reach the port')
   if (c.env === 'production' && c.uploads.enabled && !c.uploads.scan) w.push('BULWARK_UPLOADS_SCAN=off: uploads are stored without a virus scan')
   return w
@@ -380,6 +385,8 @@ export function loadConfig(env: Raw = process.env): Config {
   const minLen = (v.BULWARK_PASSWORD_MIN_LENGTH as number) ?? 12
   const maxLen = (v.BULWARK_PASSWORD_MAX_LENGTH as number) ?? 128
   if (minLen > maxLen) problems.push('BULWARK_PASSWORD_MIN_LENGTH is greater than BULWARK_PASSWORD_MAX_LENGTH')
+  const rotation = (v.BULWARK_KEY_ROTATION_INTERVAL as number | undefined) ?? 0
+  if (rotation > 0 && rotation < HOUR) problems.push('BULWARK_KEY_ROTATION_INTERVAL must be 0 (off) or at least 1h')
   const routeLimits = parseRouteLimits((v.BULWARK_RATE_LIMIT_ROUTES as string[] | undefined) ?? [], problems)
   for (const c of invalidCidrs((v.BULWARK_RATE_LIMIT_ALLOWLIST as string[] | undefined) ?? [])) problems.push(`BULWARK_RATE_LIMIT_ALLOWLIST: "${c}" is not an address or CIDR`)
   if (problems.length > 0) throw new ConfigError(problems)
@@ -414,7 +421,8 @@ export function loadConfig(env: Raw = process.env): Config {
     bodyLimit: v.BULWARK_BODY_LIMIT as number,
     idleTimeoutMs: v.BULWARK_IDLE_TIMEOUT as number,
     shutdownGraceMs: v.BULWARK_SHUTDOWN_GRACE as number,
-    jwt: { alg: v.BULWARK_JWT_ALG as 'EdDSA' | 'ES256', audience: v.BULWARK_JWT_AUDIENCE as string, accessTtlMs: v.BULWARK_ACCESS_TOKEN_TTL as number },
+    jwt: { alg: v.BULWARK_JWT_ALG as 'EdDSA' | 'ES256', audience: v.BULWARK_JWT_AUDIENCE as string, accessTtlMs: v.BULWARK_ACCESS_TOKEN_TTL as number, rotationIntervalMs: v.BULWARK_KEY_ROTATION_INTERVAL as number },
+    oldSecret: v.BULWARK_OLD_SECRET as string | undefined,
     session: {
       idleTtlMs: v.BULWARK_SESSION_IDLE_TTL as number,
       absoluteTtlMs: v.BULWARK_SESSION_ABSOLUTE_TTL as number,

@@ -9,6 +9,9 @@ import { SchemaTooNewError } from './db/migrate'
 import { bootstrap, buildDeps } from './app'
 import { startServer } from './server'
 import { VERSION } from './version'
+import { keysCommand } from './cli/keys'
+import { secretCommand } from './cli/secret'
+import { SECRET_MISMATCH_EXIT, SecretMismatchError } from './modules/keys/secret'
 
 const HELP = `bulwark ${VERSION}: authentication and access-control server
 
@@ -21,6 +24,7 @@ Commands:
   admin create --email E
                    create an owner account; the password is read from stdin (or prompted for)
   keys rotate      make a new signing key current; the previous one stays published until its tokens expire
+  secret rotate    re-encrypt the data from BULWARK_OLD_SECRET to BULWARK_SECRET (see secret --help)
   --version        print the version
   --help           this text
 
@@ -99,15 +103,10 @@ async function main(argv: string[]): Promise<void> {
       }
       return
     }
-    case 'keys': {
-      if (sub !== 'rotate') fail(['usage: bulwark keys rotate'], 64)
-      const deps = buildDeps(configOrExit())
-      const r = deps.signer.rotate()
-      deps.audit.record({ type: 'key_rotated', outcome: 'success', details: { kid: r.kid, previous: r.previous } }, { userAgent: 'bulwark-cli' })
-      process.stdout.write(`new signing key ${r.kid} is current; ${r.previous ?? 'no previous key'} stays published until its tokens expire\n`)
-      deps.close()
-      return
-    }
+    case 'keys':
+      process.exit(await keysCommand(argv.slice(1)))
+    case 'secret':
+      process.exit(await secretCommand(argv.slice(1)))
     case 'serve': {
       const c = configOrExit()
       let running
@@ -143,4 +142,4 @@ async function readPassword(): Promise<string> {
   return pw
 }
 
-await main(process.argv.slice(2))
+await main(process.argv.slice(2)).catch((e) => (e instanceof SecretMismatchError ? fail([`refusing to start: ${e.message}`], SECRET_MISMATCH_EXIT) : Promise.reject(e)))

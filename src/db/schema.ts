@@ -161,6 +161,16 @@ export const signingKeys = sqliteTable(
   (t) => [index('signing_keys_created').on(t.createdAt)],
 )
 
+/**
+ * Derived keys kept across master-secret rotations (`bulwark secret rotate`): the token-hashing, CSRF and
+ * cursor keys of the first secret, AES-GCM encrypted under the current one. Empty until the first rotation.
+ */
+export const secretKeys = sqliteTable('secret_keys', {
+  purpose: text('purpose').primaryKey(),
+  keyEnc: text('key_enc').notNull(),
+  createdAt: ts('created_at').notNull(),
+})
+
 /** Security events: the audit trail. `id` is an increasing integer so pagination is stable. */
 export const securityEvents = sqliteTable(
   'security_events',

@@ -4,9 +4,12 @@
  * limit), the user's status and effective permissions are checked on every request through caches that
  * changes clear synchronously (the Invalidation bus), so a revoked session, a disabled user or a
  * withdrawn permission fails on the very next request, not at token expiry.
+ *
+ * Every 401 carries an RFC 6750 §3 challenge: `Bearer realm="bulwark"` when no bearer token was sent,
+ * with `error="invalid_token"` when one was sent and is not valid. All invalid tokens get one and the same
+ * answer, whatever the reason (signature, expiry, audience, kid, ended session, disabled account).
  */
-import { unauthorized } from '../lib/errors'
-import type { KeyService } from '../modules/keys/service'
+import { invalidToken, tokenRequired, type KeyService } from '../modules/keys/service'
 import type { Effective } from '../modules/rbac/service'
 import type { SessionRow, SessionService } from '../modules/sessions/service'
 import { authMacros, type Principal } from './auth-macros'
@@ -35,7 +38,7 @@ declare module './request-context' {
 export class Authenticator {
   constructor(private readonly d: AuthenticatorDeps) {}
 
-  /** The caller of a request, verified once per request; 401 `unauthorized`/`invalid_token` otherwise. */
+  /** The caller of a request, verified once per request; 401 `unauthorized` (no token) or `invalid_token` otherwise. */
   authenticate(request: Request): Promise<SessionPrincipal> {
     const ctx = contextOf(request)
     ctx.principal ??= this.resolve(request)
@@ -44,13 +47,15 @@ export class Authenticator {
 
   private async resolve(request: Request): Promise<SessionPrincipal> {
     const header = request.headers.get('authorization')
-    const m = header ? /^Bearer ([A-Za-z0-9_.-]+)$/.exec(header) : null
-    if (!m) throw unauthorized('unauthorized', 'A bearer access token is required.')
+    // RFC 6750 §2.1: the scheme is case-insensitive; anything else (no header, Basic …) is "no token sent".
+    if (!header || !/^bearer /i.test(header)) throw tokenRequired()
+    const m = /^bearer ([A-Za-z0-9_.~+/-]+=*)$/i.exec(header)
+    if (!m) throw invalidToken()
     const claims = await this.d.signer.verify(m[1]!)
     const session = this.d.sessions.getLive(claims.sid)
-    if (!session || session.userId !== claims.sub) throw unauthorized('invalid_token', 'The session of this token has ended.')
+    if (!session || session.userId !== claims.sub) throw invalidToken()
     const access = this.d.access(claims.sub)
-    if (!access || access.status !== 'active') throw unauthorized('invalid_token', 'The account is not active.')
+    if (!access || access.status !== 'active') throw invalidToken()
     this.d.sessions.touch(session)
     const amr = session.amr.split(',')
     // Decided on every request, not only at sign-in: a role that starts requiring MFA (granted, or its flag

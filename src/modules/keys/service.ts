@@ -4,16 +4,21 @@
  * bound to the kid). `rotate()` makes a new current key; the previous one stays published and valid until
  * every token it signed has expired, then is refused.
  *
+ * Every instance sharing the database follows a rotation made anywhere (another instance, `bulwark keys
+ * rotate`, the schedule): at most every SYNC_INTERVAL_MS it reads the kids of the unrotated keys (a tiny
+ * query) and reloads when they changed; a token with an unknown kid also reloads (rate-limited). The check
+ * runs on the injected clock from sign/verify/jwks, so tests drive it without timers.
+ *
  * jose is used directly (it is what @elysiajs/jwt is built on) because rotation needs a key *set*
  * selected by `kid`, which the plugin's single-secret API does not model.
  */
-import { and, desc, eq, gt, isNull, or } from 'drizzle-orm'
+import { and, asc, desc, eq, isNull, isNotNull, lt, sql } from 'drizzle-orm'
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose'
 import type { CoreDeps } from '../../deps'
 import { signingKeys } from '../../db/schema'
 import { decrypt, encrypt, randomToken } from '../../lib/crypto'
-import { unauthorized } from '../../lib/errors'
+import { AppError } from '../../lib/errors'
 
 export interface AccessClaims extends JWTPayload {
   sub: string
@@ -29,38 +34,66 @@ interface LoadedKey {
   publicJwk: JWK
   publicKey: KeyObject
   privateKey?: KeyObject
+  createdAt: number
   expiresAt: number | null
 }
 
-/** Skew allowed between instances' clocks when a rotated key stops verifying. */
-const ROTATION_SKEW_MS = 60_000
+/** Skew allowed between instances' clocks (and their sync delay) when a rotated key stops verifying. */
+export const ROTATION_SKEW_MS = 60_000
+/** How often an instance looks for a rotation made elsewhere (well below ROTATION_SKEW_MS). */
+export const SYNC_INTERVAL_MS = 2_000
 /** Unknown kids trigger a reload at most this often (another instance may have rotated). */
-const RELOAD_MIN_INTERVAL_MS = 5_000
+export const RELOAD_MIN_INTERVAL_MS = 5_000
+/** Clock tolerance of access-token time claims, seconds. */
+export const CLOCK_TOLERANCE_S = 5
+/** Rows of keys that stopped verifying this long ago are deleted at the next rotation (no private key lingers). */
+const PRUNE_AFTER_MS = 7 * 86_400_000
+
+/** RFC 6750 §3: the challenge of a protected resource. */
+export const BEARER_REALM = 'Bearer realm="bulwark"'
+
+/**
+ * The one 401 for every invalid access token (bad signature, expired, foreign issuer or audience, unknown
+ * or retired kid, ended session, disabled user): the same detail for all, so a holder of a revoked token
+ * does not learn that its signature was genuine. RFC 6750 §3.1 `error="invalid_token"`.
+ */
+export const invalidToken = () =>
+  new AppError(401, 'invalid_token', 'The access token is not valid.', { headers: { 'www-authenticate': `${BEARER_REALM}, error="invalid_token"` } })
+
+/** 401 for a request that carries no bearer token at all: RFC 6750 §3 (no error attribute). */
+export const tokenRequired = () => new AppError(401, 'unauthorized', 'A bearer access token is required.', { headers: { 'www-authenticate': BEARER_REALM } })
 
 export class KeyService {
   private current: LoadedKey | undefined
   private verifiers = new Map<string, LoadedKey>()
-  private lastLoad = 0
+  private lastLoad = Number.NEGATIVE_INFINITY
+  private lastSync = Number.NEGATIVE_INFINITY
+  /** The unrotated kids seen at the last load: when the table's differ, a rotation happened elsewhere. */
+  private seen = ''
+  /** Called after a scheduled rotation made by this instance (the composition root records the event). */
+  onRotated?: (r: { kid: string; previous: string | undefined }) => void
 
   constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'config' | 'keys' | 'logger'>) {}
 
-  /** Loads the keys, creating the first one on an empty database. Synchronous (node:crypto KeyObjects). */
+  /** Loads the keys, creating the first one on an empty database (race-safe). Synchronous (node:crypto KeyObjects). */
   init(): void {
+    this.deps.db.transaction(
+      (tx) => {
+        if (!tx.select({ kid: signingKeys.kid }).from(signingKeys).where(isNull(signingKeys.rotatedAt)).limit(1).get()) this.insertNewKey(tx)
+      },
+      { behavior: 'immediate' },
+    )
     this.load()
-    if (!this.current) {
-      this.insertNewKey()
-      this.load()
-    }
+    if (!this.current) throw new Error('the current signing key cannot be decrypted: was BULWARK_SECRET changed?')
   }
 
-  private insertNewKey(): string {
+  private insertNewKey(tx: Pick<CoreDeps['db'], 'insert'>): string {
     const alg = this.deps.config.jwt.alg
     const { publicKey, privateKey } = alg === 'EdDSA' ? generateKeyPairSync('ed25519') : generateKeyPairSync('ec', { namedCurve: 'P-256' })
     const kid = randomToken(12)
     const pub = { ...(publicKey.export({ format: 'jwk' }) as JWK), kid, alg, use: 'sig' }
     const priv = privateKey.export({ format: 'jwk' })
-    this.deps.db
-      .insert(signingKeys)
+    tx.insert(signingKeys)
       .values({
         kid,
         alg,
@@ -72,21 +105,35 @@ export class KeyService {
     return kid
   }
 
+  /** The kids of the unrotated keys, as one comparable string. */
+  private fingerprint(): string {
+    return this.deps.db
+      .select({ kid: signingKeys.kid })
+      .from(signingKeys)
+      .where(isNull(signingKeys.rotatedAt))
+      .orderBy(asc(signingKeys.kid))
+      .all()
+      .map((r) => r.kid)
+      .join(',')
+  }
+
   /** Reads every key that still verifies; the newest unrotated one signs. */
   load(): void {
     const now = this.deps.clock.now()
     this.lastLoad = now
+    this.lastSync = now
+    this.seen = this.fingerprint()
     const rows = this.deps.db
       .select()
       .from(signingKeys)
-      .where(or(isNull(signingKeys.expiresAt), gt(signingKeys.expiresAt, now)))
-      .orderBy(desc(signingKeys.createdAt))
+      .orderBy(desc(signingKeys.createdAt), desc(sql`rowid`))
       .all()
+      .filter((r) => r.expiresAt === null || r.expiresAt > now)
     const verifiers = new Map<string, LoadedKey>()
     let current: LoadedKey | undefined
     for (const r of rows) {
       const publicJwk = JSON.parse(r.publicJwk) as JWK
-      const k: LoadedKey = { kid: r.kid, alg: r.alg, publicJwk, publicKey: createPublicKey({ key: publicJwk as JWK & Record<string, unknown>, format: 'jwk' }), expiresAt: r.expiresAt }
+      const k: LoadedKey = { kid: r.kid, alg: r.alg, publicJwk, publicKey: createPublicKey({ key: publicJwk as JWK & Record<string, unknown>, format: 'jwk' }), createdAt: r.createdAt, expiresAt: r.expiresAt }
       if (!current && r.rotatedAt === null) {
         try {
           const priv = JSON.parse(decrypt(this.deps.keys.encryption, r.privateJwkEnc, `jwk:${r.kid}`)) as JWK & Record<string, unknown>
@@ -99,33 +146,89 @@ export class KeyService {
       verifiers.set(r.kid, k)
     }
     this.verifiers = verifiers
-    this.current = current
+    // A new key this instance cannot decrypt (written under another secret) must not stop it signing.
+    if (current || !this.current) this.current = current
+    else this.current = { ...this.current, expiresAt: verifiers.get(this.current.kid)?.expiresAt ?? this.current.expiresAt }
+  }
+
+  /**
+   * The cheap periodic check (at most every SYNC_INTERVAL_MS of the clock): reloads when another instance
+   * rotated, and makes the scheduled rotation when BULWARK_KEY_ROTATION_INTERVAL is set and the key is due.
+   */
+  sync(): void {
+    const now = this.deps.clock.now()
+    if (now - this.lastSync < SYNC_INTERVAL_MS) return
+    this.lastSync = now
+    const interval = this.deps.config.jwt.rotationIntervalMs
+    // Only a key that looks due takes the write lock; the transaction checks again (another instance may have won).
+    if (interval > 0 && this.current && now - this.current.createdAt >= interval) {
+      try {
+        const r = this.rotateIfOlderThan(interval)
+        if (r) {
+          this.deps.logger.info({ kid: r.kid, previous: r.previous }, 'scheduled signing-key rotation')
+          this.onRotated?.(r)
+        }
+      } catch (err) {
+        // A busy or failing database delays the rotation to the next check; the request goes on with the current key.
+        this.deps.logger.warn({ err }, 'scheduled signing-key rotation failed; retrying at the next check')
+      }
+    }
+    if (this.fingerprint() !== this.seen) this.load()
   }
 
   /** Makes a new current key; the old one keeps verifying until its tokens have expired. Returns the new kid. */
   rotate(): { kid: string; previous: string | undefined } {
+    return this.rotateWhere()!
+  }
+
+  /**
+   * Rotates only when the current key is at least `ms` old; undefined when it is younger (another instance
+   * just rotated). Check and write are one IMMEDIATE transaction, so concurrent instances rotate once.
+   */
+  rotateIfOlderThan(ms: number): { kid: string; previous: string | undefined } | undefined {
+    return this.rotateWhere(ms)
+  }
+
+  private rotateWhere(ifOlderThan?: number): { kid: string; previous: string | undefined } | undefined {
     const now = this.deps.clock.now()
-    const previous = this.deps.db.select({ kid: signingKeys.kid }).from(signingKeys).where(isNull(signingKeys.rotatedAt)).all()
-    const kid = this.insertNewKey()
-    for (const p of previous) {
-      this.deps.db
-        .update(signingKeys)
-        .set({ rotatedAt: now, expiresAt: now + this.deps.config.jwt.accessTtlMs + ROTATION_SKEW_MS })
-        .where(and(eq(signingKeys.kid, p.kid), isNull(signingKeys.rotatedAt)))
-        .run()
-    }
-    this.load()
-    return { kid, previous: previous[0]?.kid }
+    const r = this.deps.db.transaction(
+      (tx) => {
+        const previous = tx.select({ kid: signingKeys.kid, createdAt: signingKeys.createdAt }).from(signingKeys).where(isNull(signingKeys.rotatedAt)).all()
+        if (ifOlderThan !== undefined && previous.some((p) => now - p.createdAt < ifOlderThan)) return undefined
+        const kid = this.insertNewKey(tx)
+        for (const p of previous) {
+          tx.update(signingKeys)
+            .set({ rotatedAt: now, expiresAt: now + this.deps.config.jwt.accessTtlMs + ROTATION_SKEW_MS })
+            .where(and(eq(signingKeys.kid, p.kid), isNull(signingKeys.rotatedAt)))
+            .run()
+        }
+        tx.delete(signingKeys)
+          .where(and(isNotNull(signingKeys.expiresAt), lt(signingKeys.expiresAt, now - PRUNE_AFTER_MS)))
+          .run()
+        return { kid, previous: previous.at(-1)?.kid }
+      },
+      { behavior: 'immediate' },
+    )
+    if (r) this.load()
+    return r
   }
 
   /** The public JWKS: current and still-valid previous keys. */
   jwks(): { keys: JWK[] } {
+    this.sync()
     const now = this.deps.clock.now()
     return { keys: [...this.verifiers.values()].filter((k) => k.expiresAt === null || k.expiresAt > now).map((k) => k.publicJwk) }
   }
 
+  /** The kid new tokens are signed with. */
+  currentKid(): string | undefined {
+    this.sync()
+    return this.current?.kid
+  }
+
   /** Signs an access token for a session. */
   async sign(sub: string, sid: string, extra: Record<string, unknown> = {}): Promise<{ token: string; expiresIn: number }> {
+    this.sync()
     const k = this.current
     if (!k?.privateKey) throw new Error('no signing key loaded')
     const iat = Math.floor(this.deps.clock.now() / 1000)
@@ -144,10 +247,14 @@ export class KeyService {
 
   /**
    * Verifies an access token: pinned algorithms, issuer, audience, required exp/iat/sub/sid/jti, a known
-   * and unexpired kid. Anything else is 401 `invalid_token`.
+   * and unexpired kid, and an age bounded by the configured lifetime (an `iat` in the future, a lifetime
+   * `exp - iat` or an age `now - iat` beyond BULWARK_ACCESS_TOKEN_TTL plus the tolerance is refused, so a
+   * token minted with a stolen key cannot outlive the policy). Anything else is `invalidToken()`.
    */
   async verify(token: string): Promise<AccessClaims> {
-    if (token.length > 4096) throw unauthorized('invalid_token', 'The access token is not valid.')
+    if (token.length > 4096) throw invalidToken()
+    this.sync()
+    const ttlS = Math.floor(this.deps.config.jwt.accessTtlMs / 1000)
     try {
       const { payload } = await jwtVerify(
         token,
@@ -155,7 +262,9 @@ export class KeyService {
           const kid = header.kid
           if (!kid) throw new Error('no kid')
           let k = this.verifiers.get(kid)
-          if (!k && this.deps.clock.now() - this.lastLoad > RELOAD_MIN_INTERVAL_MS) {
+          // An unknown kid may be a rotation made elsewhere since the last check: the kid query is cheap and
+          // only a real change reloads; beyond that a reload is rate-limited (unknown kids cost nothing else).
+          if (!k && (this.fingerprint() !== this.seen || this.deps.clock.now() - this.lastLoad >= RELOAD_MIN_INTERVAL_MS)) {
             this.load()
             k = this.verifiers.get(kid)
           }
@@ -170,14 +279,17 @@ export class KeyService {
           audience: this.deps.config.jwt.audience,
           requiredClaims: ['exp', 'iat', 'sub', 'sid', 'jti'],
           currentDate: new Date(this.deps.clock.now()),
-          clockTolerance: 5,
+          clockTolerance: CLOCK_TOLERANCE_S,
+          // jose refuses `now - iat` over this (plus the tolerance) and an `iat` in the future beyond the tolerance.
+          maxTokenAge: ttlS,
           typ: 'JWT',
         },
       )
       if (typeof payload.sid !== 'string' || typeof payload.sub !== 'string') throw new Error('claims')
+      if (payload.exp! - payload.iat! > ttlS + CLOCK_TOLERANCE_S) throw new Error('lifetime over the configured one')
       return payload as AccessClaims
     } catch {
-      throw unauthorized('invalid_token', 'The access token is not valid.')
+      throw invalidToken()
     }
   }
 }
