@@ -4,7 +4,8 @@ import { SchemaTooNewError } from '../db/migrate'
 import { startServer, type Running } from '../server'
 import { bannerLines } from './banner'
 import { CliError, type Command } from './command'
-import { configOrExit } from './config-or-exit'
+import { configOrExit, EXIT_CONFIG } from './config-or-exit'
+import { AppError } from '../lib/errors'
 import { EXIT_SCHEMA_TOO_NEW } from './migrate'
 
 export const EXIT_CANNOT_LISTEN = 1
@@ -27,6 +28,11 @@ export const serveCommand: Command = {
       running = startServer(c, deps)
     } catch (e) {
       if (e instanceof SchemaTooNewError) throw new CliError([e.message], EXIT_SCHEMA_TOO_NEW)
+      // The first owner from BULWARK_ADMIN_EMAIL/PASSWORD was refused (weak password, bad email): a configuration problem.
+      if (e instanceof AppError) {
+        const reasons = (e.extra as { fields?: { reasons?: { message: string }[] } } | undefined)?.fields?.reasons?.map((r) => `  - ${r.message}`) ?? []
+        throw new CliError([`refusing to start: cannot create the first owner from BULWARK_ADMIN_EMAIL/BULWARK_ADMIN_PASSWORD: ${e.detail}`, ...reasons], EXIT_CONFIG)
+      }
       if (e instanceof Error && /EADDRINUSE|address already in use|Failed to start server/i.test(e.message)) throw new CliError([`cannot listen on ${c.host}:${c.port}: ${e.message}`], EXIT_CANNOT_LISTEN)
       throw e
     }

@@ -166,6 +166,13 @@ describe('the first start', () => {
     }
   }, 30_000)
 
+  test('a first owner that the password policy refuses stops the start with exit 2 and the reasons, no stack trace', async () => {
+    const r = await runBinary(['serve'], { env: { BULWARK_PORT: '0', BULWARK_ADMIN_EMAIL: OWNER_EMAIL, BULWARK_ADMIN_PASSWORD: 'short' } })
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('cannot create the first owner')
+    expect(r.stderr).not.toContain('    at ')
+  }, 30_000)
+
   test('with an owner the banner does not ask for one', async () => {
     const s = await startBinary()
     try {
