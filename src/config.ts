@@ -584,7 +584,8 @@ export function describeConfig(env: Raw = process.env): string[] {
   return (SETTINGS as readonly Setting[]).map((s) => {
     const { value } = readRaw(env, s.env, ignored)
     const raw = value ?? defaultFor(s, profile)
-    const shown = raw === undefined ? '(unset)' : s.secret ? '******** (set)' : raw
+    const unset = s.env === 'BULWARK_PUBLIC_URL' ? '(unset: follows the listening address)' : '(unset)'
+    const shown = raw === undefined ? unset : s.secret ? '******** (set)' : raw
     return `${s.env}=${shown}`
   })
 }

@@ -85,6 +85,12 @@ describe('bulwark <command> --help', () => {
     expect(signingKeyCount(cwd)).toBeGreaterThan(keys)
   }, 60_000)
 
+  test('help does not even read the configuration: it answers under a configuration that would be refused', async () => {
+    const r = await runBinary(['serve', '--help'], { env: { BULWARK_ENV: 'production', BULWARK_PORT: 'not a port' } })
+    expect(r.code).toBe(0)
+    expect(r.stdout).toStartWith('Usage: bulwark serve')
+  }, 30_000)
+
   test('an unknown flag exits 64 with one line on stderr and does nothing', async () => {
     for (const words of await listedCommands()) {
       for (const bad of ['--no-such-flag', '-x', '--help=yes']) {
