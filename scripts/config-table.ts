@@ -4,6 +4,7 @@ import { SETTINGS } from '../src/config'
 console.log('| variable | default | meaning |')
 console.log('|---|---|---|')
 for (const s of SETTINGS) {
-  const def = 'default' in s && s.default !== undefined && s.default !== '' ? `\`${s.default}\`` : '(none)'
+  let def = 'default' in s && s.default !== undefined && s.default !== '' ? `\`${s.default}\`` : '(none)'
+  if ('profiles' in s && s.profiles) def += ` (${Object.entries(s.profiles).map(([env, v]) => `${env}: \`${v}\``).join(', ')})`
   console.log(`| \`${s.env}\` | ${def} | ${s.doc.replace(/\|/g, '\\|')} |`)
 }

@@ -18,6 +18,7 @@ import { Metrics } from './lib/metrics'
 import { metricsController } from './modules/metrics'
 import { AlertWebhook } from './modules/alerts/service'
 import { MailWorker, OutboxMailer, type Mailer } from './lib/mailer'
+import { tokenBlock } from './lib/mail-links'
 import { PasswordHasher } from './lib/password'
 import { PasswordPolicy } from './lib/password-policy'
 import { fallbackOrigin, pathOf, withUsableUrl } from './lib/request-url'
@@ -35,6 +36,7 @@ import { usersController } from './modules/users'
 import { RbacService } from './modules/rbac/service'
 import { UsersAdminService } from './modules/users/admin-service'
 import { healthController } from './modules/health'
+import { rootController } from './modules/root'
 import { databaseCheck, HealthService } from './modules/health/service'
 import { LockoutService } from './modules/lockout/service'
 import { mfaController } from './modules/mfa'
@@ -254,8 +256,8 @@ function sendLockoutMail(config: Config, mailer: Mailer, lockout: LockoutService
     subject: 'Your account was locked after failed sign-in attempts',
     text:
       `Several wrong passwords were tried for your Bulwark account, the last at ${new Date().toISOString()} from ${meta.ip ?? 'an unknown address'}.\n` +
-      `Sign-in is locked ${when}.\n\nIf this was you, unlock it now:\n${config.publicUrl}/unlock#token=${token}\n\n` +
-      `Or send this token to POST /v1/auth/unlock: ${token}\n\nIf it was not you, consider changing your password.`,
+      `Sign-in is locked ${when}.\n\nIf this was you, unlock it now:\n\n${tokenBlock(config, 'unlock', token)}\n\n` +
+      `If it was not you, consider changing your password.`,
   })
 }
 
@@ -284,6 +286,7 @@ export function createApp(deps: AppDeps) {
     .use(csrfPlugin(deps))
     .use(bodyParser({ json: config.bodyLimit, upload: config.uploads.maxBytes, uploadPaths: (p) => UPLOAD_PATHS.has(p) }))
     .use(docs())
+    .use(rootController(config))
     .use(healthController(deps.health))
     .use(metricsController(deps.metrics, config.metricsToken))
     .use(authController({ config, auth: deps.auth, sessions: deps.sessions, signer: deps.signer, authn: deps.authn, lockout: deps.lockout, mfa: deps.mfa }))

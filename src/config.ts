@@ -9,8 +9,9 @@
 import { readFileSync } from 'node:fs'
 import { Type as T, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { closestName } from './lib/closest-name'
 import { invalidCidrs } from './lib/ip'
-import { ROUTE_POLICY_NAMES } from './lib/rate-limit-policies'
+import { profileRouteLimits, ROUTE_POLICY_NAMES } from './lib/rate-limit-policies'
 
 type Kind = 'string' | 'int' | 'bool' | 'duration' | 'list' | 'enum' | 'url' | 'bytes'
 
@@ -22,6 +23,8 @@ interface Setting {
   min?: number
   max?: number
   values?: readonly string[]
+  /** Defaults that differ by BULWARK_ENV (see the README's "Profiles"); `default` applies otherwise. */
+  profiles?: Partial<Record<'development' | 'test' | 'production', string>>
   doc: string
 }
 
@@ -38,7 +41,7 @@ export const SETTINGS = [
   { env: 'BULWARK_ALLOW_HTTP', kind: 'bool', default: '0', doc: '1 lets production run behind plain HTTP (no Secure cookies, no HSTS)' },
   { env: 'BULWARK_DATA_DIR', kind: 'string', default: './data', doc: 'SQLite database, development secret, uploaded files, mail.ndjson' },
   { env: 'BULWARK_DB_PATH', kind: 'string', doc: 'SQLite file (default <data dir>/bulwark.sqlite; `:memory:` for throwaway runs)' },
-  { env: 'BULWARK_PUBLIC_URL', kind: 'url', default: 'http://localhost:3000', doc: 'issuer (iss), links in mails, WebAuthn origin' },
+  { env: 'BULWARK_PUBLIC_URL', kind: 'url', doc: 'issuer (iss) and WebAuthn origin; unset: follows the listening port, `http://localhost:<port>` on a loopback or wildcard address, else `http://<host>:<port>`' },
   { env: 'BULWARK_WEBAUTHN_RP_ID', kind: 'string', doc: 'WebAuthn relying party id (default: host of the public URL)' },
   { env: 'BULWARK_WEBAUTHN_ORIGINS', kind: 'list', doc: 'comma-separated origins allowed for WebAuthn (default: the public URL origin)' },
   { env: 'BULWARK_CORS_ORIGINS', kind: 'list', default: '', doc: 'comma-separated exact origins allowed by CORS; `*` refused in production' },
@@ -54,6 +57,10 @@ export const SETTINGS = [
   { env: 'BULWARK_LOG_LEVEL', kind: 'enum', values: ['debug', 'info', 'warn', 'error', 'silent'], default: 'info', doc: 'log level' },
   { env: 'BULWARK_SMTP_URL', kind: 'url', secret: true, doc: 'smtp:// or smtps:// relay; without it mail goes to the outbox and <data dir>/mail.ndjson' },
   { env: 'BULWARK_MAIL_FROM', kind: 'string', default: 'Bulwark <no-reply@localhost>', doc: 'From address of outgoing mail' },
+  { env: 'BULWARK_APP_URL', kind: 'url', doc: 'base URL of your application; mails link to `<app>/verify-email#token=…`, `<app>/reset-password#token=…`, `<app>/unlock#token=…`. Unset (and no template): mails carry the token and the API call, no link' },
+  { env: 'BULWARK_MAIL_LINK_VERIFY', kind: 'string', doc: 'link template of the email-verification mail, `{token}` replaced, e.g. `https://app.example.com/verify?token={token}` (overrides BULWARK_APP_URL)' },
+  { env: 'BULWARK_MAIL_LINK_RESET', kind: 'string', doc: 'link template of the password-reset mail, e.g. `https://app.example.com/reset?token={token}`' },
+  { env: 'BULWARK_MAIL_LINK_UNLOCK', kind: 'string', doc: 'link template of the account-unlock mail, e.g. `https://app.example.com/unlock?token={token}`' },
   { env: 'BULWARK_ALERT_WEBHOOK_URL', kind: 'url', secret: true, doc: 'receives a JSON POST for high-severity security events' },
   { env: 'BULWARK_BODY_LIMIT', kind: 'bytes', default: '1048576', min: 1024, max: 67108864, doc: 'largest accepted request body outside uploads' },
   { env: 'BULWARK_IDLE_TIMEOUT', kind: 'duration', default: '30s', min: 1000, max: 255_000, doc: 'socket idle timeout' },
@@ -72,8 +79,8 @@ export const SETTINGS = [
   { env: 'BULWARK_MFA_TOKEN_TTL', kind: 'duration', default: '5m', min: 30_000, max: HOUR, doc: 'lifetime of the mfaToken between password and second factor' },
   { env: 'BULWARK_STEP_UP_TTL', kind: 'duration', default: '5m', min: 30_000, max: HOUR, doc: 'how recent a proof must be for sensitive changes' },
   // passwords
-  { env: 'BULWARK_ARGON2_MEMORY_KIB', kind: 'int', default: '19456', min: 1024, max: 1048576, doc: 'argon2id memory cost (KiB)' },
-  { env: 'BULWARK_ARGON2_TIME', kind: 'int', default: '2', min: 1, max: 20, doc: 'argon2id iterations' },
+  { env: 'BULWARK_ARGON2_MEMORY_KIB', kind: 'int', default: '19456', profiles: { test: '1024' }, min: 1024, max: 1048576, doc: 'argon2id memory cost (KiB)' },
+  { env: 'BULWARK_ARGON2_TIME', kind: 'int', default: '2', profiles: { test: '1' }, min: 1, max: 20, doc: 'argon2id iterations' },
   { env: 'BULWARK_PASSWORD_MIN_LENGTH', kind: 'int', default: '12', min: 8, max: 128, doc: 'minimum password length (code points, after NFKC)' },
   { env: 'BULWARK_PASSWORD_MAX_LENGTH', kind: 'int', default: '128', min: 64, max: 1024, doc: 'maximum password length' },
   { env: 'BULWARK_PASSWORD_MIN_SCORE', kind: 'int', default: '3', min: 0, max: 4, doc: 'minimum zxcvbn score (0-4)' },
@@ -86,18 +93,18 @@ export const SETTINGS = [
   { env: 'BULWARK_LOCKOUT_THRESHOLD', kind: 'int', default: '5', min: 1, max: 1000, doc: 'failed passwords within the window that lock an account' },
   { env: 'BULWARK_LOCKOUT_WINDOW', kind: 'duration', default: '15m', min: 1000, max: DAY, doc: 'window in which failures are counted' },
   { env: 'BULWARK_LOCKOUT_BASE', kind: 'duration', default: '1m', min: 1000, max: DAY, doc: 'first lock duration; doubles with each further lock' },
-  { env: 'BULWARK_LOCKOUT_MAX', kind: 'duration', default: '24h', min: 1000, max: 365 * DAY, doc: 'longest temporary lock' },
+  { env: 'BULWARK_LOCKOUT_MAX', kind: 'duration', default: '24h', profiles: { development: '5m' }, min: 1000, max: 365 * DAY, doc: 'longest temporary lock' },
   { env: 'BULWARK_LOCKOUT_PERMANENT_AFTER', kind: 'int', default: '0', min: 0, max: 1000, doc: 'lock permanently (until unlocked) after this many temporary locks; 0 = never' },
   // rate limits
   { env: 'BULWARK_RATE_LIMIT', kind: 'enum', values: ['on', 'off'], default: 'on', doc: 'all rate limiting' },
-  { env: 'BULWARK_RATE_LIMIT_ANON', kind: 'int', default: '300', min: 1, max: 1_000_000, doc: 'requests per minute per client IP for anonymous callers' },
+  { env: 'BULWARK_RATE_LIMIT_ANON', kind: 'int', default: '300', profiles: { development: '1200' }, min: 1, max: 1_000_000, doc: 'requests per minute per client IP for anonymous callers' },
   { env: 'BULWARK_RATE_LIMIT_USER', kind: 'int', default: '600', min: 1, max: 1_000_000, doc: 'requests per minute per user of level < 50' },
   { env: 'BULWARK_RATE_LIMIT_MODERATOR', kind: 'int', default: '1200', min: 1, max: 1_000_000, doc: 'requests per minute per user of level 50-89' },
   { env: 'BULWARK_RATE_LIMIT_ADMIN', kind: 'int', default: '3000', min: 1, max: 1_000_000, doc: 'requests per minute per user of level >= 90' },
-  { env: 'BULWARK_RATE_LIMIT_PENALTY_MAX', kind: 'duration', default: '24h', min: 1000, max: 30 * DAY, doc: 'longest escalated block' },
-  { env: 'BULWARK_RATE_LIMIT_PENALTY_DECAY', kind: 'duration', default: '1h', min: 1000, max: 30 * DAY, doc: 'quiet period after which the penalty level resets' },
+  { env: 'BULWARK_RATE_LIMIT_PENALTY_MAX', kind: 'duration', default: '24h', profiles: { development: '1m' }, min: 1000, max: 30 * DAY, doc: 'longest escalated block' },
+  { env: 'BULWARK_RATE_LIMIT_PENALTY_DECAY', kind: 'duration', default: '1h', profiles: { development: '1m' }, min: 1000, max: 30 * DAY, doc: 'quiet period after which the penalty level resets' },
   { env: 'BULWARK_RATE_LIMIT_ALLOWLIST', kind: 'list', default: '', doc: 'IPs or CIDRs exempt from rate limits' },
-  { env: 'BULWARK_RATE_LIMIT_ROUTES', kind: 'list', default: '', doc: 'overrides of the sensitive-route limits, `name=count/window` comma-separated, e.g. `login-ip=20/1m,register-ip=10/1h` (names in the README)' },
+  { env: 'BULWARK_RATE_LIMIT_ROUTES', kind: 'list', default: '', doc: 'overrides of the sensitive-route limits, `name=count/window` comma-separated, e.g. `login-ip=20/1m,register-ip=10/1h` (names in the README; development has its own defaults, see "Profiles")' },
   { env: 'BULWARK_RATE_LIMIT_MAX_KEYS', kind: 'int', default: '100000', min: 100, max: 10_000_000, doc: 'keys the in-memory rate-limit store keeps (least recently used go first)' },
   { env: 'BULWARK_REDIS_TIMEOUT', kind: 'duration', default: '200ms', min: 10, max: 10_000, doc: 'Redis command timeout; a slower Redis counts as failed and the in-memory fallback answers' },
   { env: 'BULWARK_REDIS_PREFIX', kind: 'string', default: 'bulwark:', doc: 'prefix of every Redis key (several deployments can share one Redis)' },
@@ -125,6 +132,15 @@ export interface Config {
   dbPath: string
   publicUrl: string
   webauthn: { rpId: string; origins: string[] }
+  /**
+   * What was left unset and so follows the listening address once the server is bound (BULWARK_PORT=0
+   * included): the public URL, and the WebAuthn RP id and origins derived from it. See `followListener`.
+   */
+  follows: { publicUrl: boolean; rpId: boolean; origins: boolean }
+  /** Link templates of the mails, `{token}` replaced (from BULWARK_MAIL_LINK_* or BULWARK_APP_URL); unset: no link. */
+  mailLinks: { verify?: string; reset?: string; unlock?: string }
+  /** BULWARK_* variables that are not settings, one line each with the closest known name (warnings outside production). */
+  unknownVariables: string[]
   corsOrigins: string[]
   trustProxy: string[]
   redisUrl: string | undefined
@@ -314,7 +330,11 @@ export function productionProblems(c: Config): string[] {
     if (o.includes('*')) p.push(`BULWARK_CORS_ORIGINS: wildcard origin "${o}" is not allowed in production; list exact origins`)
     else if (o.toLowerCase().startsWith('http://') && !c.allowHttp) p.push(`BULWARK_CORS_ORIGINS: "${o}" is plain http; use https (or BULWARK_ALLOW_HTTP=1)`)
   }
-  if (!isHttps(c.publicUrl) && !c.allowHttp) p.push(`BULWARK_PUBLIC_URL must be https in production (got ${c.publicUrl}); set BULWARK_ALLOW_HTTP=1 to run behind plain HTTP knowingly`)
+  if (c.follows.publicUrl && !c.allowHttp) p.push('BULWARK_PUBLIC_URL is required in production: the https URL clients reach Bulwark at (the issuer of every token)')
+  else if (!isHttps(c.publicUrl) && !c.allowHttp) p.push(`BULWARK_PUBLIC_URL must be https in production (got ${c.publicUrl}); set BULWARK_ALLOW_HTTP=1 to run behind plain HTTP knowingly`)
+  for (const [name, link] of Object.entries(c.mailLinks)) {
+    if (link && !isHttps(link) && !c.allowHttp) p.push(`mail link for ${name} (${link.slice(0, 60)}) is not https; mails would carry tokens over plain http links`)
+  }
   for (const o of c.webauthn.origins) {
     if (!isHttps(o) && !c.allowHttp) p.push(`BULWARK_WEBAUTHN_ORIGINS: "${o}" is not https`)
   }
@@ -335,7 +355,81 @@ export function configWarnings(c: Config): string[] {
   if (c.oldSecret !== undefined) w.push('BULWARK_OLD_SECRET is set: only `bulwark secret rotate` reads it; remove it from the server environment once the rotation is done')
   if (c.env === 'production' && !c.metricsToken) w.push('BULWARK_METRICS_TOKEN is not set: /metrics is readable by anyone who can reach the port')
   if (c.env === 'production' && c.uploads.enabled && !c.uploads.scan) w.push('BULWARK_UPLOADS_SCAN=off: uploads are stored without a virus scan')
+  if (c.env === 'production' && c.follows.publicUrl) w.push(`BULWARK_PUBLIC_URL is not set: the issuer follows the listening address (${c.publicUrl}); set it to the URL clients use`)
+  if (c.env !== 'production') w.push(...c.unknownVariables)
   return w
+}
+
+/** The profile (BULWARK_ENV) that picks the defaults; an invalid value is reported by loadConfig. */
+function profileOf(env: Raw): Env {
+  const { value } = readRaw(env, 'BULWARK_ENV', [])
+  return value === 'production' || value === 'test' ? value : 'development'
+}
+
+const defaultFor = (s: Setting, profile: Env): string | undefined => s.profiles?.[profile] ?? s.default
+
+/**
+ * BULWARK_* variables that are not settings (nor their `_FILE` form), each with the closest known
+ * name. `BULWARK_TEST_*` belong to Bulwark's own test suite and are left alone.
+ */
+export function unknownVariables(env: Raw): string[] {
+  const known = new Set((SETTINGS as readonly Setting[]).flatMap((s) => [s.env, `${s.env}_FILE`]))
+  const out: string[] = []
+  for (const name of Object.keys(env).sort()) {
+    const upper = name.toUpperCase()
+    if (!upper.startsWith('BULWARK_') || upper.startsWith('BULWARK_TEST_') || known.has(name) || env[name] === undefined) continue
+    const near = closestName(name, known)
+    out.push(`${name.slice(0, 80)} is not a Bulwark setting${near ? `; did you mean ${near}?` : ' (see `bulwark config check` for the list)'}`)
+  }
+  return out
+}
+
+const LOCAL_HOSTS = /^(localhost|127(\.\d{1,3}){3}|::1|0\.0\.0\.0|::)$/i
+
+/**
+ * The URL a server bound to host:port is reached at when BULWARK_PUBLIC_URL is unset. Loopback and
+ * wildcard addresses become `localhost`: a browser on the same machine reaches them so, and WebAuthn
+ * accepts `localhost` as an RP id where it refuses an IP address.
+ */
+export function listenerUrl(host: string, port: number): string {
+  const name = LOCAL_HOSTS.test(host) ? 'localhost' : host.includes(':') ? `[${host}]` : host
+  return `http://${name}:${port}`
+}
+
+/** Once bound: the public URL (and the WebAuthn RP id and origins) that were left unset follow the real port. */
+export function followListener(config: Config, port: number): void {
+  if (!config.follows.publicUrl) return
+  config.publicUrl = listenerUrl(config.host, port)
+  const u = new URL(config.publicUrl)
+  if (config.follows.rpId) config.webauthn.rpId = u.hostname
+  if (config.follows.origins) config.webauthn.origins = [u.origin]
+}
+
+/** Default path of each mail link under BULWARK_APP_URL; the token travels in the fragment, out of server logs and Referer. */
+export const MAIL_LINK_PATHS = { verify: '/verify-email', reset: '/reset-password', unlock: '/unlock' } as const
+
+function mailLinkTemplates(v: Record<string, unknown>, problems: string[]): Config['mailLinks'] {
+  const app = (v.BULWARK_APP_URL as string | undefined)?.replace(/\/+$/, '')
+  if (app !== undefined && !/^https?:\/\/[^/?#\s]+(\/[^?#\s]*)?$/i.test(app)) problems.push('BULWARK_APP_URL must be an http:// or https:// URL without query or fragment')
+  const out: Config['mailLinks'] = {}
+  for (const [kind, path] of Object.entries(MAIL_LINK_PATHS) as [keyof Config['mailLinks'], string][]) {
+    const name = `BULWARK_MAIL_LINK_${kind.toUpperCase()}`
+    const template = v[name] as string | undefined
+    if (template === undefined) {
+      if (app !== undefined) out[kind] = `${app}${path}#token={token}`
+      continue
+    }
+    let valid = /^https?:\/\/\S+$/i.test(template)
+    try {
+      new URL(template.replaceAll('{token}', 'x'))
+    } catch {
+      valid = false
+    }
+    if (!template.includes('{token}')) problems.push(`${name} must contain {token}, where the token goes (e.g. https://app.example.com/${kind}?token={token})`)
+    else if (!valid) problems.push(`${name} must be an absolute http:// or https:// URL (got "${template.slice(0, 60)}")`)
+    else out[kind] = template
+  }
+  return out
 }
 
 /**
@@ -346,10 +440,11 @@ export function loadConfig(env: Raw = process.env): Config {
   const problems: string[] = []
   const v: Record<string, unknown> = {}
   let secretFromFile = false
+  const profile = profileOf(env)
   for (const s of SETTINGS as readonly Setting[]) {
     const { value, fromFile } = readRaw(env, s.env, problems)
     if (s.env === 'BULWARK_SECRET') secretFromFile = fromFile
-    const raw = value ?? s.default
+    const raw = value ?? defaultFor(s, profile)
     if (raw === undefined) continue
     const converted = convert(s, raw)
     if (!Value.Check(schemaOf(s), converted)) {
@@ -358,7 +453,10 @@ export function loadConfig(env: Raw = process.env): Config {
     }
     v[s.env] = converted
   }
-  const publicUrl = String(v.BULWARK_PUBLIC_URL ?? 'http://localhost:3000').replace(/\/+$/, '')
+  const unknown = unknownVariables(env)
+  if (profile === 'production') problems.push(...unknown)
+  const publicUrlSet = v.BULWARK_PUBLIC_URL !== undefined
+  const publicUrl = publicUrlSet ? String(v.BULWARK_PUBLIC_URL).replace(/\/+$/, '') : listenerUrl(String(v.BULWARK_HOST ?? '127.0.0.1'), Number(v.BULWARK_PORT ?? 3000))
   let publicHost = 'localhost'
   let publicOrigin = publicUrl
   try {
@@ -387,7 +485,8 @@ export function loadConfig(env: Raw = process.env): Config {
   if (minLen > maxLen) problems.push('BULWARK_PASSWORD_MIN_LENGTH is greater than BULWARK_PASSWORD_MAX_LENGTH')
   const rotation = (v.BULWARK_KEY_ROTATION_INTERVAL as number | undefined) ?? 0
   if (rotation > 0 && rotation < HOUR) problems.push('BULWARK_KEY_ROTATION_INTERVAL must be 0 (off) or at least 1h')
-  const routeLimits = parseRouteLimits((v.BULWARK_RATE_LIMIT_ROUTES as string[] | undefined) ?? [], problems)
+  const routeLimits = { ...profileRouteLimits(profile), ...parseRouteLimits((v.BULWARK_RATE_LIMIT_ROUTES as string[] | undefined) ?? [], problems) }
+  const mailLinks = mailLinkTemplates(v, problems)
   for (const c of invalidCidrs((v.BULWARK_RATE_LIMIT_ALLOWLIST as string[] | undefined) ?? [])) problems.push(`BULWARK_RATE_LIMIT_ALLOWLIST: "${c}" is not an address or CIDR`)
   if (problems.length > 0) throw new ConfigError(problems)
 
@@ -407,6 +506,9 @@ export function loadConfig(env: Raw = process.env): Config {
       rpId: (v.BULWARK_WEBAUTHN_RP_ID as string | undefined) ?? publicHost,
       origins: (v.BULWARK_WEBAUTHN_ORIGINS as string[] | undefined) ?? [publicOrigin],
     },
+    follows: { publicUrl: !publicUrlSet, rpId: v.BULWARK_WEBAUTHN_RP_ID === undefined, origins: v.BULWARK_WEBAUTHN_ORIGINS === undefined },
+    mailLinks,
+    unknownVariables: unknown,
     corsOrigins: v.BULWARK_CORS_ORIGINS as string[],
     trustProxy: v.BULWARK_TRUST_PROXY as string[],
     redisUrl,
@@ -486,10 +588,12 @@ export function loadConfig(env: Raw = process.env): Config {
 /** The effective configuration as `NAME=value` lines, secrets masked. */
 export function describeConfig(env: Raw = process.env): string[] {
   const ignored: string[] = []
+  const profile = profileOf(env)
   return (SETTINGS as readonly Setting[]).map((s) => {
     const { value } = readRaw(env, s.env, ignored)
-    const raw = value ?? s.default
-    const shown = raw === undefined ? '(unset)' : s.secret ? '******** (set)' : raw
+    const raw = value ?? defaultFor(s, profile)
+    const unset = s.env === 'BULWARK_PUBLIC_URL' ? '(unset: follows the listening address)' : '(unset)'
+    const shown = raw === undefined ? unset : s.secret ? '******** (set)' : raw
     return `${s.env}=${shown}`
   })
 }

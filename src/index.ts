@@ -1,145 +1,31 @@
 #!/usr/bin/env bun
 /**
- * The single binary's command line: `bulwark serve` (default), `migrate`, `config check`, `--version`, `--help`.
- * Configuration problems print one line each and exit with code 2.
+ * The single binary's command line. Every command is one entry of COMMANDS (src/cli/command.ts says
+ * what an entry holds); `--help`/`-h`, unknown flags (exit 64) and `bulwark --help` come from the table.
+ * Exit codes: 2 configuration refused, 3 database newer than this binary, 4 BULWARK_SECRET does not open the
+ * database, 64 usage, 1 cannot listen.
  */
-import { ConfigError, configWarnings, describeConfig, loadConfig, type Config } from './config'
-import { openDatabase } from './db/client'
-import { SchemaTooNewError } from './db/migrate'
-import { bootstrap, buildDeps } from './app'
-import { startServer } from './server'
-import { VERSION } from './version'
-import { keysCommand } from './cli/keys'
-import { secretCommand } from './cli/secret'
+import { adminCreateCommand } from './cli/admin-create'
+import { CliError, runCli, type Command } from './cli/command'
+import { configCheckCommand } from './cli/config-check'
+import { keysRotateCommand } from './cli/keys-rotate'
+import { migrateCommand } from './cli/migrate'
+import { secretRotateCommand } from './cli/secret'
+import { serveCommand } from './cli/serve'
 import { SECRET_MISMATCH_EXIT, SecretMismatchError } from './modules/keys/secret'
 
-const HELP = `bulwark ${VERSION}: authentication and access-control server
+/** In the order `bulwark --help` lists them. */
+export const COMMANDS: readonly Command[] = [serveCommand, migrateCommand, configCheckCommand, adminCreateCommand, keysRotateCommand, secretRotateCommand]
 
-Usage: bulwark [command]
-
-Commands:
-  serve            start the HTTP server (default)
-  migrate          apply database migrations and exit
-  config check     print the effective configuration (secrets masked) and whether it is valid
-  admin create --email E
-                   create an owner account; the password is read from stdin (or prompted for)
-  keys rotate      make a new signing key current; the previous one stays published until its tokens expire
-  secret rotate    re-encrypt the data from BULWARK_OLD_SECRET to BULWARK_SECRET (see secret --help)
-  --version        print the version
-  --help           this text
-
-Configuration comes from BULWARK_* environment variables (each also as BULWARK_*_FILE);
-see the README or \`bulwark config check\`.
-`
-
-function fail(lines: string[], code = 2): never {
-  for (const l of lines) process.stderr.write(`bulwark: ${l}\n`)
-  process.exit(code)
-}
-
-function configOrExit(): Config {
-  try {
-    return loadConfig(process.env)
-  } catch (e) {
-    if (e instanceof ConfigError) fail(['refusing to start:', ...e.problems.map((p) => `  - ${p}`)])
-    throw e
+try {
+  const code = await runCli(COMMANDS, process.argv.slice(2))
+  if (code !== undefined) process.exitCode = code
+} catch (e) {
+  if (e instanceof SecretMismatchError) {
+    process.stderr.write(`bulwark: refusing to start: ${e.message}\n`)
+    process.exit(SECRET_MISMATCH_EXIT)
   }
+  if (!(e instanceof CliError)) throw e
+  for (const l of e.lines) process.stderr.write(`bulwark: ${l}\n`)
+  process.exit(e.code)
 }
-
-async function main(argv: string[]): Promise<void> {
-  const [cmd = 'serve', sub] = argv
-  switch (cmd) {
-    case '--version':
-    case '-v':
-    case 'version':
-      process.stdout.write(`${VERSION}\n`)
-      return
-    case '--help':
-    case '-h':
-    case 'help':
-      process.stdout.write(HELP)
-      return
-    case 'config': {
-      if (sub !== 'check') fail([`unknown command "config ${sub ?? ''}"; try \`bulwark config check\``], 64)
-      for (const line of describeConfig(process.env)) process.stdout.write(`${line}\n`)
-      try {
-        const c = loadConfig(process.env)
-        for (const w of configWarnings(c)) process.stdout.write(`warning: ${w}\n`)
-        process.stdout.write(`configuration is valid for ${c.env}\n`)
-      } catch (e) {
-        if (e instanceof ConfigError) fail(['configuration is NOT valid:', ...e.problems.map((p) => `  - ${p}`)])
-        throw e
-      }
-      return
-    }
-    case 'migrate': {
-      const c = configOrExit()
-      try {
-        const h = openDatabase(c.dbPath)
-        process.stdout.write(h.migration.applied.length ? `applied ${h.migration.applied.join(', ')}\n` : `database is up to date (${h.migration.current} migrations)\n`)
-        h.close()
-      } catch (e) {
-        if (e instanceof SchemaTooNewError) fail([e.message], 3)
-        throw e
-      }
-      return
-    }
-    case 'admin': {
-      const i = argv.indexOf('--email')
-      const email = i > 0 ? argv[i + 1] : undefined
-      if (sub !== 'create' || !email) fail(['usage: bulwark admin create --email E  (password from stdin)'], 64)
-      const c = configOrExit()
-      const password = await readPassword()
-      const deps = buildDeps(c)
-      try {
-        const user = await deps.auth.createOwner(email, password, { userAgent: 'bulwark-cli' })
-        process.stdout.write(`created owner ${user.email} (${user.id})\n`)
-      } catch (e) {
-        const err = e as { code?: string; detail?: string; extra?: { fields?: { reasons?: { message: string }[] } } }
-        const reasons = err.extra?.fields?.reasons?.map((r) => r.message) ?? []
-        fail([err.detail ?? String(e), ...reasons], 1)
-      } finally {
-        deps.close()
-      }
-      return
-    }
-    case 'keys':
-      process.exit(await keysCommand(argv.slice(1)))
-    case 'secret':
-      process.exit(await secretCommand(argv.slice(1)))
-    case 'serve': {
-      const c = configOrExit()
-      let running
-      try {
-        running = startServer(c)
-        await bootstrap(running.deps)
-      } catch (e) {
-        if (e instanceof SchemaTooNewError) fail([e.message], 3)
-        if (e instanceof Error && /EADDRINUSE|address already in use|Failed to start server/i.test(e.message)) fail([`cannot listen on ${c.host}:${c.port}: ${e.message}`], 1)
-        throw e
-      }
-      const shutdown = () => void running.stop().then(() => process.exit(0))
-      process.on('SIGTERM', shutdown)
-      process.on('SIGINT', shutdown)
-      return
-    }
-    default:
-      process.stderr.write(HELP)
-      fail([`unknown command "${cmd}"`], 64)
-  }
-}
-
-/** Reads a password from stdin (piped) or prompts for it on a terminal. */
-async function readPassword(): Promise<string> {
-  if (process.stdin.isTTY) {
-    const answer = prompt('Password for the new owner:')
-    if (!answer) fail(['no password given'], 64)
-    return answer
-  }
-  const text = await Bun.stdin.text()
-  const pw = text.replace(/\r?\n$/, '')
-  if (!pw) fail(['no password on stdin'], 64)
-  return pw
-}
-
-await main(process.argv.slice(2)).catch((e) => (e instanceof SecretMismatchError ? fail([`refusing to start: ${e.message}`], SECRET_MISMATCH_EXIT) : Promise.reject(e)))

@@ -5,7 +5,7 @@
 import type { Server } from 'bun'
 import { buildDeps, createApp, createHandler, type AppDeps } from './app'
 import type { Config } from './config'
-import { configWarnings } from './config'
+import { configWarnings, followListener } from './config'
 import { securityHeaders } from './plugins/security-headers'
 import { VERSION } from './version'
 
@@ -17,8 +17,9 @@ export interface Running {
 }
 
 export function startServer(config: Config, deps: AppDeps = buildDeps(config, { defaultMetrics: true })): Running {
-  const app = createApp(deps)
-  const handle = createHandler(app, deps)
+  // The app is built once the port is known (below), so an unset BULWARK_PUBLIC_URL can follow it;
+  // Bun.serve calls fetch only after this function has returned.
+  let handle: ReturnType<typeof createHandler> | undefined
   let inFlight = 0
   const server = Bun.serve({
     hostname: config.host,
@@ -31,7 +32,7 @@ export function startServer(config: Config, deps: AppDeps = buildDeps(config, { 
     fetch: async (request, srv) => {
       inFlight++
       try {
-        return await handle(request, srv.requestIP(request)?.address)
+        return await handle!(request, srv.requestIP(request)?.address)
       } finally {
         inFlight--
       }
@@ -45,11 +46,18 @@ export function startServer(config: Config, deps: AppDeps = buildDeps(config, { 
     },
   })
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${server.port}`
+  followListener(config, server.port ?? config.port)
+  try {
+    handle = createHandler(createApp(deps), deps)
+  } catch (e) {
+    server.stop(true)
+    throw e
+  }
   for (const w of configWarnings(config)) deps.logger.warn(w)
   deps.mailWorker.start()
   // The dummy hash for unknown-email sign-ins, computed now rather than on the first such request.
   void deps.hasher.warmUp()
-  deps.logger.info({ url, version: VERSION, env: config.env, migrations: deps.sqlite ? undefined : undefined }, 'bulwark listening')
+  deps.logger.info({ url, publicUrl: config.publicUrl, version: VERSION, env: config.env }, 'bulwark listening')
 
   let stopping: Promise<void> | undefined
   const stop = () =>

@@ -109,9 +109,10 @@ export function mailsTo(a: TestApp, to: string): { subject: string; text: string
 export function tokenFromMail(a: TestApp, to: string, subject: RegExp): string {
   const mail = mailsTo(a, to).filter((m) => subject.test(m.subject)).at(-1)
   if (!mail) throw new Error(`no mail to ${to} matching ${subject}`)
-  const m = /token=([A-Za-z0-9_-]+)/.exec(mail.text)
+  // With a link configured the token is in it (`token=`); without, on its own line after "token:".
+  const m = /token=([A-Za-z0-9_-]+)/.exec(mail.text) ?? /token:\s+([A-Za-z0-9_-]+)/.exec(mail.text)
   if (!m) throw new Error('no token in mail')
-  return m[1]!
+  return decodeURIComponent(m[1]!)
 }
 
 /** Gives an existing user a role directly in the database (test setup only). */

@@ -5,13 +5,12 @@
  * recovery codes, signing keys (the JWKS does not change).
  */
 import { buildDeps } from '../app'
+import type { Command } from './command'
 import { ConfigError, loadConfig, secretProblems, type Config } from '../config'
 import { openDatabase } from '../db/client'
 import { probeSecret, rotateSecret, SECRET_MISMATCH_EXIT, SecretMismatchError } from '../modules/keys/secret'
 
-export const SECRET_HELP = `Usage: bulwark secret rotate
-
-Re-encrypts everything encrypted under the master secret (signing keys, TOTP secrets, pending refresh
+const SECRET_DETAILS = `Re-encrypts everything encrypted under the master secret (signing keys, TOTP secrets, pending refresh
 successors) from the old secret to the new one, in one transaction. Token hashes (refresh tokens, mailed
 tokens, recovery codes) stay valid: their hashing key is kept, encrypted under the new secret.
 
@@ -29,16 +28,15 @@ open the database, 64 usage.
 
 const err = (line: string) => process.stderr.write(`bulwark: ${line}\n`)
 
-/** Runs `bulwark secret …`; returns the exit code. */
-export async function secretCommand(args: string[]): Promise<number> {
-  if (args.includes('--help') || args.includes('-h')) {
-    process.stdout.write(SECRET_HELP)
-    return 0
-  }
-  if (args[0] !== 'rotate' || args.length > 1) {
-    err('usage: bulwark secret rotate  (old secret in BULWARK_OLD_SECRET, new one in BULWARK_SECRET; see --help)')
-    return 64
-  }
+export const secretRotateCommand: Command = {
+  name: 'secret rotate',
+  summary: 're-encrypt the data from BULWARK_OLD_SECRET to BULWARK_SECRET (stop every instance first)',
+  details: SECRET_DETAILS,
+  run: () => rotateMasterSecret(),
+}
+
+/** Runs `bulwark secret rotate`; returns the exit code. */
+async function rotateMasterSecret(): Promise<number> {
   let config: Config
   try {
     config = loadConfig(process.env)

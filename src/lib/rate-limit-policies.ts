@@ -42,6 +42,27 @@ export const ROUTE_POLICY_DEFAULTS = {
 
 export type RoutePolicyName = keyof typeof ROUTE_POLICY_DEFAULTS
 
+/**
+ * Development defaults of the route policies: a developer's scripts re-register, reset and sign in far
+ * more often than a person does, and (with the one-minute penalty cap of the development profile) an
+ * overrun costs at most a minute. `test` and `production` keep ROUTE_POLICY_DEFAULTS.
+ * BULWARK_RATE_LIMIT_ROUTES overrides both.
+ */
+export const DEVELOPMENT_ROUTE_LIMITS: Partial<Record<RoutePolicyName, { limit: number; windowMs: number }>> = {
+  'login-ip': { limit: 120, windowMs: MIN },
+  'login-account': { limit: 60, windowMs: MIN },
+  'register-ip': { limit: 120, windowMs: MIN },
+  'forgot-ip': { limit: 30, windowMs: MIN },
+  'forgot-account': { limit: 10, windowMs: MIN },
+  'mfa-token': { limit: 20, windowMs: MIN },
+  'mfa-account': { limit: 20, windowMs: MIN },
+  'passkey-ip': { limit: 120, windowMs: MIN },
+}
+
+/** The route-limit defaults of a profile (BULWARK_ENV), before BULWARK_RATE_LIMIT_ROUTES. */
+export const profileRouteLimits = (profile: 'development' | 'test' | 'production'): Record<string, { limit: number; windowMs: number }> =>
+  profile === 'development' ? { ...DEVELOPMENT_ROUTE_LIMITS } : {}
+
 export const ROUTE_POLICY_NAMES = Object.keys(ROUTE_POLICY_DEFAULTS) as RoutePolicyName[]
 
 /** Which policies guard which route, checked in order (the IP first, so a blocked IP costs nothing more). */

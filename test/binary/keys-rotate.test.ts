@@ -24,7 +24,8 @@ async function until<T>(get: () => Promise<T>, done: (v: T) => boolean): Promise
 }
 
 test('a running server picks up `bulwark keys rotate` from another process: both kids published, new tokens on the new kid, old token valid, also after a restart', async () => {
-  const env = { BULWARK_SECRET: 'keys-rotate-binary-secret-0123456789-abcdefghij' }
+  // A fixed issuer: with BULWARK_PUBLIC_URL unset the issuer follows the port, which changes with port 0 across the restart.
+  const env = { BULWARK_SECRET: 'keys-rotate-binary-secret-0123456789-abcdefghij', BULWARK_PUBLIC_URL: 'http://localhost:3000' }
   const srv = await startBinary({ env, keep: true })
   const workdir = srv.workdir
   try {

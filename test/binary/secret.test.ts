@@ -12,6 +12,8 @@ import { call, ensureBinary, runBinary, signIn, startBinary } from './harness'
 
 const A = 'first-master-secret-0123456789-abcdefghijklmnop'
 const B = 'second-master-secret-9876543210-ponmlkjihgfedcba'
+// A fixed issuer: with BULWARK_PUBLIC_URL unset the issuer follows the port, which changes with port 0 across restarts.
+const ISSUER = 'http://localhost:3000'
 const EMAIL = 'secret-user@example.com'
 const PASSWORD = 'a passphrase for the secret tests 9'
 
@@ -43,7 +45,7 @@ describe('a different BULWARK_SECRET on an existing database', () => {
   test('is refused with exit 4 and one line, and the database is left exactly as it was', async () => {
     const workdir = mkdtempSync(join(tmpdir(), 'bw-secret-'))
     try {
-      const first = await startBinary({ workdir, env: { BULWARK_SECRET: A } })
+      const first = await startBinary({ workdir, env: { BULWARK_SECRET: A, BULWARK_PUBLIC_URL: ISSUER } })
       await signIn(first.base, EMAIL, PASSWORD, true)
       expect(await first.stop()).toBe(0)
       const before = snapshot(workdir)
@@ -58,7 +60,7 @@ describe('a different BULWARK_SECRET on an existing database', () => {
       expect(snapshot(workdir)).toEqual(before)
 
       // The right secret still opens it.
-      const again = await startBinary({ workdir, env: { BULWARK_SECRET: A } })
+      const again = await startBinary({ workdir, env: { BULWARK_SECRET: A, BULWARK_PUBLIC_URL: ISSUER } })
       await signIn(again.base, EMAIL, PASSWORD)
       await again.stop()
     } finally {
@@ -80,7 +82,7 @@ describe('bulwark secret rotate', () => {
   test('data under A with a TOTP user and a live session, rotated to B: TOTP, recovery codes, refresh and the old access token still work, JWKS unchanged; A is refused afterwards', async () => {
     const workdir = mkdtempSync(join(tmpdir(), 'bw-secret-'))
     try {
-      const srv = await startBinary({ workdir, env: { BULWARK_SECRET: A } })
+      const srv = await startBinary({ workdir, env: { BULWARK_SECRET: A, BULWARK_PUBLIC_URL: ISSUER } })
       const s = await signIn(srv.base, EMAIL, PASSWORD, true)
       const enrol = await call(srv.base, 'POST', '/v1/me/mfa/totp', { token: s.accessToken })
       expect(enrol.status).toBe(200)
@@ -111,7 +113,7 @@ describe('bulwark secret rotate', () => {
       const refusedA = await serveExpectingExit(workdir, { BULWARK_SECRET: A })
       expect(refusedA.code).toBe(4)
 
-      const next = await startBinary({ workdir, env: { BULWARK_SECRET: B } })
+      const next = await startBinary({ workdir, env: { BULWARK_SECRET: B, BULWARK_PUBLIC_URL: ISSUER } })
       try {
         expect((await call(next.base, 'GET', '/.well-known/jwks.json')).json).toEqual(jwksBefore)
         expect((await call(next.base, 'GET', '/v1/me', { token: s.accessToken })).status).toBe(200)

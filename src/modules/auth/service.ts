@@ -18,6 +18,7 @@ import { assignDefaultRole, assignRoleInTx, type RbacService } from '../rbac/ser
 import type { SessionRow, SessionService } from '../sessions/service'
 import type { Hasher, Mailer, Policy, PolicyReason } from './ports'
 import { rememberPasswordInTx } from '../../lib/password-policy'
+import { tokenBlock } from '../../lib/mail-links'
 
 export type UserRow = typeof users.$inferSelect
 
@@ -166,16 +167,12 @@ export class AuthService {
     return changes(r) === 1 ? row.userId : undefined
   }
 
-  private link(path: string, token: string) {
-    return `${this.d.config.publicUrl}${path}#token=${token}`
-  }
-
   sendVerification(user: UserRow): void {
     const token = this.issueEmailToken(user.id, 'verify_email', this.d.config.tokens.emailVerifyTtlMs)
     this.d.mailer.send({
       to: user.email,
       subject: 'Verify your email address',
-      text: `Confirm your email address for Bulwark:\n\n${this.link('/verify-email', token)}\n\nOr send this token to POST /v1/auth/email/verify: ${token}\n\nThe link expires in ${Math.round(this.d.config.tokens.emailVerifyTtlMs / 3_600_000)} hours.`,
+      text: `Confirm your email address for Bulwark:\n\n${tokenBlock(this.d.config, 'verify', token)}\n\nIt expires in ${Math.round(this.d.config.tokens.emailVerifyTtlMs / 3_600_000)} hours.`,
     })
   }
 
@@ -265,7 +262,7 @@ export class AuthService {
     this.d.mailer.send({
       to: user.email,
       subject: 'Reset your password',
-      text: `Someone (hopefully you) asked to reset the Bulwark password of this account from ${meta.ip ?? 'an unknown address'}.\n\n${this.link('/reset-password', token)}\n\nOr send this token to POST /v1/auth/password/reset: ${token}\n\nThe link expires in ${Math.round(this.d.config.tokens.passwordResetTtlMs / 60_000)} minutes. If you did not ask, ignore this mail.`,
+      text: `Someone (hopefully you) asked to reset the Bulwark password of this account from ${meta.ip ?? 'an unknown address'}.\n\n${tokenBlock(this.d.config, 'reset', token)}\n\nIt expires in ${Math.round(this.d.config.tokens.passwordResetTtlMs / 60_000)} minutes. If you did not ask, ignore this mail.`,
     })
     this.d.audit.record({ type: 'password_reset_requested', outcome: 'info', targetId: user.id, details: { known: true } }, meta)
   }

@@ -306,7 +306,8 @@ export class RbacService {
     if (this.activeOwnerCount() <= 1) this.deny(actor, 'last_owner', 'The last active owner cannot be removed, disabled or deleted.', { action, targetId }, meta)
   }
 
-  private activeOwnerCount(): number {
+  /** Active accounts holding the owner role (the start banner says how to create one when there is none). */
+  activeOwnerCount(): number {
     const row = this.deps.db
       .select({ n: count() })
       .from(userRoles)
