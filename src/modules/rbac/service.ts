@@ -133,6 +133,13 @@ export class RbacService {
     return { effective: this.userCache.stats(), roles: this.roleCache.stats() }
   }
 
+  /** Drops both caches (the invalidation relay calls it after missing events while Redis was away). */
+  clearCaches(): void {
+    this.userCache.clear()
+    this.roleCache.clear()
+    this.gen++
+  }
+
   // ---------------------------------------------------------------- effective permissions
 
   /** Roles, level, permissions and status of a user (cached); null for an unknown user. */
