@@ -10,14 +10,13 @@ import { Elysia, t } from 'elysia'
 import type { AuthMacros } from '../../plugins/auth-macros'
 import { errors, NoContent } from '../../lib/schemas'
 import { users } from '../../db/schema'
-import { AppError, conflict, notFound, unauthorized } from '../../lib/errors'
+import { conflict, notFound, unauthorized } from '../../lib/errors'
 import { isId } from '../../lib/ids'
 import { metaOf } from '../../plugins/request-context'
 import { type MfaDeps, PasskeyView, type Principal, RecoveryCodesBody, RegistrationResponseSchema } from './model'
 import type { MfaServices } from './services'
+import { requireRecentProof } from './step-up'
 
-/** authTime may come as seconds (JWT `auth_time`) or milliseconds; epoch ms are > 1e12 since 2001. */
-const authTimeMs = (p: Principal) => (p.authTime < 1e12 ? p.authTime * 1000 : p.authTime)
 
 const PublicKeyOptions = t.Object({ challenge: t.String() }, { additionalProperties: true, description: 'WebAuthn options for navigator.credentials (JSON form)' })
 const Name = t.String({ minLength: 1, maxLength: 64 })
@@ -37,11 +36,7 @@ export function mfaController(
   const { totp, recovery, passkeys, login } = services
 
   /** Sensitive changes need a recent proof of presence, not just a live session. */
-  const requireStepUp = (p: Principal) => {
-    if (deps.clock.now() - authTimeMs(p) > deps.config.tokens.stepUpTtlMs) {
-      throw new AppError(401, 'reauthentication_required', 'This change needs a recent sign-in; confirm your password or second factor again.')
-    }
-  }
+  const requireStepUp = (p: Principal) => requireRecentProof(p, deps.clock.now(), deps.config.tokens.stepUpTtlMs)
   /**
    * Adding a factor needs the same recent proof as removing one: otherwise a stolen or stale session could
    * enrol its own authenticator (and take the recovery codes), locking the owner out. The one exception is
