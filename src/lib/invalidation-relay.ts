@@ -89,11 +89,13 @@ export class InvalidationRelay {
       await client.connect()
       await client.subscribe(this.channel, (message: string) => this.receive(message))
       if (this.sub !== client || this.closed) return
+      // Subscribed after a loss, or after failing to subscribe at start: events may have been missed.
+      const missed = this.everSubscribed || this.lastError !== undefined
       this.subscribed = true
       this.backoffMs = BACKOFF_MIN_MS
       this.lastError = undefined
-      if (this.everSubscribed) {
-        this.resubscriptions++
+      if (this.everSubscribed) this.resubscriptions++
+      if (missed) {
         this.logger.info({ channel: this.channel }, 'cache invalidation relay subscribed again; local caches dropped')
         try {
           this.opts.onResync?.()

@@ -94,4 +94,27 @@ describe('cache invalidation across instances', () => {
       await redis.stop()
     }
   })
+
+  test.skipIf(!OwnRedis.available())('Redis down at start: the relay subscribes once it is up and drops what was cached meanwhile (needs redis-server)', async () => {
+    const redis = new OwnRedis()
+    try {
+      const env = { BULWARK_DB_PATH: join(mkdtempSync(join(tmpdir(), 'bw-relay-')), 'db.sqlite'), BULWARK_REDIS_URL: redis.url, BULWARK_REDIS_PREFIX: `bwtest-${crypto.randomUUID()}:` }
+      const a = makeApp(env)
+      apps.push(a)
+      const b = makeApp(env)
+      apps.push(b)
+      await Promise.all([a.deps.relayReady, b.deps.relayReady])
+      expect((await b.req('GET', '/health/ready')).body.checks.relay.status).toBe('degraded')
+      const { accessToken } = await signUp(a)
+      expect((await b.req('GET', '/v1/me', { token: accessToken })).status).toBe(200)
+      expect((await a.req('POST', '/v1/auth/logout', { token: accessToken })).status).toBe(204)
+      await redis.start()
+      expect(await until(async () => (await b.req('GET', '/health/ready')).body.checks.relay.status === 'ok', 5000)).toBe(true)
+      expectProblem(await b.req('GET', '/v1/me', { token: accessToken }), 401, 'invalid_token')
+    } finally {
+      for (const x of apps) x.close()
+      apps = []
+      await redis.stop()
+    }
+  })
 })

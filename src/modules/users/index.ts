@@ -112,7 +112,7 @@ export function usersController(auth: AnyElysia, services: { usersAdmin: UsersAd
     .delete('/users/:id/mfa', ({ params, principal, request }) => usersAdmin.resetFactors(principal, params.id, metaOf(request)), {
       permission: 'users:write',
       params: IdParam,
-      response: { 200: FactorReset, ...errors(401, 403, 404, 409, 429) },
+      response: { 200: FactorReset, ...errors(401, 403, 404, 409, 422, 429) },
       detail: {
         summary: "Reset a user's second factors for account recovery: removes TOTP, recovery codes and passkeys, ends their sessions (owner only, needs a recent sign-in)",
       },
