@@ -198,7 +198,17 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   sessions.onChanged = (id) => invalidation.emit({ kind: 'session', id })
   lockout.onChanged = (id) => invalidation.emit({ kind: 'lockout', id })
   // Several instances: the same events travel through Redis pub/sub to every other instance's caches.
-  const relay = config.redisUrl ? new InvalidationRelay(invalidation, config.redisUrl, config.redis.prefix, logger) : undefined
+  // After a lost subscription the relay drops the local caches (events may have been missed meanwhile).
+  const relay = config.redisUrl
+    ? new InvalidationRelay(invalidation, config.redisUrl, config.redis.prefix, logger, {
+        timeoutMs: config.redis.timeoutMs,
+        onResync: () => {
+          sessions.invalidate()
+          rbac.clearCaches()
+        },
+      })
+    : undefined
+  if (relay) health.add({ name: 'relay', required: false, run: () => relay.status() })
   const relayReady = relay ? relay.start() : Promise.resolve()
   const auth = new AuthService({ ...core, audit, sessions, signer, hasher, policy: passwordPolicy, mailer, hooks, rbac })
   const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id) })

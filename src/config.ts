@@ -48,6 +48,8 @@ export const SETTINGS = [
   { env: 'BULWARK_TRUST_PROXY', kind: 'list', default: '', doc: 'proxy addresses or CIDRs whose X-Forwarded-For is believed' },
   { env: 'BULWARK_REDIS_URL', kind: 'url', secret: true, doc: 'Redis for shared cache, rate-limit counters and invalidation across instances' },
   { env: 'BULWARK_CLAMD', kind: 'string', doc: 'clamd `host:port` or unix socket path for upload scanning' },
+  { env: 'BULWARK_CLAMD_CONNECT_TIMEOUT', kind: 'duration', default: '1s', min: 50, max: 30_000, doc: 'how long clamd may take to connect and answer PING before a scan; a timeout opens the scanner breaker at once' },
+  { env: 'BULWARK_CLAMD_TIMEOUT', kind: 'duration', default: '10s', min: 1000, max: 300_000, doc: 'how long one clamd scan may take' },
   { env: 'BULWARK_UPLOADS', kind: 'bool', default: '1', doc: 'enables /v1/files and avatars' },
   { env: 'BULWARK_UPLOADS_SCAN', kind: 'enum', values: ['on', 'off'], default: 'on', doc: '`off` explicitly accepts uploads without a virus scan in production' },
   { env: 'BULWARK_UPLOAD_MAX_BYTES', kind: 'bytes', default: '10485760', min: 1024, max: 1073741824, doc: 'largest accepted upload' },
@@ -145,6 +147,8 @@ export interface Config {
   trustProxy: string[]
   redisUrl: string | undefined
   clamd: string | undefined
+  /** clamd deadlines: connect + PING (`connectMs`), then the scan itself (`scanMs`). */
+  clamdTimeouts: { connectMs: number; scanMs: number }
   uploads: { enabled: boolean; scan: boolean; maxBytes: number }
   metricsToken: string | undefined
   admin: { email: string | undefined; password: string | undefined }
@@ -513,6 +517,7 @@ export function loadConfig(env: Raw = process.env): Config {
     trustProxy: v.BULWARK_TRUST_PROXY as string[],
     redisUrl,
     clamd: v.BULWARK_CLAMD as string | undefined,
+    clamdTimeouts: { connectMs: v.BULWARK_CLAMD_CONNECT_TIMEOUT as number, scanMs: v.BULWARK_CLAMD_TIMEOUT as number },
     uploads: { enabled: v.BULWARK_UPLOADS as boolean, scan: v.BULWARK_UPLOADS_SCAN === 'on', maxBytes: v.BULWARK_UPLOAD_MAX_BYTES as number },
     metricsToken: v.BULWARK_METRICS_TOKEN as string | undefined,
     admin: { email: v.BULWARK_ADMIN_EMAIL as string | undefined, password: v.BULWARK_ADMIN_PASSWORD as string | undefined },

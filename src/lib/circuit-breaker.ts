@@ -4,7 +4,9 @@
  * Why: when Redis (or clamd, or a webhook) hangs, every caller would otherwise wait for its own timeout.
  * After `failureThreshold` consecutive failures the breaker opens and callers go straight to their
  * fallback; after `coolDownMs` one probe call is let through (half-open): its success closes the
- * breaker, its failure opens it for another cool-down. Time comes from the injected clock.
+ * breaker, its failure opens it for another cool-down. A failure that `tripOn` recognises (a timeout:
+ * the dependency hangs, so every further caller would wait as long) opens it at once. Time comes from
+ * the injected clock. `onStateChange` is the place to log: it fires once per change, never per call.
  */
 import type { Clock } from './clock'
 
@@ -18,6 +20,8 @@ export interface CircuitBreakerOptions {
   failureThreshold?: number
   /** How long an open breaker refuses calls before letting one probe through (default 5 s). */
   coolDownMs?: number
+  /** Failures that open the breaker at once, whatever the count (e.g. timeouts). */
+  tripOn?: (error: unknown) => boolean
   /** Called on every state change; never allowed to throw into the caller. */
   onStateChange?: (to: BreakerState, from: BreakerState, error?: unknown) => void
 }
@@ -66,7 +70,8 @@ export class CircuitBreaker {
     this.failures++
     const wasProbe = this.probing
     this.probing = false
-    if (this.current === 'half-open' || wasProbe || (this.current === 'closed' && this.failures >= this.threshold)) {
+    const trips = this.failures >= this.threshold || (this.opts.tripOn?.(error) ?? false)
+    if (this.current === 'half-open' || wasProbe || (this.current === 'closed' && trips)) {
       this.openedAt = this.opts.clock.now()
       if (this.current !== 'open') this.transition('open', error)
     }

@@ -3,18 +3,36 @@
  * each prefixed by a 4-byte big-endian length, then a zero length; clamd answers `stream: OK` or
  * `stream: <signature> FOUND`. Works over TCP (`host:port`) or a unix socket (a path). Every call has a
  * deadline, so a hung scanner cannot hold a request forever.
+ *
+ * Two deadlines: a scan first asks `PING` and needs `PONG` within the short `connectMs` (a clamd that
+ * accepts connections but never answers is found out in about a second, not after the whole scan
+ * deadline); only then is the file streamed, under the longer `scanMs`. A missed deadline is a
+ * `ClamdTimeout`, which the caller's circuit breaker treats as reason to open at once.
  */
 
 export type ScanResult = { clean: true } | { clean: false; signature: string }
 
 export class ClamdError extends Error {}
 
+/** clamd did not answer within a deadline (hung or overloaded), as opposed to refusing the connection. */
+export class ClamdTimeout extends ClamdError {}
+
+export interface ClamdTimeouts {
+  /** Connect and answer PING (ms). */
+  connectMs: number
+  /** The whole INSTREAM exchange (ms). */
+  scanMs: number
+}
+
 const CHUNK = 64 * 1024
 
 export class ClamdClient {
   private readonly target: { unix: string } | { hostname: string; port: number }
 
-  constructor(address: string, private readonly timeoutMs = 10_000) {
+  private readonly timeouts: ClamdTimeouts
+
+  constructor(address: string, timeouts: Partial<ClamdTimeouts> = {}) {
+    this.timeouts = { connectMs: timeouts.connectMs ?? 1000, scanMs: timeouts.scanMs ?? 10_000 }
     if (address.startsWith('/')) this.target = { unix: address }
     else {
       const i = address.lastIndexOf(':')
@@ -25,7 +43,7 @@ export class ClamdClient {
   }
 
   /** Sends `command` (and optional stream chunks) and returns clamd's reply, without the trailing NUL. */
-  private exchange(command: string, payload?: Uint8Array): Promise<string> {
+  private exchange(command: string, timeoutMs: number, payload?: Uint8Array): Promise<string> {
     return new Promise((resolve, reject) => {
       let reply = ''
       let settled = false
@@ -37,9 +55,9 @@ export class ClamdClient {
         else resolve(value!)
       }
       const timer = setTimeout(() => {
-        finish(new ClamdError('clamd did not answer in time'))
+        finish(new ClamdTimeout(`clamd did not answer ${command} within ${timeoutMs}ms`))
         sock?.end()
-      }, this.timeoutMs)
+      }, timeoutMs)
       let sock: { write(d: Uint8Array | string): number; end(): void; flush?(): void } | undefined
       const handlers = {
         open: (s: { write(d: Uint8Array | string): number; end(): void }) => {
@@ -82,12 +100,13 @@ export class ClamdClient {
 
   /** True when clamd answers PONG. */
   async ping(): Promise<boolean> {
-    return (await this.exchange('PING')) === 'PONG'
+    return (await this.exchange('PING', this.timeouts.connectMs)) === 'PONG'
   }
 
-  /** Scans bytes; throws ClamdError when clamd cannot give a verdict. */
+  /** Scans bytes; throws ClamdError (ClamdTimeout for a missed deadline) when clamd cannot give a verdict. */
   async scan(bytes: Uint8Array): Promise<ScanResult> {
-    const r = await this.exchange('INSTREAM', bytes)
+    if (!(await this.ping())) throw new ClamdError('clamd did not answer PONG')
+    const r = await this.exchange('INSTREAM', this.timeouts.scanMs, bytes)
     if (/^stream: OK$/.test(r)) return { clean: true }
     const m = /^stream: (.+) FOUND$/.exec(r)
     if (m) return { clean: false, signature: m[1]! }

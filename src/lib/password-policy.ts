@@ -14,7 +14,8 @@ import { desc, eq, inArray } from 'drizzle-orm'
 import type { Config } from '../config'
 import type { Db } from '../db/client'
 import { passwordHistory } from '../db/schema'
-import type { Clock } from './clock'
+import { type BreakerState, CircuitBreaker } from './circuit-breaker'
+import { systemClock, type Clock } from './clock'
 import type { Logger } from './logger'
 import { normalizePassword, type PasswordHasher } from './password'
 import commonPasswordsText from './common-passwords.txt' with { type: 'text' }
@@ -120,9 +121,23 @@ export const hibpDigest = (password: string): string => createHash('sha1').updat
 /** Checks passwords against the configured rules. */
 export class PasswordPolicy {
   private readonly cfg: Config['password']
+  private readonly hibpBreaker: CircuitBreaker
 
   constructor(private readonly deps: PasswordPolicyDeps) {
     this.cfg = deps.config.password
+    // Opens after 3 failures in a row, or at once on a timeout; one probe after 30 s.
+    this.hibpBreaker = new CircuitBreaker({
+      name: 'hibp',
+      clock: deps.clock ?? systemClock,
+      failureThreshold: 3,
+      coolDownMs: HIBP_COOL_DOWN_MS,
+      tripOn: isTimeout,
+      onStateChange: (to, from) => {
+        const fields = { breaker: 'hibp', from, to, failClosed: this.cfg.hibp.failClosed }
+        if (to === 'closed') deps.logger.info(fields, 'hibp circuit breaker changed state')
+        else deps.logger.warn(fields, 'hibp circuit breaker changed state')
+      },
+    })
   }
 
   /** Every reason `password` is refused; empty when it is acceptable. */
@@ -196,6 +211,10 @@ export class PasswordPolicy {
    * Have I Been Pwned range query: only the first 5 hex characters of the SHA-1 leave the machine, and
    * `Add-Padding` makes every response the same size. Padding rows carry a count of 0. On timeout or
    * error the configuration decides: accept (fail open) or refuse with `breach_check_unavailable`.
+   * Redirects are refused (a 3xx is a failure, its target is never fetched), the body is read up to
+   * `HIBP_MAX_BODY` and cut there (also a failure: a partial range could hide the suffix), and the call
+   * runs behind a circuit breaker, so while HIBP is down sign-ups get the fallback at once instead of
+   * each waiting for `BULWARK_HIBP_TIMEOUT`.
    */
   private async breachCheck(pw: string): Promise<PasswordProblem | undefined> {
     const hibp = this.cfg.hibp
@@ -204,24 +223,71 @@ export class PasswordPolicy {
     const prefix = digest.slice(0, 5)
     const suffix = digest.slice(5)
     const url = `${hibp.url.endsWith('/') ? hibp.url : `${hibp.url}/`}${prefix}`
-    try {
-      const res = await (this.deps.fetch ?? fetch)(url, {
-        headers: { 'Add-Padding': 'true', 'User-Agent': 'bulwark' },
-        signal: AbortSignal.timeout(hibp.timeoutMs),
-      })
-      if (!res.ok) throw new Error(`HTTP ${res.status}`)
-      const body = await res.text()
-      for (const line of body.split('\n')) {
-        const [s, count] = line.trim().split(':')
-        if (s?.toUpperCase() === suffix && Number(count) > 0) {
-          return { code: 'breached', message: 'This password has appeared in a data breach; choose another.' }
+    const unavailable = (): PasswordProblem | undefined =>
+      hibp.failClosed ? { code: 'breach_check_unavailable', message: 'Breach check unavailable; try again later.' } : undefined
+    return this.hibpBreaker.run(
+      async () => {
+        const res = await (this.deps.fetch ?? fetch)(url, {
+          headers: { 'Add-Padding': 'true', 'User-Agent': 'bulwark' },
+          redirect: 'manual',
+          signal: AbortSignal.timeout(hibp.timeoutMs),
+        })
+        if (res.status >= 300 && res.status < 400) {
+          await res.body?.cancel().catch(() => {})
+          throw new Error(`redirect refused (HTTP ${res.status})`)
         }
-      }
-      return undefined
-    } catch (e) {
-      const reason = e instanceof Error && (e.name === 'TimeoutError' || e.name === 'AbortError') ? 'timeout' : (e as Error).message
-      this.deps.logger.warn({ msg: 'hibp check failed', reason, failClosed: hibp.failClosed })
-      return hibp.failClosed ? { code: 'breach_check_unavailable', message: 'Breach check unavailable; try again later.' } : undefined
-    }
+        if (!res.ok) {
+          await res.body?.cancel().catch(() => {})
+          throw new Error(`HTTP ${res.status}`)
+        }
+        const body = await readBounded(res, HIBP_MAX_BODY)
+        for (const line of body.split('\n')) {
+          const [s, count] = line.trim().split(':')
+          if (s?.toUpperCase() === suffix && Number(count) > 0) {
+            return { code: 'breached', message: 'This password has appeared in a data breach; choose another.' } satisfies PasswordProblem
+          }
+        }
+        return undefined
+      },
+      (e) => {
+        if (e !== undefined) {
+          const reason = isTimeout(e) ? 'timeout' : e instanceof Error ? e.message : String(e)
+          this.deps.logger.warn({ msg: 'hibp check failed', reason, failClosed: hibp.failClosed })
+        }
+        return unavailable()
+      },
+    )
   }
+
+  /** The HIBP breaker's state (`closed`, `open`, `half-open`). */
+  get breachCheckState(): BreakerState {
+    return this.hibpBreaker.state
+  }
+}
+
+/** How long the HIBP breaker stays open before one probe. */
+export const HIBP_COOL_DOWN_MS = 30_000
+
+/** A padded range answer is ~40 KiB; anything past 1 MiB is not HIBP talking. */
+export const HIBP_MAX_BODY = 1024 * 1024
+
+const isTimeout = (e: unknown): boolean => e instanceof Error && (e.name === 'TimeoutError' || e.name === 'AbortError')
+
+/** The body as text, read chunk by chunk and cut (stream cancelled, error thrown) past `max` bytes. */
+export async function readBounded(res: Response, max: number): Promise<string> {
+  if (!res.body) return ''
+  const reader = res.body.getReader()
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    size += value.byteLength
+    if (size > max) {
+      await reader.cancel().catch(() => {})
+      throw new Error(`response body larger than ${max} bytes`)
+    }
+    chunks.push(value)
+  }
+  return new TextDecoder().decode(Buffer.concat(chunks))
 }

@@ -62,7 +62,8 @@ export function errorHandler(logger: Logger) {
     let e: unknown = error
     if (code === 'PARSE' && (error as { cause?: unknown }).cause instanceof AppError) e = (error as { cause: AppError }).cause
     if (e instanceof AppError) {
-      if (e.status >= 500) logger.error({ err: e, requestId: rid, path }, 'request failed')
+      // A 503 is a dependency known to be down (its circuit breaker logs each state change once), not a bug.
+      if (e.status >= 500 && e.status !== 503) logger.error({ err: e, requestId: rid, path }, 'request failed')
       return problemResponse(e.status, e.code, e.detail ?? titleOf(e.status), rid, e.extra)
     }
     switch (code) {

@@ -87,4 +87,16 @@ describe('circuit breaker', () => {
     expect(await b.run(fail, fb)).toBe('fallback')
     expect(b.state).toBe('open')
   })
+
+  test('tripOn: a recognised failure (a timeout) opens at once; others still count to the threshold', async () => {
+    const clock = new FakeClock()
+    const changes: string[] = []
+    class Timeout extends Error {}
+    const b = new CircuitBreaker({ name: 't', clock, failureThreshold: 3, tripOn: (e) => e instanceof Timeout, onStateChange: (to, from) => changes.push(`${from}->${to}`) })
+    await b.run(fail, fb)
+    expect(b.state).toBe('closed')
+    await b.run(() => Promise.reject(new Timeout('slow')), fb)
+    expect(b.state).toBe('open')
+    expect(changes).toEqual(['closed->open'])
+  })
 })

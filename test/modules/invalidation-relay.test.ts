@@ -4,6 +4,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expectProblem, makeApp, signUp, STRONG_PASSWORD, type TestApp } from '../helpers'
+import { OwnRedis } from '../support/own-redis'
 
 const url = process.env.BULWARK_TEST_REDIS_URL
 let apps: TestApp[] = []
@@ -47,5 +48,73 @@ describe('cache invalidation across instances', () => {
     a.deps.invalidation.emit({ kind: 'user', id: user.id })
     expect(await until(async () => (await b.req('GET', '/v1/me', { token: t2 })).status === 401)).toBe(true)
     expect(b.deps.relay!.received).toBeGreaterThan(0)
+  })
+
+  // Regression: the relay subscribed once, so after any Redis reconnect invalidations stopped for good
+  // (logout on A took the cache TTL on B) while readiness said Redis was fine.
+  test.skipIf(!OwnRedis.available())('after a Redis restart the relay subscribes again, drops what it may have missed and readiness tracks it (needs redis-server)', async () => {
+    const redis = new OwnRedis()
+    await redis.start()
+    try {
+      const env = { BULWARK_DB_PATH: join(mkdtempSync(join(tmpdir(), 'bw-relay-')), 'db.sqlite'), BULWARK_REDIS_URL: redis.url, BULWARK_REDIS_PREFIX: `bwtest-${crypto.randomUUID()}:` }
+      const a = makeApp(env)
+      apps.push(a)
+      const b = makeApp(env)
+      apps.push(b)
+      await Promise.all([a.deps.relayReady, b.deps.relayReady])
+      const relayStatus = async (x: TestApp) => (await x.req('GET', '/health/ready')).body.checks.relay?.status
+      expect(await relayStatus(b)).toBe('ok')
+
+      // 1. A logout on A while Redis is down never reaches B over pub/sub; B must still refuse the token
+      //    on its next request once its relay is back (it drops its caches on re-subscription).
+      const { accessToken, email } = await signUp(a)
+      expect((await b.req('GET', '/v1/me', { token: accessToken })).status).toBe(200)
+      await redis.stop()
+      expect(await until(async () => (await relayStatus(b)) === 'degraded')).toBe(true)
+      expect((await b.req('GET', '/health/ready')).body.checks.relay.detail).toContain('not subscribed')
+      expect((await a.req('POST', '/v1/auth/logout', { token: accessToken })).status).toBe(204)
+      expect((await b.req('GET', '/v1/me', { token: accessToken })).status).toBe(200) // cached: the outage window
+      await redis.start()
+      expect(await until(async () => (await relayStatus(b)) === 'ok', 5000)).toBe(true)
+      expectProblem(await b.req('GET', '/v1/me', { token: accessToken }), 401, 'invalid_token')
+      expect(b.deps.relay!.resubscriptions).toBe(1)
+      expect(b.logs.filter((l) => l.msg === 'cache invalidation relay is not subscribed; caches fall back to their TTL until it is back')).toHaveLength(1)
+
+      // 2. The new subscription carries events again: a logout on A reaches B's cache at once.
+      expect(await until(async () => (await relayStatus(a)) === 'ok', 5000)).toBe(true)
+      const t2 = (await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })).body.accessToken
+      expect((await b.req('GET', '/v1/me', { token: t2 })).status).toBe(200)
+      const before = b.deps.relay!.received
+      expect((await a.req('POST', '/v1/auth/logout', { token: t2 })).status).toBe(204)
+      expect(await until(async () => b.deps.relay!.received > before)).toBe(true)
+      expectProblem(await b.req('GET', '/v1/me', { token: t2 }), 401, 'invalid_token')
+    } finally {
+      for (const x of apps) x.close()
+      apps = []
+      await redis.stop()
+    }
+  })
+
+  test.skipIf(!OwnRedis.available())('Redis down at start: the relay subscribes once it is up and drops what was cached meanwhile (needs redis-server)', async () => {
+    const redis = new OwnRedis()
+    try {
+      const env = { BULWARK_DB_PATH: join(mkdtempSync(join(tmpdir(), 'bw-relay-')), 'db.sqlite'), BULWARK_REDIS_URL: redis.url, BULWARK_REDIS_PREFIX: `bwtest-${crypto.randomUUID()}:` }
+      const a = makeApp(env)
+      apps.push(a)
+      const b = makeApp(env)
+      apps.push(b)
+      await Promise.all([a.deps.relayReady, b.deps.relayReady])
+      expect((await b.req('GET', '/health/ready')).body.checks.relay.status).toBe('degraded')
+      const { accessToken } = await signUp(a)
+      expect((await b.req('GET', '/v1/me', { token: accessToken })).status).toBe(200)
+      expect((await a.req('POST', '/v1/auth/logout', { token: accessToken })).status).toBe(204)
+      await redis.start()
+      expect(await until(async () => (await b.req('GET', '/health/ready')).body.checks.relay.status === 'ok', 5000)).toBe(true)
+      expectProblem(await b.req('GET', '/v1/me', { token: accessToken }), 401, 'invalid_token')
+    } finally {
+      for (const x of apps) x.close()
+      apps = []
+      await redis.stop()
+    }
   })
 })

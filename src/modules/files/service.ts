@@ -14,7 +14,7 @@ import { fileTypeFromBuffer } from 'file-type'
 import type { CoreDeps } from '../../deps'
 import { files } from '../../db/schema'
 import { CircuitBreaker } from '../../lib/circuit-breaker'
-import { ClamdClient } from '../../lib/clamd'
+import { ClamdClient, ClamdTimeout } from '../../lib/clamd'
 import { AppError, notFound } from '../../lib/errors'
 import { newId } from '../../lib/ids'
 import { canAccessOwned, type PermissionHolder } from '../../lib/permissions'
@@ -58,11 +58,17 @@ export class FilesService {
 
   constructor(private readonly d: FilesDeps) {
     this.dir = join(d.config.dataDir, 'files')
-    this.scanner = d.config.clamd ? new ClamdClient(d.config.clamd) : undefined
+    this.scanner = d.config.clamd ? new ClamdClient(d.config.clamd, d.config.clamdTimeouts) : undefined
+    // One log line per state change (open, half-open, closed), never one per refused upload.
     this.breaker = new CircuitBreaker({
       name: 'clamd',
       clock: d.clock,
-      onStateChange: (to, from) => d.logger.warn({ breaker: 'clamd', from, to }, 'scanner circuit breaker changed state'),
+      tripOn: (err) => err instanceof ClamdTimeout,
+      onStateChange: (to, from, err) => {
+        const fields = { breaker: 'clamd', from, to, ...(err ? { err: err instanceof Error ? err.message : String(err) } : {}) }
+        if (to === 'closed') d.logger.info(fields, 'scanner circuit breaker changed state')
+        else d.logger.warn(fields, 'scanner circuit breaker changed state')
+      },
     })
   }
 
@@ -119,7 +125,8 @@ export class FilesService {
     const verdict = await this.breaker.run(
       () => this.scanner!.scan(bytes),
       (err) => {
-        if (err) this.d.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'clamd scan failed')
+        // Failures are logged by the breaker when they change its state; below the threshold, at debug.
+        if (err) this.d.logger.debug({ err: err instanceof Error ? err.message : String(err) }, 'clamd scan failed')
         return undefined
       },
     )

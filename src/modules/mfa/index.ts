@@ -1,22 +1,22 @@
 /**
  * MFA routes of the signed-in user (TOTP, recovery codes, passkeys) and the passwordless passkey
  * options. Not wired by itself: the composition root passes the auth plugin (the `{ auth: true }`
- * macro resolving `principal`) and the services. Removing a factor or regenerating recovery codes
- * needs a recent proof (step-up): `principal.authTime` within BULWARK_STEP_UP_TTL.
+ * macro resolving `principal`) and the services. Adding or removing a factor and regenerating recovery
+ * codes need a recent proof (step-up): `principal.authTime` within BULWARK_STEP_UP_TTL (the first factor
+ * of a session confined to enrolment excepted).
  */
 import { eq } from 'drizzle-orm'
 import { Elysia, t } from 'elysia'
 import type { AuthMacros } from '../../plugins/auth-macros'
 import { errors, NoContent } from '../../lib/schemas'
 import { users } from '../../db/schema'
-import { AppError, conflict, notFound, unauthorized } from '../../lib/errors'
+import { conflict, notFound, unauthorized } from '../../lib/errors'
 import { isId } from '../../lib/ids'
 import { metaOf } from '../../plugins/request-context'
 import { type MfaDeps, PasskeyView, type Principal, RecoveryCodesBody, RegistrationResponseSchema } from './model'
 import type { MfaServices } from './services'
+import { requireRecentProof } from './step-up'
 
-/** authTime may come as seconds (JWT `auth_time`) or milliseconds; epoch ms are > 1e12 since 2001. */
-const authTimeMs = (p: Principal) => (p.authTime < 1e12 ? p.authTime * 1000 : p.authTime)
 
 const PublicKeyOptions = t.Object({ challenge: t.String() }, { additionalProperties: true, description: 'WebAuthn options for navigator.credentials (JSON form)' })
 const Name = t.String({ minLength: 1, maxLength: 64 })
@@ -36,10 +36,16 @@ export function mfaController(
   const { totp, recovery, passkeys, login } = services
 
   /** Sensitive changes need a recent proof of presence, not just a live session. */
-  const requireStepUp = (p: Principal) => {
-    if (deps.clock.now() - authTimeMs(p) > deps.config.tokens.stepUpTtlMs) {
-      throw new AppError(401, 'reauthentication_required', 'This change needs a recent sign-in; confirm your password or second factor again.')
-    }
+  const requireStepUp = (p: Principal) => requireRecentProof(p, deps.clock.now(), deps.config.tokens.stepUpTtlMs)
+  /**
+   * Adding a factor needs the same recent proof as removing one: otherwise a stolen or stale session could
+   * enrol its own authenticator (and take the recovery codes), locking the owner out. The one exception is
+   * the first factor of a session that a role confines to enrolment: that session exists to get one, and
+   * its user has no factor to prove.
+   */
+  const requireStepUpToAdd = (p: Principal) => {
+    if (p.mfaPending && !login.hasActiveFactor(p.userId)) return
+    requireStepUp(p)
   }
   const userOf = (p: Principal) => {
     const u = deps.db.select({ id: users.id, email: users.email, name: users.name }).from(users).where(eq(users.id, p.userId)).get()
@@ -52,16 +58,18 @@ export function mfaController(
     .post(
       '/v1/me/mfa/totp',
       ({ principal }) => {
+        requireStepUpToAdd(principal)
         const u = userOf(principal)
         return totp.enroll(u.id, u.email)
       },
       {
         auth: 'mfa-enrolment',
         response: { 200: t.Object({ secret: t.String(), otpauthUrl: t.String() }) },
-        detail: { summary: 'Start enrolling an authenticator app (pending until confirmed)' },
+        detail: { summary: 'Start enrolling an authenticator app (pending until confirmed; needs a recent sign-in)' },
       },
     )
     .post('/v1/me/mfa/totp/confirm', ({ principal, body, request }) => {
+      requireStepUpToAdd(principal)
       const r = totp.confirm(principal.userId, body.code, metaOf(request))
       onEnrolled(principal.sessionId, 'otp')
       return r
@@ -69,7 +77,7 @@ export function mfaController(
       auth: 'mfa-enrolment',
       body: t.Object({ code: t.String({ minLength: 1, maxLength: 16 }) }, { additionalProperties: false }),
       response: { 200: RecoveryCodesBody },
-      detail: { summary: 'Confirm the authenticator app with a first code; returns 10 recovery codes, shown once' },
+      detail: { summary: 'Confirm the authenticator app with a first code (needs a recent sign-in); returns 10 recovery codes, shown once' },
     })
     .delete(
       '/v1/me/mfa/totp',
@@ -93,14 +101,22 @@ export function mfaController(
         detail: { summary: 'Replace the recovery codes with 10 new ones (needs a recent sign-in); the old ones stop working' },
       },
     )
-    .post('/v1/me/passkeys/options', ({ principal }) => passkeys.registrationOptions(userOf(principal)), {
+    .post(
+      '/v1/me/passkeys/options',
+      ({ principal }) => {
+        requireStepUpToAdd(principal)
+        return passkeys.registrationOptions(userOf(principal))
+      },
+      {
       auth: 'mfa-enrolment',
-      response: { 200: PublicKeyOptions },
-      detail: { summary: 'WebAuthn registration options for a new passkey' },
-    })
+        response: { 200: PublicKeyOptions, ...errors(401, 429) },
+        detail: { summary: 'WebAuthn registration options for a new passkey (needs a recent sign-in)' },
+      },
+    )
     .post(
       '/v1/me/passkeys',
       async ({ principal, body, request, set }) => {
+        requireStepUpToAdd(principal)
         const view = await passkeys.verifyRegistration(principal.userId, body.response, body.name, metaOf(request))
         onEnrolled(principal.sessionId, 'webauthn')
         set.status = 201
@@ -110,7 +126,7 @@ export function mfaController(
         auth: 'mfa-enrolment',
         body: t.Object({ response: RegistrationResponseSchema, name: t.Optional(Name) }, { additionalProperties: false }),
         response: { 201: PasskeyView },
-        detail: { summary: 'Register a passkey from the navigator.credentials.create() response' },
+        detail: { summary: 'Register a passkey from the navigator.credentials.create() response (needs a recent sign-in)' },
       },
     )
     .get('/v1/me/passkeys', ({ principal }) => ({ items: passkeys.list(principal.userId), nextCursor: null }), {

@@ -9,6 +9,8 @@
  *  - `self`: nobody changes their own roles or status;
  *  - `permission_not_held`: a role cannot be given a permission the actor does not hold;
  *  - `last_owner`: the last active owner cannot lose the role, be disabled or be deleted.
+ * A role with administrative permissions requires MFA unless an owner waives it (see ./mfa-waiver.ts:
+ * 403 `mfa_waiver_forbidden`, event rule `mfa_waiver`).
  */
 import { and, asc, count, desc, eq, sql } from 'drizzle-orm'
 import type { Db } from '../../db/client'
@@ -20,6 +22,7 @@ import { newId } from '../../lib/ids'
 import type { Invalidation } from '../../lib/invalidation'
 import { ALL_PERMISSIONS, expandPattern, isKnownPermission, isRegistered, patternProblem, type Permission } from '../../lib/permissions'
 import type { AuditService, RequestMeta } from '../audit/service'
+import { decideMfa, recordWaiver } from './mfa-waiver'
 
 /** A drizzle transaction (or the database itself): what functions usable inside a caller's transaction take. */
 export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0]
@@ -171,6 +174,13 @@ export class RbacService {
   /** Hit/miss counters of the two caches (for /metrics). */
   stats(): { effective: CacheStats; roles: CacheStats } {
     return { effective: this.userCache.stats(), roles: this.roleCache.stats() }
+  }
+
+  /** Drops both caches (the invalidation relay calls it after missing events while Redis was away). */
+  clearCaches(): void {
+    this.userCache.clear()
+    this.roleCache.clear()
+    this.gen++
   }
 
   // ---------------------------------------------------------------- effective permissions
@@ -381,15 +391,17 @@ export class RbacService {
     this.checkRoleLevel(actor, me, input.level, 'role_create', input.name, meta)
     const patterns = [...new Set(input.permissions)]
     this.checkPatterns(actor, me, patterns, 'role_create', input.name, meta)
+    const mfa = decideMfa(this.deps.audit, { userId: actor.userId, isOwner: me.roles.includes(OWNER_ROLE) }, input.name, 'role_create', { patterns, requested: input.mfaRequired }, undefined, meta)
     const now = this.deps.clock.now()
     const id = newId()
     this.deps.db.transaction((tx) => {
       if (tx.select({ id: roles.id }).from(roles).where(eq(roles.name, input.name)).get()) throw conflict('A role with this name exists.')
-      tx.insert(roles).values({ id, name: input.name, level: input.level, description: input.description ?? '', mfaRequired: input.mfaRequired ?? false, builtin: false, createdAt: now, updatedAt: now }).run()
+      tx.insert(roles).values({ id, name: input.name, level: input.level, description: input.description ?? '', mfaRequired: mfa.mfaRequired, builtin: false, createdAt: now, updatedAt: now }).run()
       if (patterns.length) tx.insert(rolePermissions).values(patterns.map((permission) => ({ roleId: id, permission }))).run()
     })
     this.deps.invalidation.emit({ kind: 'role', id })
-    this.deps.audit.record({ type: 'role_created', outcome: 'success', actorId: actor.userId, details: { role: input.name, level: input.level, permissions: patterns } }, meta)
+    this.deps.audit.record({ type: 'role_created', outcome: 'success', actorId: actor.userId, details: { role: input.name, level: input.level, permissions: patterns, mfaRequired: mfa.mfaRequired } }, meta)
+    if (mfa.waived) recordWaiver(this.deps.audit, actor.userId, input.name, mfa.admin, meta)
     return this.getRole(input.name)
   }
 
@@ -405,12 +417,13 @@ export class RbacService {
       if (r.builtin) throw conflict('Built-in role names cannot change.', 'builtin_role')
     }
     let patterns: string[] | undefined
+    const current = new Set(this.deps.db.select({ p: rolePermissions.permission }).from(rolePermissions).where(eq(rolePermissions.roleId, r.id)).all().map((x) => x.p))
     if (patch.permissions) {
       patterns = [...new Set(patch.permissions)]
-      const current = new Set(this.deps.db.select({ p: rolePermissions.permission }).from(rolePermissions).where(eq(rolePermissions.roleId, r.id)).all().map((x) => x.p))
       // Only additions are checked against the actor's own permissions: removing is never an escalation.
       this.checkPatterns(actor, me, patterns.filter((p) => !current.has(p)), 'role_update', name, meta)
     }
+    const mfa = decideMfa(this.deps.audit, { userId: actor.userId, isOwner: me.roles.includes(OWNER_ROLE) }, name, 'role_update', { patterns: patterns ?? [...current], requested: patch.mfaRequired }, { patterns: [...current], mfaRequired: r.mfaRequired }, meta)
     const now = this.deps.clock.now()
     this.deps.db.transaction((tx) => {
       if (newName !== r.name && tx.select({ id: roles.id }).from(roles).where(eq(roles.name, newName)).get()) throw conflict('A role with this name exists.')
@@ -419,7 +432,7 @@ export class RbacService {
           name: newName,
           level: patch.level ?? r.level,
           description: patch.description ?? r.description,
-          mfaRequired: patch.mfaRequired ?? r.mfaRequired,
+          mfaRequired: mfa.mfaRequired,
           updatedAt: now,
         })
         .where(eq(roles.id, r.id))
@@ -430,7 +443,8 @@ export class RbacService {
       }
     })
     this.deps.invalidation.emit({ kind: 'role', id: r.id })
-    this.deps.audit.record({ type: 'role_updated', outcome: 'success', actorId: actor.userId, details: { role: name, ...patch } }, meta)
+    this.deps.audit.record({ type: 'role_updated', outcome: 'success', actorId: actor.userId, details: { role: name, ...patch, mfaRequired: mfa.mfaRequired } }, meta)
+    if (mfa.waived) recordWaiver(this.deps.audit, actor.userId, newName, mfa.admin, meta)
     return this.getRole(newName)
   }
 

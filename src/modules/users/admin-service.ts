@@ -15,6 +15,7 @@ import { pageLimit } from '../../lib/pagination'
 import type { Invalidation } from '../../lib/invalidation'
 import type { AuditService, RequestMeta } from '../audit/service'
 import type { Actor, RbacService } from '../rbac/service'
+import { resetFactors, type FactorResetResult } from './factor-reset'
 
 export type UserStatus = 'active' | 'disabled'
 
@@ -45,7 +46,7 @@ export interface Page<T> {
   nextCursor: string | null
 }
 
-export interface UsersAdminDeps extends Pick<CoreDeps, 'db' | 'clock' | 'keys'> {
+export interface UsersAdminDeps extends Pick<CoreDeps, 'db' | 'clock' | 'keys' | 'config'> {
   audit: Pick<AuditService, 'record'>
   invalidation: Invalidation
   rbac: RbacService
@@ -198,6 +199,11 @@ export class UsersAdminService {
     for (const s of ended) this.deps.invalidation.emit({ kind: 'session', id: s })
     this.deps.audit.record({ type: 'sessions_revoked', outcome: 'success', actorId: actor.userId, targetId: id, details: { sessionsEnded: ended.length } }, meta)
     return ended.length
+  }
+
+  /** Owner-only account recovery: removes another user's second factors and ends their sessions (./factor-reset.ts). */
+  resetFactors(actor: Actor & { authTime: number }, id: string, meta?: RequestMeta): FactorResetResult {
+    return resetFactors(this.deps, actor, id, meta)
   }
 
   private emitUser(id: string, endedSessions: string[]): void {

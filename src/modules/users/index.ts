@@ -2,6 +2,7 @@
 import { Elysia, t, type AnyElysia } from 'elysia'
 import { PageQuery } from '../../lib/pagination'
 import type { AuthMacros } from '../../plugins/auth-macros'
+import { errors } from '../../lib/schemas'
 import { metaOf } from '../../plugins/request-context'
 import type { RbacService } from '../rbac/service'
 import type { UsersAdminService } from './admin-service'
@@ -40,6 +41,13 @@ const PatchUser = t.Object(
 )
 
 const NoContent = { 204: t.Null() }
+
+const FactorReset = t.Object({
+  totp: t.Boolean({ description: 'an authenticator app (active or pending) was removed' }),
+  passkeys: t.Integer({ description: 'passkeys removed' }),
+  recoveryCodes: t.Integer({ description: 'unused recovery codes removed' }),
+  sessionsEnded: t.Integer(),
+})
 
 /** Routes under /v1/users; `auth` is the plugin providing the auth macros. */
 export function usersController(auth: AnyElysia, services: { usersAdmin: UsersAdminService; rbac: RbacService }) {
@@ -101,6 +109,14 @@ export function usersController(auth: AnyElysia, services: { usersAdmin: UsersAd
       },
       { permission: 'roles:assign', params: IdRoleParams, response: NoContent, detail: { summary: 'Revoke a role below your level (roles:assign)' } },
     )
+    .delete('/users/:id/mfa', ({ params, principal, request }) => usersAdmin.resetFactors(principal, params.id, metaOf(request)), {
+      permission: 'users:write',
+      params: IdParam,
+      response: { 200: FactorReset, ...errors(401, 403, 404, 409, 422, 429) },
+      detail: {
+        summary: "Reset a user's second factors for account recovery: removes TOTP, recovery codes and passkeys, ends their sessions (owner only, needs a recent sign-in)",
+      },
+    })
     .delete(
       '/users/:id/sessions',
       ({ params, principal, request, set }) => {
