@@ -22,6 +22,7 @@ import { PasswordHasher } from './lib/password'
 import { PasswordPolicy } from './lib/password-policy'
 import { Redis } from './lib/redis'
 import { AuditService, type RequestMeta } from './modules/audit/service'
+import { DenialRecorder } from './modules/audit/denials'
 import { authController } from './modules/auth'
 import { AuthService, type LoginHooks } from './modules/auth/service'
 import { KeyService } from './modules/keys/service'
@@ -54,6 +55,8 @@ import { applySecurityHeaders, securityHeaders, securityHeadersPlugin } from './
 export interface AppDeps extends CoreDeps {
   health: HealthService
   audit: AuditService
+  /** Security events for refused requests (401/403/422), bounded per source and type. */
+  denials: DenialRecorder
   signer: KeyService
   sessions: SessionService
   hooks: LoginHooks
@@ -126,6 +129,7 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const rateLimiter = new RateLimitService({ ...core, audit, redis })
   const metrics = new Metrics({ defaultMetrics: opts.defaultMetrics })
   audit.onEvent((e) => metrics.securityEvents.inc({ type: e.type, outcome: e.outcome }))
+  const denials = new DenialRecorder({ audit, clock, limits: config.auditDenials, registry: metrics.registry })
   const alerts = config.alertWebhookUrl ? new AlertWebhook(config.alertWebhookUrl, logger) : undefined
   alerts?.attach(audit)
   const invalidation = new Invalidation()
@@ -208,6 +212,7 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     rateLimitIdentity,
     health,
     audit,
+    denials,
     signer,
     sessions,
     hooks,
@@ -270,7 +275,7 @@ export function createApp(deps: AppDeps) {
     .use(requestContext(config.trustProxy))
     .use(securityHeadersPlugin(config))
     .use(corsPlugin(config.corsOrigins))
-    .use(errorHandler(logger))
+    .use(errorHandler(logger, deps.denials.observe))
     .use(rateLimit(deps.rateLimit, deps.rateLimitIdentity))
     .use(csrfPlugin(deps))
     .use(bodyParser({ json: config.bodyLimit, upload: config.uploads.maxBytes, uploadPaths: (p) => UPLOAD_PATHS.has(p) }))

@@ -7,6 +7,7 @@ import { ConfigError, configWarnings, describeConfig, loadConfig, type Config } 
 import { openDatabase } from './db/client'
 import { SchemaTooNewError } from './db/migrate'
 import { bootstrap, buildDeps } from './app'
+import { auditCommand } from './cli/audit'
 import { startServer } from './server'
 import { VERSION } from './version'
 
@@ -21,6 +22,7 @@ Commands:
   admin create --email E
                    create an owner account; the password is read from stdin (or prompted for)
   keys rotate      make a new signing key current; the previous one stays published until its tokens expire
+  audit verify     check the audit trail's hash chains (exit 4 when broken); \`audit export\` writes NDJSON
   --version        print the version
   --help           this text
 
@@ -108,6 +110,9 @@ async function main(argv: string[]): Promise<void> {
       deps.close()
       return
     }
+    case 'audit':
+      process.exitCode = await auditCommand(argv.slice(1), configOrExit)
+      return
     case 'serve': {
       const c = configOrExit()
       let running

@@ -9,6 +9,7 @@ import { unauthorized } from '../lib/errors'
 import type { KeyService } from '../modules/keys/service'
 import type { Effective } from '../modules/rbac/service'
 import type { SessionRow, SessionService } from '../modules/sessions/service'
+import { noteDenial } from '../modules/audit/denials'
 import { authMacros, type Principal } from './auth-macros'
 import { contextOf } from './request-context'
 
@@ -45,12 +46,21 @@ export class Authenticator {
   private async resolve(request: Request): Promise<SessionPrincipal> {
     const header = request.headers.get('authorization')
     const m = header ? /^Bearer ([A-Za-z0-9_.-]+)$/.exec(header) : null
-    if (!m) throw unauthorized('unauthorized', 'A bearer access token is required.')
+    if (!m) {
+      if (header) noteDenial(request, 'malformed_authorization')
+      throw unauthorized('unauthorized', 'A bearer access token is required.')
+    }
     const claims = await this.d.signer.verify(m[1]!)
     const session = this.d.sessions.getLive(claims.sid)
-    if (!session || session.userId !== claims.sub) throw unauthorized('invalid_token', 'The session of this token has ended.')
+    if (!session || session.userId !== claims.sub) {
+      noteDenial(request, 'session_ended')
+      throw unauthorized('invalid_token', 'The session of this token has ended.')
+    }
     const access = this.d.access(claims.sub)
-    if (!access || access.status !== 'active') throw unauthorized('invalid_token', 'The account is not active.')
+    if (!access || access.status !== 'active') {
+      noteDenial(request, 'account_inactive')
+      throw unauthorized('invalid_token', 'The account is not active.')
+    }
     this.d.sessions.touch(session)
     const amr = session.amr.split(',')
     // Decided on every request, not only at sign-in: a role that starts requiring MFA (granted, or its flag
