@@ -7,15 +7,18 @@ import { existsSync } from 'node:fs'
 import type { Config } from '../config'
 import { openDatabase } from '../db/client'
 import { SchemaTooNewError } from '../db/migrate'
-import { verifyChains, type VerifyReport } from '../modules/audit/chain'
+import { parseHead, verifyChains, type ExpectedHead, type VerifyReport } from '../modules/audit/chain'
 import { exportChunks, parseInstant } from '../modules/audit/export'
 
 export const AUDIT_BROKEN_EXIT = 4
 
 const HELP = `Usage: bulwark audit <verify|export> [options]
 
-  verify [--json]    check every hash chain of the security events; prints each chain's head
-                     (store it outside Bulwark) or the first broken link. Exit 0 intact, 4 broken.
+  verify [--json] [--head CHAIN:POSITION:HASH]...
+                     check every hash chain of the security events; prints each chain's head
+                     (store it outside Bulwark) or the first broken link. Each --head is a head
+                     printed earlier: it must still be there with the same hash (unless pruned).
+                     Exit 0 intact, 4 broken.
   export [--since ISO] [--until ISO] [--type TYPE] [--output FILE]
                      write the events as NDJSON (oldest first, with chainId, seq, prevHash, hash)
                      to stdout or FILE; since/until are inclusive ISO 8601 dates or date-times.
@@ -35,9 +38,14 @@ export async function auditCommand(argv: string[], loadConfig: () => Config): Pr
     process.stderr.write(HELP)
     return 64
   }
-  const opts = parseOptions(rest, sub === 'verify' ? ['--json'] : ['--since', '--until', '--type', '--output'])
+  const opts = parseOptions(rest, sub === 'verify' ? ['--json', '--head'] : ['--since', '--until', '--type', '--output'])
   if (typeof opts === 'string') {
     err(opts)
+    return 64
+  }
+  const heads = (opts.heads ?? []).map(parseHead)
+  if (heads.some((h) => h === undefined)) {
+    err('--head takes CHAIN:POSITION:HASH as `bulwark audit verify` prints it')
     return 64
   }
   const config = loadConfig()
@@ -56,14 +64,14 @@ export async function auditCommand(argv: string[], loadConfig: () => Config): Pr
     throw e
   }
   try {
-    return sub === 'verify' ? await verify(handle.sqlite, opts['--json'] !== undefined) : await exportTo(handle.sqlite, opts)
+    return sub === 'verify' ? await verify(handle.sqlite, opts['--json'] !== undefined, heads as ExpectedHead[]) : await exportTo(handle.sqlite, opts)
   } finally {
     handle.close()
   }
 }
 
-async function verify(sqlite: Parameters<typeof verifyChains>[0], json: boolean): Promise<number> {
-  const report = await verifyChains(sqlite)
+async function verify(sqlite: Parameters<typeof verifyChains>[0], json: boolean, heads: ExpectedHead[]): Promise<number> {
+  const report = await verifyChains(sqlite, { heads })
   process.stdout.write(json ? `${JSON.stringify(report)}\n` : describe(report))
   return report.intact ? 0 : AUDIT_BROKEN_EXIT
 }
@@ -73,11 +81,11 @@ export function describe(r: VerifyReport): string {
   const lines: string[] = []
   if (r.firstBroken) {
     const b = r.firstBroken
-    lines.push(`audit trail BROKEN: chain ${b.chainId ?? '(none)'}, event ${b.eventId}, position ${b.position ?? '-'}: ${b.reason}: ${b.detail}`)
+    lines.push(`audit trail BROKEN: chain ${b.chainId ?? '(none)'}, event ${b.eventId ?? '(gone)'}, position ${b.position ?? '-'}: ${b.reason}: ${b.detail}`)
   } else {
     lines.push(`audit trail intact: ${r.events} events in ${r.chains.length} chain${r.chains.length === 1 ? '' : 's'}${r.unchainedEvents ? `; ${r.unchainedEvents} older events predate hash chaining` : ''}`)
     for (const c of r.chains) {
-      lines.push(`chain ${c.chainId} positions ${c.firstPosition}-${c.headPosition}${c.pruned ? ' (older pruned)' : ''} head event ${c.headEventId} ${c.headCreatedAt} sha256 ${c.headHash}`)
+      lines.push(`head ${c.chainId}:${c.headPosition}:${c.headHash} (event ${c.headEventId} at ${c.headCreatedAt}; positions ${c.firstPosition}-${c.headPosition}${c.pruned ? ', older pruned' : ''})`)
     }
   }
   return `${lines.join('\n')}\n`
@@ -104,9 +112,9 @@ async function exportTo(sqlite: Parameters<typeof exportChunks>[0], opts: Record
   return 0
 }
 
-/** `--name value` pairs (and bare flags) from the allowed set; a string is the usage problem. */
-function parseOptions(args: string[], allowed: string[]): Record<string, string> | string {
-  const out: Record<string, string> = {}
+/** `--name value` pairs (and bare flags; `--head` repeatable into `heads`) from the allowed set; a string is the usage problem. */
+function parseOptions(args: string[], allowed: string[]): (Record<string, string> & { heads?: string[] }) | string {
+  const out: Record<string, string> & { heads?: string[] } = {}
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!
     if (!allowed.includes(a)) return `unknown option "${a}"; try \`bulwark audit --help\``
@@ -116,7 +124,8 @@ function parseOptions(args: string[], allowed: string[]): Record<string, string>
     }
     const v = args[++i]
     if (v === undefined) return `${a} needs a value`
-    out[a] = v
+    if (a === '--head') (out.heads ??= []).push(v)
+    else out[a] = v
   }
   return out
 }

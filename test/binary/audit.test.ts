@@ -88,7 +88,7 @@ describe('bulwark audit (binary)', () => {
     } finally {
       rmSync(cwd, { recursive: true, force: true })
     }
-  })
+  }, 15_000)
 
   test('the HTTP export streams the refusals of real requests as NDJSON with hash fields that re-verify', async () => {
     const r = await fetch(`${server.base}/v1/audit/export?type=access_denied`, { headers: { authorization: `Bearer ${ownerToken}` } })
@@ -131,7 +131,13 @@ describe('bulwark audit (binary)', () => {
     expect(route.status).toBe(200)
     expect(route.json.intact).toBe(true)
     // The CLI prints the same head the route reports (the value to keep outside Bulwark).
-    for (const c of route.json.chains) expect(ok.stdout).toContain(c.headHash)
+    for (const c of route.json.chains) expect(ok.stdout).toContain(`head ${c.chainId}:${c.headPosition}:${c.headHash}`)
+    const head = /head (\S+:\d+:[0-9a-f]{64})/.exec(ok.stdout)![1]!
+    expect((await runBinary(['audit', 'verify', '--head', head], { cwd: server.workdir })).code).toBe(0)
+    const forged = await runBinary(['audit', 'verify', '--head', head.replace(/[0-9a-f]{64}$/, 'a'.repeat(64))], { cwd: server.workdir })
+    expect(forged.code).toBe(4)
+    expect(forged.stdout).toContain('head_mismatch')
+    expect((await runBinary(['audit', 'verify', '--head', 'nonsense'], { cwd: server.workdir })).code).toBe(64)
 
     const db = new Database(dbFile())
     let victim: { id: number; seq: number; chain_id: string }
@@ -151,7 +157,7 @@ describe('bulwark audit (binary)', () => {
     const routeBad = await call(server.base, 'GET', '/v1/audit/verify', { token: ownerToken })
     expect(routeBad.json.intact).toBe(false)
     expect(routeBad.json.firstBroken.eventId).toBe(victim.id)
-  })
+  }, 30_000)
 
   test('verify without a database says so and exits 1 without creating one', async () => {
     const cwd = mkdtempSync(join(tmpdir(), 'bw-audit-none-'))

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from 'bun:test'
 import { createHash } from 'node:crypto'
-import { canonicalJson, GENESIS, verifyChains } from '../../src/modules/audit/chain'
+import { canonicalJson, chainHash, fieldsOfRow, GENESIS, verifyChains, type StoredRow } from '../../src/modules/audit/chain'
 import { AuditService } from '../../src/modules/audit/service'
 import { expectProblem } from '../helpers'
 import { makeAdminApp, seedUser } from '../support/admin'
@@ -179,6 +179,63 @@ describe('hash chain', () => {
     expect(r.intact).toBe(true)
     expect(r.chains.map((c) => c.events).sort()).toEqual([3, 4])
     expect(rows().some((x) => x.type === 'rolled_back')).toBe(false)
+  })
+})
+
+describe('chain heads stored elsewhere', () => {
+  const fullRows = () =>
+    t.deps.sqlite
+      .query<StoredRow, []>('SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details, created_at FROM security_events ORDER BY id')
+      .all()
+
+  test('a chain rewritten with recomputed hashes passes alone but fails against a stored head', async () => {
+    t = makeAdminApp()
+    recordMany(5)
+    const report = await t.deps.audit.verify()
+    const stored = report.chains.map((c) => ({ chainId: c.chainId, position: c.headPosition, hash: c.headHash }))
+    expect((await t.deps.audit.verify(stored)).intact).toBe(true)
+    // What an attacker with write access does: change position 2 and recompute every later hash.
+    let prev = fullRows()[0]!.hash!
+    for (const r of fullRows().slice(1)) {
+      const details = r.seq === 2 ? JSON.stringify({ i: 1, nested: { b: 2, a: [1, 'rewritten'] } }) : r.details
+      const hash = chainHash(prev, fieldsOfRow({ ...r, details })!)
+      t.deps.sqlite.run('UPDATE security_events SET details = ?, prev_hash = ?, hash = ? WHERE id = ?', [details, prev, hash, r.id])
+      prev = hash
+    }
+    expect((await t.deps.audit.verify()).intact).toBe(true)
+    const r = await t.deps.audit.verify(stored)
+    expect(r.firstBroken).toMatchObject({ chainId: stored[0]!.chainId, eventId: fullRows()[4]!.id, position: 5, reason: 'head_mismatch' })
+  })
+
+  test('deleting the newest events is caught by a stored head; pruning past it is not an alarm', async () => {
+    t = makeAdminApp()
+    recordMany(6)
+    const mid = fullRows()[3]!
+    const head = { chainId: mid.chain_id!, position: 4, hash: mid.hash! }
+    t.deps.sqlite.run('DELETE FROM security_events WHERE id >= ?', [mid.id])
+    expect((await t.deps.audit.verify()).intact).toBe(true)
+    expect((await t.deps.audit.verify([head])).firstBroken).toMatchObject({ chainId: head.chainId, eventId: null, position: 4, reason: 'head_missing' })
+    expect((await t.deps.audit.verify([{ ...head, chainId: '01a23105-0000-7000-8000-000000000000' }])).firstBroken!.reason).toBe('head_missing')
+
+    t.close()
+    t = makeAdminApp()
+    recordMany(6)
+    const old = fullRows()[1]!
+    t.deps.sqlite.run('DELETE FROM security_events WHERE id <= ?', [fullRows()[2]!.id])
+    expect((await t.deps.audit.verify([{ chainId: old.chain_id!, position: 2, hash: old.hash! }])).intact).toBe(true)
+  })
+
+  test('the route takes heads as ?head=chain:position:hash,… and refuses malformed ones', async () => {
+    t = makeAdminApp()
+    const admin = seedUser(t.deps, { roles: ['admin'] })
+    recordMany(2)
+    const r = await t.as(admin, 'GET', '/v1/audit/verify')
+    const c = r.body.chains[0]
+    const good = await t.as(admin, 'GET', `/v1/audit/verify?head=${c.chainId}:${c.headPosition}:${c.headHash}`)
+    expect(good.body.intact).toBe(true)
+    const wrong = await t.as(admin, 'GET', `/v1/audit/verify?head=${c.chainId}:${c.headPosition}:${'0'.repeat(64)}`)
+    expect(wrong.body.firstBroken.reason).toBe('head_mismatch')
+    expectProblem(await t.as(admin, 'GET', `/v1/audit/verify?head=${c.chainId}:x:${c.headHash}`), 422, 'validation_failed')
   })
 })
 

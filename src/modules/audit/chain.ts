@@ -127,12 +127,13 @@ export function fieldsOfRow(r: StoredRow): ChainedFields | undefined {
   }
 }
 
-export type BreakReason = 'hash_mismatch' | 'prev_hash_mismatch' | 'missing_events' | 'out_of_order' | 'unchained_event'
+export type BreakReason = 'hash_mismatch' | 'prev_hash_mismatch' | 'missing_events' | 'out_of_order' | 'unchained_event' | 'head_mismatch' | 'head_missing'
 
 /** The first link that does not hold. */
 export interface BrokenLink {
   chainId: string | null
-  eventId: number
+  /** The event at the broken link; null for a stored head whose event no longer exists. */
+  eventId: number | null
   position: number | null
   reason: BreakReason
   detail: string
@@ -149,6 +150,19 @@ export interface ChainHead {
   headHash: string
   headCreatedAt: string
   events: number
+}
+
+/** A chain head stored outside Bulwark earlier (`chainId:position:hash`, as verify prints it). */
+export interface ExpectedHead {
+  chainId: string
+  position: number
+  hash: string
+}
+
+/** Parses `chainId:position:hash`; undefined when malformed. */
+export function parseHead(s: string): ExpectedHead | undefined {
+  const m = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}):(\d{1,15}):([0-9a-f]{64})$/.exec(s.trim())
+  return m ? { chainId: m[1]!, position: Number(m[2]), hash: m[3]! } : undefined
 }
 
 export interface VerifyReport {
@@ -174,7 +188,7 @@ const isFileDb = (sqlite: Database) => sqlite.filename !== '' && sqlite.filename
  * events pruned or appended meanwhile cannot make an intact trail look broken, and the walk yields to the
  * event loop between batches. An in-memory database (tests) is walked synchronously on its connection.
  */
-export async function verifyChains(sqlite: Database, opts: { batchSize?: number } = {}): Promise<VerifyReport> {
+export async function verifyChains(sqlite: Database, opts: { batchSize?: number; heads?: ExpectedHead[] } = {}): Promise<VerifyReport> {
   const batch = opts.batchSize ?? 1000
   const snapshot = isFileDb(sqlite)
   const db = snapshot ? new Database(sqlite.filename, { readonly: true, strict: true }) : sqlite
@@ -238,6 +252,31 @@ export async function verifyChains(sqlite: Database, opts: { batchSize?: number 
     if (start !== null && start !== undefined) {
       const stray = db.query<StoredRow, [number]>('SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details, created_at FROM security_events WHERE chain_id IS NULL AND id > ? ORDER BY id LIMIT 1').get(start)
       if (stray) return broken(stray, 'unchained_event', `event ${stray.id} was stored after hash chaining began but belongs to no chain`)
+    }
+    // Heads stored elsewhere: each must still be in its chain with the same hash, unless retention has
+    // since pruned past it (the chain then starts later). This is what catches a rewritten or truncated chain.
+    const at = db.query<{ id: number; hash: string | null }, [string, number]>('SELECT id, hash FROM security_events WHERE chain_id = ? AND seq = ?')
+    for (const h of opts.heads ?? []) {
+      const row = at.get(h.chainId, h.position)
+      if (row) {
+        if (row.hash !== h.hash) {
+          report.intact = false
+          report.firstBroken = { chainId: h.chainId, eventId: row.id, position: h.position, reason: 'head_mismatch', detail: `position ${h.position} no longer has the hash stored for it (the chain was rewritten)` }
+          return report
+        }
+        continue
+      }
+      const chain = report.chains.find((c) => c.chainId === h.chainId)
+      if (chain && h.position < chain.firstPosition) continue
+      report.intact = false
+      report.firstBroken = {
+        chainId: h.chainId,
+        eventId: null,
+        position: h.position,
+        reason: 'head_missing',
+        detail: chain ? `the chain now ends at position ${chain.headPosition} (newer events were deleted)` : 'no event of this chain remains (deleted, or pruned entirely by retention)',
+      }
+      return report
     }
     report.unchainedEvents = db.query<{ n: number }, []>('SELECT count(*) AS n FROM security_events WHERE chain_id IS NULL').get()?.n ?? 0
     return report

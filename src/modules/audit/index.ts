@@ -6,6 +6,7 @@ import { errors } from '../../lib/schemas'
 import { NO_COMPRESS_HEADER } from '../../plugins/compression'
 import type { AuthMacros } from '../../plugins/auth-macros'
 import { EventSchema } from '../me'
+import { parseHead, type ExpectedHead } from './chain'
 import { exportStream, parseInstant } from './export'
 import type { AuditService } from './service'
 
@@ -31,9 +32,17 @@ const VerifyReportSchema = t.Object({
   firstBroken: Nullable(
     t.Object({
       chainId: Nullable(t.String()),
-      eventId: t.Integer(),
+      eventId: Nullable(t.Integer()),
       position: Nullable(t.Integer()),
-      reason: t.Union([t.Literal('hash_mismatch'), t.Literal('prev_hash_mismatch'), t.Literal('missing_events'), t.Literal('out_of_order'), t.Literal('unchained_event')]),
+      reason: t.Union([
+        t.Literal('hash_mismatch'),
+        t.Literal('prev_hash_mismatch'),
+        t.Literal('missing_events'),
+        t.Literal('out_of_order'),
+        t.Literal('unchained_event'),
+        t.Literal('head_mismatch'),
+        t.Literal('head_missing'),
+      ]),
       detail: t.String(),
     }),
   ),
@@ -87,11 +96,22 @@ export function auditController(auth: AuthMacros, audit: AuditService, d: { curs
         detail: { summary: 'Security events, newest first; filter by type, user (actor or target) and time' },
       },
     )
-    .get('/v1/audit/verify', () => audit.verify(), {
-      permission: 'audit:read',
-      response: { 200: VerifyReportSchema, ...errors(401, 403, 429) },
-      detail: { summary: 'Checks the hash chains of the audit trail; reports the first broken link and each chain head' },
-    })
+    .get(
+      '/v1/audit/verify',
+      ({ query }) => {
+        const given = query.head ? query.head.split(',') : []
+        const heads = given.map(parseHead)
+        const bad = heads.findIndex((h) => h === undefined)
+        if (bad >= 0) throw unprocessable('validation_failed', 'The request query string is not valid.', [{ path: '/head', message: `Entry ${bad + 1} is not chainId:position:hash` }])
+        return audit.verify(heads as ExpectedHead[])
+      },
+      {
+        permission: 'audit:read',
+        query: t.Object({ head: t.Optional(t.String({ maxLength: 2400, description: 'comma-separated chain heads stored earlier, each chainId:position:hash (at most 20)' })) }, { additionalProperties: false }),
+        response: { 200: VerifyReportSchema, ...errors(401, 403, 422, 429) },
+        detail: { summary: 'Checks the hash chains of the audit trail (and heads stored earlier); reports the first broken link and each chain head' },
+      },
+    )
     .get(
       '/v1/audit/export',
       ({ query }) => {

@@ -7,7 +7,7 @@ import { and, desc, eq, gte, lt, lte, or, type SQL } from 'drizzle-orm'
 import type { CoreDeps } from '../../deps'
 import { securityEvents } from '../../db/schema'
 import { newId } from '../../lib/ids'
-import { chainHash, GENESIS, verifyChains, type ChainedFields, type VerifyReport } from './chain'
+import { chainHash, GENESIS, verifyChains, type ChainedFields, type ExpectedHead, type VerifyReport } from './chain'
 import { exportChunks, type ExportFilter } from './export'
 
 export type Outcome = 'success' | 'failure' | 'info'
@@ -159,8 +159,8 @@ export class AuditService {
   }
 
   /** Checks every hash chain and reports the first broken link (src/modules/audit/chain.ts). */
-  verify(): Promise<VerifyReport> {
-    return verifyChains(this.deps.sqlite)
+  verify(heads: ExpectedHead[] = []): Promise<VerifyReport> {
+    return verifyChains(this.deps.sqlite, { heads })
   }
 
   /** NDJSON chunks of the events matching the filter, oldest first, one indexed batch at a time. */
