@@ -123,6 +123,17 @@ describe('bulwark audit (binary)', () => {
     expect(r.stdout).not.toContain('not.a.token')
   })
 
+  test('a restart opens a new chain; both verify', async () => {
+    const workdir = server.workdir
+    expect(await server.stop()).toBe(0)
+    server = await startBinary({ workdir })
+    expect((await call(server.base, 'GET', '/v1/me', { token: 'still.not.valid' })).status).toBe(401)
+    const r = await runBinary(['audit', 'verify'], { cwd: workdir })
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('in 2 chains')
+    expect(r.stdout.match(/^head /gm)?.length).toBe(2)
+  }, 30_000)
+
   test('verify exits 0 on an intact trail, then 4 naming the changed event', async () => {
     const ok = await runBinary(['audit', 'verify'], { cwd: server.workdir })
     expect(ok.code).toBe(0)

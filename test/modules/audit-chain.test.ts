@@ -2,6 +2,12 @@ import { afterEach, describe, expect, test } from 'bun:test'
 import { createHash } from 'node:crypto'
 import { canonicalJson, chainHash, fieldsOfRow, GENESIS, verifyChains, type StoredRow } from '../../src/modules/audit/chain'
 import { AuditService } from '../../src/modules/audit/service'
+import { Database } from 'bun:sqlite'
+import { drizzle } from 'drizzle-orm/bun-sqlite'
+import * as schema from '../../src/db/schema'
+import { migrate, MIGRATIONS } from '../../src/db/migrate'
+import { FakeClock } from '../../src/lib/clock'
+import { createLogger } from '../../src/lib/logger'
 import { expectProblem } from '../helpers'
 import { makeAdminApp, seedUser } from '../support/admin'
 
@@ -179,6 +185,31 @@ describe('hash chain', () => {
     expect(r.intact).toBe(true)
     expect(r.chains.map((c) => c.events).sort()).toEqual([3, 4])
     expect(rows().some((x) => x.type === 'rolled_back')).toBe(false)
+  })
+})
+
+describe('a database from before hash chaining', () => {
+  test('events written before the chain migration are left unchecked; chains start at the first hashed event', async () => {
+    // Found by what it does, not by file name (migrations may be regenerated together).
+    const chainMigration = MIGRATIONS.findIndex((m) => m.sql.some((q) => q.includes('`prev_hash`')))
+    expect(chainMigration).toBeGreaterThan(0)
+    const sqlite = new Database(':memory:', { strict: true })
+    try {
+      migrate(sqlite, MIGRATIONS.slice(0, chainMigration))
+      for (let i = 0; i < 4; i++) {
+        sqlite.run("INSERT INTO security_events (type, outcome, details, created_at) VALUES ('login', 'success', ?, ?)", [JSON.stringify({ i }), Date.UTC(2025, 0, 1) + i])
+      }
+      migrate(sqlite)
+      expect(await verifyChains(sqlite)).toEqual({ intact: true, events: 0, unchainedEvents: 4, chains: [], firstBroken: null })
+      const audit = new AuditService({ db: drizzle(sqlite, { schema }), sqlite, clock: new FakeClock(), logger: createLogger('silent') })
+      audit.record({ type: 'login', outcome: 'success' })
+      audit.record({ type: 'logout', outcome: 'success' })
+      const r = await verifyChains(sqlite)
+      expect(r).toMatchObject({ intact: true, events: 2, unchainedEvents: 4 })
+      expect(r.chains[0]).toMatchObject({ firstPosition: 1, headPosition: 2, pruned: false })
+    } finally {
+      sqlite.close()
+    }
   })
 })
 
