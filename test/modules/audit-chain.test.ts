@@ -338,6 +338,32 @@ describe('GET /v1/audit/export', () => {
     expect(failed.map((e) => e.details.i)).toEqual([...failed.map((e) => e.details.i)].sort((a, b) => a - b))
   })
 
+  test('the body is read one batch at a time: events recorded while it streams still arrive', async () => {
+    t = makeAdminApp()
+    const admin = seedUser(t.deps, { roles: ['admin'] })
+    for (let i = 0; i < 1200; i++) t.deps.audit.record({ type: 'login', outcome: 'info', details: { i } })
+    const { session } = t.deps.sessions.create({ userId: admin, transport: 'bearer', amr: ['pwd', 'otp'], meta: {} })
+    const { token } = await t.deps.signer.sign(admin, session.id)
+    const res = await t.handle(new Request('http://localhost/v1/audit/export?type=login', { headers: { authorization: `Bearer ${token}` } }))
+    const reader = res.body!.getReader()
+    const decoder = new TextDecoder()
+    let text = ''
+    const first = await reader.read()
+    text += decoder.decode(first.value, { stream: true })
+    // Only the first batch has been read from the table so far.
+    expect(text.split('\n').filter(Boolean).length).toBe(500)
+    t.clock.advance(1000)
+    for (let i = 0; i < 10; i++) t.deps.audit.record({ type: 'login', outcome: 'info', details: { late: i } })
+    for (;;) {
+      const { value, done } = await reader.read()
+      if (done) break
+      text += decoder.decode(value, { stream: true })
+    }
+    const events = lines(text)
+    expect(events.length).toBe(1210)
+    expect(events.at(-1).details).toEqual({ late: 9 })
+  })
+
   test('each batch is an index range scan in export order (no sort, no temporary table)', () => {
     t = makeAdminApp()
     const plan = (q: string, ...p: (string | number)[]) =>
