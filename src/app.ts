@@ -24,6 +24,7 @@ import { PasswordPolicy } from './lib/password-policy'
 import { fallbackOrigin, pathOf, withUsableUrl } from './lib/request-url'
 import { Redis } from './lib/redis'
 import { AuditService, type RequestMeta } from './modules/audit/service'
+import { DenialRecorder } from './modules/audit/denials'
 import { authController } from './modules/auth'
 import { AuthService, type LoginHooks } from './modules/auth/service'
 import { KeyService } from './modules/keys/service'
@@ -59,6 +60,8 @@ import { applySecurityHeaders, securityHeaders, securityHeadersPlugin } from './
 export interface AppDeps extends CoreDeps {
   health: HealthService
   audit: AuditService
+  /** Security events for refused requests (401/403/422), bounded per source and type. */
+  denials: DenialRecorder
   signer: KeyService
   sessions: SessionService
   hooks: LoginHooks
@@ -134,6 +137,7 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const rateLimiter = new RateLimitService({ ...core, audit, redis })
   const metrics = new Metrics({ defaultMetrics: opts.defaultMetrics })
   audit.onEvent((e) => metrics.securityEvents.inc({ type: e.type, outcome: e.outcome }))
+  const denials = new DenialRecorder({ audit, clock, limits: config.auditDenials, registry: metrics.registry })
   const alerts = config.alertWebhookUrl ? new AlertWebhook(config.alertWebhookUrl, logger) : undefined
   alerts?.attach(audit)
   const invalidation = new Invalidation()
@@ -227,6 +231,7 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     rateLimitIdentity,
     health,
     audit,
+    denials,
     signer,
     sessions,
     hooks,
@@ -290,7 +295,7 @@ export function createApp(deps: AppDeps) {
     .use(requestContext(config.trustProxy))
     .use(securityHeadersPlugin(config))
     .use(corsPlugin(config.corsOrigins))
-    .use(errorHandler(logger))
+    .use(errorHandler(logger, deps.denials.observe))
     .use(strictInput(() => routes.all()))
     .use(rateLimit(deps.rateLimit, deps.rateLimitIdentity))
     .use(csrfPlugin(deps))

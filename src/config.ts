@@ -118,6 +118,9 @@ export const SETTINGS = [
   { env: 'BULWARK_TOTP_ALGORITHM', kind: 'enum', values: ['SHA1', 'SHA256', 'SHA512'], default: 'SHA1', doc: 'algorithm of new TOTP enrolments' },
   { env: 'BULWARK_TOTP_DIGITS', kind: 'enum', values: ['6', '8'], default: '6', doc: 'digits of new TOTP enrolments' },
   { env: 'BULWARK_TOTP_WINDOW', kind: 'int', default: '1', min: 0, max: 5, doc: 'accepted steps either side of now' },
+  // audit trail
+  { env: 'BULWARK_AUDIT_DENIALS_PER_SOURCE', kind: 'int', default: '10', min: 1, max: 100_000, doc: 'refusal events (token_rejected, access_denied, request_rejected) written per type per user or client address per minute' },
+  { env: 'BULWARK_AUDIT_DENIALS_PER_TYPE', kind: 'int', default: '600', min: 1, max: 1_000_000, doc: 'refusal events written per type per minute over all sources' },
 ] as const satisfies readonly Setting[]
 
 export type Env = 'development' | 'test' | 'production'
@@ -190,6 +193,7 @@ export interface Config {
   redis: { timeoutMs: number; prefix: string }
   cache: { maxEntries: number; ttlMs: number }
   totp: { issuer: string; algorithm: 'SHA1' | 'SHA256' | 'SHA512'; digits: 6 | 8; window: number }
+  auditDenials: { perSource: number; perType: number }
 }
 
 export class ConfigError extends Error {
@@ -582,6 +586,7 @@ export function loadConfig(env: Raw = process.env): Config {
       digits: Number(v.BULWARK_TOTP_DIGITS) as 6 | 8,
       window: v.BULWARK_TOTP_WINDOW as number,
     },
+    auditDenials: { perSource: v.BULWARK_AUDIT_DENIALS_PER_SOURCE as number, perType: v.BULWARK_AUDIT_DENIALS_PER_TYPE as number },
   }
   if (config.env === 'production') {
     const prod = productionProblems(config)

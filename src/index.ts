@@ -6,6 +6,7 @@
  * database, 64 usage, 1 cannot listen.
  */
 import { adminCreateCommand } from './cli/admin-create'
+import { auditExportCommand, auditVerifyCommand } from './cli/audit'
 import { CliError, runCli, type Command } from './cli/command'
 import { configCheckCommand } from './cli/config-check'
 import { keysRotateCommand } from './cli/keys-rotate'
@@ -15,7 +16,7 @@ import { serveCommand } from './cli/serve'
 import { SECRET_MISMATCH_EXIT, SecretMismatchError } from './modules/keys/secret'
 
 /** In the order `bulwark --help` lists them. */
-export const COMMANDS: readonly Command[] = [serveCommand, migrateCommand, configCheckCommand, adminCreateCommand, keysRotateCommand, secretRotateCommand]
+export const COMMANDS: readonly Command[] = [serveCommand, migrateCommand, configCheckCommand, adminCreateCommand, keysRotateCommand, secretRotateCommand, auditVerifyCommand, auditExportCommand]
 
 try {
   const code = await runCli(COMMANDS, process.argv.slice(2))

@@ -12,6 +12,8 @@ export interface Flag {
   /** Placeholder of the value (`E`); absent for a boolean switch. */
   value?: string
   required?: boolean
+  /** May be given more than once; every value lands in `Input.lists[name]`. */
+  repeatable?: boolean
   doc: string
 }
 
@@ -23,6 +25,8 @@ export interface Arg {
 
 export interface Input {
   flags: Record<string, string | true>
+  /** Every value of a repeatable flag, in order. */
+  lists: Record<string, string[]>
   args: string[]
 }
 
@@ -101,6 +105,7 @@ const isHelp = (a: string) => a === '--help' || a === '-h'
 /** Parses the words after the command name against its flags and arguments. */
 export function parseInput(c: Command, rest: string[]): Input {
   const flags: Record<string, string | true> = {}
+  const lists: Record<string, string[]> = {}
   const args: string[] = []
   const see = `see \`bulwark ${c.name} --help\``
   for (let i = 0; i < rest.length; i++) {
@@ -124,14 +129,16 @@ export function parseInput(c: Command, rest: string[]): Input {
     }
     const value = eq > 0 ? word.slice(eq + 1) : rest[++i]
     if (value === undefined || value === '') throw usageError(`--${flag.name} needs a value (${flag.value}); ${see}`)
+    if (flags[flag.name] !== undefined && !flag.repeatable) throw usageError(`--${flag.name} is given twice; ${see}`)
     flags[flag.name] = value
+    ;(lists[flag.name] ??= []).push(value)
   }
   for (const f of c.flags ?? []) if (f.required && flags[f.name] === undefined) throw usageError(`--${f.name} ${f.value ?? ''} is required; usage: ${usageLine(c)}`.replace(' ;', ';'))
   const expected = c.args ?? []
   const needed = expected.filter((a) => !a.optional).length
   if (args.length < needed) throw usageError(`missing ${expected[args.length]!.name}; usage: ${usageLine(c)}`)
   if (args.length > expected.length) throw usageError(`unexpected argument "${args[expected.length]!.slice(0, 60)}"; usage: ${usageLine(c)}`)
-  return { flags, args }
+  return { flags, lists, args }
 }
 
 /** Picks the command from argv (longest name that matches its first words) and runs it. */
@@ -160,6 +167,10 @@ export async function runCli(commands: readonly Command[], argv: string[], out: 
     if (!command) {
       const group = commands.filter((c) => c.name.split(' ')[0] === first)
       const sub = argv[1] === undefined || argv[1].startsWith('-') ? '' : ` ${argv[1]}`
+      if (group.length > 0 && argv.slice(1).some(isHelp)) {
+        out(group.map(commandHelp).join('\n'))
+        return 0
+      }
       if (group.length > 0) throw usageError(`unknown command "${first}${sub}"; try ${group.map((c) => `\`bulwark ${c.name}\``).join(', ')}`.slice(0, 300))
       throw usageError(`unknown command "${first.slice(0, 60)}"; see \`bulwark --help\``)
     }

@@ -185,12 +185,20 @@ export const securityEvents = sqliteTable(
     requestId: text('request_id'),
     details: text('details', { mode: 'json' }).$type<Record<string, unknown>>(),
     createdAt: ts('created_at').notNull(),
+    // Tamper evidence (src/modules/audit/chain.ts): one hash chain per process start; null on rows
+    // written before the chain existed.
+    chainId: text('chain_id'),
+    seq: integer('seq'),
+    prevHash: text('prev_hash'),
+    hash: text('hash'),
   },
   (t) => [
     index('security_events_type').on(t.type, t.id),
     index('security_events_actor').on(t.actorId, t.id),
     index('security_events_target').on(t.targetId, t.id),
     index('security_events_created').on(t.createdAt),
+    uniqueIndex('security_events_chain').on(t.chainId, t.seq),
+    index('security_events_type_created').on(t.type, t.createdAt),
   ],
 )
 

@@ -10,6 +10,7 @@
 import { Elysia } from 'elysia'
 import { AppError, forbidden } from '../lib/errors'
 import { holds, type Permission } from '../lib/permissions'
+import { noteDenial } from '../modules/audit/denials'
 
 export interface Principal {
   userId: string
@@ -47,7 +48,10 @@ export function authMacros(resolvePrincipal: PrincipalResolver, name = 'auth-mac
       resolve: async ({ request }) => {
         const principal = await resolvePrincipal(request)
         if (principal.mfaPending) throw mfaEnrollmentRequired()
-        if (!holds(principal, permission)) throw forbidden(`This needs the ${permission} permission.`)
+        if (!holds(principal, permission)) {
+          noteDenial(request, 'missing_permission', permission)
+          throw forbidden(`This needs the ${permission} permission.`)
+        }
         return { principal }
       },
     }),

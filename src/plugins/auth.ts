@@ -12,6 +12,7 @@
 import { invalidToken, tokenRequired, type KeyService } from '../modules/keys/service'
 import type { Effective } from '../modules/rbac/service'
 import type { SessionRow, SessionService } from '../modules/sessions/service'
+import { noteDenial } from '../modules/audit/denials'
 import { authMacros, type Principal } from './auth-macros'
 import { contextOf } from './request-context'
 
@@ -48,14 +49,26 @@ export class Authenticator {
   private async resolve(request: Request): Promise<SessionPrincipal> {
     const header = request.headers.get('authorization')
     // RFC 6750 §2.1: the scheme is case-insensitive; anything else (no header, Basic …) is "no token sent".
-    if (!header || !/^bearer /i.test(header)) throw tokenRequired()
+    if (!header || !/^bearer /i.test(header)) {
+      if (header) noteDenial(request, 'malformed_authorization')
+      throw tokenRequired()
+    }
     const m = /^bearer ([A-Za-z0-9_.~+/-]+=*)$/i.exec(header)
-    if (!m) throw invalidToken()
+    if (!m) {
+      noteDenial(request, 'malformed_authorization')
+      throw invalidToken()
+    }
     const claims = await this.d.signer.verify(m[1]!)
     const session = this.d.sessions.getLive(claims.sid)
-    if (!session || session.userId !== claims.sub) throw invalidToken()
+    if (!session || session.userId !== claims.sub) {
+      noteDenial(request, 'session_ended')
+      throw invalidToken()
+    }
     const access = this.d.access(claims.sub)
-    if (!access || access.status !== 'active') throw invalidToken()
+    if (!access || access.status !== 'active') {
+      noteDenial(request, 'account_inactive')
+      throw invalidToken()
+    }
     this.d.sessions.touch(session)
     const amr = session.amr.split(',')
     // Decided on every request, not only at sign-in: a role that starts requiring MFA (granted, or its flag

@@ -54,7 +54,10 @@ function fieldErrors(error: unknown): FieldError[] {
 
 const ON_LABEL: Record<string, string> = { body: 'body', query: 'query string', params: 'path', headers: 'headers', cookie: 'cookies' }
 
-export function errorHandler(logger: Logger) {
+/** Told about every 4xx refusal (status, code, what part of the request failed); must not throw. */
+export type ProblemObserver = (request: Request, status: number, code: string, location?: string) => void
+
+export function errorHandler(logger: Logger, onProblem?: ProblemObserver) {
   return new Elysia({ name: 'error-handler' }).onError({ as: 'global' }, ({ code, error, request, path, route }) => {
     const ctx = contextOf(request)
     ctx.route ??= route
@@ -64,6 +67,7 @@ export function errorHandler(logger: Logger) {
     if (e instanceof AppError) {
       // A 503 is a dependency known to be down (its circuit breaker logs each state change once), not a bug.
       if (e.status >= 500 && e.status !== 503) logger.error({ err: e, requestId: rid, path }, 'request failed')
+      else if (e.status < 500) onProblem?.(request, e.status, e.code)
       return problemResponse(e.status, e.code, e.detail ?? titleOf(e.status), rid, e.extra)
     }
     switch (code) {
@@ -73,6 +77,7 @@ export function errorHandler(logger: Logger) {
           logger.error({ requestId: rid, path, errors: fieldErrors(error) }, 'response failed its schema')
           return problemResponse(500, 'internal', `An unexpected error occurred. Quote request id ${rid} when reporting it.`, rid)
         }
+        onProblem?.(request, 422, 'validation_failed', on)
         return problemResponse(422, 'validation_failed', `The request ${ON_LABEL[on] ?? on} is not valid.`, rid, { errors: fieldErrors(error) })
       }
       case 'NOT_FOUND':

@@ -6,6 +6,9 @@
 import { and, desc, eq, gte, lt, lte, or, type SQL } from 'drizzle-orm'
 import type { CoreDeps } from '../../deps'
 import { securityEvents } from '../../db/schema'
+import { newId } from '../../lib/ids'
+import { chainHash, GENESIS, verifyChains, type ChainedFields, type ExpectedHead, type VerifyReport } from './chain'
+import { exportChunks, type ExportFilter } from './export'
 
 export type Outcome = 'success' | 'failure' | 'info'
 
@@ -41,6 +44,7 @@ export type EventListener = (e: SecurityEvent & RequestMeta & { id: number; crea
 
 export class AuditService {
   private listeners: EventListener[] = []
+  private chain: string | undefined
 
   constructor(private readonly deps: Pick<CoreDeps, 'db' | 'sqlite' | 'clock' | 'logger'>) {}
 
@@ -71,23 +75,45 @@ export class AuditService {
     this.listeners.push(l)
   }
 
-  /** Writes one security event to the audit table and the log. Never throws into the caller's flow. */
+  /** This process's hash chain (src/modules/audit/chain.ts), taken at the first event it records. */
+  get chainId(): string {
+    this.chain ??= newId()
+    return this.chain
+  }
+
+  /**
+   * Writes one security event to the audit table and the log, chained to the previous event of this
+   * process's chain. Never throws into the caller's flow.
+   */
   record(event: SecurityEvent, meta: RequestMeta = {}): void {
-    const createdAt = this.deps.clock.now()
+    let createdAt = this.deps.clock.now()
     try {
+      const chainId = this.chainId
+      // The head is read from the table, not kept in memory: an event recorded inside a transaction that
+      // rolls back then leaves no dangling link. One indexed lookup (security_events_chain).
+      const head = this.deps.sqlite
+        .query<{ seq: number; hash: string; created_at: number }, [string]>('SELECT seq, hash, created_at FROM security_events WHERE chain_id = ? ORDER BY seq DESC LIMIT 1')
+        .get(chainId)
+      // Time never runs backwards within a chain, so pruning by age always removes a prefix of each chain.
+      if (head && head.created_at > createdAt) createdAt = head.created_at
+      const fields: ChainedFields = {
+        chainId,
+        seq: (head?.seq ?? 0) + 1,
+        type: event.type,
+        outcome: event.outcome,
+        actorId: event.actorId ?? null,
+        targetId: event.targetId ?? null,
+        ip: meta.ip ?? null,
+        userAgent: meta.userAgent?.slice(0, 512) ?? null,
+        requestId: meta.requestId ?? null,
+        // Hashed as it will be read back (undefined members dropped, dates as strings…).
+        details: event.details == null ? null : (JSON.parse(JSON.stringify(event.details)) as Record<string, unknown>),
+        createdAt,
+      }
+      const prevHash = head?.hash ?? GENESIS
       const row = this.deps.db
         .insert(securityEvents)
-        .values({
-          type: event.type,
-          outcome: event.outcome,
-          actorId: event.actorId ?? null,
-          targetId: event.targetId ?? null,
-          ip: meta.ip ?? null,
-          userAgent: meta.userAgent?.slice(0, 512) ?? null,
-          requestId: meta.requestId ?? null,
-          details: event.details ?? null,
-          createdAt,
-        })
+        .values({ ...fields, outcome: event.outcome, prevHash, hash: chainHash(prevHash, fields) })
         .returning({ id: securityEvents.id })
         .get()
       this.deps.logger.info({ event: event.type, outcome: event.outcome, actorId: event.actorId, targetId: event.targetId, ip: meta.ip, requestId: meta.requestId, details: event.details }, 'security event')
@@ -130,5 +156,15 @@ export class AuditService {
       details: r.details ?? null,
       createdAt: new Date(r.createdAt).toISOString(),
     }))
+  }
+
+  /** Checks every hash chain and reports the first broken link (src/modules/audit/chain.ts). */
+  verify(heads: ExpectedHead[] = []): Promise<VerifyReport> {
+    return verifyChains(this.deps.sqlite, { heads })
+  }
+
+  /** NDJSON chunks of the events matching the filter, oldest first, one indexed batch at a time. */
+  export(filter: ExportFilter): Generator<string, void, undefined> {
+    return exportChunks(this.deps.sqlite, filter)
   }
 }
