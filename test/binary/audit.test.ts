@@ -50,7 +50,8 @@ let ownerToken: string
 const dbFile = () => join(server.workdir, 'data', 'bulwark.sqlite')
 
 beforeAll(async () => {
-  server = await startBinary({ keep: true })
+  // A fixed issuer: unset, the issuer follows the port, which port 0 changes across the restart below.
+  server = await startBinary({ keep: true, env: { BULWARK_PUBLIC_URL: 'http://localhost:3000' } })
   // The first owner is created just after the server starts listening: wait for its log line.
   for (let i = 0; i < 200 && !server.stdout().includes('created the first owner'); i++) await Bun.sleep(50)
   const owner = await signIn(server.base, OWNER_EMAIL, OWNER_PASSWORD)
@@ -126,7 +127,7 @@ describe('bulwark audit (binary)', () => {
   test('a restart opens a new chain; both verify', async () => {
     const workdir = server.workdir
     expect(await server.stop()).toBe(0)
-    server = await startBinary({ workdir })
+    server = await startBinary({ workdir, env: { BULWARK_PUBLIC_URL: 'http://localhost:3000' } })
     expect((await call(server.base, 'GET', '/v1/me', { token: 'still.not.valid' })).status).toBe(401)
     const r = await runBinary(['audit', 'verify'], { cwd: workdir })
     expect(r.code).toBe(0)
