@@ -6,6 +6,7 @@ import type { Server } from 'bun'
 import { buildDeps, createApp, createHandler, type AppDeps } from './app'
 import type { Config } from './config'
 import { configWarnings } from './config'
+import { startManagement } from './modules/metrics/management'
 import { securityHeaders } from './plugins/security-headers'
 import { VERSION } from './version'
 
@@ -45,16 +46,18 @@ export function startServer(config: Config, deps: AppDeps = buildDeps(config, { 
     },
   })
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${server.port}`
+  const management = startManagement(deps)
   for (const w of configWarnings(config)) deps.logger.warn(w)
   deps.mailWorker.start()
   // The dummy hash for unknown-email sign-ins, computed now rather than on the first such request.
   void deps.hasher.warmUp()
-  deps.logger.info({ url, version: VERSION, env: config.env, migrations: deps.sqlite ? undefined : undefined }, 'bulwark listening')
+  deps.logger.info({ url, managementUrl: management?.url, version: VERSION, env: config.env, migrations: deps.sqlite ? undefined : undefined }, 'bulwark listening')
 
   let stopping: Promise<void> | undefined
   const stop = () =>
     (stopping ??= (async () => {
       deps.logger.info({ inFlight }, 'shutting down: draining in-flight requests')
+      void management?.server.stop(true)
       const drained = server.stop(false)
       const deadline = Date.now() + config.shutdownGraceMs
       while (inFlight > 0 && Date.now() < deadline) await Bun.sleep(20)
