@@ -48,6 +48,7 @@ const SECRET_KEYS = new Set([
   'xapikey',
   'privatekey',
   'metricstoken',
+  'otpauthurl',
 ])
 
 const normalise = (k: string) => k.toLowerCase().replace(/[-_]/g, '')
