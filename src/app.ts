@@ -15,6 +15,7 @@ import { Invalidation } from './lib/invalidation'
 import { InvalidationRelay } from './lib/invalidation-relay'
 import { createLogger, droppedLines, type Logger } from './lib/logger'
 import { Metrics } from './lib/metrics'
+import { closeIfBodyUnread } from './lib/read-body'
 import { metricsController } from './modules/metrics'
 import { AlertWebhook } from './modules/alerts/service'
 import { MailWorker, OutboxMailer, type Mailer } from './lib/mailer'
@@ -309,7 +310,7 @@ export function createHandler(app: { handle(request: Request): Promise<Response>
     if (peer) setPeer(request, peer)
     // Security headers again as a backstop (the plugin covers what Elysia builds), then compression,
     // which needs the final Response; see src/plugins/compression.ts for why it lives here.
-    const response = await compressResponse(request, applySecurityHeaders(await app.handle(request), secHeaders))
+    const response = closeIfBodyUnread(request, await compressResponse(request, applySecurityHeaders(await app.handle(request), secHeaders)))
     const ctx = contextOf(request)
     ctx.route ??= routeOf?.(request.url)
     metrics?.observeRequest(request.method, ctx.route ?? 'unmatched', response.status, (performance.now() - ctx.start) / 1000)

@@ -47,3 +47,22 @@ export async function readBody(request: Request, timeoutMs: number, limit = Numb
   }
   return out
 }
+
+/**
+ * A response sent without the request body having been read (a 404, a 401 before parsing, a route that takes
+ * no body) gets `Connection: close`: otherwise Bun keeps the socket open until the rest of the declared body
+ * arrives, which a client trickling it in (one byte a second) can stretch without limit.
+ */
+export function closeIfBodyUnread(request: Request, response: Response): Response {
+  if (request.bodyUsed) return response
+  const declared = request.headers.get('content-length')
+  if ((declared === null || declared === '0') && !request.headers.has('transfer-encoding')) return response
+  try {
+    response.headers.set('connection', 'close')
+    return response
+  } catch {
+    const headers = new Headers(response.headers)
+    headers.set('connection', 'close')
+    return new Response(response.body, { status: response.status, statusText: response.statusText, headers })
+  }
+}

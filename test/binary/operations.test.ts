@@ -27,13 +27,15 @@ async function freePort(): Promise<number> {
 }
 
 const promtool = Bun.which('promtool')
+/** Binary tests start processes on a shared 2-core machine: a generous per-test limit (nothing asserts time). */
+const SLOW = 60_000
 
 describe('binary operations', () => {
   let run: Running | undefined
   afterEach(async () => {
     await run?.stop()
     run = undefined
-  })
+  }, SLOW)
 
   test.skipIf(!promtool)(`a /metrics scrape after real traffic passes \`promtool check metrics\`${promtool ? '' : ' (skipped: promtool is not installed; apt-get install prometheus)'}`, async () => {
     run = await startBinary({ env: { BULWARK_CORS_ORIGINS: 'https://app.example.com' } })
@@ -52,7 +54,7 @@ describe('binary operations', () => {
     const [code, out, err] = await Promise.all([p.exited, new Response(p.stdout).text(), new Response(p.stderr).text()])
     expect(`${out}${err}`.trim()).toBe('')
     expect(code).toBe(0)
-  })
+  }, SLOW)
 
   test('with stdout and stderr on /dev/full (every write ENOSPC) the server starts, serves 250 requests without hanging, stays up, and counts the dropped lines', async () => {
     const binary = await ensureBinary()
@@ -94,7 +96,7 @@ describe('binary operations', () => {
       await proc.exited
       rmSync(workdir, { recursive: true, force: true })
     }
-  })
+  }, SLOW)
 
   test('the data folder is created 0700 and the SQLite files and the secret 0600', async () => {
     run = await startBinary()
@@ -105,10 +107,10 @@ describe('binary operations', () => {
     expect(mode('data/bulwark.sqlite-wal')).toBe('600')
     expect(mode('data/bulwark.sqlite-shm')).toBe('600')
     expect(mode('data/secret.key')).toBe('600')
-  })
+  }, SLOW)
 
   /** Sends headers and part of a body, then `trickle` bytes every 100 ms (none when 0); resolves when the server closes. */
-  function slowBody(port: number, trickle: number, giveUpMs = 8000): Promise<{ raw: string; closedByServer: boolean }> {
+  function slowBody(port: number, trickle: number, giveUpMs = 8000, path = '/v1/auth/login'): Promise<{ raw: string; closedByServer: boolean }> {
     return new Promise((resolve) => {
       const sock = connect(port, '127.0.0.1')
       let raw = ''
@@ -119,7 +121,7 @@ describe('binary operations', () => {
         resolve({ raw, closedByServer: false })
       }, giveUpMs)
       sock.on('connect', () => {
-        sock.write('POST /v1/auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{"em')
+        sock.write(`POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{"em`)
         if (trickle) timer = setInterval(() => sock.write('a'.repeat(trickle)), 100)
       })
       sock.on('data', (d) => (raw += d.toString('latin1')))
@@ -146,7 +148,15 @@ describe('binary operations', () => {
     }
     // The server still serves.
     expect((await call(run.base, 'GET', '/health/live')).status).toBe(200)
-  })
+  }, SLOW)
+
+  test('a response sent without reading a trickling body (404) closes the socket instead of waiting for the rest', async () => {
+    run = await startBinary({ env: { BULWARK_BODY_TIMEOUT: '30s' } })
+    const { raw, closedByServer } = await slowBody(run.port, 1, 5000, '/no/such/route')
+    expect(statusOf(raw)).toBe(404)
+    expect(raw.toLowerCase()).toContain('connection: close')
+    expect(closedByServer).toBe(true)
+  }, SLOW)
 
   test('BULWARK_MANAGEMENT_PORT moves /metrics to a loopback management listener (health on both)', async () => {
     run = await startBinary({ env: { ...PROD_ENV, BULWARK_MANAGEMENT_PORT: '0' } })
@@ -161,7 +171,7 @@ describe('binary operations', () => {
     expect((await call(run.base, 'GET', '/health/live')).status).toBe(200)
     // Only metrics and health there.
     expect((await call(mgmt, 'POST', '/v1/auth/login', { body: { email: OWNER_EMAIL, password: OWNER_PASSWORD } })).status).toBe(404)
-  })
+  }, SLOW)
 
   test('production refuses to start with /metrics public on the main listener, unless a token, a management port or BULWARK_METRICS_PUBLIC=1', async () => {
     const refused = await runBinary(['serve'], { env: { ...PROD_ENV, BULWARK_PORT: '0' } })
@@ -176,5 +186,5 @@ describe('binary operations', () => {
     run = await startBinary({ env: { ...PROD_ENV, BULWARK_METRICS_TOKEN: 'metrics-token-0123456789abcdef' } })
     expect((await call(run.base, 'GET', '/metrics')).status).toBe(401)
     expect((await call(run.base, 'GET', '/metrics', { token: 'metrics-token-0123456789abcdef' })).status).toBe(200)
-  })
+  }, SLOW)
 })

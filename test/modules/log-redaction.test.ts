@@ -112,4 +112,4 @@ test('no password, token, secret, code or cookie used in real flows reaches any 
   const leaks: string[] = []
   for (const line of lines) for (const s of secrets) if (line.includes(s)) leaks.push(`${s.slice(0, 12)}… in ${line.slice(0, 160)}`)
   expect(leaks).toEqual([])
-})
+}, 30_000)

@@ -38,7 +38,7 @@ async function audit(exceptionList: unknown[] = []) {
     env: { ...process.env, NPM_CONFIG_REGISTRY: `http://127.0.0.1:${registry.port}/`, BULWARK_AUDIT_EXCEPTIONS: exceptions },
     stdout: 'pipe',
     stderr: 'pipe',
-  })
+  }, 30_000)
   const [code, out, err] = await Promise.all([p.exited, new Response(p.stdout).text(), new Response(p.stderr).text()])
   return { code, out: out + err }
 }
@@ -53,7 +53,7 @@ describe('dependency audit', () => {
     expect(r.out).toContain('0 advisories')
     expect(asked?.pino).toBeDefined()
     expect(asked?.elysia).toBeDefined()
-  })
+  }, 30_000)
 
   test('a high or critical advisory without exception fails (exit 1) and is named', async () => {
     for (const sev of ['high', 'critical']) {
@@ -62,14 +62,14 @@ describe('dependency audit', () => {
       expect(r.code).toBe(1)
       expect(r.out).toContain(`BLOCKING ${sev} pino GHSA-aaaa-bbbb-cccc`)
     }
-  })
+  }, 30_000)
 
   test('moderate and low advisories are listed but do not fail', async () => {
     answer = () => Response.json({ pino: [advisory('moderate'), advisory('low', 'GHSA-dddd-eeee-ffff')] })
     const r = await audit()
     expect(r.code).toBe(0)
     expect(r.out).toContain('2 advisories, 0 high/critical without exception')
-  })
+  }, 30_000)
 
   test('a recorded exception (id, package, reason) lets that advisory pass, and only that one', async () => {
     answer = () => Response.json({ pino: [advisory('high')], elysia: [advisory('critical', 'GHSA-1111-2222-3333')] })
@@ -85,14 +85,14 @@ describe('dependency audit', () => {
       { id: 'GHSA-1111-2222-3333', package: 'elysia', reason: 'fixed by our own body parser; upgrade tracked' },
     ])
     expect(both.code).toBe(0)
-  })
+  }, 30_000)
 
   test('an exception without a reason is refused (the audit does not run: exit 2)', async () => {
     answer = () => Response.json({})
     const r = await audit([{ id: 'GHSA-aaaa-bbbb-cccc', package: 'pino' }])
     expect(r.code).toBe(2)
     expect(r.out).toContain('AUDIT NOT RUN')
-  })
+  }, 30_000)
 
   test('a registry without the advisory endpoint is "AUDIT NOT RUN" (exit 2), never a pass', async () => {
     answer = () => new Response(null, { status: 405 })
@@ -100,5 +100,5 @@ describe('dependency audit', () => {
     expect(r.code).toBe(2)
     expect(r.out).toContain('AUDIT NOT RUN')
     expect(r.out).toContain('405')
-  })
+  }, 30_000)
 })
