@@ -38,7 +38,7 @@ async function audit(exceptionList: unknown[] = []) {
     env: { ...process.env, NPM_CONFIG_REGISTRY: `http://127.0.0.1:${registry.port}/`, BULWARK_AUDIT_EXCEPTIONS: exceptions },
     stdout: 'pipe',
     stderr: 'pipe',
-  }, 30_000)
+  })
   const [code, out, err] = await Promise.all([p.exited, new Response(p.stdout).text(), new Response(p.stderr).text()])
   return { code, out: out + err }
 }
