@@ -28,7 +28,7 @@ export function startManagement(deps: { config: Config; metrics: Metrics; health
   const { port, host } = deps.config.management
   if (port === undefined) return undefined
   const app = managementApp(deps)
-  const server = Bun.serve({
+  const serve = () => Bun.serve({
     hostname: host,
     port,
     reusePort: false,
@@ -37,5 +37,11 @@ export function startManagement(deps: { config: Config; metrics: Metrics; health
     idleTimeout: 10,
     fetch: (request) => app.handle(request),
   })
+  let server: Server<undefined>
+  try {
+    server = serve()
+  } catch (e) {
+    throw new Error(`management listener (BULWARK_MANAGEMENT_PORT) on ${host}:${port}: ${(e as Error).message}`)
+  }
   return { server, url: `http://${host.includes(':') ? `[${host}]` : host}:${server.port}` }
 }
