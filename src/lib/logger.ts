@@ -11,7 +11,7 @@
  * and counted (`bulwark_log_lines_dropped_total` on /metrics), and the next line tries again, so logging
  * resumes by itself once the output works.
  */
-import { write as fsWrite } from 'node:fs'
+import { write as fsWrite, writeSync } from 'node:fs'
 import pino, { type DestinationStream, type Logger } from 'pino'
 
 export type { Logger }
@@ -133,9 +133,24 @@ export class LogSink implements DestinationStream {
     private readonly maxBytes = 8 * 1024 * 1024,
   ) {}
 
-  /** A sink on a file descriptor (1 = stdout). */
+  /** A sink on a file descriptor (1 = stdout); what is still queued when the process exits is written synchronously. */
   static fd(fd: number, maxBytes?: number): LogSink {
-    return new LogSink((chunk, cb) => fsWrite(fd, chunk, null, 'utf8', (err, written) => cb(err, written)), maxBytes)
+    const sink = new LogSink((chunk, cb) => fsWrite(fd, chunk, null, 'utf8', (err, written) => cb(err, written)), maxBytes)
+    process.once('exit', () => sink.flushSync((chunk) => writeSync(fd, chunk)))
+    return sink
+  }
+
+  /** Writes the queue now with a synchronous writer (process exit); failures drop and count, as always. */
+  flushSync(writeNow: (chunk: string) => void): void {
+    const lines = this.queue
+    this.queue = []
+    this.queued = 0
+    if (lines.length === 0) return
+    try {
+      writeNow(lines.join(''))
+    } catch {
+      this.dropped += lines.length
+    }
   }
 
   write(line: string): boolean {

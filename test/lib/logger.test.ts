@@ -115,3 +115,18 @@ describe('redaction', () => {
     expect(lines[0]).not.toContain('cyc"')
   })
 })
+
+describe('log sink at exit', () => {
+  test('lines still queued when the process exits are written synchronously', async () => {
+    const script = `import { createLogger } from ${JSON.stringify(`${import.meta.dir}/../../src/lib/logger.ts`)}
+const log = createLogger('info')
+for (let i = 0; i < 500; i++) log.info({ i }, 'queued before exit')
+process.exit(3)`
+    const p = Bun.spawn(['bun', '-e', script], { stdout: 'pipe', stderr: 'pipe' })
+    const [code, out] = await Promise.all([p.exited, new Response(p.stdout).text()])
+    expect(code).toBe(3)
+    const lines = out.trim().split('\n').map((l) => JSON.parse(l))
+    expect(lines.length).toBeGreaterThanOrEqual(499) // all but, at most, the one write in flight at exit
+    expect(lines.at(-1).i).toBe(499)
+  }, 30_000)
+})
