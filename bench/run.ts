@@ -72,6 +72,8 @@ function serverEnv(dir: string, secret: string, extra: Record<string, string> = 
     BULWARK_ALLOW_HTTP: '1',
     BULWARK_UPLOADS_SCAN: 'off',
     BULWARK_HIBP: 'off',
+    // Production refuses a public /metrics without a token; the bench machine is loopback-only.
+    BULWARK_METRICS_PUBLIC: '1',
     BULWARK_LOG_LEVEL: args.logLevel,
     // Throughput scenarios run without rate limits; the 429 storm turns them back on.
     BULWARK_RATE_LIMIT: 'off',

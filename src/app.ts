@@ -13,8 +13,9 @@ import { systemClock, type Clock } from './lib/clock'
 import { randomToken } from './lib/crypto'
 import { Invalidation } from './lib/invalidation'
 import { InvalidationRelay } from './lib/invalidation-relay'
-import { createLogger, type Logger } from './lib/logger'
+import { createLogger, droppedLines, type Logger } from './lib/logger'
 import { Metrics } from './lib/metrics'
+import { closeIfBodyUnread } from './lib/read-body'
 import { metricsController } from './modules/metrics'
 import { AlertWebhook } from './modules/alerts/service'
 import { MailWorker, OutboxMailer, type Mailer } from './lib/mailer'
@@ -112,7 +113,7 @@ export function resolveSecret(config: Config): string {
   if (config.dbPath === ':memory:') return randomToken(48)
   const file = join(config.dataDir, 'secret.key')
   if (existsSync(file)) return readFileSync(file, 'utf8').trim()
-  mkdirSync(config.dataDir, { recursive: true })
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 })
   const secret = randomToken(48)
   writeFileSync(file, `${secret}\n`, { mode: 0o600 })
   chmodSync(file, 0o600)
@@ -156,14 +157,12 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   if (files.scanning) health.add({ name: 'scanner', required: false, run: async () => ({ status: (await files.ping()) ? 'ok' : 'down' }) })
   // The in-process caches have no remote side to fail; the check proves they answer and reports their size.
   health.add({ name: 'cache', required: false, run: () => ({ status: 'ok', detail: `${rbac.stats().effective.size} users cached` }) })
-  metrics.gauge('bulwark_cache_events', 'Permission cache hits, misses and size', ['cache', 'kind'], () => {
-    const st = rbac.stats()
-    return (['effective', 'roles'] as const).flatMap((cache) => [
-      { labels: { cache, kind: 'hits' }, value: st[cache].hits },
-      { labels: { cache, kind: 'misses' }, value: st[cache].misses },
-      { labels: { cache, kind: 'size' }, value: st[cache].size },
-    ])
-  })
+  const caches = ['effective', 'roles'] as const
+  const cacheStats = (kind: 'hits' | 'misses' | 'size') => () => caches.map((cache) => ({ labels: { cache }, value: rbac.stats()[cache][kind] }))
+  metrics.counter('bulwark_cache_hits_total', 'Permission cache hits', ['cache'], cacheStats('hits'))
+  metrics.counter('bulwark_cache_misses_total', 'Permission cache misses', ['cache'], cacheStats('misses'))
+  metrics.gauge('bulwark_cache_entries', 'Permission cache entries', ['cache'], cacheStats('size'))
+  metrics.counter('bulwark_log_lines_dropped_total', 'Log lines lost because the log output failed or fell behind', [], () => [{ labels: {}, value: droppedLines(logger) }])
   // The MFA step locks through the same LockoutService (kind 'mfa') as everything else, so its cache never disagrees.
   const mfa = buildMfaServices(
     { ...core, audit },
@@ -299,11 +298,12 @@ export function createApp(deps: AppDeps) {
     .use(strictInput(() => routes.all()))
     .use(rateLimit(deps.rateLimit, deps.rateLimitIdentity))
     .use(csrfPlugin(deps))
-    .use(bodyParser({ json: config.bodyLimit, upload: config.uploads.maxBytes, uploadPaths: (p) => UPLOAD_PATHS.has(p) }))
+    .use(bodyParser({ json: config.bodyLimit, upload: config.uploads.maxBytes, uploadPaths: (p) => UPLOAD_PATHS.has(p), timeoutMs: config.bodyTimeoutMs }))
     .use(docs())
     .use(rootController(config))
     .use(healthController(deps.health))
-    .use(metricsController(deps.metrics, config.metricsToken))
+    // With BULWARK_MANAGEMENT_PORT, /metrics is served only by the management listener (src/server.ts).
+    .use(config.management.port === undefined ? metricsController(deps.metrics, config.metricsToken) : new Elysia({ name: 'metrics-off' }))
     .use(authController({ config, auth: deps.auth, sessions: deps.sessions, signer: deps.signer, authn: deps.authn, lockout: deps.lockout, mfa: deps.mfa }))
     .use(
       mfaController(authPlugin(deps.authn), deps.mfa, deps, (sessionId, method) => {
@@ -327,21 +327,24 @@ export type App = ReturnType<typeof createApp>
  * The fetch handler around the app: gives app.handle() the socket peer, then writes one access-log
  * line per request (method, route, status, duration, request id, user id), off the response path.
  */
-export function createHandler(app: { handle(request: Request): Promise<Response> }, deps: Pick<AppDeps, 'logger' | 'config'> & { metrics?: Metrics }) {
-  // The access line carries only fields built here (no headers, bodies or tokens), so it skips pino's
-  // path redaction, which costs ~50 µs a line with wildcard paths (profiled: 28% of GET /v1/me).
-  const log = deps.logger.child({}, { redact: [] })
+export function createHandler(app: { handle(request: Request): Promise<Response>; routes?: ReadonlyArray<{ path: string }> }, deps: Pick<AppDeps, 'logger' | 'config'> & { metrics?: Metrics }) {
+  // The access line carries only fields built here (no headers, bodies or tokens); the logger's redaction
+  // walk (src/lib/logger.ts) costs about 2 µs on it.
+  const log = deps.logger
   const metrics = deps.metrics
   const secHeaders = securityHeaders(deps.config)
   const origin = fallbackOrigin(deps.config.publicUrl)
+  // Requests answered before routing (CORS preflight, CSRF refusal, 429) still get their route pattern.
+  const routeOf = metrics?.routeResolver(app.routes ?? [])
   return async (incoming: Request, peer?: string): Promise<Response> => {
     // Every later `new URL(request.url)` and Elysia's router need an absolute URL with a real host.
     const request = withUsableUrl(incoming, origin)
     if (peer) setPeer(request, peer)
     // Security headers again as a backstop (the plugin covers what Elysia builds), then compression,
     // which needs the final Response; see src/plugins/compression.ts for why it lives here.
-    const response = await compressResponse(request, applySecurityHeaders(await app.handle(request), secHeaders))
+    const response = closeIfBodyUnread(request, await compressResponse(request, applySecurityHeaders(await app.handle(request), secHeaders)))
     const ctx = contextOf(request)
+    ctx.route ??= routeOf?.(request.url)
     metrics?.observeRequest(request.method, ctx.route ?? 'unmatched', response.status, (performance.now() - ctx.start) / 1000)
     const level = response.status >= 500 ? 'error' : 'info'
     if (log.isLevelEnabled(level)) {

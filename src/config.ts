@@ -54,6 +54,9 @@ export const SETTINGS = [
   { env: 'BULWARK_UPLOADS_SCAN', kind: 'enum', values: ['on', 'off'], default: 'on', doc: '`off` explicitly accepts uploads without a virus scan in production' },
   { env: 'BULWARK_UPLOAD_MAX_BYTES', kind: 'bytes', default: '10485760', min: 1024, max: 1073741824, doc: 'largest accepted upload' },
   { env: 'BULWARK_METRICS_TOKEN', kind: 'string', secret: true, doc: 'bearer token that /metrics requires' },
+  { env: 'BULWARK_MANAGEMENT_PORT', kind: 'int', min: 0, max: 65535, doc: 'port of a separate management listener for /metrics and /health/*; when set, /metrics leaves the main listener' },
+  { env: 'BULWARK_MANAGEMENT_HOST', kind: 'string', default: '127.0.0.1', doc: 'address of the management listener (loopback by default)' },
+  { env: 'BULWARK_METRICS_PUBLIC', kind: 'bool', default: '0', doc: '1 lets production serve /metrics on the main listener without a token' },
   { env: 'BULWARK_ADMIN_EMAIL', kind: 'string', doc: 'creates the first owner on an empty database' },
   { env: 'BULWARK_ADMIN_PASSWORD', kind: 'string', secret: true, doc: 'password of that first owner' },
   { env: 'BULWARK_LOG_LEVEL', kind: 'enum', values: ['debug', 'info', 'warn', 'error', 'silent'], default: 'info', doc: 'log level' },
@@ -65,6 +68,7 @@ export const SETTINGS = [
   { env: 'BULWARK_MAIL_LINK_UNLOCK', kind: 'string', doc: 'link template of the account-unlock mail, e.g. `https://app.example.com/unlock?token={token}`' },
   { env: 'BULWARK_ALERT_WEBHOOK_URL', kind: 'url', secret: true, doc: 'receives a JSON POST for high-severity security events' },
   { env: 'BULWARK_BODY_LIMIT', kind: 'bytes', default: '1048576', min: 1024, max: 67108864, doc: 'largest accepted request body outside uploads' },
+  { env: 'BULWARK_BODY_TIMEOUT', kind: 'duration', default: '10s', min: 100, max: 300_000, doc: 'longest time to receive a request body; slower bodies get 408 and the connection is closed' },
   { env: 'BULWARK_IDLE_TIMEOUT', kind: 'duration', default: '30s', min: 1000, max: 255_000, doc: 'socket idle timeout' },
   { env: 'BULWARK_SHUTDOWN_GRACE', kind: 'duration', default: '10s', min: 0, max: 120_000, doc: 'how long SIGTERM waits for in-flight requests' },
   // tokens and sessions
@@ -154,6 +158,10 @@ export interface Config {
   clamdTimeouts: { connectMs: number; scanMs: number }
   uploads: { enabled: boolean; scan: boolean; maxBytes: number }
   metricsToken: string | undefined
+  /** Separate listener for /metrics and /health/* (BULWARK_MANAGEMENT_PORT); undefined port: none. */
+  management: { port: number | undefined; host: string }
+  metricsPublic: boolean
+  bodyTimeoutMs: number
   admin: { email: string | undefined; password: string | undefined }
   logLevel: 'debug' | 'info' | 'warn' | 'error' | 'silent'
   smtpUrl: string | undefined
@@ -352,6 +360,9 @@ export function productionProblems(c: Config): string[] {
   }
   if (c.dbPath === ':memory:') p.push('BULWARK_DB_PATH=:memory: loses every write on restart; not allowed in production')
   if (c.logLevel === 'debug') p.push('BULWARK_LOG_LEVEL=debug is not allowed in production')
+  if (!c.metricsToken && c.management.port === undefined && !c.metricsPublic) {
+    p.push('/metrics would be public on the main listener: set BULWARK_METRICS_TOKEN, or BULWARK_MANAGEMENT_PORT (a separate, loopback-bound listener), or BULWARK_METRICS_PUBLIC=1 to allow it knowingly')
+  }
   if (c.admin.password !== undefined && !c.admin.email) p.push('BULWARK_ADMIN_PASSWORD is set without BULWARK_ADMIN_EMAIL')
   return p
 }
@@ -361,7 +372,7 @@ export function configWarnings(c: Config): string[] {
   const w: string[] = []
   if (c.env === 'production' && c.allowHttp) w.push('BULWARK_ALLOW_HTTP=1: cookies are not Secure and HSTS is off; only run like this behind a TLS-terminating proxy')
   if (c.oldSecret !== undefined) w.push('BULWARK_OLD_SECRET is set: only `bulwark secret rotate` reads it; remove it from the server environment once the rotation is done')
-  if (c.env === 'production' && !c.metricsToken) w.push('BULWARK_METRICS_TOKEN is not set: /metrics is readable by anyone who can reach the port')
+  if (c.env === 'production' && !c.metricsToken && c.management.port === undefined) w.push('BULWARK_METRICS_PUBLIC=1 and no BULWARK_METRICS_TOKEN: /metrics is readable by anyone who can reach the port')
   if (c.env === 'production' && c.uploads.enabled && !c.uploads.scan) w.push('BULWARK_UPLOADS_SCAN=off: uploads are stored without a virus scan')
   if (c.env === 'production' && c.follows.publicUrl) w.push(`BULWARK_PUBLIC_URL is not set: the issuer follows the listening address (${c.publicUrl}); set it to the URL clients use`)
   if (c.env !== 'production') w.push(...c.unknownVariables)
@@ -524,6 +535,9 @@ export function loadConfig(env: Raw = process.env): Config {
     clamdTimeouts: { connectMs: v.BULWARK_CLAMD_CONNECT_TIMEOUT as number, scanMs: v.BULWARK_CLAMD_TIMEOUT as number },
     uploads: { enabled: v.BULWARK_UPLOADS as boolean, scan: v.BULWARK_UPLOADS_SCAN === 'on', maxBytes: v.BULWARK_UPLOAD_MAX_BYTES as number },
     metricsToken: v.BULWARK_METRICS_TOKEN as string | undefined,
+    management: { port: v.BULWARK_MANAGEMENT_PORT as number | undefined, host: v.BULWARK_MANAGEMENT_HOST as string },
+    metricsPublic: v.BULWARK_METRICS_PUBLIC as boolean,
+    bodyTimeoutMs: v.BULWARK_BODY_TIMEOUT as number,
     admin: { email: v.BULWARK_ADMIN_EMAIL as string | undefined, password: v.BULWARK_ADMIN_PASSWORD as string | undefined },
     logLevel: v.BULWARK_LOG_LEVEL as Config['logLevel'],
     smtpUrl,

@@ -6,6 +6,7 @@ import type { Server } from 'bun'
 import { buildDeps, createApp, createHandler, type AppDeps } from './app'
 import type { Config } from './config'
 import { configWarnings, followListener } from './config'
+import { startManagement } from './modules/metrics/management'
 import { securityHeaders } from './plugins/security-headers'
 import { VERSION } from './version'
 
@@ -53,16 +54,18 @@ export function startServer(config: Config, deps: AppDeps = buildDeps(config, { 
     server.stop(true)
     throw e
   }
+  const management = startManagement(deps)
   for (const w of configWarnings(config)) deps.logger.warn(w)
   deps.mailWorker.start()
   // The dummy hash for unknown-email sign-ins, computed now rather than on the first such request.
   void deps.hasher.warmUp()
-  deps.logger.info({ url, publicUrl: config.publicUrl, version: VERSION, env: config.env }, 'bulwark listening')
+  deps.logger.info({ url, publicUrl: config.publicUrl, managementUrl: management?.url, version: VERSION, env: config.env }, 'bulwark listening')
 
   let stopping: Promise<void> | undefined
   const stop = () =>
     (stopping ??= (async () => {
       deps.logger.info({ inFlight }, 'shutting down: draining in-flight requests')
+      void management?.server.stop(true)
       const drained = server.stop(false)
       const deadline = Date.now() + config.shutdownGraceMs
       while (inFlight > 0 && Date.now() < deadline) await Bun.sleep(20)

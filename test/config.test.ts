@@ -10,6 +10,7 @@ const prodBase = {
   BULWARK_SECRET: GOOD_SECRET,
   BULWARK_PUBLIC_URL: 'https://auth.example.com',
   BULWARK_CLAMD: '127.0.0.1:3310',
+  BULWARK_METRICS_TOKEN: 'metrics-token-0123456789abcdef',
 }
 
 function problemsOf(env: Record<string, string>): string[] {
@@ -83,6 +84,7 @@ describe('config', () => {
     [{ BULWARK_SMTP_URL: 'smtp://mail.example.com:25' }, 'requireTLS'],
     [{ BULWARK_DB_PATH: ':memory:' }, ':memory:'],
     [{ BULWARK_LOG_LEVEL: 'debug' }, 'debug'],
+    [{ BULWARK_METRICS_TOKEN: undefined }, '/metrics would be public'],
   ])('production refuses %p', (override, needle) => {
     const env: Record<string, string> = { ...prodBase }
     for (const [k, v] of Object.entries(override)) {
@@ -91,6 +93,15 @@ describe('config', () => {
     }
     const p = problemsOf(env)
     expect(p.join('\n')).toContain(needle)
+  })
+
+  test('production serves /metrics without a token only on a management port or when BULWARK_METRICS_PUBLIC=1 says so', () => {
+    const { BULWARK_METRICS_TOKEN: _, ...noToken } = prodBase
+    expect(problemsOf(noToken).join('\n')).toContain('/metrics would be public')
+    expect(problemsOf({ ...noToken, BULWARK_MANAGEMENT_PORT: '9100' })).toEqual([])
+    expect(problemsOf({ ...noToken, BULWARK_METRICS_PUBLIC: '1' })).toEqual([])
+    const c = loadConfig({ ...noToken, BULWARK_MANAGEMENT_PORT: '9100' })
+    expect(c.management).toEqual({ port: 9100, host: '127.0.0.1' })
   })
 
   test('every production problem is reported at once, one line each', () => {

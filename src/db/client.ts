@@ -1,7 +1,7 @@
 /** Opens the SQLite database with the pragmas Bulwark relies on, migrates it, and wraps it in drizzle. */
 import { Database } from 'bun:sqlite'
 import { drizzle, type BunSQLiteDatabase } from 'drizzle-orm/bun-sqlite'
-import { mkdirSync } from 'node:fs'
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
 import * as schema from './schema'
 import { migrate, type MigrateResult } from './migrate'
@@ -17,7 +17,15 @@ export interface DbHandle {
 
 /** Opens (creating if needed) and migrates the database at `path` (`:memory:` for tests). */
 export function openDatabase(path: string, opts: { migrate?: boolean } = {}): DbHandle {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+  if (path !== ':memory:') {
+    // Owner-only: the folder 0700 when we create it, the database file 0600 (SQLite gives its -wal and
+    // -shm files the database file's mode). Created before SQLite opens it, so it is never world-readable.
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 })
+    if (!existsSync(path)) closeSync(openSync(path, 'a', 0o600))
+    try {
+      chmodSync(path, 0o600)
+    } catch {} // not ours to change (another owner, read-only mount): SQLite reports what matters
+  }
   const sqlite = new Database(path, { create: true, strict: true })
   // WAL: readers never block the writer; NORMAL is durable across process crashes in WAL mode.
   sqlite.run('PRAGMA journal_mode = WAL')

@@ -1,38 +1,222 @@
 /**
- * Structured JSON logs (pino) to stdout. Anything that looks like a credential is redacted by path,
- * wherever it appears, so a careless `log.info({ body })` cannot leak a password or token.
+ * Structured JSON logs (pino) to stdout.
+ *
+ * Redaction: every logged object is walked (any depth, arrays included) and the value of any key that
+ * names a credential is replaced by `[redacted]`, so a careless `log.info({ body })` cannot leak a
+ * password, token, secret or cookie. Keys are compared lower-cased with `-` and `_` removed, so
+ * `refresh_token`, `Refresh-Token` and `refreshToken` are one key.
+ *
+ * The sink never takes the server down: lines are written asynchronously from a bounded buffer; when the
+ * output fails (a full disk: ENOSPC, a closed pipe: EPIPE, …) the lines of the failed write are dropped
+ * and counted (`bulwark_log_lines_dropped_total` on /metrics), and the next line tries again, so logging
+ * resumes by itself once the output works.
  */
+import { write as fsWrite, writeSync } from 'node:fs'
 import pino, { type DestinationStream, type Logger } from 'pino'
 
 export type { Logger }
 
-const SECRET_KEYS = [
+/** Credential keys, normalised (lower case, no `-`/`_`). */
+const SECRET_KEYS = new Set([
   'password',
-  'currentPassword',
-  'newPassword',
+  'currentpassword',
+  'newpassword',
+  'oldpassword',
+  'passwordhash',
   'token',
-  'accessToken',
-  'refreshToken',
-  'mfaToken',
-  'csrfToken',
+  'accesstoken',
+  'refreshtoken',
+  'idtoken',
+  'mfatoken',
+  'csrftoken',
+  'xcsrftoken',
+  'resettoken',
+  'unlocktoken',
   'secret',
+  'clientsecret',
   'totp',
+  'totpsecret',
   'code',
-  'recoveryCode',
-  'recoveryCodes',
+  'otp',
+  'recoverycode',
+  'recoverycodes',
   'authorization',
+  'proxyauthorization',
   'cookie',
-  'set-cookie',
-  'x-csrf-token',
-  'passwordHash',
-]
+  'setcookie',
+  'apikey',
+  'xapikey',
+  'privatekey',
+  'metricstoken',
+  'otpauthurl',
+])
 
-/** Paths pino redacts: each key at the top level and up to two levels down. */
-export const REDACT_PATHS = SECRET_KEYS.flatMap((k) => {
-  const key = /^[a-zA-Z_$][\w$]*$/.test(k) ? k : `["${k}"]`
-  const dot = key.startsWith('[') ? key : `.${key}`
-  return [key.startsWith('[') ? key : k, `*${dot}`, `*.*${dot}`]
-})
+const normalise = (k: string) => k.toLowerCase().replace(/[-_]/g, '')
+
+/** True for a key whose value must never be logged: a listed one, or any `…password`/`…token`/`…secret`. */
+export function isSecretKey(key: string): boolean {
+  const k = normalise(key)
+  return SECRET_KEYS.has(k) || k.endsWith('password') || k.endsWith('token') || k.endsWith('secret') || k.endsWith('cookie')
+}
+
+export const CENSOR = '[redacted]'
+const MAX_DEPTH = 64
+
+/**
+ * A copy of `value` with every credential-named key censored, at any depth (cycles and more than 64 levels
+ * become `[circular]`/`[too deep]`). Errors keep their class (pino's serializer needs it) but have their
+ * own enumerable fields redacted. Unchanged sub-trees are returned as they are (no copy).
+ */
+export function redact(value: unknown, depth = 0, seen: WeakSet<object> = new WeakSet()): unknown {
+  if (value === null || typeof value !== 'object') return value
+  if (seen.has(value)) return '[circular]'
+  if (depth >= MAX_DEPTH) return '[too deep]'
+  seen.add(value)
+  try {
+    if (Array.isArray(value)) {
+      let out: unknown[] | undefined
+      for (let i = 0; i < value.length; i++) {
+        const r = redact(value[i], depth + 1, seen)
+        if (r !== value[i]) (out ??= value.slice())[i] = r
+      }
+      return out ?? value
+    }
+    const proto = Object.getPrototypeOf(value)
+    const isError = value instanceof Error
+    if (!isError && proto !== Object.prototype && proto !== null) return value // Dates, Buffers, class instances: as pino prints them
+    let out: Record<string, unknown> | undefined
+    const src = value as Record<string, unknown>
+    for (const k of Object.keys(src)) {
+      const v = src[k]
+      // An Error's `code` is its kind (ENOENT, a problem code), not a one-time code.
+      const secret = isSecretKey(k) && !(isError && k === 'code' && typeof v === 'string' && /^[A-Za-z_]+$/.test(v))
+      const r = secret && v !== undefined && v !== null ? CENSOR : redact(v, depth + 1, seen)
+      if (r !== v) {
+        if (!out) {
+          if (isError) {
+            // Keep the Error (stack, message, class) and shadow the redacted fields on a copy.
+            const copy = Object.create(proto) as Record<string, unknown>
+            for (const n of Object.getOwnPropertyNames(src)) copy[n] = src[n]
+            out = copy
+          } else out = { ...src }
+        }
+        out[k] = r
+      }
+    }
+    return out ?? value
+  } finally {
+    seen.delete(value)
+  }
+}
+
+/** Writes one chunk; calls back with the error, if any, and how many bytes went out. */
+export type WriteFn = (chunk: string, cb: (err: NodeJS.ErrnoException | null, written?: number) => void) => void
+
+/**
+ * A pino destination that cannot fail its caller: a bounded in-memory queue drained by one async write at
+ * a time. A failed write drops its lines and counts them; a queue over `maxBytes` (a sink slower than the
+ * logging) drops new lines and counts them. `EAGAIN` is retried. The next write after a failure is tried
+ * normally, so the sink recovers as soon as the output does.
+ */
+export class LogSink implements DestinationStream {
+  /** Lines lost since start (write errors and overflow). */
+  dropped = 0
+  /** The last write error code, for diagnostics (`ENOSPC`, `EPIPE`, …), cleared on success. */
+  lastError: string | undefined
+  private queue: string[] = []
+  private queued = 0
+  private busy = false
+  private waiters: Array<() => void> = []
+
+  constructor(
+    private readonly out: WriteFn,
+    private readonly maxBytes = 8 * 1024 * 1024,
+  ) {}
+
+  /** A sink on a file descriptor (1 = stdout); what is still queued when the process exits is written synchronously. */
+  static fd(fd: number, maxBytes?: number): LogSink {
+    const sink = new LogSink((chunk, cb) => fsWrite(fd, chunk, null, 'utf8', (err, written) => cb(err, written)), maxBytes)
+    process.once('exit', () => sink.flushSync((chunk) => writeSync(fd, chunk)))
+    return sink
+  }
+
+  /** Writes the queue now with a synchronous writer (process exit); failures drop and count, as always. */
+  flushSync(writeNow: (chunk: string) => void): void {
+    const lines = this.queue
+    this.queue = []
+    this.queued = 0
+    if (lines.length === 0) return
+    try {
+      writeNow(lines.join(''))
+    } catch {
+      this.dropped += lines.length
+    }
+  }
+
+  write(line: string): boolean {
+    if (this.queued + line.length > this.maxBytes) {
+      this.dropped++
+      return true
+    }
+    this.queue.push(line)
+    this.queued += line.length
+    if (!this.busy) this.drain()
+    return true
+  }
+
+  /** Calls back once everything queued so far was written or dropped. */
+  flush(cb?: (err?: Error) => void): void {
+    if (!this.busy && this.queue.length === 0) return void cb?.()
+    this.waiters.push(() => cb?.())
+  }
+
+  private drain(): void {
+    if (this.queue.length === 0) {
+      this.busy = false
+      const w = this.waiters
+      this.waiters = []
+      for (const f of w) f()
+      return
+    }
+    this.busy = true
+    const lines = this.queue
+    const chunk = lines.length === 1 ? lines[0]! : lines.join('')
+    this.queue = []
+    this.queued = 0
+    const done = (err: NodeJS.ErrnoException | null, written = chunk.length) => {
+      if (err && err.code === 'EAGAIN') {
+        this.requeue(chunk, lines.length)
+        setTimeout(() => this.drain(), 10).unref?.()
+        return
+      }
+      if (err) {
+        this.dropped += lines.length
+        this.lastError = err.code ?? err.message
+      } else {
+        this.lastError = undefined
+        // A short write (bytes of a UTF-8 string): send the rest next.
+        if (written < Buffer.byteLength(chunk)) this.requeue(Buffer.from(chunk).subarray(written).toString('utf8'), 1)
+      }
+      queueMicrotask(() => this.drain())
+    }
+    try {
+      this.out(chunk, done)
+    } catch (e) {
+      done(e as NodeJS.ErrnoException)
+    }
+  }
+
+  private requeue(chunk: string, _lines: number): void {
+    this.queue.unshift(chunk)
+    this.queued += chunk.length
+  }
+}
+
+/** Lines the logger's sink dropped so far (0 for a destination that is not a LogSink). */
+export function droppedLines(logger: Logger): number {
+  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]
+  return stream instanceof LogSink ? stream.dropped : 0
+}
 
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(
@@ -40,10 +224,9 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       level,
       base: { service: 'bulwark' },
       timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
-      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+      formatters: { level: (label) => ({ level: label }), log: (obj) => redact(obj) as Record<string, unknown> },
       messageKey: 'msg',
     },
-    destination ?? pino.destination({ dest: 1, sync: false, minLength: 0 }),
+    destination ?? LogSink.fd(1),
   )
 }

@@ -12,7 +12,12 @@ export class Metrics {
   private gauges: Array<() => void> = []
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
-    if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'bulwark_' })
+    if (opts.defaultMetrics) {
+      collectDefaultMetrics({ register: this.registry, prefix: 'bulwark_' })
+      // prom-client names these gauges `…_total`, which `promtool check metrics` refuses (only counters end in
+      // _total); the per-type gauges without the suffix (`bulwark_nodejs_active_handles{type}`) stay.
+      for (const n of ['active_handles_total', 'active_requests_total', 'active_resources_total']) this.registry.removeSingleMetric(`bulwark_nodejs_${n}`)
+    }
     this.requests = new Counter({ name: 'bulwark_http_requests_total', help: 'HTTP requests by route pattern and status', labelNames: ['method', 'route', 'status'], registers: [this.registry] })
     this.duration = new Histogram({
       name: 'bulwark_http_request_duration_seconds',
@@ -24,7 +29,20 @@ export class Metrics {
     this.securityEvents = new Counter({ name: 'bulwark_security_events_total', help: 'Security events recorded', labelNames: ['type', 'outcome'], registers: [this.registry] })
   }
 
-  /** A gauge whose value is read at scrape time (cache sizes, hit counters, breaker states). */
+  /**
+   * A counter whose value is read at scrape time from a monotonic source (cache hits, dropped log lines).
+   * The name must end in `_total` (OpenMetrics); the source must never go down.
+   */
+  counter(name: string, help: string, labelNames: string[], read: () => Array<{ labels: Record<string, string>; value: number }>): void {
+    if (!name.endsWith('_total')) throw new Error(`counter ${name} must end in _total`)
+    const c = new Counter({ name, help, labelNames, registers: [this.registry] })
+    this.gauges.push(() => {
+      c.reset()
+      for (const { labels, value } of read()) c.inc(labels, value)
+    })
+  }
+
+  /** A gauge whose value is read at scrape time (cache sizes, breaker states). */
   gauge(name: string, help: string, labelNames: string[], read: () => Array<{ labels: Record<string, string>; value: number }>): void {
     const g = new Gauge({ name, help, labelNames, registers: [this.registry] })
     this.gauges.push(() => {
@@ -36,6 +54,33 @@ export class Metrics {
   observeRequest(method: string, route: string, status: number, seconds: number): void {
     this.requests.inc({ method, route, status: String(status) })
     this.duration.observe({ method, route }, seconds)
+  }
+
+  /**
+   * The route label of a request that was answered before routing (a CORS preflight, a CSRF refusal, a
+   * 429 or 413 from onRequest): the pattern of the first registered route whose path matches, any method.
+   * Undefined for a path no route serves (those stay `unmatched`).
+   */
+  routeResolver(routes: ReadonlyArray<{ path: string }>): (url: string) => string | undefined {
+    const patterns = [...new Set(routes.map((r) => r.path))]
+      .filter((p) => p.startsWith('/'))
+      .map((p) => ({
+        path: p,
+        re: new RegExp(
+          `^${p
+            .split('/')
+            .map((seg) => (seg === '*' ? '.*' : seg.startsWith(':') ? (seg.endsWith('?') ? '[^/]*' : '[^/]+') : seg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+            .join('/')}$`,
+        ),
+        // Static routes before parameterised ones (Elysia's router prefers them too).
+        rank: p.includes(':') || p.includes('*') ? 1 : 0,
+      }))
+      .sort((a, b) => a.rank - b.rank)
+    return (url) => {
+      const start = url.indexOf('/', url.indexOf('//') + 2)
+      const path = (start < 0 ? '/' : url.slice(start)).split('?')[0]!
+      return patterns.find((p) => p.re.test(path))?.path
+    }
   }
 
   async render(): Promise<string> {

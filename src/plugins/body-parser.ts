@@ -8,6 +8,7 @@
  */
 import { Elysia } from 'elysia'
 import { AppError } from '../lib/errors'
+import { readBody } from '../lib/read-body'
 
 export const MAX_JSON_DEPTH = 32
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype'])
@@ -55,6 +56,8 @@ export interface BodyLimits {
   upload: number
   /** Paths that take multipart uploads. */
   uploadPaths: (path: string) => boolean
+  /** Longest time to receive a body (ms): past it, 408 (src/lib/read-body.ts). */
+  timeoutMs?: number
 }
 
 export const tooLarge = (limit: number) => new AppError(413, 'payload_too_large', `The body is larger than ${limit} bytes.`)
@@ -83,7 +86,7 @@ export function bodyParser(limits: BodyLimits) {
       if (type === 'multipart/form-data') return undefined // Elysia's own multipart parser
       throw new AppError(415, 'unsupported_media_type', 'Send the file as multipart/form-data.')
     }
-    const bytes = new Uint8Array(await request.arrayBuffer())
+    const bytes = await readBody(request, limits.timeoutMs ?? 10_000, limit, () => tooLarge(limit))
     if (bytes.byteLength > limit) throw tooLarge(limit)
     if (bytes.byteLength === 0) return null
     if (type === 'application/json' || (type.startsWith('application/') && type.endsWith('+json'))) return parseJson(bytes)

@@ -397,6 +397,7 @@ describe('cookie transport', () => {
     const out = await a.req('POST', '/v1/auth/logout', { headers: { cookie: next, origin, 'x-csrf-token': csrf2 } })
     expect(out.status).toBe(204)
     expect(out.headers.get('set-cookie')).toContain('Max-Age=0')
+    expect(out.headers.get('clear-site-data')).toBe('"cookies"')
     const csrf3 = (await a.req('GET', '/v1/auth/csrf', { headers: { cookie: next } })).body.csrfToken
     expectProblem(await a.req('POST', '/v1/auth/refresh', { headers: { cookie: next, origin, 'x-csrf-token': csrf3 } }), 401)
   })

@@ -100,7 +100,11 @@ export function authController(d: AuthControllerDeps) {
               if (!session) throw unauthorized()
               d.auth.logout(session, meta)
             }
-            if (request.headers.get('cookie')) set.headers['set-cookie'] = clearedSessionCookie(config)
+            if (request.headers.get('cookie')) {
+              set.headers['set-cookie'] = clearedSessionCookie(config)
+              // W3C Clear Site Data: the browser also drops every other cookie of this origin.
+              set.headers['clear-site-data'] = '"cookies"'
+            }
             set.status = 204
           },
           {
@@ -113,7 +117,11 @@ export function authController(d: AuthControllerDeps) {
           async ({ request, set }) => {
             const p = await d.authn.authenticate(request)
             d.auth.logoutAll(p.userId, metaOf(request))
-            if (request.headers.get('cookie')) set.headers['set-cookie'] = clearedSessionCookie(config)
+            if (request.headers.get('cookie')) {
+              set.headers['set-cookie'] = clearedSessionCookie(config)
+              // W3C Clear Site Data: the browser also drops every other cookie of this origin.
+              set.headers['clear-site-data'] = '"cookies"'
+            }
             set.status = 204
           },
           {
