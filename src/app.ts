@@ -114,12 +114,12 @@ export function resolveSecret(config: Config): string {
 /** Opens the database and builds every service. */
 export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const logger = opts.logger ?? createLogger(config.logLevel)
-  const handle = openDatabase(config.dbPath)
+  const handle = openDatabase(config.dbPath, { busyTimeoutMs: config.db.busyTimeoutMs })
   const clock = opts.clock ?? systemClock
   const keys = deriveKeys(resolveSecret(config))
   const core: CoreDeps = { config, db: handle.db, sqlite: handle.sqlite, clock, logger, keys }
   const health = new HealthService()
-  health.add(databaseCheck(handle.sqlite))
+  health.add(databaseCheck(handle.sqlite, clock))
   const audit = new AuditService(core)
   const redis = config.redisUrl ? new Redis(config.redisUrl, config.redis.timeoutMs) : undefined
   if (redis) health.add({ name: 'redis', required: false, run: async () => void (await redis.send('PING', [])) })

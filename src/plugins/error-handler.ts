@@ -8,6 +8,7 @@
 import { Elysia } from 'elysia'
 import { AppError, titleOf, type FieldError } from '../lib/errors'
 import type { Logger } from '../lib/logger'
+import { storageAppError } from '../lib/storage-errors'
 import { contextOf } from './request-context'
 
 export interface Problem {
@@ -61,6 +62,8 @@ export function errorHandler(logger: Logger) {
     const rid = ctx.requestId
     let e: unknown = error
     if (code === 'PARSE' && (error as { cause?: unknown }).cause instanceof AppError) e = (error as { cause: AppError }).cause
+    // A full disk, a read-only file or a held write lock is a 503 with Retry-After, not a 500.
+    e = storageAppError(e) ?? e
     if (e instanceof AppError) {
       if (e.status >= 500) logger.error({ err: e, requestId: rid, path }, 'request failed')
       return problemResponse(e.status, e.code, e.detail ?? titleOf(e.status), rid, e.extra)
