@@ -41,6 +41,7 @@ import { filesController } from './modules/files'
 import { FilesService } from './modules/files/service'
 import { buildMfaServices, type MfaServices } from './modules/mfa/services'
 import { RateLimitService } from './modules/rate-limit/service'
+import { Pruner } from './modules/retention/service'
 import { bodyParser } from './plugins/body-parser'
 import { compressResponse } from './plugins/compression'
 import { corsPlugin } from './plugins/cors'
@@ -74,6 +75,8 @@ export interface AppDeps extends CoreDeps {
   /** Queues mail in the outbox; `mailWorker` delivers it (started by the server, driven by tests). */
   mailer: Mailer
   mailWorker: MailWorker
+  /** Deletes rows past their retention in small batches (started by the server, driven by tests). */
+  pruner: Pruner
   /** Shared Redis connection when BULWARK_REDIS_URL is set (short command timeouts, no offline queue). */
   redis?: Redis
   /** Carries cache invalidations to other instances (with Redis); `relayReady` settles once subscribed. */
@@ -225,6 +228,7 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     passwordPolicy,
     mailer,
     mailWorker,
+    pruner: new Pruner(core),
     redis,
     relay,
     relayReady,

@@ -47,6 +47,7 @@ export function startServer(config: Config, deps: AppDeps = buildDeps(config, { 
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${server.port}`
   for (const w of configWarnings(config)) deps.logger.warn(w)
   deps.mailWorker.start()
+  deps.pruner.start()
   // The dummy hash for unknown-email sign-ins, computed now rather than on the first such request.
   void deps.hasher.warmUp()
   deps.logger.info({ url, version: VERSION, env: config.env, migrations: deps.sqlite ? undefined : undefined }, 'bulwark listening')
@@ -67,6 +68,7 @@ export function startServer(config: Config, deps: AppDeps = buildDeps(config, { 
       let graceTimer: ReturnType<typeof setTimeout> | undefined
       await Promise.race([deps.mailWorker.stop(), new Promise((r) => (graceTimer = setTimeout(r, config.shutdownGraceMs)))])
       clearTimeout(graceTimer)
+      await deps.pruner.stop()
       deps.close()
       deps.logger.info('stopped')
       // The log is buffered: wait (briefly) until the last lines are written before the process exits.
