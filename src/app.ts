@@ -51,6 +51,7 @@ import { errorHandler } from './plugins/error-handler'
 import { rateLimit, type RateLimitIdentityFn } from './plugins/rate-limit'
 import { contextOf, requestContext, setPeer } from './plugins/request-context'
 import { applySecurityHeaders, securityHeaders, securityHeadersPlugin } from './plugins/security-headers'
+import { retryWhenBusy } from './plugins/storage-retry'
 
 export interface AppDeps extends CoreDeps {
   health: HealthService
@@ -302,7 +303,9 @@ export type App = ReturnType<typeof createApp>
  * The fetch handler around the app: gives app.handle() the socket peer, then writes one access-log
  * line per request (method, route, status, duration, request id, user id), off the response path.
  */
-export function createHandler(app: { handle(request: Request): Promise<Response> }, deps: Pick<AppDeps, 'logger' | 'config'> & { metrics?: Metrics }) {
+export function createHandler(app: { handle(request: Request): Promise<Response> }, deps: Pick<AppDeps, 'logger' | 'config'> & { metrics?: Metrics; sqlite?: AppDeps['sqlite'] }) {
+  // Requests refused by another process's write lock wait for it without blocking others (src/plugins/storage-retry.ts).
+  const handleApp = retryWhenBusy((r) => app.handle(r), { sqlite: deps.sqlite, windowMs: deps.config.db.busyRetryMs, busyTimeoutMs: deps.config.db.busyTimeoutMs, logger: deps.logger })
   // The access line carries only fields built here (no headers, bodies or tokens), so it skips pino's
   // path redaction, which costs ~50 µs a line with wildcard paths (profiled: 28% of GET /v1/me).
   const log = deps.logger.child({}, { redact: [] })
@@ -312,7 +315,7 @@ export function createHandler(app: { handle(request: Request): Promise<Response>
     if (peer) setPeer(request, peer)
     // Security headers again as a backstop (the plugin covers what Elysia builds), then compression,
     // which needs the final Response; see src/plugins/compression.ts for why it lives here.
-    const response = await compressResponse(request, applySecurityHeaders(await app.handle(request), secHeaders))
+    const response = await compressResponse(request, applySecurityHeaders(await handleApp(request, peer), secHeaders))
     const ctx = contextOf(request)
     metrics?.observeRequest(request.method, ctx.route ?? 'unmatched', response.status, (performance.now() - ctx.start) / 1000)
     const level = response.status >= 500 ? 'error' : 'info'
