@@ -7,7 +7,7 @@ import { Elysia } from 'elysia'
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Config } from './config'
-import { openDatabase } from './db/client'
+import { openDatabase, setBusyTimeout } from './db/client'
 import type { CoreDeps } from './deps'
 import { systemClock, type Clock } from './lib/clock'
 import { deriveKeys, randomToken } from './lib/crypto'
@@ -52,6 +52,7 @@ import { rateLimit, type RateLimitIdentityFn } from './plugins/rate-limit'
 import { contextOf, requestContext, setPeer } from './plugins/request-context'
 import { applySecurityHeaders, securityHeaders, securityHeadersPlugin } from './plugins/security-headers'
 import { retryWhenBusy } from './plugins/storage-retry'
+import { classifyStorageError } from './lib/storage-errors'
 
 export interface AppDeps extends CoreDeps {
   health: HealthService
@@ -118,7 +119,7 @@ export function resolveSecret(config: Config): string {
 /** Opens the database and builds every service. */
 export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const logger = opts.logger ?? createLogger(config.logLevel)
-  const handle = openDatabase(config.dbPath, { busyTimeoutMs: config.db.busyTimeoutMs })
+  const handle = openDatabase(config.dbPath)
   const clock = opts.clock ?? systemClock
   const keys = deriveKeys(resolveSecret(config))
   const core: CoreDeps = { config, db: handle.db, sqlite: handle.sqlite, clock, logger, keys }
@@ -137,6 +138,8 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const usersAdmin = new UsersAdminService({ ...core, audit, invalidation, rbac })
   const signer = new KeyService(core)
   signer.init()
+  // Start-up writes (migrations, the first signing key) may wait for a lock; requests get the short wait.
+  setBusyTimeout(handle.sqlite, config.db.busyTimeoutMs)
   const sessions = new SessionService({ ...core, audit })
   const hasher = new PasswordHasher(config.password)
   const passwordPolicy = new PasswordPolicy({ config, hasher, logger, db: handle.db, clock })
@@ -261,8 +264,17 @@ function sendLockoutMail(config: Config, mailer: Mailer, lockout: LockoutService
 export async function bootstrap(deps: AppDeps): Promise<void> {
   const { email, password } = deps.config.admin
   if (email && password && deps.auth.userCount() === 0) {
-    const owner = await deps.auth.createOwner(email, password)
-    deps.logger.info({ userId: owner.id, email: owner.email }, 'created the first owner from BULWARK_ADMIN_EMAIL')
+    // A first start may meet another process's write lock: wait for it without blocking requests, then create.
+    for (let waited = 0; ; waited += 200) {
+      try {
+        const owner = await deps.auth.createOwner(email, password)
+        deps.logger.info({ userId: owner.id, email: owner.email }, 'created the first owner from BULWARK_ADMIN_EMAIL')
+        return
+      } catch (e) {
+        if (classifyStorageError(e) !== 'busy' || waited >= 60_000) throw e
+        await Bun.sleep(200)
+      }
+    }
   }
 }
 

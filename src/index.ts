@@ -9,6 +9,7 @@ import { SchemaTooNewError } from './db/migrate'
 import { bootstrap, buildDeps } from './app'
 import { startServer } from './server'
 import { VERSION } from './version'
+import { backupCommand } from './cli/backup'
 
 const HELP = `bulwark ${VERSION}: authentication and access-control server
 
@@ -21,6 +22,8 @@ Commands:
   admin create --email E
                    create an owner account; the password is read from stdin (or prompted for)
   keys rotate      make a new signing key current; the previous one stays published until its tokens expire
+  backup [--force] FILE
+                   consistent copy of the live database to FILE (0600); see \`bulwark backup --help\`
   --version        print the version
   --help           this text
 
@@ -108,6 +111,9 @@ async function main(argv: string[]): Promise<void> {
       deps.close()
       return
     }
+    case 'backup':
+      process.exitCode = backupCommand(argv.slice(1))
+      return
     case 'serve': {
       const c = configOrExit()
       let running
