@@ -235,10 +235,18 @@ describe('binary: backup and restore', () => {
     const restored = mkdtempSync(join(tmpdir(), 'bw-restored-'))
     mkdirSync(join(restored, 'data'))
     copyFileSync(file, join(restored, 'data', 'bulwark.sqlite'))
+    // an event past its retention in the copy: the restored server's pruner removes it at start
+    const seeded = new Database(join(restored, 'data', 'bulwark.sqlite'))
+    seeded.run("INSERT INTO security_events (type, outcome, created_at) VALUES ('ancient', 'info', 0)")
+    seeded.close()
     const r = await start({}, restored)
     cleanups.push(() => rmSync(restored, { recursive: true, force: true }))
     expect((await signIn(r.base, 'before@example.com', PASSWORD)).userId).toBeString()
     expect((await signIn(r.base, OWNER_EMAIL, OWNER_PASSWORD)).userId).toBeString()
+    await r.stop()
+    const after = new Database(join(restored, 'data', 'bulwark.sqlite'), { readonly: true })
+    expect(after.query<{ n: number }, []>("SELECT count(*) AS n FROM security_events WHERE type = 'ancient'").get()!.n).toBe(0)
+    after.close()
   })
 
   test('backup --help does nothing; a missing database or a bad argument is an error, not a crash', async () => {
