@@ -58,19 +58,21 @@ export class LockGate {
   }
 
   private poll(): void {
-    // Synchronous code never leaves a transaction open across an await; be safe anyway.
-    if (this.sqlite.inTransaction) return
     let free = false
-    setBusyTimeout(this.sqlite, 0)
     try {
-      this.sqlite.run('BEGIN IMMEDIATE')
-      this.sqlite.run('ROLLBACK')
-      free = true
+      // Synchronous code never leaves a transaction open across an await; be safe anyway.
+      if (this.sqlite.inTransaction) return
+      setBusyTimeout(this.sqlite, 0)
+      try {
+        this.sqlite.run('BEGIN IMMEDIATE')
+        this.sqlite.run('ROLLBACK')
+        free = true
+      } finally {
+        setBusyTimeout(this.sqlite, this.busyTimeoutMs)
+      }
     } catch (err) {
-      // Busy: still held. Anything else (read-only, full) is not this gate's business: let requests find out.
+      // Busy: still held. Anything else (read-only, full, a closed handle) is not this gate's business.
       free = classifyStorageError(err) !== 'busy'
-    } finally {
-      setBusyTimeout(this.sqlite, this.busyTimeoutMs)
     }
     if (!free) return
     clearInterval(this.timer)
