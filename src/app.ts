@@ -138,8 +138,6 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const usersAdmin = new UsersAdminService({ ...core, audit, invalidation, rbac })
   const signer = new KeyService(core)
   signer.init()
-  // Start-up writes (migrations, the first signing key) may wait for a lock; requests get the short wait.
-  setBusyTimeout(handle.sqlite, config.db.busyTimeoutMs)
   const sessions = new SessionService({ ...core, audit })
   const hasher = new PasswordHasher(config.password)
   const passwordPolicy = new PasswordPolicy({ config, hasher, logger, db: handle.db, clock })
@@ -316,7 +314,10 @@ export type App = ReturnType<typeof createApp>
  * line per request (method, route, status, duration, request id, user id), off the response path.
  */
 export function createHandler(app: { handle(request: Request): Promise<Response> }, deps: Pick<AppDeps, 'logger' | 'config'> & { metrics?: Metrics; sqlite?: AppDeps['sqlite'] }) {
-  // Requests refused by another process's write lock wait for it without blocking others (src/plugins/storage-retry.ts).
+  // Start-up and one-shot commands (`admin create`, `keys rotate`) wait up to 5 s for a held lock; once the database
+  // serves requests, SQLite's synchronous wait is cut short and requests refused by another process's write lock
+  // wait for it without blocking others (src/plugins/storage-retry.ts).
+  if (deps.sqlite) setBusyTimeout(deps.sqlite, deps.config.db.busyTimeoutMs)
   const handleApp = retryWhenBusy((r) => app.handle(r), { sqlite: deps.sqlite, windowMs: deps.config.db.busyRetryMs, busyTimeoutMs: deps.config.db.busyTimeoutMs, logger: deps.logger })
   // The access line carries only fields built here (no headers, bodies or tokens), so it skips pino's
   // path redaction, which costs ~50 µs a line with wildcard paths (profiled: 28% of GET /v1/me).
