@@ -7,7 +7,7 @@ import { Elysia } from 'elysia'
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Config } from './config'
-import { openDatabase } from './db/client'
+import { openDatabase, setBusyTimeout } from './db/client'
 import type { CoreDeps } from './deps'
 import { systemClock, type Clock } from './lib/clock'
 import { randomToken } from './lib/crypto'
@@ -47,6 +47,7 @@ import { filesController } from './modules/files'
 import { FilesService } from './modules/files/service'
 import { buildMfaServices, type MfaServices } from './modules/mfa/services'
 import { RateLimitService } from './modules/rate-limit/service'
+import { Pruner } from './modules/retention/service'
 import { bodyParser } from './plugins/body-parser'
 import { compressResponse } from './plugins/compression'
 import { corsPlugin } from './plugins/cors'
@@ -57,6 +58,8 @@ import { errorHandler } from './plugins/error-handler'
 import { rateLimit, type RateLimitIdentityFn } from './plugins/rate-limit'
 import { contextOf, requestContext, setPeer } from './plugins/request-context'
 import { applySecurityHeaders, securityHeaders, securityHeadersPlugin } from './plugins/security-headers'
+import { retryWhenBusy } from './plugins/storage-retry'
+import { classifyStorageError } from './lib/storage-errors'
 
 export interface AppDeps extends CoreDeps {
   health: HealthService
@@ -83,6 +86,8 @@ export interface AppDeps extends CoreDeps {
   /** Queues mail in the outbox; `mailWorker` delivers it (started by the server, driven by tests). */
   mailer: Mailer
   mailWorker: MailWorker
+  /** Deletes rows past their retention in small batches (started by the server, driven by tests). */
+  pruner: Pruner
   /** Shared Redis connection when BULWARK_REDIS_URL is set (short command timeouts, no offline queue). */
   redis?: Redis
   /** Carries cache invalidations to other instances (with Redis); `relayReady` settles once subscribed. */
@@ -131,7 +136,7 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const keys = effectiveKeys(handle.db, secret)
   const core: CoreDeps = { config, db: handle.db, sqlite: handle.sqlite, clock, logger, keys }
   const health = new HealthService()
-  health.add(databaseCheck(handle.sqlite))
+  health.add(databaseCheck(handle.sqlite, clock))
   const audit = new AuditService(core)
   const redis = config.redisUrl ? new Redis(config.redisUrl, config.redis.timeoutMs) : undefined
   if (redis) health.add({ name: 'redis', required: false, run: async () => void (await redis.send('PING', [])) })
@@ -248,6 +253,7 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     passwordPolicy,
     mailer,
     mailWorker,
+    pruner: new Pruner(core),
     redis,
     relay,
     relayReady,
@@ -279,8 +285,17 @@ function sendLockoutMail(config: Config, mailer: Mailer, lockout: LockoutService
 export async function bootstrap(deps: AppDeps): Promise<void> {
   const { email, password } = deps.config.admin
   if (email && password && deps.auth.userCount() === 0) {
-    const owner = await deps.auth.createOwner(email, password)
-    deps.logger.info({ userId: owner.id, email: owner.email }, 'created the first owner from BULWARK_ADMIN_EMAIL')
+    // A first start may meet another process's write lock: wait for it without blocking requests, then create.
+    for (let waited = 0; ; waited += 200) {
+      try {
+        const owner = await deps.auth.createOwner(email, password)
+        deps.logger.info({ userId: owner.id, email: owner.email }, 'created the first owner from BULWARK_ADMIN_EMAIL')
+        return
+      } catch (e) {
+        if (classifyStorageError(e) !== 'busy' || waited >= 60_000) throw e
+        await Bun.sleep(200)
+      }
+    }
   }
 }
 
@@ -327,7 +342,15 @@ export type App = ReturnType<typeof createApp>
  * The fetch handler around the app: gives app.handle() the socket peer, then writes one access-log
  * line per request (method, route, status, duration, request id, user id), off the response path.
  */
-export function createHandler(app: { handle(request: Request): Promise<Response>; routes?: ReadonlyArray<{ path: string }> }, deps: Pick<AppDeps, 'logger' | 'config'> & { metrics?: Metrics }) {
+export function createHandler(
+  app: { handle(request: Request): Promise<Response>; routes?: ReadonlyArray<{ path: string }> },
+  deps: Pick<AppDeps, 'logger' | 'config'> & { metrics?: Metrics; sqlite?: AppDeps['sqlite'] },
+) {
+  // Start-up and one-shot commands (`admin create`, `keys rotate`) wait up to 5 s for a held lock; once the database
+  // serves requests, SQLite's synchronous wait is cut short and requests refused by another process's write lock
+  // wait for it without blocking others (src/plugins/storage-retry.ts).
+  if (deps.sqlite) setBusyTimeout(deps.sqlite, deps.config.db.busyTimeoutMs)
+  const handleApp = retryWhenBusy((r) => app.handle(r), { sqlite: deps.sqlite, windowMs: deps.config.db.busyRetryMs, busyTimeoutMs: deps.config.db.busyTimeoutMs, logger: deps.logger })
   // The access line carries only fields built here (no headers, bodies or tokens); the logger's redaction
   // walk (src/lib/logger.ts) costs about 2 µs on it.
   const log = deps.logger
@@ -342,7 +365,7 @@ export function createHandler(app: { handle(request: Request): Promise<Response>
     if (peer) setPeer(request, peer)
     // Security headers again as a backstop (the plugin covers what Elysia builds), then compression,
     // which needs the final Response; see src/plugins/compression.ts for why it lives here.
-    const response = closeIfBodyUnread(request, await compressResponse(request, applySecurityHeaders(await app.handle(request), secHeaders)))
+    const response = closeIfBodyUnread(request, await compressResponse(request, applySecurityHeaders(await handleApp(request, peer), secHeaders)))
     const ctx = contextOf(request)
     ctx.route ??= routeOf?.(request.url)
     metrics?.observeRequest(request.method, ctx.route ?? 'unmatched', response.status, (performance.now() - ctx.start) / 1000)

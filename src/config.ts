@@ -125,6 +125,14 @@ export const SETTINGS = [
   // audit trail
   { env: 'BULWARK_AUDIT_DENIALS_PER_SOURCE', kind: 'int', default: '10', min: 1, max: 100_000, doc: 'refusal events (token_rejected, access_denied, request_rejected) written per type per user or client address per minute' },
   { env: 'BULWARK_AUDIT_DENIALS_PER_TYPE', kind: 'int', default: '600', min: 1, max: 1_000_000, doc: 'refusal events written per type per minute over all sources' },
+  // storage
+  { env: 'BULWARK_DB_BUSY_TIMEOUT', kind: 'duration', default: '50ms', min: 0, max: 10_000, doc: 'how long one database statement waits for another process\'s write lock; the wait blocks every request, so keep it short' },
+  { env: 'BULWARK_DB_BUSY_RETRY', kind: 'duration', default: '2s', min: 0, max: 60_000, doc: 'how long a request refused by a held write lock (before it changed anything) is retried, without blocking others, before 503 storage_busy' },
+  { env: 'BULWARK_RETENTION_SECURITY_EVENTS', kind: 'duration', default: '365d', min: 0, max: 3650 * DAY, doc: 'security events older than this are pruned; 0 keeps them forever' },
+  { env: 'BULWARK_RETENTION_SESSIONS', kind: 'duration', default: '7d', min: 0, max: 365 * DAY, doc: 'ended sessions (revoked, expired, idle) and spent refresh tokens are pruned this long after they end; 0 keeps them' },
+  { env: 'BULWARK_RETENTION_MAIL', kind: 'duration', default: '1d', min: 0, max: 365 * DAY, doc: 'sent (or kept) outbox mail is pruned this long after it was queued; 0 keeps it' },
+  { env: 'BULWARK_RETENTION_TOKENS', kind: 'duration', default: '1d', min: 0, max: 365 * DAY, doc: 'mailed tokens and challenges are pruned this long after they expire; 0 keeps them' },
+  { env: 'BULWARK_PRUNE_INTERVAL', kind: 'duration', default: '10m', min: 1000, max: DAY, doc: 'how often the background pruner runs' },
 ] as const satisfies readonly Setting[]
 
 export type Env = 'development' | 'test' | 'production'
@@ -202,6 +210,9 @@ export interface Config {
   cache: { maxEntries: number; ttlMs: number }
   totp: { issuer: string; algorithm: 'SHA1' | 'SHA256' | 'SHA512'; digits: 6 | 8; window: number }
   auditDenials: { perSource: number; perType: number }
+  db: { busyTimeoutMs: number; busyRetryMs: number }
+  /** How long finished rows are kept (ms; 0 = forever) and how often the pruner runs. */
+  retention: { securityEventsMs: number; sessionsMs: number; mailMs: number; tokensMs: number; intervalMs: number }
 }
 
 export class ConfigError extends Error {
@@ -601,6 +612,14 @@ export function loadConfig(env: Raw = process.env): Config {
       window: v.BULWARK_TOTP_WINDOW as number,
     },
     auditDenials: { perSource: v.BULWARK_AUDIT_DENIALS_PER_SOURCE as number, perType: v.BULWARK_AUDIT_DENIALS_PER_TYPE as number },
+    db: { busyTimeoutMs: v.BULWARK_DB_BUSY_TIMEOUT as number, busyRetryMs: v.BULWARK_DB_BUSY_RETRY as number },
+    retention: {
+      securityEventsMs: v.BULWARK_RETENTION_SECURITY_EVENTS as number,
+      sessionsMs: v.BULWARK_RETENTION_SESSIONS as number,
+      mailMs: v.BULWARK_RETENTION_MAIL as number,
+      tokensMs: v.BULWARK_RETENTION_TOKENS as number,
+      intervalMs: v.BULWARK_PRUNE_INTERVAL as number,
+    },
   }
   if (config.env === 'production') {
     const prod = productionProblems(config)

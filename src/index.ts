@@ -7,6 +7,7 @@
  */
 import { adminCreateCommand } from './cli/admin-create'
 import { auditExportCommand, auditVerifyCommand } from './cli/audit'
+import { backupCmd } from './cli/backup'
 import { CliError, runCli, type Command } from './cli/command'
 import { configCheckCommand } from './cli/config-check'
 import { keysRotateCommand } from './cli/keys-rotate'
@@ -16,7 +17,7 @@ import { serveCommand } from './cli/serve'
 import { SECRET_MISMATCH_EXIT, SecretMismatchError } from './modules/keys/secret'
 
 /** In the order `bulwark --help` lists them. */
-export const COMMANDS: readonly Command[] = [serveCommand, migrateCommand, configCheckCommand, adminCreateCommand, keysRotateCommand, secretRotateCommand, auditVerifyCommand, auditExportCommand]
+export const COMMANDS: readonly Command[] = [serveCommand, migrateCommand, configCheckCommand, adminCreateCommand, keysRotateCommand, secretRotateCommand, backupCmd, auditVerifyCommand, auditExportCommand]
 
 try {
   const code = await runCli(COMMANDS, process.argv.slice(2))

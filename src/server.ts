@@ -57,6 +57,7 @@ export function startServer(config: Config, deps: AppDeps = buildDeps(config, { 
   const management = startManagement(deps)
   for (const w of configWarnings(config)) deps.logger.warn(w)
   deps.mailWorker.start()
+  deps.pruner.start()
   // The dummy hash for unknown-email sign-ins, computed now rather than on the first such request.
   void deps.hasher.warmUp()
   deps.logger.info({ url, publicUrl: config.publicUrl, managementUrl: management?.url, version: VERSION, env: config.env }, 'bulwark listening')
@@ -78,6 +79,7 @@ export function startServer(config: Config, deps: AppDeps = buildDeps(config, { 
       let graceTimer: ReturnType<typeof setTimeout> | undefined
       await Promise.race([deps.mailWorker.stop(), new Promise((r) => (graceTimer = setTimeout(r, config.shutdownGraceMs)))])
       clearTimeout(graceTimer)
+      await deps.pruner.stop()
       deps.close()
       deps.logger.info('stopped')
       // The log is buffered: wait (briefly) until the last lines are written before the process exits.

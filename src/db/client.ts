@@ -15,8 +15,13 @@ export interface DbHandle {
   close(): void
 }
 
-/** Opens (creating if needed) and migrates the database at `path` (`:memory:` for tests). */
-export function openDatabase(path: string, opts: { migrate?: boolean } = {}): DbHandle {
+/**
+ * Opens (creating if needed) and migrates the database at `path` (`:memory:` for tests).
+ * `busyTimeoutMs` is how long a statement waits for another connection's write lock once running; bun:sqlite
+ * is synchronous, so that wait blocks the event loop and the server keeps it short (BULWARK_DB_BUSY_TIMEOUT).
+ * Migrations and one-shot commands wait longer (5 s), since nothing else runs meanwhile.
+ */
+export function openDatabase(path: string, opts: { migrate?: boolean; busyTimeoutMs?: number } = {}): DbHandle {
   if (path !== ':memory:') {
     // Owner-only: the folder 0700 when we create it, the database file 0600 (SQLite gives its -wal and
     // -shm files the database file's mode). Created before SQLite opens it, so it is never world-readable.
@@ -38,6 +43,7 @@ export function openDatabase(path: string, opts: { migrate?: boolean } = {}): Db
   sqlite.run('PRAGMA mmap_size = 268435456')
   sqlite.run('PRAGMA cache_size = -16384')
   const migration = opts.migrate === false ? { applied: [], current: 0 } : migrate(sqlite)
+  setBusyTimeout(sqlite, opts.busyTimeoutMs ?? 5000)
   const db = drizzle(sqlite, { schema })
   let closed = false
   return {
@@ -57,3 +63,12 @@ export function openDatabase(path: string, opts: { migrate?: boolean } = {}): Db
 
 /** Rows changed by a drizzle `.run()` on bun:sqlite (typed `void` by drizzle, a Changes object at run time). */
 export const changes = (result: unknown): number => (result as { changes?: number } | undefined)?.changes ?? 0
+
+/** Sets how long a statement waits for a held lock (PRAGMA busy_timeout takes no bound parameter). */
+export function setBusyTimeout(sqlite: Database, ms: number): void {
+  const n = Math.max(0, Math.min(600_000, Math.floor(Number(ms) || 0)))
+  sqlite.run(`PRAGMA busy_timeout = ${n}`)
+}
+
+/** Rows changed by this connection since it opened: unchanged across a failed attempt means it wrote nothing. */
+export const totalChanges = (sqlite: Database): number => sqlite.query<{ n: number }, []>('SELECT total_changes() AS n').get()?.n ?? 0

@@ -93,7 +93,13 @@ export const sessions = sqliteTable(
     revokedAt: ts('revoked_at'),
     revokedReason: text('revoked_reason'),
   },
-  (t) => [index('sessions_user').on(t.userId, t.createdAt)],
+  // The *_revoked/_expires/_last_seen indexes let the retention pruner find ended sessions without a scan.
+  (t) => [
+    index('sessions_user').on(t.userId, t.createdAt),
+    index('sessions_revoked').on(t.revokedAt),
+    index('sessions_expires').on(t.expiresAt),
+    index('sessions_last_seen').on(t.lastSeenAt),
+  ],
 )
 
 export const refreshTokens = sqliteTable(
@@ -111,7 +117,13 @@ export const refreshTokens = sqliteTable(
     /** The successor token, AES-GCM encrypted, so a concurrent retry within the grace gets the same one. */
     successorEnc: text('successor_enc'),
   },
-  (t) => [uniqueIndex('refresh_tokens_hash').on(t.tokenHash), index('refresh_tokens_session').on(t.sessionId)],
+  (t) => [
+    uniqueIndex('refresh_tokens_hash').on(t.tokenHash),
+    index('refresh_tokens_session').on(t.sessionId),
+    // Rotation clears the parent's successor copy by `replaced_by`; the pruner finds spent tokens by `used_at`.
+    index('refresh_tokens_replaced_by').on(t.replacedBy),
+    index('refresh_tokens_used').on(t.usedAt),
+  ],
 )
 
 /** Single-use mailed tokens: email verification, password reset, unlock. Stored as keyed hashes. */
@@ -128,7 +140,7 @@ export const emailTokens = sqliteTable(
     expiresAt: ts('expires_at').notNull(),
     usedAt: ts('used_at'),
   },
-  (t) => [uniqueIndex('email_tokens_hash').on(t.tokenHash), index('email_tokens_user').on(t.userId, t.purpose)],
+  (t) => [uniqueIndex('email_tokens_hash').on(t.tokenHash), index('email_tokens_user').on(t.userId, t.purpose), index('email_tokens_expires').on(t.expiresAt)],
 )
 
 export const passwordHistory = sqliteTable(
@@ -217,7 +229,7 @@ export const mailOutbox = sqliteTable(
     createdAt: ts('created_at').notNull(),
     sentAt: ts('sent_at'),
   },
-  (t) => [index('mail_outbox_due').on(t.status, t.nextAttemptAt)],
+  (t) => [index('mail_outbox_due').on(t.status, t.nextAttemptAt), index('mail_outbox_done').on(t.status, t.createdAt)],
 )
 
 /** Failed sign-in counters and locks, per account; survives restarts. `kind` separates password and MFA steps. */
@@ -322,3 +334,9 @@ export const files = sqliteTable(
   },
   (t) => [index('files_owner').on(t.ownerId, t.id)],
 )
+
+/** One row the readiness check rewrites (throttled): proves the database still takes a committed write. */
+export const storageHeartbeat = sqliteTable('storage_heartbeat', {
+  id: integer('id').primaryKey(),
+  at: ts('at').notNull(),
+})

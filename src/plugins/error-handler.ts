@@ -8,6 +8,7 @@
 import { Elysia } from 'elysia'
 import { AppError, titleOf, type FieldError } from '../lib/errors'
 import type { Logger } from '../lib/logger'
+import { storageAppError } from '../lib/storage-errors'
 import { contextOf } from './request-context'
 
 export interface Problem {
@@ -64,6 +65,8 @@ export function errorHandler(logger: Logger, onProblem?: ProblemObserver) {
     const rid = ctx.requestId
     let e: unknown = error
     if (code === 'PARSE' && (error as { cause?: unknown }).cause instanceof AppError) e = (error as { cause: AppError }).cause
+    // A full disk, a read-only file or a held write lock is a 503 with Retry-After, not a 500.
+    e = storageAppError(e) ?? e
     if (e instanceof AppError) {
       // A 503 is a dependency known to be down (its circuit breaker logs each state change once), not a bug.
       if (e.status >= 500 && e.status !== 503) logger.error({ err: e, requestId: rid, path }, 'request failed')

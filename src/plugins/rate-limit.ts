@@ -14,6 +14,7 @@ import { ipKey } from '../lib/ip'
 import { isExemptPath, ROUTE_LIMITS, ROUTE_POLICY_DEFAULTS, type KeySource } from '../lib/rate-limit-policies'
 import { normalizeEmail, type AppliedLimit, type RateLimitIdentity, type RateLimitService } from '../modules/rate-limit/service'
 import { contextOf, metaOf } from './request-context'
+import { isStorageRetry } from './storage-retry'
 
 /**
  * Tells the limiter who is calling, cheaply (e.g. a verified Bearer token, cached per request);
@@ -81,7 +82,8 @@ export function rateLimit(limiter: RateLimitService, identify?: RateLimitIdentit
     .onRequest(async ({ request, set }) => {
       const path = pathOf(request.url)
       const ctx = contextOf(request)
-      if (isExemptPath(path) || limiter.isAllowlisted(ctx.ip)) return
+      // A re-run after a held database lock (storage-retry.ts) was counted on its first attempt.
+      if (isExemptPath(path) || limiter.isAllowlisted(ctx.ip) || isStorageRetry(request)) return
       let identity: RateLimitIdentity | undefined
       try {
         identity = identify ? await identify(request) : undefined

@@ -137,13 +137,14 @@ export class AuthService {
         assignDefaultRole(tx, id, now)
         if (opts.role) assignRoleInTx(tx, id, opts.role, now)
         this.recordPassword(tx, id, passwordHash, now)
+        // Same connection, same transaction: a full disk cannot leave an account without its verification mail.
+        if (!opts.verified) this.sendVerification(row)
       })
     } catch (e) {
       if (e instanceof Error && /UNIQUE constraint failed: users\.email/.test(e.message)) throw conflict('An account with this email already exists.')
       throw e
     }
     this.d.audit.record({ type: 'register', outcome: 'success', actorId: id, targetId: id }, meta)
-    if (!opts.verified) this.sendVerification(row)
     return toUserView(row)
   }
 

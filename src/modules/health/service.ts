@@ -4,6 +4,8 @@
  * without failing readiness, since Bulwark keeps serving on its fallbacks.
  */
 import type { Database } from 'bun:sqlite'
+import { systemClock, type Clock } from '../../lib/clock'
+import { classifyStorageError, sqliteCode, storageReason } from '../../lib/storage-errors'
 
 export type CheckStatus = 'ok' | 'degraded' | 'down'
 
@@ -12,6 +14,8 @@ export interface CheckResult {
   latencyMs: number
   detail?: string
 }
+
+type CheckOutcome = void | { status: CheckStatus; detail?: string }
 
 export interface HealthCheck {
   name: string
@@ -62,11 +66,39 @@ export class HealthService {
   }
 }
 
-/** The database check: a real read through the same connection the app uses. */
-export const databaseCheck = (sqlite: Database): HealthCheck => ({
-  name: 'database',
-  required: true,
-  run: () => {
-    sqlite.query('SELECT count(*) AS n FROM roles').get()
-  },
-})
+/**
+ * The database check: a read through the connection the app uses, the size limit, and (at most once per
+ * `probeEveryMs` of the injected clock) a committed one-row write, so a full disk, a read-only file or an
+ * I/O error turns readiness 503 instead of leaving it green while every write fails. A write lock held by
+ * another process is `degraded` (reads still work; writes wait, then answer 503 storage_busy).
+ * The probe result is cached between runs: a probe blocks for at most BULWARK_DB_BUSY_TIMEOUT.
+ */
+export function databaseCheck(sqlite: Database, clock: Clock = systemClock, probeEveryMs = 1000): HealthCheck {
+  const heartbeat = sqlite.prepare<unknown, [number]>('INSERT INTO storage_heartbeat (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at')
+  const probe = sqlite.transaction((now: number) => heartbeat.run(now))
+  let last: { at: number; result: CheckOutcome } | undefined
+  const write = (now: number): CheckOutcome => {
+    try {
+      probe.immediate(now)
+      return undefined
+    } catch (err) {
+      const kind = classifyStorageError(err)
+      if (!kind) throw err
+      const code = sqliteCode(err)?.code
+      if (kind === 'busy') return { status: 'degraded', detail: `another connection holds the write lock; writes wait, then answer 503 storage_busy [${code}]` }
+      return { status: 'down', detail: storageReason(kind, code) }
+    }
+  }
+  return {
+    name: 'database',
+    required: true,
+    run: () => {
+      sqlite.query('SELECT count(*) AS n FROM roles').get()
+      const size = sqlite.query<{ pages: number; max: number; free: number }, []>('SELECT p.page_count AS pages, m.max_page_count AS max, f.freelist_count AS free FROM pragma_page_count() p, pragma_max_page_count() m, pragma_freelist_count() f').get()
+      if (size && size.pages >= size.max && size.free === 0) return { status: 'down', detail: 'the database reached its size limit (max_page_count) [SQLITE_FULL]' }
+      const now = clock.now()
+      if (!last || now - last.at >= probeEveryMs || now < last.at) last = { at: now, result: write(now) }
+      return last.result
+    },
+  }
+}

@@ -11,6 +11,8 @@ import { newId } from '../../lib/ids'
 import type { RequestMeta } from '../audit/service'
 import type { MfaDeps } from './model'
 
+type Tx = Parameters<Parameters<MfaDeps['db']['transaction']>[0]>[0]
+
 /** Crockford base32: 32 symbols, no i/l/o/u; look-alikes typed by the user are folded back on input. */
 const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz'
 export const RECOVERY_CODE_COUNT = 10
@@ -47,16 +49,24 @@ export class RecoveryService {
 
   /** Replaces the user's codes with ten new ones and returns them; the only time they are visible. */
   regenerate(userId: string, meta: RequestMeta = {}): string[] {
+    const codes = this.deps.db.transaction((tx) => this.regenerateInTx(tx, userId))
+    this.recordRegenerated(userId, meta)
+    return codes
+  }
+
+  /** The writes of `regenerate` inside the caller's transaction (TOTP confirmation); record the event after commit. */
+  regenerateInTx(tx: Tx, userId: string): string[] {
     const now = this.deps.clock.now()
     const codes = Array.from({ length: RECOVERY_CODE_COUNT }, generateCode)
-    this.deps.db.transaction((tx) => {
-      tx.delete(recoveryCodes).where(eq(recoveryCodes.userId, userId)).run()
-      tx.insert(recoveryCodes)
-        .values(codes.map((c) => ({ id: newId(), userId, codeHash: this.hash(normalizeRecoveryCode(c)!), createdAt: now })))
-        .run()
-    })
-    this.deps.audit.record({ type: 'recovery_codes_regenerated', outcome: 'info', actorId: userId, targetId: userId }, meta)
+    tx.delete(recoveryCodes).where(eq(recoveryCodes.userId, userId)).run()
+    tx.insert(recoveryCodes)
+      .values(codes.map((c) => ({ id: newId(), userId, codeHash: this.hash(normalizeRecoveryCode(c)!), createdAt: now })))
+      .run()
     return codes
+  }
+
+  recordRegenerated(userId: string, meta: RequestMeta = {}): void {
+    this.deps.audit.record({ type: 'recovery_codes_regenerated', outcome: 'info', actorId: userId, targetId: userId }, meta)
   }
 
   /**

@@ -86,16 +86,21 @@ export class TotpService {
     this.checkFormat(f, code)
     const step = this.matchStep(f, code)
     if (step === undefined) throw unprocessable('invalid_code', 'The code is not valid.')
-    // The secret in the WHERE clause: a re-enrolment racing this request cannot be activated by a code of the old secret.
-    const done = this.deps.db
-      .update(totpFactors)
-      .set({ status: 'active', lastStep: step, confirmedAt: this.deps.clock.now() })
-      .where(and(eq(totpFactors.userId, userId), eq(totpFactors.status, 'pending'), eq(totpFactors.secretEnc, f.secretEnc)))
-      .returning({ userId: totpFactors.userId })
-      .all()
-    if (done.length !== 1) throw conflict('The enrolment changed meanwhile; start again.', 'totp_not_pending')
+    // One transaction: a crash or a failed insert cannot leave an active factor without recovery codes.
+    const recoveryCodes = this.deps.db.transaction((tx) => {
+      // The secret in the WHERE clause: a re-enrolment racing this request cannot be activated by a code of the old secret.
+      const done = tx
+        .update(totpFactors)
+        .set({ status: 'active', lastStep: step, confirmedAt: this.deps.clock.now() })
+        .where(and(eq(totpFactors.userId, userId), eq(totpFactors.status, 'pending'), eq(totpFactors.secretEnc, f.secretEnc)))
+        .returning({ userId: totpFactors.userId })
+        .all()
+      if (done.length !== 1) throw conflict('The enrolment changed meanwhile; start again.', 'totp_not_pending')
+      return this.recovery.regenerateInTx(tx, userId)
+    })
     this.deps.audit.record({ type: 'totp_enabled', outcome: 'success', actorId: userId, targetId: userId }, meta)
-    return { recoveryCodes: this.recovery.regenerate(userId, meta) }
+    this.recovery.recordRegenerated(userId, meta)
+    return { recoveryCodes }
   }
 
   /**
