@@ -77,7 +77,8 @@ describe('binary: second factors and administrative roles', () => {
   test.skipIf(!OwnRedis.available())('two instances on one database: after their Redis restarts, a logout made meanwhile is refused on the other (needs redis-server)', async () => {
     redis = new OwnRedis()
     await redis.start()
-    const env = { BULWARK_REDIS_URL: redis.url, BULWARK_REDIS_PREFIX: `bwbin-${crypto.randomUUID()}:` }
+    // Instances behind one load balancer share one public URL (the issuer); unset, each would follow its own port.
+    const env = { BULWARK_REDIS_URL: redis.url, BULWARK_REDIS_PREFIX: `bwbin-${crypto.randomUUID()}:`, BULWARK_PUBLIC_URL: 'http://localhost:3000' }
     const a = await startBinary({ env })
     running.push(a)
     const b = await startBinary({ env, workdir: a.workdir })
