@@ -14,22 +14,17 @@ export const Problem = t.Object(
   { additionalProperties: true, description: 'RFC 9457 problem document' },
 )
 
-const DESCRIPTIONS: Record<number, string> = {
-  400: 'Malformed request',
-  401: 'Not authenticated',
-  403: 'Not allowed',
-  404: 'Not found',
-  409: 'Conflict',
-  413: 'Body too large',
-  415: 'Unsupported media type',
-  422: 'Validation failed',
-  429: 'Rate limited',
-}
+/** Marks a response schema as the problem document; the OpenAPI document shows it as `#/components/schemas/Problem`. */
+export const PROBLEM_MARK = 'x-problem'
 
-/** Response-map entries for the given error statuses, each a problem document. */
+/**
+ * Response-map entries for a route's own error statuses (`...errors(404, 409)`), each a problem document.
+ * The statuses every route of a kind shares (429, 401 with auth, 400/413/415 with a body, …) are added to
+ * the document by src/plugins/openapi-document.ts, so a route lists only what its handler or service throws.
+ */
 export function errors(...statuses: number[]): Record<number, TSchema> {
   const out: Record<number, TSchema> = {}
-  for (const s of statuses) out[s] = t.Object(Problem.properties, { additionalProperties: true, description: DESCRIPTIONS[s] ?? 'Error' })
+  for (const s of statuses) out[s] = t.Object(Problem.properties, { additionalProperties: true, [PROBLEM_MARK]: true })
   return out
 }
 

@@ -1,6 +1,7 @@
 /** Roles, the permission registry and the policy decision API. Each route names the permission it needs. */
 import { Elysia, t, type AnyElysia } from 'elysia'
 import { PERMISSIONS } from '../../lib/permissions'
+import { errors } from '../../lib/schemas'
 import type { AuthMacros } from '../../plugins/auth-macros'
 import { metaOf } from '../../plugins/request-context'
 import { MAX_LEVEL, type RbacService } from './service'
@@ -62,7 +63,7 @@ export function rbacController(auth: AnyElysia, rbac: RbacService) {
       {
         permission: 'roles:write',
         body: CreateRole,
-        response: { 201: RoleSchema },
+        response: { 201: RoleSchema, ...errors(409) },
         detail: { summary: 'Create a role below your own level, holding only permissions you hold (roles:write)' },
       },
     )
@@ -70,7 +71,7 @@ export function rbacController(auth: AnyElysia, rbac: RbacService) {
       permission: 'roles:write',
       params: NameParam,
       body: PatchRole,
-      response: { 200: RoleSchema },
+      response: { 200: RoleSchema, ...errors(404, 409) },
       detail: { summary: 'Change a role below your own level; built-in names are fixed (roles:write)' },
     })
     .delete(
@@ -84,7 +85,7 @@ export function rbacController(auth: AnyElysia, rbac: RbacService) {
         permission: 'roles:write',
         params: NameParam,
         query: t.Object({ reassign: t.Optional(t.String({ minLength: 1, maxLength: 32 })) }, { additionalProperties: false }),
-        response: { 204: t.Null() },
+        response: { 204: t.Null(), ...errors(404, 409) },
         detail: { summary: 'Delete a role; refused for built-ins and, without ?reassign=<role>, while assigned (roles:write)' },
       },
     )

@@ -1,0 +1,136 @@
+/**
+ * Builds the OpenAPI 3.1 document (https://spec.openapis.org/oas/v3.1.0) from the routes, with two
+ * corrections to what @elysiajs/openapi derives on its own:
+ *
+ * - Request bodies. The plugin names a body's media types after the route's *named* parsers and skips
+ *   function parsers; our one global strict parser (./body-parser.ts) is a function, so every body came
+ *   out as `content: {}`. The parser is left as it is; the document generator is shown each route with
+ *   the parser it really gets: `multipart/form-data` for a body with a file field, else `application/json`.
+ * - Error responses. Every 4xx/5xx is an RFC 9457 problem document (`#/components/schemas/Problem`,
+ *   `application/problem+json`). The statuses that cross-cutting plugins add are derived here from what
+ *   the route is (rate limit, CSRF, body parsing, validation, authentication, permission), so no
+ *   controller can forget one; a controller declares only its own (`...errors(404, 409)` from lib/schemas).
+ */
+import { toOpenAPISchema } from '@elysiajs/openapi'
+import { OptionalKind } from '@sinclair/typebox'
+import { ERROR_CODES } from '../lib/error-codes'
+import { isExemptPath } from '../lib/rate-limit-policies'
+import { PROBLEM_MARK } from '../lib/schemas'
+
+type Json = Record<string, any>
+
+interface RouteLike {
+  method: string
+  path: string
+  hooks: Json
+}
+
+/** What the document generator needs of an Elysia instance (its protected route and model lists). */
+export interface RouteSource {
+  getGlobalRoutes(): RouteLike[]
+  getGlobalDefinitions?(): { type: Record<string, unknown> }
+}
+
+const UNSAFE = new Set(['post', 'put', 'patch', 'delete'])
+
+/** One description per status; the codes that may come with it are in the README's "Error codes". */
+const DESCRIPTIONS: Record<number, string> = {
+  400: 'Malformed request: invalid JSON (`malformed_json`), a foreign cursor (`invalid_cursor`), or a spent mailed token',
+  401: 'Not authenticated: no, an invalid or an ended token (`unauthorized`, `invalid_token`, …)',
+  403: 'Not allowed: a missing permission (`forbidden`), a second factor to enrol first (`mfa_enrollment_required`), or a cookie request without its CSRF token (`csrf_failed`)',
+  404: 'Not found, or not visible to the caller (`not_found`)',
+  409: 'Conflicts with the current state (`conflict` and the specific codes of the route)',
+  413: 'Body too large (`payload_too_large`)',
+  415: 'Body not `application/json` (uploads: `multipart/form-data`), compressed, or a file type not accepted (`unsupported_media_type`)',
+  422: 'The body, query or path fails its schema (`validation_failed`, with `errors`) or a rule of the route',
+  429: 'Rate limited (`rate_limited`, `mfa_locked`); see `Retry-After`',
+  500: 'Unexpected failure (`internal`): quote the request id',
+  503: 'A dependency is unavailable; try again later',
+}
+
+const problemResponse = (status: number) => ({
+  description: DESCRIPTIONS[status] ?? 'Error',
+  content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+})
+
+/** The RFC 9457 problem document, with `code` limited to the registry. */
+export const PROBLEM_SCHEMA = {
+  type: 'object',
+  description: 'RFC 9457 problem document',
+  required: ['type', 'title', 'status', 'detail', 'code', 'requestId'],
+  properties: {
+    type: { type: 'string', description: 'URI reference naming the problem type: `urn:bulwark:problem:<code>`' },
+    title: { type: 'string', description: 'Short summary of the status' },
+    status: { type: 'integer', minimum: 400, maximum: 599 },
+    detail: { type: 'string', description: 'What went wrong, for a person' },
+    code: { type: 'string', enum: Object.keys(ERROR_CODES), description: 'Stable machine-readable code (README "Error codes")' },
+    requestId: { type: 'string', description: 'The X-Request-Id of the request' },
+    errors: {
+      type: 'array',
+      description: 'Failing fields (JSON pointers) of a validation error; never the submitted values',
+      items: { type: 'object', required: ['path', 'message'], properties: { path: { type: 'string' }, message: { type: 'string' } }, additionalProperties: false },
+    },
+  },
+  additionalProperties: true,
+}
+
+const hasFileField = (schema: Json | undefined): boolean =>
+  !!schema && Object.values<Json>(schema.properties ?? {}).some((p) => p?.format === 'binary' || p?.type === 'File' || p?.default === 'File')
+
+/** Statuses a route can answer because of the global plugins and its own hooks. */
+export function derivedStatuses(method: string, path: string, hooks: Json): number[] {
+  const m = method.toLowerCase()
+  const detail = hooks.detail ?? {}
+  const out = new Set<number>([500])
+  if (!isExemptPath(path)) out.add(429).add(503)
+  if (UNSAFE.has(m)) out.add(400).add(403).add(413).add(415) // the strict body parser runs; CSRF checks cookie requests
+  if (hooks.body || hooks.query || hooks.params) out.add(422)
+  if (hooks.query?.properties?.cursor) out.add(400)
+  if (hooks.params) out.add(404)
+  if (detail.security?.length) out.add(401)
+  if (detail['x-permission']) out.add(403)
+  return [...out]
+}
+
+/** camelCase operationId from Elysia's (which keeps dots and dashes of paths like /.well-known/jwks.json). */
+const safeOperationId = (id: string) => id.replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ? c.toUpperCase() : ''))
+
+/** The full document: paths from the routes, plus the given top-level fields. */
+export function buildDocument(source: RouteSource, base: Json): Json {
+  const routes = source.getGlobalRoutes()
+  const byKey = new Map<string, RouteLike>()
+  const view: RouteSource = {
+    getGlobalDefinitions: () => source.getGlobalDefinitions?.() ?? { type: {} },
+    getGlobalRoutes: () =>
+      routes.map((r) => {
+        byKey.set(`${r.method.toLowerCase()} ${r.path.replace(/:([^/]+)/g, '{$1}')}`, r)
+        const parse = r.hooks.body ? [{ fn: hasFileField(r.hooks.body) ? 'multipart/form-data' : 'application/json' }] : undefined
+        return { ...r, hooks: { ...r.hooks, parse } }
+      }),
+  }
+  const { paths, components } = toOpenAPISchema(view as never, { staticFile: false }, undefined, undefined, '3.1.0') as Json
+  for (const [path, ops] of Object.entries<Json>(paths)) {
+    for (const [method, op] of Object.entries<Json>(ops)) {
+      const route = byKey.get(`${method} ${path}`)
+      if (!route) continue
+      op.operationId = safeOperationId(op.operationId)
+      if (op.requestBody) {
+        if (route.hooks.body?.[OptionalKind] === 'Optional') op.requestBody.required = false
+        if (op.requestBody.description === undefined) delete op.requestBody.description
+      }
+      const responses: Json = op.responses ?? {}
+      for (const [status, r] of Object.entries<Json>(responses)) {
+        const schema = r.content?.['application/json']?.schema
+        if (schema?.[PROBLEM_MARK]) responses[status] = problemResponse(Number(status))
+      }
+      for (const s of derivedStatuses(method, route.path, route.hooks)) responses[String(s)] ??= problemResponse(s)
+      op.responses = Object.fromEntries(Object.entries(responses).sort(([a], [b]) => Number(a) - Number(b)))
+    }
+  }
+  return {
+    ...base,
+    openapi: '3.1.0',
+    paths,
+    components: { ...base.components, schemas: { ...components?.schemas, ...base.components?.schemas, Problem: PROBLEM_SCHEMA } },
+  }
+}
