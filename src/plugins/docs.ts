@@ -41,6 +41,7 @@ const DOCUMENTATION = {
     version: VERSION,
     description: 'Authentication and access-control server: accounts, sessions, second factors, roles and permissions, audit trail.',
   },
+  servers: [{ url: '/', description: 'This server' }],
   tags: [
     { name: 'auth', description: 'Sign-in, tokens and account recovery' },
     { name: 'me', description: 'The signed-in user' },

@@ -95,6 +95,20 @@ export function derivedStatuses(method: string, path: string, hooks: Json): numb
 /** camelCase operationId from Elysia's (which keeps dots and dashes of paths like /.well-known/jwks.json). */
 const safeOperationId = (id: string) => id.replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ? c.toUpperCase() : ''))
 
+/** OpenAPI 3.1 is JSON Schema 2020-12: `nullable` (3.0) becomes a `null` member of the type or union. */
+function toOpenApi31(node: unknown): void {
+  if (Array.isArray(node)) return node.forEach(toOpenApi31)
+  if (!node || typeof node !== 'object') return
+  const o = node as Json
+  if (o.nullable === true) {
+    delete o.nullable
+    if (typeof o.type === 'string') o.type = [o.type, 'null']
+    else if (Array.isArray(o.type) && !o.type.includes('null')) o.type.push('null')
+    else if (Array.isArray(o.anyOf) && !o.anyOf.some((x: Json) => x.type === 'null')) o.anyOf.push({ type: 'null' })
+  }
+  for (const v of Object.values(o)) toOpenApi31(v)
+}
+
 /** The full document: paths from the routes, plus the given top-level fields. */
 export function buildDocument(source: RouteSource, base: Json): Json {
   const routes = source.getGlobalRoutes()
@@ -118,15 +132,21 @@ export function buildDocument(source: RouteSource, base: Json): Json {
         if (route.hooks.body?.[OptionalKind] === 'Optional') op.requestBody.required = false
         if (op.requestBody.description === undefined) delete op.requestBody.description
       }
+      // Public operations say so (`security: []`) rather than leaving it unsaid.
+      op.security ??= []
       const responses: Json = op.responses ?? {}
       for (const [status, r] of Object.entries<Json>(responses)) {
         const schema = r.content?.['application/json']?.schema
         if (schema?.[PROBLEM_MARK]) responses[status] = problemResponse(Number(status))
+        // A 204 has no body (RFC 9110 §15.3.5); the generator writes the t.Void/t.Null schema as if it were a media type.
+        else if (status === '204') responses[status] = { description: 'No content' }
       }
       for (const s of derivedStatuses(method, route.path, route.hooks)) responses[String(s)] ??= problemResponse(s)
       op.responses = Object.fromEntries(Object.entries(responses).sort(([a], [b]) => Number(a) - Number(b)))
     }
   }
+  toOpenApi31(paths)
+  toOpenApi31(components)
   return {
     ...base,
     openapi: '3.1.0',
