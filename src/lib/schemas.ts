@@ -1,5 +1,7 @@
 /** TypeBox schemas shared across controllers: problem documents, pagination, ids. */
+import { Value } from '@sinclair/typebox/value'
 import { t, type TSchema } from 'elysia'
+import { AppError } from './errors'
 
 export const Problem = t.Object(
   {
@@ -26,6 +28,26 @@ export function errors(...statuses: number[]): Record<number, TSchema> {
   const out: Record<number, TSchema> = {}
   for (const s of statuses) out[s] = t.Object(Problem.properties, { additionalProperties: true, [PROBLEM_MARK]: true })
   return out
+}
+
+/**
+ * Route options for a JSON body that may be left out (`...optionalBody(Schema)`). Elysia validates an
+ * optional body only when it is a non-empty object, so `7`, `[]` or `"x"` reached the handler as if no
+ * body had been sent (found by test/binary/fuzz.test.ts). Absent, `null` and `{}` still mean "no body";
+ * anything else must match the schema, else 422 like every other body.
+ */
+export function optionalBody<T extends TSchema>(schema: T) {
+  return {
+    body: t.Optional(schema),
+    beforeHandle: ({ body }: { body: unknown }) => {
+      if (body === undefined || body === null) return
+      if (typeof body === 'object' && !Array.isArray(body) && Object.keys(body).length === 0) return
+      if (!Value.Check(schema, body)) {
+        const errors = [...Value.Errors(schema, body)].slice(0, 20).map((e) => ({ path: e.path || '/', message: e.message.slice(0, 200) }))
+        throw new AppError(422, 'validation_failed', 'The request body is not valid.', { errors })
+      }
+    },
+  }
 }
 
 export const NoContent = t.Void({ description: 'No content' })

@@ -7,7 +7,7 @@
 import { eq } from 'drizzle-orm'
 import { Elysia, t } from 'elysia'
 import type { AuthMacros } from '../../plugins/auth-macros'
-import { errors, NoContent } from '../../lib/schemas'
+import { errors, NoContent, optionalBody } from '../../lib/schemas'
 import { users } from '../../db/schema'
 import { AppError, conflict, notFound, unauthorized } from '../../lib/errors'
 import { isId } from '../../lib/ids'
@@ -150,7 +150,7 @@ export function mfaController(
         return (await passkeys.authenticationOptions()).options
       },
       {
-        body: t.Optional(t.Object({ mfaToken: t.Optional(t.String({ minLength: 1, maxLength: 128 })) }, { additionalProperties: false })),
+        ...optionalBody(t.Object({ mfaToken: t.Optional(t.String({ minLength: 1, maxLength: 128 })) }, { additionalProperties: false })),
         response: { 200: PublicKeyOptions, ...errors(401, 409) },
         detail: { summary: 'WebAuthn authentication options: passwordless, or the passkey step of a login with {mfaToken}' },
       },
