@@ -48,6 +48,8 @@ const DESCRIPTIONS: Record<number, string> = {
   503: 'A dependency is unavailable; try again later',
 }
 
+const REASONS: Record<string, string> = { '200': 'OK', '201': 'Created', '202': 'Accepted' }
+
 const problemResponse = (status: number) => ({
   description: DESCRIPTIONS[status] ?? 'Error',
   content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
@@ -140,6 +142,7 @@ export function buildDocument(source: RouteSource, base: Json): Json {
         if (schema?.[PROBLEM_MARK]) responses[status] = problemResponse(Number(status))
         // A 204 has no body (RFC 9110 §15.3.5); the generator writes the t.Void/t.Null schema as if it were a media type.
         else if (status === '204') responses[status] = { description: 'No content' }
+        else if (/^Response for status/.test(r.description ?? '')) r.description = REASONS[status] ?? 'Success'
       }
       for (const s of derivedStatuses(method, route.path, route.hooks)) responses[String(s)] ??= problemResponse(s)
       op.responses = Object.fromEntries(Object.entries(responses).sort(([a], [b]) => Number(a) - Number(b)))
