@@ -1,4 +1,5 @@
 /** TypeBox schemas shared across controllers: problem documents, pagination, ids. */
+import { Type } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { t, type TSchema } from 'elysia'
 import { AppError } from './errors'
@@ -49,6 +50,13 @@ export function optionalBody<T extends TSchema>(schema: T) {
     },
   }
 }
+
+/**
+ * An integer in a JSON body: TypeBox's own, so `"5"` is refused. Elysia's `t.Integer` also takes a numeric
+ * string (even `" 5"`), which suits query strings but let bodies disagree with their documented type
+ * (found by test/binary/fuzz.test.ts). Query and path numbers keep `t.Numeric`/`t.Integer`.
+ */
+export const JsonInteger = (options: { minimum?: number; maximum?: number; description?: string } = {}) => Type.Integer(options)
 
 export const NoContent = t.Void({ description: 'No content' })
 

@@ -97,11 +97,23 @@ export function derivedStatuses(method: string, path: string, hooks: Json): numb
 /** camelCase operationId from Elysia's (which keeps dots and dashes of paths like /.well-known/jwks.json). */
 const safeOperationId = (id: string) => id.replace(/[^A-Za-z0-9]+(.)?/g, (_, c: string | undefined) => (c ? c.toUpperCase() : ''))
 
-/** OpenAPI 3.1 is JSON Schema 2020-12: `nullable` (3.0) becomes a `null` member of the type or union. */
+/**
+ * OpenAPI 3.1 is JSON Schema 2020-12: `nullable` (3.0) becomes a `null` member of the type or union.
+ * Numbers are documented as numbers (see the README's API conventions for the numeric strings Elysia also takes).
+ */
 function toOpenApi31(node: unknown): void {
   if (Array.isArray(node)) return node.forEach(toOpenApi31)
   if (!node || typeof node !== 'object') return
   const o = node as Json
+  // Elysia writes t.Numeric/t.Integer as "a numeric string or a number"; the contract is the number.
+  if (Array.isArray(o.anyOf) && o.anyOf.length === 2) {
+    const str = o.anyOf.find((b: Json) => b.type === 'string' && (b.format === 'numeric' || b.format === 'integer'))
+    const num = o.anyOf.find((b: Json) => b.type === 'number' || b.type === 'integer')
+    if (str && num) {
+      delete o.anyOf
+      Object.assign(o, num, { type: str.format === 'integer' ? 'integer' : num.type })
+    }
+  }
   if (o.nullable === true) {
     delete o.nullable
     if (typeof o.type === 'string') o.type = [o.type, 'null']

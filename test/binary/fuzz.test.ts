@@ -167,8 +167,11 @@ class Gen {
     switch (types[0]) {
       case 'string':
         return this.string(s, name)
-      case 'integer':
-        return fc.integer({ min: s.minimum ?? -1000, max: s.maximum ?? 1000 })
+      case 'integer': {
+        const all = fc.integer({ min: s.minimum ?? -1000, max: s.maximum ?? 1000 })
+        // Role levels below the owner's (100), or every role change would be refused before it is tried.
+        return name === 'level' ? fc.oneof(fc.constantFrom(10, 20, 40, 60, 80), all) : all
+      }
       case 'number':
         return fc.oneof(fc.integer({ min: s.minimum ?? -1000, max: s.maximum ?? 1000 }))
       case 'boolean':
@@ -192,7 +195,7 @@ class Gen {
     const out: fc.Arbitrary<{ value: unknown; why: string }>[] = []
     const tag = (why: string) => (value: unknown) => ({ value, why: `${name || 'body'}: ${why}` })
     const wrongType = (...values: unknown[]) => {
-      if (!stringly) out.push(fc.constantFrom(...values).map(tag('wrong type')))
+      if (!stringly) out.push(...values.map((v) => fc.constant(v).map(tag(`wrong type ${JSON.stringify(v)}`))))
     }
     const bounds = s.anyOf ? { ...s, ...this.deref(s.anyOf.find((b: Json) => b.type && b.type !== 'string') ?? {}) } : s
     const types: string[] = Array.isArray(bounds.type) ? bounds.type : [bounds.type ?? (bounds.properties ? 'object' : 'string')]
@@ -211,7 +214,8 @@ class Gen {
       if (bounds.minimum !== undefined) out.push(fc.constant(fmt(bounds.minimum - 1)).map(tag('minimum - 1')))
       if (t === 'integer' || bounds.multipleOf === 1) out.push(fc.constant(fmt((bounds.minimum ?? 0) + 0.5)).map(tag('fraction')))
       if (stringly) out.push(fc.constantFrom('abc', '1e400', '').map(tag('not a number')))
-      wrongType('many', true, null, [1])
+      // A JSON string holding an in-range number is still the wrong type for a number field.
+      wrongType('many', true, null, [1], String(bounds.minimum ?? 0), ` ${bounds.maximum ?? 1}`)
     }
     if (t === 'boolean') {
       if (stringly) out.push(fc.constant('perhaps').map(tag('not a boolean')))

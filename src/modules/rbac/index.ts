@@ -1,14 +1,14 @@
 /** Roles, the permission registry and the policy decision API. Each route names the permission it needs. */
 import { Elysia, t, type AnyElysia } from 'elysia'
 import { PERMISSIONS } from '../../lib/permissions'
-import { errors } from '../../lib/schemas'
+import { errors, JsonInteger } from '../../lib/schemas'
 import type { AuthMacros } from '../../plugins/auth-macros'
 import { metaOf } from '../../plugins/request-context'
 import { MAX_LEVEL, type RbacService } from './service'
 
 const RoleName = t.String({ pattern: '^[a-z][a-z0-9_-]{1,31}$', minLength: 2, maxLength: 32 })
 const Pattern = t.String({ minLength: 3, maxLength: 100 })
-const Level = t.Integer({ minimum: 0, maximum: MAX_LEVEL })
+const Level = JsonInteger({ minimum: 0, maximum: MAX_LEVEL })
 
 export const RoleSchema = t.Object({
   name: t.String(),
