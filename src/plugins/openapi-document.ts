@@ -99,7 +99,8 @@ const safeOperationId = (id: string) => id.replace(/[^A-Za-z0-9]+(.)?/g, (_, c: 
 
 /**
  * OpenAPI 3.1 is JSON Schema 2020-12: `nullable` (3.0) becomes a `null` member of the type or union.
- * Numbers are documented as numbers (see the README's API conventions for the numeric strings Elysia also takes).
+ * Numbers are documented as numbers: query and path values are digits on the wire, and JSON bodies take
+ * only JSON numbers (`JsonInteger` in lib/schemas).
  */
 function toOpenApi31(node: unknown): void {
   if (Array.isArray(node)) return node.forEach(toOpenApi31)
