@@ -14,6 +14,7 @@
 import { toOpenAPISchema } from '@elysiajs/openapi'
 import { OptionalKind } from '@sinclair/typebox'
 import { ERROR_CODES } from '../lib/error-codes'
+import { titleOf } from '../lib/errors'
 import { isExemptPath } from '../lib/rate-limit-policies'
 import { PROBLEM_MARK } from '../lib/schemas'
 
@@ -50,9 +51,15 @@ const DESCRIPTIONS: Record<number, string> = {
 
 const REASONS: Record<string, string> = { '200': 'OK', '201': 'Created', '202': 'Accepted' }
 
+/** An example body per status, with the first registered code of that status. */
+const exampleOf = (status: number) => {
+  const code = Object.entries(ERROR_CODES).find(([, v]) => (v.status as readonly number[]).includes(status))?.[0] ?? 'internal'
+  return { type: `urn:bulwark:problem:${code}`, title: titleOf(status), status, detail: ERROR_CODES[code as keyof typeof ERROR_CODES].meaning, code, requestId: '0192f1e4-7b3a-7c4d-9e8f-0a1b2c3d4e5f' }
+}
+
 const problemResponse = (status: number) => ({
   description: DESCRIPTIONS[status] ?? 'Error',
-  content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+  content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' }, example: exampleOf(status) } },
 })
 
 /** The RFC 9457 problem document, with `code` limited to the registry. */

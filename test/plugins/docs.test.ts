@@ -66,7 +66,9 @@ describe('OpenAPI docs', () => {
       for (const [status, r] of Object.entries<any>(op.responses)) {
         if (Number(status) < 400 || (key === 'GET /health/ready' && status === '503')) continue
         count++
-        expect(r.content, `${key} ${status}`).toEqual({ 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } })
+        expect(Object.keys(r.content), `${key} ${status}`).toEqual(['application/problem+json'])
+        expect(r.content['application/problem+json'].schema, `${key} ${status}`).toEqual({ $ref: '#/components/schemas/Problem' })
+        expect(r.content['application/problem+json'].example.status, `${key} ${status}`).toBe(Number(status))
       }
     }
     expect(count).toBeGreaterThan(200)
