@@ -140,7 +140,9 @@ export function buildDocument(source: RouteSource, base: Json): Json {
     getGlobalRoutes: () =>
       routes.map((r) => {
         byKey.set(`${r.method.toLowerCase()} ${r.path.replace(/:([^/]+)/g, '{$1}')}`, r)
-        const parse = r.hooks.body ? [{ fn: hasFileField(r.hooks.body) ? 'multipart/form-data' : 'application/json' }] : undefined
+        // A route that names its parser (`parse: 'urlencoded'`) keeps it; the others get what the global parser takes.
+        const named = ((r.hooks.parse ?? []) as { fn: unknown }[]).filter((p) => typeof p.fn === 'string')
+        const parse = r.hooks.body ? (named.length ? named : [{ fn: hasFileField(r.hooks.body) ? 'multipart/form-data' : 'application/json' }]) : undefined
         return { ...r, hooks: { ...r.hooks, parse } }
       }),
   }
