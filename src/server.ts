@@ -42,7 +42,7 @@ export function startServer(config: Config, deps: AppDeps = buildDeps(config, { 
       deps.logger.error({ err }, 'unhandled server error')
       return new Response(JSON.stringify({ type: 'urn:bulwark:problem:internal', title: 'Internal Server Error', status: 500, code: 'internal', detail: 'An unexpected error occurred.' }), {
         status: 500,
-        headers: { ...securityHeaders(config), 'content-type': 'application/problem+json' },
+        headers: { ...securityHeaders(config), 'content-type': 'application/problem+json; charset=utf-8' },
       })
     },
   })

@@ -75,7 +75,7 @@ export function makeApp(env: Record<string, string> = {}, opts: { logLevel?: str
 export function expectProblem(res: TestResponse, status: number, code?: string) {
   if (res.status !== status) throw new Error(`expected ${status}, got ${res.status}: ${res.text.slice(0, 300)}`)
   const ct = res.headers.get('content-type') ?? ''
-  if (!ct.startsWith('application/problem+json')) throw new Error(`expected problem+json, got ${ct}`)
+  if (ct !== 'application/problem+json; charset=utf-8') throw new Error(`expected application/problem+json; charset=utf-8, got ${ct}`)
   for (const k of ['type', 'title', 'status', 'detail', 'code', 'requestId']) {
     if (!(k in res.body)) throw new Error(`problem document lacks ${k}: ${res.text}`)
   }

@@ -1,7 +1,11 @@
 /**
  * Errors that services throw and the error handler turns into RFC 9457 problem documents.
- * A service never builds an HTTP response; it throws an AppError with a stable snake_case `code`.
+ * A service never builds an HTTP response; it throws an AppError with a stable snake_case `code` from the
+ * registry (`./error-codes`), so an unregistered code fails the type check.
  */
+import type { ErrorCode } from './error-codes'
+
+export type { ErrorCode }
 export interface FieldError {
   /** JSON pointer of the failing field, e.g. `/email`; never the submitted value. */
   path: string
@@ -29,7 +33,7 @@ export const titleOf = (status: number) => TITLES[status] ?? 'Error'
 export class AppError extends Error {
   constructor(
     readonly status: number,
-    readonly code: string,
+    readonly code: ErrorCode,
     readonly detail?: string,
     readonly extra?: { errors?: FieldError[]; headers?: Record<string, string>; fields?: Record<string, unknown> },
   ) {
@@ -38,9 +42,9 @@ export class AppError extends Error {
   }
 }
 
-export const badRequest = (code: string, detail: string, errors?: FieldError[]) => new AppError(400, code, detail, { errors })
-export const unauthorized = (code = 'unauthorized', detail = 'Authentication is required.') => new AppError(401, code, detail)
-export const forbidden = (detail = 'You do not have permission to do this.', code = 'forbidden') => new AppError(403, code, detail)
+export const badRequest = (code: ErrorCode, detail: string, errors?: FieldError[]) => new AppError(400, code, detail, { errors })
+export const unauthorized = (code: ErrorCode = 'unauthorized', detail = 'Authentication is required.') => new AppError(401, code, detail)
+export const forbidden = (detail = 'You do not have permission to do this.', code: ErrorCode = 'forbidden') => new AppError(403, code, detail)
 export const notFound = (detail = 'The resource does not exist.') => new AppError(404, 'not_found', detail)
-export const conflict = (detail: string, code = 'conflict') => new AppError(409, code, detail)
-export const unprocessable = (code: string, detail: string, errors?: FieldError[]) => new AppError(422, code, detail, { errors })
+export const conflict = (detail: string, code: ErrorCode = 'conflict') => new AppError(409, code, detail)
+export const unprocessable = (code: ErrorCode, detail: string, errors?: FieldError[]) => new AppError(422, code, detail, { errors })

@@ -60,7 +60,8 @@ export function storageAppError(err: unknown): AppError | undefined {
   if (!kind) return undefined
   const busy = kind === 'busy'
   const retryAfter = busy ? RETRY_AFTER_S.busy : RETRY_AFTER_S.unavailable
-  const e = new AppError(503, busy ? 'storage_busy' : 'storage_unavailable', DETAIL[kind], { headers: { 'retry-after': String(retryAfter) } })
+  const headers = { 'retry-after': String(retryAfter) }
+  const e = busy ? new AppError(503, 'storage_busy', DETAIL[kind], { headers }) : new AppError(503, 'storage_unavailable', DETAIL[kind], { headers })
   // Kept for the log line: the SQLite code only, never the failed query or its parameters.
   Object.defineProperty(e, 'sqlite', { value: sqliteCode(err)?.code, enumerable: true })
   return e

@@ -1,13 +1,13 @@
 /**
- * Offline API docs: the OpenAPI 3.1 document at /docs/json (from @elysiajs/openapi) and Swagger UI at
+ * Offline API docs: the OpenAPI 3.1 document at /docs/json (./openapi-document.ts) and Swagger UI at
  * /docs, whose script and stylesheet come from swagger-ui-dist embedded in the binary. The page has no
  * inline script (its start-up code is a file too), so its CSP allows scripts from 'self' only.
  */
-import { openapi } from '@elysiajs/openapi'
 import { Elysia } from 'elysia'
 import bundlePath from 'swagger-ui-dist/swagger-ui-bundle.js' with { type: 'file' }
 import cssPath from 'swagger-ui-dist/swagger-ui.css' with { type: 'file' }
 import { VERSION } from '../version'
+import { buildDocument, type RouteSource } from './openapi-document'
 
 export const DOCS_CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; " +
@@ -35,35 +35,41 @@ const INIT = `window.addEventListener('load', function () {
 const asset = (body: BodyInit | Blob, type: string) =>
   new Response(body, { headers: { 'content-type': type, 'cache-control': 'public, max-age=86400', 'x-content-type-options': 'nosniff' } })
 
+const DOCUMENTATION = {
+  info: {
+    title: 'Bulwark',
+    version: VERSION,
+    description: 'Authentication and access-control server: accounts, sessions, second factors, roles and permissions, audit trail.',
+  },
+  servers: [{ url: '/', description: 'This server' }],
+  tags: [
+    { name: 'auth', description: 'Sign-in, tokens and account recovery' },
+    { name: 'me', description: 'The signed-in user' },
+    { name: 'mfa', description: 'Second factors' },
+    { name: 'administration', description: 'Users, roles, permissions and policy decisions' },
+    { name: 'audit', description: 'Security events' },
+    { name: 'files', description: 'Uploads' },
+    { name: 'health', description: 'Liveness, readiness and metrics' },
+  ],
+  components: {
+    securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+  },
+}
+
 export function docs() {
-  return new Elysia({ name: 'docs' })
-    .use(
-      openapi({
-        path: '/docs',
-        specPath: '/docs/json',
-        provider: null,
-        exclude: { staticFile: false },
-        documentation: {
-          info: {
-            title: 'Bulwark',
-            version: VERSION,
-            description: 'Authentication and access-control server: accounts, sessions, second factors, roles and permissions, audit trail.',
-          },
-          tags: [
-            { name: 'auth', description: 'Sign-in, tokens and account recovery' },
-            { name: 'me', description: 'The signed-in user' },
-            { name: 'mfa', description: 'Second factors' },
-            { name: 'users', description: 'User administration' },
-            { name: 'roles', description: 'Roles and permissions' },
-            { name: 'audit', description: 'Security events' },
-            { name: 'files', description: 'Uploads' },
-            { name: 'health', description: 'Liveness, readiness and metrics' },
-          ],
-          components: {
-            securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
-          },
-        },
-      }),
+  const plugin = new Elysia({ name: 'docs' })
+  // Built on the first request (every route is registered by then) and again only if routes were added.
+  let cached: { routes: number; doc: unknown } | undefined
+  return plugin
+    .get(
+      '/docs/json',
+      () => {
+        const source = plugin as unknown as RouteSource
+        const count = source.getGlobalRoutes().length
+        if (cached?.routes !== count) cached = { routes: count, doc: buildDocument(source, DOCUMENTATION) }
+        return cached.doc
+      },
+      { detail: { hide: true } },
     )
     .get('/docs', () => new Response(PAGE, { headers: { 'content-type': 'text/html; charset=utf-8', 'content-security-policy': DOCS_CSP } }), {
       detail: { hide: true },

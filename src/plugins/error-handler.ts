@@ -6,7 +6,7 @@
  * Real Response objects are returned because a global mapResponse would turn `status()` into an empty 200.
  */
 import { Elysia } from 'elysia'
-import { AppError, titleOf, type FieldError } from '../lib/errors'
+import { AppError, titleOf, type ErrorCode, type FieldError } from '../lib/errors'
 import type { Logger } from '../lib/logger'
 import { storageAppError } from '../lib/storage-errors'
 import { contextOf } from './request-context'
@@ -16,17 +16,20 @@ export interface Problem {
   title: string
   status: number
   detail: string
-  code: string
+  code: ErrorCode
   requestId: string
   errors?: FieldError[]
   [extra: string]: unknown
 }
 
+/** The media type of every problem document (RFC 9457 §3), with its charset (RFC 8259 §8.1: JSON is UTF-8). */
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
+
 /** Builds a problem+json Response. */
-export function problemResponse(status: number, code: string, detail: string, requestId: string, extra?: AppError['extra']): Response {
+export function problemResponse(status: number, code: ErrorCode, detail: string, requestId: string, extra?: AppError['extra']): Response {
   const body: Problem = { type: `urn:bulwark:problem:${code}`, title: titleOf(status), status, detail, code, requestId, ...extra?.fields }
   if (extra?.errors?.length) body.errors = extra.errors
-  const headers = new Headers({ 'content-type': 'application/problem+json', 'x-request-id': requestId, 'cache-control': 'no-store' })
+  const headers = new Headers({ 'content-type': PROBLEM_CONTENT_TYPE, 'x-request-id': requestId, 'cache-control': 'no-store' })
   for (const [k, v] of Object.entries(extra?.headers ?? {})) headers.set(k, v)
   return new Response(JSON.stringify(body), { status, headers })
 }

@@ -94,7 +94,7 @@ describe('compression through the app', () => {
     const { r, bytes, enc } = await get('/big-error', 'br')
     expect(r.status).toBe(409)
     expect(enc).toBe('br')
-    expect(r.headers.get('content-type')).toBe('application/problem+json')
+    expect(r.headers.get('content-type')).toBe('application/problem+json; charset=utf-8')
     expect(JSON.parse(decode(bytes, enc)).code).toBe('conflict')
   })
 

@@ -137,7 +137,7 @@ describe('GET /v1/auth/csrf', () => {
     const op = doc.paths['/v1/auth/csrf'].get
     expect(op.tags).toEqual(['auth'])
     expect(op.summary).toBeTruthy()
-    expect(Object.keys(op.responses).sort()).toEqual(['200', '401'])
+    expect(Object.keys(op.responses).sort()).toEqual(['200', '401', '429', '500', '503'])
   })
 })
 

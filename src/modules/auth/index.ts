@@ -2,7 +2,7 @@
 import { Elysia, t } from 'elysia'
 import type { Config } from '../../config'
 import { unauthorized } from '../../lib/errors'
-import { errors, NoContent } from '../../lib/schemas'
+import { errors, NoContent, optionalBody } from '../../lib/schemas'
 import type { Authenticator } from '../../plugins/auth'
 import { metaOf } from '../../plugins/request-context'
 import type { KeyService } from '../keys/service'
@@ -82,7 +82,7 @@ export function authController(d: AuthControllerDeps) {
             return tokenBody(config, pair, body?.refreshToken ? 'bearer' : 'cookie', set)
           },
           {
-            body: t.Optional(RefreshBody),
+            ...optionalBody(RefreshBody),
             response: { 200: TokenResponse, ...errors(400, 401, 415, 422, 429) },
             detail: { summary: 'Spend a refresh token for a new pair; a spent token presented again revokes the whole session' },
           },

@@ -8,7 +8,7 @@
 import { eq } from 'drizzle-orm'
 import { Elysia, t } from 'elysia'
 import type { AuthMacros } from '../../plugins/auth-macros'
-import { errors, NoContent } from '../../lib/schemas'
+import { errors, NoContent, optionalBody } from '../../lib/schemas'
 import { users } from '../../db/schema'
 import { conflict, notFound, unauthorized } from '../../lib/errors'
 import { isId } from '../../lib/ids'
@@ -64,7 +64,7 @@ export function mfaController(
       },
       {
         auth: 'mfa-enrolment',
-        response: { 200: t.Object({ secret: t.String(), otpauthUrl: t.String() }) },
+        response: { 200: t.Object({ secret: t.String(), otpauthUrl: t.String() }), ...errors(409) },
         detail: { summary: 'Start enrolling an authenticator app (pending until confirmed; needs a recent sign-in)' },
       },
     )
@@ -76,7 +76,7 @@ export function mfaController(
     }, {
       auth: 'mfa-enrolment',
       body: t.Object({ code: t.String({ minLength: 1, maxLength: 16 }) }, { additionalProperties: false }),
-      response: { 200: RecoveryCodesBody },
+      response: { 200: RecoveryCodesBody, ...errors(409, 422) },
       detail: { summary: 'Confirm the authenticator app with a first code (needs a recent sign-in); returns 10 recovery codes, shown once' },
     })
     .delete(
@@ -97,7 +97,7 @@ export function mfaController(
       },
       {
         auth: 'mfa-enrolment',
-        response: { 200: RecoveryCodesBody },
+        response: { 200: RecoveryCodesBody, ...errors(401, 409) },
         detail: { summary: 'Replace the recovery codes with 10 new ones (needs a recent sign-in); the old ones stop working' },
       },
     )
@@ -125,7 +125,7 @@ export function mfaController(
       {
         auth: 'mfa-enrolment',
         body: t.Object({ response: RegistrationResponseSchema, name: t.Optional(Name) }, { additionalProperties: false }),
-        response: { 201: PasskeyView },
+        response: { 201: PasskeyView, ...errors(400, 409) },
         detail: { summary: 'Register a passkey from the navigator.credentials.create() response (needs a recent sign-in)' },
       },
     )
@@ -144,7 +144,7 @@ export function mfaController(
         auth: 'mfa-enrolment',
         params: Params,
         body: t.Object({ name: Name }, { additionalProperties: false }),
-        response: { 200: PasskeyView },
+        response: { 200: PasskeyView, ...errors(404) },
         detail: { summary: 'Rename one of your passkeys' },
       },
     )
@@ -166,8 +166,8 @@ export function mfaController(
         return (await passkeys.authenticationOptions()).options
       },
       {
-        body: t.Optional(t.Object({ mfaToken: t.Optional(t.String({ minLength: 1, maxLength: 128 })) }, { additionalProperties: false })),
-        response: { 200: PublicKeyOptions },
+        ...optionalBody(t.Object({ mfaToken: t.Optional(t.String({ minLength: 1, maxLength: 128 })) }, { additionalProperties: false })),
+        response: { 200: PublicKeyOptions, ...errors(401, 409) },
         detail: { summary: 'WebAuthn authentication options: passwordless, or the passkey step of a login with {mfaToken}' },
       },
     )

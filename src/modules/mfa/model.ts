@@ -3,6 +3,7 @@
  * oversized or oddly shaped payload is refused by validation before @simplewebauthn/server parses it.
  */
 import { t, type Static } from 'elysia'
+import { JsonInteger } from '../../lib/schemas'
 import type { CoreDeps } from '../../deps'
 import type { AuditService } from '../audit/service'
 
@@ -62,7 +63,7 @@ export const RegistrationResponseSchema = t.Object(
         attestationObject: b64u(16384),
         authenticatorData: t.Optional(b64u(8192)),
         transports: t.Optional(Transports),
-        publicKeyAlgorithm: t.Optional(t.Integer({ minimum: -65536, maximum: 65536 })),
+        publicKeyAlgorithm: t.Optional(JsonInteger({ minimum: -65536, maximum: 65536 })),
         publicKey: t.Optional(b64u(4096)),
       },
       { additionalProperties: false },

@@ -1,16 +1,15 @@
 /** Roles, the permission registry and the policy decision API. Each route names the permission it needs. */
-import { Type } from '@sinclair/typebox'
 import { Elysia, t, type AnyElysia } from 'elysia'
 import { PERMISSIONS } from '../../lib/permissions'
+import { errors, JsonInteger } from '../../lib/schemas'
 import type { AuthMacros } from '../../plugins/auth-macros'
 import { metaOf } from '../../plugins/request-context'
 import { MAX_LEVEL, type RbacService } from './service'
 
 const RoleName = t.String({ pattern: '^[a-z][a-z0-9_-]{1,31}$', minLength: 2, maxLength: 32 })
 const Pattern = t.String({ minLength: 3, maxLength: 100 })
-// TypeBox's own Integer, not Elysia's `t.Integer` (a union that also accepts a string of digits and
-// converts it): a JSON body sends numbers as numbers, so `{"level":"5"}` is a 422 like any other wrong type.
-const Level = Type.Integer({ minimum: 0, maximum: MAX_LEVEL })
+// A JSON integer only: `{"level":"5"}` is a 422 like any other wrong type (Elysia's `t.Integer` would convert it).
+const Level = JsonInteger({ minimum: 0, maximum: MAX_LEVEL })
 
 export const RoleSchema = t.Object({
   name: t.String(),
@@ -65,7 +64,7 @@ export function rbacController(auth: AnyElysia, rbac: RbacService) {
       {
         permission: 'roles:write',
         body: CreateRole,
-        response: { 201: RoleSchema },
+        response: { 201: RoleSchema, ...errors(409) },
         detail: { summary: 'Create a role below your own level, holding only permissions you hold (roles:write)' },
       },
     )
@@ -73,7 +72,7 @@ export function rbacController(auth: AnyElysia, rbac: RbacService) {
       permission: 'roles:write',
       params: NameParam,
       body: PatchRole,
-      response: { 200: RoleSchema },
+      response: { 200: RoleSchema, ...errors(404, 409) },
       detail: { summary: 'Change a role below your own level; built-in names are fixed (roles:write)' },
     })
     .delete(
@@ -87,7 +86,7 @@ export function rbacController(auth: AnyElysia, rbac: RbacService) {
         permission: 'roles:write',
         params: NameParam,
         query: t.Object({ reassign: t.Optional(t.String({ minLength: 1, maxLength: 32 })) }, { additionalProperties: false }),
-        response: { 204: t.Null() },
+        response: { 204: t.Null(), ...errors(404, 409) },
         detail: { summary: 'Delete a role; refused for built-ins and, without ?reassign=<role>, while assigned (roles:write)' },
       },
     )
