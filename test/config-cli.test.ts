@@ -5,7 +5,7 @@ import { closestName } from '../src/lib/closest-name'
 import { DEVELOPMENT_ROUTE_LIMITS } from '../src/lib/rate-limit-policies'
 
 const GOOD_SECRET = 'k3J9x!Qm2Lr8Vt5Pz1Wc7Yb4Nd6Hf0Gs-aE_uR'
-const PROD = { BULWARK_ENV: 'production', BULWARK_SECRET: GOOD_SECRET, BULWARK_PUBLIC_URL: 'https://auth.example.com', BULWARK_CLAMD: '127.0.0.1:3310' }
+const PROD = { BULWARK_ENV: 'production', BULWARK_SECRET: GOOD_SECRET, BULWARK_PUBLIC_URL: 'https://auth.example.com', BULWARK_CLAMD: '127.0.0.1:3310', BULWARK_METRICS_TOKEN: 'a-metrics-token-of-some-length-0123456789' }
 
 function problemsOf(env: Record<string, string>): string[] {
   try {

@@ -1,4 +1,5 @@
 /** `bulwark serve` (the default command): the HTTP server until SIGTERM/SIGINT. */
+import { writeSync } from 'node:fs'
 import { bootstrap, buildDeps } from '../app'
 import { SchemaTooNewError } from '../db/migrate'
 import { startServer, type Running } from '../server'
@@ -37,7 +38,10 @@ export const serveCommand: Command = {
       throw e
     }
     if (running.deps.rbac.activeOwnerCount() === 0) running.deps.logger.info('no owner account yet: run `bulwark admin create --email E` (password on stdin)')
-    for (const line of bannerLines(running)) process.stderr.write(`${line}\n`)
+    // A failing stderr (full disk, closed pipe) must not take the server down: the banner is a courtesy.
+    try {
+      writeSync(2, `${bannerLines(running).join('\n')}\n`)
+    } catch {}
     const shutdown = () => void running.stop().then(() => process.exit(0))
     process.on('SIGTERM', shutdown)
     process.on('SIGINT', shutdown)

@@ -41,7 +41,7 @@ export function optionalBody<T extends TSchema>(schema: T) {
   return {
     body: t.Optional(schema),
     beforeHandle: ({ body }: { body: unknown }) => {
-      if (body === undefined || body === null) return
+      if (body === undefined || body === null) return // an empty body; a literal `null` was refused by strict-input
       if (typeof body === 'object' && !Array.isArray(body) && Object.keys(body).length === 0) return
       if (!Value.Check(schema, body)) {
         const errors = [...Value.Errors(schema, body)].slice(0, 20).map((e) => ({ path: e.path || '/', message: e.message.slice(0, 200) }))

@@ -67,6 +67,8 @@ type Kind =
   | { kind: 'enum'; values: string[] }
   | { kind: 'boolean' }
   | { kind: 'array'; maxItems: number; item: Kind }
+  /** A nested object (a WebAuthn response): only its type is probed here; its own fields are the fuzzer's. */
+  | { kind: 'object' }
 
 /** The kind of a query parameter's schema in the OpenAPI document; throws on a shape this suite does not know. */
 function kindOfSchema(s: Schema, where: string): Kind {
@@ -104,6 +106,8 @@ function badValues(k: Kind, inQuery: boolean): unknown[] {
       return [...new Set(['bogus', k.values[0]!.toUpperCase(), `${k.values[0]} `, '']), ...(inQuery ? [] : [5, null, [k.values[0]]])]
     case 'boolean':
       return inQuery ? ['yes', '2'] : ['true', 1, null]
+    case 'object':
+      return ['text', 5, true, []]
     case 'array':
       return ['not an array', {}, Array.from({ length: k.maxItems + 1 }, () => goodValue(k.item)), ...badValues(k.item, false).map((v) => [v])]
   }
@@ -121,6 +125,8 @@ function goodValue(k: Kind): unknown {
       if (v === undefined) throw new Error(`no good value for ${JSON.stringify(k)}`)
       return v
     }
+    case 'object':
+      return {}
     case 'enum':
       return k.values[0]
     case 'boolean':
@@ -168,7 +174,7 @@ const BODY_ROUTES: BodyRoute[] = [
   { method: 'POST', path: '/v1/auth/password/reset', valid: () => ({ token: 'a'.repeat(40), password: 'a long passphrase for a reset 9' }), fields: { token: req(TOKEN), password: req(PASSWORD) } },
   { method: 'POST', path: '/v1/auth/email/verify', valid: () => ({ token: 'a'.repeat(40) }), fields: { token: req(TOKEN) } },
   { method: 'POST', path: '/v1/auth/unlock', valid: () => ({ token: 'a'.repeat(40) }), fields: { token: req(TOKEN) } },
-  { method: 'POST', path: '/v1/auth/mfa/verify', valid: () => ({ mfaToken: 'a'.repeat(40), totp: '123456' }), fields: { mfaToken: req(str(20, 128)), totp: str(0, 16), recoveryCode: str(0, 32) } },
+  { method: 'POST', path: '/v1/auth/mfa/verify', valid: () => ({ mfaToken: 'a'.repeat(40), totp: '123456' }), fields: { mfaToken: req(str(20, 128)), totp: str(0, 16), recoveryCode: str(0, 32), transport: { kind: 'enum', values: ['bearer', 'cookie'] }, webauthn: { kind: 'object' } } },
   { method: 'POST', path: '/v1/auth/passkey/options', valid: () => ({ mfaToken: 'a'.repeat(40) }), fields: { mfaToken: str(1, 128) } },
   { method: 'POST', path: '/v1/me/mfa/totp/confirm', valid: () => ({ code: '000000' }), fields: { code: req(str(1, 16)) }, token: ownerToken },
   { method: 'PATCH', path: '/v1/me/passkeys/{id}', valid: () => ({ name: 'key' }), fields: { name: req(str(1, 64)) }, token: ownerToken },
@@ -293,7 +299,7 @@ async function send(c: Case) {
 function expectRefused(c: Case, r: Awaited<ReturnType<typeof send>>) {
   const paths: string[] = r.json?.errors?.map((e: { path: string }) => e.path) ?? []
   const got = { status: r.status, type: r.headers.get('content-type'), code: r.json?.code, names: c.field === undefined || paths.some((p) => p === c.field || p.startsWith(`${c.field}/`)) }
-  expect(got, `${c.name}: ${r.text.slice(0, 300)}`).toEqual({ status: 422, type: 'application/problem+json', code: 'validation_failed', names: true })
+  expect(got, `${c.name}: ${r.text.slice(0, 300)}`).toEqual({ status: 422, type: 'application/problem+json; charset=utf-8', code: 'validation_failed', names: true })
 }
 
 // ------------------------------------------------------------------ tests

@@ -42,7 +42,7 @@ const REQUESTS: { name: string; raw: (host: string | undefined) => string; check
   {
     name: 'GET /v1/no-such-route (404)',
     raw: (h) => `GET /v1/no-such-route HTTP/1.0\r\n${hostLine(h)}\r\n`,
-    check: (r) => expect({ status: r.status, type: r.headers['content-type'], code: r.json?.code }).toEqual({ status: 404, type: 'application/problem+json', code: 'not_found' }),
+    check: (r) => expect({ status: r.status, type: r.headers['content-type'], code: r.json?.code }).toEqual({ status: 404, type: 'application/problem+json; charset=utf-8', code: 'not_found' }),
   },
   {
     name: 'POST /v1/auth/register with a body (201, written)',

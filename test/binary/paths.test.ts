@@ -81,7 +81,7 @@ describe('request targets', () => {
       expect(want.status).toBe(200)
       expect({ status: r.status, body: r.json }).toEqual({ status: want.status, body: want.json })
     } else if (outcome === 'not_found') {
-      expect({ status: r.status, type: r.headers['content-type'], code: r.json?.code }).toEqual({ status: 404, type: 'application/problem+json', code: 'not_found' })
+      expect({ status: r.status, type: r.headers['content-type'], code: r.json?.code }).toEqual({ status: 404, type: 'application/problem+json; charset=utf-8', code: 'not_found' })
       expect(r.body.length).toBeLessThan(600)
     } else {
       expect(r.status).toBeGreaterThanOrEqual(400)
