@@ -99,7 +99,7 @@ function checkedLookup(allowPrivate: boolean) {
 }
 
 /** Why a URL may not be called, or undefined when it may (scheme, credentials, IP-literal targets). */
-export function urlProblem(raw: string, opts: { allowPrivate: boolean; requireHttps: boolean }): string | undefined {
+export function urlProblem(raw: string, opts: { allowPrivate: boolean; requireHttps: boolean; localNames?: boolean }): string | undefined {
   let u: URL
   try {
     u = new URL(raw)
@@ -112,7 +112,7 @@ export function urlProblem(raw: string, opts: { allowPrivate: boolean; requireHt
   const host = u.hostname.replace(/^\[|\]$/g, '')
   if (!opts.allowPrivate) {
     if (isIP(normalizeIp(host)) !== 0 && isPrivateAddress(host)) return 'targets a private, loopback or reserved address'
-    if (/^localhost$|\.localhost$/i.test(host)) return 'targets a private, loopback or reserved address'
+    if (opts.localNames !== false && /^localhost$|\.localhost$/i.test(host)) return 'targets a private, loopback or reserved address'
   }
   return undefined
 }
@@ -130,7 +130,8 @@ export function postOnce(url: string, opts: PostOptions): Promise<PostResult> {
     } catch {
       return reject(new OutboundError('refused', 'refused: not a URL'))
     }
-    const problem = urlProblem(url, { allowPrivate: opts.allowPrivate, requireHttps: false })
+    // Names are left to the connection-time check (the resolved addresses are what counts).
+    const problem = urlProblem(url, { allowPrivate: opts.allowPrivate, requireHttps: false, localNames: false })
     if (problem) return reject(new OutboundError('refused', `refused: the URL ${problem}`))
     const mod = u.protocol === 'https:' ? https : http
     let settled = false
