@@ -21,7 +21,6 @@ export const ALERT_EVENTS = new Set([
 /** Audit event type → webhook event type. */
 const FROM_AUDIT: Record<string, string> = {
   register: 'user.created',
-  owner_created: 'user.created',
   user_updated: 'user.updated',
   user_deleted: 'user.deleted',
   email_verified: 'user.email_verified',
