@@ -315,3 +315,22 @@ describe('outbound client (src/lib/outbound.ts)', () => {
     expect((err as OutboundError).reason).toBe('timeout')
   })
 })
+
+describe('master-secret rotation', () => {
+  test('bulwark secret rotate re-encrypts webhook secrets (current and previous), and they still sign', async () => {
+    const { rotateSecret } = await import('../../src/modules/keys/secret')
+    const { deriveKey, decrypt } = await import('../../src/lib/crypto')
+    const { webhookEndpoints } = await import('../../src/db/schema')
+    const a = app()
+    const admin = seedUser(a.deps, { roles: ['admin'] })
+    const { id, secret: old } = await hook(a, admin, 'http://127.0.0.1:9/x')
+    const fresh = (await a.as(admin, 'POST', `/v1/webhooks/${id}/secret`, { body: { overlap: '1h' } })).body.secret as string
+    const next = 'another-secret-0123456789-abcdefghijklmnopqrstuvwxyz'
+    const r = rotateSecret(a.deps.db, a.deps.config.secret!, next, a.clock.now())
+    expect(r.reencrypted.webhook_endpoints).toBe(2)
+    const row = a.deps.db.select().from(webhookEndpoints).get()!
+    const key = deriveKey(next, 'encryption')
+    expect(decrypt(key, row.secretEnc, `whsec:${id}`)).toBe(fresh)
+    expect(decrypt(key, row.previousSecretEnc!, `whsec-prev:${id}`)).toBe(old)
+  })
+})
