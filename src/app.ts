@@ -17,7 +17,9 @@ import { createLogger, droppedLines, type Logger } from './lib/logger'
 import { Metrics } from './lib/metrics'
 import { closeIfBodyUnread } from './lib/read-body'
 import { metricsController } from './modules/metrics'
-import { AlertWebhook } from './modules/alerts/service'
+import { attachAlerts } from './modules/alerts/service'
+import { webhooksController } from './modules/webhooks'
+import { WebhookService, WebhookWorker } from './modules/webhooks/service'
 import { MailWorker, OutboxMailer, type Mailer } from './lib/mailer'
 import { tokenBlock } from './lib/mail-links'
 import { PasswordHasher } from './lib/password'
@@ -74,7 +76,9 @@ export interface AppDeps extends CoreDeps {
   metrics: Metrics
   files: FilesService
   mfa: MfaServices
-  alerts: AlertWebhook | undefined
+  /** Webhook endpoints and their outbox (audit events → deliveries); `webhookWorker` delivers (started by the server, driven by tests). */
+  webhooks: WebhookService
+  webhookWorker: WebhookWorker
   /** Which second factors a user has (GET /v1/me). */
   factors(userId: string): { totp: boolean; passkeys: number }
   /** Cache invalidation events (user, role, session changes); caches and the auth plugin listen here. */
@@ -144,8 +148,10 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const metrics = new Metrics({ defaultMetrics: opts.defaultMetrics })
   audit.onEvent((e) => metrics.securityEvents.inc({ type: e.type, outcome: e.outcome }))
   const denials = new DenialRecorder({ audit, clock, limits: config.auditDenials, registry: metrics.registry })
-  const alerts = config.alertWebhookUrl ? new AlertWebhook(config.alertWebhookUrl, logger) : undefined
-  alerts?.attach(audit)
+  const webhooks = new WebhookService({ ...core, audit })
+  webhooks.attach(audit)
+  const webhookWorker = new WebhookWorker(webhooks, core)
+  attachAlerts(config, webhooks, logger)
   const invalidation = new Invalidation()
   const rbac = new RbacService({ ...core, audit, invalidation })
   const usersAdmin = new UsersAdminService({ ...core, audit, invalidation, rbac })
@@ -245,7 +251,8 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     files,
     mfa,
     metrics,
-    alerts,
+    webhooks,
+    webhookWorker,
     invalidation,
     rbac,
     usersAdmin,
@@ -331,6 +338,7 @@ export function createApp(deps: AppDeps) {
     .use(auditController(authPlugin(deps.authn), deps.audit, { cursorKey: deps.keys.cursor, now: () => deps.clock.now() }))
     .use(rbacController(authPlugin(deps.authn), deps.rbac))
     .use(usersController(authPlugin(deps.authn), deps))
+    .use(webhooksController(authPlugin(deps.authn), deps.webhooks, { cursorKey: deps.keys.cursor }))
     .use(meController(authPlugin(deps.authn), { config, cursorKey: deps.keys.cursor, auth: deps.auth, sessions: deps.sessions, audit: deps.audit, factors: deps.factors, verifyTotp: (id, code) => deps.mfa.totp.verify(id, code), lockout: deps.lockout }))
   routes.all = () => app.routes
   return app

@@ -66,7 +66,14 @@ export const SETTINGS = [
   { env: 'BULWARK_MAIL_LINK_VERIFY', kind: 'string', doc: 'link template of the email-verification mail, `{token}` replaced, e.g. `https://app.example.com/verify?token={token}` (overrides BULWARK_APP_URL)' },
   { env: 'BULWARK_MAIL_LINK_RESET', kind: 'string', doc: 'link template of the password-reset mail, e.g. `https://app.example.com/reset?token={token}`' },
   { env: 'BULWARK_MAIL_LINK_UNLOCK', kind: 'string', doc: 'link template of the account-unlock mail, e.g. `https://app.example.com/unlock?token={token}`' },
-  { env: 'BULWARK_ALERT_WEBHOOK_URL', kind: 'url', secret: true, doc: 'receives a JSON POST for high-severity security events' },
+  { env: 'BULWARK_ALERT_WEBHOOK_URL', kind: 'url', secret: true, doc: 'kept as a webhook endpoint subscribed to `security.alert` (high-severity security events), signed like every webhook' },
+  { env: 'BULWARK_ALERT_WEBHOOK_SECRET', kind: 'string', secret: true, doc: 'the `whsec_…` secret that signs deliveries to BULWARK_ALERT_WEBHOOK_URL; unset: generated (rotate it over the API to read one)' },
+  { env: 'BULWARK_WEBHOOK_ALLOW_PRIVATE', kind: 'bool', default: '0', doc: '`1` lets webhooks reach private, loopback, link-local, unique-local and CGNAT addresses (tests, internal receivers)' },
+  { env: 'BULWARK_WEBHOOK_TIMEOUT', kind: 'duration', default: '10s', min: 100, max: 60_000, doc: 'longest time one webhook attempt may take (connect, send, read the answer)' },
+  { env: 'BULWARK_WEBHOOK_RETRY_SCHEDULE', kind: 'list', default: '5s,5m,30m,2h,5h,10h,10h', doc: 'waits between webhook attempts (each with up to 10 % jitter); after the last one the delivery is `failed`' },
+  { env: 'BULWARK_WEBHOOK_DISABLE_AFTER', kind: 'duration', default: '5d', min: 1000, max: 90 * DAY, doc: 'an endpoint whose attempts have all failed for this long is disabled (audited; PATCH `enabled: true` re-enables it)' },
+  { env: 'BULWARK_WEBHOOK_DISABLE_FAILURES', kind: 'int', default: '100', min: 1, max: 100_000, doc: 'an endpoint is also disabled after this many failed attempts in a row' },
+  { env: 'BULWARK_WEBHOOK_POLL_INTERVAL', kind: 'duration', default: '1s', min: 50, max: 300_000, doc: 'how often the webhook worker looks for due deliveries' },
   { env: 'BULWARK_BODY_LIMIT', kind: 'bytes', default: '1048576', min: 1024, max: 67108864, doc: 'largest accepted request body outside uploads' },
   { env: 'BULWARK_BODY_TIMEOUT', kind: 'duration', default: '10s', min: 100, max: 300_000, doc: 'longest time to receive a request body; slower bodies get 408 and the connection is closed' },
   { env: 'BULWARK_IDLE_TIMEOUT', kind: 'duration', default: '30s', min: 1000, max: 255_000, doc: 'socket idle timeout' },
@@ -175,6 +182,9 @@ export interface Config {
   smtpUrl: string | undefined
   mailFrom: string
   alertWebhookUrl: string | undefined
+  alertWebhookSecret: string | undefined
+  /** Outgoing webhooks (src/modules/webhooks): SSRF policy, attempt timeout, retry schedule (ms), disabling. */
+  webhooks: { allowPrivate: boolean; timeoutMs: number; scheduleMs: number[]; disableAfterMs: number; disableFailures: number; pollMs: number }
   bodyLimit: number
   idleTimeoutMs: number
   shutdownGraceMs: number
@@ -517,6 +527,12 @@ export function loadConfig(env: Raw = process.env): Config {
   if (rotation > 0 && rotation < HOUR) problems.push('BULWARK_KEY_ROTATION_INTERVAL must be 0 (off) or at least 1h')
   const routeLimits = { ...profileRouteLimits(profile), ...parseRouteLimits((v.BULWARK_RATE_LIMIT_ROUTES as string[] | undefined) ?? [], problems) }
   const mailLinks = mailLinkTemplates(v, problems)
+  const webhookSchedule = ((v.BULWARK_WEBHOOK_RETRY_SCHEDULE as string[] | undefined) ?? []).map((d) => parseDuration(d) ?? Number.NaN)
+  if (webhookSchedule.length > 20 || webhookSchedule.some((ms) => !Number.isFinite(ms) || ms < 100 || ms > 7 * DAY)) {
+    problems.push('BULWARK_WEBHOOK_RETRY_SCHEDULE must be up to 20 comma-separated durations from 100ms to 7d, e.g. 5s,5m,30m,2h')
+  }
+  const alertSecret = v.BULWARK_ALERT_WEBHOOK_SECRET as string | undefined
+  if (alertSecret !== undefined && !/^whsec_[A-Za-z0-9+/]{32,}={0,2}$/.test(alertSecret)) problems.push('BULWARK_ALERT_WEBHOOK_SECRET must be whsec_ followed by at least 24 bytes in base64')
   for (const c of invalidCidrs((v.BULWARK_RATE_LIMIT_ALLOWLIST as string[] | undefined) ?? [])) problems.push(`BULWARK_RATE_LIMIT_ALLOWLIST: "${c}" is not an address or CIDR`)
   if (problems.length > 0) throw new ConfigError(problems)
 
@@ -554,6 +570,15 @@ export function loadConfig(env: Raw = process.env): Config {
     smtpUrl,
     mailFrom: v.BULWARK_MAIL_FROM as string,
     alertWebhookUrl: v.BULWARK_ALERT_WEBHOOK_URL as string | undefined,
+    alertWebhookSecret: v.BULWARK_ALERT_WEBHOOK_SECRET as string | undefined,
+    webhooks: {
+      allowPrivate: v.BULWARK_WEBHOOK_ALLOW_PRIVATE as boolean,
+      timeoutMs: v.BULWARK_WEBHOOK_TIMEOUT as number,
+      scheduleMs: webhookSchedule,
+      disableAfterMs: v.BULWARK_WEBHOOK_DISABLE_AFTER as number,
+      disableFailures: v.BULWARK_WEBHOOK_DISABLE_FAILURES as number,
+      pollMs: v.BULWARK_WEBHOOK_POLL_INTERVAL as number,
+    },
     bodyLimit: v.BULWARK_BODY_LIMIT as number,
     idleTimeoutMs: v.BULWARK_IDLE_TIMEOUT as number,
     shutdownGraceMs: v.BULWARK_SHUTDOWN_GRACE as number,

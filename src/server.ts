@@ -58,6 +58,7 @@ export function startServer(config: Config, deps: AppDeps = buildDeps(config, { 
   for (const w of configWarnings(config)) deps.logger.warn(w)
   deps.mailWorker.start()
   deps.pruner.start()
+  deps.webhookWorker.start()
   // The dummy hash for unknown-email sign-ins, computed now rather than on the first such request.
   void deps.hasher.warmUp()
   deps.logger.info({ url, publicUrl: config.publicUrl, managementUrl: management?.url, version: VERSION, env: config.env }, 'bulwark listening')
@@ -80,6 +81,8 @@ export function startServer(config: Config, deps: AppDeps = buildDeps(config, { 
       await Promise.race([deps.mailWorker.stop(), new Promise((r) => (graceTimer = setTimeout(r, config.shutdownGraceMs)))])
       clearTimeout(graceTimer)
       await deps.pruner.stop()
+      // An attempt cut off here is retried after a restart (its lease ends), with the same webhook-id.
+      await Promise.race([deps.webhookWorker.stop(), Bun.sleep(config.shutdownGraceMs)])
       deps.close()
       deps.logger.info('stopped')
       // The log is buffered: wait (briefly) until the last lines are written before the process exits.

@@ -340,3 +340,55 @@ export const storageHeartbeat = sqliteTable('storage_heartbeat', {
   id: integer('id').primaryKey(),
   at: ts('at').notNull(),
 })
+
+/**
+ * Webhook endpoints (src/modules/webhooks). The signing secret is AES-GCM encrypted under the derived
+ * encryption key (AAD `whsec:<id>` / `whsec-prev:<id>`); during a rotation overlap the previous one signs too.
+ * `source` is `api` for endpoints created over the API, `config` for the one BULWARK_ALERT_WEBHOOK_URL keeps.
+ */
+export const webhookEndpoints = sqliteTable('webhook_endpoints', {
+  id: text('id').primaryKey(),
+  url: text('url').notNull(),
+  description: text('description').notNull().default(''),
+  /** JSON array of event types (`*` = all). */
+  events: text('events').notNull(),
+  source: text('source', { enum: ['api', 'config'] }).notNull().default('api'),
+  enabled: integer('enabled', { mode: 'boolean' }).notNull().default(true),
+  disabledReason: text('disabled_reason'),
+  secretEnc: text('secret_enc').notNull(),
+  previousSecretEnc: text('previous_secret_enc'),
+  previousSecretExpiresAt: ts('previous_secret_expires_at'),
+  /** Failed attempts in a row, and when the current streak began (null: the last attempt succeeded). */
+  consecutiveFailures: integer('consecutive_failures').notNull().default(0),
+  failingSince: ts('failing_since'),
+  createdAt: ts('created_at').notNull(),
+  updatedAt: ts('updated_at').notNull(),
+})
+
+/**
+ * The webhook outbox: one row per (event, endpoint). `id` is the Standard Webhooks `webhook-id`, the same on
+ * every attempt. `next_attempt_at` doubles as the lease: a worker claims a due row by moving it past the lease
+ * with a compare-and-set, so two instances never send the same attempt.
+ */
+export const webhookDeliveries = sqliteTable(
+  'webhook_deliveries',
+  {
+    id: text('id').primaryKey(),
+    endpointId: text('endpoint_id')
+      .notNull()
+      .references(() => webhookEndpoints.id, { onDelete: 'cascade' }),
+    eventType: text('event_type').notNull(),
+    /** The exact JSON body sent on every attempt. */
+    payload: text('payload').notNull(),
+    status: text('status', { enum: ['pending', 'succeeded', 'failed'] }).notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    nextAttemptAt: ts('next_attempt_at'),
+    lastAttemptAt: ts('last_attempt_at'),
+    lastStatus: integer('last_status'),
+    lastError: text('last_error'),
+    /** JSON array of the last attempts `{at, status, error, durationMs}` (bounded). */
+    history: text('history').notNull().default('[]'),
+    createdAt: ts('created_at').notNull(),
+  },
+  (t) => [index('webhook_deliveries_due').on(t.status, t.nextAttemptAt), index('webhook_deliveries_endpoint').on(t.endpointId, t.id)],
+)

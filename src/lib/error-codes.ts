@@ -40,6 +40,7 @@ export const ERROR_CODES = {
   invalid_code: { status: [422], meaning: 'A TOTP or recovery code does not have the expected form, or is not valid.' },
   unknown_permission: { status: [422], meaning: 'The permission is not registered (see GET /v1/permissions).' },
   invalid_permission: { status: [422], meaning: 'A permission pattern of a role is not valid; `errors` names it.' },
+  webhook_url_refused: { status: [422], meaning: 'A webhook URL is not acceptable: not http(s), carries credentials, plain http in production, or a private, loopback or link-local target (unless BULWARK_WEBHOOK_ALLOW_PRIVATE=1).' },
   file_rejected: { status: [422], meaning: 'The virus scanner found malware in the upload.' },
   rate_limited: { status: [429], meaning: 'Too many requests; `Retry-After` says when to try again.' },
   mfa_locked: { status: [429], meaning: 'Too many failed second-factor attempts; `Retry-After` says when to try again.' },

@@ -26,6 +26,8 @@ export const PERMISSIONS = {
   'files:write:own': 'Upload your own files and avatar',
   'files:delete:own': 'Delete your own files',
   'files:delete:any': "Delete anyone's files",
+  'webhooks:read': 'List webhook endpoints and their delivery log',
+  'webhooks:write': 'Create, change, delete webhook endpoints, rotate their secrets and redeliver events',
 } as const
 
 export type Permission = keyof typeof PERMISSIONS

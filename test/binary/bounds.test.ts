@@ -185,6 +185,9 @@ const BODY_ROUTES: BodyRoute[] = [
   { method: 'PATCH', path: '/v1/roles/{name}', valid: () => ({ level: 21 }), fields: { name: ROLE_NAME, level: LEVEL, permissions: PERMISSIONS, description: str(0, 500), mfaRequired: { kind: 'boolean' } }, nonEmpty: true, token: ownerToken },
   { method: 'POST', path: '/v1/authz/check', valid: () => ({ userId: target.userId, permission: 'users:read', resourceOwnerId: target.userId }), fields: { userId: req(str(1, 64)), permission: req(str(3, 100)), resourceOwnerId: str(1, 64) }, token: ownerToken },
   { method: 'PATCH', path: '/v1/users/{id}', valid: () => ({ name: 'Target', status: 'active' }), fields: { name: str(1, 100, { nullable: true }), status: { kind: 'enum', values: ['active', 'disabled'] } }, nonEmpty: true, token: ownerToken },
+  { method: 'POST', path: '/v1/webhooks', valid: () => ({ url: 'https://hooks.example.com/bounds', events: ['user.created'], description: 'd' }), fields: { url: req(str(8, 2048)), events: req({ kind: 'array', maxItems: 50, item: str(1, 64) }), description: str(0, 500) }, token: ownerToken },
+  { method: 'PATCH', path: '/v1/webhooks/{id}', valid: () => ({ description: 'd' }), fields: { url: str(8, 2048), events: { kind: 'array', maxItems: 50, item: str(1, 64) }, description: str(0, 500), enabled: { kind: 'boolean' } }, nonEmpty: true, token: ownerToken },
+  { method: 'POST', path: '/v1/webhooks/{id}/secret', valid: () => ({ overlap: '24h' }), fields: { overlap: str(1, 16, { pattern: '^[0-9]{1,9}(ms|s|m|h|d)?$' }) }, token: ownerToken },
 ]
 
 /** Body routes not in the table, and why (their bad input is covered where the format is). */
@@ -319,7 +322,7 @@ describe('coverage of the route list', () => {
   })
   test('every paginated route (a `limit` query parameter) has the documented 1–100 bounds', () => {
     const paginated = queryParams.filter((p) => p.name === 'limit')
-    expect(paginated.map((p) => p.route).sort()).toEqual(['GET /v1/audit', 'GET /v1/files', 'GET /v1/me/events', 'GET /v1/users'])
+    expect(paginated.map((p) => p.route).sort()).toEqual(['GET /v1/audit', 'GET /v1/files', 'GET /v1/me/events', 'GET /v1/users', 'GET /v1/webhooks/{id}/deliveries'])
     for (const p of paginated) expect(p.kind, p.route).toEqual({ kind: 'integer', min: 1, max: 100 })
   })
 })
@@ -383,7 +386,11 @@ describe('afterwards', () => {
   })
 
   test('limit=1 and limit=100 are honoured on every paginated route; the cursor continues the list', async () => {
-    for (const p of queryParams.filter((x) => x.name === 'limit')) {
+    // A list under a resource (a webhook's delivery log) needs one that exists.
+    const hook = await call(bin.base, 'POST', '/v1/webhooks', { token: owner.accessToken, body: { url: 'https://hooks.example.com/pages', events: ['*'] } })
+    expect(hook.status).toBe(201)
+    for (const p0 of queryParams.filter((x) => x.name === 'limit')) {
+      const p = { ...p0, path: p0.path.replace('{id}', hook.json.id) }
       const one = await call(bin.base, 'GET', `${p.path}?limit=1`, { token: owner.accessToken })
       expect(one.status, p.route).toBe(200)
       expect(one.json.items.length, p.route).toBeLessThanOrEqual(1)

@@ -6,8 +6,8 @@ import { assignRoleInTx } from '../../src/modules/rbac/service'
 import { makeApp, type ReqOpts } from '../helpers'
 
 /** The real app; `as(userId, …)` signs in as that user with a real session and access token. */
-export function makeAdminApp() {
-  const t = makeApp()
+export function makeAdminApp(env: Record<string, string> = {}) {
+  const t = makeApp(env)
   /** A request as `as` (a user id); no `as` is anonymous. */
   const as = async (userId: string | undefined, method: string, path: string, o: ReqOpts = {}) => {
     if (!userId) return t.req(method, path, o)

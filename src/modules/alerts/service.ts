@@ -1,81 +1,21 @@
 /**
- * Alert webhooks: high-severity security events are POSTed as JSON to BULWARK_ALERT_WEBHOOK_URL.
- * Delivery is fire-and-forget off the request path, with a short timeout, one retry, and a bounded
- * queue, so a slow or dead receiver can never slow sign-ins down. Payloads carry ids, never secrets.
+ * Alert webhooks: BULWARK_ALERT_WEBHOOK_URL is kept as one webhook endpoint (source `config`) subscribed to
+ * `security.alert`, the high-severity security events listed in src/modules/webhooks/events.ts. Deliveries
+ * go through the same durable outbox, retries, SSRF checks and Standard Webhooks signatures as every other
+ * endpoint. The secret is BULWARK_ALERT_WEBHOOK_SECRET when set, else generated on the first start (an
+ * admin reads a new one with POST /v1/webhooks/:id/secret). Payloads carry ids, never secrets.
  */
+import type { Config } from '../../config'
 import type { Logger } from '../../lib/logger'
-import type { AuditService } from '../audit/service'
+import type { WebhookService } from '../webhooks/service'
 
-/** Event types that page someone. */
-export const ALERT_EVENTS = new Set([
-  'refresh_token_reuse',
-  'account_locked',
-  'mfa_locked',
-  'passkey_cloned_suspected',
-  'privilege_escalation_denied',
-  'csrf_failed',
-  'owner_created',
-  'key_rotated',
-  'rate_limit_store_degraded',
-])
+export { ALERT_EVENTS } from '../webhooks/events'
 
-const TIMEOUT_MS = 2000
-const MAX_IN_FLIGHT = 50
-
-export class AlertWebhook {
-  private inFlight = 0
-  dropped = 0
-  delivered = 0
-  failed = 0
-
-  constructor(private readonly url: string, private readonly logger: Logger) {}
-
-  /** Subscribes to the audit service. */
-  attach(audit: AuditService): void {
-    audit.onEvent((e) => {
-      if (!ALERT_EVENTS.has(e.type)) return
-      this.send({
-        type: e.type,
-        outcome: e.outcome,
-        actorId: e.actorId ?? null,
-        targetId: e.targetId ?? null,
-        ip: e.ip ?? null,
-        requestId: e.requestId ?? null,
-        details: e.details ?? null,
-        createdAt: new Date(e.createdAt).toISOString(),
-        eventId: e.id,
-      })
-    })
-  }
-
-  /** Sends one payload in the background; returns the delivery promise (tests await it). */
-  send(payload: Record<string, unknown>): Promise<boolean> {
-    if (this.inFlight >= MAX_IN_FLIGHT) {
-      this.dropped++
-      this.logger.warn({ alert: payload.type }, 'alert webhook backlog full: alert dropped')
-      return Promise.resolve(false)
-    }
-    this.inFlight++
-    const body = JSON.stringify({ source: 'bulwark', ...payload })
-    const attempt = () =>
-      fetch(this.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(TIMEOUT_MS), redirect: 'error' }).then((r) => {
-        if (!r.ok) throw new Error(`status ${r.status}`)
-      })
-    return attempt()
-      .catch(() => attempt())
-      .then(
-        () => {
-          this.delivered++
-          return true
-        },
-        (err: unknown) => {
-          this.failed++
-          this.logger.warn({ alert: payload.type, err: err instanceof Error ? err.message : String(err) }, 'alert webhook delivery failed')
-          return false
-        },
-      )
-      .finally(() => {
-        this.inFlight--
-      })
-  }
+/** Creates or updates the `config` endpoint for BULWARK_ALERT_WEBHOOK_URL; a refused URL is logged, not fatal. */
+export function attachAlerts(config: Config, webhooks: WebhookService, logger: Logger): Promise<string | undefined> {
+  if (!config.alertWebhookUrl) return Promise.resolve(undefined)
+  return webhooks.ensureAlertEndpoint(config.alertWebhookUrl, config.alertWebhookSecret).catch((e: unknown) => {
+    logger.error({ err: (e as Error).message }, 'BULWARK_ALERT_WEBHOOK_URL is not usable as a webhook; alerts are not delivered')
+    return undefined
+  })
 }

@@ -4,7 +4,7 @@
  *
  * What depends on BULWARK_SECRET (src/lib/crypto.ts `deriveKeys`):
  * - the encryption key: signing keys' private halves, TOTP secrets, refresh-token successors. A rotation
- *   re-encrypts all of them under the new secret, in one transaction (ENCRYPTED below lists them).
+ *   re-encrypts all of them (and webhook signing secrets) under the new secret, in one transaction (ENCRYPTED below lists them).
  * - the token-hashing, CSRF and cursor keys. A keyed hash cannot be recomputed without the token, so a
  *   rotation keeps these keys (those of the first secret), stored AES-GCM encrypted under the new one in
  *   `secret_keys`: refresh tokens, mailed tokens, recovery codes, CSRF tokens and cursors keep working.
@@ -15,7 +15,7 @@ import { drizzle } from 'drizzle-orm/bun-sqlite'
 import { existsSync } from 'node:fs'
 import type { Db } from '../../db/client'
 import * as schema from '../../db/schema'
-import { refreshTokens, secretKeys, signingKeys, totpFactors } from '../../db/schema'
+import { refreshTokens, secretKeys, signingKeys, totpFactors, webhookEndpoints } from '../../db/schema'
 import { decrypt, deriveKey, deriveKeys, encrypt, type Keys } from '../../lib/crypto'
 
 /** Exit code of a start refused because BULWARK_SECRET does not open the database. */
@@ -45,7 +45,7 @@ const stableAad = (purpose: string) => `secret-key:${purpose}`
  * rotation re-encrypts exactly these; test/modules/keys-secret.test.ts fails when an `encrypt(` call
  * appears in a file not listed here.
  */
-export const ENCRYPTED_IN = ['src/modules/keys/service.ts', 'src/modules/mfa/totp-service.ts', 'src/modules/sessions/service.ts'] as const
+export const ENCRYPTED_IN = ['src/modules/keys/service.ts', 'src/modules/mfa/totp-service.ts', 'src/modules/sessions/service.ts', 'src/modules/webhooks/service.ts'] as const
 
 /** Whether `secret` decrypts the current signing key; undefined when there is none yet. */
 function secretOpens(db: Db, secret: string): boolean | undefined {
@@ -155,6 +155,10 @@ export function rotateSecret(db: Db, oldSecret: string, newSecret: string, now: 
             .where(and(eq(refreshTokens.id, r.id)))
             .run(),
         )
+      }
+      for (const r of tx.select({ id: webhookEndpoints.id, box: webhookEndpoints.secretEnc, prev: webhookEndpoints.previousSecretEnc }).from(webhookEndpoints).all()) {
+        redo('webhook_endpoints', r.box, `whsec:${r.id}`, (v) => tx.update(webhookEndpoints).set({ secretEnc: v }).where(eq(webhookEndpoints.id, r.id)).run())
+        if (r.prev) redo('webhook_endpoints', r.prev, `whsec-prev:${r.id}`, (v) => tx.update(webhookEndpoints).set({ previousSecretEnc: v }).where(eq(webhookEndpoints.id, r.id)).run())
       }
       for (const [purpose, field] of STABLE) {
         const keyEnc = encrypt(next, old[field].toString('base64'), stableAad(purpose))
