@@ -26,6 +26,8 @@ export const PERMISSIONS = {
   'files:write:own': 'Upload your own files and avatar',
   'files:delete:own': 'Delete your own files',
   'files:delete:any': "Delete anyone's files",
+  'clients:read': 'List and read OAuth clients (service identities)',
+  'clients:write': 'Create, change, delete OAuth clients and rotate their secrets, granting only what you hold',
 } as const
 
 export type Permission = keyof typeof PERMISSIONS
