@@ -124,6 +124,7 @@ export function bodyParser(limits: BodyLimits) {
       throw new AppError(415, 'unsupported_media_type', 'Send the file as multipart/form-data.')
     }
     const isForm = limits.formPaths?.(path) ?? false
+    if (isForm && request.body === null) return {}
     if (isForm && type !== 'application/x-www-form-urlencoded') throw invalidRequest('Send the body as application/x-www-form-urlencoded (RFC 6749 §4.4.2).')
     const bytes = await readBody(request, limits.timeoutMs ?? 10_000, limit, () => tooLarge(limit))
     if (bytes.byteLength > limit) throw tooLarge(limit)
