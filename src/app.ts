@@ -64,6 +64,7 @@ import { clientsController } from './modules/clients'
 import { ClientsService } from './modules/clients/service'
 import { oauthController } from './modules/oauth'
 import { OAuthService } from './modules/oauth/service'
+import { tokenClaims } from './modules/oauth/claims'
 
 export interface AppDeps extends CoreDeps {
   health: HealthService
@@ -226,6 +227,7 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   if (relay) health.add({ name: 'relay', required: false, run: () => relay.status() })
   const relayReady = relay ? relay.start() : Promise.resolve()
   const auth = new AuthService({ ...core, audit, sessions, signer, hasher, policy: passwordPolicy, mailer, hooks, rbac })
+  signer.userClaims = async (id) => tokenClaims(config, await rbac.effective(id))
   const clients = new ClientsService({ ...core, audit, rbac, invalidation })
   const oauth = new OAuthService({ config, clock, signer, sessions, clients, userAccess: (id) => rbac.effective(id) })
   const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id), clientAccess: (id) => clients.access(id) })

@@ -1,7 +1,7 @@
 /** OAuth clients and the OAuth endpoints through app.handle: scope limits, escalation, secret rotation, replayed assertions. */
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
-import { expectProblem } from '../helpers'
+import { expectProblem, makeApp, signUp } from '../helpers'
 import { makeAdminApp, seedUser } from '../support/admin'
 
 let t: ReturnType<typeof makeAdminApp>
@@ -167,5 +167,31 @@ describe('introspection and revocation of user tokens', () => {
     expect(await intro(login.accessToken)).toEqual({ active: false })
     expect((await t.req('POST', '/oauth/revoke', { raw: form({ token: 'a'.repeat(43), ...auth }), headers: FORM })).status).toBe(200)
     expect((await t.req('POST', '/oauth/revoke', { raw: form({ token: 'x' }), headers: FORM })).status).toBe(401)
+  })
+})
+
+describe('optional claims in user access tokens (BULWARK_TOKEN_CLAIMS)', () => {
+  const claimsOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8'))
+  test('off by default; roles and permissions when configured; a claim over the maximum is left out whole', async () => {
+    const plain = await signUp(t)
+    expect(claimsOf(plain.accessToken)).not.toContainKeys(['roles', 'permissions', 'scope'])
+    const on = makeApp({ BULWARK_TOKEN_CLAIMS: 'roles,permissions,scope', BULWARK_TOKEN_CLAIMS_MAX: '3' })
+    try {
+      const u = await signUp(on)
+      const c = claimsOf(u.accessToken)
+      expect(c.roles).toEqual(['user'])
+      expect(c.permissions).toEqual(['files:read:own', 'files:write:own', 'files:delete:own'])
+      expect(c.scope).toBe('files:read:own files:write:own files:delete:own')
+      const small = makeApp({ BULWARK_TOKEN_CLAIMS: 'roles,permissions', BULWARK_TOKEN_CLAIMS_MAX: '2' })
+      try {
+        const v = claimsOf((await signUp(small)).accessToken)
+        expect(v.roles).toEqual(['user'])
+        expect(v.permissions).toBeUndefined()
+      } finally {
+        small.close()
+      }
+    } finally {
+      on.close()
+    }
   })
 })

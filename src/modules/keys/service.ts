@@ -83,6 +83,8 @@ export class KeyService {
   private lastSync = Number.NEGATIVE_INFINITY
   /** The unrotated kids seen at the last load: when the table's differ, a rotation happened elsewhere. */
   private seen = ''
+  /** Extra claims of a user's access token (BULWARK_TOKEN_CLAIMS; set by the composition root). */
+  userClaims?: (userId: string) => Promise<Record<string, unknown>> | Record<string, unknown>
   /** Called after a scheduled rotation made by this instance (the composition root records the event). */
   onRotated?: (r: { kid: string; previous: string | undefined }) => void
 
@@ -246,7 +248,8 @@ export class KeyService {
     if (!k?.privateKey) throw new Error('no signing key loaded')
     const iat = Math.floor(this.deps.clock.now() / 1000)
     const ttl = Math.floor(this.deps.config.jwt.accessTtlMs / 1000)
-    const token = await new SignJWT({ ...extra, sid })
+    const claims = this.userClaims ? await this.userClaims(sub) : {}
+    const token = await new SignJWT({ ...claims, ...extra, sid })
       .setProtectedHeader({ alg: k.alg, kid: k.kid, typ: 'JWT' })
       .setIssuer(this.deps.config.publicUrl)
       .setAudience(this.deps.config.jwt.audience)
