@@ -62,6 +62,11 @@ import { contextOf, requestContext, setPeer } from './plugins/request-context'
 import { applySecurityHeaders, securityHeaders, securityHeadersPlugin } from './plugins/security-headers'
 import { retryWhenBusy } from './plugins/storage-retry'
 import { classifyStorageError } from './lib/storage-errors'
+import { clientsController } from './modules/clients'
+import { ClientsService } from './modules/clients/service'
+import { oauthController } from './modules/oauth'
+import { OAuthService } from './modules/oauth/service'
+import { tokenClaims } from './modules/oauth/claims'
 
 export interface AppDeps extends CoreDeps {
   health: HealthService
@@ -84,6 +89,9 @@ export interface AppDeps extends CoreDeps {
   /** Cache invalidation events (user, role, session changes); caches and the auth plugin listen here. */
   invalidation: Invalidation
   rbac: RbacService
+  /** OAuth clients (service identities) and the OAuth endpoints; `oauth.introspectors`/`revokers` take more token kinds. */
+  clients: ClientsService
+  oauth: OAuthService
   usersAdmin: UsersAdminService
   hasher: PasswordHasher
   passwordPolicy: PasswordPolicy
@@ -225,7 +233,10 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   if (relay) health.add({ name: 'relay', required: false, run: () => relay.status() })
   const relayReady = relay ? relay.start() : Promise.resolve()
   const auth = new AuthService({ ...core, audit, sessions, signer, hasher, policy: passwordPolicy, mailer, hooks, rbac })
-  const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id) })
+  signer.userClaims = async (id) => tokenClaims(config, await rbac.effective(id))
+  const clients = new ClientsService({ ...core, audit, rbac, invalidation })
+  const oauth = new OAuthService({ config, clock, signer, sessions, clients, userAccess: (id) => rbac.effective(id) })
+  const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id), clientAccess: (id) => clients.access(id) })
   const factors = (userId: string) => {
     const f = mfa.login.userFactors(userId)
     return { totp: f.totp, passkeys: f.passkeys }
@@ -233,7 +244,7 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   // Per-user rate limits: the same memoised token check the route will use, so the token is verified once.
   const rateLimitIdentity = async (request: Request) => {
     if (!request.headers.get('authorization')) return undefined
-    const p = await authn.authenticate(request)
+    const p = await authn.authenticateAny(request)
     return { userId: p.userId, level: p.level }
   }
   return {
@@ -255,6 +266,8 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     webhookWorker,
     invalidation,
     rbac,
+    clients,
+    oauth,
     usersAdmin,
     hasher,
     passwordPolicy,
@@ -307,6 +320,8 @@ export async function bootstrap(deps: AppDeps): Promise<void> {
 }
 
 const UPLOAD_PATHS = new Set(['/v1/files', '/v1/me/avatar'])
+/** The OAuth endpoints take form bodies only (RFC 6749 §4.4.2, RFC 7662 §2.1, RFC 7009 §2.1). */
+const OAUTH_FORM_PATHS = new Set(['/oauth/token', '/oauth/introspect', '/oauth/revoke'])
 
 /** Builds the Elysia application on the given dependencies. */
 export function createApp(deps: AppDeps) {
@@ -320,7 +335,7 @@ export function createApp(deps: AppDeps) {
     .use(strictInput(() => routes.all()))
     .use(rateLimit(deps.rateLimit, deps.rateLimitIdentity))
     .use(csrfPlugin(deps))
-    .use(bodyParser({ json: config.bodyLimit, upload: config.uploads.maxBytes, uploadPaths: (p) => UPLOAD_PATHS.has(p), timeoutMs: config.bodyTimeoutMs }))
+    .use(bodyParser({ json: config.bodyLimit, upload: config.uploads.maxBytes, uploadPaths: (p) => UPLOAD_PATHS.has(p), formPaths: (p) => OAUTH_FORM_PATHS.has(p), timeoutMs: config.bodyTimeoutMs }))
     .use(docs())
     .use(rootController(config))
     .use(healthController(deps.health))
@@ -339,6 +354,8 @@ export function createApp(deps: AppDeps) {
     .use(rbacController(authPlugin(deps.authn), deps.rbac))
     .use(usersController(authPlugin(deps.authn), deps))
     .use(webhooksController(authPlugin(deps.authn), deps.webhooks, { cursorKey: deps.keys.cursor }))
+    .use(clientsController(authPlugin(deps.authn), deps.clients))
+    .use(oauthController(deps.oauth))
     .use(meController(authPlugin(deps.authn), { config, cursorKey: deps.keys.cursor, auth: deps.auth, sessions: deps.sessions, audit: deps.audit, factors: deps.factors, verifyTotp: (id, code) => deps.mfa.totp.verify(id, code), lockout: deps.lockout }))
   routes.all = () => app.routes
   return app

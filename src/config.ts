@@ -81,6 +81,8 @@ export const SETTINGS = [
   // tokens and sessions
   { env: 'BULWARK_JWT_ALG', kind: 'enum', values: ['EdDSA', 'ES256'], default: 'EdDSA', doc: 'signing algorithm of access tokens' },
   { env: 'BULWARK_JWT_AUDIENCE', kind: 'string', default: 'bulwark', doc: 'aud claim of access tokens' },
+  { env: 'BULWARK_TOKEN_CLAIMS', kind: 'list', default: '', doc: 'extra claims in user access tokens for resource servers that authorise locally: any of roles, permissions, scope (default none; see README "Applications and services")' },
+  { env: 'BULWARK_TOKEN_CLAIMS_MAX', kind: 'int', default: '50', min: 1, max: 500, doc: 'a roles/permissions/scope claim with more entries than this is left out of the token (introspect instead)' },
   { env: 'BULWARK_ACCESS_TOKEN_TTL', kind: 'duration', default: '10m', min: 30_000, max: DAY, doc: 'access token lifetime' },
   { env: 'BULWARK_KEY_ROTATION_INTERVAL', kind: 'duration', default: '0', min: 0, max: 365 * DAY, doc: 'make a new signing key current once the current one is this old (at least 1h); 0 = only `bulwark keys rotate`' },
   { env: 'BULWARK_OLD_SECRET', kind: 'string', secret: true, doc: 'the previous master secret, read only by `bulwark secret rotate`' },
@@ -189,6 +191,8 @@ export interface Config {
   idleTimeoutMs: number
   shutdownGraceMs: number
   jwt: { alg: 'EdDSA' | 'ES256'; audience: string; accessTtlMs: number; rotationIntervalMs: number }
+  /** BULWARK_TOKEN_CLAIMS / _MAX: optional authorisation claims in user access tokens. */
+  tokenClaims: { include: ('roles' | 'permissions' | 'scope')[]; max: number }
   /** BULWARK_OLD_SECRET: only `bulwark secret rotate` reads it. */
   oldSecret: string | undefined
   session: { idleTtlMs: number; absoluteTtlMs: number; refreshReuseGraceMs: number }
@@ -232,6 +236,8 @@ export class ConfigError extends Error {
 }
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: MIN, h: HOUR, d: DAY }
+
+const TOKEN_CLAIMS = new Set(['roles', 'permissions', 'scope'])
 
 /** Parses `500ms`, `30s`, `15m`, `24h`, `7d` or a plain number of seconds into milliseconds. */
 export function parseDuration(raw: string): number | undefined {
@@ -507,6 +513,7 @@ export function loadConfig(env: Raw = process.env): Config {
   } catch {
     problems.push(`BULWARK_PUBLIC_URL is not a valid URL`)
   }
+  for (const c of (v.BULWARK_TOKEN_CLAIMS as string[] | undefined) ?? []) if (!TOKEN_CLAIMS.has(c)) problems.push(`BULWARK_TOKEN_CLAIMS: "${c}" is not one of roles, permissions, scope`)
   for (const o of (v.BULWARK_CORS_ORIGINS as string[] | undefined) ?? []) {
     if (o === '*') continue
     try {
@@ -583,6 +590,7 @@ export function loadConfig(env: Raw = process.env): Config {
     idleTimeoutMs: v.BULWARK_IDLE_TIMEOUT as number,
     shutdownGraceMs: v.BULWARK_SHUTDOWN_GRACE as number,
     jwt: { alg: v.BULWARK_JWT_ALG as 'EdDSA' | 'ES256', audience: v.BULWARK_JWT_AUDIENCE as string, accessTtlMs: v.BULWARK_ACCESS_TOKEN_TTL as number, rotationIntervalMs: v.BULWARK_KEY_ROTATION_INTERVAL as number },
+    tokenClaims: { include: (v.BULWARK_TOKEN_CLAIMS as string[]).filter((c): c is 'roles' | 'permissions' | 'scope' => TOKEN_CLAIMS.has(c)), max: v.BULWARK_TOKEN_CLAIMS_MAX as number },
     oldSecret: v.BULWARK_OLD_SECRET as string | undefined,
     session: {
       idleTtlMs: v.BULWARK_SESSION_IDLE_TTL as number,

@@ -392,3 +392,50 @@ export const webhookDeliveries = sqliteTable(
   },
   (t) => [index('webhook_deliveries_due').on(t.status, t.nextAttemptAt), index('webhook_deliveries_endpoint').on(t.endpointId, t.id)],
 )
+
+/** OAuth 2.0 clients (service identities). Secrets are stored only as keyed hashes; the previous one works until `previous_secret_expires_at`. */
+export const oauthClients = sqliteTable(
+  'oauth_clients',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    authMethod: text('auth_method', { enum: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'] }).notNull(),
+    secretHash: text('secret_hash'),
+    previousSecretHash: text('previous_secret_hash'),
+    previousSecretExpiresAt: ts('previous_secret_expires_at'),
+    /** Public JWKS (JSON) for private_key_jwt. */
+    jwks: text('jwks'),
+    /** Direct permission patterns (JSON array). */
+    permissions: text('permissions').notNull().default('[]'),
+    status: text('status', { enum: ['active', 'disabled'] }).notNull().default('active'),
+    createdBy: text('created_by'),
+    createdAt: ts('created_at').notNull(),
+    updatedAt: ts('updated_at').notNull(),
+  },
+  (t) => [index('oauth_clients_created').on(t.createdAt)],
+)
+
+/** Roles granted to OAuth clients. */
+export const clientRoles = sqliteTable(
+  'client_roles',
+  {
+    clientId: text('client_id')
+      .notNull()
+      .references(() => oauthClients.id, { onDelete: 'cascade' }),
+    roleId: text('role_id')
+      .notNull()
+      .references(() => roles.id, { onDelete: 'cascade' }),
+  },
+  (t) => [primaryKey({ columns: [t.clientId, t.roleId] }), index('client_roles_role').on(t.roleId)],
+)
+
+/** `jti`s of accepted private_key_jwt assertions, kept until they expire (replay refusal, RFC 7523 §3 item 7). */
+export const clientAssertionJtis = sqliteTable(
+  'client_assertion_jtis',
+  {
+    clientId: text('client_id').notNull(),
+    jti: text('jti').notNull(),
+    expiresAt: ts('expires_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.clientId, t.jti] }), index('client_assertion_jtis_expires').on(t.expiresAt)],
+)

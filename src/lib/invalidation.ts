@@ -4,7 +4,7 @@
  * the affected entries, synchronously, before the change's request answers. A Redis-backed version can
  * publish the same events to other instances by subscribing with `on` and re-emitting what it receives.
  */
-export type InvalidationKind = 'user' | 'role' | 'session' | 'lockout'
+export type InvalidationKind = 'user' | 'role' | 'session' | 'lockout' | 'client'
 
 export interface InvalidationEvent {
   kind: InvalidationKind

@@ -28,6 +28,8 @@ export const PERMISSIONS = {
   'files:delete:any': "Delete anyone's files",
   'webhooks:read': 'List webhook endpoints and their delivery log',
   'webhooks:write': 'Create, change, delete webhook endpoints, rotate their secrets and redeliver events',
+  'clients:read': 'List and read OAuth clients (service identities)',
+  'clients:write': 'Create, change, delete OAuth clients and rotate their secrets, granting only what you hold',
 } as const
 
 export type Permission = keyof typeof PERMISSIONS

@@ -24,7 +24,12 @@ export interface Principal {
   authTime: number
   /** The session is limited to MFA enrolment (a role requires MFA and none is enrolled). */
   mfaPending: boolean
+  /** Set for an OAuth client (client-credentials token): `userId` is then the client id and there is no session. */
+  clientId?: string
 }
+
+/** 403 for a service client on a route about the signed-in user ("me", sessions, factors). */
+export const userRequired = () => forbidden('This route is about a signed-in user; a client-credentials token cannot use it.')
 
 /** Turns a request into its principal; throws AppError 401 when the caller is not signed in. */
 export type PrincipalResolver = (request: Request) => Principal | Promise<Principal>
@@ -39,6 +44,7 @@ export function authMacros(resolvePrincipal: PrincipalResolver, name = 'auth-mac
       detail: { security: [{ bearer: [] }] },
       resolve: async ({ request }) => {
         const principal = await resolvePrincipal(request)
+        if (principal.clientId !== undefined) throw userRequired()
         if (principal.mfaPending && mode !== 'mfa-enrolment') throw mfaEnrollmentRequired()
         return { principal }
       },

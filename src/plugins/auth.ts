@@ -9,6 +9,7 @@
  * with `error="invalid_token"` when one was sent and is not valid. All invalid tokens get one and the same
  * answer, whatever the reason (signature, expiry, audience, kid, ended session, disabled account).
  */
+import { decodeProtectedHeader } from 'jose'
 import { invalidToken, tokenRequired, type KeyService } from '../modules/keys/service'
 import type { Effective } from '../modules/rbac/service'
 import type { SessionRow, SessionService } from '../modules/sessions/service'
@@ -28,11 +29,26 @@ export interface AuthenticatorDeps {
   sessions: SessionService
   /** Effective roles, level, permissions and status (cached by the RBAC service). */
   access(userId: string): Effective | null
+  /** An OAuth client's status and permissions (src/modules/clients); absent: client tokens are refused. */
+  clientAccess?(clientId: string): Promise<{ status: 'active' | 'disabled'; roles: string[]; level: number; permissions: readonly string[] } | null>
 }
 
 declare module './request-context' {
   interface RequestContext {
     principal?: Promise<SessionPrincipal>
+    anyPrincipal?: Promise<Principal>
+  }
+}
+
+/** True when a bearer token's header says it is a client-credentials token (RFC 9068 `typ: at+jwt`). */
+function isClientToken(header: string | null): string | undefined {
+  const m = header ? /^bearer ([A-Za-z0-9_.~+/-]+=*)$/i.exec(header) : null
+  if (!m) return undefined
+  try {
+    const typ = decodeProtectedHeader(m[1]!).typ
+    return typeof typ === 'string' && /^(application\/)?at\+jwt$/i.test(typ) ? m[1] : undefined
+  } catch {
+    return undefined
   }
 }
 
@@ -44,6 +60,39 @@ export class Authenticator {
     const ctx = contextOf(request)
     ctx.principal ??= this.resolve(request)
     return ctx.principal
+  }
+
+  /**
+   * The caller, a user or an OAuth client (client-credentials token: permissions only, no session; the
+   * client must still exist and be active, and each permission must be in the token's `scope` too).
+   */
+  authenticateAny(request: Request): Promise<Principal> {
+    const ctx = contextOf(request)
+    ctx.anyPrincipal ??= (async () => {
+      const token = this.d.clientAccess ? isClientToken(request.headers.get('authorization')) : undefined
+      if (!token) return await this.authenticate(request)
+      const claims = await this.d.signer.verifyClient(token)
+      const access = await this.d.clientAccess!(claims.client_id)
+      if (!access || access.status !== 'active') {
+        noteDenial(request, 'account_inactive')
+        throw invalidToken()
+      }
+      const scope = new Set(claims.scope.split(' '))
+      ctx.userId = claims.client_id
+      const principal: Principal = {
+        userId: claims.client_id,
+        clientId: claims.client_id,
+        sessionId: '',
+        level: access.level,
+        permissions: access.permissions.filter((p) => scope.has(p)),
+        roles: access.roles,
+        amr: [],
+        authTime: claims.iat * 1000,
+        mfaPending: false,
+      }
+      return principal
+    })()
+    return ctx.anyPrincipal
   }
 
   private async resolve(request: Request): Promise<SessionPrincipal> {
@@ -91,6 +140,6 @@ export class Authenticator {
 }
 
 /** The route macros backed by the real authenticator. */
-export const authPlugin = (authn: Authenticator) => authMacros((request) => authn.authenticate(request), 'auth')
+export const authPlugin = (authn: Authenticator) => authMacros((request) => authn.authenticateAny(request), 'auth')
 
 export type AuthPlugin = ReturnType<typeof authPlugin>

@@ -9,6 +9,7 @@
 import { Elysia } from 'elysia'
 import { AppError } from '../lib/errors'
 import { readBody } from '../lib/read-body'
+import { invalidRequest } from '../modules/oauth/errors'
 
 export const MAX_JSON_DEPTH = 32
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype'])
@@ -51,11 +52,47 @@ export function parseJson(bytes: Uint8Array): unknown {
   return value
 }
 
+export const MAX_FORM_PARAMETERS = 50
+
+/**
+ * Parses an OAuth form body strictly: UTF-8, at most 50 parameters, none repeated (RFC 6749 §3.2: parameters
+ * MUST NOT be included more than once), no `__proto__`-style names; any failure is `invalid_request`.
+ */
+export function parseForm(bytes: Uint8Array): Record<string, string> {
+  let text: string
+  try {
+    text = decoder.decode(bytes)
+  } catch {
+    throw invalidRequest('The body is not valid UTF-8.')
+  }
+  const out: Record<string, string> = Object.create(null)
+  let n = 0
+  for (const part of text.split('&')) {
+    if (part === '') continue
+    if (++n > MAX_FORM_PARAMETERS) throw invalidRequest(`At most ${MAX_FORM_PARAMETERS} parameters are accepted.`)
+    const eq = part.indexOf('=')
+    let name: string
+    let value: string
+    try {
+      name = decodeURIComponent((eq < 0 ? part : part.slice(0, eq)).replace(/\+/g, ' '))
+      value = decodeURIComponent((eq < 0 ? '' : part.slice(eq + 1)).replace(/\+/g, ' '))
+    } catch {
+      throw invalidRequest('The body is not valid form-urlencoding.')
+    }
+    if (FORBIDDEN_KEYS.has(name)) throw invalidRequest(`The parameter "${name}" is not accepted.`)
+    if (Object.hasOwn(out, name)) throw invalidRequest(`The parameter ${name.slice(0, 64)} is given more than once.`)
+    out[name] = value
+  }
+  return { ...out }
+}
+
 export interface BodyLimits {
   json: number
   upload: number
   /** Paths that take multipart uploads. */
   uploadPaths: (path: string) => boolean
+  /** Paths that take `application/x-www-form-urlencoded` bodies only (the OAuth endpoints, RFC 6749 §4.4.2). */
+  formPaths?: (path: string) => boolean
   /** Longest time to receive a body (ms): past it, 408 (src/lib/read-body.ts). */
   timeoutMs?: number
 }
@@ -86,8 +123,12 @@ export function bodyParser(limits: BodyLimits) {
       if (type === 'multipart/form-data') return undefined // Elysia's own multipart parser
       throw new AppError(415, 'unsupported_media_type', 'Send the file as multipart/form-data.')
     }
+    const isForm = limits.formPaths?.(path) ?? false
+    if (isForm && request.body === null) return {}
+    if (isForm && type !== 'application/x-www-form-urlencoded') throw invalidRequest('Send the body as application/x-www-form-urlencoded (RFC 6749 §4.4.2).')
     const bytes = await readBody(request, limits.timeoutMs ?? 10_000, limit, () => tooLarge(limit))
     if (bytes.byteLength > limit) throw tooLarge(limit)
+    if (isForm) return parseForm(bytes)
     if (bytes.byteLength === 0) return null
     if (type === 'application/json' || (type.startsWith('application/') && type.endsWith('+json'))) return parseJson(bytes)
     throw new AppError(415, 'unsupported_media_type', isUpload ? 'Send the file as multipart/form-data.' : 'Send the body as application/json.')

@@ -9,6 +9,7 @@ import { Elysia } from 'elysia'
 import { AppError, titleOf, type ErrorCode, type FieldError } from '../lib/errors'
 import type { Logger } from '../lib/logger'
 import { storageAppError } from '../lib/storage-errors'
+import { OAuthError } from '../modules/oauth/errors'
 import { contextOf } from './request-context'
 
 export interface Problem {
@@ -67,7 +68,12 @@ export function errorHandler(logger: Logger, onProblem?: ProblemObserver) {
     ctx.route ??= route
     const rid = ctx.requestId
     let e: unknown = error
-    if (code === 'PARSE' && (error as { cause?: unknown }).cause instanceof AppError) e = (error as { cause: AppError }).cause
+    if (code === 'PARSE' && ((error as { cause?: unknown }).cause instanceof AppError || (error as { cause?: unknown }).cause instanceof OAuthError)) e = (error as { cause: AppError }).cause
+    // The OAuth endpoints answer in the RFC 6749 §5.2 shape, not as problem documents.
+    if (e instanceof OAuthError) {
+      onProblem?.(request, e.status, e.error)
+      return e.toResponse(rid)
+    }
     // A full disk, a read-only file or a held write lock is a 503 with Retry-After, not a 500.
     e = storageAppError(e) ?? e
     if (e instanceof AppError) {

@@ -184,6 +184,7 @@ const BODY_ROUTES: BodyRoute[] = [
   { method: 'POST', path: '/v1/roles', valid: () => ({ name: `made-${++seq}`, level: 10, permissions: ['users:read'], description: 'd', mfaRequired: false }), fields: { name: req(ROLE_NAME), level: req(LEVEL), permissions: req(PERMISSIONS), description: str(0, 500), mfaRequired: { kind: 'boolean' } }, token: ownerToken },
   { method: 'PATCH', path: '/v1/roles/{name}', valid: () => ({ level: 21 }), fields: { name: ROLE_NAME, level: LEVEL, permissions: PERMISSIONS, description: str(0, 500), mfaRequired: { kind: 'boolean' } }, nonEmpty: true, token: ownerToken },
   { method: 'POST', path: '/v1/authz/check', valid: () => ({ userId: target.userId, permission: 'users:read', resourceOwnerId: target.userId }), fields: { userId: req(str(1, 64)), permission: req(str(3, 100)), resourceOwnerId: str(1, 64) }, token: ownerToken },
+  { method: 'POST', path: '/v1/clients/{id}/secret', valid: () => ({ overlap: '24h' }), fields: { overlap: str(1, 16, { pattern: '^[0-9]+(ms|s|m|h|d)?$' }) }, token: ownerToken },
   { method: 'PATCH', path: '/v1/users/{id}', valid: () => ({ name: 'Target', status: 'active' }), fields: { name: str(1, 100, { nullable: true }), status: { kind: 'enum', values: ['active', 'disabled'] } }, nonEmpty: true, token: ownerToken },
   { method: 'POST', path: '/v1/webhooks', valid: () => ({ url: 'https://hooks.example.com/bounds', events: ['user.created'], description: 'd' }), fields: { url: req(str(8, 2048)), events: req({ kind: 'array', maxItems: 50, item: str(1, 64) }), description: str(0, 500) }, token: ownerToken },
   { method: 'PATCH', path: '/v1/webhooks/{id}', valid: () => ({ description: 'd' }), fields: { url: str(8, 2048), events: { kind: 'array', maxItems: 50, item: str(1, 64) }, description: str(0, 500), enabled: { kind: 'boolean' } }, nonEmpty: true, token: ownerToken },
@@ -196,6 +197,11 @@ const BODY_ELSEWHERE: Record<string, string> = {
   'POST /v1/auth/passkey/verify': 'a WebAuthn assertion object: test/modules/mfa (software authenticator)',
   'POST /v1/files': 'multipart upload: test/modules/files.test.ts',
   'PUT /v1/me/avatar': 'multipart upload: test/modules/files.test.ts',
+  'POST /v1/clients': 'a JWKS object field (no kind here): test/modules/oauth.test.ts',
+  'PATCH /v1/clients/{id}': 'a JWKS object field (no kind here): test/modules/oauth.test.ts',
+  'POST /oauth/token': 'form-urlencoded, answered in the RFC 6749 §5.2 shape: test/modules/oauth.test.ts, test/binary/oauth.test.ts',
+  'POST /oauth/introspect': 'form-urlencoded, answered in the RFC 6749 §5.2 shape: test/modules/oauth.test.ts, test/binary/oauth.test.ts',
+  'POST /oauth/revoke': 'form-urlencoded, answered in the RFC 6749 §5.2 shape: test/modules/oauth.test.ts, test/binary/oauth.test.ts',
 }
 
 // ------------------------------------------------------------------ cases
@@ -322,7 +328,7 @@ describe('coverage of the route list', () => {
   })
   test('every paginated route (a `limit` query parameter) has the documented 1–100 bounds', () => {
     const paginated = queryParams.filter((p) => p.name === 'limit')
-    expect(paginated.map((p) => p.route).sort()).toEqual(['GET /v1/audit', 'GET /v1/files', 'GET /v1/me/events', 'GET /v1/users', 'GET /v1/webhooks/{id}/deliveries'])
+    expect(paginated.map((p) => p.route).sort()).toEqual(['GET /v1/audit', 'GET /v1/clients', 'GET /v1/files', 'GET /v1/me/events', 'GET /v1/users', 'GET /v1/webhooks/{id}/deliveries'])
     for (const p of paginated) expect(p.kind, p.route).toEqual({ kind: 'integer', min: 1, max: 100 })
   })
 })

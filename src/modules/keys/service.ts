@@ -63,6 +63,19 @@ export const invalidToken = () =>
 /** 401 for a request that carries no bearer token at all: RFC 6750 §3 (no error attribute). */
 export const tokenRequired = () => new AppError(401, 'unauthorized', 'A bearer access token is required.', { headers: { 'www-authenticate': BEARER_REALM } })
 
+/** Claims of a client-credentials access token (RFC 9068 §2.2). */
+export interface ClientAccessClaims extends JWTPayload {
+  sub: string
+  client_id: string
+  scope: string
+  jti: string
+  iat: number
+  exp: number
+}
+
+/** The `typ` of client access tokens (RFC 9068 §2.1); user tokens keep `JWT`, so neither verifies as the other. */
+export const CLIENT_TOKEN_TYP = 'at+jwt'
+
 export class KeyService {
   private current: LoadedKey | undefined
   private verifiers = new Map<string, LoadedKey>()
@@ -70,6 +83,8 @@ export class KeyService {
   private lastSync = Number.NEGATIVE_INFINITY
   /** The unrotated kids seen at the last load: when the table's differ, a rotation happened elsewhere. */
   private seen = ''
+  /** Extra claims of a user's access token (BULWARK_TOKEN_CLAIMS; set by the composition root). */
+  userClaims?: (userId: string) => Promise<Record<string, unknown>> | Record<string, unknown>
   /** Called after a scheduled rotation made by this instance (the composition root records the event). */
   onRotated?: (r: { kid: string; previous: string | undefined }) => void
 
@@ -233,7 +248,8 @@ export class KeyService {
     if (!k?.privateKey) throw new Error('no signing key loaded')
     const iat = Math.floor(this.deps.clock.now() / 1000)
     const ttl = Math.floor(this.deps.config.jwt.accessTtlMs / 1000)
-    const token = await new SignJWT({ ...extra, sid })
+    const claims = this.userClaims ? await this.userClaims(sub) : {}
+    const token = await new SignJWT({ ...claims, ...extra, sid })
       .setProtectedHeader({ alg: k.alg, kid: k.kid, typ: 'JWT' })
       .setIssuer(this.deps.config.publicUrl)
       .setAudience(this.deps.config.jwt.audience)
@@ -245,6 +261,32 @@ export class KeyService {
     return { token, expiresIn: ttl }
   }
 
+  /** Signs a client-credentials access token (RFC 9068: `typ: at+jwt`, `sub` = `client_id`, `scope`). */
+  async signClient(clientId: string, scope: string): Promise<{ token: string; expiresIn: number }> {
+    this.sync()
+    const k = this.current
+    if (!k?.privateKey) throw new Error('no signing key loaded')
+    const iat = Math.floor(this.deps.clock.now() / 1000)
+    const ttl = Math.floor(this.deps.config.jwt.accessTtlMs / 1000)
+    const token = await new SignJWT({ client_id: clientId, scope })
+      .setProtectedHeader({ alg: k.alg, kid: k.kid, typ: CLIENT_TOKEN_TYP })
+      .setIssuer(this.deps.config.publicUrl)
+      .setAudience(this.deps.config.jwt.audience)
+      .setSubject(clientId)
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + ttl)
+      .setJti(randomToken(16))
+      .sign(k.privateKey)
+    return { token, expiresIn: ttl }
+  }
+
+  /** Verifies a client access token with the same rules as `verify`, but `typ: at+jwt` and `client_id`/`scope` instead of `sid`. */
+  async verifyClient(token: string): Promise<ClientAccessClaims> {
+    const payload = await this.verifyWith(token, CLIENT_TOKEN_TYP, ['exp', 'iat', 'sub', 'jti', 'client_id'])
+    if (typeof payload.client_id !== 'string' || payload.client_id !== payload.sub || typeof payload.scope !== 'string') throw invalidToken()
+    return payload as ClientAccessClaims
+  }
+
   /**
    * Verifies an access token: pinned algorithms, issuer, audience, required exp/iat/sub/sid/jti, a known
    * and unexpired kid, and an age bounded by the configured lifetime (an `iat` in the future, a lifetime
@@ -252,6 +294,12 @@ export class KeyService {
    * token minted with a stolen key cannot outlive the policy). Anything else is `invalidToken()`.
    */
   async verify(token: string): Promise<AccessClaims> {
+    const payload = await this.verifyWith(token, 'JWT', ['exp', 'iat', 'sub', 'sid', 'jti'])
+    if (typeof payload.sid !== 'string' || typeof payload.sub !== 'string') throw invalidToken()
+    return payload as AccessClaims
+  }
+
+  private async verifyWith(token: string, typ: string, requiredClaims: string[]): Promise<JWTPayload> {
     if (token.length > 4096) throw invalidToken()
     this.sync()
     const ttlS = Math.floor(this.deps.config.jwt.accessTtlMs / 1000)
@@ -277,17 +325,17 @@ export class KeyService {
           algorithms: ['EdDSA', 'ES256'],
           issuer: this.deps.config.publicUrl,
           audience: this.deps.config.jwt.audience,
-          requiredClaims: ['exp', 'iat', 'sub', 'sid', 'jti'],
+          requiredClaims,
           currentDate: new Date(this.deps.clock.now()),
           clockTolerance: CLOCK_TOLERANCE_S,
           // jose refuses `now - iat` over this (plus the tolerance) and an `iat` in the future beyond the tolerance.
           maxTokenAge: ttlS,
-          typ: 'JWT',
+          typ,
         },
       )
-      if (typeof payload.sid !== 'string' || typeof payload.sub !== 'string') throw new Error('claims')
+      if (typeof payload.sub !== 'string') throw new Error('claims')
       if (payload.exp! - payload.iat! > ttlS + CLOCK_TOLERANCE_S) throw new Error('lifetime over the configured one')
-      return payload as AccessClaims
+      return payload
     } catch {
       throw invalidToken()
     }

@@ -380,6 +380,39 @@ export class RbacService {
     }
   }
 
+  /**
+   * The no-escalation rules for giving a non-user principal (an OAuth client) roles and permission patterns:
+   * every role strictly below the actor's level, every pattern held by the actor (403 + event otherwise,
+   * 422 for a malformed pattern, 404 for an unknown role). Returns the role ids.
+   */
+  assertMayGrant(actor: Actor, roleNames: readonly string[], patterns: readonly string[], action: string, subject: string, meta?: RequestMeta): string[] {
+    const me = this.actorView(actor)
+    const ids: string[] = []
+    for (const name of roleNames) {
+      const r = this.roleRow(name)
+      this.checkRoleLevel(actor, me, r.level, action, name, meta)
+      ids.push(r.id)
+    }
+    this.checkPatterns(actor, me, [...patterns], action, subject, meta)
+    return ids
+  }
+
+  /** Refuses (403 + event `target_level`) when a principal of `level` holding `permissions` is not strictly below the actor, or holds what the actor does not. */
+  assertAbove(actor: Actor, level: number, permissions: readonly string[], action: string, targetId: string, meta?: RequestMeta): void {
+    const me = this.actorView(actor)
+    const held = new Set<string>(me.permissions)
+    if (level >= me.level || permissions.some((p) => !held.has(p))) this.deny(actor, 'target_level', 'It holds a role or permission at or above your own.', { action, targetId }, meta)
+  }
+
+  /** Names, highest level and expanded permissions of a set of roles (cached like a user's). */
+  rolesGrant(roleIds: readonly string[]): { roles: string[]; level: number; permissions: Set<Permission> } {
+    const entries = roleIds.map((id) => this.role(id)).filter((r): r is RoleEntry => r !== undefined)
+    entries.sort((a, b) => b.level - a.level || a.name.localeCompare(b.name))
+    const permissions = new Set<Permission>()
+    for (const r of entries) for (const p of r.grants.keys()) permissions.add(p)
+    return { roles: entries.map((r) => r.name), level: entries[0]?.level ?? 0, permissions }
+  }
+
   private checkRoleLevel(actor: Actor, me: Effective, level: number, action: string, role: string, meta?: RequestMeta): void {
     if (level >= me.level) this.deny(actor, 'role_level', 'The role is at or above your own level.', { action, role }, meta)
   }
