@@ -36,6 +36,11 @@ import { Authenticator, authPlugin } from './plugins/auth'
 import { rbacController } from './modules/rbac'
 import { usersController } from './modules/users'
 import { RbacService } from './modules/rbac/service'
+import { AppPermissionService } from './modules/rbac/app-permissions'
+import { AuthzCheckService } from './modules/rbac/authz-check'
+import { ApiKeyService } from './modules/apikeys/service'
+import { apiKeysController } from './modules/apikeys'
+import { PermissionRegistry } from './lib/permissions'
 import { UsersAdminService } from './modules/users/admin-service'
 import { healthController } from './modules/health'
 import { rootController } from './modules/root'
@@ -80,6 +85,13 @@ export interface AppDeps extends CoreDeps {
   /** Cache invalidation events (user, role, session changes); caches and the auth plugin listen here. */
   invalidation: Invalidation
   rbac: RbacService
+  /** Application permissions (POST /v1/permissions), in the registry `rbac` matches against. */
+  appPermissions: AppPermissionService
+  apiKeys: ApiKeyService
+  authz: AuthzCheckService
+  /** RFC 7662 / RFC 7009 hooks for the OAuth endpoints: an API key's introspection answer, and its revocation. */
+  introspectApiKey(token: string): ReturnType<ApiKeyService['introspect']>
+  revokeApiKey(token: string): Promise<boolean>
   usersAdmin: UsersAdminService
   hasher: PasswordHasher
   passwordPolicy: PasswordPolicy
@@ -147,7 +159,11 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const alerts = config.alertWebhookUrl ? new AlertWebhook(config.alertWebhookUrl, logger) : undefined
   alerts?.attach(audit)
   const invalidation = new Invalidation()
-  const rbac = new RbacService({ ...core, audit, invalidation })
+  const registry = new PermissionRegistry()
+  const rbac = new RbacService({ ...core, audit, invalidation, registry })
+  const appPermissions = new AppPermissionService({ db: handle.db, clock, audit, invalidation, rbac, registry })
+  appPermissions.init()
+  const apiKeys = new ApiKeyService({ db: handle.db, clock, tokenHashKey: keys.tokenHash, audit, registry, access: (id) => rbac.effective(id) })
   const usersAdmin = new UsersAdminService({ ...core, audit, invalidation, rbac })
   const signer = new KeyService(core)
   signer.init()
@@ -213,13 +229,15 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
         onResync: () => {
           sessions.invalidate()
           rbac.clearCaches()
+          void appPermissions.refresh().catch(() => {})
         },
       })
     : undefined
   if (relay) health.add({ name: 'relay', required: false, run: () => relay.status() })
   const relayReady = relay ? relay.start() : Promise.resolve()
   const auth = new AuthService({ ...core, audit, sessions, signer, hasher, policy: passwordPolicy, mailer, hooks, rbac })
-  const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id) })
+  const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id), apiKeys })
+  const authz = new AuthzCheckService({ rbac, signer, sessions, apiKeys })
   const factors = (userId: string) => {
     const f = mfa.login.userFactors(userId)
     return { totp: f.totp, passkeys: f.passkeys }
@@ -248,6 +266,11 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     alerts,
     invalidation,
     rbac,
+    appPermissions,
+    apiKeys,
+    authz,
+    introspectApiKey: (token) => apiKeys.introspect(token),
+    revokeApiKey: (token) => apiKeys.revokeByToken(token),
     usersAdmin,
     hasher,
     passwordPolicy,
@@ -329,7 +352,8 @@ export function createApp(deps: AppDeps) {
     )
     .use(config.uploads.enabled ? filesController(authPlugin(deps.authn), deps.files, { cursorKey: deps.keys.cursor }) : new Elysia({ name: 'files-off' }))
     .use(auditController(authPlugin(deps.authn), deps.audit, { cursorKey: deps.keys.cursor, now: () => deps.clock.now() }))
-    .use(rbacController(authPlugin(deps.authn), deps.rbac))
+    .use(rbacController(authPlugin(deps.authn), deps.rbac, deps.appPermissions, deps.authz))
+    .use(apiKeysController(authPlugin(deps.authn), deps.apiKeys, deps.keys.cursor))
     .use(usersController(authPlugin(deps.authn), deps))
     .use(meController(authPlugin(deps.authn), { config, cursorKey: deps.keys.cursor, auth: deps.auth, sessions: deps.sessions, audit: deps.audit, factors: deps.factors, verifyTotp: (id, code) => deps.mfa.totp.verify(id, code), lockout: deps.lockout }))
   routes.all = () => app.routes

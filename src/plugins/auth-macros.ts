@@ -24,6 +24,8 @@ export interface Principal {
   authTime: number
   /** The session is limited to MFA enrolment (a role requires MFA and none is enrolled). */
   mfaPending: boolean
+  /** Set when the caller authenticated with an API key (`bwk_…`) instead of a session. */
+  apiKeyId?: string
 }
 
 /** Turns a request into its principal; throws AppError 401 when the caller is not signed in. */
