@@ -38,6 +38,12 @@ import { Authenticator, authPlugin } from './plugins/auth'
 import { rbacController } from './modules/rbac'
 import { usersController } from './modules/users'
 import { RbacService } from './modules/rbac/service'
+import { AppPermissionService } from './modules/rbac/app-permissions'
+import { AuthzCheckService } from './modules/rbac/authz-check'
+import { isWellFormedKey } from './modules/apikeys/format'
+import { ApiKeyService } from './modules/apikeys/service'
+import { apiKeysController } from './modules/apikeys'
+import { PermissionRegistry } from './lib/permissions'
 import { UsersAdminService } from './modules/users/admin-service'
 import { healthController } from './modules/health'
 import { rootController } from './modules/root'
@@ -92,6 +98,13 @@ export interface AppDeps extends CoreDeps {
   /** OAuth clients (service identities) and the OAuth endpoints; `oauth.introspectors`/`revokers` take more token kinds. */
   clients: ClientsService
   oauth: OAuthService
+  /** Application permissions (POST /v1/permissions), in the registry `rbac` matches against. */
+  appPermissions: AppPermissionService
+  apiKeys: ApiKeyService
+  authz: AuthzCheckService
+  /** RFC 7662 / RFC 7009 hooks for the OAuth endpoints: an API key's introspection answer, and its revocation. */
+  introspectApiKey(token: string): ReturnType<ApiKeyService['introspect']>
+  revokeApiKey(token: string): Promise<boolean>
   usersAdmin: UsersAdminService
   hasher: PasswordHasher
   passwordPolicy: PasswordPolicy
@@ -161,7 +174,11 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const webhookWorker = new WebhookWorker(webhooks, core)
   attachAlerts(config, webhooks, logger)
   const invalidation = new Invalidation()
-  const rbac = new RbacService({ ...core, audit, invalidation })
+  const registry = new PermissionRegistry()
+  const rbac = new RbacService({ ...core, audit, invalidation, registry })
+  const appPermissions = new AppPermissionService({ db: handle.db, clock, audit, invalidation, rbac, registry })
+  appPermissions.init()
+  const apiKeys = new ApiKeyService({ db: handle.db, clock, tokenHashKey: keys.tokenHash, audit, registry, access: (id) => rbac.effective(id) })
   const usersAdmin = new UsersAdminService({ ...core, audit, invalidation, rbac })
   const signer = new KeyService(core)
   signer.init()
@@ -227,6 +244,7 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
         onResync: () => {
           sessions.invalidate()
           rbac.clearCaches()
+          void appPermissions.refresh().catch(() => {})
         },
       })
     : undefined
@@ -236,7 +254,11 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   signer.userClaims = async (id) => tokenClaims(config, await rbac.effective(id))
   const clients = new ClientsService({ ...core, audit, rbac, invalidation })
   const oauth = new OAuthService({ config, clock, signer, sessions, clients, userAccess: (id) => rbac.effective(id) })
-  const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id), clientAccess: (id) => clients.access(id) })
+  // API keys are one more token kind for RFC 7662 introspection and RFC 7009 revocation.
+  oauth.introspectors.push({ kind: 'api_key', introspect: async (token) => (isWellFormedKey(token) ? await apiKeys.introspect(token) : undefined) })
+  oauth.revokers.push({ kind: 'api_key', revoke: (token) => apiKeys.revokeByToken(token) })
+  const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id), clientAccess: (id) => clients.access(id), apiKeys })
+  const authz = new AuthzCheckService({ rbac, signer, sessions, apiKeys })
   const factors = (userId: string) => {
     const f = mfa.login.userFactors(userId)
     return { totp: f.totp, passkeys: f.passkeys }
@@ -268,6 +290,11 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     rbac,
     clients,
     oauth,
+    appPermissions,
+    apiKeys,
+    authz,
+    introspectApiKey: (token) => apiKeys.introspect(token),
+    revokeApiKey: (token) => apiKeys.revokeByToken(token),
     usersAdmin,
     hasher,
     passwordPolicy,
@@ -351,7 +378,8 @@ export function createApp(deps: AppDeps) {
     )
     .use(config.uploads.enabled ? filesController(authPlugin(deps.authn), deps.files, { cursorKey: deps.keys.cursor }) : new Elysia({ name: 'files-off' }))
     .use(auditController(authPlugin(deps.authn), deps.audit, { cursorKey: deps.keys.cursor, now: () => deps.clock.now() }))
-    .use(rbacController(authPlugin(deps.authn), deps.rbac))
+    .use(rbacController(authPlugin(deps.authn), deps.rbac, deps.appPermissions, deps.authz))
+    .use(apiKeysController(authPlugin(deps.authn), deps.apiKeys, deps.keys.cursor))
     .use(usersController(authPlugin(deps.authn), deps))
     .use(webhooksController(authPlugin(deps.authn), deps.webhooks, { cursorKey: deps.keys.cursor }))
     .use(clientsController(authPlugin(deps.authn), deps.clients))

@@ -439,3 +439,34 @@ export const clientAssertionJtis = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.clientId, t.jti] }), index('client_assertion_jtis_expires').on(t.expiresAt)],
 )
+
+/** Permissions registered by applications (`orders:read`); the built-in registry lives in code (src/lib/permissions.ts). */
+export const appPermissions = sqliteTable('app_permissions', {
+  name: text('name').primaryKey(),
+  description: text('description').notNull().default(''),
+  createdBy: text('created_by'),
+  createdAt: ts('created_at').notNull(),
+})
+
+/** Personal API keys (`bwk_…`), stored only as keyed hashes; `permissions` (JSON patterns, null: the owner's) bound them further. */
+export const apiKeys = sqliteTable(
+  'api_keys',
+  {
+    id: text('id').primaryKey(),
+    userId: text('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    keyHash: text('key_hash').notNull(),
+    /** The first characters of the key (`bwk_AbCdEf`), to recognise it in a list; not enough to use it. */
+    hint: text('hint').notNull(),
+    permissions: text('permissions'),
+    /** How the creating session was authenticated (`pwd`, `pwd,otp`): the key counts as that for MFA-requiring roles. */
+    amr: text('amr').notNull().default('pwd'),
+    createdAt: ts('created_at').notNull(),
+    expiresAt: ts('expires_at'),
+    lastUsedAt: ts('last_used_at'),
+    revokedAt: ts('revoked_at'),
+  },
+  (t) => [uniqueIndex('api_keys_hash').on(t.keyHash), index('api_keys_user').on(t.userId, t.createdAt)],
+)

@@ -17,7 +17,7 @@ import type { Invalidation, InvalidationEvent } from './invalidation'
 import type { Logger } from './logger'
 import { Redis } from './redis'
 
-const KINDS = new Set(['user', 'role', 'session', 'lockout', 'client'])
+const KINDS = new Set(['user', 'role', 'session', 'lockout', 'client', 'permissions'])
 const BACKOFF_MIN_MS = 50
 const BACKOFF_MAX_MS = 2000
 

@@ -4,7 +4,8 @@
  * the affected entries, synchronously, before the change's request answers. A Redis-backed version can
  * publish the same events to other instances by subscribing with `on` and re-emitting what it receives.
  */
-export type InvalidationKind = 'user' | 'role' | 'session' | 'lockout' | 'client'
+/** `permissions`: the application permission registry changed (every role cache is stale). */
+export type InvalidationKind = 'user' | 'role' | 'session' | 'lockout' | 'client' | 'permissions'
 
 export interface InvalidationEvent {
   kind: InvalidationKind

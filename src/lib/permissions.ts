@@ -30,6 +30,8 @@ export const PERMISSIONS = {
   'webhooks:write': 'Create, change, delete webhook endpoints, rotate their secrets and redeliver events',
   'clients:read': 'List and read OAuth clients (service identities)',
   'clients:write': 'Create, change, delete OAuth clients and rotate their secrets, granting only what you hold',
+  'apikeys:read': "List everyone's API keys (metadata only)",
+  'apikeys:write': "Revoke anyone's API key",
 } as const
 
 export type Permission = keyof typeof PERMISSIONS
@@ -95,4 +97,59 @@ export function canAccessOwned(who: PermissionHolder, action: string, ownerId: s
 /** Throws 404 `not_found` unless `canAccessOwned`; use it to load owned resources (files, avatars). */
 export function ensureCanAccessOwned(who: PermissionHolder, action: string, ownerId: string): void {
   if (!canAccessOwned(who, action, ownerId)) throw notFound()
+}
+
+/**
+ * Resources that belong to Bulwark itself: an application permission on one of them (`users:export`,
+ * `clients:read`) is refused, so an app's permission can never shadow or be mistaken for a built-in one.
+ * The list includes resources of integrations that may not be registered in this build.
+ */
+export const RESERVED_RESOURCES: ReadonlySet<string> = new Set([
+  ...ALL_PERMISSIONS.map((p) => p.split(':')[0]!),
+  'clients', 'webhooks', 'apikeys', 'keys', 'oauth', 'auth', 'me', 'admin', 'permissions', 'mfa', 'passkeys', 'bulwark', 'system',
+])
+
+/**
+ * The registry an RBAC service matches patterns against: the built-in permissions above plus the
+ * application permissions registered at run time (POST /v1/permissions). The owner of the instance keeps
+ * `app` current (src/modules/rbac/app-permissions.ts); matching rules are the same for both kinds.
+ * App permission names are typed as `Permission` so the caches' maps hold both kinds.
+ */
+export class PermissionRegistry {
+  /** Application permission name → description. */
+  readonly app = new Map<string, string>()
+  private allCache: Permission[] | undefined
+
+  /** Replaces the application permissions (after loading them from the database). */
+  setApp(entries: Iterable<[string, string]>): void {
+    this.app.clear()
+    for (const [k, v] of entries) this.app.set(k, v)
+    this.allCache = undefined
+  }
+
+  /** Built-in permissions first, then application permissions in name order. */
+  all(): Permission[] {
+    this.allCache ??= [...ALL_PERMISSIONS, ...([...this.app.keys()].sort() as Permission[])]
+    return this.allCache
+  }
+
+  isRegistered(p: string): p is Permission {
+    return isRegistered(p) || this.app.has(p)
+  }
+
+  /** The registered permissions (built-in and application) a pattern grants. */
+  expand(pattern: string): Permission[] {
+    if (!PATTERN.test(pattern)) return []
+    return this.all().filter((perm) => patternGrants(pattern, perm))
+  }
+
+  problem(pattern: string): string | undefined {
+    if (!PATTERN.test(pattern)) return 'must be resource:action or resource:action:scope (scope own or any), with * for a whole segment'
+    if (this.expand(pattern).length === 0) return 'matches no registered permission'
+    return undefined
+  }
+
+  isKnown(p: string): boolean {
+    return isKnownPermission(p) || this.app.has(p)
+  }
 }

@@ -26,6 +26,8 @@ export interface Principal {
   mfaPending: boolean
   /** Set for an OAuth client (client-credentials token): `userId` is then the client id and there is no session. */
   clientId?: string
+  /** Set when the caller authenticated with an API key (`bwk_…`) instead of a session. */
+  apiKeyId?: string
 }
 
 /** 403 for a service client on a route about the signed-in user ("me", sessions, factors). */

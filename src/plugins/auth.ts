@@ -15,6 +15,10 @@ import type { Effective } from '../modules/rbac/service'
 import type { SessionRow, SessionService } from '../modules/sessions/service'
 import { noteDenial } from '../modules/audit/denials'
 import { authMacros, type Principal } from './auth-macros'
+import { AppError } from '../lib/errors'
+import { pathOf } from '../lib/request-url'
+import { looksLikeApiKey } from '../modules/apikeys/format'
+import type { ApiKeyAuth } from '../modules/apikeys/service'
 import { contextOf } from './request-context'
 
 export type { Principal }
@@ -31,7 +35,17 @@ export interface AuthenticatorDeps {
   access(userId: string): Effective | null
   /** An OAuth client's status and permissions (src/modules/clients); absent: client tokens are refused. */
   clientAccess?(clientId: string): Promise<{ status: 'active' | 'disabled'; roles: string[]; level: number; permissions: readonly string[] } | null>
+  /** Resolves `Bearer bwk_…` API keys (absent: such tokens are simply invalid). */
+  apiKeys?: { authenticate(token: string): Promise<ApiKeyAuth | undefined> }
 }
+
+/**
+ * Routes that change credentials refuse API-key callers (403 `api_key_not_allowed`): a leaked key must
+ * not be able to change the password, second factors, sessions or API keys, nor end or mint sessions.
+ */
+const CREDENTIAL_ROUTES = /^\/v1\/(?:me\/(?:password|reauthenticate|mfa|passkeys|sessions|api-keys)(?:\/|$)|api-keys(?:\/|$)|auth\/|users\/[^/]+\/(?:sessions|mfa)(?:\/|$))/
+
+export const apiKeyNotAllowed = () => new AppError(403, 'api_key_not_allowed', 'This route changes credentials and does not accept API keys; sign in instead.')
 
 declare module './request-context' {
   interface RequestContext {
@@ -95,6 +109,10 @@ export class Authenticator {
     return ctx.anyPrincipal
   }
 
+  private resolveApiKey(request: Request, token: string): Promise<SessionPrincipal> {
+    return apiKeyPrincipal(this.d, request, token)
+  }
+
   private async resolve(request: Request): Promise<SessionPrincipal> {
     const header = request.headers.get('authorization')
     // RFC 6750 §2.1: the scheme is case-insensitive; anything else (no header, Basic …) is "no token sent".
@@ -107,6 +125,7 @@ export class Authenticator {
       noteDenial(request, 'malformed_authorization')
       throw invalidToken()
     }
+    if (looksLikeApiKey(m[1]!)) return this.resolveApiKey(request, m[1]!)
     const claims = await this.d.signer.verify(m[1]!)
     const session = this.d.sessions.getLive(claims.sid)
     if (!session || session.userId !== claims.sub) {
@@ -136,6 +155,48 @@ export class Authenticator {
       mfaPending,
       session,
     }
+  }
+}
+
+/** The principal of an API key: the owner, limited to the key's scope; no step-up (authTime 0), no session. */
+async function apiKeyPrincipal(this: void, d: AuthenticatorDeps, request: Request, token: string): Promise<SessionPrincipal> {
+  const a = d.apiKeys ? await d.apiKeys.authenticate(token) : undefined
+  if (!a) {
+    noteDenial(request, 'invalid_api_key')
+    throw invalidToken()
+  }
+  if (CREDENTIAL_ROUTES.test(pathOf(request.url))) {
+    noteDenial(request, 'api_key_not_allowed')
+    throw apiKeyNotAllowed()
+  }
+  const amr = a.row.amr.split(',')
+  contextOf(request).userId = a.row.userId
+  const session: SessionRow = {
+    id: `apikey:${a.row.id}`,
+    userId: a.row.userId,
+    createdAt: a.row.createdAt,
+    lastSeenAt: a.row.lastUsedAt ?? a.row.createdAt,
+    expiresAt: a.row.expiresAt ?? Number.MAX_SAFE_INTEGER,
+    ip: null,
+    userAgent: null,
+    transport: 'bearer',
+    amr: a.row.amr,
+    authTime: 0,
+    mfaPending: false,
+    revokedAt: null,
+    revokedReason: null,
+  }
+  return {
+    userId: a.row.userId,
+    sessionId: session.id,
+    level: a.owner.level,
+    permissions: a.permissions,
+    roles: a.owner.roles,
+    amr,
+    authTime: 0,
+    mfaPending: a.owner.mfaRequired && !amr.some((x) => x !== 'pwd'),
+    apiKeyId: a.row.id,
+    session,
   }
 }
 

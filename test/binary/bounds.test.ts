@@ -183,7 +183,9 @@ const BODY_ROUTES: BodyRoute[] = [
   { method: 'POST', path: '/v1/me/reauthenticate', valid: () => ({ totp: '123456' }), fields: { password: PASSWORD, totp: str(6, 8, { pattern: '^[0-9]+$' }) }, token: () => plain.accessToken },
   { method: 'POST', path: '/v1/roles', valid: () => ({ name: `made-${++seq}`, level: 10, permissions: ['users:read'], description: 'd', mfaRequired: false }), fields: { name: req(ROLE_NAME), level: req(LEVEL), permissions: req(PERMISSIONS), description: str(0, 500), mfaRequired: { kind: 'boolean' } }, token: ownerToken },
   { method: 'PATCH', path: '/v1/roles/{name}', valid: () => ({ level: 21 }), fields: { name: ROLE_NAME, level: LEVEL, permissions: PERMISSIONS, description: str(0, 500), mfaRequired: { kind: 'boolean' } }, nonEmpty: true, token: ownerToken },
-  { method: 'POST', path: '/v1/authz/check', valid: () => ({ userId: target.userId, permission: 'users:read', resourceOwnerId: target.userId }), fields: { userId: req(str(1, 64)), permission: req(str(3, 100)), resourceOwnerId: str(1, 64) }, token: ownerToken },
+  { method: 'POST', path: '/v1/authz/check', valid: () => ({ userId: target.userId, permission: 'users:read', resourceOwnerId: target.userId }), fields: { userId: req(str(1, 64)), permission: req(str(3, 100)), resourceOwnerId: str(1, 64), token: str(1, 4096), checks: { kind: 'array', maxItems: 100, item: str(1, 1) } }, token: ownerToken },
+  { method: 'POST', path: '/v1/permissions', valid: () => ({ name: `bounds${++seq}:read`, description: 'd' }), fields: { name: req(str(3, 65, { pattern: '^[a-z][a-z0-9_-]{0,31}:[a-z][a-z0-9_-]{0,31}$' })), description: str(0, 500) }, token: ownerToken },
+  { method: 'POST', path: '/v1/me/api-keys', valid: () => ({ name: `key ${++seq}`, permissions: ['users:read'], expiresIn: '1d' }), fields: { name: req(str(1, 100)), permissions: PERMISSIONS, expiresIn: str(2, 8, { pattern: '^[1-9][0-9]{0,5}[mhd]$' }) }, token: ownerToken },
   { method: 'POST', path: '/v1/clients/{id}/secret', valid: () => ({ overlap: '24h' }), fields: { overlap: str(1, 16, { pattern: '^[0-9]+(ms|s|m|h|d)?$' }) }, token: ownerToken },
   { method: 'PATCH', path: '/v1/users/{id}', valid: () => ({ name: 'Target', status: 'active' }), fields: { name: str(1, 100, { nullable: true }), status: { kind: 'enum', values: ['active', 'disabled'] } }, nonEmpty: true, token: ownerToken },
   { method: 'POST', path: '/v1/webhooks', valid: () => ({ url: 'https://hooks.example.com/bounds', events: ['user.created'], description: 'd' }), fields: { url: req(str(8, 2048)), events: req({ kind: 'array', maxItems: 50, item: str(1, 64) }), description: str(0, 500) }, token: ownerToken },
@@ -328,7 +330,7 @@ describe('coverage of the route list', () => {
   })
   test('every paginated route (a `limit` query parameter) has the documented 1–100 bounds', () => {
     const paginated = queryParams.filter((p) => p.name === 'limit')
-    expect(paginated.map((p) => p.route).sort()).toEqual(['GET /v1/audit', 'GET /v1/clients', 'GET /v1/files', 'GET /v1/me/events', 'GET /v1/users', 'GET /v1/webhooks/{id}/deliveries'])
+    expect(paginated.map((p) => p.route).sort()).toEqual(['GET /v1/api-keys', 'GET /v1/audit', 'GET /v1/clients', 'GET /v1/files', 'GET /v1/me/api-keys', 'GET /v1/me/events', 'GET /v1/users', 'GET /v1/webhooks/{id}/deliveries'])
     for (const p of paginated) expect(p.kind, p.route).toEqual({ kind: 'integer', min: 1, max: 100 })
   })
 })

@@ -121,10 +121,10 @@ describe('users routes', () => {
 })
 
 describe('roles routes', () => {
-  test('GET /v1/permissions lists the registry with descriptions', async () => {
+  test('GET /v1/permissions lists the registry with descriptions, built-ins marked', async () => {
     const r = await t.as(owner, 'GET', '/v1/permissions')
     expect(r.body.items.map((p: { name: string }) => p.name)).toEqual(ALL_PERMISSIONS)
-    expect(r.body.items[0]).toEqual({ name: 'users:read', description: PERMISSIONS['users:read'] })
+    expect(r.body.items[0]).toEqual({ name: 'users:read', description: PERMISSIONS['users:read'], builtin: true })
     expect(r.body.nextCursor).toBeNull()
   })
 

@@ -195,3 +195,20 @@ describe('optional claims in user access tokens (BULWARK_TOKEN_CLAIMS)', () => {
     }
   })
 })
+
+describe('API keys through the OAuth endpoints', () => {
+  test('RFC 7662 introspects a live API key as active (token_type api_key, its owner and scope); RFC 7009 revokes it, after which it introspects inactive and is refused', async () => {
+    const user = seedUser(t.deps, { roles: ['user'] })
+    const made = await t.as(user, 'POST', '/v1/me/api-keys', { body: { name: 'ci' } })
+    expect(made.status).toBe(201)
+    const key: string = made.body.key
+    const rs = await createClient(owner, { name: 'rs', authMethod: 'client_secret_post' })
+    const auth = { client_id: rs.body.clientId, client_secret: rs.body.clientSecret }
+    const introspect = async () => (await t.req('POST', '/oauth/introspect', { raw: form({ token: key, ...auth }), headers: FORM })).body
+    expect(await introspect()).toMatchObject({ active: true, sub: user, token_type: 'api_key' })
+    expect((await t.req('GET', '/v1/me', { token: key })).status).toBe(200)
+    expect((await t.req('POST', '/oauth/revoke', { raw: form({ token: key, ...auth }), headers: FORM })).status).toBe(200)
+    expect(await introspect()).toEqual({ active: false })
+    expectProblem(await t.req('GET', '/v1/me', { token: key }), 401)
+  })
+})

@@ -25,7 +25,7 @@ describe('administrative roles require MFA unless an owner waives it', () => {
   test('which permissions count as administrative (patterns expanded)', () => {
     expect(adminPermissionsOf(['users:read', 'files:read:any', 'authz:check', 'files:write:own'])).toEqual([])
     expect(adminPermissionsOf(['users:*'])).toEqual(['users:delete', 'users:write'])
-    expect(adminPermissionsOf(['*:read'])).toEqual(['audit:read'])
+    expect(adminPermissionsOf(['*:read'])).toEqual(['apikeys:read', 'audit:read'])
     expect(adminPermissionsOf(['sessions:revoke', 'files:*:any'])).toEqual(['files:delete:any', 'sessions:revoke'])
   })
 

@@ -39,6 +39,7 @@ const IntrospectionSchema = t.Object({
   token_type: t.Optional(t.String()),
   iss: t.Optional(t.String()),
   aud: t.Optional(t.String()),
+  key_id: t.Optional(t.String({ description: 'the API key id, for token_type api_key (an RFC 7662 §2.2 extension)' })),
 })
 
 const noStore = (set: { headers: Record<string, unknown> }) => {

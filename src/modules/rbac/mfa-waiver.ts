@@ -26,6 +26,7 @@ export const ADMIN_PERMISSIONS: ReadonlySet<string> = new Set([
   'files:delete:any',
   'clients:write',
   'webhooks:write',
+  'apikeys:read',
   'apikeys:write',
   'keys:write',
 ])

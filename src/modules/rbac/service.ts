@@ -20,7 +20,7 @@ import { LruCache, type Cache, type CacheStats } from '../../lib/cache'
 import { conflict, forbidden, notFound, unprocessable, type FieldError } from '../../lib/errors'
 import { newId } from '../../lib/ids'
 import type { Invalidation } from '../../lib/invalidation'
-import { ALL_PERMISSIONS, expandPattern, isKnownPermission, isRegistered, patternProblem, type Permission } from '../../lib/permissions'
+import { PermissionRegistry, type Permission } from '../../lib/permissions'
 import type { AuditService, RequestMeta } from '../audit/service'
 import { decideMfa, recordWaiver } from './mfa-waiver'
 
@@ -137,6 +137,8 @@ interface UserEntry {
 export interface RbacDeps extends Pick<CoreDeps, 'db' | 'clock' | 'config'> {
   audit: Pick<AuditService, 'record'>
   invalidation: Invalidation
+  /** Built-in plus application permissions; a built-in-only registry when not given. */
+  registry?: PermissionRegistry
 }
 
 /** Inserts a role for a user by name (no rules applied); usable inside the caller's transaction. Returns whether it was new. */
@@ -157,13 +159,16 @@ export class RbacService {
   private readonly roleCache: Cache<string, RoleEntry>
   /** Bumped on every role change: a user's memoised effective view is valid only for the generation it was built at. */
   private gen = 0
+  readonly registry: PermissionRegistry
 
   constructor(private readonly deps: RbacDeps) {
+    this.registry = deps.registry ?? new PermissionRegistry()
     const opts = { maxEntries: deps.config.cache.maxEntries, ttlMs: deps.config.cache.ttlMs, clock: deps.clock }
     this.userCache = new LruCache(opts)
     this.roleCache = new LruCache(opts)
     deps.invalidation.on((e) => {
       if (e.kind === 'user') this.userCache.delete(e.id)
+      else if (e.kind === 'permissions') this.clearCaches()
       else if (e.kind === 'role') {
         this.roleCache.delete(e.id)
         this.gen++
@@ -213,7 +218,7 @@ export class RbacService {
       status: entry.status,
       roles: entries.map((r) => r.name),
       level: entries[0]?.level ?? 0,
-      permissions: ALL_PERMISSIONS.filter((p) => grants.has(p)),
+      permissions: this.registry.all().filter((p) => grants.has(p)),
       mfaRequired: entries.some((r) => r.mfaRequired),
     }
     entry.memo = { gen, eff, grants }
@@ -234,7 +239,7 @@ export class RbacService {
     if (!r) return undefined
     const patterns = this.deps.db.select({ p: rolePermissions.permission }).from(rolePermissions).where(eq(rolePermissions.roleId, id)).all()
     const grants = new Map<Permission, string>()
-    for (const { p } of patterns) for (const perm of expandPattern(p)) if (!grants.has(perm)) grants.set(perm, p)
+    for (const { p } of patterns) for (const perm of this.registry.expand(p)) if (!grants.has(perm)) grants.set(perm, p)
     const entry: RoleEntry = { id: r.id, name: r.name, level: r.level, mfaRequired: r.mfaRequired, grants }
     this.roleCache.set(id, entry)
     return entry
@@ -246,7 +251,7 @@ export class RbacService {
    * The reason names the rule that decided.
    */
   check(userId: string, permission: string, resourceOwnerId?: string): CheckResult {
-    if (!isKnownPermission(permission)) throw unprocessable('unknown_permission', `${permission} is not a registered permission; see GET /v1/permissions.`)
+    if (!this.registry.isKnown(permission)) throw unprocessable('unknown_permission', `${permission} is not a registered permission; see GET /v1/permissions.`)
     const r = this.resolve(userId)
     if (!r) return { allowed: false, reason: 'unknown user' }
     if (r.eff.status !== 'active') return { allowed: false, reason: 'user disabled' }
@@ -260,15 +265,15 @@ export class RbacService {
     const isOwner = resourceOwnerId !== undefined && resourceOwnerId === userId
     const anyPerm = `${base}:any`
     const ownPerm = `${base}:own`
-    if (scope === undefined && !isRegistered(permission)) {
+    if (scope === undefined && !this.registry.isRegistered(permission)) {
       // Base of scoped permissions: the owner may use `:own`, everyone may use `:any`.
-      if (isOwner && isRegistered(ownPerm) && via(ownPerm)) return { allowed: true, reason: `owner match; ${via(ownPerm)}` }
-      if (isRegistered(anyPerm) && via(anyPerm)) return { allowed: true, reason: via(anyPerm)! }
+      if (isOwner && this.registry.isRegistered(ownPerm) && via(ownPerm)) return { allowed: true, reason: `owner match; ${via(ownPerm)}` }
+      if (this.registry.isRegistered(anyPerm) && via(anyPerm)) return { allowed: true, reason: via(anyPerm)! }
       return { allowed: false, reason: resourceOwnerId !== undefined && !isOwner ? `not the owner and no role grants ${anyPerm}` : `no role grants ${isOwner ? ownPerm : anyPerm}` }
     }
     if (scope === 'own' && resourceOwnerId !== undefined && !isOwner) {
-      if (isRegistered(anyPerm) && via(anyPerm)) return { allowed: true, reason: via(anyPerm)! }
-      return { allowed: false, reason: `not the owner and no role grants ${isRegistered(anyPerm) ? anyPerm : permission.replace(/:own$/, ':any')}` }
+      if (this.registry.isRegistered(anyPerm) && via(anyPerm)) return { allowed: true, reason: via(anyPerm)! }
+      return { allowed: false, reason: `not the owner and no role grants ${this.registry.isRegistered(anyPerm) ? anyPerm : permission.replace(/:own$/, ':any')}` }
     }
     const v = via(permission)
     if (v) return { allowed: true, reason: scope === 'own' && isOwner ? `owner match; ${v}` : v }
@@ -369,13 +374,13 @@ export class RbacService {
   private checkPatterns(actor: Actor, me: Effective, patterns: string[], action: string, role: string, meta?: RequestMeta): void {
     const errors: FieldError[] = []
     patterns.forEach((p, i) => {
-      const problem = patternProblem(p)
+      const problem = this.registry.problem(p)
       if (problem) errors.push({ path: `/permissions/${i}`, message: `${p.slice(0, 64)}: ${problem}` })
     })
     if (errors.length) throw unprocessable('invalid_permission', 'A permission is not valid.', errors)
     const held = new Set<string>(me.permissions)
     for (const p of patterns) {
-      const missing = expandPattern(p).filter((perm) => !held.has(perm))
+      const missing = this.registry.expand(p).filter((perm) => !held.has(perm))
       if (missing.length) this.deny(actor, 'permission_not_held', `You cannot grant ${p}: you do not hold ${missing.join(', ')}.`, { action, role }, meta)
     }
   }

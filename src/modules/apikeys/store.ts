@@ -1,0 +1,43 @@
+/** SQL of API keys (the only place it lives). */
+import { and, desc, eq, isNull, lt, or } from 'drizzle-orm'
+import type { Db } from '../../db/client'
+import { apiKeys } from '../../db/schema'
+
+export type ApiKeyRow = typeof apiKeys.$inferSelect
+
+export class ApiKeyStore {
+  constructor(private readonly db: Db) {}
+
+  async insert(row: ApiKeyRow): Promise<void> {
+    await this.db.insert(apiKeys).values(row).run()
+  }
+
+  async byHash(hash: string): Promise<ApiKeyRow | undefined> {
+    return await this.db.select().from(apiKeys).where(eq(apiKeys.keyHash, hash)).get()
+  }
+
+  async byId(id: string): Promise<ApiKeyRow | undefined> {
+    return await this.db.select().from(apiKeys).where(eq(apiKeys.id, id)).get()
+  }
+
+  /** Keys of one user (or all when `userId` is undefined), newest first, keyset-paginated on id. */
+  async list(userId: string | undefined, limit: number, before?: string): Promise<ApiKeyRow[]> {
+    const conds = [userId ? eq(apiKeys.userId, userId) : undefined, before ? lt(apiKeys.id, before) : undefined].filter((c) => c !== undefined)
+    return await this.db.select().from(apiKeys).where(conds.length ? and(...conds) : undefined).orderBy(desc(apiKeys.id)).limit(limit).all()
+  }
+
+  /** Marks a key revoked; true when it was live. */
+  async revoke(id: string, now: number): Promise<boolean> {
+    const rows = await this.db.update(apiKeys).set({ revokedAt: now }).where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt))).returning({ id: apiKeys.id }).all()
+    return rows.length > 0
+  }
+
+  /** Records use at most once per `everyMs` per key (the WHERE makes concurrent requests write once). */
+  async touch(id: string, now: number, everyMs: number): Promise<void> {
+    await this.db
+      .update(apiKeys)
+      .set({ lastUsedAt: now })
+      .where(and(eq(apiKeys.id, id), or(isNull(apiKeys.lastUsedAt), lt(apiKeys.lastUsedAt, now - everyMs))))
+      .run()
+  }
+}
