@@ -47,17 +47,6 @@ export function parsePgUrl(url: string): { hostname: string; port: number; usern
   }
 }
 
-/** The URL with its password replaced by `********` (for `bulwark config check` and messages). */
-export function maskPgUrl(url: string): string {
-  try {
-    const u = new URL(url)
-    if (u.password) u.password = '********'
-    return u.toString()
-  } catch {
-    return '******** (not a valid URL)'
-  }
-}
-
 function tlsOption(opts: PgOptions): SQL.PostgresOrMySQLOptions['tls'] {
   const mode = opts.tls ?? 'disable'
   if (mode === 'disable') return 'disable'
