@@ -52,7 +52,7 @@ describe('PostgreSQL settings', () => {
   test('production refuses plaintext to a non-loopback host unless BULWARK_DB_ALLOW_PLAINTEXT=1', () => {
     const remote = problemsOf({ ...prod, BULWARK_DATABASE_URL: 'postgres://bw:pw@db.internal/auth' })
     expect(remote.filter((l) => l.includes('host db.internal is not loopback and BULWARK_DB_TLS=disable'))).toHaveLength(1)
-    for (const env of [
+    for (const env of <Record<string, string>[]>[
       { BULWARK_DATABASE_URL: 'postgres://bw:pw@db.internal/auth', BULWARK_DB_ALLOW_PLAINTEXT: '1' },
       { BULWARK_DATABASE_URL: 'postgres://bw:pw@db.internal/auth', BULWARK_DB_TLS: 'verify-full' },
       { BULWARK_DATABASE_URL: 'postgres://bw:pw@127.0.0.1/auth' },

@@ -42,8 +42,8 @@ function shape(config: ReturnType<typeof pgConfig> | ReturnType<typeof sqliteCon
   }
 }
 
-const liteTables = Object.values(lite).filter((t): t is SQLiteTable => t instanceof SQLiteTable)
-const pgTables = Object.values(pg).filter((t): t is PgTable => t instanceof PgTable)
+const liteTables = (Object.values(lite) as unknown[]).filter((t): t is SQLiteTable => t instanceof SQLiteTable)
+const pgTables = (Object.values(pg) as unknown[]).filter((t): t is PgTable => t instanceof PgTable)
 const byName = <T,>(list: T[], name: (t: T) => string) => Object.fromEntries(list.map((t) => [name(t), t]))
 
 describe('the PostgreSQL schema mirrors the SQLite schema', () => {
