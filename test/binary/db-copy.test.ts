@@ -30,7 +30,7 @@ async function dumpPg(url: string): Promise<Record<string, unknown[]>> {
   const out: Record<string, unknown[]> = {}
   const tables = await sql`SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`
   for (const { tablename } of tables) {
-    const int8 = new Set((await sql`SELECT column_name FROM information_schema.columns WHERE table_name = ${tablename} AND data_type = 'bigint'`).map((r: { column_name: string }) => r.column_name))
+    const int8 = new Set<string>((await sql`SELECT column_name FROM information_schema.columns WHERE table_name = ${tablename} AND data_type = 'bigint'`).map((r: { column_name: string }) => r.column_name))
     const rows = [...(await sql.unsafe(`SELECT * FROM "${tablename}"`))].map((r: Record<string, unknown>) => {
       for (const c of int8) if (typeof r[c] === 'string') r[c] = Number(r[c])
       return r
@@ -121,6 +121,14 @@ describe('bulwark db copy (binary)', () => {
     expect(home.stderr).toBe('')
     expect(home.code).toBe(0)
     expect(await dumpSqlite(back)).toEqual(before)
+
+    // A target migrated by a newer binary: exit 3, as `bulwark migrate` does.
+    const admin = new SQL({ adapter: 'postgres', ...parsePgUrl(pg), max: 1 })
+    await admin`INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES ('from-the-future', ${Date.UTC(2099, 0, 1)})`
+    await admin.close()
+    const newer = await runBinary(['db', 'copy', '--from', `sqlite:${src}`, '--to', pg, '--force'])
+    expect(newer.code).toBe(3)
+    expect(newer.stderr).toContain('newer Bulwark')
 
     const b = await startBinary({ workdir: w2, env })
     try {

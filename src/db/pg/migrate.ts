@@ -35,7 +35,7 @@ export async function migratePg(sql: SQL, migrations: EmbeddedMigration[] = PG_M
       await conn.begin(async (tx) => {
         for (const m of pending) {
           for (const stmt of m.sql) if (stmt.trim()) await tx.unsafe(stmt)
-          await tx`INSERT INTO "drizzle"."__drizzle_migrations" (hash, created_at) VALUES (${m.hash}, ${m.when})`
+          await tx.unsafe('INSERT INTO "drizzle"."__drizzle_migrations" (hash, created_at) VALUES ($1, $2)', [m.hash, m.when])
         }
       })
       return { applied: pending.map((m) => m.tag), current: rows.length + pending.length }
