@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, test } from 'bun:test'
+import { openDatabase } from '../../src/db/client'
 import { openPg } from '../../src/db/pg/client'
 import { migratePg, PG_MIGRATIONS } from '../../src/db/pg/migrate'
 import { SchemaTooNewError } from '../../src/db/migrate'
@@ -28,7 +29,15 @@ describe.skipIf(!PG_URL)(`PostgreSQL migrations${PG_SKIP}`, () => {
       { name: 'owner', level: 100, builtin: true, mfa_required: true },
     ])
     const [perm] = await h.sql`SELECT count(*)::int AS n FROM role_permissions`
-    expect(perm.n).toBe(14)
+    // The seed data migrations have PostgreSQL equivalents: the same roles and grants as a fresh SQLite database.
+    const lite = openDatabase(':memory:')
+    const litePerms = lite.sqlite.query<{ role_id: string; permission: string }, []>('SELECT role_id, permission FROM role_permissions ORDER BY role_id, permission').all()
+    const liteRoles = lite.sqlite.query<Record<string, unknown>, []>('SELECT id, name, level, description, builtin, mfa_required, created_at, updated_at FROM roles ORDER BY id').all()
+    lite.close()
+    expect(perm.n).toBe(litePerms.length)
+    expect([...(await h.sql`SELECT role_id, permission FROM role_permissions ORDER BY role_id COLLATE "C", permission COLLATE "C"`)]).toEqual(litePerms)
+    const pgRoles = [...(await h.sql`SELECT id, name, level, description, builtin, mfa_required, created_at, updated_at FROM roles ORDER BY id`)].map((r) => ({ ...r, builtin: r.builtin ? 1 : 0, mfa_required: r.mfa_required ? 1 : 0, created_at: Number(r.created_at), updated_at: Number(r.updated_at) }))
+    expect(pgRoles).toEqual(liteRoles)
     expect((await migratePg(h.sql)).applied).toEqual([])
     await h.close()
   })

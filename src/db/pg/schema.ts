@@ -327,3 +327,43 @@ export const storageHeartbeat = pgTable('storage_heartbeat', {
   id: integer('id').primaryKey(),
   at: ts('at').notNull(),
 })
+
+/** Webhook endpoints; `events` is JSON text, as in the SQLite schema (read and written as a string there too). */
+export const webhookEndpoints = pgTable('webhook_endpoints', {
+  id: text('id').primaryKey(),
+  url: text('url').notNull(),
+  description: text('description').notNull().default(''),
+  events: text('events').notNull(),
+  source: text('source', { enum: ['api', 'config'] }).notNull().default('api'),
+  enabled: boolean('enabled').notNull().default(true),
+  disabledReason: text('disabled_reason'),
+  secretEnc: text('secret_enc').notNull(),
+  previousSecretEnc: text('previous_secret_enc'),
+  previousSecretExpiresAt: ts('previous_secret_expires_at'),
+  consecutiveFailures: integer('consecutive_failures').notNull().default(0),
+  failingSince: ts('failing_since'),
+  createdAt: ts('created_at').notNull(),
+  updatedAt: ts('updated_at').notNull(),
+})
+
+/** The webhook outbox; `payload` is the exact body sent and `history` JSON text, as in the SQLite schema. */
+export const webhookDeliveries = pgTable(
+  'webhook_deliveries',
+  {
+    id: text('id').primaryKey(),
+    endpointId: text('endpoint_id')
+      .notNull()
+      .references(() => webhookEndpoints.id, { onDelete: 'cascade' }),
+    eventType: text('event_type').notNull(),
+    payload: text('payload').notNull(),
+    status: text('status', { enum: ['pending', 'succeeded', 'failed'] }).notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    nextAttemptAt: ts('next_attempt_at'),
+    lastAttemptAt: ts('last_attempt_at'),
+    lastStatus: integer('last_status'),
+    lastError: text('last_error'),
+    history: text('history').notNull().default('[]'),
+    createdAt: ts('created_at').notNull(),
+  },
+  (t) => [index('webhook_deliveries_due').on(t.status, t.nextAttemptAt), index('webhook_deliveries_endpoint').on(t.endpointId, t.id)],
+)
