@@ -25,6 +25,8 @@ interface Setting {
   values?: readonly string[]
   /** Defaults that differ by BULWARK_ENV (see the README's "Profiles"); `default` applies otherwise. */
   profiles?: Partial<Record<'development' | 'test' | 'production', string>>
+  /** A URL shown by `config check` with its password masked (not a secret as a whole). */
+  maskPassword?: boolean
   doc: string
 }
 
@@ -141,6 +143,13 @@ export const SETTINGS = [
   { env: 'BULWARK_RETENTION_SESSIONS', kind: 'duration', default: '7d', min: 0, max: 365 * DAY, doc: 'ended sessions (revoked, expired, idle) and spent refresh tokens are pruned this long after they end; 0 keeps them' },
   { env: 'BULWARK_RETENTION_MAIL', kind: 'duration', default: '1d', min: 0, max: 365 * DAY, doc: 'sent (or kept) outbox mail is pruned this long after it was queued; 0 keeps it' },
   { env: 'BULWARK_RETENTION_TOKENS', kind: 'duration', default: '1d', min: 0, max: 365 * DAY, doc: 'mailed tokens and challenges are pruned this long after they expire; 0 keeps them' },
+  // PostgreSQL (src/db/pg/): schema, migrations and `bulwark db copy` today; see the README's "PostgreSQL"
+  { env: 'BULWARK_DATABASE_URL', kind: 'url', maskPassword: true, doc: '`postgres://user:password@host:5432/db` (or postgresql://) selects PostgreSQL instead of the embedded SQLite; the password is masked by `config check`. The server does not serve on it yet (see "PostgreSQL")' },
+  { env: 'BULWARK_DB_POOL_SIZE', kind: 'int', default: '10', min: 1, max: 1000, doc: 'PostgreSQL connections per process' },
+  { env: 'BULWARK_DB_STATEMENT_TIMEOUT', kind: 'duration', default: '30s', min: 0, max: HOUR, doc: 'PostgreSQL statement_timeout of every connection; 0 = none' },
+  { env: 'BULWARK_DB_TLS', kind: 'enum', values: ['disable', 'require', 'verify-full'], default: 'disable', doc: 'TLS to PostgreSQL: disable, require (encrypted, certificate unchecked) or verify-full (certificate and host name checked)' },
+  { env: 'BULWARK_DB_TLS_CA_FILE', kind: 'string', doc: 'CA bundle (PEM) that verifies the PostgreSQL server certificate under BULWARK_DB_TLS=verify-full (default: the system CAs)' },
+  { env: 'BULWARK_DB_ALLOW_PLAINTEXT', kind: 'bool', default: '0', doc: '1 lets production connect to a non-loopback PostgreSQL host without TLS' },
   { env: 'BULWARK_PRUNE_INTERVAL', kind: 'duration', default: '10m', min: 1000, max: DAY, doc: 'how often the background pruner runs' },
 ] as const satisfies readonly Setting[]
 
@@ -225,8 +234,70 @@ export interface Config {
   totp: { issuer: string; algorithm: 'SHA1' | 'SHA256' | 'SHA512'; digits: 6 | 8; window: number }
   auditDenials: { perSource: number; perType: number }
   db: { busyTimeoutMs: number; busyRetryMs: number }
+  /** PostgreSQL (BULWARK_DATABASE_URL); undefined: the embedded SQLite at dbPath. */
+  pg: PgConfig | undefined
   /** How long finished rows are kept (ms; 0 = forever) and how often the pruner runs. */
   retention: { securityEventsMs: number; sessionsMs: number; mailMs: number; tokensMs: number; intervalMs: number }
+}
+
+export interface PgConfig {
+  url: string
+  poolSize: number
+  statementTimeoutMs: number
+  tls: 'disable' | 'require' | 'verify-full'
+  caFile: string | undefined
+  allowPlaintext: boolean
+}
+
+/** Whether `serve` runs on PostgreSQL yet: false until the services are engine-neutral (production refuses the URL meanwhile). */
+export const PG_SERVING = false
+
+const PG_LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|::1|\[::1\])$/i
+
+/** BULWARK_DATABASE_URL and its companions, validated (one line per problem). */
+function pgSettings(v: Record<string, unknown>, problems: string[]): PgConfig | undefined {
+  const url = v.BULWARK_DATABASE_URL as string | undefined
+  const tls = v.BULWARK_DB_TLS as PgConfig['tls']
+  const caFile = v.BULWARK_DB_TLS_CA_FILE as string | undefined
+  if (url === undefined) return undefined
+  let u: URL | undefined
+  try {
+    u = new URL(url)
+  } catch {}
+  if (!u || (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') || !u.hostname) {
+    problems.push('BULWARK_DATABASE_URL must be a postgres:// or postgresql:// URL with a host, e.g. postgres://bulwark:password@db.internal:5432/bulwark')
+    return undefined
+  }
+  if (caFile !== undefined && tls !== 'verify-full') problems.push(`BULWARK_DB_TLS_CA_FILE is only read with BULWARK_DB_TLS=verify-full (got ${tls})`)
+  if (caFile !== undefined) {
+    try {
+      readFileSync(caFile)
+    } catch {
+      problems.push(`BULWARK_DB_TLS_CA_FILE: cannot read ${caFile}`)
+    }
+  }
+  const sslmode = u.searchParams.get('sslmode')
+  if (sslmode !== null) problems.push('BULWARK_DATABASE_URL: set TLS with BULWARK_DB_TLS, not ?sslmode= in the URL')
+  return {
+    url,
+    poolSize: v.BULWARK_DB_POOL_SIZE as number,
+    statementTimeoutMs: v.BULWARK_DB_STATEMENT_TIMEOUT as number,
+    tls,
+    caFile,
+    allowPlaintext: v.BULWARK_DB_ALLOW_PLAINTEXT as boolean,
+  }
+}
+
+/** Production refusals for PostgreSQL: no plaintext to a remote host unless allowed; not served on yet. */
+function pgProductionProblems(pg: PgConfig | undefined): string[] {
+  if (!pg) return []
+  const p: string[] = []
+  const host = new URL(pg.url).hostname
+  if (pg.tls === 'disable' && !PG_LOOPBACK.test(host) && !pg.allowPlaintext) {
+    p.push(`BULWARK_DATABASE_URL: host ${host} is not loopback and BULWARK_DB_TLS=disable would send passwords and data in clear; set BULWARK_DB_TLS=verify-full (or require), or BULWARK_DB_ALLOW_PLAINTEXT=1 knowingly`)
+  }
+  if (!PG_SERVING) p.push('BULWARK_DATABASE_URL: the server does not serve on PostgreSQL yet (only `bulwark db copy` uses it); unset it to run on SQLite')
+  return p
 }
 
 export class ConfigError extends Error {
@@ -385,6 +456,7 @@ export function productionProblems(c: Config): string[] {
   if (c.smtpUrl && c.smtpUrl.toLowerCase().startsWith('smtp://') && !c.allowHttp && !/[?&]requireTLS=true/i.test(c.smtpUrl)) {
     p.push('BULWARK_SMTP_URL: smtp:// without ?requireTLS=true would send reset links in clear; use smtps:// or add requireTLS=true')
   }
+  p.push(...pgProductionProblems(c.pg))
   if (c.dbPath === ':memory:') p.push('BULWARK_DB_PATH=:memory: loses every write on restart; not allowed in production')
   if (c.logLevel === 'debug') p.push('BULWARK_LOG_LEVEL=debug is not allowed in production')
   if (!c.metricsToken && c.management.port === undefined && !c.metricsPublic) {
@@ -403,6 +475,7 @@ export function configWarnings(c: Config): string[] {
   if (c.env === 'production' && c.uploads.enabled && !c.uploads.scan) w.push('BULWARK_UPLOADS_SCAN=off: uploads are stored without a virus scan')
   if (c.env === 'production' && c.follows.publicUrl) w.push(`BULWARK_PUBLIC_URL is not set: the issuer follows the listening address (${c.publicUrl}); set it to the URL clients use`)
   if (c.env !== 'production') w.push(...c.unknownVariables)
+  if (c.pg && !PG_SERVING) w.push('BULWARK_DATABASE_URL is set, but the server does not serve on PostgreSQL yet: it runs on the SQLite database at BULWARK_DB_PATH (production refuses this)')
   return w
 }
 
@@ -494,7 +567,7 @@ export function loadConfig(env: Raw = process.env): Config {
     if (raw === undefined) continue
     const converted = convert(s, raw)
     if (!Value.Check(schemaOf(s), converted)) {
-      problems.push(`${s.env} must be ${describe(s)}${s.secret ? '' : ` (got "${raw.slice(0, 60)}")`}`)
+      problems.push(`${s.env} must be ${describe(s)}${s.secret || s.maskPassword ? '' : ` (got "${raw.slice(0, 60)}")`}`)
       continue
     }
     v[s.env] = converted
@@ -540,6 +613,7 @@ export function loadConfig(env: Raw = process.env): Config {
   }
   const alertSecret = v.BULWARK_ALERT_WEBHOOK_SECRET as string | undefined
   if (alertSecret !== undefined && !/^whsec_[A-Za-z0-9+/]{32,}={0,2}$/.test(alertSecret)) problems.push('BULWARK_ALERT_WEBHOOK_SECRET must be whsec_ followed by at least 24 bytes in base64')
+  const pg = pgSettings(v, problems)
   for (const c of invalidCidrs((v.BULWARK_RATE_LIMIT_ALLOWLIST as string[] | undefined) ?? [])) problems.push(`BULWARK_RATE_LIMIT_ALLOWLIST: "${c}" is not an address or CIDR`)
   if (problems.length > 0) throw new ConfigError(problems)
 
@@ -646,6 +720,7 @@ export function loadConfig(env: Raw = process.env): Config {
     },
     auditDenials: { perSource: v.BULWARK_AUDIT_DENIALS_PER_SOURCE as number, perType: v.BULWARK_AUDIT_DENIALS_PER_TYPE as number },
     db: { busyTimeoutMs: v.BULWARK_DB_BUSY_TIMEOUT as number, busyRetryMs: v.BULWARK_DB_BUSY_RETRY as number },
+    pg,
     retention: {
       securityEventsMs: v.BULWARK_RETENTION_SECURITY_EVENTS as number,
       sessionsMs: v.BULWARK_RETENTION_SESSIONS as number,
@@ -661,6 +736,17 @@ export function loadConfig(env: Raw = process.env): Config {
   return config
 }
 
+/** A URL with its password (if any) replaced by `********`; an unparsable value is not shown at all. */
+export function maskUrlPassword(raw: string): string {
+  try {
+    const u = new URL(raw)
+    if (u.password) u.password = '********'
+    return u.toString()
+  } catch {
+    return '******** (not a valid URL)'
+  }
+}
+
 /** The effective configuration as `NAME=value` lines, secrets masked. */
 export function describeConfig(env: Raw = process.env): string[] {
   const ignored: string[] = []
@@ -669,7 +755,7 @@ export function describeConfig(env: Raw = process.env): string[] {
     const { value } = readRaw(env, s.env, ignored)
     const raw = value ?? defaultFor(s, profile)
     const unset = s.env === 'BULWARK_PUBLIC_URL' ? '(unset: follows the listening address)' : '(unset)'
-    const shown = raw === undefined ? unset : s.secret ? '******** (set)' : raw
+    const shown = raw === undefined ? unset : s.secret ? '******** (set)' : s.maskPassword ? maskUrlPassword(raw) : raw
     return `${s.env}=${shown}`
   })
 }

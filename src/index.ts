@@ -10,6 +10,7 @@ import { auditExportCommand, auditVerifyCommand } from './cli/audit'
 import { backupCmd } from './cli/backup'
 import { CliError, runCli, type Command } from './cli/command'
 import { configCheckCommand } from './cli/config-check'
+import { dbCopyCommand } from './cli/db-copy'
 import { keysRotateCommand } from './cli/keys-rotate'
 import { migrateCommand } from './cli/migrate'
 import { secretRotateCommand } from './cli/secret'
@@ -17,7 +18,7 @@ import { serveCommand } from './cli/serve'
 import { SECRET_MISMATCH_EXIT, SecretMismatchError } from './modules/keys/secret'
 
 /** In the order `bulwark --help` lists them. */
-export const COMMANDS: readonly Command[] = [serveCommand, migrateCommand, configCheckCommand, adminCreateCommand, keysRotateCommand, secretRotateCommand, backupCmd, auditVerifyCommand, auditExportCommand]
+export const COMMANDS: readonly Command[] = [serveCommand, migrateCommand, configCheckCommand, adminCreateCommand, keysRotateCommand, secretRotateCommand, backupCmd, auditVerifyCommand, auditExportCommand, dbCopyCommand]
 
 try {
   const code = await runCli(COMMANDS, process.argv.slice(2))

@@ -26,6 +26,56 @@ const ALLOWLIST: { file: string; contains: string; why: string }[] = [
     contains: 'sqlite.run(`PRAGMA busy_timeout = ${n}`)',
     why: 'PRAGMA takes no bound parameters; `n` is an integer clamped from the validated configuration',
   },
+  {
+    file: 'src/db/pg/copy.ts',
+    contains: 'db.query<{ n: number }, []>(`SELECT count(*) AS n FROM ${q(table)}`)',
+    why: 'bulwark db copy: identifiers come only from the drizzle schema (tableSpecs) and are quoted by q(); every value is a bound parameter',
+  },
+  {
+    file: 'src/db/pg/copy.ts',
+    contains: 'db.query<Record<string, unknown>, [number, number]>(`SELECT ${t.columns.map((c) => q(c.name))',
+    why: 'bulwark db copy: identifiers come only from the drizzle schema (tableSpecs) and are quoted by q(); every value is a bound parameter',
+  },
+  {
+    file: 'src/db/pg/copy.ts',
+    contains: 'sql.unsafe(`SELECT count(*) AS n FROM ${q(table)}`)',
+    why: 'bulwark db copy: identifiers come only from the drizzle schema (tableSpecs) and are quoted by q(); every value is a bound parameter',
+  },
+  {
+    file: 'src/db/pg/copy.ts',
+    contains: "sql.unsafe(`SELECT ${t.columns.map((c) => q(c.name)).join(', ')} FROM ${q(t.name)} ORDER BY",
+    why: 'bulwark db copy: identifiers come only from the drizzle schema (tableSpecs) and are quoted by q(); every value is a bound parameter',
+  },
+  {
+    file: 'src/db/pg/copy.ts',
+    contains: 'h.sqlite.query<{ n: number }, []>(`SELECT count(*) AS n FROM ${q(t.name)}`)',
+    why: 'bulwark db copy: identifiers come only from the drizzle schema (tableSpecs) and are quoted by q(); every value is a bound parameter',
+  },
+  {
+    file: 'src/db/pg/copy.ts',
+    contains: 'db.run(`DELETE FROM ${q(table)}`)',
+    why: 'bulwark db copy: identifiers come only from the drizzle schema (tableSpecs) and are quoted by q(); every value is a bound parameter',
+  },
+  {
+    file: 'src/db/pg/copy.ts',
+    contains: "db.prepare(`INSERT INTO ${q(t.name)} (${cols.map((c) => q(c.name)).join(', ')}) VALUES ${values}`)",
+    why: 'bulwark db copy: identifiers come only from the drizzle schema (tableSpecs) and are quoted by q(); every value is a bound parameter',
+  },
+  {
+    file: 'src/db/pg/copy.ts',
+    contains: 'conn.unsafe(`DELETE FROM ${q(table)}`)',
+    why: 'bulwark db copy: identifiers come only from the drizzle schema (tableSpecs) and are quoted by q(); every value is a bound parameter',
+  },
+  {
+    file: 'src/db/pg/copy.ts',
+    contains: "conn.unsafe(`INSERT INTO ${q(t.name)} (${cols.map((c) => q(c.name)).join(', ')}) OVERRIDING SYSTEM VALUE VALUES ${values}`, params)",
+    why: 'bulwark db copy: identifiers come only from the drizzle schema (tableSpecs) and are quoted by q(); every value is a bound parameter',
+  },
+  {
+    file: 'src/db/pg/copy.ts',
+    contains: "conn.unsafe(`SELECT setval(pg_get_serial_sequence('${q(t.name)}', '${col}')",
+    why: 'bulwark db copy: identifiers come only from the drizzle schema (tableSpecs) and are quoted by q(); every value is a bound parameter',
+  },
 ]
 
 const SQL_WORDS = /\bselect\b[\s\S]*\bfrom\b|\binsert\s+into\b|\bupdate\s+\S+\s+set\b|\bdelete\s+from\b|\bpragma\s+[\w$]|\b(?:create|drop)\s+(?:table|index|view|trigger)\b|\balter\s+table\b/i

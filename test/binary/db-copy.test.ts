@@ -1,0 +1,143 @@
+import { afterAll, describe, expect, test } from 'bun:test'
+import { Database } from 'bun:sqlite'
+import { SQL } from 'bun'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parsePgUrl } from '../../src/db/pg/client'
+import { createTestDatabase, dropTestDatabase, PG_SKIP, PG_URL } from '../db/pg-helpers'
+import { call, OWNER_EMAIL, OWNER_PASSWORD, runBinary, signIn, startBinary } from './harness'
+
+const SECRET = 'db-copy-test-secret-0123456789-abcdefghijklmnop'
+const made: string[] = []
+const dirs: string[] = []
+afterAll(async () => {
+  for (const u of made) await dropTestDatabase(u)
+  for (const d of dirs) rmSync(d, { recursive: true, force: true })
+}, 30_000)
+
+/** Every row of every table, values normalised independently of src/db/pg/copy.ts. */
+async function dumpSqlite(path: string): Promise<Record<string, unknown[]>> {
+  const db = new Database(path, { readonly: true })
+  const tables = db.query<{ name: string }, []>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> '__drizzle_migrations' ORDER BY name").all()
+  const out: Record<string, unknown[]> = {}
+  for (const { name } of tables) out[name] = db.query(`SELECT * FROM "${name}"`).all().map(norm).sort(byJson)
+  db.close()
+  return out
+}
+async function dumpPg(url: string): Promise<Record<string, unknown[]>> {
+  const sql = new SQL({ adapter: 'postgres', ...parsePgUrl(url), max: 1 })
+  const out: Record<string, unknown[]> = {}
+  const tables = await sql`SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`
+  for (const { tablename } of tables) {
+    const int8 = new Set<string>((await sql`SELECT column_name FROM information_schema.columns WHERE table_name = ${tablename} AND data_type = 'bigint'`).map((r: { column_name: string }) => r.column_name))
+    const rows = [...(await sql.unsafe(`SELECT * FROM "${tablename}"`))].map((r: Record<string, unknown>) => {
+      for (const c of int8) if (typeof r[c] === 'string') r[c] = Number(r[c])
+      return r
+    })
+    out[tablename] = rows.map(norm).sort(byJson)
+  }
+  await sql.close()
+  return out
+}
+const BOOLEAN = new Set(['builtin', 'mfa_required', 'mfa_pending', 'permanent', 'backed_up'])
+const JSON_COLS = new Set(['details', 'data', 'transports'])
+function norm(row: unknown): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(row as Record<string, unknown>)) {
+    if (v === null) out[k] = null
+    else if (BOOLEAN.has(k)) out[k] = v === true || v === 1
+    else if (JSON_COLS.has(k)) out[k] = typeof v === 'string' ? JSON.parse(v) : v
+    else if (v instanceof Uint8Array) out[k] = `bytes:${Buffer.from(v).toString('hex')}`
+    else out[k] = v
+  }
+  return out
+}
+const canon = (v: unknown): string => JSON.stringify(v, (_k, x) => (x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort()) : x))
+const byJson = (a: unknown, b: unknown) => (canon(a) < canon(b) ? -1 : 1)
+
+describe('bulwark db copy (binary)', () => {
+  test('--help answers without doing anything', async () => {
+    const r = await runBinary(['db', 'copy', '--help'])
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('Usage: bulwark db copy --from FROM --to TO [--force]')
+  })
+
+  test('bad endpoints are usage errors (64) and never echo a password', async () => {
+    const r = await runBinary(['db', 'copy', '--from', 'mysql://u:hunter2@h/x', '--to', 'sqlite:x.sqlite'])
+    expect(r.code).toBe(64)
+    expect(r.stderr).toContain('is neither sqlite:PATH nor a postgres:// URL')
+    expect(r.stderr).not.toContain('hunter2')
+  })
+
+  test('config check masks the password of BULWARK_DATABASE_URL', async () => {
+    const r = await runBinary(['config', 'check'], { env: { BULWARK_DATABASE_URL: 'postgres://bw:t0ps3cret@127.0.0.1:5432/auth' } })
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('BULWARK_DATABASE_URL=postgres://bw:********@127.0.0.1:5432/auth')
+    expect(r.stdout + r.stderr).not.toContain('t0ps3cret')
+  })
+
+  test.skipIf(!PG_URL)(`SQLite -> PostgreSQL -> SQLite keeps every row, refuses a non-empty target, and the copy signs the user in${PG_SKIP}`, async () => {
+    const w1 = mkdtempSync(join(tmpdir(), 'bw-copy-a-'))
+    const w2 = mkdtempSync(join(tmpdir(), 'bw-copy-b-'))
+    dirs.push(w1, w2)
+    const env = { BULWARK_SECRET: SECRET, BULWARK_ENV: 'test' }
+    const a = await startBinary({ workdir: w1, env })
+    const email = 'copied@example.com'
+    const password = 'a long copied passphrase 42'
+    try {
+      const s = await signIn(a.base, email, password, true)
+      expect((await call(a.base, 'GET', '/v1/me', { token: s.accessToken })).status).toBe(200)
+      await signIn(a.base, OWNER_EMAIL, OWNER_PASSWORD)
+    } finally {
+      await a.stop()
+    }
+    const src = join(w1, 'data', 'bulwark.sqlite')
+    const pg = await createTestDatabase()
+    made.push(pg)
+
+    const there = await runBinary(['db', 'copy', '--from', `sqlite:${src}`, '--to', pg])
+    expect(there.stderr).toBe('')
+    expect(there.code).toBe(0)
+    expect(there.stdout).toMatch(/^users\s+2 rows$/m)
+    expect(there.stdout).toMatch(/counts and checksums verified/)
+
+    const before = await dumpSqlite(src)
+    const inPg = await dumpPg(pg)
+    expect(Object.keys(inPg).sort()).toEqual(Object.keys(before).sort())
+    expect(before.users!.length).toBe(2)
+    expect(before.security_events!.length).toBeGreaterThan(2)
+    for (const t of Object.keys(before)) expect({ t, rows: inPg[t] }).toEqual({ t, rows: before[t] })
+
+    const again = await runBinary(['db', 'copy', '--from', `sqlite:${src}`, '--to', pg])
+    expect(again.code).toBe(1)
+    expect(again.stderr).toContain('the target is not empty: ')
+    expect(again.stderr).toContain('use --force')
+    const forced = await runBinary(['db', 'copy', '--from', `sqlite:${src}`, '--to', pg, '--force'])
+    expect(forced.code).toBe(0)
+
+    const back = join(w2, 'data', 'bulwark.sqlite')
+    const home = await runBinary(['db', 'copy', '--from', pg, '--to', `sqlite:${back}`])
+    expect(home.stderr).toBe('')
+    expect(home.code).toBe(0)
+    expect(await dumpSqlite(back)).toEqual(before)
+
+    // A target migrated by a newer binary: exit 3, as `bulwark migrate` does.
+    const admin = new SQL({ adapter: 'postgres', ...parsePgUrl(pg), max: 1 })
+    await admin`INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES ('from-the-future', ${Date.UTC(2099, 0, 1)})`
+    await admin.close()
+    const newer = await runBinary(['db', 'copy', '--from', `sqlite:${src}`, '--to', pg, '--force'])
+    expect(newer.code).toBe(3)
+    expect(newer.stderr).toContain('newer Bulwark')
+
+    const b = await startBinary({ workdir: w2, env })
+    try {
+      const s = await signIn(b.base, email, password)
+      const me = await call(b.base, 'GET', '/v1/me', { token: s.accessToken })
+      expect(me.status).toBe(200)
+      expect(me.json.email).toBe(email)
+    } finally {
+      await b.stop()
+    }
+  }, 120_000)
+})
