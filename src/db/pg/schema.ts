@@ -367,3 +367,73 @@ export const webhookDeliveries = pgTable(
   },
   (t) => [index('webhook_deliveries_due').on(t.status, t.nextAttemptAt), index('webhook_deliveries_endpoint').on(t.endpointId, t.id)],
 )
+
+/** OAuth 2.0 clients (service identities); mirrors `oauth_clients` of the SQLite schema. */
+export const oauthClients = pgTable(
+  'oauth_clients',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    authMethod: text('auth_method', { enum: ['client_secret_basic', 'client_secret_post', 'private_key_jwt'] }).notNull(),
+    secretHash: text('secret_hash'),
+    previousSecretHash: text('previous_secret_hash'),
+    previousSecretExpiresAt: ts('previous_secret_expires_at'),
+    jwks: text('jwks'),
+    permissions: text('permissions').notNull().default('[]'),
+    status: text('status', { enum: ['active', 'disabled'] }).notNull().default('active'),
+    createdBy: text('created_by'),
+    createdAt: ts('created_at').notNull(),
+    updatedAt: ts('updated_at').notNull(),
+  },
+  (t) => [index('oauth_clients_created').on(t.createdAt)],
+)
+
+export const clientRoles = pgTable(
+  'client_roles',
+  {
+    clientId: text('client_id')
+      .notNull()
+      .references(() => oauthClients.id, { onDelete: 'cascade' }),
+    roleId: text('role_id')
+      .notNull()
+      .references(() => roles.id, { onDelete: 'cascade' }),
+  },
+  (t) => [primaryKey({ columns: [t.clientId, t.roleId] }), index('client_roles_role').on(t.roleId)],
+)
+
+export const clientAssertionJtis = pgTable(
+  'client_assertion_jtis',
+  {
+    clientId: text('client_id').notNull(),
+    jti: text('jti').notNull(),
+    expiresAt: ts('expires_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.clientId, t.jti] }), index('client_assertion_jtis_expires').on(t.expiresAt)],
+)
+
+export const appPermissions = pgTable('app_permissions', {
+  name: text('name').primaryKey(),
+  description: text('description').notNull().default(''),
+  createdBy: text('created_by'),
+  createdAt: ts('created_at').notNull(),
+})
+
+export const apiKeys = pgTable(
+  'api_keys',
+  {
+    id: text('id').primaryKey(),
+    userId: text('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    keyHash: text('key_hash').notNull(),
+    hint: text('hint').notNull(),
+    permissions: text('permissions'),
+    amr: text('amr').notNull().default('pwd'),
+    createdAt: ts('created_at').notNull(),
+    expiresAt: ts('expires_at'),
+    lastUsedAt: ts('last_used_at'),
+    revokedAt: ts('revoked_at'),
+  },
+  (t) => [uniqueIndex('api_keys_hash').on(t.keyHash), index('api_keys_user').on(t.userId, t.createdAt)],
+)
