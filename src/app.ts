@@ -11,6 +11,7 @@ import { openDatabase, setBusyTimeout } from './db/client'
 import type { CoreDeps } from './deps'
 import { systemClock, type Clock } from './lib/clock'
 import { randomToken } from './lib/crypto'
+import { lruCaches } from './lib/cache'
 import { Invalidation } from './lib/invalidation'
 import { InvalidationRelay } from './lib/invalidation-relay'
 import { createLogger, droppedLines, type Logger } from './lib/logger'
@@ -147,17 +148,19 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const alerts = config.alertWebhookUrl ? new AlertWebhook(config.alertWebhookUrl, logger) : undefined
   alerts?.attach(audit)
   const invalidation = new Invalidation()
-  const rbac = new RbacService({ ...core, audit, invalidation })
+  // Every cache comes from this one factory on the injected clock (src/lib/cache.ts; a Redis tier plugs in here).
+  const cacheFactory = lruCaches({ ...config.cache, clock })
+  const rbac = new RbacService({ ...core, audit, invalidation, caches: cacheFactory })
   const usersAdmin = new UsersAdminService({ ...core, audit, invalidation, rbac })
   const signer = new KeyService(core)
   signer.init()
   signer.onRotated = (r) => audit.record({ type: 'key_rotated', outcome: 'success', details: { kid: r.kid, previous: r.previous, scheduled: true } })
-  const sessions = new SessionService({ ...core, audit })
+  const sessions = new SessionService({ ...core, audit, caches: cacheFactory })
   const hasher = new PasswordHasher(config.password)
   const passwordPolicy = new PasswordPolicy({ config, hasher, logger, db: handle.db, clock })
   const mailWorker = new MailWorker(core)
   const mailer = new OutboxMailer(core, () => mailWorker.nudge())
-  const lockout = new LockoutService({ ...core, audit })
+  const lockout = new LockoutService({ ...core, audit, caches: cacheFactory })
   const files = new FilesService({ ...core, audit })
   if (files.scanning) health.add({ name: 'scanner', required: false, run: async () => ({ status: (await files.ping()) ? 'ok' : 'down' }) })
   // The in-process caches have no remote side to fail; the check proves they answer and reports their size.
@@ -187,9 +190,9 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     startMfa: (user, ctx) => (mfa.login.hasActiveFactor(user.id) ? { mfaRequired: true, ...mfa.login.startMfa(user.id, ctx.meta) } : undefined),
     mfaEnrollmentRequired: (userId) => rbac.mfaRequiredFor(userId) && !mfa.login.hasActiveFactor(userId),
     isLocked: (userId) => lockout.isLocked(userId, 'password').locked,
-    onPasswordFailure: (user, meta) => {
+    onPasswordFailure: async (user, meta) => {
       const r = lockout.recordFailure(user.id, 'password', meta)
-      if (r.locked) sendLockoutMail(config, mailer, lockout, user, meta, r.until)
+      if (r.locked) await sendLockoutMail(config, mailer, lockout, user, meta, r.until)
     },
     onPasswordSuccess: (user) => lockout.recordSuccess(user.id, 'password'),
     onPasswordReset: (userId) => lockout.unlock(userId, 'reset'),
@@ -268,8 +271,8 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
 }
 
 /** Tells the account owner about a lock, with a one-time unlock link and where the attempts came from. */
-function sendLockoutMail(config: Config, mailer: Mailer, lockout: LockoutService, user: { id: string; email: string }, meta: RequestMeta, until: number | undefined) {
-  const token = lockout.issueUnlockToken(user.id)
+async function sendLockoutMail(config: Config, mailer: Mailer, lockout: LockoutService, user: { id: string; email: string }, meta: RequestMeta, until: number | undefined) {
+  const token = await lockout.issueUnlockToken(user.id)
   const when = until === undefined ? 'until it is unlocked' : `until ${new Date(until).toISOString()}`
   mailer.send({
     to: user.email,

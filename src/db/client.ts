@@ -5,12 +5,15 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
 import * as schema from './schema'
 import { migrate, type MigrateResult } from './migrate'
+import { guardConnection, registerGate, type TxGate } from './tx'
 
 export type Db = BunSQLiteDatabase<typeof schema>
 
 export interface DbHandle {
   db: Db
   sqlite: Database
+  /** Serialises transactions on this connection (src/db/tx.ts). */
+  gate: TxGate
   migration: MigrateResult
   close(): void
 }
@@ -44,11 +47,15 @@ export function openDatabase(path: string, opts: { migrate?: boolean; busyTimeou
   sqlite.run('PRAGMA cache_size = -16384')
   const migration = opts.migrate === false ? { applied: [], current: 0 } : migrate(sqlite)
   setBusyTimeout(sqlite, opts.busyTimeoutMs ?? 5000)
-  const db = drizzle(sqlite, { schema })
+  // Every statement drizzle prepares passes the transaction guard (src/db/tx.ts).
+  const { client, gate } = guardConnection(sqlite)
+  const db = drizzle({ client, schema })
+  registerGate(db, gate)
   let closed = false
   return {
     db,
     sqlite,
+    gate,
     migration,
     close() {
       if (closed) return
@@ -72,3 +79,6 @@ export function setBusyTimeout(sqlite: Database, ms: number): void {
 
 /** Rows changed by this connection since it opened: unchanged across a failed attempt means it wrote nothing. */
 export const totalChanges = (sqlite: Database): number => sqlite.query<{ n: number }, []>('SELECT total_changes() AS n').get()?.n ?? 0
+
+/** What a `withTransaction` callback receives (src/db/tx.ts): the same query API as `Db`. */
+export type Tx = Db

@@ -5,8 +5,9 @@
  * a `refresh_token_reuse` event recorded (OAuth 2.0 Security BCP, RFC 9700 §4.14.2).
  * Refresh tokens are opaque 256-bit values stored only as keyed hashes.
  */
+import { withTransaction } from '../../db/tx'
 import { and, desc, eq, isNull, ne } from 'drizzle-orm'
-import { LRUCache } from 'lru-cache'
+import { lruCaches, type Cache, type CacheFactory } from '../../lib/cache'
 import type { CoreDeps } from '../../deps'
 import { changes } from '../../db/client'
 import { refreshTokens, sessions, users } from '../../db/schema'
@@ -41,12 +42,12 @@ const TOUCH_INTERVAL_MS = 60_000
 const invalidRefresh = () => unauthorized('invalid_refresh_token', 'The refresh token is not valid.')
 
 export class SessionService {
-  private cache: LRUCache<string, SessionRow>
+  private cache: Cache<string, SessionRow>
   /** Told about every change to a session row that other instances' caches must see (revocation, step-up). */
   onChanged: (sessionId: string) => void = () => {}
 
-  constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'config' | 'keys' | 'logger'> & { audit: AuditService }) {
-    this.cache = new LRUCache({ max: deps.config.cache.maxEntries, ttl: deps.config.cache.ttlMs, ttlAutopurge: false })
+  constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'config' | 'keys' | 'logger'> & { audit: AuditService; caches?: CacheFactory }) {
+    this.cache = (deps.caches ?? lruCaches({ ...deps.config.cache, clock: deps.clock }))<string, SessionRow>('sessions')
   }
 
   private hash(token: string) {
@@ -54,7 +55,7 @@ export class SessionService {
   }
 
   /** Starts a session and issues its first refresh token. */
-  create(s: NewSession): { session: SessionRow; refreshToken: string } {
+  async create(s: NewSession): Promise<{ session: SessionRow; refreshToken: string }> {
     const now = this.deps.clock.now()
     const refreshToken = randomToken(32)
     const session: SessionRow = {
@@ -72,7 +73,7 @@ export class SessionService {
       revokedAt: null,
       revokedReason: null,
     }
-    this.deps.db.transaction((tx) => {
+    await withTransaction(this.deps.db, async (tx) => {
       tx.insert(sessions).values(session).run()
       tx.insert(refreshTokens).values({ id: newId(), sessionId: session.id, tokenHash: this.hash(refreshToken), createdAt: now, expiresAt: session.expiresAt }).run()
     })
@@ -107,7 +108,7 @@ export class SessionService {
    * Spends a refresh token and issues the next one. Reuse of a spent token revokes the whole session.
    * Returns the session and the new refresh token.
    */
-  rotate(presented: string, meta: RequestMeta): { session: SessionRow; refreshToken: string } {
+  async rotate(presented: string, meta: RequestMeta): Promise<{ session: SessionRow; refreshToken: string }> {
     if (presented.length < 20 || presented.length > 200) throw invalidRefresh()
     const now = this.deps.clock.now()
     const row = this.deps.db.select().from(refreshTokens).where(eq(refreshTokens.tokenHash, this.hash(presented))).get()
@@ -123,7 +124,7 @@ export class SessionService {
     if (row.usedAt !== null) return this.retry(row, session, now, meta)
     const refreshToken = randomToken(32)
     const nextId = newId()
-    const spent = this.deps.db.transaction((tx) => {
+    const spent = await withTransaction(this.deps.db, async (tx) => {
       // Conditional: if another instance spent the token a moment ago, this request is its retry.
       const r = tx
         .update(refreshTokens)
