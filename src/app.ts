@@ -20,15 +20,15 @@ import { closeIfBodyUnread } from './lib/read-body'
 import { metricsController } from './modules/metrics'
 import { AlertWebhook } from './modules/alerts/service'
 import { MailWorker, OutboxMailer, type Mailer } from './lib/mailer'
-import { tokenBlock } from './lib/mail-links'
 import { PasswordHasher } from './lib/password'
 import { PasswordPolicy } from './lib/password-policy'
 import { fallbackOrigin, pathOf, withUsableUrl } from './lib/request-url'
 import { Redis } from './lib/redis'
-import { AuditService, type RequestMeta } from './modules/audit/service'
+import { AuditService } from './modules/audit/service'
 import { DenialRecorder } from './modules/audit/denials'
 import { authController } from './modules/auth'
 import { AuthService, type LoginHooks } from './modules/auth/service'
+import { loginFlow, mfaLock } from './modules/auth/login-flow'
 import { KeyService } from './modules/keys/service'
 import { assertSecretOpens, effectiveKeys } from './modules/keys/secret'
 import { meController } from './modules/me'
@@ -171,32 +171,8 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   metrics.counter('bulwark_cache_misses_total', 'Permission cache misses', ['cache'], cacheStats('misses'))
   metrics.gauge('bulwark_cache_entries', 'Permission cache entries', ['cache'], cacheStats('size'))
   metrics.counter('bulwark_log_lines_dropped_total', 'Log lines lost because the log output failed or fell behind', [], () => [{ labels: {}, value: droppedLines(logger) }])
-  // The MFA step locks through the same LockoutService (kind 'mfa') as everything else, so its cache never disagrees.
-  const mfa = buildMfaServices(
-    { ...core, audit },
-    {
-      lockedUntil: (id) => {
-        const st = lockout.isLocked(id, 'mfa')
-        return st.locked ? (st.permanent ? Number.POSITIVE_INFINITY : st.until) : undefined
-      },
-      fail: (id) => {
-        const r = lockout.recordFailure(id, 'mfa')
-        return r.locked ? (r.until ?? Number.POSITIVE_INFINITY) : undefined
-      },
-      reset: (id) => lockout.recordSuccess(id, 'mfa'),
-    },
-  )
-  const hooks: LoginHooks = {
-    startMfa: (user, ctx) => (mfa.login.hasActiveFactor(user.id) ? { mfaRequired: true, ...mfa.login.startMfa(user.id, ctx.meta) } : undefined),
-    mfaEnrollmentRequired: (userId) => rbac.mfaRequiredFor(userId) && !mfa.login.hasActiveFactor(userId),
-    isLocked: (userId) => lockout.isLocked(userId, 'password').locked,
-    onPasswordFailure: async (user, meta) => {
-      const r = lockout.recordFailure(user.id, 'password', meta)
-      if (r.locked) await sendLockoutMail(config, mailer, lockout, user, meta, r.until)
-    },
-    onPasswordSuccess: (user) => lockout.recordSuccess(user.id, 'password'),
-    onPasswordReset: (userId) => lockout.unlock(userId, 'reset'),
-  }
+  const mfa = buildMfaServices({ ...core, audit }, mfaLock(lockout))
+  const hooks: LoginHooks = loginFlow({ config, clock, mailer, lockout, mfa, rbac })
   invalidation.on((e) => {
     // A user-level change (disabled, deleted, unlocked) may have changed what these caches hold.
     if (e.kind === 'session') sessions.invalidate(e.id)
@@ -268,20 +244,6 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
       handle.close()
     },
   }
-}
-
-/** Tells the account owner about a lock, with a one-time unlock link and where the attempts came from. */
-async function sendLockoutMail(config: Config, mailer: Mailer, lockout: LockoutService, user: { id: string; email: string }, meta: RequestMeta, until: number | undefined) {
-  const token = await lockout.issueUnlockToken(user.id)
-  const when = until === undefined ? 'until it is unlocked' : `until ${new Date(until).toISOString()}`
-  mailer.send({
-    to: user.email,
-    subject: 'Your account was locked after failed sign-in attempts',
-    text:
-      `Several wrong passwords were tried for your Bulwark account, the last at ${new Date().toISOString()} from ${meta.ip ?? 'an unknown address'}.\n` +
-      `Sign-in is locked ${when}.\n\nIf this was you, unlock it now:\n\n${tokenBlock(config, 'unlock', token)}\n\n` +
-      `If it was not you, consider changing your password.`,
-  })
 }
 
 /** First-start work: the first owner from BULWARK_ADMIN_EMAIL/BULWARK_ADMIN_PASSWORD on an empty database. */
