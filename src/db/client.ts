@@ -5,6 +5,7 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
 import * as schema from './schema'
 import { migrate, type MigrateResult } from './migrate'
+import { dialect } from './dialect'
 import { guardConnection, registerGate, type TxGate } from './tx'
 
 export type Db = BunSQLiteDatabase<typeof schema>
@@ -68,8 +69,8 @@ export function openDatabase(path: string, opts: { migrate?: boolean; busyTimeou
   }
 }
 
-/** Rows changed by a drizzle `.run()` on bun:sqlite (typed `void` by drizzle, a Changes object at run time). */
-export const changes = (result: unknown): number => (result as { changes?: number } | undefined)?.changes ?? 0
+/** Rows changed by a drizzle `.run()` (the dialect's answer; kept here for existing imports). */
+export const changes = (result: unknown): number => dialect.changes(result)
 
 /** Sets how long a statement waits for a held lock (PRAGMA busy_timeout takes no bound parameter). */
 export function setBusyTimeout(sqlite: Database, ms: number): void {

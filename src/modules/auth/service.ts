@@ -7,7 +7,7 @@
 import { withTransaction } from '../../db/tx'
 import { and, eq, gt, isNull, sql } from 'drizzle-orm'
 import type { CoreDeps } from '../../deps'
-import { changes } from '../../db/client'
+import { dialect } from '../../db/dialect'
 import { emailTokens, users } from '../../db/schema'
 import { hashToken, randomToken } from '../../lib/crypto'
 import { AppError, conflict, unauthorized } from '../../lib/errors'
@@ -142,7 +142,7 @@ export class AuthService {
         if (!opts.verified) this.sendVerification(row)
       })
     } catch (e) {
-      if (e instanceof Error && /UNIQUE constraint failed: users\.email/.test(e.message)) throw conflict('An account with this email already exists.')
+      if (dialect.isUniqueViolation(e, 'users', 'email')) throw conflict('An account with this email already exists.')
       throw e
     }
     this.d.audit.record({ type: 'register', outcome: 'success', actorId: id, targetId: id }, meta)
@@ -166,7 +166,7 @@ export class AuthService {
       .get()
     if (!row) return undefined
     const r = this.d.db.update(emailTokens).set({ usedAt: now }).where(and(eq(emailTokens.id, row.id), isNull(emailTokens.usedAt))).run()
-    return changes(r) === 1 ? row.userId : undefined
+    return dialect.changes(r) === 1 ? row.userId : undefined
   }
 
   sendVerification(user: UserRow): void {

@@ -9,7 +9,7 @@ import { withTransaction } from '../../db/tx'
 import { and, desc, eq, isNull, ne } from 'drizzle-orm'
 import { lruCaches, type Cache, type CacheFactory } from '../../lib/cache'
 import type { CoreDeps } from '../../deps'
-import { changes } from '../../db/client'
+import { dialect } from '../../db/dialect'
 import { refreshTokens, sessions, users } from '../../db/schema'
 import { decrypt, encrypt, hashToken, randomToken } from '../../lib/crypto'
 import { unauthorized } from '../../lib/errors'
@@ -131,7 +131,7 @@ export class SessionService {
         .set({ usedAt: now, replacedBy: nextId, successorEnc: encrypt(this.deps.keys.encryption, refreshToken, `rt:${row.id}`) })
         .where(and(eq(refreshTokens.id, row.id), isNull(refreshTokens.usedAt)))
         .run()
-      if (changes(r) === 0) return false
+      if (dialect.changes(r) === 0) return false
       tx.insert(refreshTokens).values({ id: nextId, sessionId: session.id, tokenHash: this.hash(refreshToken), createdAt: now, expiresAt: session.expiresAt }).run()
       tx.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, session.id)).run()
       // The parent's copy of this token's own plaintext is no longer needed once this token is spent.
@@ -181,7 +181,7 @@ export class SessionService {
     const r = this.deps.db.update(sessions).set({ revokedAt: now, revokedReason: reason }).where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt))).run()
     this.cache.delete(sessionId)
     this.onChanged(sessionId)
-    return changes(r) > 0
+    return dialect.changes(r) > 0
   }
 
   /** Ends every session of a user, optionally keeping one (the current one on a password change). */
@@ -196,7 +196,7 @@ export class SessionService {
       this.cache.delete(id)
       this.onChanged(id)
     }
-    return changes(r)
+    return dialect.changes(r)
   }
 
   /** Records a fresh proof (password or second factor) in this session: step-up for sensitive changes. */
