@@ -11,6 +11,7 @@ import { openDatabase, setBusyTimeout } from './db/client'
 import type { CoreDeps } from './deps'
 import { systemClock, type Clock } from './lib/clock'
 import { randomToken } from './lib/crypto'
+import { lruCaches } from './lib/cache'
 import { Invalidation } from './lib/invalidation'
 import { InvalidationRelay } from './lib/invalidation-relay'
 import { createLogger, droppedLines, type Logger } from './lib/logger'
@@ -21,15 +22,15 @@ import { attachAlerts } from './modules/alerts/service'
 import { webhooksController } from './modules/webhooks'
 import { WebhookService, WebhookWorker } from './modules/webhooks/service'
 import { MailWorker, OutboxMailer, type Mailer } from './lib/mailer'
-import { tokenBlock } from './lib/mail-links'
 import { PasswordHasher } from './lib/password'
 import { PasswordPolicy } from './lib/password-policy'
 import { fallbackOrigin, pathOf, withUsableUrl } from './lib/request-url'
 import { Redis } from './lib/redis'
-import { AuditService, type RequestMeta } from './modules/audit/service'
+import { AuditService } from './modules/audit/service'
 import { DenialRecorder } from './modules/audit/denials'
 import { authController } from './modules/auth'
 import { AuthService, type LoginHooks } from './modules/auth/service'
+import { loginFlow, mfaLock } from './modules/auth/login-flow'
 import { KeyService } from './modules/keys/service'
 import { assertSecretOpens, effectiveKeys } from './modules/keys/secret'
 import { meController } from './modules/me'
@@ -174,8 +175,10 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const webhookWorker = new WebhookWorker(webhooks, core)
   attachAlerts(config, webhooks, logger)
   const invalidation = new Invalidation()
+  // Every cache comes from this one factory on the injected clock (src/lib/cache.ts; a Redis tier plugs in here).
+  const cacheFactory = lruCaches({ ...config.cache, clock })
   const registry = new PermissionRegistry()
-  const rbac = new RbacService({ ...core, audit, invalidation, registry })
+  const rbac = new RbacService({ ...core, audit, invalidation, registry, caches: cacheFactory })
   const appPermissions = new AppPermissionService({ db: handle.db, clock, audit, invalidation, rbac, registry })
   appPermissions.init()
   const apiKeys = new ApiKeyService({ db: handle.db, clock, tokenHashKey: keys.tokenHash, audit, registry, access: (id) => rbac.effective(id) })
@@ -183,12 +186,12 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const signer = new KeyService(core)
   signer.init()
   signer.onRotated = (r) => audit.record({ type: 'key_rotated', outcome: 'success', details: { kid: r.kid, previous: r.previous, scheduled: true } })
-  const sessions = new SessionService({ ...core, audit })
+  const sessions = new SessionService({ ...core, audit, caches: cacheFactory })
   const hasher = new PasswordHasher(config.password)
   const passwordPolicy = new PasswordPolicy({ config, hasher, logger, db: handle.db, clock })
   const mailWorker = new MailWorker(core)
   const mailer = new OutboxMailer(core, () => mailWorker.nudge())
-  const lockout = new LockoutService({ ...core, audit })
+  const lockout = new LockoutService({ ...core, audit, caches: cacheFactory })
   const files = new FilesService({ ...core, audit })
   if (files.scanning) health.add({ name: 'scanner', required: false, run: async () => ({ status: (await files.ping()) ? 'ok' : 'down' }) })
   // The in-process caches have no remote side to fail; the check proves they answer and reports their size.
@@ -199,32 +202,8 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   metrics.counter('bulwark_cache_misses_total', 'Permission cache misses', ['cache'], cacheStats('misses'))
   metrics.gauge('bulwark_cache_entries', 'Permission cache entries', ['cache'], cacheStats('size'))
   metrics.counter('bulwark_log_lines_dropped_total', 'Log lines lost because the log output failed or fell behind', [], () => [{ labels: {}, value: droppedLines(logger) }])
-  // The MFA step locks through the same LockoutService (kind 'mfa') as everything else, so its cache never disagrees.
-  const mfa = buildMfaServices(
-    { ...core, audit },
-    {
-      lockedUntil: (id) => {
-        const st = lockout.isLocked(id, 'mfa')
-        return st.locked ? (st.permanent ? Number.POSITIVE_INFINITY : st.until) : undefined
-      },
-      fail: (id) => {
-        const r = lockout.recordFailure(id, 'mfa')
-        return r.locked ? (r.until ?? Number.POSITIVE_INFINITY) : undefined
-      },
-      reset: (id) => lockout.recordSuccess(id, 'mfa'),
-    },
-  )
-  const hooks: LoginHooks = {
-    startMfa: (user, ctx) => (mfa.login.hasActiveFactor(user.id) ? { mfaRequired: true, ...mfa.login.startMfa(user.id, ctx.meta) } : undefined),
-    mfaEnrollmentRequired: (userId) => rbac.mfaRequiredFor(userId) && !mfa.login.hasActiveFactor(userId),
-    isLocked: (userId) => lockout.isLocked(userId, 'password').locked,
-    onPasswordFailure: (user, meta) => {
-      const r = lockout.recordFailure(user.id, 'password', meta)
-      if (r.locked) sendLockoutMail(config, mailer, lockout, user, meta, r.until)
-    },
-    onPasswordSuccess: (user) => lockout.recordSuccess(user.id, 'password'),
-    onPasswordReset: (userId) => lockout.unlock(userId, 'reset'),
-  }
+  const mfa = buildMfaServices({ ...core, audit }, mfaLock(lockout))
+  const hooks: LoginHooks = loginFlow({ config, clock, mailer, lockout, mfa, rbac })
   invalidation.on((e) => {
     // A user-level change (disabled, deleted, unlocked) may have changed what these caches hold.
     if (e.kind === 'session') sessions.invalidate(e.id)
@@ -312,20 +291,6 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
       handle.close()
     },
   }
-}
-
-/** Tells the account owner about a lock, with a one-time unlock link and where the attempts came from. */
-function sendLockoutMail(config: Config, mailer: Mailer, lockout: LockoutService, user: { id: string; email: string }, meta: RequestMeta, until: number | undefined) {
-  const token = lockout.issueUnlockToken(user.id)
-  const when = until === undefined ? 'until it is unlocked' : `until ${new Date(until).toISOString()}`
-  mailer.send({
-    to: user.email,
-    subject: 'Your account was locked after failed sign-in attempts',
-    text:
-      `Several wrong passwords were tried for your Bulwark account, the last at ${new Date().toISOString()} from ${meta.ip ?? 'an unknown address'}.\n` +
-      `Sign-in is locked ${when}.\n\nIf this was you, unlock it now:\n\n${tokenBlock(config, 'unlock', token)}\n\n` +
-      `If it was not you, consider changing your password.`,
-  })
 }
 
 /** First-start work: the first owner from BULWARK_ADMIN_EMAIL/BULWARK_ADMIN_PASSWORD on an empty database. */

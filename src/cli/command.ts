@@ -183,5 +183,5 @@ export async function runCli(commands: readonly Command[], argv: string[], out: 
     out(commandHelp(command))
     return 0
   }
-  return command.run(parseInput(command, rest))
+  return await command.run(parseInput(command, rest))
 }

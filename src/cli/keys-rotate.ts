@@ -10,10 +10,10 @@ export const keysRotateCommand: Command = {
     'The previous key stays in the JWKS and keeps verifying for one access-token lifetime plus a minute, then its tokens are refused.\n' +
     'Running servers on the same database pick the new key up within a few seconds; no restart is needed.\n' +
     'BULWARK_KEY_ROTATION_INTERVAL does the same on a schedule.',
-  run: () => {
+  run: async () => {
     const deps = buildDeps(configOrExit())
     try {
-      const r = deps.signer.rotate()
+      const r = await deps.signer.rotate()
       deps.audit.record({ type: 'key_rotated', outcome: 'success', details: { kid: r.kid, previous: r.previous } }, { userAgent: 'bulwark-cli' })
       process.stdout.write(`new signing key ${r.kid} is current; ${r.previous ?? 'no previous key'} stays published until its tokens expire\n`)
       return 0

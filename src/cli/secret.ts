@@ -32,7 +32,7 @@ export const secretRotateCommand: Command = {
   name: 'secret rotate',
   summary: 're-encrypt the data from BULWARK_OLD_SECRET to BULWARK_SECRET (stop every instance first)',
   details: SECRET_DETAILS,
-  run: () => rotateMasterSecret(),
+  run: async () => await rotateMasterSecret(),
 }
 
 /** Runs `bulwark secret rotate`; returns the exit code. */
@@ -66,7 +66,7 @@ async function rotateMasterSecret(): Promise<number> {
   const handle = openDatabase(config.dbPath)
   let r
   try {
-    r = rotateSecret(handle.db, old, next, Date.now())
+    r = await rotateSecret(handle.db, old, next, Date.now())
   } finally {
     handle.close()
   }

@@ -5,12 +5,16 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
 import * as schema from './schema'
 import { migrate, type MigrateResult } from './migrate'
+import { dialect } from './dialect'
+import { guardConnection, registerGate, type TxGate } from './tx'
 
 export type Db = BunSQLiteDatabase<typeof schema>
 
 export interface DbHandle {
   db: Db
   sqlite: Database
+  /** Serialises transactions on this connection (src/db/tx.ts). */
+  gate: TxGate
   migration: MigrateResult
   close(): void
 }
@@ -44,11 +48,15 @@ export function openDatabase(path: string, opts: { migrate?: boolean; busyTimeou
   sqlite.run('PRAGMA cache_size = -16384')
   const migration = opts.migrate === false ? { applied: [], current: 0 } : migrate(sqlite)
   setBusyTimeout(sqlite, opts.busyTimeoutMs ?? 5000)
-  const db = drizzle(sqlite, { schema })
+  // Every statement drizzle prepares passes the transaction guard (src/db/tx.ts).
+  const { client, gate } = guardConnection(sqlite)
+  const db = drizzle({ client, schema })
+  registerGate(db, gate)
   let closed = false
   return {
     db,
     sqlite,
+    gate,
     migration,
     close() {
       if (closed) return
@@ -61,8 +69,8 @@ export function openDatabase(path: string, opts: { migrate?: boolean; busyTimeou
   }
 }
 
-/** Rows changed by a drizzle `.run()` on bun:sqlite (typed `void` by drizzle, a Changes object at run time). */
-export const changes = (result: unknown): number => (result as { changes?: number } | undefined)?.changes ?? 0
+/** Rows changed by a drizzle `.run()` (the dialect's answer; kept here for existing imports). */
+export const changes = (result: unknown): number => dialect.changes(result)
 
 /** Sets how long a statement waits for a held lock (PRAGMA busy_timeout takes no bound parameter). */
 export function setBusyTimeout(sqlite: Database, ms: number): void {
@@ -72,3 +80,6 @@ export function setBusyTimeout(sqlite: Database, ms: number): void {
 
 /** Rows changed by this connection since it opened: unchanged across a failed attempt means it wrote nothing. */
 export const totalChanges = (sqlite: Database): number => sqlite.query<{ n: number }, []>('SELECT total_changes() AS n').get()?.n ?? 0
+
+/** What a `withTransaction` callback receives (src/db/tx.ts): the same query API as `Db`. */
+export type Tx = Db

@@ -20,6 +20,18 @@ export interface Cache<K, V> {
   stats(): CacheStats
 }
 
+/**
+ * Builds a named cache. The composition root (`buildDeps`) makes the one factory, with the injected clock and
+ * the configured bounds, and hands it to every service that caches; a two-tier implementation (this LRU in
+ * front, Redis behind it, filled asynchronously) can replace it there without touching the services.
+ */
+export type CacheFactory = <K extends {}, V extends {}>(name: string) => Cache<K, V>
+
+/** The in-process factory: one bounded LRU per name, on the injected clock. */
+export function lruCaches(opts: { maxEntries: number; ttlMs: number; clock?: Clock }): CacheFactory {
+  return <K extends {}, V extends {}>(_name: string) => new LruCache<K, V>(opts)
+}
+
 /** In-process LRU cache bounded by `maxEntries`, entries expiring after `ttlMs` of the injected clock. */
 export class LruCache<K extends {}, V extends {}> implements Cache<K, V> {
   private readonly lru: LRUCache<K, V>

@@ -6,6 +6,7 @@
  * `check` returns reasons, cheapest rules first; it stops early where later rules could only repeat
  * the verdict or would waste work (an over-long password is never scored).
  */
+import { withTransaction } from '../db/tx'
 import { ZxcvbnFactory } from '@zxcvbn-ts/core'
 import * as zxcvbnCommon from '@zxcvbn-ts/language-common'
 import * as zxcvbnEn from '@zxcvbn-ts/language-en'
@@ -172,11 +173,11 @@ export class PasswordPolicy {
    * Records `hash` as the newest password of `userId` and keeps only the last `history` of them; call
    * whenever a password is set (registration, change, reset), so the current password counts as used.
    */
-  remember(userId: string, hash: string): void {
+  async remember(userId: string, hash: string): Promise<void> {
     const { db } = this.deps
     if (!db || this.cfg.history === 0) return
     const now = this.deps.clock?.now() ?? Date.now()
-    db.transaction((tx) => rememberPasswordInTx(tx, userId, hash, this.cfg.history, now))
+    await withTransaction(db, async (tx) => rememberPasswordInTx(tx, userId, hash, this.cfg.history, now))
   }
 
   /** The last `history` password hashes of `userId`, newest first. */

@@ -19,9 +19,9 @@ beforeEach(() => {
 afterEach(() => t.close())
 
 /** A user holding exactly `permission` (through a level-80 role) besides `user`. */
-function holderOf(permission: string): string {
+async function holderOf(permission: string): Promise<string> {
   const name = `p-${permission.replaceAll(':', '-')}`
-  t.deps.rbac.createRole({ userId: owner }, { name, level: 80, permissions: [permission] })
+  await t.deps.rbac.createRole({ userId: owner }, { name, level: 80, permissions: [permission] })
   return seedUser(t.deps, { roles: ['user', name] })
 }
 
@@ -57,7 +57,7 @@ describe.each(routes)('$method $label', (r) => {
     const plain = seedUser(t.deps)
     const denied = expectProblem(await t.as(plain, r.method, r.path(), { body: r.body?.() }), 403, 'forbidden')
     expect(denied.detail).toContain(r.permission)
-    const res = await t.as(holderOf(r.permission), r.method, r.path(), { body: r.body?.() })
+    const res = await t.as(await holderOf(r.permission), r.method, r.path(), { body: r.body?.() })
     expect({ status: res.status, body: res.status >= 400 ? res.body : undefined }).toEqual({ status: r.status, body: undefined })
     expect(res.headers.get('x-request-id')).toBeString()
     if (r.status === 204) expect(res.text).toBe('')

@@ -112,7 +112,7 @@ describe('deleting', () => {
 describe('check by token and in batches', () => {
   test('a user access token answers like its user id; an invalid token is allowed:false with a reason', async () => {
     const clerk = await ordersSetup()
-    const { session } = t.deps.sessions.create({ userId: clerk, transport: 'bearer', amr: ['pwd'], meta: {} })
+    const { session } = await t.deps.sessions.create({ userId: clerk, transport: 'bearer', amr: ['pwd'], meta: {} })
     const { token } = await t.deps.signer.sign(clerk, session.id)
     expect((await check({ token, permission: 'orders:read' })).body).toEqual({ allowed: true, reason: 'granted by role clerk via orders:*' })
     expect((await check({ token: `${token.slice(0, -4)}AAAA`, permission: 'orders:read' })).body).toEqual({ allowed: false, reason: 'invalid token' })

@@ -342,7 +342,7 @@ describe('GET /v1/audit/export', () => {
     t = makeAdminApp()
     const admin = seedUser(t.deps, { roles: ['admin'] })
     for (let i = 0; i < 1200; i++) t.deps.audit.record({ type: 'login', outcome: 'info', details: { i } })
-    const { session } = t.deps.sessions.create({ userId: admin, transport: 'bearer', amr: ['pwd', 'otp'], meta: {} })
+    const { session } = await t.deps.sessions.create({ userId: admin, transport: 'bearer', amr: ['pwd', 'otp'], meta: {} })
     const { token } = await t.deps.signer.sign(admin, session.id)
     const res = await t.handle(new Request('http://localhost/v1/audit/export?type=login', { headers: { authorization: `Bearer ${token}` } }))
     const reader = res.body!.getReader()

@@ -234,7 +234,7 @@ describe('access tokens', () => {
     a = makeApp()
     const { accessToken, email } = await signUp(a)
     const before = (await a.req('GET', '/.well-known/jwks.json')).body.keys
-    a.deps.signer.rotate()
+    await a.deps.signer.rotate()
     const after = (await a.req('GET', '/.well-known/jwks.json')).body.keys
     expect(after.length).toBe(2)
     expect(after.map((k: { kid: string }) => k.kid)).toContain(before[0].kid)

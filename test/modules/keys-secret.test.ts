@@ -22,7 +22,7 @@ describe('rotateSecret', () => {
     expect(enrol.status).toBe(200)
     const before = deriveKeys(OLD)
 
-    const r = rotateSecret(a.deps.db, OLD, NEW, a.clock.now())
+    const r = await rotateSecret(a.deps.db, OLD, NEW, a.clock.now())
     expect(r.reencrypted).toEqual({ signing_keys: 1, totp_factors: 1, refresh_tokens: 1 })
     expect(r.skipped).toEqual({})
 
@@ -40,7 +40,7 @@ describe('rotateSecret', () => {
     // An instance with the new secret signs with the same key (same kid, JWKS unchanged).
     const signer = new KeyService({ ...a.deps, keys: after })
     signer.init()
-    expect(signer.currentKid()).toBe(a.deps.signer.currentKid())
+    expect(await signer.currentKid()).toBe(await a.deps.signer.currentKid())
   })
 
   test('effectiveKeys refuses a secret that does not decrypt the current signing key (the check once the file is open)', () => {
@@ -49,11 +49,11 @@ describe('rotateSecret', () => {
     expect(effectiveKeys(a.deps.db, OLD).encryption.equals(deriveKeys(OLD).encryption)).toBe(true)
   })
 
-  test('a second rotation (B to C) keeps the hashing keys of the first secret', () => {
+  test('a second rotation (B to C) keeps the hashing keys of the first secret', async () => {
     a = makeApp()
     const third = 'third-secret-abcdefghijklmnop-0123456789-qrstuvwxyz'
-    rotateSecret(a.deps.db, OLD, NEW, a.clock.now())
-    rotateSecret(a.deps.db, NEW, third, a.clock.now())
+    await rotateSecret(a.deps.db, OLD, NEW, a.clock.now())
+    await rotateSecret(a.deps.db, NEW, third, a.clock.now())
     expect(effectiveKeys(a.deps.db, third).tokenHash.equals(deriveKeys(OLD).tokenHash)).toBe(true)
     expect(() => effectiveKeys(a.deps.db, NEW)).toThrow(SecretMismatchError)
   })

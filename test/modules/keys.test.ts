@@ -47,7 +47,7 @@ describe('a rotation made by another instance (or `bulwark keys rotate`)', () =>
     const other = new KeyService(a.deps) // a second process on the same database
     other.init()
     a.clock.advance(1000)
-    const { kid: newKid } = other.rotate()
+    const { kid: newKid } = await other.rotate()
     a.clock.advance(SYNC_INTERVAL_MS)
 
     expect(await jwksKids()).toEqual([oldKid, newKid].sort())
@@ -78,7 +78,7 @@ describe('a rotation made by another instance (or `bulwark keys rotate`)', () =>
     a.clock.advance(10_000)
     a.deps.signer.load() // this instance has just checked for rotations and loaded: both intervals start now
     a.clock.advance(500)
-    other.rotate()
+    await other.rotate()
     const c = claimsOf(accessToken)
     const now = Math.floor(a.clock.now() / 1000)
     const byOther = await other.sign(c.sub, c.sid)
@@ -112,14 +112,14 @@ describe('scheduled rotation (BULWARK_KEY_ROTATION_INTERVAL)', () => {
     const other = new KeyService(a.deps)
     other.init()
     a.clock.advance(23 * 3_600_000)
-    other.sync()
+    await other.sync()
     await a.req('GET', '/.well-known/jwks.json')
     expect(keyRows().length).toBe(1)
     a.clock.advance(3_600_000 - 60_000)
     const { accessToken } = (await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })).body
     a.clock.advance(60_000)
     await a.req('GET', '/.well-known/jwks.json')
-    other.sync()
+    await other.sync()
     const rows = keyRows()
     expect(rows.length).toBe(2)
     expect(rows.filter((r) => r.rotated_at === null).length).toBe(1)
@@ -129,13 +129,13 @@ describe('scheduled rotation (BULWARK_KEY_ROTATION_INTERVAL)', () => {
     expect(events.length).toBe(1)
   })
 
-  test('the due check is repeated inside the write transaction: of two instances that both saw an old key, one rotates', () => {
+  test('the due check is repeated inside the write transaction: of two instances that both saw an old key, one rotates', async () => {
     a = makeApp({ BULWARK_KEY_ROTATION_INTERVAL: '24h' })
     const other = new KeyService(a.deps)
     other.init()
     a.clock.advance(25 * 3_600_000)
-    const first = a.deps.signer.rotateIfOlderThan(24 * 3_600_000)
-    const second = other.rotateIfOlderThan(24 * 3_600_000)
+    const first = await a.deps.signer.rotateIfOlderThan(24 * 3_600_000)
+    const second = await other.rotateIfOlderThan(24 * 3_600_000)
     expect(first).toBeDefined()
     expect(second).toBeUndefined()
     expect(keyRows().filter((r) => r.rotated_at === null).length).toBe(1)

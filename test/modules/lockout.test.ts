@@ -155,12 +155,12 @@ describe('lockout', () => {
     expect(ev).toMatchObject({ actorId: admin, targetId: u, details: { by: 'admin' } })
   })
 
-  test('unlock tokens: single use, stored hashed, expire after 24 h, the latest one only', () => {
+  test('unlock tokens: single use, stored hashed, expire after 24 h, the latest one only', async () => {
     const { deps, clock, lockout } = setup()
     const u = addUser(deps)
     for (let i = 0; i < 5; i++) lockout.recordFailure(u)
-    const old = lockout.issueUnlockToken(u)
-    const token = lockout.issueUnlockToken(u)
+    const old = await lockout.issueUnlockToken(u)
+    const token = await lockout.issueUnlockToken(u)
     const stored = deps.db.select().from(emailTokens).all()
     expect(stored.length).toBe(1)
     expect(stored[0]!.tokenHash).toBe(hashToken(deps.keys.tokenHash, token))
@@ -171,7 +171,7 @@ describe('lockout', () => {
     expect(lockout.consumeUnlockToken(token)).toBeUndefined()
     expect(deps.audit.list({ type: 'account_unlocked', limit: 5 })[0]!.details).toEqual({ by: 'link' })
 
-    const late = lockout.issueUnlockToken(u)
+    const late = await lockout.issueUnlockToken(u)
     clock.advance(24 * 60 * MIN)
     expect(lockout.consumeUnlockToken(late)).toBeUndefined()
     expect(lockout.consumeUnlockToken('short')).toBeUndefined()

@@ -71,7 +71,7 @@ describe('DELETE /v1/users/:id/mfa', () => {
 
   test('an owner whose proof is stale must re-authenticate first', async () => {
     const u = await userWithFactors()
-    const { session } = t.deps.sessions.create({ userId: owner, transport: 'bearer', amr: ['pwd', 'otp'], meta: {} })
+    const { session } = await t.deps.sessions.create({ userId: owner, transport: 'bearer', amr: ['pwd', 'otp'], meta: {} })
     t.clock.advance(t.deps.config.tokens.stepUpTtlMs + 1000)
     const { token } = await t.deps.signer.sign(owner, session.id)
     expectProblem(await t.req('DELETE', `/v1/users/${u.user.id}/mfa`, { token }), 401, 'reauthentication_required')

@@ -12,10 +12,10 @@ import { makeAdminApp, seedUser } from '../support/admin'
 let t: TestApp
 let owner: string
 
-beforeAll(() => {
+beforeAll(async () => {
   t = makeAdminApp()
   owner = seedUser(t.deps, { roles: ['owner'] })
-  t.deps.rbac.createRole({ userId: owner }, { name: 'editor', level: 40, permissions: ['users:read'] })
+  await t.deps.rbac.createRole({ userId: owner }, { name: 'editor', level: 40, permissions: ['users:read'] })
 })
 afterAll(() => t.close())
 
@@ -25,9 +25,9 @@ function counts(): Record<string, number> {
   return Object.fromEntries(tables.map(({ name }) => [name, (t.deps.sqlite!.query(`SELECT count(*) AS n FROM "${name}"`).get() as { n: number }).n]))
 }
 
-function thrown(fn: () => unknown): AppError {
+async function thrown(fn: () => unknown): Promise<AppError> {
   try {
-    fn()
+    await fn()
   } catch (e) {
     if (e instanceof AppError) return e
     throw e
@@ -49,46 +49,46 @@ const CASES = BAD_FIELDS.flatMap(({ field, values }) => values.map((v) => ({ fie
 const label = (v: unknown) => (typeof v === 'string' && v.length > 20 ? `${v.slice(0, 8)}…(${v.length})` : Array.isArray(v) && v.length > 5 ? `[${v.length} items]` : JSON.stringify(v) ?? String(v))
 
 describe('createRole refuses a malformed field with 422 and writes nothing', () => {
-  test.each(CASES.map((c) => [c.field, label(c.value), c]))('%s = %s', (_f, _l, c) => {
+  test.each(CASES.map((c) => [c.field, label(c.value), c]))('%s = %s', async (_f, _l, c) => {
     const before = counts()
-    const e = thrown(() => t.deps.rbac.createRole({ userId: owner }, { ...valid, [c.field]: c.value } as never))
+    const e = await thrown(async () => await t.deps.rbac.createRole({ userId: owner }, { ...valid, [c.field]: c.value } as never))
     expect({ status: e.status, code: e.code }).toEqual({ status: 422, code: 'validation_failed' })
     expect(e.extra?.errors?.some((x) => x.path === `/${c.field}` || x.path.startsWith(`/${c.field}/`))).toBe(true)
     expect(counts()).toEqual(before)
   })
-  test('bad permission items are named by index', () => {
-    const e = thrown(() => t.deps.rbac.createRole({ userId: owner }, { ...valid, permissions: ['users:read', 'x', 7 as never] }))
+  test('bad permission items are named by index', async () => {
+    const e = await thrown(async () => await t.deps.rbac.createRole({ userId: owner }, { ...valid, permissions: ['users:read', 'x', 7 as never] }))
     expect(e.extra?.errors?.map((x) => x.path)).toEqual(['/permissions/1', '/permissions/2'])
   })
-  test('a missing or unknown field is refused', () => {
+  test('a missing or unknown field is refused', async () => {
     const before = counts()
     for (const input of [{ name: 'helper', permissions: [] }, { level: 5, permissions: [] }, { name: 'helper', level: 5 }, { ...valid, builtin: true }, null, 'helper', []]) {
-      const e = thrown(() => t.deps.rbac.createRole({ userId: owner }, input as never))
+      const e = await thrown(async () => await t.deps.rbac.createRole({ userId: owner }, input as never))
       expect({ status: e.status, code: e.code }).toEqual({ status: 422, code: 'validation_failed' })
     }
     expect(counts()).toEqual(before)
   })
-  test('the valid input is accepted (the cases above differ from it in one field only)', () => {
-    expect(t.deps.rbac.createRole({ userId: owner }, { ...valid, name: 'helper-ok' }).level).toBe(30)
-    expect(t.deps.rbac.createRole({ userId: owner }, { ...valid, name: 'floor', level: 0 }).level).toBe(0)
+  test('the valid input is accepted (the cases above differ from it in one field only)', async () => {
+    expect((await t.deps.rbac.createRole({ userId: owner }, { ...valid, name: 'helper-ok' })).level).toBe(30)
+    expect((await t.deps.rbac.createRole({ userId: owner }, { ...valid, name: 'floor', level: 0 })).level).toBe(0)
   })
 })
 
 describe('patchRole refuses a malformed field with 422 and writes nothing', () => {
-  test.each(CASES.map((c) => [c.field, label(c.value), c]))('%s = %s', (_f, _l, c) => {
+  test.each(CASES.map((c) => [c.field, label(c.value), c]))('%s = %s', async (_f, _l, c) => {
     const before = counts()
-    const e = thrown(() => t.deps.rbac.patchRole({ userId: owner }, 'editor', { [c.field]: c.value } as never))
+    const e = await thrown(async () => await t.deps.rbac.patchRole({ userId: owner }, 'editor', { [c.field]: c.value } as never))
     expect({ status: e.status, code: e.code }).toEqual({ status: 422, code: 'validation_failed' })
     expect(counts()).toEqual(before)
     expect(t.deps.rbac.getRole('editor')).toMatchObject({ name: 'editor', level: 40, permissions: ['users:read'] })
   })
-  test('an empty patch and an unknown field are refused', () => {
+  test('an empty patch and an unknown field are refused', async () => {
     for (const patch of [{}, { builtin: true }, { level: undefined }]) {
-      const e = thrown(() => t.deps.rbac.patchRole({ userId: owner }, 'editor', patch as never))
+      const e = await thrown(async () => await t.deps.rbac.patchRole({ userId: owner }, 'editor', patch as never))
       expect({ status: e.status, code: e.code }).toEqual({ status: 422, code: 'validation_failed' })
     }
   })
-  test('a valid patch still works', () => {
-    expect(t.deps.rbac.patchRole({ userId: owner }, 'editor', { level: 41 }).level).toBe(41)
+  test('a valid patch still works', async () => {
+    expect((await t.deps.rbac.patchRole({ userId: owner }, 'editor', { level: 41 })).level).toBe(41)
   })
 })

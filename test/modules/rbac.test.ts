@@ -17,9 +17,9 @@ beforeEach(() => {
 afterEach(() => t.close())
 
 /** Runs fn and returns the AppError it throws. */
-function thrown(fn: () => unknown): AppError {
+async function thrown(fn: () => unknown): Promise<AppError> {
   try {
-    fn()
+    await fn()
   } catch (e) {
     if (e instanceof AppError) return e
     throw e
@@ -28,9 +28,9 @@ function thrown(fn: () => unknown): AppError {
 }
 
 /** Asserts a 403 and the privilege_escalation_denied event naming `rule`. */
-function expectDenied(fn: () => unknown, rule: string) {
+async function expectDenied(fn: () => unknown, rule: string) {
   const before = eventsOf(t.deps, 'privilege_escalation_denied').length
-  const e = thrown(fn)
+  const e = await thrown(fn)
   expect({ status: e.status, code: e.code }).toEqual({ status: 403, code: 'forbidden' })
   const events = eventsOf(t.deps, 'privilege_escalation_denied')
   expect(events.length).toBe(before + 1)
@@ -108,10 +108,10 @@ describe('check', () => {
     expect(rbac.check(off, 'users:read')).toEqual({ allowed: false, reason: 'user disabled' })
   })
 
-  test('an unregistered permission is a 422, not a silent deny', () => {
-    const e = thrown(() => rbac.check(seedUser(t.deps), 'users:fly'))
+  test('an unregistered permission is a 422, not a silent deny', async () => {
+    const e = await thrown(() => rbac.check(seedUser(t.deps), 'users:fly'))
     expect({ status: e.status, code: e.code }).toEqual({ status: 422, code: 'unknown_permission' })
-    expect(thrown(() => rbac.check(seedUser(t.deps), 'users:*')).code).toBe('unknown_permission')
+    expect((await thrown(() => rbac.check(seedUser(t.deps), 'users:*'))).code).toBe('unknown_permission')
   })
 })
 
@@ -123,96 +123,96 @@ describe('no privilege escalation', () => {
     owner = seedUser(t.deps, { roles: ['user', 'owner'] })
   })
 
-  test('roles at or above your own level cannot be created, edited, deleted, granted or revoked', () => {
+  test('roles at or above your own level cannot be created, edited, deleted, granted or revoked', async () => {
     const a = { userId: admin }
     const target = seedUser(t.deps)
-    expectDenied(() => rbac.createRole(a, { name: 'peer', level: 90, permissions: [] }), 'role_level')
-    expect(rbac.createRole(a, { name: 'helper', level: 89, permissions: ['users:read'] }).level).toBe(89)
-    expectDenied(() => rbac.patchRole(a, 'admin', { description: 'mine now' }), 'role_level')
-    expectDenied(() => rbac.patchRole(a, 'helper', { level: 95 }), 'role_level')
-    expectDenied(() => rbac.grantRole(a, target, 'admin'), 'role_level')
-    expectDenied(() => rbac.grantRole(a, target, 'owner'), 'role_level')
+    await expectDenied(async () => await rbac.createRole(a, { name: 'peer', level: 90, permissions: [] }), 'role_level')
+    expect((await rbac.createRole(a, { name: 'helper', level: 89, permissions: ['users:read'] })).level).toBe(89)
+    await expectDenied(async () => await rbac.patchRole(a, 'admin', { description: 'mine now' }), 'role_level')
+    await expectDenied(async () => await rbac.patchRole(a, 'helper', { level: 95 }), 'role_level')
+    await expectDenied(() => rbac.grantRole(a, target, 'admin'), 'role_level')
+    await expectDenied(() => rbac.grantRole(a, target, 'owner'), 'role_level')
     rbac.assignSystem(target, 'admin')
-    expectDenied(() => rbac.revokeRole(a, target, 'admin'), 'target_level')
+    await expectDenied(() => rbac.revokeRole(a, target, 'admin'), 'target_level')
     // owner can: admin is below 100
     rbac.revokeRole({ userId: owner }, target, 'admin')
     expect(rbac.effective(target)!.roles).toEqual(['user'])
-    const other = rbac.createRole({ userId: owner }, { name: 'senior', level: 95, permissions: [] })
+    const other = await rbac.createRole({ userId: owner }, { name: 'senior', level: 95, permissions: [] })
     expect(other.level).toBe(95)
-    expectDenied(() => rbac.deleteRole(a, 'senior'), 'role_level')
+    await expectDenied(async () => await rbac.deleteRole(a, 'senior'), 'role_level')
   })
 
-  test('users at or above your own level cannot be acted on', () => {
+  test('users at or above your own level cannot be acted on', async () => {
     const a = { userId: admin }
     const peer = seedUser(t.deps, { roles: ['user', 'admin'] })
-    expectDenied(() => rbac.grantRole(a, peer, 'moderator'), 'target_level')
-    expectDenied(() => rbac.grantRole(a, owner, 'moderator'), 'target_level')
-    expectDenied(() => t.deps.usersAdmin.patch(a, peer, { status: 'disabled' }), 'target_level')
-    expectDenied(() => t.deps.usersAdmin.delete(a, owner), 'target_level')
-    expectDenied(() => t.deps.usersAdmin.unlock(a, peer), 'target_level')
-    expectDenied(() => t.deps.usersAdmin.endSessions(a, peer), 'target_level')
+    await expectDenied(() => rbac.grantRole(a, peer, 'moderator'), 'target_level')
+    await expectDenied(() => rbac.grantRole(a, owner, 'moderator'), 'target_level')
+    await expectDenied(async () => await t.deps.usersAdmin.patch(a, peer, { status: 'disabled' }), 'target_level')
+    await expectDenied(async () => await t.deps.usersAdmin.delete(a, owner), 'target_level')
+    await expectDenied(() => t.deps.usersAdmin.unlock(a, peer), 'target_level')
+    await expectDenied(async () => await t.deps.usersAdmin.endSessions(a, peer), 'target_level')
     expect(rbac.effective(peer)!.status).toBe('active')
   })
 
-  test('nobody changes their own roles or status', () => {
+  test('nobody changes their own roles or status', async () => {
     const a = { userId: admin }
-    expectDenied(() => rbac.grantRole(a, admin, 'moderator'), 'self')
-    expectDenied(() => rbac.revokeRole(a, admin, 'user'), 'self')
-    expectDenied(() => t.deps.usersAdmin.patch(a, admin, { status: 'disabled' }), 'self')
-    expectDenied(() => t.deps.usersAdmin.delete(a, admin), 'self')
+    await expectDenied(() => rbac.grantRole(a, admin, 'moderator'), 'self')
+    await expectDenied(() => rbac.revokeRole(a, admin, 'user'), 'self')
+    await expectDenied(async () => await t.deps.usersAdmin.patch(a, admin, { status: 'disabled' }), 'self')
+    await expectDenied(async () => await t.deps.usersAdmin.delete(a, admin), 'self')
     // renaming oneself is not an escalation
-    expect(t.deps.usersAdmin.patch(a, admin, { name: 'Ada' }).name).toBe('Ada')
+    expect((await t.deps.usersAdmin.patch(a, admin, { name: 'Ada' })).name).toBe('Ada')
   })
 
-  test('a role cannot be given a permission the actor does not hold', () => {
-    const rm = rbac.createRole({ userId: owner }, { name: 'rolemgr', level: 60, permissions: ['roles:read', 'roles:write', 'users:read'] })
+  test('a role cannot be given a permission the actor does not hold', async () => {
+    const rm = await rbac.createRole({ userId: owner }, { name: 'rolemgr', level: 60, permissions: ['roles:read', 'roles:write', 'users:read'] })
     expect(rm.name).toBe('rolemgr')
     const mgr = seedUser(t.deps, { roles: ['user', 'rolemgr'] })
     const m = { userId: mgr }
-    expectDenied(() => rbac.createRole(m, { name: 'deleter', level: 30, permissions: ['users:delete'] }), 'permission_not_held')
-    expectDenied(() => rbac.createRole(m, { name: 'reader', level: 30, permissions: ['users:*'] }), 'permission_not_held')
-    const r = rbac.createRole(m, { name: 'reader', level: 30, permissions: ['users:read', 'files:read:own'] })
+    await expectDenied(async () => await rbac.createRole(m, { name: 'deleter', level: 30, permissions: ['users:delete'] }), 'permission_not_held')
+    await expectDenied(async () => await rbac.createRole(m, { name: 'reader', level: 30, permissions: ['users:*'] }), 'permission_not_held')
+    const r = await rbac.createRole(m, { name: 'reader', level: 30, permissions: ['users:read', 'files:read:own'] })
     expect(r.permissions).toEqual(['files:read:own', 'users:read'])
-    expectDenied(() => rbac.patchRole(m, 'reader', { permissions: ['users:read', 'audit:read'] }), 'permission_not_held')
+    await expectDenied(async () => await rbac.patchRole(m, 'reader', { permissions: ['users:read', 'audit:read'] }), 'permission_not_held')
     // a permission the role already had (granted by someone above) may stay while others change
-    rbac.patchRole({ userId: owner }, 'reader', { permissions: ['users:read', 'audit:read'] })
-    expect(rbac.patchRole(m, 'reader', { permissions: ['audit:read'] }).permissions).toEqual(['audit:read'])
+    await rbac.patchRole({ userId: owner }, 'reader', { permissions: ['users:read', 'audit:read'] })
+    expect((await rbac.patchRole(m, 'reader', { permissions: ['audit:read'] })).permissions).toEqual(['audit:read'])
   })
 
-  test('malformed or unmatched patterns are 422 with the failing index', () => {
-    const e = thrown(() => rbac.createRole({ userId: owner }, { name: 'bad', level: 10, permissions: ['users:read', 'users:fly'] }))
+  test('malformed or unmatched patterns are 422 with the failing index', async () => {
+    const e = await thrown(async () => await rbac.createRole({ userId: owner }, { name: 'bad', level: 10, permissions: ['users:read', 'users:fly'] }))
     expect({ status: e.status, code: e.code }).toEqual({ status: 422, code: 'invalid_permission' })
     expect(e.extra!.errors![0]!.path).toBe('/permissions/1')
   })
 
-  test('built-in roles: names fixed, never deleted; assigned roles need a reassign target', () => {
+  test('built-in roles: names fixed, never deleted; assigned roles need a reassign target', async () => {
     const o = { userId: owner }
-    expect(thrown(() => rbac.patchRole(o, 'moderator', { name: 'mod' })).code).toBe('builtin_role')
-    expect(thrown(() => rbac.deleteRole(o, 'user')).code).toBe('builtin_role')
-    expect(rbac.patchRole(o, 'moderator', { level: 55, description: 'Reads users' })).toMatchObject({ name: 'moderator', level: 55, description: 'Reads users' })
-    rbac.createRole(o, { name: 'temp', level: 40, permissions: ['users:read'] })
+    expect((await thrown(async () => await rbac.patchRole(o, 'moderator', { name: 'mod' }))).code).toBe('builtin_role')
+    expect((await thrown(async () => await rbac.deleteRole(o, 'user'))).code).toBe('builtin_role')
+    expect(await rbac.patchRole(o, 'moderator', { level: 55, description: 'Reads users' })).toMatchObject({ name: 'moderator', level: 55, description: 'Reads users' })
+    await rbac.createRole(o, { name: 'temp', level: 40, permissions: ['users:read'] })
     const holder = seedUser(t.deps, { roles: ['user', 'temp'] })
-    expect(thrown(() => rbac.deleteRole(o, 'temp')).code).toBe('role_in_use')
+    expect((await thrown(async () => await rbac.deleteRole(o, 'temp'))).code).toBe('role_in_use')
     expect(rbac.check(holder, 'users:read').allowed).toBe(true)
-    rbac.deleteRole(o, 'temp', 'moderator')
+    await rbac.deleteRole(o, 'temp', 'moderator')
     expect(rbac.effective(holder)!.roles).toEqual(['moderator', 'user'])
     expect(rbac.listRoles().map((r) => r.name)).not.toContain('temp')
-    expect(thrown(() => rbac.createRole(o, { name: 'moderator', level: 10, permissions: [] })).status).toBe(409)
+    expect((await thrown(async () => await rbac.createRole(o, { name: 'moderator', level: 10, permissions: [] }))).status).toBe(409)
   })
 
-  test('the last active owner cannot lose the role, be disabled or be deleted', () => {
+  test('the last active owner cannot lose the role, be disabled or be deleted', async () => {
     seedRootRole()
     const root = { userId: seedUser(t.deps, { roles: ['root'] }) }
-    expectDenied(() => rbac.revokeRole(root, owner, 'owner'), 'last_owner')
-    expectDenied(() => t.deps.usersAdmin.patch(root, owner, { status: 'disabled' }), 'last_owner')
-    expectDenied(() => t.deps.usersAdmin.delete(root, owner), 'last_owner')
+    await expectDenied(() => rbac.revokeRole(root, owner, 'owner'), 'last_owner')
+    await expectDenied(async () => await t.deps.usersAdmin.patch(root, owner, { status: 'disabled' }), 'last_owner')
+    await expectDenied(async () => await t.deps.usersAdmin.delete(root, owner), 'last_owner')
     // a disabled second owner does not count
     const second = seedUser(t.deps, { roles: ['owner'], status: 'disabled' })
-    expectDenied(() => rbac.revokeRole(root, owner, 'owner'), 'last_owner')
-    t.deps.usersAdmin.patch(root, second, { status: 'active' })
+    await expectDenied(() => rbac.revokeRole(root, owner, 'owner'), 'last_owner')
+    await t.deps.usersAdmin.patch(root, second, { status: 'active' })
     rbac.revokeRole(root, owner, 'owner')
     expect(rbac.effective(owner)!.roles).toEqual(['user'])
-    expectDenied(() => t.deps.usersAdmin.delete(root, second), 'last_owner')
+    await expectDenied(async () => await t.deps.usersAdmin.delete(root, second), 'last_owner')
   })
 })
 
@@ -232,36 +232,36 @@ describe('cache invalidation', () => {
     expect(after.effective.misses).toBe(before.effective.misses)
   })
 
-  test("removing a permission from a role: the next check is refused", () => {
-    rbac.createRole(owner, { name: 'auditor', level: 30, permissions: ['audit:read', 'users:read'] })
+  test("removing a permission from a role: the next check is refused", async () => {
+    await rbac.createRole(owner, { name: 'auditor', level: 30, permissions: ['audit:read', 'users:read'] })
     const u = seedUser(t.deps, { roles: ['user', 'auditor'] })
     expect(rbac.check(u, 'audit:read').allowed).toBe(true)
-    rbac.patchRole(owner, 'auditor', { permissions: ['users:read'] })
+    await rbac.patchRole(owner, 'auditor', { permissions: ['users:read'] })
     expect(rbac.check(u, 'audit:read')).toEqual({ allowed: false, reason: 'no role grants audit:read' })
-    rbac.patchRole(owner, 'auditor', { level: 35, mfaRequired: true })
+    await rbac.patchRole(owner, 'auditor', { level: 35, mfaRequired: true })
     expect(rbac.effective(u)).toMatchObject({ level: 35, mfaRequired: true })
   })
 
-  test("granting and revoking a user's role, renaming a role", () => {
+  test("granting and revoking a user's role, renaming a role", async () => {
     const u = seedUser(t.deps)
     expect(rbac.check(u, 'users:read').allowed).toBe(false)
     rbac.grantRole(owner, u, 'moderator')
     expect(rbac.check(u, 'users:read')).toEqual({ allowed: true, reason: 'granted by role moderator via users:read' })
     rbac.revokeRole(owner, u, 'moderator')
     expect(rbac.check(u, 'users:read').allowed).toBe(false)
-    rbac.createRole(owner, { name: 'ops', level: 30, permissions: ['sessions:revoke'] })
+    await rbac.createRole(owner, { name: 'ops', level: 30, permissions: ['sessions:revoke'] })
     rbac.grantRole(owner, u, 'ops')
     expect(rbac.effective(u)!.roles).toContain('ops')
-    rbac.patchRole(owner, 'ops', { name: 'operators' })
+    await rbac.patchRole(owner, 'ops', { name: 'operators' })
     expect(rbac.effective(u)!.roles).toContain('operators')
   })
 
-  test("a user's status: disabling is seen by the next check", () => {
+  test("a user's status: disabling is seen by the next check", async () => {
     const u = seedUser(t.deps, { roles: ['user', 'moderator'] })
     expect(rbac.check(u, 'users:read').allowed).toBe(true)
-    t.deps.usersAdmin.patch(owner, u, { status: 'disabled' })
+    await t.deps.usersAdmin.patch(owner, u, { status: 'disabled' })
     expect(rbac.check(u, 'users:read')).toEqual({ allowed: false, reason: 'user disabled' })
-    t.deps.usersAdmin.delete(owner, u)
+    await t.deps.usersAdmin.delete(owner, u)
     expect(rbac.check(u, 'users:read')).toEqual({ allowed: false, reason: 'unknown user' })
   })
 

@@ -17,9 +17,9 @@ afterEach(() => t.close())
 
 const ids = (items: { id: string }[]) => items.map((i) => i.id)
 
-function thrown(fn: () => unknown): AppError {
+async function thrown(fn: () => unknown): Promise<AppError> {
   try {
-    fn()
+    await fn()
   } catch (e) {
     if (e instanceof AppError) return e
     throw e
@@ -59,17 +59,17 @@ describe('list', () => {
     expect(second.nextCursor).toBeNull()
   })
 
-  test('a tampered cursor, a foreign one or one from another filter is 400 invalid_cursor', () => {
+  test('a tampered cursor, a foreign one or one from another filter is 400 invalid_cursor', async () => {
     for (let i = 0; i < 3; i++) seedUser(t.deps)
     const { nextCursor } = t.deps.usersAdmin.list({ limit: 1 })
     const c = nextCursor!
     const [payload, mac] = c.split('.')
     const forged = `${Buffer.from(JSON.stringify(['ffffffff-ffff-7fff-bfff-ffffffffffff', 'x'])).toString('base64url')}.${mac}`
     for (const bad of [`${payload}x.${mac}`, `${payload}.${mac!.replace(/^./, (ch) => (ch === 'A' ? 'B' : 'A'))}`, forged, 'garbage', '.']) {
-      const e = thrown(() => t.deps.usersAdmin.list({ cursor: bad }))
+      const e = await thrown(() => t.deps.usersAdmin.list({ cursor: bad }))
       expect({ status: e.status, code: e.code }).toEqual({ status: 400, code: 'invalid_cursor' })
     }
-    expect(thrown(() => t.deps.usersAdmin.list({ cursor: c, status: 'active' })).code).toBe('invalid_cursor')
+    expect((await thrown(() => t.deps.usersAdmin.list({ cursor: c, status: 'active' }))).code).toBe('invalid_cursor')
     expect(t.deps.usersAdmin.list({ cursor: c, limit: 1 }).items.length).toBe(1)
   })
 
@@ -143,14 +143,14 @@ describe('query plans', () => {
 })
 
 describe('changes', () => {
-  test('disabling ends every session and expires unspent refresh tokens; enabling does not revive them', () => {
+  test('disabling ends every session and expires unspent refresh tokens; enabling does not revive them', async () => {
     const u = seedUser(t.deps)
     const s1 = seedSession(t.deps, u)
     const s2 = seedSession(t.deps, u)
     const other = seedSession(t.deps, owner.userId)
     const seen: string[] = []
     t.deps.invalidation.on((e) => seen.push(`${e.kind}:${e.id}`))
-    const v = t.deps.usersAdmin.patch(owner, u, { status: 'disabled' })
+    const v = await t.deps.usersAdmin.patch(owner, u, { status: 'disabled' })
     expect(v.status).toBe('disabled')
     for (const s of [s1, s2]) {
       const row = t.deps.db.select().from(sessions).where(eq(sessions.id, s.sessionId)).get()!
@@ -162,21 +162,21 @@ describe('changes', () => {
     expect(seen.sort()).toEqual([`session:${s1.sessionId}`, `session:${s2.sessionId}`, `user:${u}`].sort())
     expect(eventsOf(t.deps, 'user_disabled').at(-1)).toMatchObject({ actorId: owner.userId, targetId: u, details: { sessionsEnded: 2 } })
     t.clock.advance(1000)
-    t.deps.usersAdmin.patch(owner, u, { status: 'active', name: 'Back' })
+    await t.deps.usersAdmin.patch(owner, u, { status: 'active', name: 'Back' })
     expect(t.deps.db.select().from(sessions).where(eq(sessions.id, s1.sessionId)).get()!.revokedAt).not.toBeNull()
     expect(eventsOf(t.deps, 'user_enabled').length).toBe(1)
     expect(t.deps.usersAdmin.get(u).name).toBe('Back')
   })
 
-  test('ending all sessions', () => {
+  test('ending all sessions', async () => {
     const u = seedUser(t.deps)
     seedSession(t.deps, u)
     seedSession(t.deps, u)
-    expect(t.deps.usersAdmin.endSessions(owner, u)).toBe(2)
-    expect(t.deps.usersAdmin.endSessions(owner, u)).toBe(0)
+    expect(await t.deps.usersAdmin.endSessions(owner, u)).toBe(2)
+    expect(await t.deps.usersAdmin.endSessions(owner, u)).toBe(0)
     // oneself is allowed, like logout-all
     seedSession(t.deps, owner.userId)
-    expect(t.deps.usersAdmin.endSessions(owner, owner.userId)).toBe(1)
+    expect(await t.deps.usersAdmin.endSessions(owner, owner.userId)).toBe(1)
   })
 
   test('unlock clears both lock kinds and records account_unlocked', () => {
@@ -188,14 +188,14 @@ describe('changes', () => {
     expect(eventsOf(t.deps, 'account_unlocked').at(-1)).toMatchObject({ actorId: owner.userId, targetId: u })
   })
 
-  test('delete removes the user and their data but keeps their security events', () => {
+  test('delete removes the user and their data but keeps their security events', async () => {
     const u = seedUser(t.deps)
     seedSession(t.deps, u)
     t.deps.audit.record({ type: 'login_succeeded', outcome: 'success', actorId: u, targetId: u })
-    t.deps.usersAdmin.delete(owner, u)
-    expect(thrown(() => t.deps.usersAdmin.get(u)).status).toBe(404)
+    await t.deps.usersAdmin.delete(owner, u)
+    expect((await thrown(() => t.deps.usersAdmin.get(u))).status).toBe(404)
     expect(t.deps.db.select().from(sessions).where(eq(sessions.userId, u)).all()).toEqual([])
     expect(t.deps.db.select().from(securityEvents).where(eq(securityEvents.targetId, u)).all().map((e) => e.type)).toEqual(['login_succeeded', 'user_deleted'])
-    expect(thrown(() => t.deps.usersAdmin.delete(owner, u)).status).toBe(404)
+    expect((await thrown(async () => await t.deps.usersAdmin.delete(owner, u))).status).toBe(404)
   })
 })

@@ -326,7 +326,7 @@ describe('master-secret rotation', () => {
     const { id, secret: old } = await hook(a, admin, 'http://127.0.0.1:9/x')
     const fresh = (await a.as(admin, 'POST', `/v1/webhooks/${id}/secret`, { body: { overlap: '1h' } })).body.secret as string
     const next = 'another-secret-0123456789-abcdefghijklmnopqrstuvwxyz'
-    const r = rotateSecret(a.deps.db, a.deps.config.secret!, next, a.clock.now())
+    const r = await rotateSecret(a.deps.db, a.deps.config.secret!, next, a.clock.now())
     expect(r.reencrypted.webhook_endpoints).toBe(2)
     const row = a.deps.db.select().from(webhookEndpoints).get()!
     const key = deriveKey(next, 'encryption')

@@ -10,21 +10,21 @@ afterEach(() => s?.close())
 
 const codesOf = (userId: string) => s.deps.sqlite.query<{ n: number }, [string]>('SELECT count(*) AS n FROM recovery_codes WHERE user_id = ?').get(userId)!.n
 
-test('a failing recovery-code insert leaves the factor pending, with no codes, and the same code confirms once it works', () => {
+test('a failing recovery-code insert leaves the factor pending, with no codes, and the same code confirms once it works', async () => {
   s = mfaSetup()
   const u = s.addUser()
-  const { secret } = s.totp.enroll(u.id, u.email)
+  const { secret } = await s.totp.enroll(u.id, u.email)
   const code = codeAt(secret, s.clock.now())
   s.deps.sqlite.run("CREATE TRIGGER test_fail_recovery BEFORE INSERT ON recovery_codes BEGIN SELECT RAISE(ABORT, 'injected failure'); END")
 
-  expect(() => s.totp.confirm(u.id, code)).toThrow('injected failure')
+  expect(async () => await s.totp.confirm(u.id, code)).toThrow('injected failure')
   expect(s.totp.status(u.id)).toBe('pending')
   expect(codesOf(u.id)).toBe(0)
   expect(s.events('totp_enabled')).toHaveLength(0)
 
   s.deps.sqlite.run('DROP TRIGGER test_fail_recovery')
   // the failed attempt did not burn the time step either
-  const { recoveryCodes } = s.totp.confirm(u.id, code)
+  const { recoveryCodes } = await s.totp.confirm(u.id, code)
   expect(recoveryCodes).toHaveLength(10)
   expect(s.totp.status(u.id)).toBe('active')
   expect(codesOf(u.id)).toBe(10)

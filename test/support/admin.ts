@@ -12,7 +12,7 @@ export function makeAdminApp(env: Record<string, string> = {}) {
   const as = async (userId: string | undefined, method: string, path: string, o: ReqOpts = {}) => {
     if (!userId) return t.req(method, path, o)
     // As if signed in with a password and a second factor (admin and owner roles require MFA).
-    const { session } = t.deps.sessions.create({ userId, transport: 'bearer', amr: ['pwd', 'otp'], meta: {} })
+    const { session } = await t.deps.sessions.create({ userId, transport: 'bearer', amr: ['pwd', 'otp'], meta: {} })
     const { token } = await t.deps.signer.sign(userId, session.id)
     return t.req(method, path, { ...o, token })
   }

@@ -38,7 +38,7 @@ export function tokenBody(config: Config, pair: TokenPair, transport: 'bearer' |
 export function authController(d: AuthControllerDeps) {
   const { config } = d
   return new Elysia({ name: 'auth-routes', detail: { tags: ['auth'] } })
-    .get('/.well-known/jwks.json', () => d.signer.jwks(), {
+    .get('/.well-known/jwks.json', async () => await d.signer.jwks(), {
       response: { 200: Jwks },
       detail: { tags: ['auth'], summary: 'Public keys that verify access tokens (current and previous kid)' },
     })

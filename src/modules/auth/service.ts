@@ -4,9 +4,10 @@
  * locked account, and does the same hashing work in each case, so neither the answer nor its timing
  * reveals whether an account exists.
  */
+import { withTransaction } from '../../db/tx'
 import { and, eq, gt, isNull, sql } from 'drizzle-orm'
 import type { CoreDeps } from '../../deps'
-import { changes } from '../../db/client'
+import { dialect } from '../../db/dialect'
 import { emailTokens, users } from '../../db/schema'
 import { hashToken, randomToken } from '../../lib/crypto'
 import { AppError, conflict, unauthorized } from '../../lib/errors'
@@ -113,7 +114,7 @@ export class AuthService {
     }
   }
 
-  private recordPassword(tx: Parameters<Parameters<CoreDeps['db']['transaction']>[0]>[0], userId: string, hash: string, now: number) {
+  private recordPassword(tx: import('../../db/client').Tx, userId: string, hash: string, now: number) {
     // Keep only what the reuse rule looks at (at least one: the current password).
     rememberPasswordInTx(tx, userId, hash, Math.max(1, this.d.config.password.history), now)
   }
@@ -132,7 +133,7 @@ export class AuthService {
     const id = newId()
     const row: UserRow = { id, email, name, passwordHash, status: 'active', emailVerifiedAt: opts.verified ? now : null, passwordChangedAt: now, createdAt: now, updatedAt: now }
     try {
-      this.d.db.transaction((tx) => {
+      await withTransaction(this.d.db, async (tx) => {
         tx.insert(users).values(row).run()
         assignDefaultRole(tx, id, now)
         if (opts.role) assignRoleInTx(tx, id, opts.role, now)
@@ -141,7 +142,7 @@ export class AuthService {
         if (!opts.verified) this.sendVerification(row)
       })
     } catch (e) {
-      if (e instanceof Error && /UNIQUE constraint failed: users\.email/.test(e.message)) throw conflict('An account with this email already exists.')
+      if (dialect.isUniqueViolation(e, 'users', 'email')) throw conflict('An account with this email already exists.')
       throw e
     }
     this.d.audit.record({ type: 'register', outcome: 'success', actorId: id, targetId: id }, meta)
@@ -165,7 +166,7 @@ export class AuthService {
       .get()
     if (!row) return undefined
     const r = this.d.db.update(emailTokens).set({ usedAt: now }).where(and(eq(emailTokens.id, row.id), isNull(emailTokens.usedAt))).run()
-    return changes(r) === 1 ? row.userId : undefined
+    return dialect.changes(r) === 1 ? row.userId : undefined
   }
 
   sendVerification(user: UserRow): void {
@@ -201,7 +202,7 @@ export class AuthService {
     }
     if (!ok) {
       this.d.audit.record({ type: 'login_failed', outcome: 'failure', targetId: user.id, details: { reason: 'wrong_password' } }, meta)
-      this.d.hooks.onPasswordFailure?.(user, meta)
+      await this.d.hooks.onPasswordFailure?.(user, meta)
       throw invalidCredentials()
     }
     if (user.status !== 'active') {
@@ -225,7 +226,7 @@ export class AuthService {
   /** Starts a session for a user who has proven themselves and returns the token pair. */
   async issueSession(user: UserRow, s: { transport: 'bearer' | 'cookie'; amr: string[]; meta: RequestMeta }): Promise<TokenPair> {
     const mfaPending = !s.amr.some((a) => a !== 'pwd') && (this.d.hooks.mfaEnrollmentRequired?.(user.id) ?? false)
-    const { session, refreshToken } = this.d.sessions.create({ userId: user.id, transport: s.transport, amr: s.amr, mfaPending, meta: s.meta })
+    const { session, refreshToken } = await this.d.sessions.create({ userId: user.id, transport: s.transport, amr: s.amr, mfaPending, meta: s.meta })
     const access = await this.d.signer.sign(user.id, session.id)
     this.d.audit.record({ type: 'login', outcome: 'success', actorId: user.id, targetId: user.id, details: { sessionId: session.id, amr: s.amr, transport: s.transport } }, s.meta)
     return { accessToken: access.token, refreshToken, tokenType: 'Bearer', expiresIn: access.expiresIn, user: toUserView(user), sessionId: session.id }
@@ -233,7 +234,7 @@ export class AuthService {
 
   /** Spends a refresh token and returns a new pair. */
   async refresh(refreshToken: string, meta: RequestMeta): Promise<TokenPair> {
-    const { session, refreshToken: next } = this.d.sessions.rotate(refreshToken, meta)
+    const { session, refreshToken: next } = await this.d.sessions.rotate(refreshToken, meta)
     const user = this.findById(session.userId)
     if (!user || user.status !== 'active') throw unauthorized('invalid_refresh_token', 'The refresh token is not valid.')
     const access = await this.d.signer.sign(user.id, session.id)
@@ -291,7 +292,7 @@ export class AuthService {
   private async setPassword(userId: string, password: string): Promise<void> {
     const hash = await this.d.hasher.hash(password)
     const now = this.d.clock.now()
-    this.d.db.transaction((tx) => {
+    await withTransaction(this.d.db, async (tx) => {
       tx.update(users).set({ passwordHash: hash, passwordChangedAt: now, updatedAt: now }).where(eq(users.id, userId)).run()
       this.recordPassword(tx, userId, hash, now)
     })
@@ -305,7 +306,7 @@ export class AuthService {
     const locked = this.d.hooks.isLocked?.(userId) ?? false
     const ok = await this.d.hasher.verify(current, user.passwordHash)
     if (locked || !ok) {
-      if (!locked) this.d.hooks.onPasswordFailure?.(user, meta)
+      if (!locked) await this.d.hooks.onPasswordFailure?.(user, meta)
       this.d.audit.record({ type: 'password_change', outcome: 'failure', actorId: userId, targetId: userId, details: { reason: locked ? 'locked' : 'wrong_current_password' } }, meta)
       throw unauthorized('invalid_credentials', 'The current password is not correct.')
     }

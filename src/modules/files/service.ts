@@ -6,6 +6,7 @@
  * stored unscanned. Files live under `<data dir>/files/<id>`, written to a temporary name and renamed,
  * so a crash never leaves a half-written file behind a committed row.
  */
+import { withTransaction } from '../../db/tx'
 import { and, asc, eq, gt, type SQL } from 'drizzle-orm'
 import { createHash } from 'node:crypto'
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
@@ -107,7 +108,7 @@ export class FilesService {
     renameSync(tmp, join(this.dir, id))
     const replaced: Row[] = []
     try {
-      this.d.db.transaction((tx) => {
+      await withTransaction(this.d.db, async (tx) => {
         if (purpose === 'avatar') replaced.push(...tx.delete(files).where(and(eq(files.ownerId, ownerId), eq(files.purpose, 'avatar'))).returning().all())
         tx.insert(files).values(row).run()
       })

@@ -9,6 +9,7 @@
  *   rotation keeps these keys (those of the first secret), stored AES-GCM encrypted under the new one in
  *   `secret_keys`: refresh tokens, mailed tokens, recovery codes, CSRF tokens and cursors keep working.
  */
+import { withTransaction } from '../../db/tx'
 import { Database } from 'bun:sqlite'
 import { and, asc, desc, eq, isNotNull, isNull, sql } from 'drizzle-orm'
 import { drizzle } from 'drizzle-orm/bun-sqlite'
@@ -123,9 +124,8 @@ export interface SecretRotation {
  * Re-encrypts everything under the new secret and keeps the hashing keys, in one IMMEDIATE transaction:
  * either all of it is done or nothing is. The caller has checked that the old secret opens the database.
  */
-export function rotateSecret(db: Db, oldSecret: string, newSecret: string, now: number): SecretRotation {
-  return db.transaction(
-    (tx) => {
+export async function rotateSecret(db: Db, oldSecret: string, newSecret: string, now: number): Promise<SecretRotation> {
+  return await withTransaction(db, async (tx) => {
       const old = effectiveKeys(tx as unknown as Db, oldSecret)
       const next = deriveKey(newSecret, 'encryption')
       const reencrypted: Record<string, number> = {}
@@ -165,7 +165,5 @@ export function rotateSecret(db: Db, oldSecret: string, newSecret: string, now: 
         tx.insert(secretKeys).values({ purpose, keyEnc, createdAt: now }).onConflictDoUpdate({ target: secretKeys.purpose, set: { keyEnc, createdAt: now } }).run()
       }
       return { reencrypted, skipped }
-    },
-    { behavior: 'immediate' },
-  )
+    })
 }

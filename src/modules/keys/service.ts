@@ -12,6 +12,7 @@
  * jose is used directly (it is what @elysiajs/jwt is built on) because rotation needs a key *set*
  * selected by `kid`, which the plugin's single-secret API does not model.
  */
+import { withTransaction } from '../../db/tx'
 import { and, asc, desc, eq, isNull, isNotNull, lt, sql } from 'drizzle-orm'
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose'
@@ -87,11 +88,14 @@ export class KeyService {
   userClaims?: (userId: string) => Promise<Record<string, unknown>> | Record<string, unknown>
   /** Called after a scheduled rotation made by this instance (the composition root records the event). */
   onRotated?: (r: { kid: string; previous: string | undefined }) => void
+  /** The scheduled rotation in flight, if any (tests await it). */
+  rotating: Promise<void> | undefined
 
   constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'config' | 'keys' | 'logger'>) {}
 
   /** Loads the keys, creating the first one on an empty database (race-safe). Synchronous (node:crypto KeyObjects). */
   init(): void {
+    // Start-up only, before any request is served: a synchronous IMMEDIATE transaction (nothing can interleave).
     this.deps.db.transaction(
       (tx) => {
         if (!tx.select({ kid: signingKeys.kid }).from(signingKeys).where(isNull(signingKeys.rotatedAt)).limit(1).get()) this.insertNewKey(tx)
@@ -177,37 +181,39 @@ export class KeyService {
     const interval = this.deps.config.jwt.rotationIntervalMs
     // Only a key that looks due takes the write lock; the transaction checks again (another instance may have won).
     if (interval > 0 && this.current && now - this.current.createdAt >= interval) {
-      try {
-        const r = this.rotateIfOlderThan(interval)
-        if (r) {
-          this.deps.logger.info({ kid: r.kid, previous: r.previous }, 'scheduled signing-key rotation')
-          this.onRotated?.(r)
-        }
-      } catch (err) {
-        // A busy or failing database delays the rotation to the next check; the request goes on with the current key.
-        this.deps.logger.warn({ err }, 'scheduled signing-key rotation failed; retrying at the next check')
+      // Off the request path: the request goes on with the current key; one rotation in flight at a time.
+      if (!this.rotating) {
+        this.rotating = this.rotateIfOlderThan(interval)
+          .then((r) => {
+            if (r) {
+              this.deps.logger.info({ kid: r.kid, previous: r.previous }, 'scheduled signing-key rotation')
+              this.onRotated?.(r)
+            }
+          })
+          // A busy or failing database delays the rotation to the next check.
+          .catch((err) => this.deps.logger.warn({ err }, 'scheduled signing-key rotation failed; retrying at the next check'))
+          .finally(() => (this.rotating = undefined))
       }
     }
     if (this.fingerprint() !== this.seen) this.load()
   }
 
   /** Makes a new current key; the old one keeps verifying until its tokens have expired. Returns the new kid. */
-  rotate(): { kid: string; previous: string | undefined } {
-    return this.rotateWhere()!
+  async rotate(): Promise<{ kid: string; previous: string | undefined }> {
+    return (await this.rotateWhere())!
   }
 
   /**
    * Rotates only when the current key is at least `ms` old; undefined when it is younger (another instance
    * just rotated). Check and write are one IMMEDIATE transaction, so concurrent instances rotate once.
    */
-  rotateIfOlderThan(ms: number): { kid: string; previous: string | undefined } | undefined {
-    return this.rotateWhere(ms)
+  async rotateIfOlderThan(ms: number): Promise<{ kid: string; previous: string | undefined } | undefined> {
+    return await this.rotateWhere(ms)
   }
 
-  private rotateWhere(ifOlderThan?: number): { kid: string; previous: string | undefined } | undefined {
+  private async rotateWhere(ifOlderThan?: number): Promise<{ kid: string; previous: string | undefined } | undefined> {
     const now = this.deps.clock.now()
-    const r = this.deps.db.transaction(
-      (tx) => {
+    const r = await withTransaction(this.deps.db, async (tx) => {
         const previous = tx.select({ kid: signingKeys.kid, createdAt: signingKeys.createdAt }).from(signingKeys).where(isNull(signingKeys.rotatedAt)).all()
         if (ifOlderThan !== undefined && previous.some((p) => now - p.createdAt < ifOlderThan)) return undefined
         const kid = this.insertNewKey(tx)
@@ -221,9 +227,7 @@ export class KeyService {
           .where(and(isNotNull(signingKeys.expiresAt), lt(signingKeys.expiresAt, now - PRUNE_AFTER_MS)))
           .run()
         return { kid, previous: previous.at(-1)?.kid }
-      },
-      { behavior: 'immediate' },
-    )
+      })
     if (r) this.load()
     return r
   }

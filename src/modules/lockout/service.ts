@@ -12,8 +12,9 @@
  *   is seen soon. Mutations read the row from the database, never from the cache.
  * Callers must answer a locked account exactly like a wrong password (no lock oracle).
  */
+import { withTransaction } from '../../db/tx'
 import { and, eq, isNull } from 'drizzle-orm'
-import { LRUCache } from 'lru-cache'
+import { lruCaches, type Cache, type CacheFactory } from '../../lib/cache'
 import { emailTokens, lockouts } from '../../db/schema'
 import type { CoreDeps } from '../../deps'
 import { hashToken, randomToken } from '../../lib/crypto'
@@ -45,17 +46,17 @@ export interface FailureResult {
   failures: number
 }
 
-type Deps = Pick<CoreDeps, 'config' | 'db' | 'clock' | 'logger' | 'keys'> & { audit: AuditService }
+type Deps = Pick<CoreDeps, 'config' | 'db' | 'clock' | 'logger' | 'keys'> & { audit: AuditService; caches?: CacheFactory }
 
 export class LockoutService {
   /** Cached rows; `null` caches "no row" so a clean account costs no query either. */
-  private readonly cache: LRUCache<string, { row: Row | null }>
+  private readonly cache: Cache<string, { row: Row | null }>
 
   /** Told about every change of a user's lock state (other instances drop their cached copy). */
   onChanged: (userId: string) => void = () => {}
 
   constructor(private readonly deps: Deps) {
-    this.cache = new LRUCache({ max: deps.config.cache.maxEntries, ttl: deps.config.cache.ttlMs })
+    this.cache = (deps.caches ?? lruCaches({ ...deps.config.cache, clock: deps.clock }))<string, { row: Row | null }>('lockouts')
   }
 
   private load(userId: string, kind: LockoutKind): Row | undefined {
@@ -160,10 +161,10 @@ export class LockoutService {
   }
 
   /** A single-use unlock link token (24 h); only its keyed hash is stored. Earlier unused ones are voided. */
-  issueUnlockToken(userId: string): string {
+  async issueUnlockToken(userId: string): Promise<string> {
     const now = this.deps.clock.now()
     const token = randomToken(32)
-    this.deps.db.transaction((tx) => {
+    await withTransaction(this.deps.db, async (tx) => {
       tx.delete(emailTokens).where(and(eq(emailTokens.userId, userId), eq(emailTokens.purpose, 'unlock'), isNull(emailTokens.usedAt))).run()
       tx.insert(emailTokens)
         .values({ id: newId(), userId, purpose: 'unlock', tokenHash: hashToken(this.deps.keys.tokenHash, token), createdAt: now, expiresAt: now + UNLOCK_TOKEN_TTL_MS })

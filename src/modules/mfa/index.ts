@@ -57,10 +57,10 @@ export function mfaController(
     .use(auth)
     .post(
       '/v1/me/mfa/totp',
-      ({ principal }) => {
+      async ({ principal }) => {
         requireStepUpToAdd(principal)
         const u = userOf(principal)
-        return totp.enroll(u.id, u.email)
+        return await totp.enroll(u.id, u.email)
       },
       {
         auth: 'mfa-enrolment',
@@ -68,9 +68,9 @@ export function mfaController(
         detail: { summary: 'Start enrolling an authenticator app (pending until confirmed; needs a recent sign-in)' },
       },
     )
-    .post('/v1/me/mfa/totp/confirm', ({ principal, body, request }) => {
+    .post('/v1/me/mfa/totp/confirm', async ({ principal, body, request }) => {
       requireStepUpToAdd(principal)
-      const r = totp.confirm(principal.userId, body.code, metaOf(request))
+      const r = await totp.confirm(principal.userId, body.code, metaOf(request))
       onEnrolled(principal.sessionId, 'otp')
       return r
     }, {
@@ -90,10 +90,10 @@ export function mfaController(
     )
     .post(
       '/v1/me/mfa/recovery-codes',
-      ({ principal, request }) => {
+      async ({ principal, request }) => {
         requireStepUp(principal)
         if (!login.hasActiveFactor(principal.userId)) throw conflict('Recovery codes need a second factor; add one first.', 'no_second_factor')
-        return { recoveryCodes: recovery.regenerate(principal.userId, metaOf(request)) }
+        return { recoveryCodes: await recovery.regenerate(principal.userId, metaOf(request)) }
       },
       {
         auth: 'mfa-enrolment',

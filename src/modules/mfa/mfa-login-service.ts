@@ -4,6 +4,7 @@
  * `completeMfa` checks exactly one proof against it. Failures are counted per token (five kill it)
  * and per account (five within the window lock the account's MFA step for a doubling period).
  */
+import { withTransaction } from '../../db/tx'
 import { and, eq, gt, isNull, lt, sql } from 'drizzle-orm'
 import { challenges, lockouts } from '../../db/schema'
 import { hashToken, randomToken } from '../../lib/crypto'
@@ -38,7 +39,7 @@ const invalidProof = () => new AppError(401, 'invalid_mfa_proof', 'The second fa
 /** What the MFA step needs from an account lock (the composition root passes the shared LockoutService). */
 export interface MfaLock {
   lockedUntil(userId: string): number | undefined
-  fail(userId: string): number | undefined
+  fail(userId: string): number | undefined | Promise<number | undefined>
   reset(userId: string): void
 }
 
@@ -54,10 +55,10 @@ export class MfaLockout implements MfaLock {
   }
 
   /** Counts one failure; returns the new lock's end when this failure triggered one. */
-  fail(userId: string): number | undefined {
+  async fail(userId: string): Promise<number | undefined> {
     const { threshold, windowMs, baseMs, maxMs, permanentAfter } = this.deps.config.lockout
     const now = this.deps.clock.now()
-    return this.deps.db.transaction((tx) => {
+    return await withTransaction(this.deps.db, async (tx) => {
       const row = tx.select().from(lockouts).where(and(eq(lockouts.userId, userId), eq(lockouts.kind, 'mfa'))).get()
       const fresh = !row || now - row.windowStartedAt >= windowMs
       const failures = (fresh ? 0 : row.failures) + 1
@@ -197,7 +198,7 @@ export class MfaLoginService {
       if (!(err instanceof AppError) || err.status === 422 || err.status === 409) throw err
       ok = false
     }
-    if (!ok) return this.failed(row.id, userId, method, meta)
+    if (!ok) return await this.failed(row.id, userId, method, meta)
     const spent = this.deps.db
       .update(challenges)
       .set({ usedAt: this.deps.clock.now() })
@@ -210,7 +211,7 @@ export class MfaLoginService {
     return { userId, amr: ['pwd', AMR[method]] }
   }
 
-  private failed(challengeId: string, userId: string, method: MfaMethod, meta: RequestMeta): never {
+  private async failed(challengeId: string, userId: string, method: MfaMethod, meta: RequestMeta): Promise<never> {
     // attempts + 1; the fifth failure also marks the token used, so it is dead for good.
     this.deps.db
       .update(challenges)
@@ -221,7 +222,7 @@ export class MfaLoginService {
       .where(eq(challenges.id, challengeId))
       .run()
     this.deps.audit.record({ type: 'mfa_failed', outcome: 'failure', actorId: userId, targetId: userId, details: { method } }, meta)
-    const locked = this.lockout.fail(userId)
+    const locked = await this.lockout.fail(userId)
     if (locked !== undefined) {
       this.deps.audit.record({ type: 'mfa_locked', outcome: 'failure', actorId: userId, targetId: userId, details: { until: new Date(locked).toISOString() } }, meta)
     }

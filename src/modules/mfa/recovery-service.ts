@@ -2,6 +2,7 @@
  * Recovery codes: ten single-use codes shown once, for when the authenticator app or passkey is lost.
  * Only keyed hashes are stored, so a database dump alone does not let anyone sign in with them.
  */
+import { withTransaction } from '../../db/tx'
 import { and, count, eq, isNull } from 'drizzle-orm'
 import { randomBytes } from 'node:crypto'
 import { recoveryCodes } from '../../db/schema'
@@ -11,7 +12,7 @@ import { newId } from '../../lib/ids'
 import type { RequestMeta } from '../audit/service'
 import type { MfaDeps } from './model'
 
-type Tx = Parameters<Parameters<MfaDeps['db']['transaction']>[0]>[0]
+type Tx = import('../../db/client').Tx
 
 /** Crockford base32: 32 symbols, no i/l/o/u; look-alikes typed by the user are folded back on input. */
 const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz'
@@ -48,8 +49,8 @@ export class RecoveryService {
   }
 
   /** Replaces the user's codes with ten new ones and returns them; the only time they are visible. */
-  regenerate(userId: string, meta: RequestMeta = {}): string[] {
-    const codes = this.deps.db.transaction((tx) => this.regenerateInTx(tx, userId))
+  async regenerate(userId: string, meta: RequestMeta = {}): Promise<string[]> {
+    const codes = await withTransaction(this.deps.db, async (tx) => this.regenerateInTx(tx, userId))
     this.recordRegenerated(userId, meta)
     return codes
   }

@@ -3,6 +3,7 @@
  * id as associated data, so a database dump alone reveals nothing and a ciphertext moved to another
  * user does not decrypt. Each accepted time step is remembered (`last_step`): a code is good once.
  */
+import { withTransaction } from '../../db/tx'
 import { and, count, eq, isNull, lt, or } from 'drizzle-orm'
 import { HOTP, Secret, TOTP } from 'otpauth'
 import { passkeys, totpFactors } from '../../db/schema'
@@ -64,12 +65,12 @@ export class TotpService {
   }
 
   /** Starts (or restarts) an enrolment; an active factor must be removed first. */
-  enroll(userId: string, email: string): { secret: string; otpauthUrl: string } {
+  async enroll(userId: string, email: string): Promise<{ secret: string; otpauthUrl: string }> {
     const { issuer, algorithm, digits } = this.deps.config.totp
     const secret = new Secret({ size: SECRET_BYTES })
     const now = this.deps.clock.now()
     const secretEnc = encrypt(this.deps.keys.encryption, secret.base32, this.aad(userId))
-    this.deps.db.transaction((tx) => {
+    await withTransaction(this.deps.db, async (tx) => {
       const existing = tx.select({ status: totpFactors.status }).from(totpFactors).where(eq(totpFactors.userId, userId)).get()
       if (existing?.status === 'active') throw conflict('An authenticator app is already active; remove it first.', 'totp_already_active')
       tx.delete(totpFactors).where(eq(totpFactors.userId, userId)).run()
@@ -80,14 +81,14 @@ export class TotpService {
   }
 
   /** Activates a pending enrolment with a first valid code and returns fresh recovery codes. */
-  confirm(userId: string, code: string, meta: RequestMeta = {}): { recoveryCodes: string[] } {
+  async confirm(userId: string, code: string, meta: RequestMeta = {}): Promise<{ recoveryCodes: string[] }> {
     const f = this.load(userId)
     if (!f || f.status !== 'pending') throw conflict('There is no pending authenticator enrolment to confirm.', 'totp_not_pending')
     this.checkFormat(f, code)
     const step = this.matchStep(f, code)
     if (step === undefined) throw unprocessable('invalid_code', 'The code is not valid.')
     // One transaction: a crash or a failed insert cannot leave an active factor without recovery codes.
-    const recoveryCodes = this.deps.db.transaction((tx) => {
+    const recoveryCodes = await withTransaction(this.deps.db, async (tx) => {
       // The secret in the WHERE clause: a re-enrolment racing this request cannot be activated by a code of the old secret.
       const done = tx
         .update(totpFactors)

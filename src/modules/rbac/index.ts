@@ -67,9 +67,9 @@ export function rbacController(auth: AnyElysia, rbac: RbacService, appPermission
     })
     .post(
       '/roles',
-      ({ body, principal, request, set }) => {
+      async ({ body, principal, request, set }) => {
         set.status = 201
-        return rbac.createRole(principal, body, metaOf(request))
+        return await rbac.createRole(principal, body, metaOf(request))
       },
       {
         permission: 'roles:write',
@@ -78,7 +78,7 @@ export function rbacController(auth: AnyElysia, rbac: RbacService, appPermission
         detail: { summary: 'Create a role below your own level, holding only permissions you hold (roles:write)' },
       },
     )
-    .patch('/roles/:name', ({ body, params, principal, request }) => rbac.patchRole(principal, params.name, body, metaOf(request)), {
+    .patch('/roles/:name', async ({ body, params, principal, request }) => await rbac.patchRole(principal, params.name, body, metaOf(request)), {
       permission: 'roles:write',
       params: NameParam,
       body: PatchRole,
@@ -87,8 +87,8 @@ export function rbacController(auth: AnyElysia, rbac: RbacService, appPermission
     })
     .delete(
       '/roles/:name',
-      ({ params, query, principal, request, set }) => {
-        rbac.deleteRole(principal, params.name, query.reassign, metaOf(request))
+      async ({ params, query, principal, request, set }) => {
+        await rbac.deleteRole(principal, params.name, query.reassign, metaOf(request))
         set.status = 204
         return null
       },

@@ -12,11 +12,12 @@
  * A role with administrative permissions requires MFA unless an owner waives it (see ./mfa-waiver.ts:
  * 403 `mfa_waiver_forbidden`, event rule `mfa_waiver`).
  */
+import { withTransaction } from '../../db/tx'
 import { and, asc, count, desc, eq, sql } from 'drizzle-orm'
 import type { Db } from '../../db/client'
 import { rolePermissions, roles, userRoles, users } from '../../db/schema'
 import type { CoreDeps } from '../../deps'
-import { LruCache, type Cache, type CacheStats } from '../../lib/cache'
+import { lruCaches, type Cache, type CacheFactory, type CacheStats } from '../../lib/cache'
 import { conflict, forbidden, notFound, unprocessable, type FieldError } from '../../lib/errors'
 import { newId } from '../../lib/ids'
 import type { Invalidation } from '../../lib/invalidation'
@@ -25,7 +26,7 @@ import type { AuditService, RequestMeta } from '../audit/service'
 import { decideMfa, recordWaiver } from './mfa-waiver'
 
 /** A drizzle transaction (or the database itself): what functions usable inside a caller's transaction take. */
-export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0]
+export type Tx = import('../../db/client').Tx
 export type DbOrTx = Db | Tx
 
 export const DEFAULT_ROLE = 'user'
@@ -139,6 +140,8 @@ export interface RbacDeps extends Pick<CoreDeps, 'db' | 'clock' | 'config'> {
   invalidation: Invalidation
   /** Built-in plus application permissions; a built-in-only registry when not given. */
   registry?: PermissionRegistry
+  /** Builds the caches (the composition root's one factory; an in-process LRU on the clock when absent). */
+  caches?: CacheFactory
 }
 
 /** Inserts a role for a user by name (no rules applied); usable inside the caller's transaction. Returns whether it was new. */
@@ -163,9 +166,9 @@ export class RbacService {
 
   constructor(private readonly deps: RbacDeps) {
     this.registry = deps.registry ?? new PermissionRegistry()
-    const opts = { maxEntries: deps.config.cache.maxEntries, ttlMs: deps.config.cache.ttlMs, clock: deps.clock }
-    this.userCache = new LruCache(opts)
-    this.roleCache = new LruCache(opts)
+    const caches = deps.caches ?? lruCaches({ ...deps.config.cache, clock: deps.clock })
+    this.userCache = caches<string, UserEntry>('rbac-users')
+    this.roleCache = caches<string, RoleEntry>('rbac-roles')
     deps.invalidation.on((e) => {
       if (e.kind === 'user') this.userCache.delete(e.id)
       else if (e.kind === 'permissions') this.clearCaches()
@@ -423,7 +426,7 @@ export class RbacService {
   }
 
   /** Creates a role strictly below the actor's level holding only permissions the actor holds. */
-  createRole(actor: Actor, input: RoleInput, meta?: RequestMeta): RoleView {
+  async createRole(actor: Actor, input: RoleInput, meta?: RequestMeta): Promise<RoleView> {
     assertRoleInput(input, false)
     const me = this.actorView(actor)
     this.checkRoleLevel(actor, me, input.level, 'role_create', input.name, meta)
@@ -432,7 +435,7 @@ export class RbacService {
     const mfa = decideMfa(this.deps.audit, { userId: actor.userId, isOwner: me.roles.includes(OWNER_ROLE) }, input.name, 'role_create', { patterns, requested: input.mfaRequired }, undefined, meta)
     const now = this.deps.clock.now()
     const id = newId()
-    this.deps.db.transaction((tx) => {
+    await withTransaction(this.deps.db, async (tx) => {
       if (tx.select({ id: roles.id }).from(roles).where(eq(roles.name, input.name)).get()) throw conflict('A role with this name exists.')
       tx.insert(roles).values({ id, name: input.name, level: input.level, description: input.description ?? '', mfaRequired: mfa.mfaRequired, builtin: false, createdAt: now, updatedAt: now }).run()
       if (patterns.length) tx.insert(rolePermissions).values(patterns.map((permission) => ({ roleId: id, permission }))).run()
@@ -444,7 +447,7 @@ export class RbacService {
   }
 
   /** Changes a role below the actor's level; built-in names are fixed; added permissions must be held by the actor. */
-  patchRole(actor: Actor, name: string, patch: RolePatch, meta?: RequestMeta): RoleView {
+  async patchRole(actor: Actor, name: string, patch: RolePatch, meta?: RequestMeta): Promise<RoleView> {
     assertRoleInput(patch, true)
     const me = this.actorView(actor)
     const r = this.roleRow(name)
@@ -463,7 +466,7 @@ export class RbacService {
     }
     const mfa = decideMfa(this.deps.audit, { userId: actor.userId, isOwner: me.roles.includes(OWNER_ROLE) }, name, 'role_update', { patterns: patterns ?? [...current], requested: patch.mfaRequired }, { patterns: [...current], mfaRequired: r.mfaRequired }, meta)
     const now = this.deps.clock.now()
-    this.deps.db.transaction((tx) => {
+    await withTransaction(this.deps.db, async (tx) => {
       if (newName !== r.name && tx.select({ id: roles.id }).from(roles).where(eq(roles.name, newName)).get()) throw conflict('A role with this name exists.')
       tx.update(roles)
         .set({
@@ -487,7 +490,7 @@ export class RbacService {
   }
 
   /** Deletes a non-built-in role below the actor's level; refused while assigned unless `reassign` names a role to move its users to. */
-  deleteRole(actor: Actor, name: string, reassign?: string, meta?: RequestMeta): void {
+  async deleteRole(actor: Actor, name: string, reassign?: string, meta?: RequestMeta): Promise<void> {
     const me = this.actorView(actor)
     const r = this.roleRow(name)
     if (r.builtin) throw conflict('Built-in roles cannot be deleted.', 'builtin_role')
@@ -506,7 +509,7 @@ export class RbacService {
       }
     }
     const now = this.deps.clock.now()
-    this.deps.db.transaction((tx) => {
+    await withTransaction(this.deps.db, async (tx) => {
       if (target && holders.length) {
         tx.insert(userRoles).values(holders.map((userId) => ({ userId, roleId: target.id, grantedBy: actor.userId, createdAt: now }))).onConflictDoNothing().run()
         tx.delete(userRoles).where(eq(userRoles.roleId, r.id)).run()

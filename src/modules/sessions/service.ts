@@ -5,10 +5,11 @@
  * a `refresh_token_reuse` event recorded (OAuth 2.0 Security BCP, RFC 9700 §4.14.2).
  * Refresh tokens are opaque 256-bit values stored only as keyed hashes.
  */
+import { withTransaction } from '../../db/tx'
 import { and, desc, eq, isNull, ne } from 'drizzle-orm'
-import { LRUCache } from 'lru-cache'
+import { lruCaches, type Cache, type CacheFactory } from '../../lib/cache'
 import type { CoreDeps } from '../../deps'
-import { changes } from '../../db/client'
+import { dialect } from '../../db/dialect'
 import { refreshTokens, sessions, users } from '../../db/schema'
 import { decrypt, encrypt, hashToken, randomToken } from '../../lib/crypto'
 import { unauthorized } from '../../lib/errors'
@@ -41,12 +42,12 @@ const TOUCH_INTERVAL_MS = 60_000
 const invalidRefresh = () => unauthorized('invalid_refresh_token', 'The refresh token is not valid.')
 
 export class SessionService {
-  private cache: LRUCache<string, SessionRow>
+  private cache: Cache<string, SessionRow>
   /** Told about every change to a session row that other instances' caches must see (revocation, step-up). */
   onChanged: (sessionId: string) => void = () => {}
 
-  constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'config' | 'keys' | 'logger'> & { audit: AuditService }) {
-    this.cache = new LRUCache({ max: deps.config.cache.maxEntries, ttl: deps.config.cache.ttlMs, ttlAutopurge: false })
+  constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'config' | 'keys' | 'logger'> & { audit: AuditService; caches?: CacheFactory }) {
+    this.cache = (deps.caches ?? lruCaches({ ...deps.config.cache, clock: deps.clock }))<string, SessionRow>('sessions')
   }
 
   private hash(token: string) {
@@ -54,7 +55,7 @@ export class SessionService {
   }
 
   /** Starts a session and issues its first refresh token. */
-  create(s: NewSession): { session: SessionRow; refreshToken: string } {
+  async create(s: NewSession): Promise<{ session: SessionRow; refreshToken: string }> {
     const now = this.deps.clock.now()
     const refreshToken = randomToken(32)
     const session: SessionRow = {
@@ -72,7 +73,7 @@ export class SessionService {
       revokedAt: null,
       revokedReason: null,
     }
-    this.deps.db.transaction((tx) => {
+    await withTransaction(this.deps.db, async (tx) => {
       tx.insert(sessions).values(session).run()
       tx.insert(refreshTokens).values({ id: newId(), sessionId: session.id, tokenHash: this.hash(refreshToken), createdAt: now, expiresAt: session.expiresAt }).run()
     })
@@ -107,7 +108,7 @@ export class SessionService {
    * Spends a refresh token and issues the next one. Reuse of a spent token revokes the whole session.
    * Returns the session and the new refresh token.
    */
-  rotate(presented: string, meta: RequestMeta): { session: SessionRow; refreshToken: string } {
+  async rotate(presented: string, meta: RequestMeta): Promise<{ session: SessionRow; refreshToken: string }> {
     if (presented.length < 20 || presented.length > 200) throw invalidRefresh()
     const now = this.deps.clock.now()
     const row = this.deps.db.select().from(refreshTokens).where(eq(refreshTokens.tokenHash, this.hash(presented))).get()
@@ -123,14 +124,14 @@ export class SessionService {
     if (row.usedAt !== null) return this.retry(row, session, now, meta)
     const refreshToken = randomToken(32)
     const nextId = newId()
-    const spent = this.deps.db.transaction((tx) => {
+    const spent = await withTransaction(this.deps.db, async (tx) => {
       // Conditional: if another instance spent the token a moment ago, this request is its retry.
       const r = tx
         .update(refreshTokens)
         .set({ usedAt: now, replacedBy: nextId, successorEnc: encrypt(this.deps.keys.encryption, refreshToken, `rt:${row.id}`) })
         .where(and(eq(refreshTokens.id, row.id), isNull(refreshTokens.usedAt)))
         .run()
-      if (changes(r) === 0) return false
+      if (dialect.changes(r) === 0) return false
       tx.insert(refreshTokens).values({ id: nextId, sessionId: session.id, tokenHash: this.hash(refreshToken), createdAt: now, expiresAt: session.expiresAt }).run()
       tx.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, session.id)).run()
       // The parent's copy of this token's own plaintext is no longer needed once this token is spent.
@@ -180,7 +181,7 @@ export class SessionService {
     const r = this.deps.db.update(sessions).set({ revokedAt: now, revokedReason: reason }).where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt))).run()
     this.cache.delete(sessionId)
     this.onChanged(sessionId)
-    return changes(r) > 0
+    return dialect.changes(r) > 0
   }
 
   /** Ends every session of a user, optionally keeping one (the current one on a password change). */
@@ -195,7 +196,7 @@ export class SessionService {
       this.cache.delete(id)
       this.onChanged(id)
     }
-    return changes(r)
+    return dialect.changes(r)
   }
 
   /** Records a fresh proof (password or second factor) in this session: step-up for sensitive changes. */

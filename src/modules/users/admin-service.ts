@@ -4,6 +4,7 @@
  * goes through RbacService.authorizeOnUser (strictly lower level, never oneself) and emits an Invalidation
  * event so the auth plugin's session/user cache and the permission cache drop the user at once.
  */
+import { withTransaction } from '../../db/tx'
 import { and, asc, eq, exists, gt, gte, inArray, isNull, lt, or, sql, type SQL } from 'drizzle-orm'
 import { createHash } from 'node:crypto'
 import type { Db } from '../../db/client'
@@ -147,14 +148,14 @@ export class UsersAdminService {
   }
 
   /** Renames and/or enables/disables a user below the actor's level; disabling ends every session at once. */
-  patch(actor: Actor, id: string, patch: { name?: string | null; status?: UserStatus }, meta?: RequestMeta): UserView {
+  async patch(actor: Actor, id: string, patch: { name?: string | null; status?: UserStatus }, meta?: RequestMeta): Promise<UserView> {
     const statusChange = patch.status !== undefined
     // Renaming oneself is harmless (it is what PATCH /v1/me does); a status change of oneself is not.
     const target = this.deps.rbac.authorizeOnUser(actor, id, statusChange ? 'user_status' : 'user_update', meta, { allowSelf: !statusChange })
     if (patch.status === 'disabled' && target.status === 'active') this.deps.rbac.assertNotLastOwner(actor, id, 'user_disable', meta)
     const now = this.deps.clock.now()
     let ended: string[] = []
-    this.deps.db.transaction((tx) => {
+    await withTransaction(this.deps.db, async (tx) => {
       const set: Partial<typeof users.$inferInsert> = { updatedAt: now }
       if (patch.name !== undefined) set.name = patch.name
       if (patch.status !== undefined) set.status = patch.status
@@ -178,12 +179,12 @@ export class UsersAdminService {
   }
 
   /** Deletes a user below the actor's level: sessions end, personal data goes with the row (FK cascades); security events stay. */
-  delete(actor: Actor, id: string, meta?: RequestMeta): void {
+  async delete(actor: Actor, id: string, meta?: RequestMeta): Promise<void> {
     this.deps.rbac.authorizeOnUser(actor, id, 'user_delete', meta)
     this.deps.rbac.assertNotLastOwner(actor, id, 'user_delete', meta)
     const now = this.deps.clock.now()
     let ended: string[] = []
-    this.deps.db.transaction((tx) => {
+    await withTransaction(this.deps.db, async (tx) => {
       ended = endSessionsInTx(tx, id, now, 'user_deleted')
       tx.delete(users).where(eq(users.id, id)).run()
     })
@@ -192,18 +193,18 @@ export class UsersAdminService {
   }
 
   /** Ends every session of a user (oneself included, like logout-all); returns how many were active. */
-  endSessions(actor: Actor, id: string, meta?: RequestMeta): number {
+  async endSessions(actor: Actor, id: string, meta?: RequestMeta): Promise<number> {
     this.deps.rbac.authorizeOnUser(actor, id, 'sessions_revoke', meta, { allowSelf: true })
     const now = this.deps.clock.now()
-    const ended = this.deps.db.transaction((tx) => endSessionsInTx(tx, id, now, 'admin_revoked'))
+    const ended = await withTransaction(this.deps.db, async (tx) => endSessionsInTx(tx, id, now, 'admin_revoked'))
     for (const s of ended) this.deps.invalidation.emit({ kind: 'session', id: s })
     this.deps.audit.record({ type: 'sessions_revoked', outcome: 'success', actorId: actor.userId, targetId: id, details: { sessionsEnded: ended.length } }, meta)
     return ended.length
   }
 
   /** Owner-only account recovery: removes another user's second factors and ends their sessions (./factor-reset.ts). */
-  resetFactors(actor: Actor & { authTime: number }, id: string, meta?: RequestMeta): FactorResetResult {
-    return resetFactors(this.deps, actor, id, meta)
+  async resetFactors(actor: Actor & { authTime: number }, id: string, meta?: RequestMeta): Promise<FactorResetResult> {
+    return await resetFactors(this.deps, actor, id, meta)
   }
 
   private emitUser(id: string, endedSessions: string[]): void {
@@ -212,7 +213,7 @@ export class UsersAdminService {
   }
 }
 
-type Tx = Parameters<Parameters<Db['transaction']>[0]>[0]
+type Tx = import('../../db/client').Tx
 
 /**
  * Ends every live session of a user inside the caller's transaction: marks them revoked and expires their

@@ -10,6 +10,7 @@
  *  - recorded as one `mfa_reset` security event with the owner as actor and the user as target, so it is
  *    in the audit log and in both people's own event lists.
  */
+import { withTransaction } from '../../db/tx'
 import { and, count, eq, isNull, or } from 'drizzle-orm'
 import { challenges, passkeys, recoveryCodes, totpFactors } from '../../db/schema'
 import { AppError, conflict } from '../../lib/errors'
@@ -28,7 +29,7 @@ export interface FactorResetResult {
 }
 
 /** Removes every second factor of `targetId` and ends their sessions; the rules are in this file's header. */
-export function resetFactors(deps: UsersAdminDeps, actor: Actor & { authTime: number }, targetId: string, meta?: RequestMeta): FactorResetResult {
+export async function resetFactors(deps: UsersAdminDeps, actor: Actor & { authTime: number }, targetId: string, meta?: RequestMeta): Promise<FactorResetResult> {
   const me = deps.rbac.actorView(actor)
   if (!me.roles.includes(OWNER_ROLE)) {
     deps.audit.record({ type: 'privilege_escalation_denied', outcome: 'failure', actorId: actor.userId, targetId, details: { rule: 'owner_only', action: 'mfa_reset' } }, meta)
@@ -39,7 +40,7 @@ export function resetFactors(deps: UsersAdminDeps, actor: Actor & { authTime: nu
   deps.rbac.authorizeOnUser(actor, targetId, 'mfa_reset', meta)
   let result: FactorResetResult | undefined
   let ended: string[] = []
-  deps.db.transaction((tx) => {
+  await withTransaction(deps.db, async (tx) => {
     const unused = tx.select({ n: count() }).from(recoveryCodes).where(and(eq(recoveryCodes.userId, targetId), isNull(recoveryCodes.usedAt))).get()?.n ?? 0
     const totp = tx.delete(totpFactors).where(eq(totpFactors.userId, targetId)).returning({ userId: totpFactors.userId }).all().length > 0
     const keys = tx.delete(passkeys).where(eq(passkeys.userId, targetId)).returning({ id: passkeys.id }).all().length

@@ -66,7 +66,7 @@ export function usersController(auth: AnyElysia, services: { usersAdmin: UsersAd
       response: { 200: UserSchema },
       detail: { summary: 'One user (users:read)' },
     })
-    .patch('/users/:id', ({ params, body, principal, request }) => usersAdmin.patch(principal, params.id, body, metaOf(request)), {
+    .patch('/users/:id', async ({ params, body, principal, request }) => await usersAdmin.patch(principal, params.id, body, metaOf(request)), {
       permission: 'users:write',
       params: IdParam,
       body: PatchUser,
@@ -84,8 +84,8 @@ export function usersController(auth: AnyElysia, services: { usersAdmin: UsersAd
     )
     .delete(
       '/users/:id',
-      ({ params, principal, request, set }) => {
-        usersAdmin.delete(principal, params.id, metaOf(request))
+      async ({ params, principal, request, set }) => {
+        await usersAdmin.delete(principal, params.id, metaOf(request))
         set.status = 204
         return null
       },
@@ -109,7 +109,7 @@ export function usersController(auth: AnyElysia, services: { usersAdmin: UsersAd
       },
       { permission: 'roles:assign', params: IdRoleParams, response: NoContent, detail: { summary: 'Revoke a role below your level (roles:assign)' } },
     )
-    .delete('/users/:id/mfa', ({ params, principal, request }) => usersAdmin.resetFactors(principal, params.id, metaOf(request)), {
+    .delete('/users/:id/mfa', async ({ params, principal, request }) => await usersAdmin.resetFactors(principal, params.id, metaOf(request)), {
       permission: 'users:write',
       params: IdParam,
       response: { 200: FactorReset, ...errors(401, 403, 404, 409, 422, 429) },
@@ -119,8 +119,8 @@ export function usersController(auth: AnyElysia, services: { usersAdmin: UsersAd
     })
     .delete(
       '/users/:id/sessions',
-      ({ params, principal, request, set }) => {
-        usersAdmin.endSessions(principal, params.id, metaOf(request))
+      async ({ params, principal, request, set }) => {
+        await usersAdmin.endSessions(principal, params.id, metaOf(request))
         set.status = 204
         return null
       },

@@ -7,10 +7,10 @@ let s: ReturnType<typeof mfaSetup>
 afterEach(() => s?.close())
 
 /** A user with an active TOTP factor; returns the secret and recovery codes. */
-function withTotp() {
+async function withTotp() {
   const u = s.addUser()
-  const { secret } = s.totp.enroll(u.id, u.email)
-  const { recoveryCodes } = s.totp.confirm(u.id, codeAt(secret, s.clock.now()))
+  const { secret } = await s.totp.enroll(u.id, u.email)
+  const { recoveryCodes } = await s.totp.confirm(u.id, codeAt(secret, s.clock.now()))
   s.clock.advance(30_000) // the confirm code's step is spent
   return { u, secret, recoveryCodes }
 }
@@ -24,7 +24,7 @@ describe('MfaLoginService', () => {
     expect(s.login.userFactors(plain.id)).toEqual({ totp: false, passkeys: 0, recoveryCodesRemaining: 0 })
     expect(s.login.hasActiveFactor(plain.id)).toBe(false)
     expect(await caught(() => s.login.startMfa(plain.id))).toMatchObject({ status: 409, code: 'no_second_factor' })
-    const { u } = withTotp()
+    const { u } = await withTotp()
     expect(s.login.userFactors(u.id)).toEqual({ totp: true, passkeys: 0, recoveryCodesRemaining: 10 })
     expect(s.login.hasActiveFactor(u.id)).toBe(true)
     expect(s.login.startMfa(u.id).methods).toEqual(['totp', 'recovery_code'])
@@ -33,13 +33,13 @@ describe('MfaLoginService', () => {
     expect(s.login.startMfa(u.id).methods).toEqual(['totp', 'webauthn', 'recovery_code'])
     // a pending enrolment is not a factor
     const pending = s.addUser()
-    s.totp.enroll(pending.id, pending.email)
+    await s.totp.enroll(pending.id, pending.email)
     expect(s.login.hasActiveFactor(pending.id)).toBe(false)
   })
 
-  test('the mfaToken is random, stored only as a keyed hash, and lives config.tokens.mfaTokenTtlMs', () => {
+  test('the mfaToken is random, stored only as a keyed hash, and lives config.tokens.mfaTokenTtlMs', async () => {
     s = mfaSetup()
-    const { u } = withTotp()
+    const { u } = await withTotp()
     const { mfaToken } = s.login.startMfa(u.id, { ip: '198.51.100.7' })
     expect(Buffer.from(mfaToken, 'base64url').length).toBe(32)
     const row = s.deps.sqlite.query("SELECT * FROM challenges WHERE kind = 'mfa_login'").get() as Record<string, any>
@@ -51,20 +51,20 @@ describe('MfaLoginService', () => {
 
   test('TOTP proof: success returns the user and amr, and spends the token', async () => {
     s = mfaSetup()
-    const { u, secret } = withTotp()
+    const { u, secret } = await withTotp()
     const { mfaToken } = s.login.startMfa(u.id)
     expect(await s.login.completeMfa(mfaToken, { totp: codeAt(secret, s.clock.now()) })).toEqual({ userId: u.id, amr: ['pwd', 'otp'] })
     s.clock.advance(30_000)
-    expect(await caught(() => s.login.completeMfa(mfaToken, { totp: codeAt(secret, s.clock.now()) }))).toMatchObject({ status: 401, code: 'invalid_mfa_token' })
+    expect(await caught(async () => await s.login.completeMfa(mfaToken, { totp: codeAt(secret, s.clock.now()) }))).toMatchObject({ status: 401, code: 'invalid_mfa_token' })
     expect(s.events('mfa_succeeded')).toHaveLength(1)
   })
 
   test('a failure does not spend the token; a later right code works', async () => {
     s = mfaSetup()
-    const { u, secret } = withTotp()
+    const { u, secret } = await withTotp()
     const { mfaToken } = s.login.startMfa(u.id)
     const right = codeAt(secret, s.clock.now())
-    expect(await caught(() => s.login.completeMfa(mfaToken, { totp: wrongCode(right) }))).toMatchObject({ status: 401, code: 'invalid_mfa_proof' })
+    expect(await caught(async () => await s.login.completeMfa(mfaToken, { totp: wrongCode(right) }))).toMatchObject({ status: 401, code: 'invalid_mfa_proof' })
     expect((await s.login.completeMfa(mfaToken, { totp: right })).userId).toBe(u.id)
     const failed = s.events('mfa_failed')
     expect(failed).toHaveLength(1)
@@ -73,11 +73,11 @@ describe('MfaLoginService', () => {
 
   test('five failures kill the token, even for the right code afterwards', async () => {
     s = mfaSetup({ BULWARK_LOCKOUT_THRESHOLD: '100' })
-    const { u, secret } = withTotp()
+    const { u, secret } = await withTotp()
     const { mfaToken } = s.login.startMfa(u.id)
     const right = codeAt(secret, s.clock.now())
-    for (let i = 0; i < 5; i++) expect(await caught(() => s.login.completeMfa(mfaToken, { totp: wrongCode(right) }))).toMatchObject({ code: 'invalid_mfa_proof' })
-    expect(await caught(() => s.login.completeMfa(mfaToken, { totp: right }))).toMatchObject({ status: 401, code: 'invalid_mfa_token' })
+    for (let i = 0; i < 5; i++) expect(await caught(async () => await s.login.completeMfa(mfaToken, { totp: wrongCode(right) }))).toMatchObject({ code: 'invalid_mfa_proof' })
+    expect(await caught(async () => await s.login.completeMfa(mfaToken, { totp: right }))).toMatchObject({ status: 401, code: 'invalid_mfa_token' })
     // a new login gets a new token
     const again = s.login.startMfa(u.id)
     expect((await s.login.completeMfa(again.mfaToken, { totp: right })).userId).toBe(u.id)
@@ -85,30 +85,30 @@ describe('MfaLoginService', () => {
 
   test('the token expires', async () => {
     s = mfaSetup()
-    const { u, secret } = withTotp()
+    const { u, secret } = await withTotp()
     const { mfaToken } = s.login.startMfa(u.id)
     s.clock.advance(s.deps.config.tokens.mfaTokenTtlMs)
-    expect(await caught(() => s.login.completeMfa(mfaToken, { totp: codeAt(secret, s.clock.now()) }))).toMatchObject({ status: 401, code: 'invalid_mfa_token' })
-    for (const bad of ['', 'x', 'y'.repeat(10_000), 'A'.repeat(43)]) expect(await caught(() => s.login.completeMfa(bad, { totp: '123456' }))).toMatchObject({ status: 401, code: 'invalid_mfa_token' })
+    expect(await caught(async () => await s.login.completeMfa(mfaToken, { totp: codeAt(secret, s.clock.now()) }))).toMatchObject({ status: 401, code: 'invalid_mfa_token' })
+    for (const bad of ['', 'x', 'y'.repeat(10_000), 'A'.repeat(43)]) expect(await caught(async () => await s.login.completeMfa(bad, { totp: '123456' }))).toMatchObject({ status: 401, code: 'invalid_mfa_token' })
   })
 
   test('account lock: five failures across tokens lock the MFA step for 1 min, then 2 min; mfa_locked recorded', async () => {
     s = mfaSetup()
-    const { u, secret } = withTotp()
+    const { u, secret } = await withTotp()
     const fail = async () => {
       const { mfaToken } = s.login.startMfa(u.id)
-      return caught(() => s.login.completeMfa(mfaToken, { totp: wrongCode(codeAt(secret, s.clock.now())) }))
+      return caught(async () => await s.login.completeMfa(mfaToken, { totp: wrongCode(codeAt(secret, s.clock.now())) }))
     }
     for (let i = 0; i < 5; i++) expect(await fail()).toMatchObject({ status: 401, code: 'invalid_mfa_proof' })
     expect(s.events('mfa_locked')).toHaveLength(1)
     const { mfaToken } = s.login.startMfa(u.id)
-    const locked = await caught(() => s.login.completeMfa(mfaToken, { totp: codeAt(secret, s.clock.now()) }))
+    const locked = await caught(async () => await s.login.completeMfa(mfaToken, { totp: codeAt(secret, s.clock.now()) }))
     expect(locked).toMatchObject({ status: 429, code: 'mfa_locked' })
     expect(locked.extra.headers['retry-after']).toBe('60')
     s.clock.advance(60_000)
     // unlocked; five more failures in the window lock for twice as long
     for (let i = 0; i < 5; i++) await fail()
-    const again = await caught(async () => s.login.completeMfa(s.login.startMfa(u.id).mfaToken, { totp: '123456' }))
+    const again = await caught(async () => await s.login.completeMfa(s.login.startMfa(u.id).mfaToken, { totp: '123456' }))
     expect(again).toMatchObject({ status: 429 })
     expect(again.extra.headers['retry-after']).toBe('120')
     expect(s.events('mfa_locked')).toHaveLength(2)
@@ -120,19 +120,19 @@ describe('MfaLoginService', () => {
 
   test('failures older than the window do not add up', async () => {
     s = mfaSetup()
-    const { u, secret } = withTotp()
-    for (let i = 0; i < 4; i++) await caught(() => s.login.completeMfa(s.login.startMfa(u.id).mfaToken, { totp: wrongCode(codeAt(secret, s.clock.now())) }))
+    const { u, secret } = await withTotp()
+    for (let i = 0; i < 4; i++) await caught(async () => await s.login.completeMfa(s.login.startMfa(u.id).mfaToken, { totp: wrongCode(codeAt(secret, s.clock.now())) }))
     s.clock.advance(15 * 60_000)
-    for (let i = 0; i < 4; i++) await caught(() => s.login.completeMfa(s.login.startMfa(u.id).mfaToken, { totp: wrongCode(codeAt(secret, s.clock.now())) }))
+    for (let i = 0; i < 4; i++) await caught(async () => await s.login.completeMfa(s.login.startMfa(u.id).mfaToken, { totp: wrongCode(codeAt(secret, s.clock.now())) }))
     expect(s.events('mfa_locked')).toHaveLength(0)
     expect((await s.login.completeMfa(s.login.startMfa(u.id).mfaToken, { totp: codeAt(secret, s.clock.now()) })).amr).toEqual(['pwd', 'otp'])
   })
 
   test('recovery code proof: single use, amr recovery', async () => {
     s = mfaSetup()
-    const { u, recoveryCodes } = withTotp()
+    const { u, recoveryCodes } = await withTotp()
     expect(await s.login.completeMfa(s.login.startMfa(u.id).mfaToken, { recoveryCode: recoveryCodes[3]! })).toEqual({ userId: u.id, amr: ['pwd', 'recovery'] })
-    expect(await caught(() => s.login.completeMfa(s.login.startMfa(u.id).mfaToken, { recoveryCode: recoveryCodes[3]! }))).toMatchObject({ status: 401, code: 'invalid_mfa_proof' })
+    expect(await caught(async () => await s.login.completeMfa(s.login.startMfa(u.id).mfaToken, { recoveryCode: recoveryCodes[3]! }))).toMatchObject({ status: 401, code: 'invalid_mfa_proof' })
     expect(s.login.userFactors(u.id).recoveryCodesRemaining).toBe(9)
   })
 
@@ -149,31 +149,31 @@ describe('MfaLoginService', () => {
 
     const t2 = s.login.startMfa(u.id).mfaToken
     const open = await s.passkeys.authenticationOptions()
-    expect(await caught(async () => s.login.completeMfa(t2, { webauthn: await auth.assert(open.options) }))).toMatchObject({ status: 401, code: 'invalid_mfa_proof' })
+    expect(await caught(async () => await s.login.completeMfa(t2, { webauthn: await auth.assert(open.options) }))).toMatchObject({ status: 401, code: 'invalid_mfa_proof' })
     const v = s.addUser()
     const other = await SoftAuthenticator.create()
     await s.passkeys.verifyRegistration(v.id, await other.register(await s.passkeys.registrationOptions(v)))
-    expect(await caught(async () => s.login.completeMfa(t2, { webauthn: await other.assert(await s.login.webauthnOptions(t2)) }))).toMatchObject({ status: 401, code: 'invalid_mfa_proof' })
+    expect(await caught(async () => await s.login.completeMfa(t2, { webauthn: await other.assert(await s.login.webauthnOptions(t2)) }))).toMatchObject({ status: 401, code: 'invalid_mfa_proof' })
     expect(s.events('mfa_failed')).toHaveLength(2)
   })
 
   test('exactly one proof; malformed codes are 422 and do not count as failures', async () => {
     s = mfaSetup()
-    const { u, secret, recoveryCodes } = withTotp()
+    const { u, secret, recoveryCodes } = await withTotp()
     const { mfaToken } = s.login.startMfa(u.id)
-    expect(await caught(() => s.login.completeMfa(mfaToken, {}))).toMatchObject({ status: 422 })
-    expect(await caught(() => s.login.completeMfa(mfaToken, { totp: '123456', recoveryCode: recoveryCodes[0]! }))).toMatchObject({ status: 422 })
-    for (let i = 0; i < 10; i++) expect(await caught(() => s.login.completeMfa(mfaToken, { totp: 'abc' }))).toMatchObject({ status: 422, code: 'invalid_code' })
-    expect(await caught(() => s.login.completeMfa(mfaToken, { recoveryCode: '!' }))).toMatchObject({ status: 422, code: 'invalid_code' })
+    expect(await caught(async () => await s.login.completeMfa(mfaToken, {}))).toMatchObject({ status: 422 })
+    expect(await caught(async () => await s.login.completeMfa(mfaToken, { totp: '123456', recoveryCode: recoveryCodes[0]! }))).toMatchObject({ status: 422 })
+    for (let i = 0; i < 10; i++) expect(await caught(async () => await s.login.completeMfa(mfaToken, { totp: 'abc' }))).toMatchObject({ status: 422, code: 'invalid_code' })
+    expect(await caught(async () => await s.login.completeMfa(mfaToken, { recoveryCode: '!' }))).toMatchObject({ status: 422, code: 'invalid_code' })
     expect(s.events('mfa_failed')).toHaveLength(0)
     expect((await s.login.completeMfa(mfaToken, { totp: codeAt(secret, s.clock.now()) })).userId).toBe(u.id)
   })
 
   test('a TOTP code cannot be used twice across two logins (replay through the login flow)', async () => {
     s = mfaSetup()
-    const { u, secret } = withTotp()
+    const { u, secret } = await withTotp()
     const code = codeAt(secret, s.clock.now())
     await s.login.completeMfa(s.login.startMfa(u.id).mfaToken, { totp: code })
-    expect(await caught(() => s.login.completeMfa(s.login.startMfa(u.id).mfaToken, { totp: code }))).toMatchObject({ status: 401, code: 'invalid_mfa_proof' })
+    expect(await caught(async () => await s.login.completeMfa(s.login.startMfa(u.id).mfaToken, { totp: code }))).toMatchObject({ status: 401, code: 'invalid_mfa_proof' })
   })
 })

@@ -247,7 +247,7 @@ describe('PasskeyService management', () => {
     expect(await caught(() => s.passkeys.rename(b.u.id, a.view.id, 'mine'))).toMatchObject({ status: 404 })
     expect(await caught(() => s.passkeys.delete(b.u.id, a.view.id))).toMatchObject({ status: 404 })
     expect(s.passkeys.count(a.u.id)).toBe(1)
-    s.recovery.regenerate(a.u.id)
+    await s.recovery.regenerate(a.u.id)
     s.passkeys.delete(a.u.id, a.view.id)
     expect(s.passkeys.list(a.u.id)).toEqual([])
     // the last factor went, so did the recovery codes

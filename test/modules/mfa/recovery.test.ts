@@ -9,24 +9,24 @@ afterEach(() => s?.close())
 const FORMAT = /^[0-9abcdefghjkmnpqrstvwxyz]{5}-[0-9abcdefghjkmnpqrstvwxyz]{5}$/
 
 describe('RecoveryService', () => {
-  test('ten distinct codes xxxxx-xxxxx from a 32-symbol alphabet without i, l, o, u (50 bits each)', () => {
+  test('ten distinct codes xxxxx-xxxxx from a 32-symbol alphabet without i, l, o, u (50 bits each)', async () => {
     s = mfaSetup()
     const u = s.addUser()
-    const codes = s.recovery.regenerate(u.id)
+    const codes = await s.recovery.regenerate(u.id)
     expect(codes).toHaveLength(10)
     expect(new Set(codes).size).toBe(10)
     for (const c of codes) expect(c).toMatch(FORMAT)
     // over many codes every one of the 32 symbols shows up, and only those
     const seen = new Set<string>()
-    for (let i = 0; i < 40; i++) for (const c of s.recovery.regenerate(u.id)) for (const ch of c.replace('-', '')) seen.add(ch)
+    for (let i = 0; i < 40; i++) for (const c of await s.recovery.regenerate(u.id)) for (const ch of c.replace('-', '')) seen.add(ch)
     expect(seen.size).toBe(32)
     expect(Math.log2(seen.size) * 10).toBeGreaterThanOrEqual(50)
   })
 
-  test('only keyed hashes are stored', () => {
+  test('only keyed hashes are stored', async () => {
     s = mfaSetup()
     const u = s.addUser()
-    const codes = s.recovery.regenerate(u.id)
+    const codes = await s.recovery.regenerate(u.id)
     const rows = s.deps.sqlite.query('SELECT code_hash FROM recovery_codes WHERE user_id = ?').all(u.id) as { code_hash: string }[]
     const dump = JSON.stringify(rows)
     for (const c of codes) {
@@ -37,10 +37,10 @@ describe('RecoveryService', () => {
     expect(rows.map((r) => r.code_hash).sort()).toEqual(expected)
   })
 
-  test('each code works once; remaining counts down; the event carries the remaining count', () => {
+  test('each code works once; remaining counts down; the event carries the remaining count', async () => {
     s = mfaSetup()
     const u = s.addUser()
-    const codes = s.recovery.regenerate(u.id)
+    const codes = await s.recovery.regenerate(u.id)
     expect(s.recovery.use(u.id, codes[0]!)).toEqual({ ok: true, remaining: 9 })
     expect(s.recovery.use(u.id, codes[0]!)).toEqual({ ok: false, remaining: 9 })
     expect(s.recovery.use(u.id, codes[1]!)).toEqual({ ok: true, remaining: 8 })
@@ -50,10 +50,10 @@ describe('RecoveryService', () => {
     expect(ev[0]!.targetId).toBe(u.id)
   })
 
-  test('typed variations are accepted: upper case, no hyphen, spaces, look-alikes (O→0, I/L→1)', () => {
+  test('typed variations are accepted: upper case, no hyphen, spaces, look-alikes (O→0, I/L→1)', async () => {
     s = mfaSetup()
     const u = s.addUser()
-    const codes = s.recovery.regenerate(u.id)
+    const codes = await s.recovery.regenerate(u.id)
     expect(s.recovery.use(u.id, codes[0]!.toUpperCase()).ok).toBe(true)
     expect(s.recovery.use(u.id, codes[1]!.replace('-', '')).ok).toBe(true)
     expect(s.recovery.use(u.id, ` ${codes[2]!.slice(0, 5)} ${codes[2]!.slice(6)} `).ok).toBe(true)
@@ -61,22 +61,22 @@ describe('RecoveryService', () => {
     expect(normalizeRecoveryCode('lllll-00000')).toBe('1111100000')
   })
 
-  test('regenerating invalidates the previous set', () => {
+  test('regenerating invalidates the previous set', async () => {
     s = mfaSetup()
     const u = s.addUser()
-    const old = s.recovery.regenerate(u.id)
-    const fresh = s.recovery.regenerate(u.id)
+    const old = await s.recovery.regenerate(u.id)
+    const fresh = await s.recovery.regenerate(u.id)
     expect(s.recovery.use(u.id, old[0]!).ok).toBe(false)
     expect(s.recovery.use(u.id, fresh[0]!).ok).toBe(true)
     expect(s.recovery.remaining(u.id)).toBe(9)
   })
 
-  test("another user's code does not work", () => {
+  test("another user's code does not work", async () => {
     s = mfaSetup()
     const a = s.addUser()
     const b = s.addUser()
-    const codesA = s.recovery.regenerate(a.id)
-    s.recovery.regenerate(b.id)
+    const codesA = await s.recovery.regenerate(a.id)
+    await s.recovery.regenerate(b.id)
     expect(s.recovery.use(b.id, codesA[0]!).ok).toBe(false)
     expect(s.recovery.use(a.id, codesA[0]!).ok).toBe(true)
   })
@@ -84,7 +84,7 @@ describe('RecoveryService', () => {
   test('malformed input is a 422 invalid_code', async () => {
     s = mfaSetup()
     const u = s.addUser()
-    s.recovery.regenerate(u.id)
+    await s.recovery.regenerate(u.id)
     for (const bad of ['', 'abc', 'abcde-abcdef', 'uuuuu-uuuuu', '!!!!!-!!!!!', 'x'.repeat(10_000), 42 as unknown as string]) {
       expect(await caught(() => s.recovery.use(u.id, bad))).toMatchObject({ status: 422, code: 'invalid_code' })
     }

@@ -11,9 +11,9 @@ let s: Setup
 afterEach(() => s?.close())
 
 /** Enrols and confirms a factor; returns the base32 secret. */
-function activate(userId: string, email = 'a@example.com') {
-  const { secret } = s.totp.enroll(userId, email)
-  s.totp.confirm(userId, codeAt(secret, s.clock.now()))
+async function activate(userId: string, email = 'a@example.com') {
+  const { secret } = await s.totp.enroll(userId, email)
+  await s.totp.confirm(userId, codeAt(secret, s.clock.now()))
   return secret
 }
 
@@ -44,10 +44,10 @@ describe('RFC 6238 Appendix B test vectors through otpauth', () => {
 })
 
 describe('TotpService', () => {
-  test('enrolment: 160-bit base32 secret, otpauth URI with issuer/account/algorithm/digits, pending', () => {
+  test('enrolment: 160-bit base32 secret, otpauth URI with issuer/account/algorithm/digits, pending', async () => {
     s = mfaSetup({ BULWARK_TOTP_ISSUER: 'Acme Auth' })
     const u = s.addUser('alice@example.com')
-    const { secret, otpauthUrl } = s.totp.enroll(u.id, u.email)
+    const { secret, otpauthUrl } = await s.totp.enroll(u.id, u.email)
     expect(base32Decode(secret).length).toBe(20)
     const url = new URL(otpauthUrl)
     expect(url.protocol).toBe('otpauth:')
@@ -61,10 +61,10 @@ describe('TotpService', () => {
     expect(s.totp.status(u.id)).toBe('pending')
   })
 
-  test('the stored secret is encrypted: the raw column does not contain it', () => {
+  test('the stored secret is encrypted: the raw column does not contain it', async () => {
     s = mfaSetup()
     const u = s.addUser()
-    const { secret } = s.totp.enroll(u.id, u.email)
+    const { secret } = await s.totp.enroll(u.id, u.email)
     const raw = s.deps.sqlite.query('SELECT * FROM totp_factors').all() as Record<string, unknown>[]
     const dump = JSON.stringify(raw)
     expect(dump).not.toContain(secret)
@@ -73,19 +73,19 @@ describe('TotpService', () => {
     expect(String(raw[0]!.secret_enc)).toStartWith('v1.')
   })
 
-  test('a second enrolment replaces a pending one but never an active one', () => {
+  test('a second enrolment replaces a pending one but never an active one', async () => {
     s = mfaSetup()
     const u = s.addUser()
-    const first = s.totp.enroll(u.id, u.email)
-    const second = s.totp.enroll(u.id, u.email)
+    const first = await s.totp.enroll(u.id, u.email)
+    const second = await s.totp.enroll(u.id, u.email)
     expect(second.secret).not.toBe(first.secret)
     // the first secret's code no longer confirms
-    expect(() => s.totp.confirm(u.id, codeAt(first.secret, s.clock.now()))).toThrow(AppError)
-    s.totp.confirm(u.id, codeAt(second.secret, s.clock.now()))
+    expect(async () => await s.totp.confirm(u.id, codeAt(first.secret, s.clock.now()))).toThrow(AppError)
+    await s.totp.confirm(u.id, codeAt(second.secret, s.clock.now()))
     expect(s.totp.status(u.id)).toBe('active')
     let e: unknown
     try {
-      s.totp.enroll(u.id, u.email)
+      await s.totp.enroll(u.id, u.email)
     } catch (err) {
       e = err
     }
@@ -97,29 +97,29 @@ describe('TotpService', () => {
   test('confirm: a wrong code is a 422, a right one activates and returns 10 recovery codes', async () => {
     s = mfaSetup()
     const u = s.addUser()
-    const { secret } = s.totp.enroll(u.id, u.email)
+    const { secret } = await s.totp.enroll(u.id, u.email)
     const good = codeAt(secret, s.clock.now())
     const wrong = good === '000000' ? '111111' : '000000'
-    expect(await caught(() => s.totp.confirm(u.id, wrong))).toMatchObject({ status: 422, code: 'invalid_code' })
+    expect(await caught(async () => await s.totp.confirm(u.id, wrong))).toMatchObject({ status: 422, code: 'invalid_code' })
     expect(s.totp.status(u.id)).toBe('pending')
-    const { recoveryCodes } = s.totp.confirm(u.id, good)
+    const { recoveryCodes } = await s.totp.confirm(u.id, good)
     expect(recoveryCodes).toHaveLength(10)
     expect(s.totp.status(u.id)).toBe('active')
     expect(s.recovery.remaining(u.id)).toBe(10)
     // confirming again: nothing pending
-    expect(await caught(() => s.totp.confirm(u.id, good))).toMatchObject({ status: 409, code: 'totp_not_pending' })
+    expect(await caught(async () => await s.totp.confirm(u.id, good))).toMatchObject({ status: 409, code: 'totp_not_pending' })
   })
 
   test('confirm without any enrolment is a 409', async () => {
     s = mfaSetup()
     const u = s.addUser()
-    expect(await caught(() => s.totp.confirm(u.id, '123456'))).toMatchObject({ status: 409 })
+    expect(await caught(async () => await s.totp.confirm(u.id, '123456'))).toMatchObject({ status: 409 })
   })
 
-  test('codes from an independent HOTP implementation are accepted; the next step is accepted, a replay is refused', () => {
+  test('codes from an independent HOTP implementation are accepted; the next step is accepted, a replay is refused', async () => {
     s = mfaSetup()
     const u = s.addUser()
-    const secret = activate(u.id)
+    const secret = await activate(u.id)
     // the confirm code used the current step; a code of the same step again is a replay
     expect(s.totp.verify(u.id, codeAt(secret, s.clock.now()))).toBe(false)
     s.clock.advance(30_000)
@@ -128,10 +128,10 @@ describe('TotpService', () => {
     expect(s.totp.verify(u.id, next)).toBe(false)
   })
 
-  test('window: ±1 step accepted, but never a step at or before the last accepted one', () => {
+  test('window: ±1 step accepted, but never a step at or before the last accepted one', async () => {
     s = mfaSetup()
     const u = s.addUser()
-    const secret = activate(u.id)
+    const secret = await activate(u.id)
     s.clock.advance(5 * 30_000)
     const now = s.clock.now()
     // two steps ahead is outside the default window
@@ -144,19 +144,19 @@ describe('TotpService', () => {
     expect(s.totp.verify(u.id, codeAt(secret, now, -1))).toBe(false)
   })
 
-  test('window 0 accepts only the current step', () => {
+  test('window 0 accepts only the current step', async () => {
     s = mfaSetup({ BULWARK_TOTP_WINDOW: '0' })
     const u = s.addUser()
-    const secret = activate(u.id)
+    const secret = await activate(u.id)
     s.clock.advance(10 * 30_000)
     expect(s.totp.verify(u.id, codeAt(secret, s.clock.now(), 1))).toBe(false)
     expect(s.totp.verify(u.id, codeAt(secret, s.clock.now(), 0))).toBe(true)
   })
 
-  test('the step is claimed by a conditional UPDATE: a concurrent winner makes the loser fail', () => {
+  test('the step is claimed by a conditional UPDATE: a concurrent winner makes the loser fail', async () => {
     s = mfaSetup()
     const u = s.addUser()
-    const secret = activate(u.id)
+    const secret = await activate(u.id)
     s.clock.advance(30_000)
     const code = codeAt(secret, s.clock.now())
     const step = Math.floor(s.clock.now() / 30_000)
@@ -179,7 +179,7 @@ describe('TotpService', () => {
   test('codes must be 6 digits: letters, wrong lengths and non-strings are 422 invalid_code', async () => {
     s = mfaSetup()
     const u = s.addUser()
-    activate(u.id)
+    await activate(u.id)
     for (const bad of ['12345', '1234567', '12345678', 'abcdef', '12 345', '١٢٣٤٥٦', '', '123456\n', 12345 as unknown as string]) {
       expect(await caught(() => s.totp.verify(u.id, bad))).toMatchObject({ status: 422, code: 'invalid_code' })
     }
@@ -188,12 +188,12 @@ describe('TotpService', () => {
   test('8-digit SHA-256 enrolments: URI says so, 8-digit codes work, 6-digit codes are 422', async () => {
     s = mfaSetup({ BULWARK_TOTP_DIGITS: '8', BULWARK_TOTP_ALGORITHM: 'SHA256' })
     const u = s.addUser()
-    const { secret, otpauthUrl } = s.totp.enroll(u.id, u.email)
+    const { secret, otpauthUrl } = await s.totp.enroll(u.id, u.email)
     expect(new URL(otpauthUrl).searchParams.get('digits')).toBe('8')
     expect(new URL(otpauthUrl).searchParams.get('algorithm')).toBe('SHA256')
     const code = hotp(base32Decode(secret), Math.floor(s.clock.now() / 30_000), 8, 'sha256')
-    expect(await caught(() => s.totp.confirm(u.id, code.slice(0, 6)))).toMatchObject({ status: 422, code: 'invalid_code' })
-    s.totp.confirm(u.id, code)
+    expect(await caught(async () => await s.totp.confirm(u.id, code.slice(0, 6)))).toMatchObject({ status: 422, code: 'invalid_code' })
+    await s.totp.confirm(u.id, code)
     s.clock.advance(30_000)
     expect(s.totp.verify(u.id, hotp(base32Decode(secret), Math.floor(s.clock.now() / 30_000), 8, 'sha256'))).toBe(true)
   })
@@ -201,7 +201,7 @@ describe('TotpService', () => {
   test('malformed stored data is a 409 totp_unreadable, never a 500', async () => {
     s = mfaSetup()
     const u = s.addUser()
-    activate(u.id)
+    await activate(u.id)
     const set = (v: Partial<typeof totpFactors.$inferInsert>) => s.deps.db.update(totpFactors).set(v).where(eq(totpFactors.userId, u.id)).run()
     const cases: Partial<typeof totpFactors.$inferInsert>[] = [
       { secretEnc: 'garbage' },
@@ -223,18 +223,18 @@ describe('TotpService', () => {
     expect(s.totp.status(u.id)).toBe('none')
   })
 
-  test('verify without an active factor is false; a pending one does not count', () => {
+  test('verify without an active factor is false; a pending one does not count', async () => {
     s = mfaSetup()
     const u = s.addUser()
     expect(s.totp.verify(u.id, '123456')).toBe(false)
-    const { secret } = s.totp.enroll(u.id, u.email)
+    const { secret } = await s.totp.enroll(u.id, u.email)
     expect(s.totp.verify(u.id, codeAt(secret, s.clock.now()))).toBe(false)
   })
 
   test('remove: status none, recovery codes gone when no other factor, 404 when nothing enrolled', async () => {
     s = mfaSetup()
     const u = s.addUser()
-    activate(u.id)
+    await activate(u.id)
     expect(s.recovery.remaining(u.id)).toBe(10)
     s.totp.remove(u.id)
     expect(s.totp.status(u.id)).toBe('none')
