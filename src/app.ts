@@ -236,8 +236,21 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   // API keys are one more token kind for RFC 7662 introspection and RFC 7009 revocation.
   oauth.introspectors.push({ kind: 'api_key', introspect: async (token) => (isWellFormedKey(token) ? await apiKeys.introspect(token) : undefined) })
   oauth.revokers.push({ kind: 'api_key', revoke: (token) => apiKeys.revokeByToken(token) })
-  const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id), clientAccess: (id) => clients.access(id), apiKeys })
   const authz = new AuthzCheckService({ rbac, signer, sessions, apiKeys })
+  // A service client's token as the subject of POST /v1/authz/check: what the client holds, narrowed to the token's scope.
+  authz.resolvers.push(async (token) => {
+    let claims
+    try {
+      claims = await signer.verifyClient(token)
+    } catch {
+      return undefined // not a client token: the user-token and API-key paths decide
+    }
+    const access = await clients.access(claims.client_id)
+    if (!access || access.status !== 'active') return { invalid: 'invalid token' }
+    const scope = new Set(claims.scope.split(' '))
+    return { clientId: claims.client_id, permissions: access.permissions.filter((p) => scope.has(p)), kind: 'client' as const }
+  })
+  const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id), clientAccess: (id) => clients.access(id), apiKeys })
   const factors = (userId: string) => {
     const f = mfa.login.userFactors(userId)
     return { totp: f.totp, passkeys: f.passkeys }

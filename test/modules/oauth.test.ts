@@ -87,7 +87,7 @@ describe('client credentials', () => {
 
 describe('escalation', () => {
   test('a creator cannot give a client a role at or above their level or a permission they lack', async () => {
-    t.deps.rbac.createRole({ userId: owner }, { name: 'ops', level: 80, permissions: ['clients:write', 'users:read', 'authz:check'], mfaRequired: true })
+    await t.deps.rbac.createRole({ userId: owner }, { name: 'ops', level: 80, permissions: ['clients:write', 'users:read', 'authz:check'], mfaRequired: true })
     const admin = seedUser(t.deps, { roles: ['user', 'ops'] })
     expectProblem(await createClient(admin, { name: 'x', roles: ['admin'] }), 403, 'forbidden')
     expectProblem(await createClient(admin, { name: 'x', roles: ['ops'] }), 403, 'forbidden')
@@ -210,5 +210,21 @@ describe('API keys through the OAuth endpoints', () => {
     expect((await t.req('POST', '/oauth/revoke', { raw: form({ token: key, ...auth }), headers: FORM })).status).toBe(200)
     expect(await introspect()).toEqual({ active: false })
     expectProblem(await t.req('GET', '/v1/me', { token: key }), 401)
+  })
+})
+
+describe('a service client as the subject of POST /v1/authz/check', () => {
+  test('its token answers for what the client holds within the token scope; a disabled client is an invalid token', async () => {
+    const subject = await createClient(owner, { name: 'orders-svc', permissions: ['users:read'] })
+    const narrow = (await tokenFor(subject.body.clientId, subject.body.clientSecret, { scope: 'users:read' })).body.access_token
+    const caller = await createClient(owner, { name: 'gateway', roles: ['service'] })
+    const callerToken = (await tokenFor(caller.body.clientId, caller.body.clientSecret)).body.access_token
+    const check = async (permission: string) => (await t.req('POST', '/v1/authz/check', { token: callerToken, body: { token: narrow, permission } })).body
+    expect(await check('users:read')).toMatchObject({ allowed: true })
+    expect(await check('users:delete')).toMatchObject({ allowed: false })
+    const batch = await t.req('POST', '/v1/authz/check', { token: callerToken, body: { checks: [{ token: narrow, permission: 'users:read' }, { token: narrow, permission: 'roles:write' }] } })
+    expect(batch.body.results.map((r: { allowed: boolean }) => r.allowed)).toEqual([true, false])
+    expect((await t.as(owner, 'PATCH', `/v1/clients/${subject.body.clientId}`, { body: { status: 'disabled' } })).status).toBe(200)
+    expect(await check('users:read')).toEqual({ allowed: false, reason: 'invalid token' })
   })
 })

@@ -25,7 +25,11 @@ export interface CheckQuestion {
 }
 
 /** Who a token speaks for: a user, optionally limited to some permissions (an API key's scope, an OAuth client's scope). */
-export type TokenSubject = { userId: string; permissions?: readonly string[]; kind: string } | { invalid: string }
+export type TokenSubject =
+  | { userId: string; permissions?: readonly string[]; kind: string }
+  /** An OAuth client (client-credentials token): what it holds now, narrowed to its token's scope. */
+  | { clientId: string; permissions: readonly string[]; kind: 'client' }
+  | { invalid: string }
 
 /** Resolves tokens no built-in kind recognises (service clients of the OAuth module plug in here). */
 export type TokenSubjectResolver = (token: string) => Promise<TokenSubject | undefined>
@@ -84,11 +88,17 @@ export class AuthzCheckService {
       await this.d.rbac.check('', q.permission!, q.resourceOwnerId)
       return { allowed: false, reason: s.invalid }
     }
-    const r = await this.d.rbac.check(s.userId, q.permission!, q.resourceOwnerId)
-    if (!r.allowed || s.permissions === undefined) return r
     const perm = q.permission!
     const candidates = perm.split(':').length === 2 ? [perm, `${perm}:own`, `${perm}:any`] : [perm]
-    if (candidates.some((c) => s.permissions!.includes(c) || s.permissions!.some((p) => p.includes('*') && patternGrants(p, c)))) return { allowed: true, reason: `${r.reason}; within the ${s.kind} scope` }
+    const grants = (held: readonly string[]) => candidates.some((c) => held.includes(c) || held.some((p) => p.includes('*') && patternGrants(p, c)))
+    if ('clientId' in s) {
+      // The same 422 for an unknown permission as for users; then the client's own grants decide.
+      await this.d.rbac.check('', perm, q.resourceOwnerId)
+      return grants(s.permissions) ? { allowed: true, reason: `granted to client ${s.clientId} (within its token scope)` } : { allowed: false, reason: `client ${s.clientId} does not hold ${perm} in its token scope` }
+    }
+    const r = await this.d.rbac.check(s.userId, perm, q.resourceOwnerId)
+    if (!r.allowed || s.permissions === undefined) return r
+    if (grants(s.permissions)) return { allowed: true, reason: `${r.reason}; within the ${s.kind} scope` }
     return { allowed: false, reason: `${perm} is outside the ${s.kind} scope` }
   }
 
