@@ -3,19 +3,9 @@ import { describe, expect, test } from 'bun:test'
 import { ConfigError, configWarnings, describeConfig, followListener, listenerUrl, loadConfig, unknownVariables } from '../src/config'
 import { closestName } from '../src/lib/closest-name'
 import { DEVELOPMENT_ROUTE_LIMITS } from '../src/lib/rate-limit-policies'
+import { PROD_ENV as PROD, problemsOf } from './support/config'
 
-const GOOD_SECRET = 'k3J9x!Qm2Lr8Vt5Pz1Wc7Yb4Nd6Hf0Gs-aE_uR'
-const PROD = { BULWARK_ENV: 'production', BULWARK_SECRET: GOOD_SECRET, BULWARK_PUBLIC_URL: 'https://auth.example.com', BULWARK_CLAMD: '127.0.0.1:3310', BULWARK_METRICS_TOKEN: 'a-metrics-token-of-some-length-0123456789' }
 
-function problemsOf(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env)
-    return []
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems
-    throw e
-  }
-}
 
 describe('misspelled BULWARK_* variables', () => {
   test('development and test warn with the closest known name, _FILE forms included', () => {

@@ -3,19 +3,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ConfigError, describeConfig, loadConfig } from '../../src/config'
+import { PROD_ENV as prod, problemsOf } from '../support/config'
 
-const GOOD_SECRET = 'k3J9x!Qm2Lr8Vt5Pz1Wc7Yb4Nd6Hf0Gs-aE_uR'
-const prod = { BULWARK_ENV: 'production', BULWARK_SECRET: GOOD_SECRET, BULWARK_PUBLIC_URL: 'https://auth.example.com', BULWARK_CLAMD: '127.0.0.1:3310', BULWARK_METRICS_TOKEN: 'metrics-token-0123456789abcdef' }
 
-function problemsOf(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env)
-    return []
-  } catch (e) {
-    if (e instanceof ConfigError) return e.problems
-    throw e
-  }
-}
 
 describe('PostgreSQL settings', () => {
   test('without BULWARK_DATABASE_URL the embedded SQLite is used', () => {

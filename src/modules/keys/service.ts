@@ -247,36 +247,27 @@ export class KeyService {
 
   /** Signs an access token for a session. */
   async sign(sub: string, sid: string, extra: Record<string, unknown> = {}): Promise<{ token: string; expiresIn: number }> {
-    this.sync()
-    const k = this.current
-    if (!k?.privateKey) throw new Error('no signing key loaded')
-    const iat = Math.floor(this.deps.clock.now() / 1000)
-    const ttl = Math.floor(this.deps.config.jwt.accessTtlMs / 1000)
     const claims = this.userClaims ? await this.userClaims(sub) : {}
-    const token = await new SignJWT({ ...claims, ...extra, sid })
-      .setProtectedHeader({ alg: k.alg, kid: k.kid, typ: 'JWT' })
-      .setIssuer(this.deps.config.publicUrl)
-      .setAudience(this.deps.config.jwt.audience)
-      .setSubject(sub)
-      .setIssuedAt(iat)
-      .setExpirationTime(iat + ttl)
-      .setJti(randomToken(16))
-      .sign(k.privateKey)
-    return { token, expiresIn: ttl }
+    return await this.signAccess(sub, 'JWT', { ...claims, ...extra, sid })
   }
 
   /** Signs a client-credentials access token (RFC 9068: `typ: at+jwt`, `sub` = `client_id`, `scope`). */
   async signClient(clientId: string, scope: string): Promise<{ token: string; expiresIn: number }> {
+    return await this.signAccess(clientId, CLIENT_TOKEN_TYP, { client_id: clientId, scope })
+  }
+
+  /** The shared part of every access token: current key, issuer, audience, subject, lifetime, a fresh jti. */
+  private async signAccess(sub: string, typ: string, claims: Record<string, unknown>): Promise<{ token: string; expiresIn: number }> {
     this.sync()
     const k = this.current
     if (!k?.privateKey) throw new Error('no signing key loaded')
     const iat = Math.floor(this.deps.clock.now() / 1000)
     const ttl = Math.floor(this.deps.config.jwt.accessTtlMs / 1000)
-    const token = await new SignJWT({ client_id: clientId, scope })
-      .setProtectedHeader({ alg: k.alg, kid: k.kid, typ: CLIENT_TOKEN_TYP })
+    const token = await new SignJWT(claims)
+      .setProtectedHeader({ alg: k.alg, kid: k.kid, typ })
       .setIssuer(this.deps.config.publicUrl)
       .setAudience(this.deps.config.jwt.audience)
-      .setSubject(clientId)
+      .setSubject(sub)
       .setIssuedAt(iat)
       .setExpirationTime(iat + ttl)
       .setJti(randomToken(16))
