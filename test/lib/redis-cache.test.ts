@@ -400,6 +400,29 @@ describe('two-tier cache when Redis goes away', () => {
     })
   }
 
+  test.skipIf(!OwnRedis.available())('more failed deletes than maxPending: the whole cache is cleared in Redis on recovery (needs redis-server)', async () => {
+    const server = new OwnRedis()
+    await server.start()
+    opened.push({ close: () => void server.stop() })
+    const proxy = new Proxy(server.port)
+    proxy.start()
+    opened.push(proxy)
+    const clock = new FakeClock()
+    const a = await instance(proxy.url, { clock, coolDownMs: 100, maxPending: 1 })
+    const ca = a.caches<string, string>('lockouts')
+    for (const k of ['k1', 'k2', 'k3']) await ca.set(k, k)
+    await a.caches<string, string>('sessions').set('other', 'x')
+    proxy.stop()
+    await ca.delete('k1')
+    await ca.delete('k2')
+    proxy.start()
+    clock.advance(100)
+    await a.caches.check.run()
+    const r = raw(server.url)
+    expect(await until(async () => ((await r.send('KEYS', [`${prefix}cache:lockouts:*`])) as string[]).length === 0)).toBe(true)
+    expect(await r.exists(`${prefix}cache:sessions:other`)).toBe(true)
+  })
+
   test.skipIf(!OwnRedis.available())('readiness is degraded while only the invalidation subscription is down, ok once it is back (needs redis-server)', async () => {
     const server = new OwnRedis()
     await server.start()
