@@ -53,7 +53,7 @@ const seedMs = performance.now() - t0
 
 const config = testConfig({ BULWARK_DB_PATH: file })
 const times: number[] = []
-const pruner = new Pruner({ sqlite: db, clock, config, logger: createLogger('silent') }, { batch, onBatch: (ms) => times.push(ms) })
+const pruner = new Pruner({ storage: { sqlite: db }, clock, config, logger: createLogger('silent') }, { batch, onBatch: (ms) => times.push(ms) })
 const report = await pruner.runOnce()
 const deleted = Object.values(report.deleted).reduce((x, y) => x + y, 0)
 const left = db.query<{ n: number }, []>('SELECT count(*) AS n FROM security_events').get()!.n

@@ -72,7 +72,7 @@ if (import.meta.main) {
   }
   const { testConfig } = await import('../src/config')
   const { startServer } = await import('../src/server')
-  const running = startServer(testConfig({ BULWARK_PORT: '0', BULWARK_HOST: '127.0.0.1' }))
+  const running = await startServer(testConfig({ BULWARK_PORT: '0', BULWARK_HOST: '127.0.0.1' }))
   try {
     const port = running.server.port!
     let failed = 0

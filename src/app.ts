@@ -7,11 +7,11 @@ import { Elysia } from 'elysia'
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Config } from './config'
-import { openDatabase, setBusyTimeout } from './db/client'
+import { openStore, setBusyTimeout, type Store } from './db/client'
 import type { CoreDeps } from './deps'
 import { systemClock, type Clock } from './lib/clock'
 import { randomToken } from './lib/crypto'
-import { lruCaches } from './lib/cache'
+import { asyncLruCaches, omitting, redisCaches, type AsyncCacheFactory } from './lib/redis-cache'
 import { Invalidation } from './lib/invalidation'
 import { InvalidationRelay } from './lib/invalidation-relay'
 import { createLogger, droppedLines, type Logger } from './lib/logger'
@@ -92,7 +92,7 @@ export interface AppDeps extends CoreDeps {
   webhooks: WebhookService
   webhookWorker: WebhookWorker
   /** Which second factors a user has (GET /v1/me). */
-  factors(userId: string): { totp: boolean; passkeys: number }
+  factors(userId: string): Promise<{ totp: boolean; passkeys: number }>
   /** Cache invalidation events (user, role, session changes); caches and the auth plugin listen here. */
   invalidation: Invalidation
   rbac: RbacService
@@ -123,8 +123,10 @@ export interface AppDeps extends CoreDeps {
   lockout: LockoutService
   /** Who is calling, for per-user rate limits; set by the auth layer (absent: everyone is anonymous). */
   rateLimitIdentity?: RateLimitIdentityFn
+  /** The database the deps run on (engine, and on SQLite the raw connection for readiness and busy retries). */
+  storage: Store
   /** Closes everything the deps opened (database, timers). */
-  close(): void
+  close(): Promise<void>
 }
 
 export interface BuildOptions {
@@ -152,18 +154,24 @@ export function resolveSecret(config: Config): string {
 }
 
 /** Opens the database and builds every service. */
-export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
+export async function buildDeps(config: Config, opts: BuildOptions = {}): Promise<AppDeps> {
   const logger = opts.logger ?? createLogger(config.logLevel)
   const secret = resolveSecret(config)
   // A different secret would make a new signing key and break every TOTP user: refuse before any write.
-  assertSecretOpens(config.dbPath, secret)
-  const handle = openDatabase(config.dbPath)
+  if (!config.pg) await assertSecretOpens(config.dbPath, secret)
+  const store = await openStore(config)
   const clock = opts.clock ?? systemClock
-  const keys = effectiveKeys(handle.db, secret)
-  const core: CoreDeps = { config, db: handle.db, sqlite: handle.sqlite, clock, logger, keys }
+  let keys: Awaited<ReturnType<typeof effectiveKeys>>
+  try {
+    keys = await effectiveKeys(store.db, secret)
+  } catch (err) {
+    await store.close()
+    throw err
+  }
+  const core: CoreDeps = { config, db: store.db, clock, logger, keys }
   const health = new HealthService()
-  health.add(databaseCheck(handle.sqlite, clock))
-  const audit = new AuditService(core)
+  health.add(databaseCheck(store, clock))
+  const audit = new AuditService({ ...core, storage: store })
   const redis = config.redisUrl ? new Redis(config.redisUrl, config.redis.timeoutMs) : undefined
   if (redis) health.add({ name: 'redis', required: false, run: async () => void (await redis.send('PING', [])) })
   const rateLimiter = new RateLimitService({ ...core, audit, redis })
@@ -175,27 +183,40 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const webhookWorker = new WebhookWorker(webhooks, core)
   attachAlerts(config, webhooks, logger)
   const invalidation = new Invalidation()
-  // Every cache comes from this one factory on the injected clock (src/lib/cache.ts; a Redis tier plugs in here).
-  const cacheFactory = lruCaches({ ...config.cache, clock })
+  // Every cache comes from this one factory on the injected clock. With Redis: a small local LRU in front of
+  // Redis, shared by every instance, invalidated over its own pub/sub channel (src/lib/redis-cache.ts).
+  const sharedCaches = redis
+    ? redisCaches(redis, {
+        url: config.redisUrl!,
+        prefix: config.redis.prefix,
+        timeoutMs: config.redis.timeoutMs,
+        ...config.cache,
+        clock,
+        logger,
+        // A user entry's memo is built against this instance's role generation: never share it.
+        codecs: { 'rbac-users': omitting(['memo']) },
+      })
+    : undefined
+  const cacheFactory: AsyncCacheFactory = sharedCaches ?? asyncLruCaches({ ...config.cache, clock })
   const registry = new PermissionRegistry()
   const rbac = new RbacService({ ...core, audit, invalidation, registry, caches: cacheFactory })
-  const appPermissions = new AppPermissionService({ db: handle.db, clock, audit, invalidation, rbac, registry })
-  appPermissions.init()
-  const apiKeys = new ApiKeyService({ db: handle.db, clock, tokenHashKey: keys.tokenHash, audit, registry, access: (id) => rbac.effective(id) })
+  const appPermissions = new AppPermissionService({ db: store.db, clock, audit, invalidation, rbac, registry })
+  await appPermissions.init()
+  const apiKeys = new ApiKeyService({ db: store.db, clock, tokenHashKey: keys.tokenHash, audit, registry, access: (id) => rbac.effective(id) })
   const usersAdmin = new UsersAdminService({ ...core, audit, invalidation, rbac })
   const signer = new KeyService(core)
-  signer.init()
+  await signer.init()
   signer.onRotated = (r) => audit.record({ type: 'key_rotated', outcome: 'success', details: { kid: r.kid, previous: r.previous, scheduled: true } })
   const sessions = new SessionService({ ...core, audit, caches: cacheFactory })
   const hasher = new PasswordHasher(config.password)
-  const passwordPolicy = new PasswordPolicy({ config, hasher, logger, db: handle.db, clock })
+  const passwordPolicy = new PasswordPolicy({ config, hasher, logger, db: store.db, clock })
   const mailWorker = new MailWorker(core)
   const mailer = new OutboxMailer(core, () => mailWorker.nudge())
   const lockout = new LockoutService({ ...core, audit, caches: cacheFactory })
   const files = new FilesService({ ...core, audit })
   if (files.scanning) health.add({ name: 'scanner', required: false, run: async () => ({ status: (await files.ping()) ? 'ok' : 'down' }) })
   // The in-process caches have no remote side to fail; the check proves they answer and reports their size.
-  health.add({ name: 'cache', required: false, run: () => ({ status: 'ok', detail: `${rbac.stats().effective.size} users cached` }) })
+  health.add(sharedCaches?.check ?? { name: 'cache', required: false, run: () => ({ status: 'ok', detail: `${rbac.stats().effective.size} users cached` }) })
   const caches = ['effective', 'roles'] as const
   const cacheStats = (kind: 'hits' | 'misses' | 'size') => () => caches.map((cache) => ({ labels: { cache }, value: rbac.stats()[cache][kind] }))
   metrics.counter('bulwark_cache_hits_total', 'Permission cache hits', ['cache'], cacheStats('hits'))
@@ -206,11 +227,11 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
   const hooks: LoginHooks = loginFlow({ config, clock, mailer, lockout, mfa, rbac })
   invalidation.on((e) => {
     // A user-level change (disabled, deleted, unlocked) may have changed what these caches hold.
-    if (e.kind === 'session') sessions.invalidate(e.id)
-    else if (e.kind === 'lockout') lockout.forget(e.id)
+    if (e.kind === 'session') void sessions.invalidate(e.id)
+    else if (e.kind === 'lockout') void lockout.forget(e.id)
     else if (e.kind === 'user') {
-      sessions.invalidate()
-      lockout.forget(e.id)
+      void sessions.invalidate()
+      void lockout.forget(e.id)
     }
   })
   sessions.onChanged = (id) => invalidation.emit({ kind: 'session', id })
@@ -221,14 +242,14 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     ? new InvalidationRelay(invalidation, config.redisUrl, config.redis.prefix, logger, {
         timeoutMs: config.redis.timeoutMs,
         onResync: () => {
-          sessions.invalidate()
-          rbac.clearCaches()
+          void sessions.invalidate()
+          void rbac.clearCaches()
           void appPermissions.refresh().catch(() => {})
         },
       })
     : undefined
   if (relay) health.add({ name: 'relay', required: false, run: () => relay.status() })
-  const relayReady = relay ? relay.start() : Promise.resolve()
+  const relayReady = Promise.all([relay?.start(), sharedCaches?.ready]).then(() => {})
   const auth = new AuthService({ ...core, audit, sessions, signer, hasher, policy: passwordPolicy, mailer, hooks, rbac })
   signer.userClaims = async (id) => tokenClaims(config, await rbac.effective(id))
   const clients = new ClientsService({ ...core, audit, rbac, invalidation })
@@ -251,8 +272,8 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     return { clientId: claims.client_id, permissions: access.permissions.filter((p) => scope.has(p)), kind: 'client' as const }
   })
   const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id), clientAccess: (id) => clients.access(id), apiKeys })
-  const factors = (userId: string) => {
-    const f = mfa.login.userFactors(userId)
+  const factors = async (userId: string) => {
+    const f = await mfa.login.userFactors(userId)
     return { totp: f.totp, passkeys: f.passkeys }
   }
   // Per-user rate limits: the same memoised token check the route will use, so the token is verified once.
@@ -292,16 +313,17 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     passwordPolicy,
     mailer,
     mailWorker,
-    pruner: new Pruner(core),
+    pruner: new Pruner({ ...core, storage: store }),
     redis,
     relay,
     relayReady,
     rateLimit: rateLimiter,
     lockout,
-    close: () => {
-      relay?.close()
+    storage: store,
+    close: async () => {
+      await relay?.close()
       redis?.close()
-      handle.close()
+      await store.close()
     },
   }
 }
@@ -309,7 +331,7 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
 /** First-start work: the first owner from BULWARK_ADMIN_EMAIL/BULWARK_ADMIN_PASSWORD on an empty database. */
 export async function bootstrap(deps: AppDeps): Promise<void> {
   const { email, password } = deps.config.admin
-  if (email && password && deps.auth.userCount() === 0) {
+  if (email && password && (await deps.auth.userCount()) === 0) {
     // A first start may meet another process's write lock: wait for it without blocking requests, then create.
     for (let waited = 0; ; waited += 200) {
       try {
@@ -348,10 +370,10 @@ export function createApp(deps: AppDeps) {
     .use(config.management.port === undefined ? metricsController(deps.metrics, config.metricsToken) : new Elysia({ name: 'metrics-off' }))
     .use(authController({ config, auth: deps.auth, sessions: deps.sessions, signer: deps.signer, authn: deps.authn, lockout: deps.lockout, mfa: deps.mfa }))
     .use(
-      mfaController(authPlugin(deps.authn), deps.mfa, deps, (sessionId, method) => {
+      mfaController(authPlugin(deps.authn), deps.mfa, deps, async (sessionId, method) => {
         // Enrolling proves the new factor in this session (and only this one).
-        deps.sessions.markAuthenticated(sessionId, method)
-        deps.sessions.clearMfaPending(sessionId)
+        await deps.sessions.markAuthenticated(sessionId, method)
+        await deps.sessions.clearMfaPending(sessionId)
       }),
     )
     .use(config.uploads.enabled ? filesController(authPlugin(deps.authn), deps.files, { cursorKey: deps.keys.cursor }) : new Elysia({ name: 'files-off' }))
@@ -375,13 +397,14 @@ export type App = ReturnType<typeof createApp>
  */
 export function createHandler(
   app: { handle(request: Request): Promise<Response>; routes?: ReadonlyArray<{ path: string }> },
-  deps: Pick<AppDeps, 'logger' | 'config'> & { metrics?: Metrics; sqlite?: AppDeps['sqlite'] },
+  deps: Pick<AppDeps, 'logger' | 'config'> & { metrics?: Metrics; storage?: Pick<Store, 'sqlite'> },
 ) {
   // Start-up and one-shot commands (`admin create`, `keys rotate`) wait up to 5 s for a held lock; once the database
   // serves requests, SQLite's synchronous wait is cut short and requests refused by another process's write lock
   // wait for it without blocking others (src/plugins/storage-retry.ts).
-  if (deps.sqlite) setBusyTimeout(deps.sqlite, deps.config.db.busyTimeoutMs)
-  const handleApp = retryWhenBusy((r) => app.handle(r), { sqlite: deps.sqlite, windowMs: deps.config.db.busyRetryMs, busyTimeoutMs: deps.config.db.busyTimeoutMs, logger: deps.logger })
+  const sqlite = deps.storage?.sqlite
+  if (sqlite) setBusyTimeout(sqlite, deps.config.db.busyTimeoutMs)
+  const handleApp = retryWhenBusy((r) => app.handle(r), { sqlite, windowMs: deps.config.db.busyRetryMs, busyTimeoutMs: deps.config.db.busyTimeoutMs, logger: deps.logger })
   // The access line carries only fields built here (no headers, bodies or tokens); the logger's redaction
   // walk (src/lib/logger.ts) costs about 2 µs on it.
   const log = deps.logger

@@ -17,7 +17,8 @@ export interface Running {
   stop(): Promise<void>
 }
 
-export function startServer(config: Config, deps: AppDeps = buildDeps(config, { defaultMetrics: true })): Running {
+export async function startServer(config: Config, given?: AppDeps): Promise<Running> {
+  const deps = given ?? (await buildDeps(config, { defaultMetrics: true }))
   // The app is built once the port is known (below), so an unset BULWARK_PUBLIC_URL can follow it;
   // Bun.serve calls fetch only after this function has returned.
   let handle: ReturnType<typeof createHandler> | undefined
@@ -56,9 +57,9 @@ export function startServer(config: Config, deps: AppDeps = buildDeps(config, { 
   }
   const management = startManagement(deps)
   for (const w of configWarnings(config)) deps.logger.warn(w)
-  deps.mailWorker.start()
-  deps.pruner.start()
-  deps.webhookWorker.start()
+  await deps.mailWorker.start()
+  await deps.pruner.start()
+  await deps.webhookWorker.start()
   // The dummy hash for unknown-email sign-ins, computed now rather than on the first such request.
   void deps.hasher.warmUp()
   deps.logger.info({ url, publicUrl: config.publicUrl, managementUrl: management?.url, version: VERSION, env: config.env }, 'bulwark listening')
@@ -78,11 +79,11 @@ export function startServer(config: Config, deps: AppDeps = buildDeps(config, { 
       await Promise.race([drained, Bun.sleep(100)])
       // A mail being sent may finish within the grace; one cut off stays pending and goes out after a restart.
       let graceTimer: ReturnType<typeof setTimeout> | undefined
-      await Promise.race([deps.mailWorker.stop(), new Promise((r) => (graceTimer = setTimeout(r, config.shutdownGraceMs)))])
+      await Promise.race([await deps.mailWorker.stop(), new Promise((r) => (graceTimer = setTimeout(r, config.shutdownGraceMs)))])
       clearTimeout(graceTimer)
       await deps.pruner.stop()
       // An attempt cut off here is retried after a restart (its lease ends), with the same webhook-id.
-      await Promise.race([deps.webhookWorker.stop(), Bun.sleep(config.shutdownGraceMs)])
+      await Promise.race([await deps.webhookWorker.stop(), Bun.sleep(config.shutdownGraceMs)])
       deps.close()
       deps.logger.info('stopped')
       // The log is buffered: wait (briefly) until the last lines are written before the process exits.

@@ -17,7 +17,7 @@ export interface TestApp {
   logs: Record<string, unknown>[]
   handle(request: Request, ip?: string): Promise<Response>
   req(method: string, path: string, opts?: ReqOpts): Promise<TestResponse>
-  close(): void
+  close(): Promise<void>
 }
 
 export interface ReqOpts {
@@ -36,7 +36,7 @@ export interface TestResponse {
   text: string
 }
 
-export function makeApp(env: Record<string, string> = {}, opts: { logLevel?: string; routes?: (deps: AppDeps) => AnyElysia } = {}): TestApp {
+export async function makeApp(env: Record<string, string> = {}, opts: { logLevel?: string; routes?: (deps: AppDeps) => AnyElysia } = {}): Promise<TestApp> {
   const clock = new FakeClock()
   const logs: Record<string, unknown>[] = []
   const sink = new Writable({
@@ -47,7 +47,7 @@ export function makeApp(env: Record<string, string> = {}, opts: { logLevel?: str
   })
   const config = testConfig(env)
   const logger = createLogger(opts.logLevel ?? 'info', sink)
-  const deps = buildDeps(config, { clock, logger })
+  const deps = await buildDeps(config, { clock, logger })
   // `routes` mounts extra controllers (e.g. with a test auth stand-in) on the real app.
   const app = opts.routes ? (createApp(deps).use(opts.routes(deps)) as unknown as ReturnType<typeof createApp>) : createApp(deps)
   const handler = createHandler(app, deps)
@@ -102,7 +102,7 @@ export async function signUp(a: TestApp, opts: { email?: string; password?: stri
 
 /** Mails queued for an address, newest last. */
 export function mailsTo(a: TestApp, to: string): { subject: string; text: string }[] {
-  return a.deps.sqlite.query<{ subject: string; text: string }, [string]>('SELECT subject, text FROM mail_outbox WHERE "to" = ? ORDER BY created_at, rowid').all(to)
+  return a.deps.storage.sqlite!.query<{ subject: string; text: string }, [string]>('SELECT subject, text FROM mail_outbox WHERE "to" = ? ORDER BY created_at, rowid').all(to)
 }
 
 /** The token in the newest mail to an address whose subject matches. */
@@ -117,6 +117,6 @@ export function tokenFromMail(a: TestApp, to: string, subject: RegExp): string {
 
 /** Gives an existing user a role directly in the database (test setup only). */
 export function grantRoleDirect(a: TestApp, userId: string, role: string) {
-  a.deps.sqlite.run("INSERT INTO user_roles (user_id, role_id, created_at) SELECT ?, id, 0 FROM roles WHERE name = ?", [userId, role])
+  a.deps.storage.sqlite!.run("INSERT INTO user_roles (user_id, role_id, created_at) SELECT ?, id, 0 FROM roles WHERE name = ?", [userId, role])
   a.deps.invalidation.emit({ kind: 'user', id: userId })
 }

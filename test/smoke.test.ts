@@ -139,6 +139,6 @@ describe('compiled binary', () => {
     const { Database } = await import('bun:sqlite')
     const db = new Database(join(workdir, 'data', 'bulwark.sqlite'))
     expect(db.query<{ n: number }, []>('SELECT count(*) AS n FROM users').get()!.n).toBe(1)
-    db.close()
+    await db.close()
   })
 })

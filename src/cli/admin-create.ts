@@ -25,7 +25,7 @@ export const adminCreateCommand: Command = {
     const email = String(flags.email)
     const c = configOrExit()
     const password = await readPassword()
-    const deps = buildDeps(c)
+    const deps = await buildDeps(c)
     try {
       const user = await deps.auth.createOwner(email, password, { userAgent: 'bulwark-cli' })
       process.stdout.write(`created owner ${user.email} (${user.id})\n`)

@@ -6,14 +6,14 @@
 import type { Running } from '../server'
 import { VERSION } from '../version'
 
-export function bannerLines(running: Pick<Running, 'url' | 'deps'>): string[] {
+export async function bannerLines(running: Pick<Running, 'url' | 'deps'>): Promise<string[]> {
   const { config } = running.deps
   const lines = [
     `bulwark ${VERSION} (${config.env}) listening on ${running.url}`,
     `  public URL  ${config.publicUrl}${config.follows.publicUrl ? '  (follows the listening address; set BULWARK_PUBLIC_URL to the URL clients use)' : ''}`,
     `  API docs    ${config.publicUrl}/docs`,
   ]
-  if (running.deps.rbac.activeOwnerCount() === 0) {
+  if (await running.deps.rbac.activeOwnerCount() === 0) {
     lines.push(
       '  no owner account yet; create the first one with',
       "              echo 'a long passphrase' | bulwark admin create --email you@example.com",

@@ -11,10 +11,10 @@ export const keysRotateCommand: Command = {
     'Running servers on the same database pick the new key up within a few seconds; no restart is needed.\n' +
     'BULWARK_KEY_ROTATION_INTERVAL does the same on a schedule.',
   run: async () => {
-    const deps = buildDeps(configOrExit())
+    const deps = await buildDeps(configOrExit())
     try {
       const r = await deps.signer.rotate()
-      deps.audit.record({ type: 'key_rotated', outcome: 'success', details: { kid: r.kid, previous: r.previous } }, { userAgent: 'bulwark-cli' })
+      await deps.audit.record({ type: 'key_rotated', outcome: 'success', details: { kid: r.kid, previous: r.previous } }, { userAgent: 'bulwark-cli' })
       process.stdout.write(`new signing key ${r.kid} is current; ${r.previous ?? 'no previous key'} stays published until its tokens expire\n`)
       return 0
     } finally {

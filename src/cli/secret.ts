@@ -53,10 +53,10 @@ async function rotateMasterSecret(): Promise<number> {
   if (weak.length) return (err(`the new secret: ${weak[0]}`), 2)
   if (old === next) return (err('BULWARK_SECRET and BULWARK_OLD_SECRET are the same; nothing to rotate'), 2)
 
-  const oldState = probeSecret(config.dbPath, old)
+  const oldState = await probeSecret(config.dbPath, old)
   if (oldState === 'empty') return (err(`no readable database with signing keys at ${config.dbPath}; nothing to rotate`), 1)
   if (oldState === 'refused') {
-    if (probeSecret(config.dbPath, next) === 'opens') {
+    if (await probeSecret(config.dbPath, next) === 'opens') {
       process.stdout.write('the database already uses the new secret; nothing to do\n')
       return 0
     }
@@ -71,9 +71,9 @@ async function rotateMasterSecret(): Promise<number> {
     handle.close()
   }
   // Opening with the new secret now works: record the event through the normal services.
-  const deps = buildDeps(config)
+  const deps = await buildDeps(config)
   try {
-    deps.audit.record({ type: 'secret_rotated', outcome: 'success', details: { reencrypted: r.reencrypted, skipped: r.skipped } }, { userAgent: 'bulwark-cli' })
+    await deps.audit.record({ type: 'secret_rotated', outcome: 'success', details: { reencrypted: r.reencrypted, skipped: r.skipped } }, { userAgent: 'bulwark-cli' })
   } finally {
     deps.close()
   }

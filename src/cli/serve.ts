@@ -24,9 +24,9 @@ export const serveCommand: Command = {
     let running: Running
     try {
       // The first owner exists before the "listening" line: a client that waits for it can sign in at once.
-      const deps = buildDeps(c, { defaultMetrics: true })
+      const deps = await buildDeps(c, { defaultMetrics: true })
       await bootstrap(deps)
-      running = startServer(c, deps)
+      running = await startServer(c, deps)
     } catch (e) {
       if (e instanceof SchemaTooNewError) throw new CliError([e.message], EXIT_SCHEMA_TOO_NEW)
       // The first owner from BULWARK_ADMIN_EMAIL/PASSWORD was refused (weak password, bad email): a configuration problem.
@@ -37,10 +37,10 @@ export const serveCommand: Command = {
       if (e instanceof Error && /EADDRINUSE|address already in use|Failed to start server/i.test(e.message)) throw new CliError([`cannot listen on ${c.host}:${c.port}: ${e.message}`], EXIT_CANNOT_LISTEN)
       throw e
     }
-    if (running.deps.rbac.activeOwnerCount() === 0) running.deps.logger.info('no owner account yet: run `bulwark admin create --email E` (password on stdin)')
+    if (await running.deps.rbac.activeOwnerCount() === 0) running.deps.logger.info('no owner account yet: run `bulwark admin create --email E` (password on stdin)')
     // A failing stderr (full disk, closed pipe) must not take the server down: the banner is a courtesy.
     try {
-      writeSync(2, `${bannerLines(running).join('\n')}\n`)
+      writeSync(2, `${(await bannerLines(running)).join('\n')}\n`)
     } catch {}
     const shutdown = () => void running.stop().then(() => process.exit(0))
     process.on('SIGTERM', shutdown)

@@ -3,10 +3,13 @@ import { Database } from 'bun:sqlite'
 import { drizzle, type BunSQLiteDatabase } from 'drizzle-orm/bun-sqlite'
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs'
 import { dirname } from 'node:path'
+import type { PgConfig } from '../config'
 import * as schema from './schema'
 import { migrate, type MigrateResult } from './migrate'
-import { dialect } from './dialect'
-import { guardConnection, registerGate, type TxGate } from './tx'
+import { dialect, useEngine } from './tables'
+import { openPg } from './pg/client'
+import { migratePg } from './pg/migrate'
+import { guardConnection, registerGate, routeToTransaction, type TxGate } from './tx'
 
 export type Db = BunSQLiteDatabase<typeof schema>
 
@@ -83,3 +86,37 @@ export const totalChanges = (sqlite: Database): number => sqlite.query<{ n: numb
 
 /** What a `withTransaction` callback receives (src/db/tx.ts): the same query API as `Db`. */
 export type Tx = Db
+
+/**
+ * The store the server runs on: the embedded SQLite at `config.dbPath`, or PostgreSQL when
+ * BULWARK_DATABASE_URL is set. Selects the engine for the process (src/db/tables.ts), migrates, and hands back
+ * the one `db` services use. `sqlite` (the raw connection) is for the SQLite-only infrastructure: the write
+ * probe of readiness and the busy-lock retry; services never see it.
+ */
+export interface Store {
+  engine: 'sqlite' | 'postgres'
+  db: Db
+  sqlite?: Database
+  /** PostgreSQL: the pool, for the few raw statements (retention batches). */
+  pg?: import('bun').SQL
+  migration: MigrateResult
+  close(): Promise<void>
+}
+
+export async function openStore(config: { dbPath: string; pg?: PgConfig }, opts: { migrate?: boolean } = {}): Promise<Store> {
+  if (config.pg) {
+    useEngine('postgres')
+    const pg = openPg({ url: config.pg.url, poolSize: config.pg.poolSize, statementTimeoutMs: config.pg.statementTimeoutMs, tls: config.pg.tls, caFile: config.pg.caFile })
+    try {
+      const migration = opts.migrate === false ? { applied: [], current: 0 } : await migratePg(pg.sql)
+      const db = routeToTransaction(pg.db as never) as unknown as Db
+      return { engine: 'postgres', db, pg: pg.sql, migration, close: () => pg.close() }
+    } catch (err) {
+      await pg.close().catch(() => {})
+      throw err
+    }
+  }
+  useEngine('sqlite')
+  const h = openDatabase(config.dbPath, opts)
+  return { engine: 'sqlite', db: h.db, sqlite: h.sqlite, migration: h.migration, close: async () => h.close() }
+}

@@ -1,23 +1,34 @@
 /**
- * What differs between database engines, in one place: services ask the dialect instead of matching
- * engine-specific messages or result shapes. Only the SQLite implementation exists; a PostgreSQL one
- * (affected-row counts from `rowCount`, unique violations as SQLSTATE 23505 with the constraint name) goes
- * beside it.
+ * What differs between database engines, in one place: services ask the dialect (through `dialect` in
+ * src/db/tables.ts, bound to the engine chosen at start) instead of matching engine-specific messages, result
+ * shapes or SQL functions.
  */
+import { sql, type SQL, type SQLWrapper } from 'drizzle-orm'
+
 export interface Dialect {
   readonly name: 'sqlite' | 'postgres'
-  /** Rows changed by a drizzle `.run()` (typed `void` by drizzle on bun:sqlite, a Changes object at run time). */
+  /** Rows changed by an awaited insert/update/delete without `returning` (bun:sqlite: `{ changes }`; Bun SQL: `count`). */
   changes(result: unknown): number
   /** Whether `err` (or its cause) is a unique-constraint violation on `table.column`. */
   isUniqueViolation(err: unknown, table: string, column: string): boolean
+  /**
+   * The column, hidden from index selection: SQLite's planner would otherwise pick a low-selectivity index
+   * (`users_status_id`) over the ordered scan (https://www.sqlite.org/optoverview.html#disqualifying_where_clause_terms_using_unary_);
+   * PostgreSQL's cost-based planner needs no hint.
+   */
+  unindexed(column: SQLWrapper): SQL
+  /** The UTC calendar day (`YYYY-MM-DD`) of an integer-milliseconds column. */
+  utcDay(column: SQLWrapper): SQL
+  /** A 0/1 integer for a boolean condition (for sums). */
+  asInt(condition: SQL): SQL
 }
 
-const messages = (err: unknown): string[] => {
-  const out: string[] = []
+const chain = (err: unknown): unknown[] => {
+  const out: unknown[] = []
   let e: unknown = err
-  for (let depth = 0; e instanceof Error && depth < 5; depth++) {
-    out.push(e.message)
-    e = e.cause
+  for (let depth = 0; e && typeof e === 'object' && depth < 5; depth++) {
+    out.push(e)
+    e = (e as { cause?: unknown }).cause
   }
   return out
 }
@@ -26,8 +37,31 @@ const messages = (err: unknown): string[] => {
 export const sqliteDialect: Dialect = {
   name: 'sqlite',
   changes: (result) => (result as { changes?: number } | undefined)?.changes ?? 0,
-  isUniqueViolation: (err, table, column) => messages(err).some((m) => m.includes(`UNIQUE constraint failed: ${table}.${column}`)),
+  isUniqueViolation: (err, table, column) =>
+    chain(err).some((e) => e instanceof Error && e.message.includes(`UNIQUE constraint failed: ${table}.${column}`)),
+  unindexed: (column) => sql`+${column}`,
+  utcDay: (column) => sql`strftime('%Y-%m-%d', ${column} / 1000, 'unixepoch')`,
+  asInt: (condition) => sql`(${condition})`,
 }
 
-/** The engine in use (SQLite today; chosen from the database URL once PostgreSQL lands). */
-export const dialect: Dialect = sqliteDialect
+/**
+ * PostgreSQL through Bun's SQL client: the affected-row count is the result's `count`; a unique violation is
+ * SQLSTATE 23505 (https://www.postgresql.org/docs/current/errcodes-appendix.html) whose detail names the key
+ * (`Key (email)=(…) already exists.`) on `table`.
+ */
+export const pgDialect: Dialect = {
+  name: 'postgres',
+  changes: (result) => Number((result as { count?: number } | undefined)?.count ?? 0),
+  isUniqueViolation: (err, table, column) =>
+    chain(err).some((e) => {
+      const x = e as { errno?: unknown; code?: unknown; table?: unknown; detail?: unknown; constraint?: unknown }
+      if (String(x.errno ?? x.code) !== '23505') return false
+      if (x.table !== undefined && x.table !== table) return false
+      const detail = typeof x.detail === 'string' ? x.detail : ''
+      const constraint = typeof x.constraint === 'string' ? x.constraint : ''
+      return detail.startsWith(`Key (${column})=`) || constraint === `${table}_${column}_unique` || constraint === `${table}_${column}_key`
+    }),
+  unindexed: (column) => sql`${column}`,
+  utcDay: (column) => sql`to_char(to_timestamp(${column} / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')`,
+  asInt: (condition) => sql`(${condition})::int`,
+}

@@ -12,10 +12,20 @@
  *   (autocommit): it neither joins the transaction nor sees its uncommitted state;
  * - the interrupted transaction notices at its next statement or at commit, and its callback is run again
  *   from the start (like a PostgreSQL serialization failure), up to `MAX_ATTEMPTS` times, then fails as busy.
+ * - awaited drizzle queries from outside the transaction (every service query) do not interrupt it: they wait
+ *   for their turn in the same FIFO, so they never see uncommitted rows and never force a retry. Only
+ *   synchronous statements on the raw connection (health probe, storage probe) still interrupt.
  * Callbacks must therefore do nothing but database work (no mail, no network, no events): everything else
- * happens after `withTransaction` returns. Kept free of real I/O awaits, they are never interrupted in practice.
+ * happens after `withTransaction` returns.
+ *
+ * On PostgreSQL the database handed to services (`routeToTransaction`) sends every query made inside a
+ * `withTransaction` callback to that transaction's connection, whether the code uses `tx` or the service's own
+ * `db`; nested calls join the outer transaction. Serialization failures and deadlocks (SQLSTATE 40001, 40P01)
+ * run the callback again, up to `MAX_ATTEMPTS` times.
  */
 import type { Database, Statement } from 'bun:sqlite'
+import { sql } from 'drizzle-orm'
+import { SQLiteDeleteBase, SQLiteInsertBase, SQLiteSelectBase, SQLiteUpdateBase } from 'drizzle-orm/sqlite-core'
 import { AsyncLocalStorage } from 'node:async_hooks'
 
 /** How often an interrupted SQLite transaction is retried before it fails as busy. */
@@ -40,6 +50,8 @@ export class TxGate {
   private readonly als = new AsyncLocalStorage<object>()
   private tail: Promise<void> = Promise.resolve()
   private open: Open | undefined
+  /** Transactions and statements waiting in the FIFO (plus the one holding it). */
+  private waiting = 0
   /** How many transactions were interrupted (for tests and diagnostics). */
   interrupted = 0
 
@@ -59,6 +71,21 @@ export class TxGate {
     open.aborted = true
     this.interrupted++
     if (this.sqlite.inTransaction) this.sqlite.run('ROLLBACK')
+  }
+
+  /** Whether an awaited statement from outside a transaction must queue (a transaction is open or waiting). */
+  mustWait(): boolean {
+    return this.waiting > 0 && !this.inside()
+  }
+
+  /** Runs one statement (synchronously, when its turn comes) in FIFO order with the transactions. */
+  async statement<T>(run: () => T): Promise<T> {
+    const release = await this.lock()
+    try {
+      return run()
+    } finally {
+      release()
+    }
   }
 
   /** True inside a running transaction's callback. */
@@ -97,12 +124,40 @@ export class TxGate {
     const next = new Promise<void>((r) => (release = r))
     const prev = this.tail
     this.tail = prev.then(() => next)
+    this.waiting++
     await prev
-    return release
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      this.waiting--
+      release()
+    }
   }
 }
 
 const gates = new WeakMap<object, TxGate>()
+
+/**
+ * Awaited drizzle queries on a guarded SQLite connection queue behind an open transaction instead of
+ * interrupting it. drizzle's builders run their statement synchronously inside `then` (`execute()` calls
+ * `all()`/`run()`), so the hook is `then` itself: when the connection's gate says a transaction is open or
+ * waiting, the statement takes its turn in the gate's FIFO. The builders hold their session as `session`, the
+ * session its client as `client` (drizzle-orm 0.45; test/db/tx.test.ts fails if that changes).
+ */
+for (const C of [SQLiteSelectBase, SQLiteInsertBase, SQLiteUpdateBase, SQLiteDeleteBase] as unknown as { prototype: any }[]) {
+  const proto = C.prototype
+  const original = proto.then as (this: any, f?: any, r?: any) => Promise<unknown>
+  if ((original as { queued?: boolean }).queued) continue
+  const queued = function (this: { session?: { client?: object } }, f?: any, r?: any) {
+    const client = this.session?.client
+    const gate = client ? gates.get(client) : undefined
+    if (gate?.mustWait()) return gate.statement(() => original.call(this)).then(f, r)
+    return original.call(this, f, r)
+  }
+  ;(queued as { queued?: boolean }).queued = true
+  proto.then = queued
+}
 
 /**
  * Puts a guard in front of every statement of `sqlite`, so transactions opened with `withTransaction` cannot
@@ -160,5 +215,73 @@ export function gateOf(db: object, sqlite?: Database): TxGate {
  * same connection (see the module comment for how concurrent requests are kept out).
  */
 export function withTransaction<D extends object, T>(db: D, fn: (tx: D) => Promise<T> | T): Promise<T> {
+  const routed = pgRouters.get(db)
+  if (routed) return routed(fn as (tx: object) => Promise<T> | T)
   return gateOf(db).run(() => fn(db))
+}
+
+type PgRun = <T>(fn: (tx: object) => Promise<T> | T) => Promise<T>
+const pgRouters = new WeakMap<object, PgRun>()
+
+const pgRetryable = (err: unknown): boolean => {
+  for (let e: any = err, d = 0; e && d < 5; e = e.cause, d++) {
+    const code = String(e.errno ?? e.code ?? '')
+    if (code === '40001' || code === '40P01') return true
+  }
+  return false
+}
+
+/**
+ * Wraps a PostgreSQL drizzle database so that, inside a `withTransaction` callback, every query runs on the
+ * transaction's connection (the callback may use `tx` or the service's own `db`), and nested calls join it.
+ */
+export function routeToTransaction<D extends object>(db: D & { transaction: (fn: (tx: any) => Promise<any>) => Promise<any> }): D {
+  const als = new AsyncLocalStorage<object>()
+  const proxy = new Proxy(db, {
+    get(target, prop) {
+      const tx = als.getStore()
+      const on = (tx ?? target) as any
+      const v = on[prop]
+      return typeof v === 'function' ? v.bind(on) : v
+    },
+  }) as D
+  const run: PgRun = async (fn) => {
+    if (als.getStore()) return await fn(proxy)
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await db.transaction(async (tx: object) => als.run(tx, () => fn(proxy)))
+      } catch (err) {
+        if (attempt >= MAX_ATTEMPTS || !pgRetryable(err)) throw err
+      }
+    }
+  }
+  pgRouters.set(proxy, run)
+  return proxy
+}
+
+/**
+ * Serialises writers of one logical resource (the owner role's members, an audit chain) until the end of the
+ * current transaction, across every instance: `pg_advisory_xact_lock` on PostgreSQL
+ * (https://www.postgresql.org/docs/current/functions-admin.html#FUNCTIONS-ADVISORY-LOCKS); on SQLite the
+ * transaction already holds the only write lock (`BEGIN IMMEDIATE`).
+ */
+export async function lockResource(tx: object, name: string): Promise<void> {
+  if (!pgRouters.has(tx)) return
+  await (tx as { execute: (q: unknown) => Promise<unknown> }).execute(sql`SELECT pg_advisory_xact_lock(hashtext(${name}))`)
+}
+
+interface Prepared<R> {
+  all(params?: Record<string, unknown>): R[]
+  execute(params?: Record<string, unknown>): unknown
+}
+
+/**
+ * Runs a prepared drizzle query (`.prepare()`, built once) on either engine: on SQLite its synchronous `all`,
+ * queued behind an open transaction like any awaited query; on PostgreSQL its `execute`.
+ */
+export async function allPrepared<R>(db: object, stmt: Prepared<R>, params: Record<string, unknown> = {}): Promise<R[]> {
+  if (pgRouters.has(db)) return (await stmt.execute(params)) as R[]
+  const gate = gates.get(db)
+  if (gate?.mustWait()) return await gate.statement(() => stmt.all(params))
+  return stmt.all(params)
 }

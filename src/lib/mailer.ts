@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import nodemailer from 'nodemailer'
 import type { Config } from '../config'
 import type { Db } from '../db/client'
-import { mailOutbox } from '../db/schema'
+import { mailOutbox } from '../db/tables'
 import type { Clock } from './clock'
 import { newId } from './ids'
 import type { Logger } from './logger'
@@ -27,7 +27,7 @@ export interface MailMessage {
 
 /** Queues mail; never blocks on the network. */
 export interface Mailer {
-  send(message: MailMessage): void
+  send(message: MailMessage): Promise<void>
 }
 
 export interface OutboxMessage extends MailMessage {
@@ -63,19 +63,19 @@ export class OutboxMailer implements Mailer {
     private readonly onQueued?: () => void,
   ) {}
 
-  send(message: MailMessage): void {
+  async send(message: MailMessage): Promise<void> {
     const now = this.deps.clock.now()
-    this.deps.db
+    await this.deps.db
       .insert(mailOutbox)
       .values({ id: newId(), to: message.to, subject: message.subject, text: message.text, status: 'pending', attempts: 0, nextAttemptAt: now, createdAt: now })
-      .run()
+      
     this.onQueued?.()
   }
 }
 
 /** The outbox, oldest first, optionally only mail to `to`; tests use it to read tokens out of mails. */
-export function readOutbox(db: Db, to?: string): OutboxMessage[] {
-  return db
+export async function readOutbox(db: Db, to?: string): Promise<OutboxMessage[]> {
+  return await db
     .select({
       id: mailOutbox.id,
       to: mailOutbox.to,
@@ -88,7 +88,7 @@ export function readOutbox(db: Db, to?: string): OutboxMessage[] {
     .from(mailOutbox)
     .where(to === undefined ? undefined : eq(mailOutbox.to, to))
     .orderBy(asc(mailOutbox.createdAt), asc(mailOutbox.id))
-    .all()
+    
 }
 
 /** An SMTP transport over nodemailer for `smtp://` / `smtps://` URLs, with bounded timeouts. */
@@ -175,7 +175,7 @@ export class MailWorker {
       this.again = true
       return
     }
-    this.deliverDue().catch((e) => this.deps.logger.error({ msg: 'mail delivery round failed', err: (e as Error).message }))
+    void this.deliverDue().catch((e) => this.deps.logger.error({ msg: 'mail delivery round failed', err: (e as Error).message }))
   }
 
   private async round(): Promise<DeliveryReport> {
@@ -183,25 +183,25 @@ export class MailWorker {
     const { db, clock } = this.deps
     for (;;) {
       const now = clock.now()
-      const due = db
+      const due = await db
         .select()
         .from(mailOutbox)
         .where(and(eq(mailOutbox.status, 'pending'), lte(mailOutbox.nextAttemptAt, now)))
         .orderBy(asc(mailOutbox.nextAttemptAt), asc(mailOutbox.id))
         .limit(BATCH)
-        .all()
+        
       if (due.length === 0) return report
       for (const row of due) {
         if (this.stopping) return report
-        if (!this.claim(row.id, row.nextAttemptAt)) continue
+        if (!await this.claim(row.id, row.nextAttemptAt)) continue
         if (!this.transport) {
-          this.keep(row)
+          await this.keep(row)
           report.kept++
           continue
         }
         try {
           await this.transport({ from: this.deps.config.mailFrom, to: row.to, subject: row.subject, text: row.text })
-          db.update(mailOutbox).set({ status: 'sent', attempts: row.attempts + 1, sentAt: clock.now(), lastError: null, text: '' }).where(eq(mailOutbox.id, row.id)).run()
+          await db.update(mailOutbox).set({ status: 'sent', attempts: row.attempts + 1, sentAt: clock.now(), lastError: null, text: '' }).where(eq(mailOutbox.id, row.id))
           report.sent++
           this.deps.logger.info({ msg: 'mail sent', mailId: row.id, attempts: row.attempts + 1 })
         } catch (e) {
@@ -210,12 +210,12 @@ export class MailWorker {
           const permanent = typeof code === 'number' && code >= 500
           const error = String((e as Error).message ?? e).slice(0, 500)
           if (permanent || attempts >= MAX_ATTEMPTS) {
-            db.update(mailOutbox).set({ status: 'failed', attempts, lastError: error, text: '' }).where(eq(mailOutbox.id, row.id)).run()
+            await db.update(mailOutbox).set({ status: 'failed', attempts, lastError: error, text: '' }).where(eq(mailOutbox.id, row.id))
             report.failed++
             this.deps.logger.error({ msg: 'mail failed', mailId: row.id, attempts, permanent, error })
           } else {
             const next = clock.now() + RETRY_BASE_MS * 2 ** (attempts - 1)
-            db.update(mailOutbox).set({ attempts, nextAttemptAt: next, lastError: error }).where(eq(mailOutbox.id, row.id)).run()
+            await db.update(mailOutbox).set({ attempts, nextAttemptAt: next, lastError: error }).where(eq(mailOutbox.id, row.id))
             report.retried++
             this.deps.logger.warn({ msg: 'mail delivery deferred', mailId: row.id, attempts, retryAt: new Date(next).toISOString(), error })
           }
@@ -225,19 +225,19 @@ export class MailWorker {
   }
 
   // Moves the row's next attempt past the lease only if nobody else moved it first.
-  private claim(id: string, seen: number): boolean {
-    const claimed = this.deps.db
+  private async claim(id: string, seen: number): Promise<boolean> {
+    const claimed = await this.deps.db
       .update(mailOutbox)
       .set({ nextAttemptAt: this.deps.clock.now() + LEASE_MS })
       .where(and(eq(mailOutbox.id, id), eq(mailOutbox.status, 'pending'), eq(mailOutbox.nextAttemptAt, seen)))
       .returning({ id: mailOutbox.id })
-      .all()
+      
     return claimed.length === 1
   }
 
-  private keep(row: typeof mailOutbox.$inferSelect): void {
+  private async keep(row: typeof mailOutbox.$inferSelect): Promise<void> {
     const { config, db, logger } = this.deps
-    db.update(mailOutbox).set({ status: 'kept', text: '' }).where(eq(mailOutbox.id, row.id)).run()
+    await db.update(mailOutbox).set({ status: 'kept', text: '' }).where(eq(mailOutbox.id, row.id))
     const file = config.dbPath === ':memory:' || this.fileBroken ? undefined : join(config.dataDir, 'mail.ndjson')
     if (file) {
       try {

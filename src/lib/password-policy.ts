@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto'
 import { desc, eq, inArray } from 'drizzle-orm'
 import type { Config } from '../config'
 import type { Db } from '../db/client'
-import { passwordHistory } from '../db/schema'
+import { passwordHistory } from '../db/tables'
 import { type BreakerState, CircuitBreaker } from './circuit-breaker'
 import { systemClock, type Clock } from './clock'
 import type { Logger } from './logger'
@@ -97,17 +97,17 @@ export function personalWords(ctx: PasswordContext): string[] {
 }
 
 /** Inserts `hash` as the newest password of `userId` inside the caller's transaction and keeps the newest `keep` rows. */
-export function rememberPasswordInTx(tx: Pick<Db, 'insert' | 'select' | 'delete'>, userId: string, hash: string, keep: number, now: number): void {
-  tx.insert(passwordHistory).values({ userId, passwordHash: hash, createdAt: now }).run()
-  const stale = tx
+export async function rememberPasswordInTx(tx: Pick<Db, 'insert' | 'select' | 'delete'>, userId: string, hash: string, keep: number, now: number): Promise<void> {
+  await tx.insert(passwordHistory).values({ userId, passwordHash: hash, createdAt: now })
+  const stale = (await tx
     .select({ id: passwordHistory.id })
     .from(passwordHistory)
     .where(eq(passwordHistory.userId, userId))
     .orderBy(desc(passwordHistory.id))
-    .all()
+    )
     .slice(keep)
     .map((r) => r.id)
-  if (stale.length > 0) tx.delete(passwordHistory).where(inArray(passwordHistory.id, stale)).run()
+  if (stale.length > 0) await tx.delete(passwordHistory).where(inArray(passwordHistory.id, stale))
 }
 
 /** True when `password` matches one of `previousHashes` (newest first); verifies them all in parallel. */
@@ -177,25 +177,25 @@ export class PasswordPolicy {
     const { db } = this.deps
     if (!db || this.cfg.history === 0) return
     const now = this.deps.clock?.now() ?? Date.now()
-    await withTransaction(db, async (tx) => rememberPasswordInTx(tx, userId, hash, this.cfg.history, now))
+    await withTransaction(db, async (tx) => await rememberPasswordInTx(tx, userId, hash, this.cfg.history, now))
   }
 
   /** The last `history` password hashes of `userId`, newest first. */
-  previousHashes(userId: string): string[] {
+  async previousHashes(userId: string): Promise<string[]> {
     const { db } = this.deps
     if (!db || this.cfg.history === 0) return []
-    return db
+    return (await db
       .select({ hash: passwordHistory.passwordHash })
       .from(passwordHistory)
       .where(eq(passwordHistory.userId, userId))
       .orderBy(desc(passwordHistory.id))
       .limit(this.cfg.history)
-      .all()
+      )
       .map((r) => r.hash)
   }
 
-  private reusedBy(userId: string, pw: string): Promise<boolean> {
-    return isReused(pw, this.previousHashes(userId), this.deps.hasher)
+  private async reusedBy(userId: string, pw: string): Promise<boolean> {
+    return isReused(pw, await this.previousHashes(userId), this.deps.hasher)
   }
 
   // Personal when one of the user's words (4+ characters) is in the password and what is left

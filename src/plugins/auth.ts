@@ -32,7 +32,7 @@ export interface AuthenticatorDeps {
   signer: KeyService
   sessions: SessionService
   /** Effective roles, level, permissions and status (cached by the RBAC service). */
-  access(userId: string): Effective | null
+  access(userId: string): Promise<Effective | null>
   /** An OAuth client's status and permissions (src/modules/clients); absent: client tokens are refused. */
   clientAccess?(clientId: string): Promise<{ status: 'active' | 'disabled'; roles: string[]; level: number; permissions: readonly string[] } | null>
   /** Resolves `Bearer bwk_…` API keys (absent: such tokens are simply invalid). */
@@ -127,17 +127,17 @@ export class Authenticator {
     }
     if (looksLikeApiKey(m[1]!)) return this.resolveApiKey(request, m[1]!)
     const claims = await this.d.signer.verify(m[1]!)
-    const session = this.d.sessions.getLive(claims.sid)
+    const session = await this.d.sessions.getLive(claims.sid)
     if (!session || session.userId !== claims.sub) {
       noteDenial(request, 'session_ended')
       throw invalidToken()
     }
-    const access = this.d.access(claims.sub)
+    const access = await this.d.access(claims.sub)
     if (!access || access.status !== 'active') {
       noteDenial(request, 'account_inactive')
       throw invalidToken()
     }
-    this.d.sessions.touch(session)
+    await this.d.sessions.touch(session)
     const amr = session.amr.split(',')
     // Decided on every request, not only at sign-in: a role that starts requiring MFA (granted, or its flag
     // switched on) limits password-only sessions at once. Only a second factor proven in *this* session

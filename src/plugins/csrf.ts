@@ -88,7 +88,7 @@ export function csrfPlugin(deps: CsrfDeps) {
   }
 
   const refuse = (request: Request, path: string, reason: string): never => {
-    audit.record({ type: 'csrf_failed', outcome: 'failure', details: { reason, method: request.method, path } }, metaOf(request))
+    void audit.record({ type: 'csrf_failed', outcome: 'failure', details: { reason, method: request.method, path } }, metaOf(request))
     throw new AppError(403, 'csrf_failed', 'Cross-site request refused: send the X-CSRF-Token from GET /v1/auth/csrf, from an allowed origin.')
   }
 

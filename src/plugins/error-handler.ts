@@ -60,10 +60,10 @@ function fieldErrors(error: unknown): FieldError[] {
 const ON_LABEL: Record<string, string> = { body: 'body', query: 'query string', params: 'path', headers: 'headers', cookie: 'cookies' }
 
 /** Told about every 4xx refusal (status, code, what part of the request failed); must not throw. */
-export type ProblemObserver = (request: Request, status: number, code: string, location?: string) => void
+export type ProblemObserver = (request: Request, status: number, code: string, location?: string) => void | Promise<void>
 
 export function errorHandler(logger: Logger, onProblem?: ProblemObserver) {
-  return new Elysia({ name: 'error-handler' }).onError({ as: 'global' }, ({ code, error, request, path, route }) => {
+  return new Elysia({ name: 'error-handler' }).onError({ as: 'global' }, async ({ code, error, request, path, route }) => {
     const ctx = contextOf(request)
     ctx.route ??= route
     const rid = ctx.requestId
@@ -71,7 +71,7 @@ export function errorHandler(logger: Logger, onProblem?: ProblemObserver) {
     if (code === 'PARSE' && ((error as { cause?: unknown }).cause instanceof AppError || (error as { cause?: unknown }).cause instanceof OAuthError)) e = (error as { cause: AppError }).cause
     // The OAuth endpoints answer in the RFC 6749 §5.2 shape, not as problem documents.
     if (e instanceof OAuthError) {
-      onProblem?.(request, e.status, e.error)
+      await onProblem?.(request, e.status, e.error)
       return e.toResponse(rid)
     }
     // A full disk, a read-only file or a held write lock is a 503 with Retry-After, not a 500.
@@ -79,7 +79,7 @@ export function errorHandler(logger: Logger, onProblem?: ProblemObserver) {
     if (e instanceof AppError) {
       // A 503 is a dependency known to be down (its circuit breaker logs each state change once), not a bug.
       if (e.status >= 500 && e.status !== 503) logger.error({ err: e, requestId: rid, path }, 'request failed')
-      else if (e.status < 500) onProblem?.(request, e.status, e.code)
+      else if (e.status < 500) await onProblem?.(request, e.status, e.code)
       return problemResponse(e.status, e.code, e.detail ?? titleOf(e.status), rid, e.extra)
     }
     switch (code) {
@@ -89,7 +89,7 @@ export function errorHandler(logger: Logger, onProblem?: ProblemObserver) {
           logger.error({ requestId: rid, path, errors: fieldErrors(error) }, 'response failed its schema')
           return problemResponse(500, 'internal', `An unexpected error occurred. Quote request id ${rid} when reporting it.`, rid)
         }
-        onProblem?.(request, 422, 'validation_failed', on)
+        await onProblem?.(request, 422, 'validation_failed', on)
         return problemResponse(422, 'validation_failed', `The request ${ON_LABEL[on] ?? on} is not valid.`, rid, { errors: fieldErrors(error) })
       }
       case 'NOT_FOUND':

@@ -3,7 +3,7 @@ import { sql } from 'drizzle-orm'
 import { openDatabase } from '../../src/db/client'
 import { sqliteDialect } from '../../src/db/dialect'
 
-test('the SQLite dialect recognises a unique violation by table and column from the real error, and counts changed rows', () => {
+test('the SQLite dialect recognises a unique violation by table and column from the real error, and counts changed rows', async () => {
   const h = openDatabase(':memory:', { migrate: false })
   try {
     h.db.run(sql`CREATE TABLE u (email TEXT UNIQUE, name TEXT UNIQUE)`)
@@ -20,6 +20,6 @@ test('the SQLite dialect recognises a unique violation by table and column from 
     expect(sqliteDialect.isUniqueViolation(new Error('wrapped', { cause: err }), 'u', 'email')).toBe(true)
     expect(sqliteDialect.changes(h.db.run(sql`UPDATE u SET name = 'q' WHERE email = 'none'`))).toBe(0)
   } finally {
-    h.close()
+    await h.close()
   }
 })

@@ -7,7 +7,7 @@ import { openDatabase } from '../../src/db/client'
 import { migrate, MIGRATIONS, SchemaTooNewError } from '../../src/db/migrate'
 
 describe('migrations', () => {
-  test('a fresh database gets every migration and the built-in roles', () => {
+  test('a fresh database gets every migration and the built-in roles', async () => {
     const h = openDatabase(':memory:')
     expect(h.migration.applied.length).toBe(MIGRATIONS.length)
     const roles = h.sqlite.query<{ name: string; level: number }, []>('SELECT name, level FROM roles WHERE builtin = 1 ORDER BY level').all()
@@ -17,10 +17,10 @@ describe('migrations', () => {
       { name: 'admin', level: 90 },
       { name: 'owner', level: 100 },
     ])
-    h.close()
+    await h.close()
   })
 
-  test('migrating twice is a no-op', () => {
+  test('migrating twice is a no-op', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'bw-mig-'))
     const path = join(dir, 'db.sqlite')
     openDatabase(path).close()
@@ -28,7 +28,7 @@ describe('migrations', () => {
     expect(again.migration.applied).toEqual([])
     expect(again.migration.current).toBe(MIGRATIONS.length)
     expect(again.sqlite.query<{ n: number }, []>('SELECT count(*) AS n FROM roles').get()!.n).toBe(5)
-    again.close()
+    await again.close()
   })
 
   test('a database migrated by a newer binary is refused', () => {
@@ -46,13 +46,13 @@ describe('migrations', () => {
     expect(db.query("SELECT name FROM sqlite_master WHERE name IN ('t_ok','users')").all()).toEqual([])
   })
 
-  test('pragmas: WAL, foreign keys, busy timeout', () => {
+  test('pragmas: WAL, foreign keys, busy timeout', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'bw-prag-'))
     const h = openDatabase(join(dir, 'db.sqlite'))
     expect(h.sqlite.query<{ journal_mode: string }, []>('PRAGMA journal_mode').get()!.journal_mode).toBe('wal')
     expect(h.sqlite.query<{ foreign_keys: number }, []>('PRAGMA foreign_keys').get()!.foreign_keys).toBe(1)
     expect(h.sqlite.query<{ timeout: number }, []>('PRAGMA busy_timeout').get()!.timeout).toBe(5000)
     expect(h.sqlite.query<{ synchronous: number }, []>('PRAGMA synchronous').get()!.synchronous).toBe(1)
-    h.close()
+    await h.close()
   })
 })

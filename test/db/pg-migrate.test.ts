@@ -33,7 +33,7 @@ describe.skipIf(!PG_URL)(`PostgreSQL migrations${PG_SKIP}`, () => {
     const lite = openDatabase(':memory:')
     const litePerms = lite.sqlite.query<{ role_id: string; permission: string }, []>('SELECT role_id, permission FROM role_permissions ORDER BY role_id, permission').all()
     const liteRoles = lite.sqlite.query<Record<string, unknown>, []>('SELECT id, name, level, description, builtin, mfa_required, created_at, updated_at FROM roles ORDER BY id').all()
-    lite.close()
+    await lite.close()
     expect(perm.n).toBe(litePerms.length)
     expect([...(await h.sql`SELECT role_id, permission FROM role_permissions ORDER BY role_id COLLATE "C", permission COLLATE "C"`)]).toEqual(litePerms)
     const pgRoles = [...(await h.sql`SELECT id, name, level, description, builtin, mfa_required, created_at, updated_at FROM roles ORDER BY id`)].map((r) => ({ ...r, builtin: r.builtin ? 1 : 0, mfa_required: r.mfa_required ? 1 : 0, created_at: Number(r.created_at), updated_at: Number(r.updated_at) }))

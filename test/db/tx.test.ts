@@ -68,7 +68,7 @@ describe('withTransaction on one shared SQLite connection', () => {
         tx.run(sql`UPDATE t SET n = ${n + 1} WHERE k = 'c'`)
       })
     await Promise.all([bump(), bump(), bump()])
-    expect(count()).toBe(3)
+    expect(await count()).toBe(3)
   })
 
   test('a statement after the transaction is interrupted never runs outside it, and a nested call joins the outer transaction', async () => {

@@ -4,26 +4,26 @@ import { FakeClock } from '../../src/lib/clock'
 import { Invalidation } from '../../src/lib/invalidation'
 
 describe('LruCache', () => {
-  test('counts hits and misses', () => {
+  test('counts hits and misses', async () => {
     const c = new LruCache<string, number>({ maxEntries: 10, ttlMs: 1000 })
     expect(c.get('a')).toBeUndefined()
     c.set('a', 1)
     expect(c.get('a')).toBe(1)
     expect(c.get('a')).toBe(1)
-    expect(c.stats()).toEqual({ hits: 2, misses: 1, size: 1 })
-    c.delete('a')
+    expect(await c.stats()).toEqual({ hits: 2, misses: 1, size: 1 })
+    await c.delete('a')
     expect(c.get('a')).toBeUndefined()
     c.set('b', 2)
-    c.clear()
-    expect(c.stats().size).toBe(0)
+    await c.clear()
+    expect(await c.stats().size).toBe(0)
   })
 
-  test('is bounded: the least recently used entry goes first', () => {
+  test('is bounded: the least recently used entry goes first', async () => {
     const c = new LruCache<string, number>({ maxEntries: 10, ttlMs: 60_000 })
     for (let i = 0; i < 10; i++) c.set(`k${i}`, i)
     c.get('k0')
     c.set('k10', 10)
-    expect(c.stats().size).toBe(10)
+    expect(await c.stats().size).toBe(10)
     expect(c.get('k0')).toBe(0)
     expect(c.get('k1')).toBeUndefined()
   })

@@ -68,9 +68,9 @@ describe('HIBP client hardening', () => {
       () =>
         new Response(
           new ReadableStream({
-            pull: (c) => {
+            pull: async (c) => {
               produced += line.byteLength
-              c.enqueue(line)
+              await c.enqueue(line)
             },
             cancel: () => {
               cancelled = true
@@ -117,7 +117,7 @@ describe('HIBP client hardening', () => {
   for (const failure of ['open', 'closed'] as const) {
     test(`sign-up while HIBP hangs (fail ${failure}): one request times out and opens the breaker; later sign-ups do not call it`, async () => {
       const hibp = fakeHibp(() => new Promise<Response>(() => {}))
-      app = makeApp({ BULWARK_HIBP: 'on', BULWARK_HIBP_FAILURE: failure, BULWARK_HIBP_TIMEOUT: '100ms', BULWARK_HIBP_URL: hibp.url })
+      app = await makeApp({ BULWARK_HIBP: 'on', BULWARK_HIBP_FAILURE: failure, BULWARK_HIBP_TIMEOUT: '100ms', BULWARK_HIBP_URL: hibp.url })
       for (let i = 0; i < 4; i++) {
         const r = await app.req('POST', '/v1/auth/register', { body: { email: uniqueEmail(), password: 'violet tractor sings quietly' } })
         if (failure === 'open') expect(r.status).toBe(201)

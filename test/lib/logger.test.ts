@@ -63,7 +63,7 @@ describe('log sink', () => {
   test('/metrics reports bulwark_log_lines_dropped_total of the app logger', async () => {
     const { state, out } = flakyOutput()
     const sink = new LogSink(out)
-    const deps = buildDeps(testConfig(), { logger: createLogger('info', sink) })
+    const deps = await buildDeps(testConfig(), { logger: createLogger('info', sink) })
     try {
       const handle = createHandler(createApp(deps), deps)
       for (let i = 0; i < 7; i++) await handle(new Request('http://localhost/health/live'))
@@ -73,7 +73,7 @@ describe('log sink', () => {
       expect(text).toContain('# TYPE bulwark_log_lines_dropped_total counter')
       expect(valueOf(parseProm(text), 'bulwark_log_lines_dropped_total')).toBe(7)
     } finally {
-      deps.close()
+      await deps.close()
     }
   })
 })

@@ -36,24 +36,24 @@ function smtp(): FakeSmtp {
 }
 
 describe('OutboxMailer and readOutbox', () => {
-  test('send only queues a pending row and returns at once', () => {
+  test('send only queues a pending row and returns at once', async () => {
     const { mailer, db, clock } = setup()
-    expect(mailer.send(TOKEN_MAIL)).toBeUndefined()
-    const rows = readOutbox(db)
+    expect(await mailer.send(TOKEN_MAIL)).toBeUndefined()
+    const rows = await readOutbox(db)
     expect(rows).toHaveLength(1)
     expect(rows[0]).toMatchObject({ ...TOKEN_MAIL, status: 'pending', attempts: 0, createdAt: clock.now() })
   })
 
-  test('readOutbox filters by recipient and returns oldest first', () => {
+  test('readOutbox filters by recipient and returns oldest first', async () => {
     const { mailer, db, clock } = setup()
-    mailer.send({ to: 'a@example.com', subject: 'one', text: '1' })
+    await mailer.send({ to: 'a@example.com', subject: 'one', text: '1' })
     clock.advance(1000)
-    mailer.send({ to: 'b@example.com', subject: 'two', text: '2' })
+    await mailer.send({ to: 'b@example.com', subject: 'two', text: '2' })
     clock.advance(1000)
-    mailer.send({ to: 'a@example.com', subject: 'three', text: '3' })
-    expect(readOutbox(db).map((m) => m.subject)).toEqual(['one', 'two', 'three'])
-    expect(readOutbox(db, 'a@example.com').map((m) => m.subject)).toEqual(['one', 'three'])
-    expect(readOutbox(db, 'nobody@example.com')).toEqual([])
+    await mailer.send({ to: 'a@example.com', subject: 'three', text: '3' })
+    expect((await readOutbox(db)).map((m) => m.subject)).toEqual(['one', 'two', 'three'])
+    expect((await readOutbox(db, 'a@example.com')).map((m) => m.subject)).toEqual(['one', 'three'])
+    expect(await readOutbox(db, 'nobody@example.com')).toEqual([])
   })
 })
 
@@ -61,7 +61,7 @@ describe('delivery over SMTP', () => {
   test('delivers a due row to a real SMTP socket and marks it sent', async () => {
     const server = smtp()
     const { mailer, worker, db } = setup({ BULWARK_SMTP_URL: server.url, BULWARK_MAIL_FROM: 'Bulwark <no-reply@bulwark.test>' })
-    mailer.send(TOKEN_MAIL)
+    await mailer.send(TOKEN_MAIL)
     expect(await worker.deliverDue()).toEqual({ sent: 1, kept: 0, retried: 0, failed: 0 })
     expect(server.messages).toHaveLength(1)
     const m = server.messages[0]!
@@ -69,7 +69,7 @@ describe('delivery over SMTP', () => {
     expect(m.from).toContain('no-reply@bulwark.test')
     expect(m.data).toContain('Subject: Reset your password')
     expect(m.data).toContain('SECRET-TOKEN-123')
-    expect(readOutbox(db)[0]).toMatchObject({ status: 'sent', attempts: 1 })
+    expect((await readOutbox(db))[0]).toMatchObject({ status: 'sent', attempts: 1 })
     // nothing left to do
     expect(await worker.deliverDue()).toEqual({ sent: 0, kept: 0, retried: 0, failed: 0 })
     expect(server.messages).toHaveLength(1)
@@ -79,9 +79,9 @@ describe('delivery over SMTP', () => {
     const server = smtp()
     server.failNext(1)
     const { mailer, worker, db, clock } = setup({ BULWARK_SMTP_URL: server.url })
-    mailer.send(TOKEN_MAIL)
+    await mailer.send(TOKEN_MAIL)
     expect(await worker.deliverDue()).toMatchObject({ sent: 0, retried: 1 })
-    expect(readOutbox(db)[0]).toMatchObject({ status: 'pending', attempts: 1 })
+    expect((await readOutbox(db))[0]).toMatchObject({ status: 'pending', attempts: 1 })
     expect(server.transactions).toBe(1)
 
     clock.advance(RETRY_BASE_MS - 1)
@@ -91,14 +91,14 @@ describe('delivery over SMTP', () => {
     clock.advance(1)
     expect(await worker.deliverDue()).toMatchObject({ sent: 1 })
     expect(server.messages).toHaveLength(1)
-    expect(readOutbox(db)[0]).toMatchObject({ status: 'sent', attempts: 2 })
+    expect((await readOutbox(db))[0]).toMatchObject({ status: 'sent', attempts: 2 })
   })
 
   test(`backoff doubles (1, 2, 4 … min) and the row fails after ${MAX_ATTEMPTS} attempts`, async () => {
     const server = smtp()
     server.failNext(1000)
     const { mailer, worker, db, clock } = setup({ BULWARK_SMTP_URL: server.url })
-    mailer.send(TOKEN_MAIL)
+    await mailer.send(TOKEN_MAIL)
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const report = await worker.deliverDue()
       expect(server.transactions).toBe(attempt)
@@ -113,7 +113,7 @@ describe('delivery over SMTP', () => {
         expect(report.failed).toBe(1)
       }
     }
-    expect(readOutbox(db)[0]).toMatchObject({ status: 'failed', attempts: MAX_ATTEMPTS })
+    expect((await readOutbox(db))[0]).toMatchObject({ status: 'failed', attempts: MAX_ATTEMPTS })
     clock.advance(365 * 86_400_000)
     await worker.deliverDue()
     expect(server.transactions).toBe(MAX_ATTEMPTS)
@@ -123,28 +123,28 @@ describe('delivery over SMTP', () => {
     const server = smtp()
     server.failNext(1, '550 5.1.1 Mailbox unavailable')
     const { mailer, worker, db, clock } = setup({ BULWARK_SMTP_URL: server.url })
-    mailer.send(TOKEN_MAIL)
+    await mailer.send(TOKEN_MAIL)
     expect(await worker.deliverDue()).toMatchObject({ failed: 1 })
     clock.advance(86_400_000)
     await worker.deliverDue()
     expect(server.transactions).toBe(1)
-    expect(readOutbox(db)[0]).toMatchObject({ status: 'failed', attempts: 1 })
+    expect((await readOutbox(db))[0]).toMatchObject({ status: 'failed', attempts: 1 })
   })
 
   test('an unreachable server is a temporary failure', async () => {
     const server = smtp()
     server.stop()
     const { mailer, worker, db } = setup({ BULWARK_SMTP_URL: server.url })
-    mailer.send(TOKEN_MAIL)
+    await mailer.send(TOKEN_MAIL)
     expect(await worker.deliverDue()).toMatchObject({ retried: 1 })
-    expect(readOutbox(db)[0]).toMatchObject({ status: 'pending', attempts: 1 })
+    expect((await readOutbox(db))[0]).toMatchObject({ status: 'pending', attempts: 1 })
   })
 
   test('log lines never carry the mail text', async () => {
     const server = smtp()
     server.failNext(1)
     const { mailer, worker, lines, clock } = setup({ BULWARK_SMTP_URL: server.url })
-    mailer.send(TOKEN_MAIL)
+    await mailer.send(TOKEN_MAIL)
     await worker.deliverDue()
     clock.advance(RETRY_BASE_MS)
     await worker.deliverDue()
@@ -161,9 +161,9 @@ describe('without SMTP: kept in the outbox and mail.ndjson', () => {
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
     const dataDir = join(dir, 'data')
     const { mailer, worker, db, clock, lines } = setup({ BULWARK_DATA_DIR: dataDir, BULWARK_DB_PATH: join(dataDir, 'bulwark.sqlite') })
-    mailer.send(TOKEN_MAIL)
+    await mailer.send(TOKEN_MAIL)
     clock.advance(1000)
-    mailer.send({ to: 'bob@example.com', subject: 'Verify', text: 'code 42' })
+    await mailer.send({ to: 'bob@example.com', subject: 'Verify', text: 'code 42' })
     expect(await worker.deliverDue()).toEqual({ sent: 0, kept: 2, retried: 0, failed: 0 })
     const file = join(dataDir, 'mail.ndjson')
     const parsed = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l))
@@ -172,20 +172,20 @@ describe('without SMTP: kept in the outbox and mail.ndjson', () => {
       { to: 'bob@example.com', subject: 'Verify', text: 'code 42', createdAt: new Date(clock.now()).toISOString() },
     ])
     expect(statSync(file).mode & 0o777).toBe(0o600)
-    expect(readOutbox(db).map((m) => m.status)).toEqual(['kept', 'kept'])
+    expect((await readOutbox(db)).map((m) => m.status)).toEqual(['kept', 'kept'])
     expect(lines.join('')).not.toContain('SECRET-TOKEN-123')
   })
 
   test('with an in-memory database nothing is written; the log line has recipient and subject but not the text', async () => {
     const { mailer, worker, db, lines, config } = setup()
     expect(config.dbPath).toBe(':memory:')
-    mailer.send(TOKEN_MAIL)
+    await mailer.send(TOKEN_MAIL)
     expect(await worker.deliverDue()).toMatchObject({ kept: 1 })
     expect(existsSync(join(config.dataDir, 'mail.ndjson'))).toBe(false)
     const entry = lines.map((l) => JSON.parse(l)).find((l) => l.msg === 'mail kept (no SMTP configured)')
     expect(entry).toMatchObject({ to: 'ann@example.com', subject: 'Reset your password' })
     expect(lines.join('')).not.toContain('SECRET-TOKEN-123')
-    expect(readOutbox(db)[0]!.status).toBe('kept')
+    expect((await readOutbox(db))[0]!.status).toBe('kept')
   })
 
   test('an unwritable data folder falls back to the log, without the text', async () => {
@@ -195,14 +195,14 @@ describe('without SMTP: kept in the outbox and mail.ndjson', () => {
     writeFileSync(blocker, '')
     const dataDir = join(blocker, 'data') // a folder under a file cannot be created
     const { mailer, worker, db, lines } = setup({ BULWARK_DATA_DIR: dataDir, BULWARK_DB_PATH: join(dir, 'db.sqlite') })
-    mailer.send(TOKEN_MAIL)
-    mailer.send({ ...TOKEN_MAIL, to: 'second@example.com' })
+    await mailer.send(TOKEN_MAIL)
+    await mailer.send({ ...TOKEN_MAIL, to: 'second@example.com' })
     expect(await worker.deliverDue()).toMatchObject({ kept: 2 })
     const log = lines.map((l) => JSON.parse(l))
     expect(log.filter((l) => String(l.msg).startsWith('mail.ndjson not writable'))).toHaveLength(1)
     expect(log.filter((l) => l.msg === 'mail kept (no SMTP configured)').map((l) => l.to)).toEqual(['ann@example.com', 'second@example.com'])
     expect(lines.join('')).not.toContain('SECRET-TOKEN-123')
-    expect(readOutbox(db).map((m) => m.status)).toEqual(['kept', 'kept'])
+    expect((await readOutbox(db)).map((m) => m.status)).toEqual(['kept', 'kept'])
   })
 })
 
@@ -215,10 +215,10 @@ describe('the background worker', () => {
     const mailer = new OutboxMailer({ db, clock }, () => worker.nudge())
     cleanups.push(() => worker.stop())
     worker.start()
-    mailer.send(TOKEN_MAIL)
+    await mailer.send(TOKEN_MAIL)
     expect(await delivered).toMatchObject(TOKEN_MAIL)
     await worker.stop()
-    expect(readOutbox(db)[0]).toMatchObject({ status: 'sent' })
+    expect((await readOutbox(db))[0]).toMatchObject({ status: 'sent' })
   })
 
   test('a stopped or never-started worker delivers nothing by itself', async () => {
@@ -226,10 +226,10 @@ describe('the background worker', () => {
     let calls = 0
     const worker = new MailWorker({ config, db, clock, logger }, { intervalMs: 3_600_000, transport: async () => void calls++ })
     const mailer = new OutboxMailer({ db, clock }, () => worker.nudge())
-    mailer.send(TOKEN_MAIL)
+    await mailer.send(TOKEN_MAIL)
     await Promise.resolve()
     expect(calls).toBe(0)
-    expect(readOutbox(db)[0]!.status).toBe('pending')
+    expect((await readOutbox(db))[0]!.status).toBe('pending')
     await worker.deliverDue()
     expect(calls).toBe(1)
   })
@@ -268,7 +268,7 @@ describe('shutdown and wiring', () => {
     release()
     await Promise.all([round, stopped])
     expect(sent).toEqual(['m0'])
-    expect(readOutbox(db).map((m) => m.status)).toEqual(['sent', 'pending', 'pending'])
+    expect((await readOutbox(db)).map((m) => m.status)).toEqual(['sent', 'pending', 'pending'])
     // the rest were not leased: a later round (after a restart) sends them at once
     await worker.deliverDue()
     expect(sent).toEqual(['m0', 'm1', 'm2'])
@@ -276,10 +276,10 @@ describe('shutdown and wiring', () => {
 
   test('the app deps carry a mailer whose mail reaches the outbox and the worker', async () => {
     const { makeApp } = await import('../helpers')
-    const t = makeApp()
+    const t = await makeApp()
     cleanups.push(() => t.close())
     t.deps.mailer.send(TOKEN_MAIL)
-    expect(readOutbox(t.deps.db, TOKEN_MAIL.to)).toMatchObject([{ ...TOKEN_MAIL, status: 'pending' }])
+    expect(await readOutbox(t.deps.db, TOKEN_MAIL.to)).toMatchObject([{ ...TOKEN_MAIL, status: 'pending' }])
     expect(await t.deps.mailWorker.deliverDue()).toMatchObject({ kept: 1 })
     expect(await t.deps.passwordPolicy.check('short')).toMatchObject([{ code: 'too_short' }])
     expect(await t.deps.hasher.verify('x', await t.deps.hasher.hash('x'))).toBe(true)

@@ -44,8 +44,8 @@ describe('normalizeDisplayName', () => {
 describe('JSON output, never HTML', () => {
   let a: TestApp
   const XSS = '<script>alert(document.cookie)</script>'
-  beforeAll(() => {
-    a = makeApp()
+  beforeAll(async () => {
+    a = await makeApp()
     a.app.post('/echo', ({ body }) => ({ name: normalizeDisplayName(body.name), email: normalizeEmail(body.email) }), {
       body: t.Object({ name: t.String({ maxLength: 200 }), email: EmailSchema }, { additionalProperties: false }),
     })
@@ -91,8 +91,8 @@ describe('JSON output, never HTML', () => {
 
 describe('JSON body rules (implemented in body-parser, covered in test/plugins/error-handler.test.ts)', () => {
   let a: TestApp
-  beforeAll(() => {
-    a = makeApp()
+  beforeAll(async () => {
+    a = await makeApp()
     a.app.post('/echo', ({ body }) => body, { body: t.Unknown() })
   })
   afterAll(() => a.close())

@@ -89,7 +89,7 @@ describe('reuse of previous passwords', () => {
   const handles: Array<{ close(): void }> = []
   afterEach(() => handles.splice(0).forEach((h) => h.close()))
 
-  function withDb(env: Record<string, string> = {}) {
+  async function withDb(env: Record<string, string> = {}) {
     const h = openDatabase(':memory:')
     handles.push(h)
     const clock = new FakeClock()
@@ -107,10 +107,10 @@ describe('reuse of previous passwords', () => {
   })
 
   test('the last N (history) passwords are refused, older ones allowed again', async () => {
-    const { policy: p, hasher, userId } = withDb()
+    const { policy: p, hasher, userId } = await withDb()
     const pws = ['amber falcon drifts west', 'cobalt meadow hums low', 'silver lantern rolls by', 'copper violin naps often', 'crimson glacier walks far', 'golden pebble sleeps deep']
     for (const pw of pws) await p.remember(userId, await hasher.hash(pw))
-    expect(p.previousHashes(userId)).toHaveLength(5)
+    expect(await p.previousHashes(userId)).toHaveLength(5)
     expect(await p.check(pws[5]!, { userId })).toEqual([{ code: 'reused', message: 'Choose a password you have not used for your last 5 changes.' }])
     expect(await codes(p, pws[1]!, { userId })).toEqual(['reused'])
     expect(await codes(p, pws[0]!, { userId })).toEqual([])
@@ -119,9 +119,9 @@ describe('reuse of previous passwords', () => {
   })
 
   test('history=0 stores and checks nothing', async () => {
-    const { policy: p, hasher, userId } = withDb({ BULWARK_PASSWORD_HISTORY: '0' })
+    const { policy: p, hasher, userId } = await withDb({ BULWARK_PASSWORD_HISTORY: '0' })
     await p.remember(userId, await hasher.hash(STRONG))
-    expect(p.previousHashes(userId)).toEqual([])
+    expect(await p.previousHashes(userId)).toEqual([])
     expect(await p.check(STRONG, { userId })).toEqual([])
   })
 })

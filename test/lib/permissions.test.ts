@@ -20,12 +20,12 @@ describe('permission registry', () => {
     }
   })
 
-  test('every seeded role pattern (migrations) matches at least one registered permission', () => {
+  test('every seeded role pattern (migrations) matches at least one registered permission', async () => {
     const h = openDatabase(':memory:')
     const rows = h.db.select().from(rolePermissions).all()
     expect(rows.length).toBeGreaterThan(10)
     for (const r of rows) expect({ p: r.permission, problem: patternProblem(r.permission) }).toEqual({ p: r.permission, problem: undefined })
-    h.close()
+    await h.close()
   })
 })
 

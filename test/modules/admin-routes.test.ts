@@ -6,12 +6,12 @@ import { ALL_PERMISSIONS, PERMISSIONS } from '../../src/lib/permissions'
 import { expectProblem } from '../helpers'
 import { makeAdminApp, seedSession, seedUser } from '../support/admin'
 
-let t: ReturnType<typeof makeAdminApp>
+let t: Awaited<ReturnType<typeof makeAdminApp>>
 let owner: string
 let target: string
 
-beforeEach(() => {
-  t = makeAdminApp()
+beforeEach(async () => {
+  t = await makeAdminApp()
   owner = seedUser(t.deps, { roles: ['user', 'owner'] })
   target = seedUser(t.deps, { email: 'target@example.test', name: 'Target' })
   seedSession(t.deps, target)
@@ -116,7 +116,7 @@ describe('users routes', () => {
     expectProblem(await t.as(admin, 'DELETE', `/v1/users/${admin}/roles/admin`), 403, 'forbidden')
     expectProblem(await t.as(admin, 'POST', '/v1/roles', { body: { name: 'superadmin', level: 95, permissions: [] } }), 403, 'forbidden')
     expect((await t.as(admin, 'PUT', `/v1/users/${target}/roles/moderator`)).status).toBe(204)
-    expect(t.deps.rbac.effective(target)!.roles).toEqual(['moderator', 'user'])
+    expect((await t.deps.rbac.effective(target))!.roles).toEqual(['moderator', 'user'])
   })
 })
 

@@ -3,12 +3,12 @@ import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { expectProblem } from '../helpers'
 import { eventsOf, makeAdminApp, seedUser } from '../support/admin'
 
-let t: ReturnType<typeof makeAdminApp>
+let t: Awaited<ReturnType<typeof makeAdminApp>>
 let owner: string
 let admin: string
 
-beforeEach(() => {
-  t = makeAdminApp()
+beforeEach(async () => {
+  t = await makeAdminApp()
   owner = seedUser(t.deps, { roles: ['user', 'owner'] })
   admin = seedUser(t.deps, { roles: ['user', 'admin'] })
 })
@@ -39,7 +39,7 @@ describe('registering', () => {
     const list = await t.as(admin, 'GET', '/v1/permissions')
     expect(list.body.items.find((p: any) => p.name === 'orders:read')).toEqual({ name: 'orders:read', description: 'app orders:read', builtin: false })
     expect(list.body.items.find((p: any) => p.name === 'users:read').builtin).toBe(true)
-    expect(eventsOf(t.deps, 'permission_created').length).toBe(2)
+    expect((await eventsOf(t.deps, 'permission_created')).length).toBe(2)
   })
 
   test('built-in names and built-in resources are refused; duplicates are 409; nothing is stored', async () => {
@@ -50,7 +50,7 @@ describe('registering', () => {
     expectProblem(await register('orders:read:own'), 422, 'validation_failed')
     expect((await register('orders:read')).status).toBe(201)
     expectProblem(await register('orders:read'), 409, 'conflict')
-    expect(t.deps.sqlite.query('SELECT name FROM app_permissions').all()).toEqual([{ name: 'orders:read' }])
+    expect(t.deps.storage.sqlite!.query('SELECT name FROM app_permissions').all()).toEqual([{ name: 'orders:read' }])
   })
 
   test('registering needs roles:write', async () => {
@@ -70,7 +70,7 @@ describe('escalation with app permissions', () => {
     await register('orders:read')
     const r = await t.as(admin, 'POST', '/v1/roles', { body: { name: 'clerk', level: 40, permissions: ['orders:read'] } })
     expectProblem(r, 403, 'forbidden')
-    expect(eventsOf(t.deps, 'privilege_escalation_denied').at(-1)!.details!.rule).toBe('permission_not_held')
+    expect((await eventsOf(t.deps, 'privilege_escalation_denied')).at(-1)!.details!.rule).toBe('permission_not_held')
     expect((await t.as(owner, 'POST', '/v1/roles', { body: { name: 'clerk', level: 40, permissions: ['orders:read'] } })).status).toBe(201)
   })
 })
@@ -88,7 +88,7 @@ describe('deleting', () => {
     // The last one: the now-empty wildcard goes with it, and the clerk loses orders:read on the next check.
     expect((await t.as(owner, 'DELETE', '/v1/permissions/orders:read?cascade=true')).status).toBe(204)
     expect((await t.as(owner, 'GET', '/v1/roles')).body.items.find((r: any) => r.name === 'clerk').permissions).toEqual([])
-    const ev = eventsOf(t.deps, 'permission_deleted')
+    const ev = await eventsOf(t.deps, 'permission_deleted')
     expect(ev.at(-1)!.details).toMatchObject({ permission: 'orders:read', cascade: true, roles: ['clerk'] })
     await register('orders:read')
     expect((await check({ userId: clerk, permission: 'orders:read' })).body.allowed).toBe(false)
@@ -105,7 +105,7 @@ describe('deleting', () => {
     await register('orders:read')
     await t.as(owner, 'POST', '/v1/roles', { body: { name: 'senior', level: 95, permissions: ['orders:read'] } })
     expectProblem(await t.as(admin, 'DELETE', '/v1/permissions/orders:read?cascade=true'), 403, 'forbidden')
-    expect(t.deps.sqlite.query("SELECT count(*) AS n FROM app_permissions WHERE name = 'orders:read'").get()).toEqual({ n: 1 })
+    expect(t.deps.storage.sqlite!.query("SELECT count(*) AS n FROM app_permissions WHERE name = 'orders:read'").get()).toEqual({ n: 1 })
   })
 })
 
@@ -116,7 +116,7 @@ describe('check by token and in batches', () => {
     const { token } = await t.deps.signer.sign(clerk, session.id)
     expect((await check({ token, permission: 'orders:read' })).body).toEqual({ allowed: true, reason: 'granted by role clerk via orders:*' })
     expect((await check({ token: `${token.slice(0, -4)}AAAA`, permission: 'orders:read' })).body).toEqual({ allowed: false, reason: 'invalid token' })
-    t.deps.sessions.revoke(session.id, 'logout')
+    await t.deps.sessions.revoke(session.id, 'logout')
     expect((await check({ token, permission: 'orders:read' })).body).toEqual({ allowed: false, reason: 'invalid token' })
     expectProblem(await check({ token, userId: clerk, permission: 'orders:read' }), 422, 'validation_failed')
   })

@@ -1,3 +1,4 @@
+import { withTransaction } from '../../src/db/tx'
 import { afterEach, describe, expect, test } from 'bun:test'
 import { createHash } from 'node:crypto'
 import { canonicalJson, chainHash, fieldsOfRow, GENESIS, verifyChains, type StoredRow } from '../../src/modules/audit/chain'
@@ -11,7 +12,7 @@ import { createLogger } from '../../src/lib/logger'
 import { expectProblem } from '../helpers'
 import { makeAdminApp, seedUser } from '../support/admin'
 
-let t: ReturnType<typeof makeAdminApp>
+let t: Awaited<ReturnType<typeof makeAdminApp>>
 afterEach(() => t?.close())
 
 interface Row {
@@ -25,12 +26,12 @@ interface Row {
   created_at: number
 }
 
-const rows = () => t.deps.sqlite.query<Row, []>('SELECT id, chain_id, seq, prev_hash, hash, type, details, created_at FROM security_events ORDER BY id').all()
+const rows = () => t.deps.storage.sqlite!.query<Row, []>('SELECT id, chain_id, seq, prev_hash, hash, type, details, created_at FROM security_events ORDER BY id').all()
 
 /** Records `n` events of type e0, e1, … with a detail each. */
-function recordMany(n: number, audit = t.deps.audit) {
+async function recordMany(n: number, audit = t.deps.audit) {
   for (let i = 0; i < n; i++) {
-    audit.record({ type: `e${i}`, outcome: 'info', actorId: null, details: { i, nested: { b: 2, a: [1, 'x'] } } }, { ip: '198.51.100.7', requestId: `req-${i}` })
+    await audit.record({ type: `e${i}`, outcome: 'info', actorId: null, details: { i, nested: { b: 2, a: [1, 'x'] } } }, { ip: '198.51.100.7', requestId: `req-${i}` })
     t.clock.advance(1000)
   }
 }
@@ -39,10 +40,10 @@ const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex
 
 describe('hash chain', () => {
   test('each event links to the previous one; the hash is SHA-256 over prev_hash and the documented canonical JSON', async () => {
-    t = makeAdminApp()
-    t.deps.audit.record({ type: 'login', outcome: 'success', actorId: 'u1', targetId: 'u1', details: { z: 1, a: { y: 'é', b: null } } }, { ip: '203.0.113.5', userAgent: 'ua', requestId: 'rid-1' })
+    t = await makeAdminApp()
+    await t.deps.audit.record({ type: 'login', outcome: 'success', actorId: 'u1', targetId: 'u1', details: { z: 1, a: { y: 'é', b: null } } }, { ip: '203.0.113.5', userAgent: 'ua', requestId: 'rid-1' })
     t.clock.advance(5)
-    t.deps.audit.record({ type: 'logout', outcome: 'success' })
+    await t.deps.audit.record({ type: 'logout', outcome: 'success' })
     const [a, b] = rows()
     expect(a!.chain_id).toBe(t.deps.audit.chainId)
     expect([a!.seq, b!.seq]).toEqual([1, 2])
@@ -66,121 +67,119 @@ describe('hash chain', () => {
   })
 
   test('a changed detail is reported at exactly that event', async () => {
-    t = makeAdminApp()
-    recordMany(6)
+    t = await makeAdminApp()
+    await recordMany(6)
     const target = rows()[3]!
-    t.deps.sqlite.run('UPDATE security_events SET details = ? WHERE id = ?', [JSON.stringify({ i: 99, nested: { b: 2, a: [1, 'x'] } }), target.id])
+    t.deps.storage.sqlite!.run('UPDATE security_events SET details = ? WHERE id = ?', [JSON.stringify({ i: 99, nested: { b: 2, a: [1, 'x'] } }), target.id])
     for (const batchSize of [1000, 2]) {
-      const r = await verifyChains(t.deps.sqlite, { batchSize })
+      const r = await verifyChains(t.deps.storage.sqlite!, { batchSize })
       expect(r.intact).toBe(false)
       expect(r.firstBroken).toMatchObject({ chainId: target.chain_id, eventId: target.id, position: 4, reason: 'hash_mismatch' })
     }
   })
 
   test('a changed event whose hash was recomputed breaks the next link', async () => {
-    t = makeAdminApp()
-    recordMany(5)
+    t = await makeAdminApp()
+    await recordMany(5)
     const all = rows()
     const target = all[1]!
-    t.deps.sqlite.run('UPDATE security_events SET hash = ? WHERE id = ?', ['f'.repeat(64), target.id])
+    t.deps.storage.sqlite!.run('UPDATE security_events SET hash = ? WHERE id = ?', ['f'.repeat(64), target.id])
     const r = await t.deps.audit.verify()
     // Its own hash no longer matches its fields: reported at the changed event, not later.
     expect(r.firstBroken).toMatchObject({ eventId: target.id, position: 2, reason: 'hash_mismatch' })
   })
 
   test('a deleted middle event is reported at the event after the gap', async () => {
-    t = makeAdminApp()
-    recordMany(6)
+    t = await makeAdminApp()
+    await recordMany(6)
     const all = rows()
-    t.deps.sqlite.run('DELETE FROM security_events WHERE id = ?', [all[2]!.id])
-    const r = await verifyChains(t.deps.sqlite, { batchSize: 2 })
+    t.deps.storage.sqlite!.run('DELETE FROM security_events WHERE id = ?', [all[2]!.id])
+    const r = await verifyChains(t.deps.storage.sqlite!, { batchSize: 2 })
     expect(r.firstBroken).toMatchObject({ chainId: all[3]!.chain_id, eventId: all[3]!.id, position: 4, reason: 'missing_events' })
     expect(r.firstBroken!.detail).toContain('position 3 is missing')
   })
 
   test('reordering is reported at the first displaced position (swapped positions, swapped ids)', async () => {
-    t = makeAdminApp()
-    recordMany(6)
+    t = await makeAdminApp()
+    await recordMany(6)
     const all = rows()
     const [c, d] = [all[2]!, all[3]!]
-    t.deps.sqlite.transaction(() => {
-      t.deps.sqlite.run('UPDATE security_events SET seq = -1 WHERE id = ?', [c.id])
-      t.deps.sqlite.run('UPDATE security_events SET seq = 3 WHERE id = ?', [d.id])
-      t.deps.sqlite.run('UPDATE security_events SET seq = 4 WHERE id = ?', [c.id])
+    t.deps.storage.sqlite!.transaction(() => {
+      t.deps.storage.sqlite!.run('UPDATE security_events SET seq = -1 WHERE id = ?', [c.id])
+      t.deps.storage.sqlite!.run('UPDATE security_events SET seq = 3 WHERE id = ?', [d.id])
+      t.deps.storage.sqlite!.run('UPDATE security_events SET seq = 4 WHERE id = ?', [c.id])
     })()
     const bySeq = await t.deps.audit.verify()
     // Position 3 now holds the old position 4, whose prev_hash names position 3, not 2.
     expect(bySeq.firstBroken).toMatchObject({ eventId: d.id, position: 3, reason: 'prev_hash_mismatch' })
 
-    t.close()
-    t = makeAdminApp()
-    recordMany(6)
+    await t.close()
+    t = await makeAdminApp()
+    await recordMany(6)
     const again = rows()
     const [e, f] = [again[2]!, again[3]!]
-    t.deps.sqlite.transaction(() => {
-      t.deps.sqlite.run('UPDATE security_events SET id = -1 WHERE id = ?', [e.id])
-      t.deps.sqlite.run('UPDATE security_events SET id = ? WHERE id = ?', [e.id, f.id])
-      t.deps.sqlite.run('UPDATE security_events SET id = ? WHERE id = -1', [f.id])
+    t.deps.storage.sqlite!.transaction(() => {
+      t.deps.storage.sqlite!.run('UPDATE security_events SET id = -1 WHERE id = ?', [e.id])
+      t.deps.storage.sqlite!.run('UPDATE security_events SET id = ? WHERE id = ?', [e.id, f.id])
+      t.deps.storage.sqlite!.run('UPDATE security_events SET id = ? WHERE id = -1', [f.id])
     })()
     const byId = await t.deps.audit.verify()
     expect(byId.firstBroken).toMatchObject({ eventId: e.id, position: 4, reason: 'out_of_order' })
   })
 
   test('pruning the oldest events (by age or by id) is not tampering', async () => {
-    t = makeAdminApp()
-    recordMany(8)
+    t = await makeAdminApp()
+    await recordMany(8)
     const all = rows()
-    t.deps.sqlite.run('DELETE FROM security_events WHERE created_at < ?', [all[3]!.created_at])
-    let r = await verifyChains(t.deps.sqlite, { batchSize: 2 })
+    t.deps.storage.sqlite!.run('DELETE FROM security_events WHERE created_at < ?', [all[3]!.created_at])
+    let r = await verifyChains(t.deps.storage.sqlite!, { batchSize: 2 })
     expect(r.intact).toBe(true)
     expect(r.chains[0]).toMatchObject({ firstPosition: 4, pruned: true, headPosition: 8, events: 5 })
-    t.deps.sqlite.run('DELETE FROM security_events WHERE id <= ?', [all[5]!.id])
+    t.deps.storage.sqlite!.run('DELETE FROM security_events WHERE id <= ?', [all[5]!.id])
     r = await t.deps.audit.verify()
     expect(r.intact).toBe(true)
     expect(r.chains[0]).toMatchObject({ firstPosition: 7, headHash: all[7]!.hash })
     // New events still chain onto the head after pruning.
-    recordMany(1)
+    await recordMany(1)
     expect((await t.deps.audit.verify()).intact).toBe(true)
   })
 
   test('time never runs backwards within a chain, so pruning by age removes a prefix even after a clock step back', async () => {
-    t = makeAdminApp()
-    recordMany(3)
+    t = await makeAdminApp()
+    await recordMany(3)
     t.clock.advance(-60_000)
-    recordMany(2)
+    await recordMany(2)
     const all = rows()
     expect(all.map((r) => r.created_at)).toEqual([...all.map((r) => r.created_at)].sort((a, b) => a - b))
-    t.deps.sqlite.run('DELETE FROM security_events WHERE created_at < ?', [all[3]!.created_at])
+    t.deps.storage.sqlite!.run('DELETE FROM security_events WHERE created_at < ?', [all[3]!.created_at])
     expect((await t.deps.audit.verify()).intact).toBe(true)
   })
 
   test('events written before chaining began are counted but not checked; one stripped of its chain later is caught', async () => {
-    t = makeAdminApp()
-    for (let i = 0; i < 3; i++) t.deps.sqlite.run("INSERT INTO security_events (type, outcome, created_at) VALUES ('legacy', 'info', ?)", [i])
+    t = await makeAdminApp()
+    for (let i = 0; i < 3; i++) t.deps.storage.sqlite!.run("INSERT INTO security_events (type, outcome, created_at) VALUES ('legacy', 'info', ?)", [i])
     expect((await t.deps.audit.verify())).toMatchObject({ intact: true, events: 0, unchainedEvents: 3, chains: [] })
-    recordMany(3)
+    await recordMany(3)
     expect((await t.deps.audit.verify())).toMatchObject({ intact: true, events: 3, unchainedEvents: 3 })
     // Hiding the newest event by taking it out of the chain:
     const head = rows().at(-1)!
-    t.deps.sqlite.run('UPDATE security_events SET chain_id = NULL, seq = NULL WHERE id = ?', [head.id])
+    t.deps.storage.sqlite!.run('UPDATE security_events SET chain_id = NULL, seq = NULL WHERE id = ?', [head.id])
     const r = await t.deps.audit.verify()
     expect(r.firstBroken).toMatchObject({ chainId: null, eventId: head.id, position: null, reason: 'unchained_event' })
   })
 
   test('instances on one database keep separate chains; an event rolled back with its transaction leaves no broken link', async () => {
-    t = makeAdminApp()
+    t = await makeAdminApp()
     const other = new AuditService(t.deps)
-    recordMany(2)
-    recordMany(2, other)
-    recordMany(1)
-    try {
-      t.deps.db.transaction(() => {
-        t.deps.audit.record({ type: 'rolled_back', outcome: 'info' })
-        throw new Error('abort')
-      })
-    } catch {}
-    recordMany(1)
-    recordMany(1, other)
+    await recordMany(2)
+    await recordMany(2, other)
+    await recordMany(1)
+    await withTransaction(t.deps.db, async () => {
+      await t.deps.audit.record({ type: 'rolled_back', outcome: 'info' })
+      throw new Error('abort')
+    }).catch(() => {})
+    await recordMany(1)
+    await recordMany(1, other)
     const r = await t.deps.audit.verify()
     expect(r.intact).toBe(true)
     expect(r.chains.map((c) => c.events).sort()).toEqual([3, 4])
@@ -201,27 +200,27 @@ describe('a database from before hash chaining', () => {
       }
       migrate(sqlite)
       expect(await verifyChains(sqlite)).toEqual({ intact: true, events: 0, unchainedEvents: 4, chains: [], firstBroken: null })
-      const audit = new AuditService({ db: drizzle(sqlite, { schema }), sqlite, clock: new FakeClock(), logger: createLogger('silent') })
-      audit.record({ type: 'login', outcome: 'success' })
-      audit.record({ type: 'logout', outcome: 'success' })
+      const audit = new AuditService({ db: drizzle(sqlite, { schema }), storage: { sqlite }, clock: new FakeClock(), logger: createLogger('silent') })
+      await audit.record({ type: 'login', outcome: 'success' })
+      await audit.record({ type: 'logout', outcome: 'success' })
       const r = await verifyChains(sqlite)
       expect(r).toMatchObject({ intact: true, events: 2, unchainedEvents: 4 })
       expect(r.chains[0]).toMatchObject({ firstPosition: 1, headPosition: 2, pruned: false })
     } finally {
-      sqlite.close()
+      await sqlite.close()
     }
   })
 })
 
 describe('chain heads stored elsewhere', () => {
   const fullRows = () =>
-    t.deps.sqlite
+    t.deps.storage.sqlite!
       .query<StoredRow, []>('SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details, created_at FROM security_events ORDER BY id')
       .all()
 
   test('a chain rewritten with recomputed hashes passes alone but fails against a stored head', async () => {
-    t = makeAdminApp()
-    recordMany(5)
+    t = await makeAdminApp()
+    await recordMany(5)
     const report = await t.deps.audit.verify()
     const stored = report.chains.map((c) => ({ chainId: c.chainId, position: c.headPosition, hash: c.headHash }))
     expect((await t.deps.audit.verify(stored)).intact).toBe(true)
@@ -230,7 +229,7 @@ describe('chain heads stored elsewhere', () => {
     for (const r of fullRows().slice(1)) {
       const details = r.seq === 2 ? JSON.stringify({ i: 1, nested: { b: 2, a: [1, 'rewritten'] } }) : r.details
       const hash = chainHash(prev, fieldsOfRow({ ...r, details })!)
-      t.deps.sqlite.run('UPDATE security_events SET details = ?, prev_hash = ?, hash = ? WHERE id = ?', [details, prev, hash, r.id])
+      t.deps.storage.sqlite!.run('UPDATE security_events SET details = ?, prev_hash = ?, hash = ? WHERE id = ?', [details, prev, hash, r.id])
       prev = hash
     }
     expect((await t.deps.audit.verify()).intact).toBe(true)
@@ -239,27 +238,27 @@ describe('chain heads stored elsewhere', () => {
   })
 
   test('deleting the newest events is caught by a stored head; pruning past it is not an alarm', async () => {
-    t = makeAdminApp()
-    recordMany(6)
+    t = await makeAdminApp()
+    await recordMany(6)
     const mid = fullRows()[3]!
     const head = { chainId: mid.chain_id!, position: 4, hash: mid.hash! }
-    t.deps.sqlite.run('DELETE FROM security_events WHERE id >= ?', [mid.id])
+    t.deps.storage.sqlite!.run('DELETE FROM security_events WHERE id >= ?', [mid.id])
     expect((await t.deps.audit.verify()).intact).toBe(true)
     expect((await t.deps.audit.verify([head])).firstBroken).toMatchObject({ chainId: head.chainId, eventId: null, position: 4, reason: 'head_missing' })
     expect((await t.deps.audit.verify([{ ...head, chainId: '01a23105-0000-7000-8000-000000000000' }])).firstBroken!.reason).toBe('head_missing')
 
-    t.close()
-    t = makeAdminApp()
-    recordMany(6)
+    await t.close()
+    t = await makeAdminApp()
+    await recordMany(6)
     const old = fullRows()[1]!
-    t.deps.sqlite.run('DELETE FROM security_events WHERE id <= ?', [fullRows()[2]!.id])
+    t.deps.storage.sqlite!.run('DELETE FROM security_events WHERE id <= ?', [fullRows()[2]!.id])
     expect((await t.deps.audit.verify([{ chainId: old.chain_id!, position: 2, hash: old.hash! }])).intact).toBe(true)
   })
 
   test('the route takes heads as ?head=chain:position:hash,… and refuses malformed ones', async () => {
-    t = makeAdminApp()
+    t = await makeAdminApp()
     const admin = seedUser(t.deps, { roles: ['admin'] })
-    recordMany(2)
+    await recordMany(2)
     const r = await t.as(admin, 'GET', '/v1/audit/verify')
     const c = r.body.chains[0]
     const good = await t.as(admin, 'GET', `/v1/audit/verify?head=${c.chainId}:${c.headPosition}:${c.headHash}`)
@@ -272,10 +271,10 @@ describe('chain heads stored elsewhere', () => {
 
 describe('GET /v1/audit/verify', () => {
   test('needs audit:read; reports intact with the chain heads, then the first broken link', async () => {
-    t = makeAdminApp()
+    t = await makeAdminApp()
     const admin = seedUser(t.deps, { roles: ['admin'] })
     const plain = seedUser(t.deps)
-    recordMany(3)
+    await recordMany(3)
     expectProblem(await t.as(undefined, 'GET', '/v1/audit/verify'), 401)
     expectProblem(await t.as(plain, 'GET', '/v1/audit/verify'), 403, 'forbidden')
     const ok = await t.as(admin, 'GET', '/v1/audit/verify')
@@ -283,7 +282,7 @@ describe('GET /v1/audit/verify', () => {
     expect(ok.body.intact).toBe(true)
     expect(ok.body.chains[0].headHash).toMatch(/^[0-9a-f]{64}$/)
     const victim = rows()[1]!
-    t.deps.sqlite.run("UPDATE security_events SET type = 'e9' WHERE id = ?", [victim.id])
+    t.deps.storage.sqlite!.run("UPDATE security_events SET type = 'e9' WHERE id = ?", [victim.id])
     const bad = await t.as(admin, 'GET', '/v1/audit/verify')
     expect(bad.status).toBe(200)
     expect(bad.body.intact).toBe(false)
@@ -295,19 +294,19 @@ describe('GET /v1/audit/export', () => {
   const lines = (text: string) => text.split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l))
 
   test('streams NDJSON oldest first across batches, filtered by time and type, with hash fields that re-verify', async () => {
-    t = makeAdminApp()
+    t = await makeAdminApp()
     const admin = seedUser(t.deps, { roles: ['admin'] })
     const plain = seedUser(t.deps)
     const start = t.clock.now()
     for (let i = 0; i < 1200; i++) {
-      t.deps.audit.record({ type: i % 3 === 0 ? 'login_failed' : 'login', outcome: 'info', details: { i } })
+      await t.deps.audit.record({ type: i % 3 === 0 ? 'login_failed' : 'login', outcome: 'info', details: { i } })
       if (i % 100 === 99) t.clock.advance(60_000)
     }
     expectProblem(await t.as(plain, 'GET', '/v1/audit/export'), 403)
     expectProblem(await t.as(admin, 'GET', '/v1/audit/export?since=yesterday'), 422, 'validation_failed')
     expectProblem(await t.as(admin, 'GET', '/v1/audit/export?type=DROP%20TABLE'), 422)
 
-    const stored = t.deps.sqlite.query<{ n: number }, []>('SELECT count(*) AS n FROM security_events').get()!.n
+    const stored = t.deps.storage.sqlite!.query<{ n: number }, []>('SELECT count(*) AS n FROM security_events').get()!.n
     const all = await t.as(admin, 'GET', '/v1/audit/export', { headers: { 'accept-encoding': 'gzip' } })
     expect(all.status).toBe(200)
     expect(all.headers.get('content-type')).toStartWith('application/x-ndjson')
@@ -339,9 +338,9 @@ describe('GET /v1/audit/export', () => {
   })
 
   test('the body is read one batch at a time: events recorded while it streams still arrive', async () => {
-    t = makeAdminApp()
+    t = await makeAdminApp()
     const admin = seedUser(t.deps, { roles: ['admin'] })
-    for (let i = 0; i < 1200; i++) t.deps.audit.record({ type: 'login', outcome: 'info', details: { i } })
+    for (let i = 0; i < 1200; i++) await t.deps.audit.record({ type: 'login', outcome: 'info', details: { i } })
     const { session } = await t.deps.sessions.create({ userId: admin, transport: 'bearer', amr: ['pwd', 'otp'], meta: {} })
     const { token } = await t.deps.signer.sign(admin, session.id)
     const res = await t.handle(new Request('http://localhost/v1/audit/export?type=login', { headers: { authorization: `Bearer ${token}` } }))
@@ -353,7 +352,7 @@ describe('GET /v1/audit/export', () => {
     // Only the first batch has been read from the table so far.
     expect(text.split('\n').filter(Boolean).length).toBe(500)
     t.clock.advance(1000)
-    for (let i = 0; i < 10; i++) t.deps.audit.record({ type: 'login', outcome: 'info', details: { late: i } })
+    for (let i = 0; i < 10; i++) await t.deps.audit.record({ type: 'login', outcome: 'info', details: { late: i } })
     for (;;) {
       const { value, done } = await reader.read()
       if (done) break
@@ -364,10 +363,10 @@ describe('GET /v1/audit/export', () => {
     expect(events.at(-1).details).toEqual({ late: 9 })
   })
 
-  test('each batch is an index range scan in export order (no sort, no temporary table)', () => {
-    t = makeAdminApp()
+  test('each batch is an index range scan in export order (no sort, no temporary table)', async () => {
+    t = await makeAdminApp()
     const plan = (q: string, ...p: (string | number)[]) =>
-      t.deps.sqlite
+      t.deps.storage.sqlite!
         .query<{ detail: string }, (string | number)[]>(`EXPLAIN QUERY PLAN ${q}`)
         .all(...p)
         .map((r) => r.detail)

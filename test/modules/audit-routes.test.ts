@@ -2,19 +2,19 @@ import { afterEach, describe, expect, test } from 'bun:test'
 import { expectProblem } from '../helpers'
 import { makeAdminApp, seedUser } from '../support/admin'
 
-let t: ReturnType<typeof makeAdminApp>
+let t: Awaited<ReturnType<typeof makeAdminApp>>
 afterEach(() => t?.close())
 
 describe('GET /v1/audit', () => {
   test('needs audit:read; lists newest first with filters and keyset pagination', async () => {
-    t = makeAdminApp()
+    t = await makeAdminApp()
     const admin = seedUser(t.deps, { roles: ['admin'] })
     const plain = seedUser(t.deps)
     const victim = seedUser(t.deps)
-    t.deps.audit.record({ type: 'login_failed', outcome: 'failure', targetId: victim })
+    await t.deps.audit.record({ type: 'login_failed', outcome: 'failure', targetId: victim })
     t.clock.advance(60_000)
-    t.deps.audit.record({ type: 'login', outcome: 'success', actorId: victim, targetId: victim })
-    t.deps.audit.record({ type: 'login', outcome: 'success', actorId: plain, targetId: plain })
+    await t.deps.audit.record({ type: 'login', outcome: 'success', actorId: victim, targetId: victim })
+    await t.deps.audit.record({ type: 'login', outcome: 'success', actorId: plain, targetId: plain })
     expectProblem(await t.as(undefined, 'GET', '/v1/audit'), 401)
     expectProblem(await t.as(plain, 'GET', '/v1/audit'), 403, 'forbidden')
     const all = await t.as(admin, 'GET', '/v1/audit?limit=2')
@@ -38,13 +38,13 @@ describe('GET /v1/audit', () => {
 
 describe('GET /v1/admin/stats', () => {
   test('counts users by role and status and sign-ins per day', async () => {
-    t = makeAdminApp()
+    t = await makeAdminApp()
     const admin = seedUser(t.deps, { roles: ['admin'] })
     seedUser(t.deps)
     seedUser(t.deps, { status: 'disabled' })
-    t.deps.audit.record({ type: 'login', outcome: 'success', actorId: admin })
-    t.deps.audit.record({ type: 'login_failed', outcome: 'failure' })
-    t.deps.audit.record({ type: 'login_failed', outcome: 'failure' })
+    await t.deps.audit.record({ type: 'login', outcome: 'success', actorId: admin })
+    await t.deps.audit.record({ type: 'login_failed', outcome: 'failure' })
+    await t.deps.audit.record({ type: 'login_failed', outcome: 'failure' })
     expectProblem(await t.as(seedUser(t.deps), 'GET', '/v1/admin/stats'), 403)
     const r = await t.as(admin, 'GET', '/v1/admin/stats')
     expect(r.status).toBe(200)

@@ -10,19 +10,19 @@ const DAY = 86_400_000
 
 describe('register', () => {
   test('creates an account with the user role and mails a verification link', async () => {
-    a = makeApp()
+    a = await makeApp()
     const email = uniqueEmail()
     const r = await a.req('POST', '/v1/auth/register', { body: { email: `  ${email.toUpperCase()} `, password: STRONG_PASSWORD, name: 'Ada\u202e Lovelace' } })
     expect(r.status).toBe(201)
     expect(r.body.user).toMatchObject({ email, name: 'Ada Lovelace', emailVerified: false })
     expect(r.body.user.passwordHash).toBeUndefined()
     expect(mailsTo(a, email)[0]!.subject).toMatch(/verify/i)
-    const roles = a.deps.rbac.effective(r.body.user.id)!.roles
+    const roles = (await a.deps.rbac.effective(r.body.user.id))!.roles
     expect(roles).toEqual(['user'])
   })
 
   test('the same address in another case or form is a conflict', async () => {
-    a = makeApp()
+    a = await makeApp()
     const email = uniqueEmail()
     await a.req('POST', '/v1/auth/register', { body: { email, password: STRONG_PASSWORD } })
     const again = await a.req('POST', '/v1/auth/register', { body: { email: email.toUpperCase(), password: STRONG_PASSWORD } })
@@ -30,19 +30,19 @@ describe('register', () => {
   })
 
   test('a weak password is 422 weak_password with reasons, and nothing is written', async () => {
-    a = makeApp()
+    a = await makeApp()
     const r = await a.req('POST', '/v1/auth/register', { body: { email: uniqueEmail(), password: 'short' } })
     const p = expectProblem(r, 422, 'weak_password')
     expect(p.reasons.map((x: { code: string }) => x.code)).toContain('too_short')
-    expect(a.deps.auth.userCount()).toBe(0)
+    expect(await a.deps.auth.userCount()).toBe(0)
   })
 
   test.each([['roles', ['owner']], ['emailVerified', true], ['id', '00000000-0000-7000-8000-000000000001']])('mass assignment of %s is refused with 422', async (field, value) => {
-    a = makeApp()
+    a = await makeApp()
     const r = await a.req('POST', '/v1/auth/register', { body: { email: uniqueEmail(), password: STRONG_PASSWORD, [field as string]: value } })
     const p = expectProblem(r, 422, 'validation_failed')
     expect(p.errors[0].path).toBe(`/${field}`)
-    expect(a.deps.auth.userCount()).toBe(0)
+    expect(await a.deps.auth.userCount()).toBe(0)
   })
 
   test.each([
@@ -51,23 +51,23 @@ describe('register', () => {
     ['number password', { email: 'a@example.com', password: 12 }, 422],
     ['huge name', { email: 'a@example.com', password: STRONG_PASSWORD, name: 'x'.repeat(500) }, 422],
   ])('%s → %i', async (_n, body, status) => {
-    a = makeApp()
+    a = await makeApp()
     expectProblem(await a.req('POST', '/v1/auth/register', { body }), status as number)
-    expect(a.deps.auth.userCount()).toBe(0)
+    expect(await a.deps.auth.userCount()).toBe(0)
   })
 
   test('malformed JSON, wrong content type and oversized bodies are refused', async () => {
-    a = makeApp()
+    a = await makeApp()
     expectProblem(await a.req('POST', '/v1/auth/register', { raw: '{"email":', headers: { 'content-type': 'application/json' } }), 400)
     expectProblem(await a.req('POST', '/v1/auth/register', { raw: 'email=a', headers: { 'content-type': 'application/x-www-form-urlencoded' } }), 415)
     expectProblem(await a.req('POST', '/v1/auth/register', { raw: JSON.stringify({ email: 'a@example.com', password: 'x'.repeat(2_000_000) }), headers: { 'content-type': 'application/json' } }), 413)
-    expect(a.deps.auth.userCount()).toBe(0)
+    expect(await a.deps.auth.userCount()).toBe(0)
   })
 })
 
 describe('login', () => {
   test('returns a token pair and the user', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email } = await signUp(a)
     const r = await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })
     expect(r.status).toBe(200)
@@ -77,7 +77,7 @@ describe('login', () => {
   })
 
   test('wrong password and unknown email get the same answer', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email } = await signUp(a)
     const wrong = await a.req('POST', '/v1/auth/login', { body: { email, password: 'not the password at all' } })
     const unknown = await a.req('POST', '/v1/auth/login', { body: { email: uniqueEmail(), password: 'not the password at all' } })
@@ -88,7 +88,7 @@ describe('login', () => {
   })
 
   test('an unknown email costs the same hashing work as a wrong password', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email } = await signUp(a)
     const h = a.deps.hasher
     let verifies = 0
@@ -105,28 +105,28 @@ describe('login', () => {
   })
 
   test('a disabled account gets invalid_credentials too', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email, user } = await signUp(a)
-    a.deps.sqlite.run("UPDATE users SET status = 'disabled' WHERE id = ?", [user.id])
+    a.deps.storage.sqlite!.run("UPDATE users SET status = 'disabled' WHERE id = ?", [user.id])
     expectProblem(await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } }), 401, 'invalid_credentials')
   })
 
   test('a hash with older parameters is re-hashed on the next successful login', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email, user } = await signUp(a)
     const old = await Bun.password.hash(STRONG_PASSWORD, { algorithm: 'argon2id', memoryCost: 2048, timeCost: 2 })
-    a.deps.sqlite.run('UPDATE users SET password_hash = ? WHERE id = ?', [old, user.id])
+    a.deps.storage.sqlite!.run('UPDATE users SET password_hash = ? WHERE id = ?', [old, user.id])
     expect((await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })).status).toBe(200)
-    const now = a.deps.sqlite.query<{ h: string }, [string]>('SELECT password_hash AS h FROM users WHERE id = ?').get(user.id)!.h
+    const now = a.deps.storage.sqlite!.query<{ h: string }, [string]>('SELECT password_hash AS h FROM users WHERE id = ?').get(user.id)!.h
     expect(now).not.toBe(old)
     expect(a.deps.hasher.needsRehash(now)).toBe(false)
   })
 
   test('records login and login_failed events without secrets', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email, user } = await signUp(a)
     await a.req('POST', '/v1/auth/login', { body: { email, password: 'wrong password here' } })
-    const types = a.deps.audit.list({ userId: user.id, limit: 50 }).map((e) => e.type)
+    const types = (await a.deps.audit.list({ userId: user.id, limit: 50 })).map((e) => e.type)
     expect(types).toContain('login')
     expect(types).toContain('login_failed')
     expect(JSON.stringify(a.logs)).not.toContain(STRONG_PASSWORD)
@@ -136,7 +136,7 @@ describe('login', () => {
 
 describe('access tokens', () => {
   test('verify with an independent library from the JWKS alone', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { accessToken, user } = await signUp(a)
     const jwks = (await a.req('GET', '/.well-known/jwks.json')).body
     expect(jwks.keys.length).toBe(1)
@@ -154,7 +154,7 @@ describe('access tokens', () => {
   })
 
   test('ES256 works too', async () => {
-    a = makeApp({ BULWARK_JWT_ALG: 'ES256' })
+    a = await makeApp({ BULWARK_JWT_ALG: 'ES256' })
     const { accessToken } = await signUp(a)
     const jwks = (await a.req('GET', '/.well-known/jwks.json')).body
     const { protectedHeader } = await jwtVerify(accessToken, createLocalJWKSet(jwks), { currentDate: new Date(a.clock.now()) })
@@ -163,7 +163,7 @@ describe('access tokens', () => {
   })
 
   test('GET /v1/me works with the token and not without', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { accessToken, email } = await signUp(a)
     const me = await a.req('GET', '/v1/me', { token: accessToken })
     expect(me.status).toBe(200)
@@ -182,7 +182,7 @@ describe('access tokens', () => {
   }
 
   test('tampered, alg:none and HS256-with-public-key tokens are refused', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { accessToken } = await signUp(a)
     const tampered = forge(accessToken, (_h, p) => (p.sub = '00000000-0000-7000-8000-000000000999'))
     expectProblem(await a.req('GET', '/v1/me', { token: tampered }), 401, 'invalid_token')
@@ -197,7 +197,7 @@ describe('access tokens', () => {
   })
 
   test('expired tokens, wrong audience and wrong issuer are refused', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { accessToken, user } = await signUp(a)
     // The signer's private key, to forge tokens that differ from real ones in exactly one claim.
     const key = (a.deps.signer as unknown as { current: { kid: string; privateKey: import('node:crypto').KeyObject } }).current
@@ -219,19 +219,19 @@ describe('access tokens', () => {
   })
 
   test('a token of an ended session or a disabled user is refused on the next request', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { accessToken, user } = await signUp(a)
     expect((await a.req('POST', '/v1/auth/logout', { token: accessToken })).status).toBe(204)
     expectProblem(await a.req('GET', '/v1/me', { token: accessToken }), 401, 'invalid_token')
     const second = await a.req('POST', '/v1/auth/login', { body: { email: user.email, password: STRONG_PASSWORD } })
     expect((await a.req('GET', '/v1/me', { token: second.body.accessToken })).status).toBe(200)
-    a.deps.sqlite.run("UPDATE users SET status = 'disabled' WHERE id = ?", [user.id])
+    a.deps.storage.sqlite!.run("UPDATE users SET status = 'disabled' WHERE id = ?", [user.id])
     a.deps.invalidation.emit({ kind: 'user', id: user.id })
     expectProblem(await a.req('GET', '/v1/me', { token: second.body.accessToken }), 401, 'invalid_token')
   })
 
   test('key rotation: JWKS publishes both keys, old tokens work until they expire, then the old key is retired', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { accessToken, email } = await signUp(a)
     const before = (await a.req('GET', '/.well-known/jwks.json')).body.keys
     await a.deps.signer.rotate()
@@ -243,7 +243,7 @@ describe('access tokens', () => {
     const kid = JSON.parse(Buffer.from(fresh.body.accessToken.split('.')[0], 'base64url').toString()).kid
     expect(kid).not.toBe(before[0].kid)
     a.clock.advance(12 * MIN)
-    a.deps.signer.load()
+    await a.deps.signer.load()
     const retired = (await a.req('GET', '/.well-known/jwks.json')).body.keys
     expect(retired.map((k: { kid: string }) => k.kid)).not.toContain(before[0].kid)
     const refreshed = await a.req('POST', '/v1/auth/refresh', { body: { refreshToken: fresh.body.refreshToken } })
@@ -254,7 +254,7 @@ describe('access tokens', () => {
 
 describe('refresh tokens and sessions', () => {
   test('rotation: each refresh returns a new pair and spends the old token', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { refreshToken } = await signUp(a)
     const r1 = await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })
     expect(r1.status).toBe(200)
@@ -265,18 +265,18 @@ describe('refresh tokens and sessions', () => {
   })
 
   test('reuse of a spent token revokes the whole family and records refresh_token_reuse', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { refreshToken, user } = await signUp(a)
     const r1 = await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })
     a.clock.advance(30_000)
     expectProblem(await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } }), 401, 'invalid_refresh_token')
     expectProblem(await a.req('POST', '/v1/auth/refresh', { body: { refreshToken: r1.body.refreshToken } }), 401)
     expectProblem(await a.req('GET', '/v1/me', { token: r1.body.accessToken }), 401)
-    expect(a.deps.audit.list({ type: 'refresh_token_reuse', limit: 5 })[0]!.targetId).toBe(user.id)
+    expect((await a.deps.audit.list({ type: 'refresh_token_reuse', limit: 5 }))[0]!.targetId).toBe(user.id)
   })
 
   test('a concurrent retry within the grace is not treated as theft', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { refreshToken } = await signUp(a)
     const r1 = await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })
     a.clock.advance(1_000)
@@ -289,7 +289,7 @@ describe('refresh tokens and sessions', () => {
   })
 
   test('a retry within the grace after the successor was already spent is reuse', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { refreshToken } = await signUp(a)
     const r1 = await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })
     const r2 = await a.req('POST', '/v1/auth/refresh', { body: { refreshToken: r1.body.refreshToken } })
@@ -297,30 +297,30 @@ describe('refresh tokens and sessions', () => {
     a.clock.advance(1_000)
     expectProblem(await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } }), 401)
     expectProblem(await a.req('POST', '/v1/auth/refresh', { body: { refreshToken: r2.body.refreshToken } }), 401)
-    expect(a.deps.audit.list({ type: 'refresh_token_reuse', limit: 5 }).length).toBe(1)
+    expect((await a.deps.audit.list({ type: 'refresh_token_reuse', limit: 5 })).length).toBe(1)
   })
 
   test('the successor is stored only encrypted, and dropped once it is spent', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { refreshToken } = await signUp(a)
     const r1 = await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })
-    const dump = JSON.stringify(a.deps.sqlite.query('SELECT * FROM refresh_tokens').all())
+    const dump = JSON.stringify(a.deps.storage.sqlite!.query('SELECT * FROM refresh_tokens').all())
     expect(dump).not.toContain(r1.body.refreshToken)
     expect(dump).toContain('v1.')
     await a.req('POST', '/v1/auth/refresh', { body: { refreshToken: r1.body.refreshToken } })
-    const first = a.deps.sqlite.query<{ s: string | null }, []>('SELECT successor_enc AS s FROM refresh_tokens ORDER BY created_at, rowid LIMIT 1').get()!
+    const first = a.deps.storage.sqlite!.query<{ s: string | null }, []>('SELECT successor_enc AS s FROM refresh_tokens ORDER BY created_at, rowid LIMIT 1').get()!
     expect(first.s).toBeNull()
   })
 
   test('idle timeout ends an unused session', async () => {
-    a = makeApp({ BULWARK_SESSION_IDLE_TTL: '1h' })
+    a = await makeApp({ BULWARK_SESSION_IDLE_TTL: '1h' })
     const { refreshToken } = await signUp(a)
     a.clock.advance(61 * MIN)
     expectProblem(await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } }), 401)
   })
 
   test('absolute lifetime ends a session however active', async () => {
-    a = makeApp({ BULWARK_SESSION_ABSOLUTE_TTL: '2d', BULWARK_SESSION_IDLE_TTL: '1d' })
+    a = await makeApp({ BULWARK_SESSION_ABSOLUTE_TTL: '2d', BULWARK_SESSION_IDLE_TTL: '1d' })
     let { refreshToken } = await signUp(a)
     for (let i = 0; i < 3; i++) {
       a.clock.advance(DAY / 2)
@@ -333,7 +333,7 @@ describe('refresh tokens and sessions', () => {
   })
 
   test('garbage refresh tokens are 401 or 422, never 500', async () => {
-    a = makeApp()
+    a = await makeApp()
     expectProblem(await a.req('POST', '/v1/auth/refresh', { body: { refreshToken: 'A'.repeat(43) } }), 401)
     expectProblem(await a.req('POST', '/v1/auth/refresh', { body: { refreshToken: 'not a token!' } }), 422)
     expectProblem(await a.req('POST', '/v1/auth/refresh', { body: {} }), 401)
@@ -341,7 +341,7 @@ describe('refresh tokens and sessions', () => {
   })
 
   test('session list shows device, ip, times and the current one; one can be ended', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email, accessToken } = await signUp(a)
     const other = await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD }, headers: { 'user-agent': 'OtherDevice/1.0' }, ip: '198.51.100.20' })
     const list = await a.req('GET', '/v1/me/sessions', { token: accessToken })
@@ -356,7 +356,7 @@ describe('refresh tokens and sessions', () => {
   })
 
   test("another user's session id is 404", async () => {
-    a = makeApp()
+    a = await makeApp()
     const one = await signUp(a)
     const two = await signUp(a)
     const sid = (await a.req('GET', '/v1/me/sessions', { token: two.accessToken })).body.items[0].id
@@ -364,7 +364,7 @@ describe('refresh tokens and sessions', () => {
   })
 
   test('logout-all ends every session', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email, accessToken } = await signUp(a)
     const other = await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })
     expect((await a.req('POST', '/v1/auth/logout-all', { token: accessToken })).status).toBe(204)
@@ -375,7 +375,7 @@ describe('refresh tokens and sessions', () => {
 
 describe('cookie transport', () => {
   test('login sets a __Host- HttpOnly Secure SameSite=Strict cookie and refresh/logout accept it', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email } = await signUp(a)
     const r = await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD, transport: 'cookie' } })
     expect(r.status).toBe(200)
@@ -403,7 +403,7 @@ describe('cookie transport', () => {
   })
 
   test('with BULWARK_ALLOW_HTTP=1 and a plain-http public URL the cookie is not Secure and has no __Host- prefix', async () => {
-    a = makeApp({ BULWARK_ALLOW_HTTP: '1', BULWARK_PUBLIC_URL: 'http://auth.internal:3000' })
+    a = await makeApp({ BULWARK_ALLOW_HTTP: '1', BULWARK_PUBLIC_URL: 'http://auth.internal:3000' })
     const { email } = await signUp(a)
     const r = await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD, transport: 'cookie' } })
     const cookie = r.headers.get('set-cookie')!
@@ -414,7 +414,7 @@ describe('cookie transport', () => {
 
 describe('passwords and email', () => {
   test('email verification with the mailed token, single use', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email, accessToken } = await signUp(a)
     const token = tokenFromMail(a, email, /verify/i)
     expect((await a.req('POST', '/v1/auth/email/verify', { body: { token } })).status).toBe(204)
@@ -423,7 +423,7 @@ describe('passwords and email', () => {
   })
 
   test('verification tokens expire', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email } = await signUp(a)
     const token = tokenFromMail(a, email, /verify/i)
     a.clock.advance(25 * 3_600_000)
@@ -431,7 +431,7 @@ describe('passwords and email', () => {
   })
 
   test('forgot is 202 for known and unknown addresses alike; reset works once and ends every session', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email, accessToken, refreshToken } = await signUp(a)
     const unknown = await a.req('POST', '/v1/auth/password/forgot', { body: { email: uniqueEmail() } })
     const known = await a.req('POST', '/v1/auth/password/forgot', { body: { email } })
@@ -449,7 +449,7 @@ describe('passwords and email', () => {
   })
 
   test('reset tokens expire after 30 minutes and a weak new password keeps the token usable', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email } = await signUp(a)
     await a.req('POST', '/v1/auth/password/forgot', { body: { email } })
     const token = tokenFromMail(a, email, /reset/i)
@@ -459,7 +459,7 @@ describe('passwords and email', () => {
   })
 
   test('change password: needs the current one, refuses reuse, keeps this session and ends the others', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email, accessToken } = await signUp(a)
     const other = await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })
     expectProblem(await a.req('POST', '/v1/me/password', { token: accessToken, body: { currentPassword: 'wrong one entirely', password: 'brand new passphrase 123' } }), 401)
@@ -470,7 +470,7 @@ describe('passwords and email', () => {
   })
 
   test('PATCH /v1/me changes the name, stripped of control characters', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { accessToken } = await signUp(a)
     const r = await a.req('PATCH', '/v1/me', { token: accessToken, body: { name: 'New\u0007 Name' } })
     expect(r.status).toBe(200)
@@ -479,7 +479,7 @@ describe('passwords and email', () => {
   })
 
   test('own security events are listed newest first with keyset pagination', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email, accessToken } = await signUp(a)
     for (let i = 0; i < 3; i++) await a.req('POST', '/v1/auth/login', { body: { email, password: 'wrong password here' } })
     const p1 = await a.req('GET', '/v1/me/events?limit=2', { token: accessToken })

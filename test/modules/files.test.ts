@@ -18,13 +18,13 @@ const form = (bytes: Uint8Array | string, name: string, type: string) => {
   return f
 }
 
-function app(env: Record<string, string> = {}) {
-  return makeApp({ BULWARK_DATA_DIR: mkdtempSync(join(tmpdir(), 'bw-files-')), ...env })
+async function app(env: Record<string, string> = {}) {
+  return await makeApp({ BULWARK_DATA_DIR: mkdtempSync(join(tmpdir(), 'bw-files-')), ...env })
 }
 
 describe('files', () => {
   test('upload a PNG: 201 with id, name, type, size, sha256; metadata, content and delete', async () => {
-    a = app()
+    a = await app()
     const { accessToken } = await signUp(a)
     const r = await a.req('POST', '/v1/files', { token: accessToken, raw: form(PNG, '../../etc/dot.png', 'image/png') })
     expect(r.status).toBe(201)
@@ -44,18 +44,18 @@ describe('files', () => {
   })
 
   test('type by contents: a disallowed type or contents not matching the claimed type is 415, and nothing is stored', async () => {
-    a = app()
+    a = await app()
     const { accessToken } = await signUp(a)
     expectProblem(await a.req('POST', '/v1/files', { token: accessToken, raw: form('<script>alert(1)</script>', 'x.png', 'image/png') }), 415, 'unsupported_media_type')
     expectProblem(await a.req('POST', '/v1/files', { token: accessToken, raw: form(PNG, 'x.jpg', 'image/jpeg') }), 415, 'unsupported_media_type')
     expectProblem(await a.req('POST', '/v1/files', { token: accessToken, raw: form('plain text', 'x.txt', 'text/plain') }), 415)
     expectProblem(await a.req('POST', '/v1/files', { token: accessToken, body: { file: 'x' } }), 415)
-    expect(a.deps.sqlite.query<{ n: number }, []>('SELECT count(*) AS n FROM files').get()!.n).toBe(0)
+    expect(a.deps.storage.sqlite!.query<{ n: number }, []>('SELECT count(*) AS n FROM files').get()!.n).toBe(0)
     expect((await a.req('POST', '/v1/files', { token: accessToken, raw: form(PDF, 'doc.pdf', 'application/pdf') })).status).toBe(201)
   })
 
   test('too large is 413', async () => {
-    a = app({ BULWARK_UPLOAD_MAX_BYTES: '2048' })
+    a = await app({ BULWARK_UPLOAD_MAX_BYTES: '2048' })
     const { accessToken } = await signUp(a)
     const big = new Uint8Array(4096)
     big.set(PNG)
@@ -63,7 +63,7 @@ describe('files', () => {
   })
 
   test("another user's file is 404, never 403; files:read:any sees it", async () => {
-    a = app()
+    a = await app()
     const owner = await signUp(a)
     const other = await signUp(a)
     const f = (await a.req('POST', '/v1/files', { token: owner.accessToken, raw: form(PNG, 'a.png', 'image/png') })).body
@@ -77,22 +77,22 @@ describe('files', () => {
   })
 
   test('avatar: images only, a new one replaces the old', async () => {
-    a = app()
+    a = await app()
     const { accessToken } = await signUp(a)
     expectProblem(await a.req('PUT', '/v1/me/avatar', { token: accessToken, raw: form(PDF, 'a.pdf', 'application/pdf') }), 415)
     const one = await a.req('PUT', '/v1/me/avatar', { token: accessToken, raw: form(PNG, 'me.png', 'image/png') })
     expect(one.status).toBe(200)
     const two = await a.req('PUT', '/v1/me/avatar', { token: accessToken, raw: form(PNG, 'me2.png', 'image/png') })
     expect(two.status).toBe(200)
-    expect(a.deps.sqlite.query<{ n: number }, []>("SELECT count(*) AS n FROM files WHERE purpose = 'avatar'").get()!.n).toBe(1)
+    expect(a.deps.storage.sqlite!.query<{ n: number }, []>("SELECT count(*) AS n FROM files WHERE purpose = 'avatar'").get()!.n).toBe(1)
     expect(readdirSync(join(a.deps.config.dataDir, 'files'))).toEqual([two.body.id])
   })
 
   test('with a scanner configured but unreachable, uploads are refused (503), never stored unscanned', async () => {
-    a = app({ BULWARK_CLAMD: '127.0.0.1:1' })
+    a = await app({ BULWARK_CLAMD: '127.0.0.1:1' })
     const { accessToken } = await signUp(a)
     expectProblem(await a.req('POST', '/v1/files', { token: accessToken, raw: form(PNG, 'a.png', 'image/png') }), 503, 'scanner_unavailable')
-    expect(a.deps.sqlite.query<{ n: number }, []>('SELECT count(*) AS n FROM files').get()!.n).toBe(0)
+    expect(a.deps.storage.sqlite!.query<{ n: number }, []>('SELECT count(*) AS n FROM files').get()!.n).toBe(0)
     const ready = await a.req('GET', '/health/ready')
     expect(ready.status).toBe(200)
     expect(ready.body.checks.scanner.status).toBe('down')
@@ -100,13 +100,13 @@ describe('files', () => {
 
   const clamd = process.env.BULWARK_TEST_CLAMD
   test.skipIf(!clamd)('a real clamd rejects malware with 422 file_rejected and passes clean files (needs BULWARK_TEST_CLAMD)', async () => {
-    a = app({ BULWARK_CLAMD: clamd! })
+    a = await app({ BULWARK_CLAMD: clamd! })
     const { accessToken } = await signUp(a)
     // EICAR inside a PDF wrapper: the type check passes, the scanner must catch it.
     const infected = Buffer.concat([PDF, Buffer.from(EICAR)])
     const r = await a.req('POST', '/v1/files', { token: accessToken, raw: form(infected, 'evil.pdf', 'application/pdf') })
     expectProblem(r, 422, 'file_rejected')
-    expect(a.deps.audit.list({ type: 'file_rejected', limit: 5 }).length).toBe(1)
+    expect((await a.deps.audit.list({ type: 'file_rejected', limit: 5 })).length).toBe(1)
     expect((await a.req('POST', '/v1/files', { token: accessToken, raw: form(PNG, 'ok.png', 'image/png') })).status).toBe(201)
     expect((await a.req('GET', '/health/ready')).body.checks.scanner.status).toBe('ok')
   })

@@ -3,8 +3,8 @@ import { afterAll, describe, expect, test } from 'bun:test'
 import { expectProblem, makeApp } from '../helpers'
 import { makeAdminApp, seedUser } from '../support/admin'
 
-describe('optional JSON bodies (refresh, passkey options)', () => {
-  const a = makeApp()
+describe('optional JSON bodies (refresh, passkey options)', async () => {
+  const a = await makeApp()
   afterAll(() => a.close())
   const send = (path: string, raw?: string) => a.req('POST', path, { raw, headers: raw === undefined ? {} : { 'content-type': 'application/json' } })
 
@@ -24,8 +24,8 @@ describe('optional JSON bodies (refresh, passkey options)', () => {
   })
 })
 
-describe('integers in JSON bodies are numbers, not numeric strings', () => {
-  const a = makeAdminApp()
+describe('integers in JSON bodies are numbers, not numeric strings', async () => {
+  const a = await makeAdminApp()
   const owner = seedUser(a.deps, { roles: ['owner'] })
   afterAll(() => a.close())
   let n = 0

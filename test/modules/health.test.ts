@@ -6,14 +6,14 @@ describe('health', () => {
   afterEach(() => a?.close())
 
   test('live is 200', async () => {
-    a = makeApp()
+    a = await makeApp()
     const r = await a.req('GET', '/health/live')
     expect(r.status).toBe(200)
     expect(r.body).toEqual({ status: 'ok' })
   })
 
   test('ready reports the database with its latency', async () => {
-    a = makeApp()
+    a = await makeApp()
     const r = await a.req('GET', '/health/ready')
     expect(r.status).toBe(200)
     expect(r.body.status).toBe('ok')
@@ -23,17 +23,17 @@ describe('health', () => {
   })
 
   test('ready is 503 when the database cannot be read', async () => {
-    a = makeApp()
-    a.deps.sqlite.run('DROP TABLE user_roles')
-    a.deps.sqlite.run('DROP TABLE role_permissions')
-    a.deps.sqlite.run('DROP TABLE roles')
+    a = await makeApp()
+    a.deps.storage.sqlite!.run('DROP TABLE user_roles')
+    a.deps.storage.sqlite!.run('DROP TABLE role_permissions')
+    a.deps.storage.sqlite!.run('DROP TABLE roles')
     const r = await a.req('GET', '/health/ready')
     expect(r.status).toBe(503)
     expect(r.body.checks.database.status).toBe('down')
   })
 
   test('an optional dependency that is down degrades but does not fail readiness', async () => {
-    a = makeApp()
+    a = await makeApp()
     a.deps.health.add({ name: 'cache', required: false, run: () => ({ status: 'down' }) })
     const r = await a.req('GET', '/health/ready')
     expect(r.status).toBe(200)

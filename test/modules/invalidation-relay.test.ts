@@ -8,8 +8,8 @@ import { OwnRedis } from '../support/own-redis'
 
 const url = process.env.BULWARK_TEST_REDIS_URL
 let apps: TestApp[] = []
-afterEach(() => {
-  for (const a of apps) a.close()
+afterEach(async () => {
+  for (const a of apps) await a.close()
   apps = []
 })
 
@@ -25,9 +25,9 @@ async function until(check: () => Promise<boolean>, ms = 2000) {
 describe('cache invalidation across instances', () => {
   test.skipIf(!url)('logout, disabling and a lock on one instance take effect on the other (needs BULWARK_TEST_REDIS_URL)', async () => {
     const env = { BULWARK_DB_PATH: join(mkdtempSync(join(tmpdir(), 'bw-relay-')), 'db.sqlite'), BULWARK_REDIS_URL: url!, BULWARK_REDIS_PREFIX: `bwtest-${crypto.randomUUID()}:` }
-    const a = makeApp(env)
+    const a = await makeApp(env)
     apps.push(a)
-    const b = makeApp(env)
+    const b = await makeApp(env)
     apps.push(b)
     await Promise.all([a.deps.relayReady, b.deps.relayReady])
     const { accessToken, email, user } = await signUp(a)
@@ -38,13 +38,13 @@ describe('cache invalidation across instances', () => {
 
     // A lock recorded on A is seen by B's cached lock state.
     const t2 = (await b.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })).body.accessToken
-    expect(b.deps.lockout.isLocked(user.id, 'password').locked).toBe(false)
+    expect((await b.deps.lockout.isLocked(user.id, 'password')).locked).toBe(false)
     for (let i = 0; i < 5; i++) await a.req('POST', '/v1/auth/login', { body: { email, password: 'wrong wrong wrong 1' }, ip: `198.51.100.${i + 1}` })
-    expect(await until(async () => b.deps.lockout.isLocked(user.id, 'password').locked)).toBe(true)
+    expect(await until(async () => (await b.deps.lockout.isLocked(user.id, 'password')).locked)).toBe(true)
 
     // Disabling on A ends B's cached session at once.
     expect((await b.req('GET', '/v1/me', { token: t2 })).status).toBe(200)
-    a.deps.sqlite.run("UPDATE users SET status = 'disabled' WHERE id = ?", [user.id])
+    a.deps.storage.sqlite!.run("UPDATE users SET status = 'disabled' WHERE id = ?", [user.id])
     a.deps.invalidation.emit({ kind: 'user', id: user.id })
     expect(await until(async () => (await b.req('GET', '/v1/me', { token: t2 })).status === 401)).toBe(true)
     expect(b.deps.relay!.received).toBeGreaterThan(0)
@@ -57,9 +57,9 @@ describe('cache invalidation across instances', () => {
     await redis.start()
     try {
       const env = { BULWARK_DB_PATH: join(mkdtempSync(join(tmpdir(), 'bw-relay-')), 'db.sqlite'), BULWARK_REDIS_URL: redis.url, BULWARK_REDIS_PREFIX: `bwtest-${crypto.randomUUID()}:` }
-      const a = makeApp(env)
+      const a = await makeApp(env)
       apps.push(a)
-      const b = makeApp(env)
+      const b = await makeApp(env)
       apps.push(b)
       await Promise.all([a.deps.relayReady, b.deps.relayReady])
       const relayStatus = async (x: TestApp) => (await x.req('GET', '/health/ready')).body.checks.relay?.status
@@ -89,7 +89,7 @@ describe('cache invalidation across instances', () => {
       expect(await until(async () => b.deps.relay!.received > before)).toBe(true)
       expectProblem(await b.req('GET', '/v1/me', { token: t2 }), 401, 'invalid_token')
     } finally {
-      for (const x of apps) x.close()
+      for (const x of apps) await x.close()
       apps = []
       await redis.stop()
     }
@@ -99,9 +99,9 @@ describe('cache invalidation across instances', () => {
     const redis = new OwnRedis()
     try {
       const env = { BULWARK_DB_PATH: join(mkdtempSync(join(tmpdir(), 'bw-relay-')), 'db.sqlite'), BULWARK_REDIS_URL: redis.url, BULWARK_REDIS_PREFIX: `bwtest-${crypto.randomUUID()}:` }
-      const a = makeApp(env)
+      const a = await makeApp(env)
       apps.push(a)
-      const b = makeApp(env)
+      const b = await makeApp(env)
       apps.push(b)
       await Promise.all([a.deps.relayReady, b.deps.relayReady])
       expect((await b.req('GET', '/health/ready')).body.checks.relay.status).toBe('degraded')
@@ -112,7 +112,7 @@ describe('cache invalidation across instances', () => {
       expect(await until(async () => (await b.req('GET', '/health/ready')).body.checks.relay.status === 'ok', 5000)).toBe(true)
       expectProblem(await b.req('GET', '/v1/me', { token: accessToken }), 401, 'invalid_token')
     } finally {
-      for (const x of apps) x.close()
+      for (const x of apps) await x.close()
       apps = []
       await redis.stop()
     }

@@ -14,7 +14,7 @@ afterEach(() => a?.close())
 
 describe('rotateSecret', () => {
   test('re-encrypts signing keys, TOTP secrets and refresh successors under the new secret and keeps the hashing keys', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { accessToken, refreshToken } = await signUp(a)
     const refreshed = await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })
     expect(refreshed.status).toBe(200)
@@ -26,35 +26,35 @@ describe('rotateSecret', () => {
     expect(r.reencrypted).toEqual({ signing_keys: 1, totp_factors: 1, refresh_tokens: 1 })
     expect(r.skipped).toEqual({})
 
-    const after = effectiveKeys(a.deps.db, NEW)
+    const after = await effectiveKeys(a.deps.db, NEW)
     expect(after.encryption.equals(deriveKeys(NEW).encryption)).toBe(true)
     expect(after.tokenHash.equals(before.tokenHash)).toBe(true)
     expect(after.csrf.equals(before.csrf)).toBe(true)
     expect(after.cursor.equals(before.cursor)).toBe(true)
     expect(() => effectiveKeys(a.deps.db, OLD)).toThrow(SecretMismatchError)
 
-    const totp = a.deps.sqlite.query<{ user_id: string; secret_enc: string }, []>('SELECT user_id, secret_enc FROM totp_factors').get()!
+    const totp = a.deps.storage.sqlite!.query<{ user_id: string; secret_enc: string }, []>('SELECT user_id, secret_enc FROM totp_factors').get()!
     expect(decrypt(after.encryption, totp.secret_enc, `totp:${totp.user_id}`)).toBe(enrol.body.secret)
-    const spent = a.deps.sqlite.query<{ id: string; successor_enc: string }, []>('SELECT id, successor_enc FROM refresh_tokens WHERE successor_enc IS NOT NULL').get()!
+    const spent = a.deps.storage.sqlite!.query<{ id: string; successor_enc: string }, []>('SELECT id, successor_enc FROM refresh_tokens WHERE successor_enc IS NOT NULL').get()!
     expect(decrypt(after.encryption, spent.successor_enc, `rt:${spent.id}`)).toBe(refreshed.body.refreshToken)
     // An instance with the new secret signs with the same key (same kid, JWKS unchanged).
     const signer = new KeyService({ ...a.deps, keys: after })
-    signer.init()
+    await signer.init()
     expect(await signer.currentKid()).toBe(await a.deps.signer.currentKid())
   })
 
-  test('effectiveKeys refuses a secret that does not decrypt the current signing key (the check once the file is open)', () => {
-    a = makeApp()
+  test('effectiveKeys refuses a secret that does not decrypt the current signing key (the check once the file is open)', async () => {
+    a = await makeApp()
     expect(() => effectiveKeys(a.deps.db, NEW)).toThrow(SecretMismatchError)
-    expect(effectiveKeys(a.deps.db, OLD).encryption.equals(deriveKeys(OLD).encryption)).toBe(true)
+    expect((await effectiveKeys(a.deps.db, OLD)).encryption.equals(deriveKeys(OLD).encryption)).toBe(true)
   })
 
   test('a second rotation (B to C) keeps the hashing keys of the first secret', async () => {
-    a = makeApp()
+    a = await makeApp()
     const third = 'third-secret-abcdefghijklmnop-0123456789-qrstuvwxyz'
     await rotateSecret(a.deps.db, OLD, NEW, a.clock.now())
     await rotateSecret(a.deps.db, NEW, third, a.clock.now())
-    expect(effectiveKeys(a.deps.db, third).tokenHash.equals(deriveKeys(OLD).tokenHash)).toBe(true)
+    expect((await effectiveKeys(a.deps.db, third)).tokenHash.equals(deriveKeys(OLD).tokenHash)).toBe(true)
     expect(() => effectiveKeys(a.deps.db, NEW)).toThrow(SecretMismatchError)
   })
 })

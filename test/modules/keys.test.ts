@@ -18,7 +18,7 @@ const kidOf = (jwt: string) => JSON.parse(Buffer.from(jwt.split('.')[0]!, 'base6
 const claimsOf = (jwt: string) => JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString())
 const jwksKids = async () => ((await a.req('GET', '/.well-known/jwks.json')).body.keys as { kid: string }[]).map((k) => k.kid).sort()
 const me = (token: string) => a.req('GET', '/v1/me', { token })
-const keyRows = () => a.deps.sqlite.query<{ kid: string; rotated_at: number | null; expires_at: number | null }, []>('SELECT kid, rotated_at, expires_at FROM signing_keys ORDER BY created_at, rowid').all()
+const keyRows = () => a.deps.storage.sqlite!.query<{ kid: string; rotated_at: number | null; expires_at: number | null }, []>('SELECT kid, rotated_at, expires_at FROM signing_keys ORDER BY created_at, rowid').all()
 
 /** The signer's private key: tokens that differ from real ones only in the claims a test sets. */
 function ownKey(signer: KeyService) {
@@ -40,12 +40,12 @@ async function forge(signer: KeyService, claims: { sub: string; sid: string; iat
 
 describe('a rotation made by another instance (or `bulwark keys rotate`)', () => {
   test('is picked up within the sync interval: new tokens get the new kid, JWKS lists both, old tokens work for the overlap, then are refused', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { accessToken: oldToken, email } = await signUp(a)
     const oldKid = kidOf(oldToken)
     const oldPrivate = ownKey(a.deps.signer).privateKey
     const other = new KeyService(a.deps) // a second process on the same database
-    other.init()
+    await other.init()
     a.clock.advance(1000)
     const { kid: newKid } = await other.rotate()
     a.clock.advance(SYNC_INTERVAL_MS)
@@ -71,23 +71,23 @@ describe('a rotation made by another instance (or `bulwark keys rotate`)', () =>
   })
 
   test('a token with the new kid is accepted at once (unknown kid reloads), and unknown kids reload at most every 5 s', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { accessToken } = await signUp(a)
     const other = new KeyService(a.deps)
-    other.init()
+    await other.init()
     a.clock.advance(10_000)
-    a.deps.signer.load() // this instance has just checked for rotations and loaded: both intervals start now
+    await a.deps.signer.load() // this instance has just checked for rotations and loaded: both intervals start now
     a.clock.advance(500)
     await other.rotate()
     const c = claimsOf(accessToken)
     const now = Math.floor(a.clock.now() / 1000)
     const byOther = await other.sign(c.sub, c.sid)
     let loads = 0
-    const signer = a.deps.signer as unknown as { load(): void }
+    const signer = a.deps.signer as unknown as { load(): Promise<void> }
     const load = signer.load.bind(signer)
     signer.load = () => {
       loads++
-      load()
+      return load()
     }
     expect((await me(byOther.token)).status).toBe(200)
     expect(loads).toBe(1)
@@ -99,7 +99,7 @@ describe('a rotation made by another instance (or `bulwark keys rotate`)', () =>
 
 describe('scheduled rotation (BULWARK_KEY_ROTATION_INTERVAL)', () => {
   test('off by default: keys never rotate on their own', async () => {
-    a = makeApp()
+    a = await makeApp()
     await signUp(a)
     a.clock.advance(400 * 86_400_000)
     await a.req('GET', '/.well-known/jwks.json')
@@ -107,10 +107,10 @@ describe('scheduled rotation (BULWARK_KEY_ROTATION_INTERVAL)', () => {
   })
 
   test('rotates once the key is due, once across instances, and records key_rotated', async () => {
-    a = makeApp({ BULWARK_KEY_ROTATION_INTERVAL: '24h' })
+    a = await makeApp({ BULWARK_KEY_ROTATION_INTERVAL: '24h' })
     const { email } = await signUp(a)
     const other = new KeyService(a.deps)
-    other.init()
+    await other.init()
     a.clock.advance(23 * 3_600_000)
     await other.sync()
     await a.req('GET', '/.well-known/jwks.json')
@@ -125,14 +125,14 @@ describe('scheduled rotation (BULWARK_KEY_ROTATION_INTERVAL)', () => {
     expect(rows.filter((r) => r.rotated_at === null).length).toBe(1)
     expect(rows[0]!.expires_at).toBe(a.clock.now() + 10 * MIN + ROTATION_SKEW_MS)
     expect((await me(accessToken)).status).toBe(200)
-    const events = a.deps.sqlite.query<{ type: string }, []>("SELECT type FROM security_events WHERE type = 'key_rotated'").all()
+    const events = a.deps.storage.sqlite!.query<{ type: string }, []>("SELECT type FROM security_events WHERE type = 'key_rotated'").all()
     expect(events.length).toBe(1)
   })
 
   test('the due check is repeated inside the write transaction: of two instances that both saw an old key, one rotates', async () => {
-    a = makeApp({ BULWARK_KEY_ROTATION_INTERVAL: '24h' })
+    a = await makeApp({ BULWARK_KEY_ROTATION_INTERVAL: '24h' })
     const other = new KeyService(a.deps)
-    other.init()
+    await other.init()
     a.clock.advance(25 * 3_600_000)
     const first = await a.deps.signer.rotateIfOlderThan(24 * 3_600_000)
     const second = await other.rotateIfOlderThan(24 * 3_600_000)
@@ -150,7 +150,7 @@ describe('scheduled rotation (BULWARK_KEY_ROTATION_INTERVAL)', () => {
 
 describe('access-token age is bounded by the configured lifetime', () => {
   test('future iat, too long a lifetime and too old an iat are refused even with a genuine signature', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { accessToken } = await signUp(a)
     const c = claimsOf(accessToken)
     const now = Math.floor(a.clock.now() / 1000)
@@ -175,7 +175,7 @@ describe('RFC 6750 answers for invalid tokens', () => {
   }
 
   test('bad signature, expired, wrong aud or iss, unknown kid, ended session and disabled user all get the same answer', async () => {
-    a = makeApp()
+    a = await makeApp()
     const alice = await signUp(a)
     const bob = await signUp(a)
     const carol = await signUp(a)
@@ -189,7 +189,7 @@ describe('RFC 6750 answers for invalid tokens', () => {
     const unknownKid = await forge(signer, { sub: c.sub, sid: c.sid, iat: now, exp: now + 600 }, 'no-such-kid', generateKeyPairSync('ed25519').privateKey)
     const expired = await forge(signer, { sub: c.sub, sid: c.sid, iat: now - 600, exp: now - 60 })
     expect((await a.req('POST', '/v1/auth/logout', { token: bob.accessToken })).status).toBe(204)
-    a.deps.sqlite.run("UPDATE users SET status = 'disabled' WHERE id = ?", [carol.user.id])
+    a.deps.storage.sqlite!.run("UPDATE users SET status = 'disabled' WHERE id = ?", [carol.user.id])
     a.deps.invalidation.emit({ kind: 'user', id: carol.user.id })
 
     const kinds = { badSig, wrongAud, wrongIss, unknownKid, expired, endedSession: bob.accessToken, disabledUser: carol.accessToken, malformed: 'not a token!' }
@@ -208,7 +208,7 @@ describe('RFC 6750 answers for invalid tokens', () => {
   })
 
   test('no bearer token: 401 unauthorized with a challenge carrying the realm and no error', async () => {
-    a = makeApp()
+    a = await makeApp()
     for (const headers of [{}, { authorization: 'Basic YTpi' }] as Record<string, string>[]) {
       const r = await a.req('GET', '/v1/me', { headers })
       expectProblem(r, 401, 'unauthorized')

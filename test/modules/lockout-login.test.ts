@@ -28,18 +28,18 @@ function observable(r: { status: number; headers: Headers; body: any }) {
 
 describe('account lockout on sign-in', () => {
   test('after 5 failures the right password gets exactly the answer of a wrong one', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email } = await signUp(a)
     await fail(email, 5)
     const right = await login(email, STRONG_PASSWORD, '192.0.2.50')
     const wrong = await login(email, WRONG, '192.0.2.51')
     expect(observable(right)).toEqual(observable(wrong))
     expect(right.status).toBe(401)
-    expect(a.deps.audit.list({ type: 'account_locked', limit: 5 }).length).toBe(1)
+    expect((await a.deps.audit.list({ type: 'account_locked', limit: 5 })).length).toBe(1)
   })
 
   test('the lock lasts 1 minute, then doubles on the next lock', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email } = await signUp(a)
     await fail(email, 5)
     a.clock.advance(61_000)
@@ -52,23 +52,23 @@ describe('account lockout on sign-in', () => {
   })
 
   test('the owner is mailed a single-use unlock link that works', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email } = await signUp(a)
     await fail(email, 5)
     const token = tokenFromMail(a, email, /locked/i)
     expect((await a.req('POST', '/v1/auth/unlock', { body: { token } })).status).toBe(204)
     expect((await login(email, STRONG_PASSWORD, '192.0.2.70')).status).toBe(200)
     expectProblem(await a.req('POST', '/v1/auth/unlock', { body: { token } }), 400, 'invalid_token')
-    expect(a.deps.audit.list({ type: 'account_unlocked', limit: 5 })[0]!.details).toMatchObject({ by: 'link' })
+    expect((await a.deps.audit.list({ type: 'account_unlocked', limit: 5 }))[0]!.details).toMatchObject({ by: 'link' })
   })
 
   test('an admin unlocks through POST /v1/users/:id/unlock', async () => {
-    a = makeApp()
+    a = await makeApp()
     const victim = await signUp(a)
     const admin = await signUp(a)
     grantRoleDirect(a, admin.user.id, 'moderator')
-    a.deps.sqlite.run("UPDATE role_permissions SET permission = 'users:*' WHERE permission = 'users:read' AND role_id = (SELECT id FROM roles WHERE name = 'moderator')")
-    a.deps.invalidation.emit({ kind: 'role', id: a.deps.rbac.roleId('moderator')! })
+    a.deps.storage.sqlite!.run("UPDATE role_permissions SET permission = 'users:*' WHERE permission = 'users:read' AND role_id = (SELECT id FROM roles WHERE name = 'moderator')")
+    a.deps.invalidation.emit({ kind: 'role', id: (await a.deps.rbac.roleId('moderator'))! })
     await fail(victim.email, 5)
     const relog = await login(admin.email, STRONG_PASSWORD, '192.0.2.80')
     const un = await a.req('POST', `/v1/users/${victim.user.id}/unlock`, { token: relog.body.accessToken })
@@ -77,7 +77,7 @@ describe('account lockout on sign-in', () => {
   })
 
   test('a password reset clears the lock', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email } = await signUp(a)
     await fail(email, 5)
     await a.req('POST', '/v1/auth/password/forgot', { body: { email } })
@@ -90,12 +90,12 @@ describe('account lockout on sign-in', () => {
   test('the lock survives a restart', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'bw-lock-'))
     const env = { BULWARK_DB_PATH: join(dir, 'db.sqlite') }
-    a = makeApp(env)
+    a = await makeApp(env)
     const { email } = await signUp(a)
     await fail(email, 5)
     const now = a.clock.now()
-    a.close()
-    a = makeApp(env)
+    await a.close()
+    a = await makeApp(env)
     a.clock.set(now + 1_000)
     expectProblem(await login(email, STRONG_PASSWORD, '192.0.2.99'), 401, 'invalid_credentials')
     a.clock.set(now + 61_000)
@@ -105,7 +105,7 @@ describe('account lockout on sign-in', () => {
 
 describe('sign-in rate limits through the real route', () => {
   test('10 logins a minute per IP, then 429 with Retry-After and the IETF headers', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email } = await signUp(a)
     for (let i = 0; i < 10; i++) expect((await login(email, STRONG_PASSWORD, '192.0.2.200')).status).toBe(200)
     const r = await login(email, STRONG_PASSWORD, '192.0.2.200')

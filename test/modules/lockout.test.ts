@@ -16,14 +16,14 @@ const MIN = 60_000
 const opened: AppDeps[] = []
 const dirs: string[] = []
 
-afterEach(() => {
-  for (const d of opened.splice(0)) d.close()
+afterEach(async () => {
+  for (const d of opened.splice(0)) await d.close()
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
 })
 
-function setup(env: Record<string, string> = {}, clock = new FakeClock()) {
+async function setup(env: Record<string, string> = {}, clock = new FakeClock()) {
   const sink = new Writable({ write: (_c, _e, cb) => cb() })
-  const deps = buildDeps(testConfig(env), { clock, logger: createLogger('silent', sink) })
+  const deps = await buildDeps(testConfig(env), { clock, logger: createLogger('silent', sink) })
   opened.push(deps)
   return { deps, clock, lockout: deps.lockout }
 }
@@ -36,181 +36,181 @@ function addUser(deps: AppDeps, email = 'alice@example.com'): string {
 }
 
 describe('lockout', () => {
-  test('locks after the threshold of failures within the window', () => {
-    const { deps, lockout } = setup()
+  test('locks after the threshold of failures within the window', async () => {
+    const { deps, lockout } = await setup()
     const u = addUser(deps)
     for (let i = 1; i <= 4; i++) {
-      const r = lockout.recordFailure(u)
+      const r = await lockout.recordFailure(u)
       expect(r.locked).toBe(false)
       expect(r.failures).toBe(i)
     }
-    const r = lockout.recordFailure(u, 'password', { ip: '192.0.2.1' })
-    expect(r).toEqual({ locked: true, until: deps.clock.now() + MIN, permanent: false, lockCount: 1, failures: 0 })
-    expect(lockout.isLocked(u)).toEqual({ locked: true, until: deps.clock.now() + MIN })
-    const events = deps.audit.list({ type: 'account_locked', limit: 10 })
+    const r = await lockout.recordFailure(u, 'password', { ip: '192.0.2.1' })
+    expect(await r).toEqual({ locked: true, until: deps.clock.now() + MIN, permanent: false, lockCount: 1, failures: 0 })
+    expect(await lockout.isLocked(u)).toEqual({ locked: true, until: deps.clock.now() + MIN })
+    const events = await deps.audit.list({ type: 'account_locked', limit: 10 })
     expect(events.length).toBe(1)
     expect(events[0]!.details).toEqual({ kind: 'password', level: 1, durationMs: MIN, permanent: false })
     expect(events[0]!.targetId).toBe(u)
     expect(events[0]!.ip).toBe('192.0.2.1')
   })
 
-  test('failures outside the window do not add up', () => {
-    const { deps, clock, lockout } = setup()
+  test('failures outside the window do not add up', async () => {
+    const { deps, clock, lockout } = await setup()
     const u = addUser(deps)
-    for (let i = 0; i < 4; i++) lockout.recordFailure(u)
+    for (let i = 0; i < 4; i++) await lockout.recordFailure(u)
     clock.advance(15 * MIN)
-    expect(lockout.recordFailure(u)).toMatchObject({ locked: false, failures: 1 })
+    expect(await lockout.recordFailure(u)).toMatchObject({ locked: false, failures: 1 })
   })
 
-  test('the lock expires and escalates: 1m, 2m, 4m … capped at the maximum', () => {
-    const { deps, clock, lockout } = setup({ BULWARK_LOCKOUT_MAX: '5m' })
+  test('the lock expires and escalates: 1m, 2m, 4m … capped at the maximum', async () => {
+    const { deps, clock, lockout } = await setup({ BULWARK_LOCKOUT_MAX: '5m' })
     const u = addUser(deps)
     const durations: number[] = []
     for (let round = 0; round < 5; round++) {
-      let r = lockout.recordFailure(u)
-      for (let i = 1; i < 5; i++) r = lockout.recordFailure(u)
+      let r = await lockout.recordFailure(u)
+      for (let i = 1; i < 5; i++) r = await lockout.recordFailure(u)
       expect(r.locked).toBe(true)
       durations.push(r.until! - clock.now())
       clock.advance(r.until! - clock.now() - 1)
-      expect(lockout.isLocked(u).locked).toBe(true)
+      expect((await lockout.isLocked(u)).locked).toBe(true)
       clock.advance(1)
-      expect(lockout.isLocked(u).locked).toBe(false)
+      expect((await lockout.isLocked(u)).locked).toBe(false)
     }
     expect(durations).toEqual([1, 2, 4, 5, 5].map((m) => m * MIN))
   })
 
-  test('failures while locked do not extend the lock', () => {
-    const { deps, lockout } = setup()
+  test('failures while locked do not extend the lock', async () => {
+    const { deps, lockout } = await setup()
     const u = addUser(deps)
-    for (let i = 0; i < 5; i++) lockout.recordFailure(u)
-    const until = lockout.isLocked(u).until
-    const again = lockout.recordFailure(u)
+    for (let i = 0; i < 5; i++) await lockout.recordFailure(u)
+    const until = (await lockout.isLocked(u)).until
+    const again = await lockout.recordFailure(u)
     expect(again.locked).toBe(true)
     expect(again.until).toBe(until)
     expect(again.lockCount).toBe(1)
   })
 
-  test('success resets failures but keeps the escalation until a quiet day', () => {
-    const { deps, clock, lockout } = setup()
+  test('success resets failures but keeps the escalation until a quiet day', async () => {
+    const { deps, clock, lockout } = await setup()
     const u = addUser(deps)
-    for (let i = 0; i < 5; i++) lockout.recordFailure(u)
+    for (let i = 0; i < 5; i++) await lockout.recordFailure(u)
     clock.advance(MIN)
-    for (let i = 0; i < 4; i++) lockout.recordFailure(u)
-    lockout.recordSuccess(u)
-    for (let i = 0; i < 4; i++) expect(lockout.recordFailure(u).locked).toBe(false)
-    const second = lockout.recordFailure(u)
+    for (let i = 0; i < 4; i++) await lockout.recordFailure(u)
+    await lockout.recordSuccess(u)
+    for (let i = 0; i < 4; i++) expect((await lockout.recordFailure(u)).locked).toBe(false)
+    const second = await lockout.recordFailure(u)
     expect(second.lockCount).toBe(2)
     expect(second.until! - clock.now()).toBe(2 * MIN)
     clock.advance(2 * MIN + QUIET_MS)
-    lockout.recordSuccess(u)
-    let r = lockout.recordFailure(u)
-    for (let i = 1; i < 5; i++) r = lockout.recordFailure(u)
+    await lockout.recordSuccess(u)
+    let r = await lockout.recordFailure(u)
+    for (let i = 1; i < 5; i++) r = await lockout.recordFailure(u)
     expect(r.lockCount).toBe(1)
     expect(r.until! - clock.now()).toBe(MIN)
   })
 
-  test('permanent after N temporary locks, until unlocked', () => {
-    const { deps, clock, lockout } = setup({ BULWARK_LOCKOUT_PERMANENT_AFTER: '2' })
+  test('permanent after N temporary locks, until unlocked', async () => {
+    const { deps, clock, lockout } = await setup({ BULWARK_LOCKOUT_PERMANENT_AFTER: '2' })
     const u = addUser(deps)
-    const lockOnce = () => {
-      let r = lockout.recordFailure(u)
-      for (let i = 1; i < 5; i++) r = lockout.recordFailure(u)
+    const lockOnce = async () => {
+      let r = await lockout.recordFailure(u)
+      for (let i = 1; i < 5; i++) r = await lockout.recordFailure(u)
       return r
     }
-    expect(lockOnce().permanent).toBe(false)
+    expect((await lockOnce()).permanent).toBe(false)
     clock.advance(MIN)
-    expect(lockOnce().permanent).toBe(false)
+    expect((await lockOnce()).permanent).toBe(false)
     clock.advance(2 * MIN)
-    const third = lockOnce()
+    const third = await lockOnce()
     expect(third).toMatchObject({ locked: true, permanent: true, lockCount: 3 })
     expect(third.until).toBeUndefined()
     clock.advance(365 * 24 * 60 * MIN)
-    expect(lockout.isLocked(u)).toEqual({ locked: true, permanent: true })
-    lockout.unlock(u, 'reset')
-    expect(lockout.isLocked(u)).toEqual({ locked: false })
+    expect(await lockout.isLocked(u)).toEqual({ locked: true, permanent: true })
+    await lockout.unlock(u, 'reset')
+    expect(await lockout.isLocked(u)).toEqual({ locked: false })
   })
 
-  test('kinds are independent', () => {
-    const { deps, lockout } = setup()
+  test('kinds are independent', async () => {
+    const { deps, lockout } = await setup()
     const u = addUser(deps)
-    for (let i = 0; i < 5; i++) lockout.recordFailure(u, 'mfa')
-    expect(lockout.isLocked(u, 'mfa').locked).toBe(true)
-    expect(lockout.isLocked(u, 'password').locked).toBe(false)
+    for (let i = 0; i < 5; i++) await lockout.recordFailure(u, 'mfa')
+    expect((await lockout.isLocked(u, 'mfa')).locked).toBe(true)
+    expect((await lockout.isLocked(u, 'password')).locked).toBe(false)
   })
 
-  test('unlock clears everything and records who did it', () => {
-    const { deps, lockout } = setup()
+  test('unlock clears everything and records who did it', async () => {
+    const { deps, lockout } = await setup()
     const u = addUser(deps)
     const admin = addUser(deps, 'admin@example.com')
-    for (let i = 0; i < 5; i++) lockout.recordFailure(u)
-    for (let i = 0; i < 5; i++) lockout.recordFailure(u, 'mfa')
-    lockout.unlock(u, admin)
-    expect(lockout.isLocked(u).locked).toBe(false)
-    expect(lockout.isLocked(u, 'mfa').locked).toBe(false)
+    for (let i = 0; i < 5; i++) await lockout.recordFailure(u)
+    for (let i = 0; i < 5; i++) await lockout.recordFailure(u, 'mfa')
+    await lockout.unlock(u, admin)
+    expect((await lockout.isLocked(u)).locked).toBe(false)
+    expect((await lockout.isLocked(u, 'mfa')).locked).toBe(false)
     // the escalation is gone too: the next lock is the first again
-    let r = lockout.recordFailure(u)
-    for (let i = 1; i < 5; i++) r = lockout.recordFailure(u)
+    let r = await lockout.recordFailure(u)
+    for (let i = 1; i < 5; i++) r = await lockout.recordFailure(u)
     expect(r.lockCount).toBe(1)
-    const ev = deps.audit.list({ type: 'account_unlocked', limit: 5 })[0]!
+    const ev = (await deps.audit.list({ type: 'account_unlocked', limit: 5 }))[0]!
     expect(ev).toMatchObject({ actorId: admin, targetId: u, details: { by: 'admin' } })
   })
 
   test('unlock tokens: single use, stored hashed, expire after 24 h, the latest one only', async () => {
-    const { deps, clock, lockout } = setup()
+    const { deps, clock, lockout } = await setup()
     const u = addUser(deps)
-    for (let i = 0; i < 5; i++) lockout.recordFailure(u)
+    for (let i = 0; i < 5; i++) await lockout.recordFailure(u)
     const old = await lockout.issueUnlockToken(u)
     const token = await lockout.issueUnlockToken(u)
     const stored = deps.db.select().from(emailTokens).all()
     expect(stored.length).toBe(1)
     expect(stored[0]!.tokenHash).toBe(hashToken(deps.keys.tokenHash, token))
     expect(JSON.stringify(stored)).not.toContain(token)
-    expect(lockout.consumeUnlockToken(old)).toBeUndefined()
-    expect(lockout.unlockWithToken(token)).toBe(true)
-    expect(lockout.isLocked(u).locked).toBe(false)
-    expect(lockout.consumeUnlockToken(token)).toBeUndefined()
-    expect(deps.audit.list({ type: 'account_unlocked', limit: 5 })[0]!.details).toEqual({ by: 'link' })
+    expect(await lockout.consumeUnlockToken(old)).toBeUndefined()
+    expect(await lockout.unlockWithToken(token)).toBe(true)
+    expect((await lockout.isLocked(u)).locked).toBe(false)
+    expect(await lockout.consumeUnlockToken(token)).toBeUndefined()
+    expect((await deps.audit.list({ type: 'account_unlocked', limit: 5 }))[0]!.details).toEqual({ by: 'link' })
 
     const late = await lockout.issueUnlockToken(u)
     clock.advance(24 * 60 * MIN)
-    expect(lockout.consumeUnlockToken(late)).toBeUndefined()
-    expect(lockout.consumeUnlockToken('short')).toBeUndefined()
-    expect(lockout.consumeUnlockToken('x'.repeat(43))).toBeUndefined()
+    expect(await lockout.consumeUnlockToken(late)).toBeUndefined()
+    expect(await lockout.consumeUnlockToken('short')).toBeUndefined()
+    expect(await lockout.consumeUnlockToken('x'.repeat(43))).toBeUndefined()
   })
 
-  test('state survives a restart (two apps on one SQLite file)', () => {
+  test('state survives a restart (two apps on one SQLite file)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'bulwark-lockout-'))
     dirs.push(dir)
     const env = { BULWARK_DB_PATH: join(dir, 'db.sqlite') }
     const clock = new FakeClock()
-    const first = setup(env, clock)
-    const u = addUser(first.deps)
-    for (let i = 0; i < 5; i++) first.lockout.recordFailure(u)
-    for (let i = 0; i < 3; i++) first.lockout.recordFailure(u, 'mfa')
-    const until = first.lockout.isLocked(u).until
-    first.deps.close()
-    opened.splice(opened.indexOf(first.deps), 1)
+    const first = await setup(env, clock)
+    const u = addUser(await first.deps)
+    for (let i = 0; i < 5; i++) await first.lockout.recordFailure(u)
+    for (let i = 0; i < 3; i++) await first.lockout.recordFailure(u, 'mfa')
+    const until = (await first.lockout.isLocked(u)).until
+    await first.deps.close()
+    opened.splice(opened.indexOf(await first.deps), 1)
 
-    const second = setup(env, clock)
-    expect(second.lockout.isLocked(u)).toEqual({ locked: true, until })
+    const second = await setup(env, clock)
+    expect(await second.lockout.isLocked(u)).toEqual({ locked: true, until })
     clock.advance(MIN)
-    expect(second.lockout.isLocked(u).locked).toBe(false)
+    expect((await second.lockout.isLocked(u)).locked).toBe(false)
     // the mfa failures carried over too: two more lock it
-    second.lockout.recordFailure(u, 'mfa')
-    expect(second.lockout.recordFailure(u, 'mfa').locked).toBe(true)
+    await second.lockout.recordFailure(u, 'mfa')
+    expect((await second.lockout.recordFailure(u, 'mfa')).locked).toBe(true)
   })
 
-  test('a lock written by another instance counts at once for this one (mutations read the database)', () => {
+  test('a lock written by another instance counts at once for this one (mutations read the database)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'bulwark-lockout-'))
     dirs.push(dir)
     const env = { BULWARK_DB_PATH: join(dir, 'db.sqlite') }
     const clock = new FakeClock()
-    const a = setup(env, clock)
-    const b = setup(env, clock)
-    const u = addUser(a.deps)
-    expect(b.lockout.isLocked(u).locked).toBe(false)
-    for (let i = 0; i < 5; i++) a.lockout.recordFailure(u)
-    expect(b.lockout.recordFailure(u).locked).toBe(true)
-    expect(b.lockout.isLocked(u).locked).toBe(true)
+    const a = await setup(env, clock)
+    const b = await setup(env, clock)
+    const u = addUser(await a.deps)
+    expect((await b.lockout.isLocked(u)).locked).toBe(false)
+    for (let i = 0; i < 5; i++) await a.lockout.recordFailure(u)
+    expect((await b.lockout.recordFailure(u)).locked).toBe(true)
+    expect((await b.lockout.isLocked(u)).locked).toBe(true)
   })
 })

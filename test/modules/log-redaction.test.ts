@@ -16,7 +16,7 @@ let a: TestApp
 afterEach(() => a?.close())
 
 test('no password, token, secret, code or cookie used in real flows reaches any log line', async () => {
-  a = makeApp({ BULWARK_LOCKOUT_THRESHOLD: '3' }, { logLevel: 'debug' })
+  a = await makeApp({ BULWARK_LOCKOUT_THRESHOLD: '3' }, { logLevel: 'debug' })
   const secrets = new Set<string>()
   const keep = (...v: unknown[]) => {
     for (const x of v) if (typeof x === 'string' && x.length >= 6) secrets.add(x)

@@ -15,7 +15,7 @@ async function threeMails(a: TestApp) {
 
 describe('mail links', () => {
   test('unset: the mails carry the token and the API call, and no link at all', async () => {
-    const a = makeApp()
+    const a = await makeApp()
     try {
       const m = await threeMails(a)
       for (const [text, call] of [[m.verify, 'POST /v1/auth/email/verify'], [m.reset, 'POST /v1/auth/password/reset'], [m.unlock, 'POST /v1/auth/unlock']] as const) {
@@ -26,12 +26,12 @@ describe('mail links', () => {
       const token = tokenFromMail(a, m.email, /reset/i)
       expect((await a.req('POST', '/v1/auth/password/reset', { body: { token, password: `${STRONG_PASSWORD} new` } })).status).toBe(204)
     } finally {
-      a.close()
+      await a.close()
     }
   })
 
   test('BULWARK_APP_URL: links to the application pages with the token in the fragment', async () => {
-    const a = makeApp({ BULWARK_APP_URL: 'https://app.example.com' })
+    const a = await makeApp({ BULWARK_APP_URL: 'https://app.example.com' })
     try {
       const m = await threeMails(a)
       expect(m.verify).toMatch(/https:\/\/app\.example\.com\/verify-email#token=[\w-]+/)
@@ -41,12 +41,12 @@ describe('mail links', () => {
       const token = /reset-password#token=([\w-]+)/.exec(m.reset)![1]!
       expect((await a.req('POST', '/v1/auth/password/reset', { body: { token, password: `${STRONG_PASSWORD} new` } })).status).toBe(204)
     } finally {
-      a.close()
+      await a.close()
     }
   })
 
   test('per-link templates win over BULWARK_APP_URL, {token} replaced', async () => {
-    const a = makeApp({
+    const a = await makeApp({
       BULWARK_APP_URL: 'https://app.example.com',
       BULWARK_MAIL_LINK_RESET: 'https://id.example.com/r?token={token}&src=mail',
       BULWARK_MAIL_LINK_VERIFY: 'https://id.example.com/v/{token}',
@@ -57,7 +57,7 @@ describe('mail links', () => {
       expect(m.verify).toMatch(/https:\/\/id\.example\.com\/v\/[\w-]+/)
       expect(m.unlock).toMatch(/https:\/\/app\.example\.com\/unlock#token=[\w-]+/)
     } finally {
-      a.close()
+      await a.close()
     }
   })
 })

@@ -9,7 +9,7 @@ describe('metrics', () => {
   afterEach(() => a?.close())
 
   test('Prometheus text with request and security-event counters, labelled by route pattern', async () => {
-    a = makeApp()
+    a = await makeApp()
     await a.req('GET', '/health/live')
     await a.req('DELETE', '/v1/me/sessions/01a22220-617a-70db-b374-8c0965a6a6ab')
     await a.req('POST', '/v1/auth/login', { body: { email: 'nobody@example.com', password: 'whatever it is' } })
@@ -23,7 +23,7 @@ describe('metrics', () => {
   })
 
   test('permission-cache hits and misses are counters (_total) that grow; the size is a gauge', async () => {
-    a = makeApp()
+    a = await makeApp()
     const r = await a.req('POST', '/v1/auth/register', { body: { email: 'cache@example.com', password: 'correct horse battery staple 9' } })
     expect(r.status).toBe(201)
     const login = await a.req('POST', '/v1/auth/login', { body: { email: 'cache@example.com', password: 'correct horse battery staple 9' } })
@@ -43,7 +43,7 @@ describe('metrics', () => {
   })
 
   test('CORS preflights and CSRF refusals carry the route pattern, not "unmatched"', async () => {
-    a = makeApp({ BULWARK_CORS_ORIGINS: 'https://app.example.com' })
+    a = await makeApp({ BULWARK_CORS_ORIGINS: 'https://app.example.com' })
     const pre = await a.req('OPTIONS', '/v1/auth/login', { headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST' } })
     expect(pre.status).toBe(204)
     const pre2 = await a.req('OPTIONS', '/v1/me/sessions/01a22220-617a-70db-b374-8c0965a6a6ab', { headers: { origin: 'https://app.example.com', 'access-control-request-method': 'DELETE' } })
@@ -61,7 +61,7 @@ describe('metrics', () => {
   })
 
   test('the request-latency histogram: buckets, count and sum move with requests; labels method and route only', async () => {
-    a = makeApp()
+    a = await makeApp()
     const name = 'bulwark_http_request_duration_seconds'
     const labels = { method: 'GET', route: '/health/live' }
     for (let i = 0; i < 3; i++) await a.req('GET', '/health/live')
@@ -87,7 +87,7 @@ describe('metrics', () => {
   })
 
   test('needs the metrics token when one is configured, compared in constant time', async () => {
-    a = makeApp({ BULWARK_METRICS_TOKEN: 'metrics-secret-token-1234' })
+    a = await makeApp({ BULWARK_METRICS_TOKEN: 'metrics-secret-token-1234' })
     expectProblem(await a.req('GET', '/metrics'), 401)
     expectProblem(await a.req('GET', '/metrics', { token: 'metrics-secret-token-1235' }), 401)
     expect((await a.req('GET', '/metrics', { token: 'metrics-secret-token-1234' })).status).toBe(200)

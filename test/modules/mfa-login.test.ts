@@ -17,7 +17,7 @@ async function enrolTotp(token: string) {
 
 describe('the MFA step of sign-in', () => {
   test('password then TOTP: tokens only after the second factor; a replayed code is refused; the next step works', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email, accessToken } = await signUp(a)
     const { secret } = await enrolTotp(accessToken)
     expect((await a.req('GET', '/v1/me', { token: accessToken })).body.mfa).toEqual({ totp: true, passkeys: 0 })
@@ -41,22 +41,22 @@ describe('the MFA step of sign-in', () => {
   })
 
   test('repeated second-factor failures lock the MFA step through the shared lockout service', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email, accessToken, user } = await signUp(a)
     const { secret } = await enrolTotp(accessToken)
     a.clock.advance(30_000)
     const l = await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })
     for (let i = 0; i < 5; i++) expectProblem(await a.req('POST', '/v1/auth/mfa/verify', { body: { mfaToken: l.body.mfaToken, totp: '000000' } }), 401)
-    expect(a.deps.lockout.isLocked(user.id, 'mfa').locked).toBe(true)
+    expect((await a.deps.lockout.isLocked(user.id, 'mfa')).locked).toBe(true)
     const l2 = await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })
     const r = await a.req('POST', '/v1/auth/mfa/verify', { body: { mfaToken: l2.body.mfaToken, totp: codeAt(secret, a.clock.now()) } })
     expectProblem(r, 429, 'mfa_locked')
     expect(Number(r.headers.get('retry-after'))).toBeGreaterThan(0)
-    expect(a.deps.audit.list({ type: 'mfa_locked', limit: 5 }).length).toBe(1)
+    expect((await a.deps.audit.list({ type: 'mfa_locked', limit: 5 })).length).toBe(1)
   })
 
   test('a recovery code works exactly once', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email, accessToken } = await signUp(a)
     const { recoveryCodes } = await enrolTotp(accessToken)
     expect(recoveryCodes.length).toBe(10)
@@ -67,7 +67,7 @@ describe('the MFA step of sign-in', () => {
   })
 
   test('bad inputs are 4xx problem documents', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email, accessToken } = await signUp(a)
     await enrolTotp(accessToken)
     const l = await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })
@@ -80,7 +80,7 @@ describe('the MFA step of sign-in', () => {
 
 describe('step-up', () => {
   test('removing a factor needs a recent proof; POST /v1/me/reauthenticate gives one', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { accessToken } = await signUp(a)
     const { secret } = await enrolTotp(accessToken)
     a.clock.advance(10 * 60_000)
@@ -94,12 +94,12 @@ describe('step-up', () => {
   })
 
   test('a password proof works too, and wrong ones count towards the lockout', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { accessToken, user } = await signUp(a)
     await enrolTotp(accessToken)
     a.clock.advance(6 * 60_000)
     for (let i = 0; i < 5; i++) await a.req('POST', '/v1/me/reauthenticate', { token: accessToken, body: { password: 'not my password at all' } })
-    expect(a.deps.lockout.isLocked(user.id, 'password').locked).toBe(true)
+    expect((await a.deps.lockout.isLocked(user.id, 'password')).locked).toBe(true)
     expectProblem(await a.req('POST', '/v1/me/reauthenticate', { token: accessToken, body: { password: STRONG_PASSWORD } }), 401)
     a.clock.advance(61_000)
     expect((await a.req('POST', '/v1/me/reauthenticate', { token: accessToken, body: { password: STRONG_PASSWORD } })).status).toBe(204)
@@ -109,7 +109,7 @@ describe('step-up', () => {
 
 describe('MFA required by role', () => {
   test('an admin without a factor gets a session limited to enrolment until they enrol', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email, user } = await signUp(a)
     grantRoleDirect(a, user.id, 'admin')
     const l = await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })
@@ -125,7 +125,7 @@ describe('MFA required by role', () => {
 
 describe('passkeys end to end over HTTP', () => {
   test('register from a session, then passwordless sign-in; a replayed assertion is refused', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { accessToken, user } = await signUp(a)
     const auth = await SoftAuthenticator.create('http://localhost:3000')
     const opts = await a.req('POST', '/v1/me/passkeys/options', { token: accessToken })
@@ -142,7 +142,7 @@ describe('passkeys end to end over HTTP', () => {
   })
 
   test('a passkey as the second factor of a password sign-in', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email, accessToken } = await signUp(a)
     const auth = await SoftAuthenticator.create('http://localhost:3000')
     const opts = await a.req('POST', '/v1/me/passkeys/options', { token: accessToken })
@@ -156,7 +156,7 @@ describe('passkeys end to end over HTTP', () => {
   })
 
   test('a passkey from another origin is refused', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { accessToken } = await signUp(a)
     const evil = await SoftAuthenticator.create('https://evil.example.com')
     const opts = await a.req('POST', '/v1/me/passkeys/options', { token: accessToken })

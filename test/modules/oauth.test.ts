@@ -4,11 +4,11 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose'
 import { expectProblem, makeApp, signUp } from '../helpers'
 import { makeAdminApp, seedUser } from '../support/admin'
 
-let t: ReturnType<typeof makeAdminApp>
+let t: Awaited<ReturnType<typeof makeAdminApp>>
 let owner: string
 
-beforeEach(() => {
-  t = makeAdminApp()
+beforeEach(async () => {
+  t = await makeAdminApp()
   owner = seedUser(t.deps, { roles: ['user', 'owner'] })
 })
 afterEach(() => t.close())
@@ -175,23 +175,23 @@ describe('optional claims in user access tokens (BULWARK_TOKEN_CLAIMS)', () => {
   test('off by default; roles and permissions when configured; a claim over the maximum is left out whole', async () => {
     const plain = await signUp(t)
     expect(claimsOf(plain.accessToken)).not.toContainKeys(['roles', 'permissions', 'scope'])
-    const on = makeApp({ BULWARK_TOKEN_CLAIMS: 'roles,permissions,scope', BULWARK_TOKEN_CLAIMS_MAX: '3' })
+    const on = await makeApp({ BULWARK_TOKEN_CLAIMS: 'roles,permissions,scope', BULWARK_TOKEN_CLAIMS_MAX: '3' })
     try {
       const u = await signUp(on)
       const c = claimsOf(u.accessToken)
       expect(c.roles).toEqual(['user'])
       expect(c.permissions).toEqual(['files:read:own', 'files:write:own', 'files:delete:own'])
       expect(c.scope).toBe('files:read:own files:write:own files:delete:own')
-      const small = makeApp({ BULWARK_TOKEN_CLAIMS: 'roles,permissions', BULWARK_TOKEN_CLAIMS_MAX: '2' })
+      const small = await makeApp({ BULWARK_TOKEN_CLAIMS: 'roles,permissions', BULWARK_TOKEN_CLAIMS_MAX: '2' })
       try {
         const v = claimsOf((await signUp(small)).accessToken)
         expect(v.roles).toEqual(['user'])
         expect(v.permissions).toBeUndefined()
       } finally {
-        small.close()
+        await small.close()
       }
     } finally {
-      on.close()
+      await on.close()
     }
   })
 })

@@ -8,18 +8,18 @@ import { adminPermissionsOf } from '../../src/modules/rbac/mfa-waiver'
 import { expectProblem } from '../helpers'
 import { eventsOf, makeAdminApp, seedUser } from '../support/admin'
 
-let t: ReturnType<typeof makeAdminApp>
+let t: Awaited<ReturnType<typeof makeAdminApp>>
 let owner: string
 let admin: string
-beforeEach(() => {
-  t = makeAdminApp()
+beforeEach(async () => {
+  t = await makeAdminApp()
   owner = seedUser(t.deps, { roles: ['owner'] })
   admin = seedUser(t.deps, { roles: ['admin'] })
 })
 afterEach(() => t.close())
 
-const role = (name: string) => t.deps.rbac.listRoles().find((r) => r.name === name)
-const denied = () => eventsOf(t.deps, 'privilege_escalation_denied').filter((e) => (e.details as { rule?: string })?.rule === 'mfa_waiver')
+const role = async (name: string) => (await t.deps.rbac.listRoles()).find((r) => r.name === name)
+const denied = async () => (await eventsOf(t.deps, 'privilege_escalation_denied')).filter((e) => (e.details as { rule?: string })?.rule === 'mfa_waiver')
 
 describe('administrative roles require MFA unless an owner waives it', () => {
   test('which permissions count as administrative (patterns expanded)', () => {
@@ -31,15 +31,15 @@ describe('administrative roles require MFA unless an owner waives it', () => {
 
   test('a non-owner creating an administrative role with mfaRequired:false gets 403 mfa_waiver_forbidden; nothing is created', async () => {
     for (const permissions of [['users:read', 'sessions:revoke'], ['users:*'], ['audit:read'], ['roles:assign']]) {
-      const name = `r${denied().length}`
+      const name = `r${(await denied()).length}`
       const r = expectProblem(await t.as(admin, 'POST', '/v1/roles', { body: { name, level: 40, permissions, mfaRequired: false } }), 403, 'mfa_waiver_forbidden')
       expect(r.detail).toContain('only an owner')
-      expect(role(name)).toBeUndefined()
+      expect(await role(name)).toBeUndefined()
     }
-    const events = denied()
+    const events = await denied()
     expect(events).toHaveLength(4)
     expect(events[0]).toMatchObject({ actorId: admin, outcome: 'failure' })
-    expect(eventsOf(t.deps, 'role_mfa_waived')).toHaveLength(0)
+    expect(await eventsOf(t.deps, 'role_mfa_waived')).toHaveLength(0)
   })
 
   test('left out, mfaRequired is switched on for an administrative role; a plain role may go without', async () => {
@@ -51,16 +51,16 @@ describe('administrative roles require MFA unless an owner waives it', () => {
     expect(plain.body.mfaRequired).toBe(false)
     // A password-only holder of the administrative role is confined to enrolment.
     const holder = seedUser(t.deps, { roles: ['user', 'helpdesk'] })
-    expect(t.deps.rbac.mfaRequiredFor(holder)).toBe(true)
+    expect(await t.deps.rbac.mfaRequiredFor(holder)).toBe(true)
   })
 
   test('patching: a non-owner cannot switch MFA off an administrative role or add administrative permissions without MFA', async () => {
     expect((await t.as(admin, 'POST', '/v1/roles', { body: { name: 'helpdesk', level: 40, permissions: ['sessions:revoke'] } })).status).toBe(201)
     expect((await t.as(admin, 'POST', '/v1/roles', { body: { name: 'reader', level: 30, permissions: ['users:read'], mfaRequired: false } })).status).toBe(201)
     expectProblem(await t.as(admin, 'PATCH', '/v1/roles/helpdesk', { body: { mfaRequired: false } }), 403, 'mfa_waiver_forbidden')
-    expect(role('helpdesk')?.mfaRequired).toBe(true)
+    expect((await role('helpdesk'))?.mfaRequired).toBe(true)
     expectProblem(await t.as(admin, 'PATCH', '/v1/roles/reader', { body: { permissions: ['users:read', 'users:write'], mfaRequired: false } }), 403, 'mfa_waiver_forbidden')
-    expect(role('reader')).toMatchObject({ permissions: ['users:read'], mfaRequired: false })
+    expect(await role('reader')).toMatchObject({ permissions: ['users:read'], mfaRequired: false })
     // Adding an administrative permission without saying anything about MFA turns it on.
     const p = await t.as(admin, 'PATCH', '/v1/roles/reader', { body: { permissions: ['users:read', 'users:write'] } })
     expect(p.status).toBe(200)
@@ -69,7 +69,7 @@ describe('administrative roles require MFA unless an owner waives it', () => {
     const back = await t.as(admin, 'PATCH', '/v1/roles/reader', { body: { permissions: ['users:read'], mfaRequired: false } })
     expect(back.status).toBe(200)
     expect(back.body.mfaRequired).toBe(false)
-    expect(denied()).toHaveLength(2)
+    expect(await denied()).toHaveLength(2)
   })
 
   test('an owner may waive MFA on an administrative role; each waiver is a role_mfa_waived event', async () => {
@@ -80,7 +80,7 @@ describe('administrative roles require MFA unless an owner waives it', () => {
     const p = await t.as(owner, 'PATCH', '/v1/roles/helpdesk', { body: { mfaRequired: false } })
     expect(p.status).toBe(200)
     expect(p.body.mfaRequired).toBe(false)
-    const waived = eventsOf(t.deps, 'role_mfa_waived')
+    const waived = await eventsOf(t.deps, 'role_mfa_waived')
     expect(waived.map((e) => [e.actorId, (e.details as { role: string }).role])).toEqual([
       [owner, 'breakglass'],
       [owner, 'helpdesk'],
@@ -88,6 +88,6 @@ describe('administrative roles require MFA unless an owner waives it', () => {
     expect(waived[0]!.details).toMatchObject({ permissions: ['sessions:revoke', 'users:delete', 'users:write'] })
     // Renaming or describing a waived role is no new waiver.
     expect((await t.as(admin, 'PATCH', '/v1/roles/helpdesk', { body: { description: 'Support desk' } })).status).toBe(200)
-    expect(eventsOf(t.deps, 'role_mfa_waived')).toHaveLength(2)
+    expect(await eventsOf(t.deps, 'role_mfa_waived')).toHaveLength(2)
   })
 })

@@ -13,7 +13,7 @@ let t: TestApp
 let owner: string
 
 beforeAll(async () => {
-  t = makeAdminApp()
+  t = await makeAdminApp()
   owner = seedUser(t.deps, { roles: ['owner'] })
   await t.deps.rbac.createRole({ userId: owner }, { name: 'editor', level: 40, permissions: ['users:read'] })
 })
@@ -21,8 +21,8 @@ afterAll(() => t.close())
 
 /** Row counts of every table: what "nothing written" is checked against. */
 function counts(): Record<string, number> {
-  const tables = t.deps.sqlite!.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]
-  return Object.fromEntries(tables.map(({ name }) => [name, (t.deps.sqlite!.query(`SELECT count(*) AS n FROM "${name}"`).get() as { n: number }).n]))
+  const tables = t.deps.storage.sqlite!!.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]
+  return Object.fromEntries(tables.map(({ name }) => [name, (t.deps.storage.sqlite!!.query(`SELECT count(*) AS n FROM "${name}"`).get() as { n: number }).n]))
 }
 
 async function thrown(fn: () => unknown): Promise<AppError> {
@@ -80,7 +80,7 @@ describe('patchRole refuses a malformed field with 422 and writes nothing', () =
     const e = await thrown(async () => await t.deps.rbac.patchRole({ userId: owner }, 'editor', { [c.field]: c.value } as never))
     expect({ status: e.status, code: e.code }).toEqual({ status: 422, code: 'validation_failed' })
     expect(counts()).toEqual(before)
-    expect(t.deps.rbac.getRole('editor')).toMatchObject({ name: 'editor', level: 40, permissions: ['users:read'] })
+    expect(await t.deps.rbac.getRole('editor')).toMatchObject({ name: 'editor', level: 40, permissions: ['users:read'] })
   })
   test('an empty patch and an unknown field are refused', async () => {
     for (const patch of [{}, { builtin: true }, { level: undefined }]) {

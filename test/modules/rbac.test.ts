@@ -1,3 +1,4 @@
+import { withTransaction } from '../../src/db/tx'
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { eq } from 'drizzle-orm'
 import { rolePermissions, roles, userRoles, users } from '../../src/db/schema'
@@ -10,8 +11,8 @@ import { eventsOf, seedUser } from '../support/admin'
 let t: TestApp
 let rbac: RbacService
 
-beforeEach(() => {
-  t = makeApp()
+beforeEach(async () => {
+  t = await makeApp()
   rbac = t.deps.rbac
 })
 afterEach(() => t.close())
@@ -29,83 +30,83 @@ async function thrown(fn: () => unknown): Promise<AppError> {
 
 /** Asserts a 403 and the privilege_escalation_denied event naming `rule`. */
 async function expectDenied(fn: () => unknown, rule: string) {
-  const before = eventsOf(t.deps, 'privilege_escalation_denied').length
+  const before = (await eventsOf(t.deps, 'privilege_escalation_denied')).length
   const e = await thrown(fn)
   expect({ status: e.status, code: e.code }).toEqual({ status: 403, code: 'forbidden' })
-  const events = eventsOf(t.deps, 'privilege_escalation_denied')
+  const events = await eventsOf(t.deps, 'privilege_escalation_denied')
   expect(events.length).toBe(before + 1)
   expect(events.at(-1)!.details!.rule).toBe(rule)
   expect(events.at(-1)!.outcome).toBe('failure')
 }
 
 /** A role above owner, inserted directly (no actor can create it): the only way to exercise the last-owner rule. */
-function seedRootRole() {
+async function seedRootRole() {
   const id = newId()
   t.deps.db.insert(roles).values({ id, name: 'root', level: 200, builtin: false, createdAt: 0, updatedAt: 0 }).run()
   t.deps.db.insert(rolePermissions).values([{ roleId: id, permission: '*:*' }]).run()
 }
 
 describe('effective permissions', () => {
-  test('union over roles, highest level, sorted role names; no role is level 0', () => {
+  test('union over roles, highest level, sorted role names; no role is level 0', async () => {
     const u = seedUser(t.deps)
-    expect(rbac.effective(u)).toEqual({ status: 'active', roles: ['user'], level: 10, permissions: ['files:read:own', 'files:write:own', 'files:delete:own'], mfaRequired: false })
+    expect(await rbac.effective(u)).toEqual({ status: 'active', roles: ['user'], level: 10, permissions: ['files:read:own', 'files:write:own', 'files:delete:own'], mfaRequired: false })
     const m = seedUser(t.deps, { roles: ['user', 'moderator'] })
-    const eff = rbac.effective(m)!
+    const eff = (await rbac.effective(m))!
     expect(eff.roles).toEqual(['moderator', 'user'])
     expect(eff.level).toBe(50)
     expect(eff.permissions).toEqual(['users:read', 'files:read:own', 'files:read:any', 'files:write:own', 'files:delete:own'])
     const none = seedUser(t.deps, { roles: [] })
-    expect(rbac.effective(none)).toMatchObject({ roles: [], level: 0, permissions: [] })
-    expect(rbac.effective(newId())).toBeNull()
+    expect(await rbac.effective(none)).toMatchObject({ roles: [], level: 0, permissions: [] })
+    expect(await rbac.effective(newId())).toBeNull()
   })
 
-  test('mfaRequiredFor: true when any role requires it', () => {
-    expect(rbac.mfaRequiredFor(seedUser(t.deps))).toBe(false)
-    expect(rbac.mfaRequiredFor(seedUser(t.deps, { roles: ['user', 'admin'] }))).toBe(true)
+  test('mfaRequiredFor: true when any role requires it', async () => {
+    expect(await rbac.mfaRequiredFor(seedUser(t.deps))).toBe(false)
+    expect(await rbac.mfaRequiredFor(seedUser(t.deps, { roles: ['user', 'admin'] }))).toBe(true)
   })
 
-  test('the service role (migration 0002) holds authz:check at level 20 and is not built in', () => {
-    const s = rbac.listRoles().find((r) => r.name === 'service')!
+  test('the service role (migration 0002) holds authz:check at level 20 and is not built in', async () => {
+    const s = (await rbac.listRoles()).find((r) => r.name === 'service')!
     expect(s).toMatchObject({ level: 20, builtin: false, permissions: ['authz:check'] })
-    expect(rbac.check(seedUser(t.deps, { roles: ['service'] }), 'authz:check').allowed).toBe(true)
+    expect((await rbac.check(seedUser(t.deps, { roles: ['service'] }), 'authz:check')).allowed).toBe(true)
   })
 
-  test('assignDefaultRole works inside the registration transaction and rolls back with it', () => {
+  test('assignDefaultRole works inside the registration transaction and rolls back with it', async () => {
     const id = newId()
     const now = t.clock.now()
-    expect(() =>
-      t.deps.db.transaction((tx) => {
-        tx.insert(users).values({ id, email: 'r@example.test', createdAt: now, updatedAt: now }).run()
-        assignDefaultRole(tx, id, now)
+    expect(
+      await withTransaction(t.deps.db, async (tx) => {
+        await tx.insert(users).values({ id, email: 'r@example.test', createdAt: now, updatedAt: now })
+        await assignDefaultRole(tx, id, now)
         throw new Error('rollback')
-      }),
-    ).toThrow('rollback')
+      }).catch((e: Error) => e.message),
+    ).toBe('rollback')
     expect(t.deps.db.select().from(userRoles).where(eq(userRoles.userId, id)).all()).toEqual([])
-    t.deps.db.transaction((tx) => {
-      tx.insert(users).values({ id, email: 'r@example.test', createdAt: now, updatedAt: now }).run()
-      assignDefaultRole(tx, id, now)
+    await withTransaction(t.deps.db, async (tx) => {
+      await tx.insert(users).values({ id, email: 'r@example.test', createdAt: now, updatedAt: now })
+      await assignDefaultRole(tx, id, now)
     })
-    expect(rbac.effective(id)!.roles).toEqual(['user'])
+    expect((await rbac.effective(id))!.roles).toEqual(['user'])
   })
 })
 
 describe('check', () => {
-  test('reasons name the deciding rule', () => {
+  test('reasons name the deciding rule', async () => {
     const admin = seedUser(t.deps, { roles: ['user', 'admin'] })
     const user = seedUser(t.deps)
     const mod = seedUser(t.deps, { roles: ['user', 'moderator'] })
-    expect(rbac.check(admin, 'users:delete')).toEqual({ allowed: true, reason: 'granted by role admin via users:*' })
-    expect(rbac.check(user, 'users:delete')).toEqual({ allowed: false, reason: 'no role grants users:delete' })
-    expect(rbac.check(user, 'files:read', user)).toEqual({ allowed: true, reason: 'owner match; granted by role user via files:read:own' })
-    expect(rbac.check(user, 'files:read', admin)).toEqual({ allowed: false, reason: 'not the owner and no role grants files:read:any' })
-    expect(rbac.check(user, 'files:read:own', admin)).toEqual({ allowed: false, reason: 'not the owner and no role grants files:read:any' })
-    expect(rbac.check(user, 'files:read:own', user)).toEqual({ allowed: true, reason: 'owner match; granted by role user via files:read:own' })
-    expect(rbac.check(mod, 'files:read', user)).toEqual({ allowed: true, reason: 'granted by role moderator via files:read:any' })
-    expect(rbac.check(user, 'files:read')).toEqual({ allowed: false, reason: 'no role grants files:read:any' })
-    expect(rbac.check(admin, 'files:delete', user)).toEqual({ allowed: true, reason: 'granted by role admin via files:*:any' })
-    expect(rbac.check(newId(), 'users:read')).toEqual({ allowed: false, reason: 'unknown user' })
+    expect(await rbac.check(admin, 'users:delete')).toEqual({ allowed: true, reason: 'granted by role admin via users:*' })
+    expect(await rbac.check(user, 'users:delete')).toEqual({ allowed: false, reason: 'no role grants users:delete' })
+    expect(await rbac.check(user, 'files:read', user)).toEqual({ allowed: true, reason: 'owner match; granted by role user via files:read:own' })
+    expect(await rbac.check(user, 'files:read', admin)).toEqual({ allowed: false, reason: 'not the owner and no role grants files:read:any' })
+    expect(await rbac.check(user, 'files:read:own', admin)).toEqual({ allowed: false, reason: 'not the owner and no role grants files:read:any' })
+    expect(await rbac.check(user, 'files:read:own', user)).toEqual({ allowed: true, reason: 'owner match; granted by role user via files:read:own' })
+    expect(await rbac.check(mod, 'files:read', user)).toEqual({ allowed: true, reason: 'granted by role moderator via files:read:any' })
+    expect(await rbac.check(user, 'files:read')).toEqual({ allowed: false, reason: 'no role grants files:read:any' })
+    expect(await rbac.check(admin, 'files:delete', user)).toEqual({ allowed: true, reason: 'granted by role admin via files:*:any' })
+    expect(await rbac.check(newId(), 'users:read')).toEqual({ allowed: false, reason: 'unknown user' })
     const off = seedUser(t.deps, { roles: ['user', 'admin'], status: 'disabled' })
-    expect(rbac.check(off, 'users:read')).toEqual({ allowed: false, reason: 'user disabled' })
+    expect(await rbac.check(off, 'users:read')).toEqual({ allowed: false, reason: 'user disabled' })
   })
 
   test('an unregistered permission is a 422, not a silent deny', async () => {
@@ -132,11 +133,11 @@ describe('no privilege escalation', () => {
     await expectDenied(async () => await rbac.patchRole(a, 'helper', { level: 95 }), 'role_level')
     await expectDenied(() => rbac.grantRole(a, target, 'admin'), 'role_level')
     await expectDenied(() => rbac.grantRole(a, target, 'owner'), 'role_level')
-    rbac.assignSystem(target, 'admin')
+    await rbac.assignSystem(target, 'admin')
     await expectDenied(() => rbac.revokeRole(a, target, 'admin'), 'target_level')
     // owner can: admin is below 100
-    rbac.revokeRole({ userId: owner }, target, 'admin')
-    expect(rbac.effective(target)!.roles).toEqual(['user'])
+    await rbac.revokeRole({ userId: owner }, target, 'admin')
+    expect((await rbac.effective(target))!.roles).toEqual(['user'])
     const other = await rbac.createRole({ userId: owner }, { name: 'senior', level: 95, permissions: [] })
     expect(other.level).toBe(95)
     await expectDenied(async () => await rbac.deleteRole(a, 'senior'), 'role_level')
@@ -151,7 +152,7 @@ describe('no privilege escalation', () => {
     await expectDenied(async () => await t.deps.usersAdmin.delete(a, owner), 'target_level')
     await expectDenied(() => t.deps.usersAdmin.unlock(a, peer), 'target_level')
     await expectDenied(async () => await t.deps.usersAdmin.endSessions(a, peer), 'target_level')
-    expect(rbac.effective(peer)!.status).toBe('active')
+    expect((await rbac.effective(peer))!.status).toBe('active')
   })
 
   test('nobody changes their own roles or status', async () => {
@@ -193,15 +194,15 @@ describe('no privilege escalation', () => {
     await rbac.createRole(o, { name: 'temp', level: 40, permissions: ['users:read'] })
     const holder = seedUser(t.deps, { roles: ['user', 'temp'] })
     expect((await thrown(async () => await rbac.deleteRole(o, 'temp'))).code).toBe('role_in_use')
-    expect(rbac.check(holder, 'users:read').allowed).toBe(true)
+    expect((await rbac.check(holder, 'users:read')).allowed).toBe(true)
     await rbac.deleteRole(o, 'temp', 'moderator')
-    expect(rbac.effective(holder)!.roles).toEqual(['moderator', 'user'])
-    expect(rbac.listRoles().map((r) => r.name)).not.toContain('temp')
+    expect((await rbac.effective(holder))!.roles).toEqual(['moderator', 'user'])
+    expect((await rbac.listRoles()).map((r) => r.name)).not.toContain('temp')
     expect((await thrown(async () => await rbac.createRole(o, { name: 'moderator', level: 10, permissions: [] }))).status).toBe(409)
   })
 
   test('the last active owner cannot lose the role, be disabled or be deleted', async () => {
-    seedRootRole()
+    await seedRootRole()
     const root = { userId: seedUser(t.deps, { roles: ['root'] }) }
     await expectDenied(() => rbac.revokeRole(root, owner, 'owner'), 'last_owner')
     await expectDenied(async () => await t.deps.usersAdmin.patch(root, owner, { status: 'disabled' }), 'last_owner')
@@ -210,8 +211,8 @@ describe('no privilege escalation', () => {
     const second = seedUser(t.deps, { roles: ['owner'], status: 'disabled' })
     await expectDenied(() => rbac.revokeRole(root, owner, 'owner'), 'last_owner')
     await t.deps.usersAdmin.patch(root, second, { status: 'active' })
-    rbac.revokeRole(root, owner, 'owner')
-    expect(rbac.effective(owner)!.roles).toEqual(['user'])
+    await rbac.revokeRole(root, owner, 'owner')
+    expect((await rbac.effective(owner))!.roles).toEqual(['user'])
     await expectDenied(async () => await t.deps.usersAdmin.delete(root, second), 'last_owner')
   })
 })
@@ -222,11 +223,11 @@ describe('cache invalidation', () => {
     owner = { userId: seedUser(t.deps, { roles: ['user', 'owner'] }) }
   })
 
-  test('checks are served from the cache', () => {
+  test('checks are served from the cache', async () => {
     const u = seedUser(t.deps)
-    rbac.check(u, 'files:read:own')
+    await rbac.check(u, 'files:read:own')
     const before = rbac.stats()
-    for (let i = 0; i < 5; i++) rbac.check(u, 'files:read:own')
+    for (let i = 0; i < 5; i++) await rbac.check(u, 'files:read:own')
     const after = rbac.stats()
     expect(after.effective.hits - before.effective.hits).toBe(5)
     expect(after.effective.misses).toBe(before.effective.misses)
@@ -235,42 +236,42 @@ describe('cache invalidation', () => {
   test("removing a permission from a role: the next check is refused", async () => {
     await rbac.createRole(owner, { name: 'auditor', level: 30, permissions: ['audit:read', 'users:read'] })
     const u = seedUser(t.deps, { roles: ['user', 'auditor'] })
-    expect(rbac.check(u, 'audit:read').allowed).toBe(true)
+    expect((await rbac.check(u, 'audit:read')).allowed).toBe(true)
     await rbac.patchRole(owner, 'auditor', { permissions: ['users:read'] })
-    expect(rbac.check(u, 'audit:read')).toEqual({ allowed: false, reason: 'no role grants audit:read' })
+    expect(await rbac.check(u, 'audit:read')).toEqual({ allowed: false, reason: 'no role grants audit:read' })
     await rbac.patchRole(owner, 'auditor', { level: 35, mfaRequired: true })
-    expect(rbac.effective(u)).toMatchObject({ level: 35, mfaRequired: true })
+    expect(await rbac.effective(u)).toMatchObject({ level: 35, mfaRequired: true })
   })
 
   test("granting and revoking a user's role, renaming a role", async () => {
     const u = seedUser(t.deps)
-    expect(rbac.check(u, 'users:read').allowed).toBe(false)
-    rbac.grantRole(owner, u, 'moderator')
-    expect(rbac.check(u, 'users:read')).toEqual({ allowed: true, reason: 'granted by role moderator via users:read' })
-    rbac.revokeRole(owner, u, 'moderator')
-    expect(rbac.check(u, 'users:read').allowed).toBe(false)
+    expect((await rbac.check(u, 'users:read')).allowed).toBe(false)
+    await rbac.grantRole(owner, u, 'moderator')
+    expect(await rbac.check(u, 'users:read')).toEqual({ allowed: true, reason: 'granted by role moderator via users:read' })
+    await rbac.revokeRole(owner, u, 'moderator')
+    expect((await rbac.check(u, 'users:read')).allowed).toBe(false)
     await rbac.createRole(owner, { name: 'ops', level: 30, permissions: ['sessions:revoke'] })
-    rbac.grantRole(owner, u, 'ops')
-    expect(rbac.effective(u)!.roles).toContain('ops')
+    await rbac.grantRole(owner, u, 'ops')
+    expect((await rbac.effective(u))!.roles).toContain('ops')
     await rbac.patchRole(owner, 'ops', { name: 'operators' })
-    expect(rbac.effective(u)!.roles).toContain('operators')
+    expect((await rbac.effective(u))!.roles).toContain('operators')
   })
 
   test("a user's status: disabling is seen by the next check", async () => {
     const u = seedUser(t.deps, { roles: ['user', 'moderator'] })
-    expect(rbac.check(u, 'users:read').allowed).toBe(true)
+    expect((await rbac.check(u, 'users:read')).allowed).toBe(true)
     await t.deps.usersAdmin.patch(owner, u, { status: 'disabled' })
-    expect(rbac.check(u, 'users:read')).toEqual({ allowed: false, reason: 'user disabled' })
+    expect(await rbac.check(u, 'users:read')).toEqual({ allowed: false, reason: 'user disabled' })
     await t.deps.usersAdmin.delete(owner, u)
-    expect(rbac.check(u, 'users:read')).toEqual({ allowed: false, reason: 'unknown user' })
+    expect(await rbac.check(u, 'users:read')).toEqual({ allowed: false, reason: 'unknown user' })
   })
 
-  test('changes made outside the services are picked up after the TTL', () => {
+  test('changes made outside the services are picked up after the TTL', async () => {
     const u = seedUser(t.deps)
-    expect(rbac.effective(u)!.level).toBe(10)
+    expect((await rbac.effective(u))!.level).toBe(10)
     t.deps.db.delete(userRoles).where(eq(userRoles.userId, u)).run()
-    expect(rbac.effective(u)!.level).toBe(10)
+    expect((await rbac.effective(u))!.level).toBe(10)
     t.clock.advance(t.deps.config.cache.ttlMs + 1)
-    expect(rbac.effective(u)!.level).toBe(0)
+    expect((await rbac.effective(u))!.level).toBe(0)
   })
 })

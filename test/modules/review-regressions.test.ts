@@ -8,7 +8,7 @@ afterEach(() => a?.close())
 
 describe('security review regressions', () => {
   test('enrolling a factor in one session does not lift the MFA limit of another password-only session', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email, user } = await signUp(a)
     grantRoleDirect(a, user.id, 'admin')
     const victim = (await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })).body.accessToken
@@ -21,7 +21,7 @@ describe('security review regressions', () => {
   })
 
   test('a role that requires MFA limits an existing password-only session at once', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { accessToken, user } = await signUp(a)
     expect((await a.req('PATCH', '/v1/me', { token: accessToken, body: { name: 'before' } })).status).toBe(200)
     grantRoleDirect(a, user.id, 'admin')
@@ -29,34 +29,34 @@ describe('security review regressions', () => {
   })
 
   test('a trailing slash does not skip per-route limits or the login origin check', async () => {
-    a = makeApp()
+    a = await makeApp()
     expectProblem(await a.req('POST', '/v1/auth/login/', { body: { email: 'a@example.com', password: 'x' } }), 404, 'not_found')
     expectProblem(await a.req('POST', '/v1/auth/password/forgot/', { body: { email: 'a@example.com' } }), 404)
     expectProblem(await a.req('POST', '/v1/auth//login', { body: { email: 'a@example.com', password: 'x' } }), 404)
   })
 
   test('POST /v1/me/password counts wrong current passwords towards the lockout', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { accessToken, user } = await signUp(a)
     for (let i = 0; i < 5; i++) {
       expectProblem(await a.req('POST', '/v1/me/password', { token: accessToken, body: { currentPassword: 'wrong guess number x', password: 'a new long passphrase 77' } }), 401)
     }
-    expect(a.deps.lockout.isLocked(user.id, 'password').locked).toBe(true)
+    expect((await a.deps.lockout.isLocked(user.id, 'password')).locked).toBe(true)
     expectProblem(await a.req('POST', '/v1/me/password', { token: accessToken, body: { currentPassword: STRONG_PASSWORD, password: 'a new long passphrase 77' } }), 401)
   })
 
   test('delivered or kept mail no longer holds its text (tokens) in the outbox', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email } = await signUp(a)
     await a.deps.mailWorker.deliverDue()
-    const rows = a.deps.sqlite.query<{ status: string; text: string }, [string]>('SELECT status, text FROM mail_outbox WHERE "to" = ?').all(email)
+    const rows = a.deps.storage.sqlite!.query<{ status: string; text: string }, [string]>('SELECT status, text FROM mail_outbox WHERE "to" = ?').all(email)
     expect(rows.length).toBe(1)
     expect(rows[0]!.status).not.toBe('pending')
     expect(rows[0]!.text).toBe('')
   })
 
   test('a refresh request with an Authorization header may not use the session cookie (CSRF is skipped for it)', async () => {
-    a = makeApp()
+    a = await makeApp()
     const { email } = await signUp(a)
     const r = await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD, transport: 'cookie' } })
     const cookie = r.headers.get('set-cookie')!.split(';')[0]!

@@ -4,7 +4,7 @@ import { makeApp } from '../helpers'
 
 describe('GET /', () => {
   test('names the service and links the docs, JWKS and probes under the public URL; every link answers', async () => {
-    const a = makeApp({ BULWARK_PUBLIC_URL: 'https://auth.example.com' })
+    const a = await makeApp({ BULWARK_PUBLIC_URL: 'https://auth.example.com' })
     try {
       const r = await a.req('GET', '/')
       expect(r.status).toBe(200)
@@ -21,12 +21,12 @@ describe('GET /', () => {
         expect((await a.req('GET', new URL(url).pathname)).status).toBe(200)
       }
     } finally {
-      a.close()
+      await a.close()
     }
   })
 
   test('the OpenAPI document describes it with a response schema', async () => {
-    const a = makeApp()
+    const a = await makeApp()
     try {
       const doc = (await a.req('GET', '/docs/json')).body
       const op = doc.paths['/']?.get
@@ -35,7 +35,7 @@ describe('GET /', () => {
       const resolved = schema.$ref ? doc.components.schemas[schema.$ref.split('/').pop()] : schema
       expect(Object.keys(resolved.properties)).toEqual(expect.arrayContaining(['name', 'version', 'docs', 'jwks', 'health']))
     } finally {
-      a.close()
+      await a.close()
     }
   })
 })

@@ -28,7 +28,7 @@ const form = () => {
 describe('scanner circuit breaker against a hung clamd', () => {
   test('the first timeout opens the breaker; later uploads fail fast; one log line per state change; recovery closes it', async () => {
     clamd = new FakeClamd()
-    a = makeApp({ BULWARK_DATA_DIR: mkdtempSync(join(tmpdir(), 'bw-scan-')), BULWARK_CLAMD: clamd.address, BULWARK_CLAMD_CONNECT_TIMEOUT: '100ms' })
+    a = await makeApp({ BULWARK_DATA_DIR: mkdtempSync(join(tmpdir(), 'bw-scan-')), BULWARK_CLAMD: clamd.address, BULWARK_CLAMD_CONNECT_TIMEOUT: '100ms' })
     const { accessToken: token } = await signUp(a)
     const upload = () => a!.req('POST', '/v1/files', { token, raw: form() })
     const appLines = () => a!.logs.filter((l) => l.msg !== 'request' && l.msg !== 'security event')

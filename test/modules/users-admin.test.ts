@@ -9,8 +9,8 @@ import { eventsOf, seedSession, seedUser } from '../support/admin'
 let t: TestApp
 let owner: { userId: string }
 
-beforeEach(() => {
-  t = makeApp()
+beforeEach(async () => {
+  t = await makeApp()
   owner = { userId: seedUser(t.deps, { email: 'owner@example.test', name: 'Owner', roles: ['user', 'owner'] }) }
 })
 afterEach(() => t.close())
@@ -28,7 +28,7 @@ async function thrown(fn: () => unknown): Promise<AppError> {
 }
 
 describe('list', () => {
-  test('pages in id order with no duplicates or gaps while rows are inserted between pages', () => {
+  test('pages in id order with no duplicates or gaps while rows are inserted between pages', async () => {
     const admin = t.deps.usersAdmin
     const initial = [owner.userId]
     for (let i = 0; i < 24; i++) initial.push(seedUser(t.deps))
@@ -36,7 +36,7 @@ describe('list', () => {
     let cursor: string | undefined
     let pages = 0
     do {
-      const page = admin.list({ limit: 7, cursor })
+      const page = await admin.list({ limit: 7, cursor })
       seen.push(...ids(page.items))
       cursor = page.nextCursor ?? undefined
       pages++
@@ -49,19 +49,19 @@ describe('list', () => {
     expect(seen).toEqual([...seen].sort())
   })
 
-  test('limit defaults to 20 and the last page has no cursor', () => {
+  test('limit defaults to 20 and the last page has no cursor', async () => {
     for (let i = 0; i < 21; i++) seedUser(t.deps)
-    const first = t.deps.usersAdmin.list({})
+    const first = await t.deps.usersAdmin.list({})
     expect(first.items.length).toBe(20)
     expect(first.nextCursor).toBeString()
-    const second = t.deps.usersAdmin.list({ cursor: first.nextCursor! })
+    const second = await t.deps.usersAdmin.list({ cursor: first.nextCursor! })
     expect(second.items.length).toBe(2)
     expect(second.nextCursor).toBeNull()
   })
 
   test('a tampered cursor, a foreign one or one from another filter is 400 invalid_cursor', async () => {
     for (let i = 0; i < 3; i++) seedUser(t.deps)
-    const { nextCursor } = t.deps.usersAdmin.list({ limit: 1 })
+    const { nextCursor } = await t.deps.usersAdmin.list({ limit: 1 })
     const c = nextCursor!
     const [payload, mac] = c.split('.')
     const forged = `${Buffer.from(JSON.stringify(['ffffffff-ffff-7fff-bfff-ffffffffffff', 'x'])).toString('base64url')}.${mac}`
@@ -70,36 +70,36 @@ describe('list', () => {
       expect({ status: e.status, code: e.code }).toEqual({ status: 400, code: 'invalid_cursor' })
     }
     expect((await thrown(() => t.deps.usersAdmin.list({ cursor: c, status: 'active' }))).code).toBe('invalid_cursor')
-    expect(t.deps.usersAdmin.list({ cursor: c, limit: 1 }).items.length).toBe(1)
+    expect((await t.deps.usersAdmin.list({ cursor: c, limit: 1 })).items.length).toBe(1)
   })
 
-  test('filters: q is a case-insensitive prefix of email or name; role; status; combined', () => {
+  test('filters: q is a case-insensitive prefix of email or name; role; status; combined', async () => {
     const ada = seedUser(t.deps, { email: 'ada@example.test', name: 'Lovelace' })
     const alan = seedUser(t.deps, { email: 'alan@example.test', name: 'Turing', roles: ['user', 'moderator'] })
     const grace = seedUser(t.deps, { email: 'grace@example.test', name: 'Hopper', status: 'disabled' })
     const adam = seedUser(t.deps, { email: 'zz@example.test', name: 'Adams', roles: [] })
-    const list = (f: { q?: string; role?: string; status?: UserStatus }) => ids(t.deps.usersAdmin.list(f).items).sort()
-    expect(list({ q: 'AD' })).toEqual([ada, adam].sort())
-    expect(list({ q: 'ala' })).toEqual([alan])
-    expect(list({ q: 'hop' })).toEqual([grace])
-    expect(list({ q: 'example' })).toEqual([])
-    expect(list({ q: 'a%' })).toEqual([])
-    expect(list({ role: 'moderator' })).toEqual([alan])
-    expect(list({ role: 'user' })).toEqual([owner.userId, ada, alan, grace].sort())
-    expect(list({ role: 'nonexistent' })).toEqual([])
-    expect(list({ status: 'disabled' })).toEqual([grace])
-    expect(list({ q: 'a', status: 'active' })).toEqual([ada, alan, adam].sort())
-    expect(list({ q: 'a', role: 'moderator' })).toEqual([alan])
-    expect(list({ role: 'user', status: 'disabled' })).toEqual([grace])
-    const view = t.deps.usersAdmin.list({ q: 'alan' }).items[0]!
+    const list = async (f: { q?: string; role?: string; status?: UserStatus }) => ids((await t.deps.usersAdmin.list(f)).items).sort()
+    expect(await list({ q: 'AD' })).toEqual([ada, adam].sort())
+    expect(await list({ q: 'ala' })).toEqual([alan])
+    expect(await list({ q: 'hop' })).toEqual([grace])
+    expect(await list({ q: 'example' })).toEqual([])
+    expect(await list({ q: 'a%' })).toEqual([])
+    expect(await list({ role: 'moderator' })).toEqual([alan])
+    expect(await list({ role: 'user' })).toEqual([owner.userId, ada, alan, grace].sort())
+    expect(await list({ role: 'nonexistent' })).toEqual([])
+    expect(await list({ status: 'disabled' })).toEqual([grace])
+    expect(await list({ q: 'a', status: 'active' })).toEqual([ada, alan, adam].sort())
+    expect(await list({ q: 'a', role: 'moderator' })).toEqual([alan])
+    expect(await list({ role: 'user', status: 'disabled' })).toEqual([grace])
+    const view = (await t.deps.usersAdmin.list({ q: 'alan' })).items[0]!
     expect(view).toEqual({ id: alan, email: 'alan@example.test', name: 'Turing', status: 'active', emailVerified: false, roles: ['moderator', 'user'], createdAt: new Date(t.clock.now()).toISOString() })
   })
 
-  test('filtered pages continue through the cursor', () => {
+  test('filtered pages continue through the cursor', async () => {
     const mods = Array.from({ length: 5 }, () => seedUser(t.deps, { roles: ['user', 'moderator'] }))
     for (let i = 0; i < 5; i++) seedUser(t.deps)
-    const p1 = t.deps.usersAdmin.list({ role: 'moderator', limit: 3 })
-    const p2 = t.deps.usersAdmin.list({ role: 'moderator', limit: 3, cursor: p1.nextCursor! })
+    const p1 = await t.deps.usersAdmin.list({ role: 'moderator', limit: 3 })
+    const p2 = await t.deps.usersAdmin.list({ role: 'moderator', limit: 3, cursor: p1.nextCursor! })
     expect([...ids(p1.items), ...ids(p2.items)]).toEqual(mods)
     expect(p2.nextCursor).toBeNull()
   })
@@ -108,7 +108,7 @@ describe('list', () => {
 describe('query plans', () => {
   const plan = (q: { toSQL(): { sql: string; params: unknown[] } }) => {
     const { sql, params } = q.toSQL()
-    return t.deps.sqlite
+    return t.deps.storage.sqlite!
       .query(`EXPLAIN QUERY PLAN ${sql}`)
       .all(...(params as never[]))
       .map((r) => (r as { detail: string }).detail)
@@ -160,12 +160,12 @@ describe('changes', () => {
     }
     expect(t.deps.db.select().from(sessions).where(eq(sessions.id, other.sessionId)).get()!.revokedAt).toBeNull()
     expect(seen.sort()).toEqual([`session:${s1.sessionId}`, `session:${s2.sessionId}`, `user:${u}`].sort())
-    expect(eventsOf(t.deps, 'user_disabled').at(-1)).toMatchObject({ actorId: owner.userId, targetId: u, details: { sessionsEnded: 2 } })
+    expect((await eventsOf(t.deps, 'user_disabled')).at(-1)).toMatchObject({ actorId: owner.userId, targetId: u, details: { sessionsEnded: 2 } })
     t.clock.advance(1000)
     await t.deps.usersAdmin.patch(owner, u, { status: 'active', name: 'Back' })
     expect(t.deps.db.select().from(sessions).where(eq(sessions.id, s1.sessionId)).get()!.revokedAt).not.toBeNull()
-    expect(eventsOf(t.deps, 'user_enabled').length).toBe(1)
-    expect(t.deps.usersAdmin.get(u).name).toBe('Back')
+    expect((await eventsOf(t.deps, 'user_enabled')).length).toBe(1)
+    expect((await t.deps.usersAdmin.get(u)).name).toBe('Back')
   })
 
   test('ending all sessions', async () => {
@@ -179,19 +179,19 @@ describe('changes', () => {
     expect(await t.deps.usersAdmin.endSessions(owner, owner.userId)).toBe(1)
   })
 
-  test('unlock clears both lock kinds and records account_unlocked', () => {
+  test('unlock clears both lock kinds and records account_unlocked', async () => {
     const u = seedUser(t.deps)
     const now = t.clock.now()
     t.deps.db.insert(lockouts).values([{ userId: u, kind: 'password', failures: 5, windowStartedAt: now, lockedUntil: now + 60_000, updatedAt: now }, { userId: u, kind: 'mfa', failures: 3, windowStartedAt: now, updatedAt: now }]).run()
-    t.deps.usersAdmin.unlock(owner, u)
+    await t.deps.usersAdmin.unlock(owner, u)
     expect(t.deps.db.select().from(lockouts).where(eq(lockouts.userId, u)).all()).toEqual([])
-    expect(eventsOf(t.deps, 'account_unlocked').at(-1)).toMatchObject({ actorId: owner.userId, targetId: u })
+    expect((await eventsOf(t.deps, 'account_unlocked')).at(-1)).toMatchObject({ actorId: owner.userId, targetId: u })
   })
 
   test('delete removes the user and their data but keeps their security events', async () => {
     const u = seedUser(t.deps)
     seedSession(t.deps, u)
-    t.deps.audit.record({ type: 'login_succeeded', outcome: 'success', actorId: u, targetId: u })
+    await t.deps.audit.record({ type: 'login_succeeded', outcome: 'success', actorId: u, targetId: u })
     await t.deps.usersAdmin.delete(owner, u)
     expect((await thrown(() => t.deps.usersAdmin.get(u))).status).toBe(404)
     expect(t.deps.db.select().from(sessions).where(eq(sessions.userId, u)).all()).toEqual([])

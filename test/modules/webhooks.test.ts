@@ -5,7 +5,7 @@ import { expectProblem, STRONG_PASSWORD } from '../helpers'
 import { eventsOf, makeAdminApp, seedUser } from '../support/admin'
 import { receiver, verifies } from '../support/receiver'
 
-type T = ReturnType<typeof makeAdminApp>
+type T = Awaited<ReturnType<typeof makeAdminApp>>
 let t: T | undefined
 const receivers: { stop(): void }[] = []
 afterEach(() => {
@@ -14,8 +14,8 @@ afterEach(() => {
   for (const r of receivers.splice(0)) r.stop()
 })
 
-function app(env: Record<string, string> = {}) {
-  t = makeAdminApp({ BULWARK_WEBHOOK_ALLOW_PRIVATE: '1', ...env })
+async function app(env: Record<string, string> = {}) {
+  t = await makeAdminApp({ BULWARK_WEBHOOK_ALLOW_PRIVATE: '1', ...env })
   // Signatures carry the (fake) clock's time; start it at the wall clock so the dates look real.
   t.clock.set(Date.now())
   return t
@@ -34,7 +34,7 @@ const deliveries = (a: T, admin: string, id: string) => a.as(admin, 'GET', `/v1/
 
 describe('webhook endpoints', () => {
   test('admins create, read, change and delete endpoints; the secret is shown once; users are refused', async () => {
-    const a = app()
+    const a = await app()
     const admin = seedUser(a.deps, { roles: ['admin'] })
     const plain = seedUser(a.deps)
     expectProblem(await a.as(plain, 'POST', '/v1/webhooks', { body: { url: 'http://127.0.0.1:9/x', events: ['user.created'] } }), 403, 'forbidden')
@@ -55,19 +55,19 @@ describe('webhook endpoints', () => {
     expectProblem(await a.as(admin, 'POST', '/v1/webhooks', { body: { url: 'http://u:p@127.0.0.1:9/x', events: ['*'] } }), 422, 'webhook_url_refused')
     expect((await a.as(admin, 'DELETE', `/v1/webhooks/${created.id}`)).status).toBe(204)
     expectProblem(await a.as(admin, 'GET', `/v1/webhooks/${created.id}`), 404, 'not_found')
-    expect(eventsOf(a.deps, 'webhook_created').length).toBe(1)
-    expect(eventsOf(a.deps, 'webhook_deleted').length).toBe(1)
+    expect((await eventsOf(a.deps, 'webhook_created')).length).toBe(1)
+    expect((await eventsOf(a.deps, 'webhook_deleted')).length).toBe(1)
   })
 
   test('without BULWARK_WEBHOOK_ALLOW_PRIVATE, loopback and private URLs are refused and nothing is sent', async () => {
-    t = makeAdminApp()
-    const a = t
+    t = await makeAdminApp()
+    const a = await t
     const r = recv()
     const admin = seedUser(a.deps, { roles: ['admin'] })
     for (const url of [r.url, `http://localhost:${r.port}/`, `http://[::1]:${r.port}/`, `http://[::ffff:127.0.0.1]:${r.port}/`, 'http://10.1.2.3/', 'http://169.254.169.254/latest', 'http://100.64.0.1/', 'http://[fd00::1]/', 'http://[fe80::1]/', 'http://0.0.0.0/']) {
       expectProblem(await a.as(admin, 'POST', '/v1/webhooks', { body: { url, events: ['*'] } }), 422, 'webhook_url_refused')
     }
-    a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
+    await a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
     await a.deps.webhookWorker.deliverDue()
     expect(r.got.length).toBe(0)
   })
@@ -75,7 +75,7 @@ describe('webhook endpoints', () => {
 
 describe('webhook delivery', () => {
   test('real sign-ups and role grants are delivered, signed as Standard Webhooks (checked with the standardwebhooks package)', async () => {
-    const a = app()
+    const a = await app()
     const r = recv()
     const admin = seedUser(a.deps, { roles: ['admin'] })
     const { secret, id } = await hook(a, admin, `${r.url}/hook`, ['user.created', 'role.granted'])
@@ -83,7 +83,7 @@ describe('webhook delivery', () => {
     expect(reg.status).toBe(201)
     const userId = reg.body.user.id
     expect((await a.as(admin, 'PUT', `/v1/users/${userId}/roles/moderator`)).status).toBeLessThan(300)
-    a.deps.audit.record({ type: 'login', outcome: 'success', actorId: userId, targetId: userId }) // not subscribed
+    await a.deps.audit.record({ type: 'login', outcome: 'success', actorId: userId, targetId: userId }) // not subscribed
     // Queued durably before the request answered: the rows are there before any worker ran.
     expect(a.deps.db.select().from(webhookDeliveries).all().length).toBe(2)
     const report = await a.deps.webhookWorker.deliverDue()
@@ -109,11 +109,11 @@ describe('webhook delivery', () => {
   })
 
   test('a failing endpoint is retried on the backoff schedule (fake clock) until it recovers; the log shows every attempt', async () => {
-    const a = app()
+    const a = await app()
     const r = recv((_m, n) => new Response('down', { status: n <= 2 ? 500 : 200 }))
     const admin = seedUser(a.deps, { roles: ['admin'] })
     const { id, secret } = await hook(a, admin, r.url)
-    a.deps.audit.record({ type: 'user_deleted', outcome: 'success', actorId: admin, targetId: 'gone' })
+    await a.deps.audit.record({ type: 'user_deleted', outcome: 'success', actorId: admin, targetId: 'gone' })
     expect(await a.deps.webhookWorker.deliverDue()).toEqual({ delivered: 0, failed: 1 })
     let [d] = await deliveries(a, admin, id)
     expect(d).toMatchObject({ status: 'pending', attempts: 1, lastStatus: 500, lastError: 'answered 500' })
@@ -141,7 +141,7 @@ describe('webhook delivery', () => {
   })
 
   test('secret rotation: during the overlap both secrets sign; afterwards only the new one', async () => {
-    const a = app()
+    const a = await app()
     const r = recv()
     const admin = seedUser(a.deps, { roles: ['admin'] })
     const { id, secret: old } = await hook(a, admin, r.url)
@@ -150,13 +150,13 @@ describe('webhook delivery', () => {
     const fresh = rot.body.secret as string
     expect(fresh).toMatch(/^whsec_/)
     expect(fresh).not.toBe(old)
-    a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
+    await a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
     await a.deps.webhookWorker.deliverDue()
     expect(r.got[0]!.signature.split(' ').length).toBe(2)
     expect(verifies(old, r.got[0]!)).toBe(true)
     expect(verifies(fresh, r.got[0]!)).toBe(true)
     a.clock.advance(61 * 60_000)
-    a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
+    await a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
     await a.deps.webhookWorker.deliverDue()
     expect(r.got[1]!.signature.split(' ').length).toBe(1)
     expect(verifies(fresh, r.got[1]!)).toBe(true)
@@ -165,23 +165,23 @@ describe('webhook delivery', () => {
   })
 
   test('persistent failure disables the endpoint (audited); new events are not queued; PATCH enabled:true re-enables it', async () => {
-    const a = app({ BULWARK_WEBHOOK_DISABLE_FAILURES: '3' })
+    const a = await app({ BULWARK_WEBHOOK_DISABLE_FAILURES: '3' })
     let up = false
     const r = recv(() => new Response(null, { status: up ? 204 : 503 }))
     const admin = seedUser(a.deps, { roles: ['admin'] })
     const { id } = await hook(a, admin, r.url)
-    a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
-    a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
+    await a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
+    await a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
     await a.deps.webhookWorker.deliverDue() // two failed attempts
     a.clock.advance(6_000)
     await a.deps.webhookWorker.deliverDue() // the third failure disables it
     const ep = (await a.as(admin, 'GET', `/v1/webhooks/${id}`)).body
     expect(ep).toMatchObject({ enabled: false, consecutiveFailures: 3 })
     expect(ep.disabledReason).toContain('3 failed attempts')
-    expect(eventsOf(a.deps, 'webhook_disabled').map((e) => e.targetId)).toEqual([id])
+    expect((await eventsOf(a.deps, 'webhook_disabled')).map((e) => e.targetId)).toEqual([id])
     const sent = r.got.length
     expect(sent).toBe(3)
-    a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
+    await a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
     a.clock.advance(3_600_000)
     await a.deps.webhookWorker.deliverDue()
     expect(r.got.length).toBe(sent)
@@ -194,11 +194,11 @@ describe('webhook delivery', () => {
   })
 
   test('the time rule: an endpoint failing for longer than BULWARK_WEBHOOK_DISABLE_AFTER is disabled', async () => {
-    const a = app({ BULWARK_WEBHOOK_DISABLE_AFTER: '1h', BULWARK_WEBHOOK_RETRY_SCHEDULE: '30m,30m,30m' })
+    const a = await app({ BULWARK_WEBHOOK_DISABLE_AFTER: '1h', BULWARK_WEBHOOK_RETRY_SCHEDULE: '30m,30m,30m' })
     const r = recv(() => new Response(null, { status: 500 }))
     const admin = seedUser(a.deps, { roles: ['admin'] })
     const { id } = await hook(a, admin, r.url)
-    a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
+    await a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
     for (let i = 0; i < 2; i++) {
       await a.deps.webhookWorker.deliverDue()
       a.clock.advance(34 * 60_000)
@@ -209,12 +209,12 @@ describe('webhook delivery', () => {
   })
 
   test('after the last scheduled attempt a delivery is failed; a manual retry sends it again with the same id', async () => {
-    const a = app({ BULWARK_WEBHOOK_RETRY_SCHEDULE: '1s' })
+    const a = await app({ BULWARK_WEBHOOK_RETRY_SCHEDULE: '1s' })
     let up = false
     const r = recv(() => new Response(null, { status: up ? 200 : 502 }))
     const admin = seedUser(a.deps, { roles: ['admin'] })
     const { id } = await hook(a, admin, r.url)
-    a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
+    await a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
     await a.deps.webhookWorker.deliverDue()
     a.clock.advance(2_000)
     await a.deps.webhookWorker.deliverDue()
@@ -234,15 +234,15 @@ describe('webhook delivery', () => {
     ;[d] = await deliveries(a, admin, id)
     expect(d).toMatchObject({ status: 'succeeded', attempts: 3, lastStatus: 200 })
     expect(new Set(r.got.map((m) => m.id)).size).toBe(1)
-    expect(eventsOf(a.deps, 'webhook_redelivery').length).toBe(1)
+    expect((await eventsOf(a.deps, 'webhook_redelivery')).length).toBe(1)
   })
 
   test('the delivery log is keyset-paginated, newest first', async () => {
-    const a = app()
+    const a = await app()
     const r = recv()
     const admin = seedUser(a.deps, { roles: ['admin'] })
     const { id } = await hook(a, admin, r.url)
-    for (let i = 0; i < 5; i++) a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: `u${i}` })
+    for (let i = 0; i < 5; i++) await a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: `u${i}` })
     const p1 = await a.as(admin, 'GET', `/v1/webhooks/${id}/deliveries?limit=2`)
     expect(p1.body.items.length).toBe(2)
     const p2 = await a.as(admin, 'GET', `/v1/webhooks/${id}/deliveries?limit=2&cursor=${encodeURIComponent(p1.body.nextCursor)}`)
@@ -255,12 +255,12 @@ describe('webhook delivery', () => {
   })
 
   test('a redirect is not followed: the 302 is the answer and the second receiver sees nothing', async () => {
-    const a = app()
+    const a = await app()
     const second = recv()
     const first = recv(() => new Response(null, { status: 302, headers: { location: `${second.url}/elsewhere` } }))
     const admin = seedUser(a.deps, { roles: ['admin'] })
     const { id } = await hook(a, admin, first.url)
-    a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
+    await a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
     await a.deps.webhookWorker.deliverDue()
     expect(first.got.length).toBe(1)
     expect(second.got.length).toBe(0)
@@ -271,12 +271,12 @@ describe('webhook delivery', () => {
   test('BULWARK_ALERT_WEBHOOK_URL is kept as a signed security.alert endpoint', async () => {
     const r = recv()
     const secret = `whsec_${Buffer.alloc(32, 7).toString('base64')}`
-    const a = app({ BULWARK_ALERT_WEBHOOK_URL: `${r.url}/alerts`, BULWARK_ALERT_WEBHOOK_SECRET: secret })
+    const a = await app({ BULWARK_ALERT_WEBHOOK_URL: `${r.url}/alerts`, BULWARK_ALERT_WEBHOOK_SECRET: secret })
     const admin = seedUser(a.deps, { roles: ['admin'] })
     const list = (await a.as(admin, 'GET', '/v1/webhooks')).body.items
     expect(list).toMatchObject([{ source: 'config', events: ['security.alert'], url: `${r.url}/alerts` }])
-    a.deps.audit.record({ type: 'login', outcome: 'success', actorId: 'u1' })
-    a.deps.audit.record({ type: 'refresh_token_reuse', outcome: 'failure', targetId: 'u2', details: { sessionId: 's1' } }, { ip: '192.0.2.1', requestId: 'r-12345678' })
+    await a.deps.audit.record({ type: 'login', outcome: 'success', actorId: 'u1' })
+    await a.deps.audit.record({ type: 'refresh_token_reuse', outcome: 'failure', targetId: 'u2', details: { sessionId: 's1' } }, { ip: '192.0.2.1', requestId: 'r-12345678' })
     await a.deps.webhookWorker.deliverDue()
     expect(r.got.length).toBe(1)
     expect(r.got[0]!.json).toMatchObject({ type: 'security.alert', data: { event: 'refresh_token_reuse', targetId: 'u2', ip: '192.0.2.1', requestId: 'r-12345678' } })
@@ -321,7 +321,7 @@ describe('master-secret rotation', () => {
     const { rotateSecret } = await import('../../src/modules/keys/secret')
     const { deriveKey, decrypt } = await import('../../src/lib/crypto')
     const { webhookEndpoints } = await import('../../src/db/schema')
-    const a = app()
+    const a = await app()
     const admin = seedUser(a.deps, { roles: ['admin'] })
     const { id, secret: old } = await hook(a, admin, 'http://127.0.0.1:9/x')
     const fresh = (await a.as(admin, 'POST', `/v1/webhooks/${id}/secret`, { body: { overlap: '1h' } })).body.secret as string

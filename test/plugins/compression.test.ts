@@ -34,8 +34,8 @@ describe('negotiation', () => {
 
 describe('compression through the app', () => {
   let a: TestApp
-  beforeAll(() => {
-    a = makeApp()
+  beforeAll(async () => {
+    a = await makeApp()
     a.app
       .get('/big', ({ set }) => {
         set.status = 201

@@ -7,8 +7,8 @@ const corsHeaders = (h: Headers) => [...h.keys()].filter((k) => k.startsWith('ac
 
 describe('CORS with configured origins', () => {
   let a: TestApp
-  beforeAll(() => {
-    a = makeApp({ BULWARK_CORS_ORIGINS: `${APP},https://admin.example.com` })
+  beforeAll(async () => {
+    a = await makeApp({ BULWARK_CORS_ORIGINS: `${APP},https://admin.example.com` })
   })
   afterAll(() => a.close())
 
@@ -67,7 +67,7 @@ describe('CORS with configured origins', () => {
 
 describe('CORS with no origins configured', () => {
   test('no CORS headers for any origin, and preflights are not answered', async () => {
-    const a = makeApp()
+    const a = await makeApp()
     try {
       const r = await a.req('GET', '/health/live', { headers: { origin: APP } })
       expect(corsHeaders(r.headers)).toEqual([])
@@ -76,7 +76,7 @@ describe('CORS with no origins configured', () => {
       expect(pre.status).toBe(404)
       expect(corsHeaders(pre.headers)).toEqual([])
     } finally {
-      a.close()
+      await a.close()
     }
   })
 })

@@ -10,8 +10,8 @@ const COOKIE = '__Host-bulwark_session'
 const SESSION = 'r1.refresh-token-value-abcdefghijklmnop'
 
 /** The real app plus a state-changing route and a stand-in login (the lead's login is not here yet). */
-function csrfApp() {
-  const a = makeApp({ BULWARK_CORS_ORIGINS: APP })
+async function csrfApp() {
+  const a = await makeApp({ BULWARK_CORS_ORIGINS: APP })
   a.app.post('/v1/things', () => ({ ok: true })).delete('/v1/things', () => ({ ok: true })).post('/v1/auth/login', () => ({ ok: true }))
   return a
 }
@@ -21,8 +21,8 @@ describe('CSRF for cookie sessions', () => {
   let token: string
   const send = (method: string, headers: Record<string, string>, path = '/v1/things') => a.req(method, path, { headers })
   const events = () => a.deps.audit.list({ type: 'csrf_failed', limit: 100 })
-  beforeAll(() => {
-    a = csrfApp()
+  beforeAll(async () => {
+    a = await csrfApp()
     token = csrfTokenFor(a.deps.keys, SESSION)
   })
   afterAll(() => a.close())
@@ -44,10 +44,10 @@ describe('CSRF for cookie sessions', () => {
   })
 
   test('cookie without a token is refused with csrf_failed and a security event', async () => {
-    const before = events().length
+    const before = (await events()).length
     const r = await send('POST', { cookie: `${COOKIE}=${SESSION}`, 'sec-fetch-site': 'same-origin' })
     expectProblem(r, 403, 'csrf_failed')
-    const after = events()
+    const after = await events()
     expect(after.length).toBe(before + 1)
     expect(after[0]!.outcome).toBe('failure')
     expect(after[0]!.details).toMatchObject({ reason: 'missing_token', method: 'POST', path: '/v1/things' })
@@ -70,7 +70,7 @@ describe('CSRF for cookie sessions', () => {
       const r = await send('POST', { cookie: `${COOKIE}=${SESSION}`, 'x-csrf-token': token, ...headers })
       expectProblem(r, 403, 'csrf_failed')
     }
-    expect(events()[0]!.details).toMatchObject({ reason: 'origin' })
+    expect((await events())[0]!.details).toMatchObject({ reason: 'origin' })
   })
 
   test('a valid token with neither Origin nor Sec-Fetch-Site is refused', async () => {
@@ -99,7 +99,7 @@ describe('CSRF for cookie sessions', () => {
   test('login: refused from a foreign origin, accepted from none, same-origin or a CORS origin', async () => {
     expectProblem(await send('POST', { origin: 'https://evil.example' }, '/v1/auth/login'), 403, 'csrf_failed')
     expectProblem(await send('POST', { 'sec-fetch-site': 'cross-site' }, '/v1/auth/login'), 403, 'csrf_failed')
-    expect(events()[0]!.details).toMatchObject({ reason: 'login_origin', path: '/v1/auth/login' })
+    expect((await events())[0]!.details).toMatchObject({ reason: 'login_origin', path: '/v1/auth/login' })
     expect((await send('POST', {}, '/v1/auth/login')).status).toBe(200)
     expect((await send('POST', { 'sec-fetch-site': 'same-origin', origin: PUBLIC }, '/v1/auth/login')).status).toBe(200)
     expect((await send('POST', { 'sec-fetch-site': 'cross-site', origin: APP }, '/v1/auth/login')).status).toBe(200)
@@ -110,8 +110,8 @@ describe('CSRF for cookie sessions', () => {
 
 describe('GET /v1/auth/csrf', () => {
   let a: TestApp
-  beforeAll(() => {
-    a = csrfApp()
+  beforeAll(async () => {
+    a = await csrfApp()
   })
   afterAll(() => a.close())
 
@@ -150,14 +150,14 @@ describe('session cookie name', () => {
   })
 
   test('with BULWARK_ALLOW_HTTP=1 over http the plain name is the session cookie', async () => {
-    const a = makeApp({ BULWARK_PUBLIC_URL: 'http://auth.internal', BULWARK_ALLOW_HTTP: '1' })
+    const a = await makeApp({ BULWARK_PUBLIC_URL: 'http://auth.internal', BULWARK_ALLOW_HTTP: '1' })
     a.app.post('/v1/things', () => ({ ok: true }))
     try {
       expectProblem(await a.req('POST', '/v1/things', { headers: { cookie: `bulwark_session=${SESSION}`, origin: 'http://auth.internal' } }), 403, 'csrf_failed')
       const tok = csrfTokenFor(a.deps.keys, SESSION)
       expect((await a.req('POST', '/v1/things', { headers: { cookie: `bulwark_session=${SESSION}`, origin: 'http://auth.internal', 'x-csrf-token': tok } })).status).toBe(200)
     } finally {
-      a.close()
+      await a.close()
     }
   })
 

@@ -5,7 +5,7 @@ describe('OpenAPI docs', () => {
   let a: TestApp
   let doc: any
   beforeAll(async () => {
-    a = makeApp()
+    a = await makeApp()
     doc = (await a.req('GET', '/docs/json')).body
   })
   afterAll(() => a.close())

@@ -13,17 +13,17 @@ import { users } from '../../src/db/schema'
 import { expectProblem, makeApp, type TestApp } from '../helpers'
 
 /** A small app with the real global plugins and a route that writes to the database. */
-function probeApp(env: Record<string, string> = {}) {
+async function probeApp(env: Record<string, string> = {}) {
   const logs: string[] = []
   const sink = new Writable({ write: (c, _e, cb) => (logs.push(String(c)), cb()) })
-  const deps = buildDeps(testConfig(env), { clock: new FakeClock(), logger: createLogger('info', sink) })
+  const deps = await buildDeps(testConfig(env), { clock: new FakeClock(), logger: createLogger('info', sink) })
   const app = new Elysia({ normalize: false })
     .use(requestContext([]))
     .use(errorHandler(deps.logger))
     .use(bodyParser({ json: deps.config.bodyLimit, upload: 4096, uploadPaths: (p) => p === '/upload' }))
     .post(
       '/write',
-      ({ body }) => {
+      async ({ body }) => {
         deps.db.insert(users).values({ id: crypto.randomUUID(), email: body.email, name: body.name, createdAt: 1, updatedAt: 1 }).run()
         return { ok: true }
       },
@@ -38,7 +38,7 @@ function probeApp(env: Record<string, string> = {}) {
     })
     .post('/upload', () => 'ok')
   const handle = createHandler(app, deps)
-  const count = () => deps.sqlite.query<{ n: number }, []>('SELECT count(*) AS n FROM users').get()!.n
+  const count = () => deps.storage.sqlite!.query<{ n: number }, []>('SELECT count(*) AS n FROM users').get()!.n
   return { deps, logs, count, handle }
 }
 
@@ -51,32 +51,32 @@ async function read(res: Response) {
 }
 
 describe('error handler and body parser', () => {
-  let p: ReturnType<typeof probeApp>
+  let p: Awaited<ReturnType<typeof probeApp>>
   afterEach(() => p?.deps.close())
 
   test('a good request writes', async () => {
-    p = probeApp()
+    p = await probeApp()
     const r = await read(await p.handle(post('/write', JSON.stringify({ email: 'a@example.com', name: 'A' }))))
     expect(r.status).toBe(200)
-    expect(p.count()).toBe(1)
+    expect(await p.count()).toBe(1)
   })
 
   test('validation errors name fields but never echo values, and write nothing', async () => {
-    p = probeApp()
+    p = await probeApp()
     const r = await read(await p.handle(post('/write', JSON.stringify({ email: 'hunter2-not-an-email', name: 'x'.repeat(50) }))))
     const prob = expectProblem(r, 422, 'validation_failed')
     expect(prob.errors.map((e: { path: string }) => e.path).sort()).toEqual(['/email', '/name'])
     expect(r.text).not.toContain('hunter2')
     expect(r.text).not.toContain('xxxxxxxxxx')
-    expect(p.count()).toBe(0)
+    expect(await p.count()).toBe(0)
   })
 
   test('unknown fields are refused, not trimmed (mass assignment)', async () => {
-    p = probeApp()
+    p = await probeApp()
     const r = await read(await p.handle(post('/write', JSON.stringify({ email: 'a@example.com', name: 'A', roles: ['owner'] }))))
     const prob = expectProblem(r, 422, 'validation_failed')
     expect(prob.errors[0].path).toBe('/roles')
-    expect(p.count()).toBe(0)
+    expect(await p.count()).toBe(0)
   })
 
   test.each([
@@ -85,33 +85,33 @@ describe('error handler and body parser', () => {
     ['__proto__ key', '{"__proto__":{"admin":true},"email":"a@example.com","name":"A"}', 400, 'malformed_json'],
     ['constructor key', '{"a":{"constructor":{}}}', 400, 'malformed_json'],
   ])('%s → %i', async (_name, body, status, code) => {
-    p = probeApp()
+    p = await probeApp()
     const r = await read(await p.handle(post('/write', body as string)))
     expectProblem(r, status as number, code as string)
-    expect(p.count()).toBe(0)
+    expect(await p.count()).toBe(0)
   })
 
   test('invalid UTF-8 → 400', async () => {
-    p = probeApp()
+    p = await probeApp()
     const bytes = new Uint8Array([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0x22, 0x7d])
     expectProblem(await read(await p.handle(post('/write', bytes))), 400, 'malformed_json')
   })
 
   test('wrong content type → 415', async () => {
-    p = probeApp()
+    p = await probeApp()
     expectProblem(await read(await p.handle(post('/write', 'email=a', { 'content-type': 'application/x-www-form-urlencoded' }))), 415, 'unsupported_media_type')
     expectProblem(await read(await p.handle(post('/write', 'hi', { 'content-type': 'text/plain' }))), 415, 'unsupported_media_type')
-    expect(p.count()).toBe(0)
+    expect(await p.count()).toBe(0)
   })
 
   test('Content-Encoding the server does not accept → 415', async () => {
-    p = probeApp()
+    p = await probeApp()
     const r = await read(await p.handle(post('/write', Bun.gzipSync(JSON.stringify({ email: 'a@example.com', name: 'A' })), { 'content-type': 'application/json', 'content-encoding': 'gzip' })))
     expectProblem(r, 415, 'unsupported_media_type')
   })
 
   test('oversized bodies → 413, by declared length and by actual length', async () => {
-    p = probeApp({ BULWARK_BODY_LIMIT: '2048' })
+    p = await probeApp({ BULWARK_BODY_LIMIT: '2048' })
     const big = JSON.stringify({ email: 'a@example.com', name: 'x'.repeat(5000) })
     expectProblem(await read(await p.handle(post('/write', big))), 413, 'payload_too_large')
     const stream = new ReadableStream({
@@ -121,17 +121,17 @@ describe('error handler and body parser', () => {
       },
     })
     expectProblem(await read(await p.handle(post('/write', stream))), 413, 'payload_too_large')
-    expect(p.count()).toBe(0)
+    expect(await p.count()).toBe(0)
   })
 
   test('unknown routes → 404 problem', async () => {
-    p = probeApp()
+    p = await probeApp()
     const r = await read(await p.handle(new Request('http://localhost/nope')))
     expectProblem(r, 404, 'not_found')
   })
 
   test('unexpected errors → 500 with only the request id; the detail goes to the log', async () => {
-    p = probeApp()
+    p = await probeApp()
     const r = await read(await p.handle(new Request('http://localhost/boom', { headers: { 'x-request-id': 'req-12345678' } })))
     const prob = expectProblem(r, 500, 'internal')
     expect(prob.requestId).toBe('req-12345678')
@@ -142,19 +142,19 @@ describe('error handler and body parser', () => {
   })
 
   test('a response that fails its schema is a 500, never a leak', async () => {
-    p = probeApp()
+    p = await probeApp()
     const r = await read(await p.handle(new Request('http://localhost/leaky')))
     expectProblem(r, 500, 'internal')
     expect(r.text).not.toContain('passwordHash')
   })
 
   test('AppError maps to its status and code', async () => {
-    p = probeApp()
+    p = await probeApp()
     expectProblem(await read(await p.handle(new Request('http://localhost/teapot'))), 409, 'conflict')
   })
 
   test('X-Request-Id is echoed when well-formed and replaced when not', async () => {
-    p = probeApp()
+    p = await probeApp()
     const good = await p.handle(new Request('http://localhost/nope', { headers: { 'x-request-id': 'abc-12345678' } }))
     expect(good.headers.get('x-request-id')).toBe('abc-12345678')
     const bad = await p.handle(new Request('http://localhost/nope', { headers: { 'x-request-id': 'evil" injected <script>' } }))
@@ -168,7 +168,7 @@ describe('access log', () => {
   afterEach(() => a?.close())
 
   test('one line per request with method, route, status, duration and request id; secrets redacted', async () => {
-    a = makeApp()
+    a = await makeApp()
     await a.req('GET', '/health/live', { headers: { authorization: 'Bearer super-secret-token', cookie: 'sid=topsecret' } })
     const line = a.logs.find((l) => l.msg === 'request')!
     expect(line).toMatchObject({ method: 'GET', route: '/health/live', status: 200 })

@@ -14,8 +14,8 @@ const label = installed ? '' : ` (skipped: @mdn/mdn-http-observatory is not inst
 
 describe.skipIf(!installed)(`MDN HTTP Observatory${label}`, () => {
   let running: Running
-  beforeAll(() => {
-    running = startServer(testConfig({ BULWARK_PORT: '0' }))
+  beforeAll(async () => {
+    running = await startServer(testConfig({ BULWARK_PORT: '0' }))
   })
   afterAll(() => running.stop())
 
@@ -33,7 +33,7 @@ describe.skipIf(!installed)(`MDN HTTP Observatory${label}`, () => {
   test('over https the HSTS rule passes on the headers Bulwark sends (captured response, the package’s own rule)', async () => {
     const pkg = join(OBSERVATORY_DIR, 'node_modules', '@mdn', 'mdn-http-observatory', 'src')
     const { strictTransportSecurityTest } = await import(join(pkg, 'analyzer', 'tests', 'strict-transport-security.js'))
-    const a = makeApp({ BULWARK_PUBLIC_URL: 'https://auth.example.com' })
+    const a = await makeApp({ BULWARK_PUBLIC_URL: 'https://auth.example.com' })
     try {
       const res = await a.handle(new Request('https://auth.example.com/health/live'))
       const captured = { status: res.status, headers: Object.fromEntries(res.headers), verified: true }
@@ -41,7 +41,7 @@ describe.skipIf(!installed)(`MDN HTTP Observatory${label}`, () => {
       expect(out.result).toBe('hsts-implemented-max-age-at-least-six-months')
       expect(out.pass).toBe(true)
     } finally {
-      a.close()
+      await a.close()
     }
   })
 })

@@ -20,9 +20,9 @@ const IDENTITIES: Record<string, RateLimitIdentity> = {
 }
 
 /** The real app plus stub routes for the sensitive endpoints (their controllers live elsewhere). */
-export function limitedApp(env: Record<string, string> = {}, clock = new FakeClock()) {
+export async function limitedApp(env: Record<string, string> = {}, clock = new FakeClock()) {
   const sink = new Writable({ write: (_c, _e, cb) => cb() })
-  const deps = buildDeps(testConfig(env), { clock, logger: createLogger('silent', sink) })
+  const deps = await buildDeps(testConfig(env), { clock, logger: createLogger('silent', sink) })
   deps.rateLimitIdentity = (request) => {
     const m = /^Bearer (.+)$/.exec(request.headers.get('authorization') ?? '')
     return m ? IDENTITIES[m[1]!] : undefined

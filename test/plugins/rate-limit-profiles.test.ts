@@ -5,12 +5,12 @@
 import { describe, expect, test } from 'bun:test'
 import { makeApp, STRONG_PASSWORD, uniqueEmail } from '../helpers'
 
-const register = (a: ReturnType<typeof makeApp>) => a.req('POST', '/v1/auth/register', { body: { email: uniqueEmail(), password: STRONG_PASSWORD } })
+const register = (a: Awaited<ReturnType<typeof makeApp>>) => a.req('POST', '/v1/auth/register', { body: { email: uniqueEmail(), password: STRONG_PASSWORD } })
 
 describe('rate limits by profile', () => {
   test('development: four runs of a script that registers three users each all succeed; test refuses the sixth', async () => {
-    const dev = makeApp({ BULWARK_ENV: 'development' })
-    const strict = makeApp({ BULWARK_ENV: 'test' })
+    const dev = await makeApp({ BULWARK_ENV: 'development' })
+    const strict = await makeApp({ BULWARK_ENV: 'test' })
     try {
       const devCodes: number[] = []
       const testCodes: number[] = []
@@ -22,13 +22,13 @@ describe('rate limits by profile', () => {
       expect(testCodes.slice(0, 5)).toEqual(Array(5).fill(201))
       expect(testCodes[5]).toBe(429)
     } finally {
-      dev.close()
-      strict.close()
+      await dev.close()
+      await strict.close()
     }
   })
 
   test('development: repeated overruns are blocked for a minute at most, never escalated to hours', async () => {
-    const a = makeApp({ BULWARK_ENV: 'development', BULWARK_RATE_LIMIT_ROUTES: 'register-ip=2/1m' })
+    const a = await makeApp({ BULWARK_ENV: 'development', BULWARK_RATE_LIMIT_ROUTES: 'register-ip=2/1m' })
     try {
       for (let round = 0; round < 4; round++) {
         const codes = [(await register(a)).status, (await register(a)).status]
@@ -39,7 +39,7 @@ describe('rate limits by profile', () => {
         a.clock.advance(61_000)
       }
     } finally {
-      a.close()
+      await a.close()
     }
   })
 })

@@ -11,16 +11,16 @@ import { limitedApp } from './rate-limit-app'
 
 const url = process.env.BULWARK_TEST_REDIS_URL
 const prefix = `bulwark-test:${randomToken(6)}:`
-const apps: ReturnType<typeof limitedApp>[] = []
+const apps: Awaited<ReturnType<typeof limitedApp>>[] = []
 
-function app(env: Record<string, string>, clock = new FakeClock()) {
-  const a = limitedApp({ BULWARK_REDIS_PREFIX: prefix, ...env }, clock)
+async function app(env: Record<string, string>, clock = new FakeClock()) {
+  const a = await limitedApp({ BULWARK_REDIS_PREFIX: prefix, ...env }, clock)
   apps.push(a)
   return a
 }
 
-afterEach(() => {
-  for (const a of apps.splice(0)) a.close()
+afterEach(async () => {
+  for (const a of apps.splice(0)) await a.close()
 })
 
 afterAll(async () => {
@@ -29,7 +29,7 @@ afterAll(async () => {
   const c = new RedisClient(url)
   const keys = (await c.send('KEYS', [`${prefix}*`])) as string[]
   if (keys.length) await c.send('DEL', keys)
-  c.close()
+  await c.close()
 })
 
 /** A TCP proxy in front of Redis that can be stopped (Redis "goes away") and started again on the same port. */
@@ -47,10 +47,10 @@ class Proxy {
       hostname: '127.0.0.1',
       port: this.port,
       socket: {
-        open: (client) => {
+        open: async (client) => {
           client.data = { queue: [] }
           sockets.add(client)
-          Bun.connect({
+          await Bun.connect({
             hostname: target.hostname,
             port: target.port,
             socket: {
@@ -88,8 +88,8 @@ describe('rate limit on Redis', () => {
   test.skipIf(!url)('two instances share one counter and one penalty (needs BULWARK_TEST_REDIS_URL)', async () => {
     const clock = new FakeClock()
     const env = { BULWARK_REDIS_URL: url!, BULWARK_RATE_LIMIT_ANON: '3' }
-    const a = app(env, clock)
-    const b = app(env, clock)
+    const a = await app(env, clock)
+    const b = await app(env, clock)
     const ip = '192.0.2.77'
     expect((await a.req('GET', '/v1/ping', { ip })).headers.get('ratelimit')).toBe('"ip";r=2;t=60')
     expect((await b.req('GET', '/v1/ping', { ip })).headers.get('ratelimit')).toBe('"ip";r=1;t=60')
@@ -99,7 +99,7 @@ describe('rate limit on Redis', () => {
     expect(refused.headers.get('retry-after')).toBe('60')
     // the block made on b is seen by a, and the storm records one event across both instances
     for (let i = 0; i < 3; i++) expect((await a.req('GET', '/v1/ping', { ip })).status).toBe(429)
-    expect(a.events('rate_limited').length + b.events('rate_limited').length).toBe(1)
+    expect((await a.events('rate_limited')).length + (await b.events('rate_limited')).length).toBe(1)
     // escalation is shared too: the next block is four windows long
     clock.advance(60_000)
     await a.req('GET', '/v1/ping', { ip })
@@ -111,8 +111,8 @@ describe('rate limit on Redis', () => {
 
   test.skipIf(!url)('the per-account login limit holds across instances (needs BULWARK_TEST_REDIS_URL)', async () => {
     const env = { BULWARK_REDIS_URL: url!, BULWARK_RATE_LIMIT_ROUTES: 'login-account=3/1m' }
-    const a = app(env)
-    const b = app(env)
+    const a = await app(env)
+    const b = await app(env)
     const body = { email: 'shared@example.com', password: 'x' }
     const statuses = []
     for (let i = 0; i < 4; i++) statuses.push((await (i % 2 ? b : a).req('POST', '/v1/auth/login', { body, ip: `198.51.100.${i + 1}` })).status)
@@ -120,7 +120,7 @@ describe('rate limit on Redis', () => {
   })
 
   test.skipIf(!url)('the readiness check reports Redis (needs BULWARK_TEST_REDIS_URL)', async () => {
-    const a = app({ BULWARK_REDIS_URL: url! })
+    const a = await app({ BULWARK_REDIS_URL: url! })
     const res = await a.req('GET', '/health/ready')
     expect(res.status).toBe(200)
     expect(res.body.checks.redis.status).toBe('ok')
@@ -132,7 +132,7 @@ describe('rate limit on Redis', () => {
     proxy.start()
     try {
       const clock = new FakeClock()
-      const a = app({ BULWARK_REDIS_URL: `redis://127.0.0.1:${proxy.port}`, BULWARK_RATE_LIMIT_ANON: '5' }, clock)
+      const a = await app({ BULWARK_REDIS_URL: `redis://127.0.0.1:${proxy.port}`, BULWARK_RATE_LIMIT_ANON: '5' }, clock)
       const breaker = a.deps.rateLimit.resilient!.breaker
       expect((await a.req('GET', '/v1/ping')).status).toBe(200)
       expect(breaker.state).toBe('closed')
@@ -144,7 +144,7 @@ describe('rate limit on Redis', () => {
         expect(res.headers.get('ratelimit-policy')).toBe('"ip";q=5;w=60')
       }
       expect(breaker.state).toBe('open')
-      expect(a.events('rate_limit_store_degraded').length).toBe(1)
+      expect((await a.events('rate_limit_store_degraded')).length).toBe(1)
       // limits still hold on the in-memory fallback
       await a.req('GET', '/v1/ping')
       await a.req('GET', '/v1/ping')
@@ -158,7 +158,7 @@ describe('rate limit on Redis', () => {
       clock.advance(5000) // the breaker's cool-down; the next request probes Redis
       expect((await a.req('GET', '/v1/ping', { ip: '198.51.100.5' })).status).toBe(200)
       expect(breaker.state).toBe('closed')
-      expect(a.events('rate_limit_store_restored').length).toBe(1)
+      expect((await a.events('rate_limit_store_restored')).length).toBe(1)
     } finally {
       proxy.stop()
     }
@@ -167,23 +167,23 @@ describe('rate limit on Redis', () => {
 
 test('a Redis that is not there: requests are served from memory, no 500s', async () => {
   // Port 9 (discard) on loopback: nothing listens, every connect is refused at once.
-  const a = app({ BULWARK_REDIS_URL: 'redis://127.0.0.1:9', BULWARK_RATE_LIMIT_ANON: '4' })
+  const a = await app({ BULWARK_REDIS_URL: 'redis://127.0.0.1:9', BULWARK_RATE_LIMIT_ANON: '4' })
   const statuses = []
   for (let i = 0; i < 6; i++) statuses.push((await a.req('GET', '/v1/ping')).status)
   expect(statuses).toEqual([200, 200, 200, 200, 429, 429])
   expect(a.deps.rateLimit.resilient!.breaker.state).toBe('open')
-  expect(a.events('rate_limit_store_degraded').length).toBe(1)
+  expect((await a.events('rate_limit_store_degraded')).length).toBe(1)
 })
 
 test('a hung Redis (accepts, never answers) costs a short timeout, never a 500', async () => {
   const silent = Bun.listen({ hostname: '127.0.0.1', port: 0, socket: { data: () => {} } })
   try {
-    const a = app({ BULWARK_REDIS_URL: `redis://127.0.0.1:${silent.port}`, BULWARK_REDIS_TIMEOUT: '50ms', BULWARK_RATE_LIMIT_ANON: '10' })
+    const a = await app({ BULWARK_REDIS_URL: `redis://127.0.0.1:${silent.port}`, BULWARK_REDIS_TIMEOUT: '50ms', BULWARK_RATE_LIMIT_ANON: '10' })
     const statuses = []
     for (let i = 0; i < 4; i++) statuses.push((await a.req('GET', '/v1/ping')).status)
     expect(statuses).toEqual([200, 200, 200, 200])
     expect(a.deps.rateLimit.resilient!.breaker.state).toBe('open')
-    const log = a.events('rate_limit_store_degraded')
+    const log = await a.events('rate_limit_store_degraded')
     expect(log.length).toBe(1)
   } finally {
     silent.stop(true)

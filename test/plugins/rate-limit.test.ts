@@ -17,7 +17,7 @@ async function burst(n: number, send: (i: number) => Promise<TestResponse>): Pro
 
 describe('rate limit: headers', () => {
   test('a successful response carries RateLimit-Policy and RateLimit (draft-11 syntax) and the legacy trio', async () => {
-    const { req } = limitedApp()
+    const { req } = await limitedApp()
     const res = await req('GET', '/v1/ping')
     expect(res.status).toBe(200)
     expect(res.headers.get('ratelimit-policy')).toBe('"ip";q=300;w=60')
@@ -28,14 +28,14 @@ describe('rate limit: headers', () => {
   })
 
   test('t counts down with the clock', async () => {
-    const { req, clock } = limitedApp()
+    const { req, clock } = await limitedApp()
     await req('GET', '/v1/ping')
     clock.advance(25_000)
     expect((await req('GET', '/v1/ping')).headers.get('ratelimit')).toBe('"ip";r=298;t=35')
   })
 
   test('an error response from a limited route carries every applied policy', async () => {
-    const { req } = limitedApp()
+    const { req } = await limitedApp()
     const res = await req('POST', '/v1/auth/login', { body: { email: 'a@example.com', password: 'x' } })
     expectProblem(res, 401, 'invalid_credentials')
     expect(res.headers.get('ratelimit-policy')).toBe('"ip";q=300;w=60, "login-ip";q=10;w=60, "login-account";q=20;w=60')
@@ -45,7 +45,7 @@ describe('rate limit: headers', () => {
   })
 
   test('a 429 is a rate_limited problem with Retry-After in seconds and r=0', async () => {
-    const { req } = limitedApp({ BULWARK_RATE_LIMIT_ANON: '2' })
+    const { req } = await limitedApp({ BULWARK_RATE_LIMIT_ANON: '2' })
     await req('GET', '/v1/ping')
     await req('GET', '/v1/ping')
     const res = await req('GET', '/v1/ping')
@@ -57,7 +57,7 @@ describe('rate limit: headers', () => {
   })
 
   test('health, metrics and docs are exempt and carry no rate-limit headers', async () => {
-    const { req } = limitedApp({ BULWARK_RATE_LIMIT_ANON: '1' })
+    const { req } = await limitedApp({ BULWARK_RATE_LIMIT_ANON: '1' })
     await req('GET', '/v1/ping')
     expect((await req('GET', '/v1/ping')).status).toBe(429)
     for (let i = 0; i < 3; i++) {
@@ -71,7 +71,7 @@ describe('rate limit: headers', () => {
 
 describe('rate limit: global layer', () => {
   test('anonymous callers are limited per IP; every request counts, unknown routes included', async () => {
-    const { req } = limitedApp({ BULWARK_RATE_LIMIT_ANON: '3' })
+    const { req } = await limitedApp({ BULWARK_RATE_LIMIT_ANON: '3' })
     expect(await burst(2, () => req('GET', '/v1/ping'))).toEqual([200, 200])
     expect((await req('GET', '/v1/nothing-here')).status).toBe(404)
     expect((await req('GET', '/v1/ping')).status).toBe(429)
@@ -80,13 +80,13 @@ describe('rate limit: global layer', () => {
   })
 
   test('a blocked key is refused before any handler work', async () => {
-    const { req, calls } = limitedApp({ BULWARK_RATE_LIMIT_ANON: '2' })
+    const { req, calls } = await limitedApp({ BULWARK_RATE_LIMIT_ANON: '2' })
     await burst(5, () => req('GET', '/v1/ping'))
     expect(calls.ping).toBe(2)
   })
 
   test('IPv6 clients are grouped by /64', async () => {
-    const { req } = limitedApp({ BULWARK_RATE_LIMIT_ANON: '2' })
+    const { req } = await limitedApp({ BULWARK_RATE_LIMIT_ANON: '2' })
     expect((await req('GET', '/v1/ping', { ip: '2001:db8:1:2::1' })).status).toBe(200)
     expect((await req('GET', '/v1/ping', { ip: '2001:db8:1:2:ffff:ffff:ffff:ffff' })).status).toBe(200)
     expect((await req('GET', '/v1/ping', { ip: '2001:db8:1:2:abcd::9' })).status).toBe(429)
@@ -94,27 +94,27 @@ describe('rate limit: global layer', () => {
   })
 
   test('X-Forwarded-For from an untrusted peer is ignored', async () => {
-    const { req } = limitedApp({ BULWARK_RATE_LIMIT_ANON: '2' })
+    const { req } = await limitedApp({ BULWARK_RATE_LIMIT_ANON: '2' })
     const spoof = (i: number) => req('GET', '/v1/ping', { ip: '198.51.100.7', headers: { 'x-forwarded-for': `192.0.2.${i}` } })
     expect(await burst(3, spoof)).toEqual([200, 200, 429])
   })
 
   test('behind a trusted proxy each forwarded client has its own counter', async () => {
-    const { req } = limitedApp({ BULWARK_RATE_LIMIT_ANON: '2', BULWARK_TRUST_PROXY: '10.0.0.1' })
+    const { req } = await limitedApp({ BULWARK_RATE_LIMIT_ANON: '2', BULWARK_TRUST_PROXY: '10.0.0.1' })
     const via = (client: string) => req('GET', '/v1/ping', { ip: '10.0.0.1', headers: { 'x-forwarded-for': client } })
     expect(await burst(3, () => via('192.0.2.1'))).toEqual([200, 200, 429])
     expect((await via('192.0.2.2')).status).toBe(200)
   })
 
   test('allowlisted addresses are never limited', async () => {
-    const { req } = limitedApp({ BULWARK_RATE_LIMIT_ANON: '1', BULWARK_RATE_LIMIT_ALLOWLIST: '192.0.2.0/24' })
+    const { req } = await limitedApp({ BULWARK_RATE_LIMIT_ANON: '1', BULWARK_RATE_LIMIT_ALLOWLIST: '192.0.2.0/24' })
     expect(await burst(4, () => req('GET', '/v1/ping', { ip: '192.0.2.55' }))).toEqual([200, 200, 200, 200])
     expect(await burst(2, () => req('GET', '/v1/ping'))).toEqual([200, 429])
   })
 
   test('authenticated callers are limited per user by role level, replacing the IP limit', async () => {
     const env = { BULWARK_RATE_LIMIT_ANON: '1', BULWARK_RATE_LIMIT_USER: '2', BULWARK_RATE_LIMIT_MODERATOR: '3', BULWARK_RATE_LIMIT_ADMIN: '4' }
-    const { req } = limitedApp(env)
+    const { req } = await limitedApp(env)
     const user = await burst(3, () => req('GET', '/v1/ping', { token: 'tok-user' }))
     expect(user).toEqual([200, 200, 429])
     const mod = await burst(4, () => req('GET', '/v1/ping', { token: 'tok-mod' }))
@@ -129,18 +129,18 @@ describe('rate limit: global layer', () => {
   })
 
   test('an unknown token is simply anonymous', async () => {
-    const { req } = limitedApp()
+    const { req } = await limitedApp()
     expect((await req('GET', '/v1/ping', { token: 'nonsense' })).headers.get('ratelimit-policy')).toBe('"ip";q=300;w=60')
   })
 
   test('BULWARK_RATE_LIMIT=off disables every layer', async () => {
-    const { req } = limitedApp({ BULWARK_RATE_LIMIT: 'off', BULWARK_RATE_LIMIT_ANON: '1' })
+    const { req } = await limitedApp({ BULWARK_RATE_LIMIT: 'off', BULWARK_RATE_LIMIT_ANON: '1' })
     expect(await burst(3, () => req('GET', '/v1/ping'))).toEqual([200, 200, 200])
     expect((await req('GET', '/v1/ping')).headers.get('ratelimit')).toBeNull()
   })
 
   test('makeApp (default test config) is limited but not hindered', async () => {
-    const t = makeApp()
+    const t = await makeApp()
     const res = await t.req('GET', '/health/ready')
     expect(res.status).toBe(200)
     expect((await t.req('GET', '/v1/unknown')).headers.get('ratelimit-policy')).toBe('"ip";q=300;w=60')
@@ -150,7 +150,7 @@ describe('rate limit: global layer', () => {
 
 describe('rate limit: escalating penalties', () => {
   test('each block is longer: window ×1, ×4, ×16, capped', async () => {
-    const { req, clock } = limitedApp({ BULWARK_RATE_LIMIT_ANON: '1', BULWARK_RATE_LIMIT_PENALTY_MAX: '30m', BULWARK_RATE_LIMIT_PENALTY_DECAY: '2h' })
+    const { req, clock } = await limitedApp({ BULWARK_RATE_LIMIT_ANON: '1', BULWARK_RATE_LIMIT_PENALTY_MAX: '30m', BULWARK_RATE_LIMIT_PENALTY_DECAY: '2h' })
     const retryAfters: string[] = []
     for (let round = 0; round < 4; round++) {
       expect((await req('GET', '/v1/ping')).status).toBe(200)
@@ -167,7 +167,7 @@ describe('rate limit: escalating penalties', () => {
   })
 
   test('refusals during a block do not extend it', async () => {
-    const { req, clock } = limitedApp({ BULWARK_RATE_LIMIT_ANON: '1' })
+    const { req, clock } = await limitedApp({ BULWARK_RATE_LIMIT_ANON: '1' })
     await burst(2, () => req('GET', '/v1/ping'))
     clock.advance(30_000)
     const again = await req('GET', '/v1/ping')
@@ -177,7 +177,7 @@ describe('rate limit: escalating penalties', () => {
   })
 
   test('the penalty level decays after a quiet period', async () => {
-    const { req, clock } = limitedApp({ BULWARK_RATE_LIMIT_ANON: '1' })
+    const { req, clock } = await limitedApp({ BULWARK_RATE_LIMIT_ANON: '1' })
     await burst(2, () => req('GET', '/v1/ping'))
     clock.advance(MIN)
     const second = await burst(2, () => req('GET', '/v1/ping'))
@@ -192,15 +192,15 @@ describe('rate limit: escalating penalties', () => {
   })
 
   test('one rate_limited security event per block, not per refused request', async () => {
-    const { req, clock, events } = limitedApp({ BULWARK_RATE_LIMIT_ANON: '1' })
+    const { req, clock, events } = await limitedApp({ BULWARK_RATE_LIMIT_ANON: '1' })
     await burst(10, () => req('GET', '/v1/ping'))
-    const first = events('rate_limited')
+    const first = await events('rate_limited')
     expect(first.length).toBe(1)
     expect(first[0]!.details).toEqual({ policy: 'ip', route: '/v1/ping', level: 1, blockSeconds: 60 })
     expect(first[0]!.ip).toBe('203.0.113.10')
     clock.advance(MIN)
     await burst(10, () => req('GET', '/v1/ping'))
-    const both = events('rate_limited')
+    const both = await events('rate_limited')
     expect(both.length).toBe(2)
     expect(both[0]!.details!.level).toBe(2)
   })
@@ -216,7 +216,7 @@ describe('rate limit: sensitive routes', () => {
   const login = (email: string, ip?: string) => ({ body: { email, password: 'wrong' }, ip })
 
   test('login: failed attempts count, 10/min per IP across many accounts', async () => {
-    const { req, calls } = limitedApp()
+    const { req, calls } = await limitedApp()
     const statuses = await burst(12, (i) => req('POST', '/v1/auth/login', login(`user${i}@example.com`)))
     expect(statuses).toEqual([...Array(10).fill(401), 429, 429])
     expect(calls.login).toBe(10)
@@ -225,7 +225,7 @@ describe('rate limit: sensitive routes', () => {
   })
 
   test('login: 20/min per account from many IPs, email normalised', async () => {
-    const { req, calls } = limitedApp()
+    const { req, calls } = await limitedApp()
     const variants = ['victim@example.com', 'VICTIM@example.com', ' victim@Example.com ']
     const statuses = await burst(21, (i) => req('POST', '/v1/auth/login', login(variants[i % 3]!, `198.51.100.${i + 1}`)))
     expect(statuses.slice(0, 20).every((s) => s === 401)).toBe(true)
@@ -236,7 +236,7 @@ describe('rate limit: sensitive routes', () => {
   })
 
   test('the account key holds no email in the store', async () => {
-    const { req, deps } = limitedApp()
+    const { req, deps } = await limitedApp()
     await req('POST', '/v1/auth/login', login('private@example.com'))
     const store = deps.rateLimit.store as MemoryStore
     const keys = [...(store as unknown as { entries: Map<string, unknown> }).entries.keys()]
@@ -254,7 +254,7 @@ describe('rate limit: sensitive routes', () => {
   for (const c of cases) {
     test(c.name, async () => {
       const env: Record<string, string> = { BULWARK_RATE_LIMIT_ADMIN: '100000' }
-      const { req, calls } = limitedApp(env)
+      const { req, calls } = await limitedApp(env)
       const send = (i: number) => req('POST', c.path, { body: c.body?.(i), token: c.token })
       const statuses = await burst(c.limit + 1, send)
       expect(statuses.slice(0, c.limit).every((s) => s === 200)).toBe(true)
@@ -267,19 +267,19 @@ describe('rate limit: sensitive routes', () => {
   }
 
   test('forgot: 3/hour per email even from many IPs', async () => {
-    const { req } = limitedApp()
+    const { req } = await limitedApp()
     const statuses = await burst(4, (i) => req('POST', '/v1/auth/password/forgot', { body: { email: 'x@example.com' }, ip: `198.51.100.${i + 1}` }))
     expect(statuses).toEqual([200, 200, 200, 429])
   })
 
   test('mfa verify: a new mfaToken has its own counter', async () => {
-    const { req } = limitedApp()
+    const { req } = await limitedApp()
     await burst(6, () => req('POST', '/v1/auth/mfa/verify', { body: { mfaToken: 'one', totp: '1' }, ip: '198.51.100.1' }))
     expect((await req('POST', '/v1/auth/mfa/verify', { body: { mfaToken: 'two', totp: '1' }, ip: '198.51.100.2' })).status).toBe(200)
   })
 
   test('route limits are tunable with BULWARK_RATE_LIMIT_ROUTES', async () => {
-    const { req } = limitedApp({ BULWARK_RATE_LIMIT_ROUTES: 'login-ip=2/30s' })
+    const { req } = await limitedApp({ BULWARK_RATE_LIMIT_ROUTES: 'login-ip=2/30s' })
     const statuses = await burst(3, (i) => req('POST', '/v1/auth/login', login(`u${i}@example.com`)))
     expect(statuses).toEqual([401, 401, 429])
     expect(() => testConfig({ BULWARK_RATE_LIMIT_ROUTES: 'nope=1/1m' })).toThrow(ConfigError)
@@ -287,7 +287,7 @@ describe('rate limit: sensitive routes', () => {
   })
 
   test('enforce() lets a service limit per account (mfa-account 5 per 5 minutes)', async () => {
-    const { deps, clock } = limitedApp()
+    const { deps, clock } = await limitedApp()
     for (let i = 0; i < 5; i++) await deps.rateLimit.enforce('mfa-account', 'user-1')
     const err = await deps.rateLimit.enforce('mfa-account', 'user-1').catch((e) => e)
     expect(err).toBeInstanceOf(AppError)

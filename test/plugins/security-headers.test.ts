@@ -17,8 +17,8 @@ const BASE: Record<string, string> = {
 }
 
 /** The app plus routes that produce each class of response. */
-function probe(env: Record<string, string> = {}) {
-  const a = makeApp(env)
+async function probe(env: Record<string, string> = {}) {
+  const a = await makeApp(env)
   a.app
     .post('/echo', ({ body }) => body, { body: t.Object({ name: t.String({ maxLength: 100 }) }, { additionalProperties: false }) })
     .get('/limited', () => {
@@ -47,8 +47,8 @@ const CASES: Case[] = [
 
 describe('security headers', () => {
   let a: TestApp
-  beforeAll(() => {
-    a = probe()
+  beforeAll(async () => {
+    a = await probe()
   })
   afterAll(() => a.close())
 
@@ -102,14 +102,14 @@ describe('security headers', () => {
 
 describe('HSTS', () => {
   test('sent when the public URL is https', async () => {
-    const a = probe({ BULWARK_PUBLIC_URL: 'https://auth.example.com' })
+    const a = await probe({ BULWARK_PUBLIC_URL: 'https://auth.example.com' })
     try {
       for (const path of ['/health/live', '/no-such-route', '/limited', '/docs']) {
         expect((await a.req('GET', path)).headers.get('strict-transport-security'), path).toBe(HSTS)
       }
       expect(HSTS).toBe('max-age=63072000; includeSubDomains')
     } finally {
-      a.close()
+      await a.close()
     }
   })
 
@@ -144,7 +144,7 @@ describe('createHandler backstop', () => {
 
 describe('over a real socket', () => {
   test('no X-Powered-By or Server header, and the whole set', async () => {
-    const running = startServer(testConfig({ BULWARK_PORT: '0' }))
+    const running = await startServer(testConfig({ BULWARK_PORT: '0' }))
     try {
       for (const path of ['/health/live', '/nope']) {
         const r = await fetch(`${running.url}${path}`)

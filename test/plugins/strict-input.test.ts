@@ -6,7 +6,7 @@ import { expectProblem, makeApp, signUp, type TestApp } from '../helpers'
 let t: TestApp
 let token: string
 beforeAll(async () => {
-  t = makeApp()
+  t = await makeApp()
   token = (await signUp(t)).accessToken
 })
 afterAll(() => t.close())
@@ -42,7 +42,7 @@ describe('over HTTP', () => {
 })
 
 describe('a JSON body must be an object', () => {
-  const challenges = () => (t.deps.sqlite.query('SELECT count(*) AS n FROM challenges').get() as { n: number }).n
+  const challenges = () => (t.deps.storage.sqlite!.query('SELECT count(*) AS n FROM challenges').get() as { n: number }).n
   test.each(['[]', '"text"', '5', 'null', 'true'])('POST /v1/auth/passkey/options with %s → 422, no challenge stored', async (raw) => {
     const before = challenges()
     const r = await t.req('POST', '/v1/auth/passkey/options', { raw, headers: { 'content-type': 'application/json' } })

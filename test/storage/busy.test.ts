@@ -23,10 +23,10 @@ afterEach(() => {
   a = holder = dir = undefined
 })
 
-function onFile(env: Record<string, string> = {}, opts: Parameters<typeof makeApp>[1] = {}) {
+async function onFile(env: Record<string, string> = {}, opts: Parameters<typeof makeApp>[1] = {}) {
   dir = mkdtempSync(join(tmpdir(), 'bw-busy-'))
   const file = join(dir, 'bulwark.sqlite')
-  a = makeApp({ BULWARK_DB_PATH: file, BULWARK_DATA_DIR: dir, BULWARK_RATE_LIMIT: 'off', ...env }, opts)
+  a = await makeApp({ BULWARK_DB_PATH: file, BULWARK_DATA_DIR: dir, BULWARK_RATE_LIMIT: 'off', ...env }, opts)
   holder = new Database(file)
   return { a, holder }
 }
@@ -44,7 +44,7 @@ const RETRY_LINE = /write lock held by another connection/
 
 describe('a write lock held by another connection', () => {
   test('other requests answer while it is held; the waiting write succeeds once it is released', async () => {
-    const { a, holder } = onFile({ BULWARK_DB_BUSY_RETRY: '60s' })
+    const { a, holder } = await onFile({ BULWARK_DB_BUSY_RETRY: '60s' })
     const before = await signUp(a)
     holder.run('BEGIN IMMEDIATE')
     let settled = false
@@ -67,14 +67,14 @@ describe('a write lock held by another connection', () => {
     const r = await write
     expect(r.status).toBe(201)
     expect((await second).status).toBe(201)
-    expect(a.deps.sqlite.query<{ n: number }, [string]>('SELECT count(*) AS n FROM users WHERE email = ?').get(email)!.n).toBe(1)
+    expect(a.deps.storage.sqlite!.query<{ n: number }, [string]>('SELECT count(*) AS n FROM users WHERE email = ?').get(email)!.n).toBe(1)
     // the retried request kept the request id of its first attempt
     const line = a.logs.find((l) => RETRY_LINE.test(String(l.msg)) && l.method === 'POST')
     expect(r.headers.get('x-request-id')).toBe(line?.requestId as string)
   })
 
   test('held past BULWARK_DB_BUSY_RETRY: 503 storage_busy with Retry-After, never 500', async () => {
-    const { a, holder } = onFile({ BULWARK_DB_BUSY_RETRY: '200ms' })
+    const { a, holder } = await onFile({ BULWARK_DB_BUSY_RETRY: '200ms' })
     holder.run('BEGIN IMMEDIATE')
     const r = await a.req('POST', '/v1/auth/register', { body: { email: uniqueEmail(), password: STRONG_PASSWORD } })
     expectProblem(r, 503, 'storage_busy')
@@ -86,20 +86,20 @@ describe('a write lock held by another connection', () => {
 
   test('a request that already wrote something is not run again', async () => {
     let h: Database | undefined
-    const { a, holder } = onFile({ BULWARK_DB_BUSY_RETRY: '60s' }, {
+    const { a, holder } = await onFile({ BULWARK_DB_BUSY_RETRY: '60s' }, {
       routes: (deps) =>
         new Elysia().post('/test/two-writes', () => {
-          deps.sqlite.run('INSERT INTO test_writes VALUES (1)')
+          deps.storage.sqlite!.run('INSERT INTO test_writes VALUES (1)')
           h!.run('BEGIN IMMEDIATE') // the lock is taken between the two writes
-          deps.sqlite.run('INSERT INTO test_writes VALUES (2)')
+          deps.storage.sqlite!.run('INSERT INTO test_writes VALUES (2)')
           return { ok: true }
         }),
     })
     h = holder
-    a.deps.sqlite.run('CREATE TABLE test_writes (x)')
+    a.deps.storage.sqlite!.run('CREATE TABLE test_writes (x)')
     const r = await a.req('POST', '/test/two-writes')
     expectProblem(r, 503, 'storage_busy')
-    expect(a.deps.sqlite.query<{ n: number }, []>('SELECT count(*) AS n FROM test_writes').get()!.n).toBe(1)
+    expect(a.deps.storage.sqlite!.query<{ n: number }, []>('SELECT count(*) AS n FROM test_writes').get()!.n).toBe(1)
     expect(a.logs.some((l) => RETRY_LINE.test(String(l.msg)))).toBe(false)
   })
 })

@@ -63,8 +63,8 @@ const tokens = (db: Database) => db.query<{ session_id: string; used_at: number 
 
 describe('retention', () => {
   test('each kind of row goes once past its retention, and nothing else does', async () => {
-    a = makeApp()
-    const db = a.deps.sqlite
+    a = await makeApp()
+    const db = a.deps.storage.sqlite!
     const now = a.clock.now()
     seed(db, now)
     const report = await a.deps.pruner.runOnce()
@@ -91,18 +91,18 @@ describe('retention', () => {
   })
 
   test('a retention of 0 keeps rows forever', async () => {
-    a = makeApp({ BULWARK_RETENTION_SECURITY_EVENTS: '0', BULWARK_RETENTION_SESSIONS: '0', BULWARK_RETENTION_MAIL: '0', BULWARK_RETENTION_TOKENS: '0' })
-    seed(a.deps.sqlite, a.clock.now())
+    a = await makeApp({ BULWARK_RETENTION_SECURITY_EVENTS: '0', BULWARK_RETENTION_SESSIONS: '0', BULWARK_RETENTION_MAIL: '0', BULWARK_RETENTION_TOKENS: '0' })
+    seed(a.deps.storage.sqlite!, a.clock.now())
     a.clock.advance(3650 * DAY)
     const report = await a.deps.pruner.runOnce()
     expect(report.deleted).toEqual({})
     expect(report.batches).toBe(0)
-    expect(ids(a.deps.sqlite, 'sessions')).toHaveLength(6)
+    expect(ids(a.deps.storage.sqlite!, 'sessions')).toHaveLength(6)
   })
 
   test('large backlogs go in batches, and requests are answered between batches', async () => {
-    a = makeApp()
-    const db = a.deps.sqlite
+    a = await makeApp()
+    const db = a.deps.storage.sqlite!
     const old = a.clock.now() - 400 * DAY
     db.transaction(() => {
       for (let i = 0; i < 50; i++) db.run("INSERT INTO security_events (type, outcome, created_at) VALUES ('old', 'info', ?)", [old])
@@ -124,9 +124,9 @@ describe('retention', () => {
     expect(order[1]).toBe('pruned')
   })
 
-  test('every batch statement is driven by an index (EXPLAIN QUERY PLAN)', () => {
-    a = makeApp()
-    const db = a.deps.sqlite
+  test('every batch statement is driven by an index (EXPLAIN QUERY PLAN)', async () => {
+    a = await makeApp()
+    const db = a.deps.storage.sqlite!
     for (const rule of RETENTION_RULES) {
       const sqlText = rule.prepare(db).toString()
       const plan = db.query<{ detail: string }, [number, number]>(`EXPLAIN QUERY PLAN ${sqlText}`).all(0, 500).map((r) => r.detail)
@@ -137,13 +137,13 @@ describe('retention', () => {
   })
 
   test('start() runs a first round at once; stop() waits for it', async () => {
-    a = makeApp()
+    a = await makeApp()
     const old = a.clock.now() - 400 * DAY
-    a.deps.sqlite.run("INSERT INTO security_events (type, outcome, created_at) VALUES ('old', 'info', ?)", [old])
+    a.deps.storage.sqlite!.run("INSERT INTO security_events (type, outcome, created_at) VALUES ('old', 'info', ?)", [old])
     a.deps.pruner.start()
     // the first round runs at start
-    for (let i = 0; i < 100 && a.deps.sqlite.query<{ n: number }, []>("SELECT count(*) AS n FROM security_events WHERE type = 'old'").get()!.n > 0; i++) await Bun.sleep(5)
-    expect(a.deps.sqlite.query<{ n: number }, []>("SELECT count(*) AS n FROM security_events WHERE type = 'old'").get()!.n).toBe(0)
+    for (let i = 0; i < 100 && a.deps.storage.sqlite!.query<{ n: number }, []>("SELECT count(*) AS n FROM security_events WHERE type = 'old'").get()!.n > 0; i++) await Bun.sleep(5)
+    expect(a.deps.storage.sqlite!.query<{ n: number }, []>("SELECT count(*) AS n FROM security_events WHERE type = 'old'").get()!.n).toBe(0)
     await a.deps.pruner.stop()
   })
 })

@@ -14,11 +14,11 @@ const COUNT = {
   // accounts without their verification token (what a half-written registration would leave)
   orphans: "SELECT count(*) AS n FROM users u WHERE NOT EXISTS (SELECT 1 FROM email_tokens t WHERE t.user_id = u.id AND t.purpose = 'verify_email')",
 } as const
-const count = (a: TestApp, table: keyof typeof COUNT) => a.deps.sqlite.query<{ n: number }, []>(COUNT[table]).get()!.n
+const count = (a: TestApp, table: keyof typeof COUNT) => a.deps.storage.sqlite!.query<{ n: number }, []>(COUNT[table]).get()!.n
 
 /** Caps the database at its current size and uses up the free pages: the next page it needs is refused. */
 function fillDatabase(a: TestApp) {
-  const db = a.deps.sqlite
+  const db = a.deps.storage.sqlite!
   db.run('CREATE TABLE IF NOT EXISTS test_filler (x BLOB)')
   const pages = db.query<{ page_count: number }, []>('PRAGMA page_count').get()!.page_count
   db.run(`PRAGMA max_page_count = ${pages}`)
@@ -49,7 +49,7 @@ describe('storage error mapping', () => {
     expect([full.status, full.code, full.extra?.headers?.['retry-after']]).toEqual([503, 'storage_unavailable', '30'])
   })
 
-  test('a real bun:sqlite error carries the code the mapping reads', () => {
+  test('a real bun:sqlite error carries the code the mapping reads', async () => {
     const db = new Database(':memory:')
     db.run('CREATE TABLE t (x)')
     db.run('PRAGMA query_only = 1')
@@ -60,7 +60,7 @@ describe('storage error mapping', () => {
       caught = e
     }
     expect(classifyStorageError(caught)).toBe('readonly')
-    db.close()
+    await db.close()
   })
 })
 
@@ -69,7 +69,7 @@ describe('disk full (max_page_count) and read-only (query_only)', () => {
   afterEach(() => a?.close())
 
   test('a full database answers writes with 503 storage_unavailable, writes nothing, fails readiness, and recovers', async () => {
-    a = makeApp({ BULWARK_RATE_LIMIT: 'off' })
+    a = await makeApp({ BULWARK_RATE_LIMIT: 'off' })
     const before = await signUp(a)
     fillDatabase(a)
     // The next write that needs a page fails; until then writes that fit in existing pages succeed.
@@ -83,8 +83,8 @@ describe('disk full (max_page_count) and read-only (query_only)', () => {
     expectProblem(reg!, 503, 'storage_unavailable')
     expect(reg!.headers.get('retry-after')).toBe('30')
     // the failed registration left nothing behind: no account, no mail, no verification token
-    expect(count(a, 'users')).toBe(users)
-    expect(count(a, 'orphans')).toBe(0)
+    expect(await count(a, 'users')).toBe(users)
+    expect(await count(a, 'orphans')).toBe(0)
     let login
     let sessions = 0
     for (let i = 0; i < 200; i++) {
@@ -93,7 +93,7 @@ describe('disk full (max_page_count) and read-only (query_only)', () => {
       if (login.status !== 200) break
     }
     expectProblem(login!, 503, 'storage_unavailable')
-    expect(count(a, 'sessions')).toBe(sessions)
+    expect(await count(a, 'sessions')).toBe(sessions)
 
     const ready = await a.req('GET', '/health/ready')
     expect(ready.status).toBe(503)
@@ -104,8 +104,8 @@ describe('disk full (max_page_count) and read-only (query_only)', () => {
     expect((await a.req('GET', '/v1/me', { token: before.accessToken })).status).toBe(200)
 
     // space comes back: no restart needed
-    a.deps.sqlite.run('DROP TABLE test_filler')
-    a.deps.sqlite.run('PRAGMA max_page_count = 1073741823')
+    a.deps.storage.sqlite!.run('DROP TABLE test_filler')
+    a.deps.storage.sqlite!.run('PRAGMA max_page_count = 1073741823')
     a.clock.advance(1000)
     const again = await a.req('GET', '/health/ready')
     expect(again.status).toBe(200)
@@ -114,9 +114,9 @@ describe('disk full (max_page_count) and read-only (query_only)', () => {
   })
 
   test('a read-only database answers writes with 503 storage_unavailable and readiness says read-only, until it is writable again', async () => {
-    a = makeApp()
+    a = await makeApp()
     const before = await signUp(a)
-    a.deps.sqlite.run('PRAGMA query_only = 1')
+    a.deps.storage.sqlite!.run('PRAGMA query_only = 1')
     const users = count(a, 'users')
 
     const reg = await a.req('POST', '/v1/auth/register', { body: { email: uniqueEmail(), password: STRONG_PASSWORD } })
@@ -124,7 +124,7 @@ describe('disk full (max_page_count) and read-only (query_only)', () => {
     expect(Number(reg.headers.get('retry-after'))).toBeGreaterThan(0)
     expect(reg.text).not.toContain('SQLITE')
     expect(reg.text).not.toMatch(/insert|select/i)
-    expect(count(a, 'users')).toBe(users)
+    expect(await count(a, 'users')).toBe(users)
     const logout = await a.req('POST', '/v1/auth/logout-all', { token: before.accessToken })
     expect(logout.status).toBe(503)
 
@@ -133,7 +133,7 @@ describe('disk full (max_page_count) and read-only (query_only)', () => {
     expect(ready.status).toBe(503)
     expect(ready.body.checks.database.detail).toContain('read-only')
 
-    a.deps.sqlite.run('PRAGMA query_only = 0')
+    a.deps.storage.sqlite!.run('PRAGMA query_only = 0')
     a.clock.advance(1000)
     expect((await a.req('GET', '/health/ready')).status).toBe(200)
     expect((await a.req('POST', '/v1/auth/register', { body: { email: uniqueEmail(), password: STRONG_PASSWORD } })).status).toBe(201)

@@ -1,13 +1,13 @@
 /** Test helpers for the administration features: the real app signed in as seeded users. */
 import type { AppDeps } from '../../src/app'
-import { sessions, refreshTokens, users } from '../../src/db/schema'
+import { eq } from 'drizzle-orm'
+import { roles, sessions, refreshTokens, userRoles, users } from '../../src/db/schema'
 import { newId } from '../../src/lib/ids'
-import { assignRoleInTx } from '../../src/modules/rbac/service'
 import { makeApp, type ReqOpts } from '../helpers'
 
-/** The real app; `as(userId, …)` signs in as that user with a real session and access token. */
-export function makeAdminApp(env: Record<string, string> = {}) {
-  const t = makeApp(env)
+/** The real app; `await as(userId, …)` signs in as that user with a real session and access token. */
+export async function makeAdminApp(env: Record<string, string> = {}) {
+  const t = await makeApp(env)
   /** A request as `as` (a user id); no `as` is anonymous. */
   const as = async (userId: string | undefined, method: string, path: string, o: ReqOpts = {}) => {
     if (!userId) return t.req(method, path, o)
@@ -26,11 +26,16 @@ export function seedUser(deps: AppDeps, o: { email?: string; name?: string | nul
   const id = newId()
   const now = deps.clock.now()
   n++
+  // Synchronous on purpose (test setup on SQLite): the rows exist when this returns.
   deps.db.transaction((tx) => {
     tx.insert(users)
       .values({ id, email: (o.email ?? `user${n}-${id.slice(-6)}@example.test`).toLowerCase(), name: o.name === undefined ? `User ${n}` : o.name, status: o.status ?? 'active', emailVerifiedAt: o.verified ? now : null, createdAt: now, updatedAt: now })
       .run()
-    for (const r of o.roles ?? ['user']) assignRoleInTx(tx, id, r, now)
+    for (const r of o.roles ?? ['user']) {
+      const role = tx.select({ id: roles.id }).from(roles).where(eq(roles.name, r)).get()
+      if (!role) throw new Error(`role ${r} does not exist`)
+      tx.insert(userRoles).values({ userId: id, roleId: role.id, grantedBy: null, createdAt: now }).onConflictDoNothing().run()
+    }
   })
   return id
 }
@@ -46,6 +51,6 @@ export function seedSession(deps: AppDeps, userId: string): { sessionId: string;
 }
 
 /** Security events of a type, oldest first. */
-export function eventsOf(deps: AppDeps, type: string) {
-  return deps.audit.list({ type, limit: 100 }).reverse()
+export async function eventsOf(deps: AppDeps, type: string) {
+  return (await deps.audit.list({ type, limit: 100 })).reverse()
 }

@@ -5,11 +5,11 @@ import { newId } from '../../src/lib/ids'
 import { buildMfaServices } from '../../src/modules/mfa/services'
 import { makeApp } from '../helpers'
 
-export function mfaSetup(env: Record<string, string> = {}) {
-  const app = makeApp(env)
+export async function mfaSetup(env: Record<string, string> = {}) {
+  const app = await makeApp(env)
   const deps = app.deps
   const services = buildMfaServices(deps)
-  const addUser = (email = `u${Math.random().toString(36).slice(2)}@example.com`) => {
+  const addUser = async (email = `u${Math.random().toString(36).slice(2)}@example.com`) => {
     const id = newId()
     const now = deps.clock.now()
     deps.db.insert(users).values({ id, email, name: 'Test User', createdAt: now, updatedAt: now }).run()

@@ -34,7 +34,7 @@ export class OwnRedis {
         if ((await c.send('PING', [])) === 'PONG') return
       } catch {
       } finally {
-        c.close()
+        await c.close()
       }
       await Bun.sleep(20)
     }

@@ -142,7 +142,7 @@ export class ApiKeyService {
       revokedAt: null,
     }
     await this.store.insert(row)
-    this.d.audit.record({ type: 'api_key_created', outcome: 'success', actorId: owner.userId, targetId: owner.userId, details: { keyId: row.id, name: row.name, permissions: patterns } }, meta)
+    await this.d.audit.record({ type: 'api_key_created', outcome: 'success', actorId: owner.userId, targetId: owner.userId, details: { keyId: row.id, name: row.name, permissions: patterns } }, meta)
     return { ...this.view(row), key }
   }
 
@@ -189,7 +189,7 @@ export class ApiKeyService {
     if (!isWellFormedKey(token)) return false
     const row = await this.store.byHash(this.hash(token))
     if (!row || !(await this.store.revoke(row.id, this.d.clock.now()))) return false
-    this.d.audit.record({ type: 'api_key_revoked', outcome: 'success', actorId: null, targetId: row.userId, details: { keyId: row.id, via: 'token' } }, meta)
+    await this.d.audit.record({ type: 'api_key_revoked', outcome: 'success', actorId: null, targetId: row.userId, details: { keyId: row.id, via: 'token' } }, meta)
     return true
   }
 
@@ -203,7 +203,7 @@ export class ApiKeyService {
     const row = await this.store.byId(id)
     if (!row || (ownerId !== undefined && row.userId !== ownerId)) throw notFound('No such API key.')
     if (await this.store.revoke(id, this.d.clock.now())) {
-      this.d.audit.record({ type: 'api_key_revoked', outcome: 'success', actorId, targetId: row.userId, details: { keyId: id, name: row.name } }, meta)
+      await this.d.audit.record({ type: 'api_key_revoked', outcome: 'success', actorId, targetId: row.userId, details: { keyId: id, name: row.name } }, meta)
     }
   }
 }

@@ -1,7 +1,7 @@
 /** SQL of API keys (the only place it lives). */
 import { and, desc, eq, isNull, lt, or } from 'drizzle-orm'
 import type { Db } from '../../db/client'
-import { apiKeys } from '../../db/schema'
+import { apiKeys } from '../../db/tables'
 
 export type ApiKeyRow = typeof apiKeys.$inferSelect
 
@@ -9,26 +9,26 @@ export class ApiKeyStore {
   constructor(private readonly db: Db) {}
 
   async insert(row: ApiKeyRow): Promise<void> {
-    await this.db.insert(apiKeys).values(row).run()
+    await this.db.insert(apiKeys).values(row)
   }
 
   async byHash(hash: string): Promise<ApiKeyRow | undefined> {
-    return await this.db.select().from(apiKeys).where(eq(apiKeys.keyHash, hash)).get()
+    return await (await this.db.select().from(apiKeys).where(eq(apiKeys.keyHash, hash)).limit(1))[0]
   }
 
   async byId(id: string): Promise<ApiKeyRow | undefined> {
-    return await this.db.select().from(apiKeys).where(eq(apiKeys.id, id)).get()
+    return await (await this.db.select().from(apiKeys).where(eq(apiKeys.id, id)).limit(1))[0]
   }
 
   /** Keys of one user (or all when `userId` is undefined), newest first, keyset-paginated on id. */
   async list(userId: string | undefined, limit: number, before?: string): Promise<ApiKeyRow[]> {
     const conds = [userId ? eq(apiKeys.userId, userId) : undefined, before ? lt(apiKeys.id, before) : undefined].filter((c) => c !== undefined)
-    return await this.db.select().from(apiKeys).where(conds.length ? and(...conds) : undefined).orderBy(desc(apiKeys.id)).limit(limit).all()
+    return await this.db.select().from(apiKeys).where(conds.length ? and(...conds) : undefined).orderBy(desc(apiKeys.id)).limit(limit)
   }
 
   /** Marks a key revoked; true when it was live. */
   async revoke(id: string, now: number): Promise<boolean> {
-    const rows = await this.db.update(apiKeys).set({ revokedAt: now }).where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt))).returning({ id: apiKeys.id }).all()
+    const rows = await this.db.update(apiKeys).set({ revokedAt: now }).where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt))).returning({ id: apiKeys.id })
     return rows.length > 0
   }
 
@@ -38,6 +38,6 @@ export class ApiKeyStore {
       .update(apiKeys)
       .set({ lastUsedAt: now })
       .where(and(eq(apiKeys.id, id), or(isNull(apiKeys.lastUsedAt), lt(apiKeys.lastUsedAt, now - everyMs))))
-      .run()
+      
   }
 }

@@ -67,13 +67,16 @@ export class DenialRecorder {
   }
 
   /** Classifies a problem response; records it when it is a refusal and within the bounds. Never throws. */
-  readonly observe = (request: Request, status: number, code: string, location?: string): void => {
+  readonly observe = async (request: Request, status: number, code: string, location?: string): Promise<void> => {
     try {
       const type = classify(request, status, code)
       if (!type) return
       const ctx = contextOf(request)
       const source = ctx.userId ? `user:${ctx.userId}` : `ip:${ipKey(ctx.ip)}`
-      if (!this.admit(type, source)) return
+      const admitted = this.admit(type, source)
+      // A window that just closed writes its summary first (kept in order with the event below).
+      if (this.summaries.length) await Promise.all(this.summaries.splice(0))
+      if (!admitted) return
       const details: Record<string, unknown> = {
         route: ctx.route ?? null,
         method: request.method,
@@ -82,17 +85,19 @@ export class DenialRecorder {
       }
       if (ctx.denial?.permission) details.permission = ctx.denial.permission
       if (location) details.location = location
-      this.d.audit.record({ type, outcome: 'failure', actorId: ctx.userId ?? null, details }, { ip: ctx.ip, userAgent: ctx.userAgent, requestId: ctx.requestId })
+      await this.d.audit.record({ type, outcome: 'failure', actorId: ctx.userId ?? null, details }, { ip: ctx.ip, userAgent: ctx.userAgent, requestId: ctx.requestId })
     } catch {
       // A refusal must be answered even when its event cannot be written.
     }
   }
 
+  private readonly summaries: Promise<void>[] = []
+
   private admit(type: DenialType, source: string): boolean {
     const minute = Math.floor(this.d.clock.now() / MINUTE)
     let tw = this.types.get(type)
     if (!tw || tw.minute !== minute) {
-      if (tw && tw.suppressed > 0) this.summarise(type, tw)
+      if (tw && tw.suppressed > 0) this.summaries.push(this.summarise(type, tw))
       tw = { minute, written: 0, suppressed: 0, bySource: new Map() }
       this.types.set(type, tw)
     }
@@ -114,12 +119,12 @@ export class DenialRecorder {
     return true
   }
 
-  private summarise(type: DenialType, tw: TypeWindow): void {
+  private async summarise(type: DenialType, tw: TypeWindow): Promise<void> {
     const top = [...tw.bySource.entries()]
       .sort((a, b) => b[1] - a[1])
       .slice(0, TOP_SOURCES)
       .map(([source, suppressed]) => ({ source, suppressed }))
-    this.d.audit.record({
+    await this.d.audit.record({
       type: 'security_events_suppressed',
       outcome: 'info',
       details: { suppressedType: type, suppressed: tw.suppressed, from: new Date(tw.minute * MINUTE).toISOString(), to: new Date((tw.minute + 1) * MINUTE).toISOString(), topSources: top },

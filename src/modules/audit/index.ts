@@ -67,10 +67,10 @@ export function auditController(auth: AuthMacros, audit: AuditService, d: { curs
     .use(auth)
     .get(
       '/v1/audit',
-      ({ query }) => {
+      async ({ query }) => {
         const limit = pageLimit(query.limit)
         const after = decodeCursor(d.cursorKey, query.cursor, isEventCursor)
-        const items = audit.list({
+        const items = await audit.list({
           type: query.type,
           userId: query.userId,
           since: instant(query.since, 'since'),

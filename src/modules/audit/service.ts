@@ -3,10 +3,13 @@
  * would want to see later (sign-ins, failures, lockouts, role changes…). Events go to the audit table
  * and to the log; details must never contain secrets (the logger redacts them anyway).
  */
-import { and, desc, eq, gte, lt, lte, or, type SQL } from 'drizzle-orm'
+import { and, count, desc, eq, gte, inArray, lt, lte, or, sql, type SQL } from 'drizzle-orm'
 import type { CoreDeps } from '../../deps'
-import { securityEvents } from '../../db/schema'
+import { dialect, roles, securityEvents, userRoles, users } from '../../db/tables'
+import { lockResource, withTransaction } from '../../db/tx'
+import type { Store } from '../../db/client'
 import { newId } from '../../lib/ids'
+import { AppError } from '../../lib/errors'
 import { chainHash, GENESIS, verifyChains, type ChainedFields, type ExpectedHead, type VerifyReport } from './chain'
 import { exportChunks, type ExportFilter } from './export'
 
@@ -40,33 +43,43 @@ export interface AuditEventView {
   createdAt: string
 }
 
-export type EventListener = (e: SecurityEvent & RequestMeta & { id: number; createdAt: number }) => void
+export type EventListener = (e: SecurityEvent & RequestMeta & { id: number; createdAt: number }) => void | Promise<void>
 
 export class AuditService {
   private listeners: EventListener[] = []
   private chain: string | undefined
 
-  constructor(private readonly deps: Pick<CoreDeps, 'db' | 'sqlite' | 'clock' | 'logger'>) {}
+  constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'logger'> & { storage?: Pick<Store, 'sqlite'> }) {}
 
   /** Counts for the admin dashboard: users by role and by status, sign-ins and failures per day (UTC). */
-  stats(sinceMs: number): {
+  async stats(sinceMs: number): Promise<{
     usersByStatus: Record<string, number>
     usersByRole: Record<string, number>
     loginsPerDay: { day: string; logins: number; failures: number }[]
-  } {
-    const byStatus = this.deps.sqlite.query<{ status: string; n: number }, []>('SELECT status, count(*) AS n FROM users GROUP BY status').all()
-    const byRole = this.deps.sqlite
-      .query<{ name: string; n: number }, []>('SELECT r.name AS name, count(ur.user_id) AS n FROM roles r LEFT JOIN user_roles ur ON ur.role_id = r.id GROUP BY r.id ORDER BY r.level DESC')
-      .all()
-    const days = this.deps.sqlite
-      .query<{ day: string; logins: number; failures: number }, [number]>(
-        "SELECT strftime('%Y-%m-%d', created_at / 1000, 'unixepoch') AS day, sum(type = 'login') AS logins, sum(type = 'login_failed') AS failures FROM security_events WHERE created_at >= ? AND type IN ('login', 'login_failed') GROUP BY day ORDER BY day",
-      )
-      .all(sinceMs)
+  }> {
+    const { db } = this.deps
+    const byStatus = await db.select({ status: users.status, n: count() }).from(users).groupBy(users.status)
+    const byRole = await db
+      .select({ name: roles.name, n: count(userRoles.userId) })
+      .from(roles)
+      .leftJoin(userRoles, eq(userRoles.roleId, roles.id))
+      .groupBy(roles.id, roles.name, roles.level)
+      .orderBy(desc(roles.level))
+    const day = dialect.utcDay(securityEvents.createdAt)
+    const days = await db
+      .select({
+        day: sql<string>`${day}`,
+        logins: sql<number>`sum(${dialect.asInt(sql`${securityEvents.type} = 'login'`)})`,
+        failures: sql<number>`sum(${dialect.asInt(sql`${securityEvents.type} = 'login_failed'`)})`,
+      })
+      .from(securityEvents)
+      .where(and(gte(securityEvents.createdAt, sinceMs), inArray(securityEvents.type, ['login', 'login_failed'])))
+      .groupBy(day)
+      .orderBy(day)
     return {
-      usersByStatus: Object.fromEntries(byStatus.map((r) => [r.status, r.n])),
-      usersByRole: Object.fromEntries(byRole.map((r) => [r.name, r.n])),
-      loginsPerDay: days.map((d) => ({ day: d.day, logins: d.logins, failures: d.failures })),
+      usersByStatus: Object.fromEntries(byStatus.map((r) => [r.status, Number(r.n)])),
+      usersByRole: Object.fromEntries(byRole.map((r) => [r.name, Number(r.n)])),
+      loginsPerDay: days.map((d) => ({ day: String(d.day), logins: Number(d.logins), failures: Number(d.failures) })),
     }
   }
 
@@ -85,15 +98,23 @@ export class AuditService {
    * Writes one security event to the audit table and the log, chained to the previous event of this
    * process's chain. Never throws into the caller's flow.
    */
-  record(event: SecurityEvent, meta: RequestMeta = {}): void {
+  async record(event: SecurityEvent, meta: RequestMeta = {}): Promise<void> {
     let createdAt = this.deps.clock.now()
     try {
       const chainId = this.chainId
       // The head is read from the table, not kept in memory: an event recorded inside a transaction that
-      // rolls back then leaves no dangling link. One indexed lookup (security_events_chain).
-      const head = this.deps.sqlite
-        .query<{ seq: number; hash: string; created_at: number }, [string]>('SELECT seq, hash, created_at FROM security_events WHERE chain_id = ? ORDER BY seq DESC LIMIT 1')
-        .get(chainId)
+      // rolls back then leaves no dangling link. One indexed lookup (security_events_chain). Head and insert
+      // form one transaction, serialised per chain (requests of this process append concurrently).
+      const row = await withTransaction(this.deps.db, async (tx) => {
+      await lockResource(tx, `audit-chain:${chainId}`)
+      const head = (
+        await tx
+          .select({ seq: securityEvents.seq, hash: securityEvents.hash, created_at: securityEvents.createdAt })
+          .from(securityEvents)
+          .where(eq(securityEvents.chainId, chainId))
+          .orderBy(desc(securityEvents.seq))
+          .limit(1)
+      )[0]
       // Time never runs backwards within a chain, so pruning by age always removes a prefix of each chain.
       if (head && head.created_at > createdAt) createdAt = head.created_at
       const fields: ChainedFields = {
@@ -111,15 +132,17 @@ export class AuditService {
         createdAt,
       }
       const prevHash = head?.hash ?? GENESIS
-      const row = this.deps.db
-        .insert(securityEvents)
-        .values({ ...fields, outcome: event.outcome, prevHash, hash: chainHash(prevHash, fields) })
-        .returning({ id: securityEvents.id })
-        .get()
+      return (
+        await tx
+          .insert(securityEvents)
+          .values({ ...fields, outcome: event.outcome, prevHash, hash: chainHash(prevHash, fields) })
+          .returning({ id: securityEvents.id })
+      )[0]!
+      })
       this.deps.logger.info({ event: event.type, outcome: event.outcome, actorId: event.actorId, targetId: event.targetId, ip: meta.ip, requestId: meta.requestId, details: event.details }, 'security event')
       for (const l of this.listeners) {
         try {
-          l({ ...event, ...meta, id: row.id, createdAt })
+          await l({ ...event, ...meta, id: row.id, createdAt })
         } catch (err) {
           this.deps.logger.warn({ err }, 'security event listener failed')
         }
@@ -129,21 +152,27 @@ export class AuditService {
     }
   }
 
+  private sqliteOnly(what: string): NonNullable<Store['sqlite']> {
+    const sqlite = this.deps.storage?.sqlite
+    if (!sqlite) throw new AppError(501, 'not_implemented', `The ${what} is not available on PostgreSQL yet.`)
+    return sqlite
+  }
+
   /** Keyset-paginated events, newest first. */
-  list(filter: { type?: string; actorOrTarget?: string; userId?: string; since?: number; until?: number; beforeId?: number; limit: number }): AuditEventView[] {
+  async list(filter: { type?: string; actorOrTarget?: string; userId?: string; since?: number; until?: number; beforeId?: number; limit: number }): Promise<AuditEventView[]> {
     const conds: SQL[] = []
     if (filter.type) conds.push(eq(securityEvents.type, filter.type))
     if (filter.userId) conds.push(or(eq(securityEvents.targetId, filter.userId), eq(securityEvents.actorId, filter.userId))!)
     if (filter.since !== undefined) conds.push(gte(securityEvents.createdAt, filter.since))
     if (filter.until !== undefined) conds.push(lte(securityEvents.createdAt, filter.until))
     if (filter.beforeId !== undefined) conds.push(lt(securityEvents.id, filter.beforeId))
-    const rows = this.deps.db
+    const rows = await this.deps.db
       .select()
       .from(securityEvents)
       .where(conds.length ? and(...conds) : undefined)
       .orderBy(desc(securityEvents.id))
       .limit(filter.limit)
-      .all()
+      
     return rows.map((r) => ({
       id: r.id,
       type: r.type,
@@ -160,11 +189,11 @@ export class AuditService {
 
   /** Checks every hash chain and reports the first broken link (src/modules/audit/chain.ts). */
   verify(heads: ExpectedHead[] = []): Promise<VerifyReport> {
-    return verifyChains(this.deps.sqlite, { heads })
+    return verifyChains(this.sqliteOnly('audit verification'), { heads })
   }
 
   /** NDJSON chunks of the events matching the filter, oldest first, one indexed batch at a time. */
   export(filter: ExportFilter): Generator<string, void, undefined> {
-    return exportChunks(this.deps.sqlite, filter)
+    return exportChunks(this.sqliteOnly('audit export'), filter)
   }
 }

@@ -93,12 +93,12 @@ export function authController(d: AuthControllerDeps) {
             const meta = metaOf(request)
             if (request.headers.get('authorization')) {
               const p = await d.authn.authenticate(request)
-              d.auth.logout(p.session, meta)
+              await d.auth.logout(p.session, meta)
             } else {
               const cookie = readSessionCookie(config, request.headers.get('cookie'))
-              const session = cookie ? d.sessions.sessionOfRefreshToken(cookie) : undefined
+              const session = cookie ? await d.sessions.sessionOfRefreshToken(cookie) : undefined
               if (!session) throw unauthorized()
-              d.auth.logout(session, meta)
+              await d.auth.logout(session, meta)
             }
             if (request.headers.get('cookie')) {
               set.headers['set-cookie'] = clearedSessionCookie(config)
@@ -116,7 +116,7 @@ export function authController(d: AuthControllerDeps) {
           '/logout-all',
           async ({ request, set }) => {
             const p = await d.authn.authenticate(request)
-            d.auth.logoutAll(p.userId, metaOf(request))
+            await d.auth.logoutAll(p.userId, metaOf(request))
             if (request.headers.get('cookie')) {
               set.headers['set-cookie'] = clearedSessionCookie(config)
               // W3C Clear Site Data: the browser also drops every other cookie of this origin.
@@ -131,8 +131,8 @@ export function authController(d: AuthControllerDeps) {
         )
         .post(
           '/password/forgot',
-          ({ body, request, set }) => {
-            d.auth.forgotPassword(body.email, metaOf(request))
+          async ({ body, request, set }) => {
+            await d.auth.forgotPassword(body.email, metaOf(request))
             set.status = 202
             return { status: 'accepted' as const }
           },
@@ -160,7 +160,7 @@ export function authController(d: AuthControllerDeps) {
             const meta = metaOf(request)
             const { mfaToken, transport, ...proof } = body
             const { userId, amr } = await d.mfa.login.completeMfa(mfaToken, proof, meta)
-            const user = d.auth.findById(userId)
+            const user = await d.auth.findById(userId)
             if (!user || user.status !== 'active') throw unauthorized('invalid_mfa_token', 'The MFA step is not valid.')
             const pair = await d.auth.issueSession(user, { transport: transport ?? 'bearer', amr, meta })
             return tokenBody(config, pair, transport ?? 'bearer', set)
@@ -186,7 +186,7 @@ export function authController(d: AuthControllerDeps) {
             const meta = metaOf(request)
             const r = await d.mfa.passkeys.verifyAuthentication(body.response, {}, meta)
             if (!r.userVerified) throw unauthorized('user_verification_required', 'Passwordless sign-in needs a passkey that verifies the user (PIN or biometrics).')
-            const user = d.auth.findById(r.userId)
+            const user = await d.auth.findById(r.userId)
             if (!user || user.status !== 'active') throw unauthorized('invalid_credentials', 'The passkey is not valid.')
             const transport = body.transport ?? 'bearer'
             const pair = await d.auth.issueSession(user, { transport, amr: ['webauthn', 'uv'], meta })
@@ -203,8 +203,8 @@ export function authController(d: AuthControllerDeps) {
         )
         .post(
           '/unlock',
-          ({ body, request, set }) => {
-            if (!d.lockout.unlockWithToken(body.token, metaOf(request))) throw new AppError(400, 'invalid_token', 'The token is not valid or has expired.')
+          async ({ body, request, set }) => {
+            if (!await d.lockout.unlockWithToken(body.token, metaOf(request))) throw new AppError(400, 'invalid_token', 'The token is not valid or has expired.')
             set.status = 204
           },
           {
@@ -215,8 +215,8 @@ export function authController(d: AuthControllerDeps) {
         )
         .post(
           '/email/verify',
-          ({ body, request, set }) => {
-            d.auth.verifyEmail(body.token, metaOf(request))
+          async ({ body, request, set }) => {
+            await d.auth.verifyEmail(body.token, metaOf(request))
             set.status = 204
           },
           {

@@ -17,12 +17,12 @@ import type { LoginHooks } from './service'
 /** The MFA step locks through the same LockoutService (kind 'mfa') as everything else, so its cache never disagrees. */
 export function mfaLock(lockout: LockoutService): MfaLock {
   return {
-    lockedUntil: (id) => {
-      const st = lockout.isLocked(id, 'mfa')
+    lockedUntil: async (id) => {
+      const st = await lockout.isLocked(id, 'mfa')
       return st.locked ? (st.permanent ? Number.POSITIVE_INFINITY : st.until) : undefined
     },
-    fail: (id) => {
-      const r = lockout.recordFailure(id, 'mfa')
+    fail: async (id) => {
+      const r = await lockout.recordFailure(id, 'mfa')
       return r.locked ? (r.until ?? Number.POSITIVE_INFINITY) : undefined
     },
     reset: (id) => lockout.recordSuccess(id, 'mfa'),
@@ -42,11 +42,11 @@ export interface LoginFlowDeps {
 export function loginFlow(d: LoginFlowDeps): LoginHooks {
   const { lockout, mfa } = d
   return {
-    startMfa: (user, ctx) => (mfa.login.hasActiveFactor(user.id) ? { mfaRequired: true, ...mfa.login.startMfa(user.id, ctx.meta) } : undefined),
-    mfaEnrollmentRequired: (userId) => d.rbac.mfaRequiredFor(userId) && !mfa.login.hasActiveFactor(userId),
-    isLocked: (userId) => lockout.isLocked(userId, 'password').locked,
+    startMfa: async (user, ctx) => ((await mfa.login.hasActiveFactor(user.id)) ? { mfaRequired: true, ...(await mfa.login.startMfa(user.id, ctx.meta)) } : undefined),
+    mfaEnrollmentRequired: async (userId) => (await d.rbac.mfaRequiredFor(userId)) && !(await mfa.login.hasActiveFactor(userId)),
+    isLocked: async (userId) => (await lockout.isLocked(userId, 'password')).locked,
     onPasswordFailure: async (user, meta) => {
-      const r = lockout.recordFailure(user.id, 'password', meta)
+      const r = await lockout.recordFailure(user.id, 'password', meta)
       if (r.locked) await sendLockoutMail(d, user, meta, r.until)
     },
     onPasswordSuccess: (user) => lockout.recordSuccess(user.id, 'password'),

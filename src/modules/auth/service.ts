@@ -4,11 +4,11 @@
  * locked account, and does the same hashing work in each case, so neither the answer nor its timing
  * reveals whether an account exists.
  */
-import { withTransaction } from '../../db/tx'
-import { and, eq, gt, isNull, sql } from 'drizzle-orm'
+import { allPrepared, withTransaction } from '../../db/tx'
+import { and, count, eq, gt, isNull, sql } from 'drizzle-orm'
 import type { CoreDeps } from '../../deps'
-import { dialect } from '../../db/dialect'
-import { emailTokens, users } from '../../db/schema'
+import { dialect } from '../../db/tables'
+import { emailTokens, users } from '../../db/tables'
 import { hashToken, randomToken } from '../../lib/crypto'
 import { AppError, conflict, unauthorized } from '../../lib/errors'
 import { newId } from '../../lib/ids'
@@ -59,21 +59,21 @@ export type LoginResult = ({ kind: 'tokens' } & TokenPair) | ({ kind: 'mfa' } & 
 /** Hooks other features plug into sign-in without this service knowing them. */
 export interface LoginHooks {
   /** Refuses (returns true) while the account is locked; called before the password is checked. */
-  isLocked?(userId: string): boolean
-  onPasswordFailure?(user: UserRow, meta: RequestMeta): void
-  onPasswordSuccess?(user: UserRow): void
+  isLocked?(userId: string): Promise<boolean>
+  onPasswordFailure?(user: UserRow, meta: RequestMeta): Promise<void>
+  onPasswordSuccess?(user: UserRow): Promise<void>
   /** When the user has an active second factor: the MFA challenge to return instead of tokens. */
-  startMfa?(user: UserRow, ctx: { transport: 'bearer' | 'cookie'; meta: RequestMeta }): MfaChallenge | undefined
+  startMfa?(user: UserRow, ctx: { transport: 'bearer' | 'cookie'; meta: RequestMeta }): Promise<MfaChallenge | undefined>
   /** Whether a role of the user requires MFA while no factor is enrolled (session limited to enrolment). */
-  mfaEnrollmentRequired?(userId: string): boolean
+  mfaEnrollmentRequired?(userId: string): Promise<boolean>
   /** Called after a successful password reset (clears lockouts). */
-  onPasswordReset?(userId: string): void
+  onPasswordReset?(userId: string): Promise<void>
 }
 
 
 const invalidCredentials = () => unauthorized('invalid_credentials', 'The email or password is not correct.')
 
-export interface AuthServiceDeps extends Pick<CoreDeps, 'db' | 'sqlite' | 'clock' | 'config' | 'keys' | 'logger'> {
+export interface AuthServiceDeps extends Pick<CoreDeps, 'db' | 'clock' | 'config' | 'keys' | 'logger'> {
   audit: AuditService
   sessions: SessionService
   signer: KeyService
@@ -98,12 +98,12 @@ export class AuthService {
     return hashToken(this.d.keys.tokenHash, token)
   }
 
-  findByEmail(email: string): UserRow | undefined {
-    return this.byEmail.get({ email: normalizeEmail(email) })
+  async findByEmail(email: string): Promise<UserRow | undefined> {
+    return (await allPrepared(this.d.db, this.byEmail, { email: normalizeEmail(email) }))[0]
   }
 
-  findById(id: string): UserRow | undefined {
-    return this.byId.get({ id })
+  async findById(id: string): Promise<UserRow | undefined> {
+    return (await allPrepared(this.d.db, this.byId, { id }))[0]
   }
 
   /** Checks the password policy and the user's recent passwords; throws 422 `weak_password` with reasons. */
@@ -114,9 +114,9 @@ export class AuthService {
     }
   }
 
-  private recordPassword(tx: import('../../db/client').Tx, userId: string, hash: string, now: number) {
+  private async recordPassword(tx: import('../../db/client').Tx, userId: string, hash: string, now: number) {
     // Keep only what the reuse rule looks at (at least one: the current password).
-    rememberPasswordInTx(tx, userId, hash, Math.max(1, this.d.config.password.history), now)
+    await rememberPasswordInTx(tx, userId, hash, Math.max(1, this.d.config.password.history), now)
   }
 
   /** Creates an account with the `user` role and mails a verification link. */
@@ -124,8 +124,8 @@ export class AuthService {
     const email = validEmail(input.email)
     const name = input.name === undefined ? null : normalizeDisplayName(input.name) || null
     await this.assertAcceptable(input.password, { email, name })
-    if (this.findByEmail(email)) {
-      this.d.audit.record({ type: 'register', outcome: 'failure', details: { reason: 'email_taken' } }, meta)
+    if (await this.findByEmail(email)) {
+      await this.d.audit.record({ type: 'register', outcome: 'failure', details: { reason: 'email_taken' } }, meta)
       throw conflict('An account with this email already exists.')
     }
     const passwordHash = await this.d.hasher.hash(input.password)
@@ -134,44 +134,44 @@ export class AuthService {
     const row: UserRow = { id, email, name, passwordHash, status: 'active', emailVerifiedAt: opts.verified ? now : null, passwordChangedAt: now, createdAt: now, updatedAt: now }
     try {
       await withTransaction(this.d.db, async (tx) => {
-        tx.insert(users).values(row).run()
-        assignDefaultRole(tx, id, now)
-        if (opts.role) assignRoleInTx(tx, id, opts.role, now)
-        this.recordPassword(tx, id, passwordHash, now)
+        await tx.insert(users).values(row)
+        await assignDefaultRole(tx, id, now)
+        if (opts.role) await assignRoleInTx(tx, id, opts.role, now)
+        await this.recordPassword(tx, id, passwordHash, now)
         // Same connection, same transaction: a full disk cannot leave an account without its verification mail.
-        if (!opts.verified) this.sendVerification(row)
+        if (!opts.verified) await this.sendVerification(row)
       })
     } catch (e) {
       if (dialect.isUniqueViolation(e, 'users', 'email')) throw conflict('An account with this email already exists.')
       throw e
     }
-    this.d.audit.record({ type: 'register', outcome: 'success', actorId: id, targetId: id }, meta)
+    await this.d.audit.record({ type: 'register', outcome: 'success', actorId: id, targetId: id }, meta)
     return toUserView(row)
   }
 
-  private issueEmailToken(userId: string, purpose: 'verify_email' | 'password_reset' | 'unlock', ttlMs: number): string {
+  private async issueEmailToken(userId: string, purpose: 'verify_email' | 'password_reset' | 'unlock', ttlMs: number): Promise<string> {
     const token = randomToken(32)
     const now = this.d.clock.now()
-    this.d.db.insert(emailTokens).values({ id: newId(), userId, purpose, tokenHash: this.hash(token), createdAt: now, expiresAt: now + ttlMs }).run()
+    await this.d.db.insert(emailTokens).values({ id: newId(), userId, purpose, tokenHash: this.hash(token), createdAt: now, expiresAt: now + ttlMs })
     return token
   }
 
   /** Spends a single-use mailed token; undefined when unknown, used, expired or of another purpose. */
-  private consumeEmailToken(token: string, purpose: 'verify_email' | 'password_reset' | 'unlock'): string | undefined {
+  private async consumeEmailToken(token: string, purpose: 'verify_email' | 'password_reset' | 'unlock'): Promise<string | undefined> {
     const now = this.d.clock.now()
-    const row = this.d.db
+    const row = (await this.d.db
       .select()
       .from(emailTokens)
       .where(and(eq(emailTokens.tokenHash, this.hash(token)), eq(emailTokens.purpose, purpose), isNull(emailTokens.usedAt), gt(emailTokens.expiresAt, now)))
-      .get()
+      .limit(1))[0]
     if (!row) return undefined
-    const r = this.d.db.update(emailTokens).set({ usedAt: now }).where(and(eq(emailTokens.id, row.id), isNull(emailTokens.usedAt))).run()
+    const r = await this.d.db.update(emailTokens).set({ usedAt: now }).where(and(eq(emailTokens.id, row.id), isNull(emailTokens.usedAt)))
     return dialect.changes(r) === 1 ? row.userId : undefined
   }
 
-  sendVerification(user: UserRow): void {
-    const token = this.issueEmailToken(user.id, 'verify_email', this.d.config.tokens.emailVerifyTtlMs)
-    this.d.mailer.send({
+  async sendVerification(user: UserRow): Promise<void> {
+    const token = await this.issueEmailToken(user.id, 'verify_email', this.d.config.tokens.emailVerifyTtlMs)
+    await this.d.mailer.send({
       to: user.email,
       subject: 'Verify your email address',
       text: `Confirm your email address for Bulwark:\n\n${tokenBlock(this.d.config, 'verify', token)}\n\nIt expires in ${Math.round(this.d.config.tokens.emailVerifyTtlMs / 3_600_000)} hours.`,
@@ -179,44 +179,44 @@ export class AuthService {
   }
 
   /** Marks the address verified. */
-  verifyEmail(token: string, meta: RequestMeta): void {
-    const userId = this.consumeEmailToken(token, 'verify_email')
+  async verifyEmail(token: string, meta: RequestMeta): Promise<void> {
+    const userId = await this.consumeEmailToken(token, 'verify_email')
     if (!userId) throw new AppError(400, 'invalid_token', 'The token is not valid or has expired.')
-    this.d.db.update(users).set({ emailVerifiedAt: this.d.clock.now(), updatedAt: this.d.clock.now() }).where(eq(users.id, userId)).run()
-    this.d.audit.record({ type: 'email_verified', outcome: 'success', actorId: userId, targetId: userId }, meta)
+    await this.d.db.update(users).set({ emailVerifiedAt: this.d.clock.now(), updatedAt: this.d.clock.now() }).where(eq(users.id, userId))
+    await this.d.audit.record({ type: 'email_verified', outcome: 'success', actorId: userId, targetId: userId }, meta)
   }
 
   /** Checks email and password; returns tokens, or an MFA challenge when the user has a second factor. */
   async login(input: { email: string; password: string; transport: 'bearer' | 'cookie' }, meta: RequestMeta): Promise<LoginResult> {
-    const user = this.findByEmail(input.email)
+    const user = await this.findByEmail(input.email)
     if (!user || !user.passwordHash) {
       await this.d.hasher.dummyVerify(input.password)
-      this.d.audit.record({ type: 'login_failed', outcome: 'failure', details: { reason: 'unknown_email' } }, meta)
+      await this.d.audit.record({ type: 'login_failed', outcome: 'failure', details: { reason: 'unknown_email' } }, meta)
       throw invalidCredentials()
     }
-    const locked = this.d.hooks.isLocked?.(user.id) ?? false
+    const locked = (await this.d.hooks.isLocked?.(user.id)) ?? false
     const ok = await this.d.hasher.verify(input.password, user.passwordHash)
     if (locked) {
-      this.d.audit.record({ type: 'login_failed', outcome: 'failure', targetId: user.id, details: { reason: 'locked' } }, meta)
+      await this.d.audit.record({ type: 'login_failed', outcome: 'failure', targetId: user.id, details: { reason: 'locked' } }, meta)
       throw invalidCredentials()
     }
     if (!ok) {
-      this.d.audit.record({ type: 'login_failed', outcome: 'failure', targetId: user.id, details: { reason: 'wrong_password' } }, meta)
+      await this.d.audit.record({ type: 'login_failed', outcome: 'failure', targetId: user.id, details: { reason: 'wrong_password' } }, meta)
       await this.d.hooks.onPasswordFailure?.(user, meta)
       throw invalidCredentials()
     }
     if (user.status !== 'active') {
-      this.d.audit.record({ type: 'login_failed', outcome: 'failure', targetId: user.id, details: { reason: 'disabled' } }, meta)
+      await this.d.audit.record({ type: 'login_failed', outcome: 'failure', targetId: user.id, details: { reason: 'disabled' } }, meta)
       throw invalidCredentials()
     }
-    this.d.hooks.onPasswordSuccess?.(user)
+    await this.d.hooks.onPasswordSuccess?.(user)
     if (this.d.hasher.needsRehash(user.passwordHash)) {
       const rehashed = await this.d.hasher.hash(input.password)
-      this.d.db.update(users).set({ passwordHash: rehashed }).where(eq(users.id, user.id)).run()
+      await this.d.db.update(users).set({ passwordHash: rehashed }).where(eq(users.id, user.id))
     }
-    const mfa = this.d.hooks.startMfa?.(user, { transport: input.transport, meta })
+    const mfa = await this.d.hooks.startMfa?.(user, { transport: input.transport, meta })
     if (mfa) {
-      this.d.audit.record({ type: 'login_password_ok', outcome: 'info', actorId: user.id, targetId: user.id, details: { mfa: mfa.methods } }, meta)
+      await this.d.audit.record({ type: 'login_password_ok', outcome: 'info', actorId: user.id, targetId: user.id, details: { mfa: mfa.methods } }, meta)
       return { kind: 'mfa', ...mfa }
     }
     const pair = await this.issueSession(user, { transport: input.transport, amr: ['pwd'], meta })
@@ -225,101 +225,101 @@ export class AuthService {
 
   /** Starts a session for a user who has proven themselves and returns the token pair. */
   async issueSession(user: UserRow, s: { transport: 'bearer' | 'cookie'; amr: string[]; meta: RequestMeta }): Promise<TokenPair> {
-    const mfaPending = !s.amr.some((a) => a !== 'pwd') && (this.d.hooks.mfaEnrollmentRequired?.(user.id) ?? false)
+    const mfaPending = !s.amr.some((a) => a !== 'pwd') && ((await this.d.hooks.mfaEnrollmentRequired?.(user.id)) ?? false)
     const { session, refreshToken } = await this.d.sessions.create({ userId: user.id, transport: s.transport, amr: s.amr, mfaPending, meta: s.meta })
     const access = await this.d.signer.sign(user.id, session.id)
-    this.d.audit.record({ type: 'login', outcome: 'success', actorId: user.id, targetId: user.id, details: { sessionId: session.id, amr: s.amr, transport: s.transport } }, s.meta)
+    await this.d.audit.record({ type: 'login', outcome: 'success', actorId: user.id, targetId: user.id, details: { sessionId: session.id, amr: s.amr, transport: s.transport } }, s.meta)
     return { accessToken: access.token, refreshToken, tokenType: 'Bearer', expiresIn: access.expiresIn, user: toUserView(user), sessionId: session.id }
   }
 
   /** Spends a refresh token and returns a new pair. */
   async refresh(refreshToken: string, meta: RequestMeta): Promise<TokenPair> {
     const { session, refreshToken: next } = await this.d.sessions.rotate(refreshToken, meta)
-    const user = this.findById(session.userId)
+    const user = await this.findById(session.userId)
     if (!user || user.status !== 'active') throw unauthorized('invalid_refresh_token', 'The refresh token is not valid.')
     const access = await this.d.signer.sign(user.id, session.id)
-    this.d.audit.record({ type: 'refresh', outcome: 'success', actorId: user.id, targetId: user.id, details: { sessionId: session.id } }, meta)
+    await this.d.audit.record({ type: 'refresh', outcome: 'success', actorId: user.id, targetId: user.id, details: { sessionId: session.id } }, meta)
     return { accessToken: access.token, refreshToken: next, tokenType: 'Bearer', expiresIn: access.expiresIn, user: toUserView(user), sessionId: session.id }
   }
 
-  logout(session: SessionRow, meta: RequestMeta): void {
-    this.d.sessions.revoke(session.id, 'logout')
-    this.d.audit.record({ type: 'logout', outcome: 'success', actorId: session.userId, targetId: session.userId, details: { sessionId: session.id } }, meta)
+  async logout(session: SessionRow, meta: RequestMeta): Promise<void> {
+    await this.d.sessions.revoke(session.id, 'logout')
+    await this.d.audit.record({ type: 'logout', outcome: 'success', actorId: session.userId, targetId: session.userId, details: { sessionId: session.id } }, meta)
   }
 
-  logoutAll(userId: string, meta: RequestMeta): void {
-    const n = this.d.sessions.revokeAll(userId, 'logout_all')
-    this.d.audit.record({ type: 'logout_all', outcome: 'success', actorId: userId, targetId: userId, details: { sessions: n } }, meta)
+  async logoutAll(userId: string, meta: RequestMeta): Promise<void> {
+    const n = await this.d.sessions.revokeAll(userId, 'logout_all')
+    await this.d.audit.record({ type: 'logout_all', outcome: 'success', actorId: userId, targetId: userId, details: { sessions: n } }, meta)
   }
 
   /** Mails a reset link when the account exists; does comparable work when it does not. Always "accepted". */
-  forgotPassword(email: string, meta: RequestMeta): void {
-    const user = this.findByEmail(email)
+  async forgotPassword(email: string, meta: RequestMeta): Promise<void> {
+    const user = await this.findByEmail(email)
     if (!user || user.status !== 'active') {
       this.hash(randomToken(32))
-      this.d.audit.record({ type: 'password_reset_requested', outcome: 'info', details: { known: false } }, meta)
+      await this.d.audit.record({ type: 'password_reset_requested', outcome: 'info', details: { known: false } }, meta)
       return
     }
-    const token = this.issueEmailToken(user.id, 'password_reset', this.d.config.tokens.passwordResetTtlMs)
-    this.d.mailer.send({
+    const token = await this.issueEmailToken(user.id, 'password_reset', this.d.config.tokens.passwordResetTtlMs)
+    await this.d.mailer.send({
       to: user.email,
       subject: 'Reset your password',
       text: `Someone (hopefully you) asked to reset the Bulwark password of this account from ${meta.ip ?? 'an unknown address'}.\n\n${tokenBlock(this.d.config, 'reset', token)}\n\nIt expires in ${Math.round(this.d.config.tokens.passwordResetTtlMs / 60_000)} minutes. If you did not ask, ignore this mail.`,
     })
-    this.d.audit.record({ type: 'password_reset_requested', outcome: 'info', targetId: user.id, details: { known: true } }, meta)
+    await this.d.audit.record({ type: 'password_reset_requested', outcome: 'info', targetId: user.id, details: { known: true } }, meta)
   }
 
   /** Sets a new password from a reset token; ends every session and clears lockouts. */
   async resetPassword(token: string, password: string, meta: RequestMeta): Promise<void> {
     const now = this.d.clock.now()
-    const row = this.d.db
+    const row = (await this.d.db
       .select()
       .from(emailTokens)
       .where(and(eq(emailTokens.tokenHash, this.hash(token)), eq(emailTokens.purpose, 'password_reset'), isNull(emailTokens.usedAt), gt(emailTokens.expiresAt, now)))
-      .get()
+      .limit(1))[0]
     if (!row) throw new AppError(400, 'invalid_token', 'The token is not valid or has expired.')
-    const user = this.findById(row.userId)
+    const user = await this.findById(row.userId)
     if (!user) throw new AppError(400, 'invalid_token', 'The token is not valid or has expired.')
     await this.assertAcceptable(password, { email: user.email, name: user.name, userId: user.id })
-    const userId = this.consumeEmailToken(token, 'password_reset')
+    const userId = await this.consumeEmailToken(token, 'password_reset')
     if (userId !== user.id) throw new AppError(400, 'invalid_token', 'The token is not valid or has expired.')
     await this.setPassword(user.id, password)
-    this.d.sessions.revokeAll(user.id, 'password_reset')
-    this.d.hooks.onPasswordReset?.(user.id)
-    this.d.audit.record({ type: 'password_reset', outcome: 'success', actorId: user.id, targetId: user.id }, meta)
+    await this.d.sessions.revokeAll(user.id, 'password_reset')
+    await this.d.hooks.onPasswordReset?.(user.id)
+    await this.d.audit.record({ type: 'password_reset', outcome: 'success', actorId: user.id, targetId: user.id }, meta)
   }
 
   private async setPassword(userId: string, password: string): Promise<void> {
     const hash = await this.d.hasher.hash(password)
     const now = this.d.clock.now()
     await withTransaction(this.d.db, async (tx) => {
-      tx.update(users).set({ passwordHash: hash, passwordChangedAt: now, updatedAt: now }).where(eq(users.id, userId)).run()
-      this.recordPassword(tx, userId, hash, now)
+      await tx.update(users).set({ passwordHash: hash, passwordChangedAt: now, updatedAt: now }).where(eq(users.id, userId))
+      await this.recordPassword(tx, userId, hash, now)
     })
   }
 
   /** Changes the password after checking the current one; ends the other sessions. */
   async changePassword(userId: string, sessionId: string, current: string, password: string, meta: RequestMeta): Promise<void> {
-    const user = this.findById(userId)
+    const user = await this.findById(userId)
     if (!user?.passwordHash) throw unauthorized('invalid_credentials', 'The current password is not correct.')
     // Same guessing budget as sign-in: a stolen access token must not become an unlimited password oracle.
-    const locked = this.d.hooks.isLocked?.(userId) ?? false
+    const locked = (await this.d.hooks.isLocked?.(userId)) ?? false
     const ok = await this.d.hasher.verify(current, user.passwordHash)
     if (locked || !ok) {
       if (!locked) await this.d.hooks.onPasswordFailure?.(user, meta)
-      this.d.audit.record({ type: 'password_change', outcome: 'failure', actorId: userId, targetId: userId, details: { reason: locked ? 'locked' : 'wrong_current_password' } }, meta)
+      await this.d.audit.record({ type: 'password_change', outcome: 'failure', actorId: userId, targetId: userId, details: { reason: locked ? 'locked' : 'wrong_current_password' } }, meta)
       throw unauthorized('invalid_credentials', 'The current password is not correct.')
     }
     await this.assertAcceptable(password, { email: user.email, name: user.name, userId })
     await this.setPassword(userId, password)
-    this.d.sessions.revokeAll(userId, 'password_change', sessionId)
-    this.d.sessions.markAuthenticated(sessionId, 'pwd')
-    this.d.audit.record({ type: 'password_change', outcome: 'success', actorId: userId, targetId: userId }, meta)
+    await this.d.sessions.revokeAll(userId, 'password_change', sessionId)
+    await this.d.sessions.markAuthenticated(sessionId, 'pwd')
+    await this.d.audit.record({ type: 'password_change', outcome: 'success', actorId: userId, targetId: userId }, meta)
   }
 
   /** Verifies the password of a signed-in user (step-up for sensitive changes). */
   async verifyPassword(userId: string, password: string): Promise<boolean> {
-    const user = this.findById(userId)
+    const user = await this.findById(userId)
     if (!user?.passwordHash) {
       await this.d.hasher.dummyVerify(password)
       return false
@@ -327,21 +327,21 @@ export class AuthService {
     return this.d.hasher.verify(password, user.passwordHash)
   }
 
-  updateName(userId: string, name: string | null): UserRow {
+  async updateName(userId: string, name: string | null): Promise<UserRow> {
     const now = this.d.clock.now()
-    this.d.db.update(users).set({ name: name === null ? null : normalizeDisplayName(name) || null, updatedAt: now }).where(eq(users.id, userId)).run()
-    return this.findById(userId)!
+    await this.d.db.update(users).set({ name: name === null ? null : normalizeDisplayName(name) || null, updatedAt: now }).where(eq(users.id, userId))
+    return (await this.findById(userId))!
   }
 
   /** Creates the first owner when the database has no users (BULWARK_ADMIN_EMAIL/PASSWORD, `bulwark admin create`). */
   async createOwner(email: string, password: string, meta: RequestMeta = {}): Promise<UserView> {
-    if (!this.d.rbac.roleId('owner')) throw new Error('the owner role is missing: is the database migrated?')
+    if (!await this.d.rbac.roleId('owner')) throw new Error('the owner role is missing: is the database migrated?')
     const view = await this.register({ email, password }, meta, { role: 'owner', verified: true })
-    this.d.audit.record({ type: 'owner_created', outcome: 'success', targetId: view.id }, meta)
+    await this.d.audit.record({ type: 'owner_created', outcome: 'success', targetId: view.id }, meta)
     return view
   }
 
-  userCount(): number {
-    return this.d.sqlite.query<{ n: number }, []>('SELECT count(*) AS n FROM users').get()!.n
+  async userCount(): Promise<number> {
+    return Number((await this.d.db.select({ n: count() }).from(users))[0]?.n ?? 0)
   }
 }

@@ -1,8 +1,9 @@
+import { withTransaction } from '../../db/tx'
 /** SQL of the OAuth clients module (the only place that touches its tables). */
 import { and, desc, eq, lt, sql } from 'drizzle-orm'
 import type { Db } from '../../db/client'
 import { changes } from '../../db/client'
-import { clientAssertionJtis, clientRoles, oauthClients } from '../../db/schema'
+import { clientAssertionJtis, clientRoles, oauthClients } from '../../db/tables'
 
 export type ClientRow = typeof oauthClients.$inferSelect
 
@@ -10,11 +11,11 @@ export class ClientStore {
   constructor(private readonly db: Db) {}
 
   async get(id: string): Promise<ClientRow | undefined> {
-    return await this.db.select().from(oauthClients).where(eq(oauthClients.id, id)).get()
+    return await (await this.db.select().from(oauthClients).where(eq(oauthClients.id, id)).limit(1))[0]
   }
 
   async roleIds(id: string): Promise<string[]> {
-    return (await this.db.select({ roleId: clientRoles.roleId }).from(clientRoles).where(eq(clientRoles.clientId, id)).all()).map((r) => r.roleId)
+    return (await this.db.select({ roleId: clientRoles.roleId }).from(clientRoles).where(eq(clientRoles.clientId, id))).map((r) => r.roleId)
   }
 
   /** Newest first, keyset on (createdAt, id). */
@@ -24,34 +25,34 @@ export class ClientStore {
     return await (where ? q.where(where) : q).orderBy(desc(oauthClients.createdAt), desc(oauthClients.id)).limit(limit).all()
   }
 
-  insert(row: ClientRow, roleIds: string[]): void {
-    this.db.transaction((tx) => {
-      tx.insert(oauthClients).values(row).run()
-      if (roleIds.length) tx.insert(clientRoles).values(roleIds.map((roleId) => ({ clientId: row.id, roleId }))).run()
+  async insert(row: ClientRow, roleIds: string[]): Promise<void> {
+    await withTransaction(this.db, async (tx) => {
+      await tx.insert(oauthClients).values(row)
+      if (roleIds.length) await tx.insert(clientRoles).values(roleIds.map((roleId) => ({ clientId: row.id, roleId })))
     })
   }
 
-  update(id: string, set: Partial<ClientRow>, roleIds?: string[]): void {
-    this.db.transaction((tx) => {
-      tx.update(oauthClients).set(set).where(eq(oauthClients.id, id)).run()
+  async update(id: string, set: Partial<ClientRow>, roleIds?: string[]): Promise<void> {
+    await withTransaction(this.db, async (tx) => {
+      await tx.update(oauthClients).set(set).where(eq(oauthClients.id, id))
       if (roleIds) {
-        tx.delete(clientRoles).where(eq(clientRoles.clientId, id)).run()
-        if (roleIds.length) tx.insert(clientRoles).values(roleIds.map((roleId) => ({ clientId: id, roleId }))).run()
+        await tx.delete(clientRoles).where(eq(clientRoles.clientId, id))
+        if (roleIds.length) await tx.insert(clientRoles).values(roleIds.map((roleId) => ({ clientId: id, roleId })))
       }
     })
   }
 
   async delete(id: string): Promise<boolean> {
-    return changes(await this.db.delete(oauthClients).where(eq(oauthClients.id, id)).run()) > 0
+    return changes(await this.db.delete(oauthClients).where(eq(oauthClients.id, id))) > 0
   }
 
   /** Records an assertion `jti`; false when it was seen before (a replay). Expired ones are pruned on the way. */
-  rememberJti(clientId: string, jti: string, expiresAt: number, now: number): boolean {
-    return this.db.transaction((tx) => {
-      tx.delete(clientAssertionJtis).where(lt(clientAssertionJtis.expiresAt, now)).run()
-      const seen = tx.select({ jti: clientAssertionJtis.jti }).from(clientAssertionJtis).where(and(eq(clientAssertionJtis.clientId, clientId), eq(clientAssertionJtis.jti, jti))).get()
+  async rememberJti(clientId: string, jti: string, expiresAt: number, now: number): Promise<boolean> {
+    return await withTransaction(this.db, async (tx) => {
+      await tx.delete(clientAssertionJtis).where(lt(clientAssertionJtis.expiresAt, now))
+      const seen = (await tx.select({ jti: clientAssertionJtis.jti }).from(clientAssertionJtis).where(and(eq(clientAssertionJtis.clientId, clientId), eq(clientAssertionJtis.jti, jti))).limit(1))[0]
       if (seen) return false
-      tx.insert(clientAssertionJtis).values({ clientId, jti, expiresAt }).run()
+      await tx.insert(clientAssertionJtis).values({ clientId, jti, expiresAt })
       return true
     })
   }

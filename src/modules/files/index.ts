@@ -32,10 +32,10 @@ export function filesController(auth: AuthMacros, files: FilesService, d: { curs
     )
     .get(
       '/v1/files',
-      ({ principal, query }) => {
+      async ({ principal, query }) => {
         const limit = pageLimit(query.limit)
         const after = decodeCursor(d.cursorKey, query.cursor, isCursor)
-        const page = files.list(principal, after?.id, limit)
+        const page = await files.list(principal, after?.id, limit)
         return { items: page.items, nextCursor: page.more && page.last ? encodeCursor(d.cursorKey, { id: page.last }) : null }
       },
       {
@@ -45,7 +45,7 @@ export function filesController(auth: AuthMacros, files: FilesService, d: { curs
         detail: { summary: 'Own files (everyone’s with files:read:any), keyset-paginated' },
       },
     )
-    .get('/v1/files/:id', ({ principal, params }) => files.view(files.get(principal, params.id)), {
+    .get('/v1/files/:id', async ({ principal, params }) => files.view(await files.get(principal, params.id)), {
       permission: 'files:read:own',
       params: IdParam,
       response: { 200: FileSchema, ...errors(401, 403, 404, 422, 429) },
@@ -53,8 +53,8 @@ export function filesController(auth: AuthMacros, files: FilesService, d: { curs
     })
     .get(
       '/v1/files/:id/content',
-      ({ principal, params }) => {
-        const row = files.get(principal, params.id)
+      async ({ principal, params }) => {
+        const row = await files.get(principal, params.id)
         return new Response(files.content(row), {
           headers: {
             'content-type': row.type,
@@ -75,8 +75,8 @@ export function filesController(auth: AuthMacros, files: FilesService, d: { curs
     )
     .delete(
       '/v1/files/:id',
-      ({ principal, params, request, set }) => {
-        files.delete(principal, params.id, metaOf(request))
+      async ({ principal, params, request, set }) => {
+        await files.delete(principal, params.id, metaOf(request))
         set.status = 204
       },
       {

@@ -13,7 +13,7 @@ import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileTypeFromBuffer } from 'file-type'
 import type { CoreDeps } from '../../deps'
-import { files } from '../../db/schema'
+import { files } from '../../db/tables'
 import { CircuitBreaker } from '../../lib/circuit-breaker'
 import { ClamdClient, ClamdTimeout } from '../../lib/clamd'
 import { AppError, notFound } from '../../lib/errors'
@@ -80,7 +80,7 @@ export class FilesService {
 
   /** The readiness probe of the scanner. */
   async ping(): Promise<boolean> {
-    return this.scanner ? this.scanner.ping() : true
+    return this.scanner ? await this.scanner.ping() : true
   }
 
   /** Checks type and contents, scans, stores. */
@@ -110,14 +110,14 @@ export class FilesService {
     try {
       await withTransaction(this.d.db, async (tx) => {
         if (purpose === 'avatar') replaced.push(...tx.delete(files).where(and(eq(files.ownerId, ownerId), eq(files.purpose, 'avatar'))).returning().all())
-        tx.insert(files).values(row).run()
+        await tx.insert(files).values(row)
       })
     } catch (e) {
       rmSync(join(this.dir, id), { force: true })
       throw e
     }
     for (const r of replaced) rmSync(join(this.dir, r.id), { force: true })
-    this.d.audit.record({ type: purpose === 'avatar' ? 'avatar_uploaded' : 'file_uploaded', outcome: 'success', actorId: ownerId, targetId: ownerId, details: { fileId: id, type: row.type, size: row.size, scanned: this.scanning } }, meta)
+    await this.d.audit.record({ type: purpose === 'avatar' ? 'avatar_uploaded' : 'file_uploaded', outcome: 'success', actorId: ownerId, targetId: ownerId, details: { fileId: id, type: row.type, size: row.size, scanned: this.scanning } }, meta)
     return toView(row)
   }
 
@@ -133,14 +133,14 @@ export class FilesService {
     )
     if (!verdict) throw unavailable()
     if (!verdict.clean) {
-      this.d.audit.record({ type: 'file_rejected', outcome: 'failure', actorId: ownerId, targetId: ownerId, details: { signature: verdict.signature, size: bytes.length } }, meta)
+      await this.d.audit.record({ type: 'file_rejected', outcome: 'failure', actorId: ownerId, targetId: ownerId, details: { signature: verdict.signature, size: bytes.length } }, meta)
       throw new AppError(422, 'file_rejected', 'The file was rejected by the virus scanner.')
     }
   }
 
   /** A file the caller may see (`files:read:own` or `:any`); 404 otherwise, never 403. */
-  get(who: PermissionHolder, id: string, action: 'files:read' | 'files:delete' = 'files:read'): Row {
-    const r = this.d.db.select().from(files).where(eq(files.id, id)).get()
+  async get(who: PermissionHolder, id: string, action: 'files:read' | 'files:delete' = 'files:read'): Promise<Row> {
+    const r = (await this.d.db.select().from(files).where(eq(files.id, id)).limit(1))[0]
     if (!r || !canAccessOwned(who, action, r.ownerId)) throw notFound('No such file.')
     return r
   }
@@ -155,18 +155,18 @@ export class FilesService {
   }
 
   /** Own files, or everyone's with `files:read:any`; keyset by id. */
-  list(who: PermissionHolder, after: string | undefined, limit: number): { items: FileView[]; last: string | undefined; more: boolean } {
+  async list(who: PermissionHolder, after: string | undefined, limit: number): Promise<{ items: FileView[]; last: string | undefined; more: boolean }> {
     const conds: SQL[] = [gt(files.id, after ?? '')]
     if (!who.permissions.includes('files:read:any')) conds.push(eq(files.ownerId, who.userId))
-    const rows = this.d.db.select().from(files).where(and(...conds)).orderBy(asc(files.id)).limit(limit + 1).all()
+    const rows = await this.d.db.select().from(files).where(and(...conds)).orderBy(asc(files.id)).limit(limit + 1)
     const page = rows.slice(0, limit)
     return { items: page.map(toView), last: page.at(-1)?.id, more: rows.length > limit }
   }
 
-  delete(who: PermissionHolder, id: string, meta: RequestMeta): void {
-    const r = this.get(who, id, 'files:delete')
-    this.d.db.delete(files).where(eq(files.id, r.id)).run()
+  async delete(who: PermissionHolder, id: string, meta: RequestMeta): Promise<void> {
+    const r = await this.get(who, id, 'files:delete')
+    await this.d.db.delete(files).where(eq(files.id, r.id))
     rmSync(join(this.dir, r.id), { force: true })
-    this.d.audit.record({ type: 'file_deleted', outcome: 'success', actorId: who.userId, targetId: r.ownerId, details: { fileId: r.id } }, meta)
+    await this.d.audit.record({ type: 'file_deleted', outcome: 'success', actorId: who.userId, targetId: r.ownerId, details: { fileId: r.id } }, meta)
   }
 }

@@ -3,7 +3,8 @@
  * and is 503 when any required one fails. Optional dependencies (a degraded cache) report `degraded`
  * without failing readiness, since Bulwark keeps serving on its fallbacks.
  */
-import type { Database } from 'bun:sqlite'
+import type { Store } from '../../db/client'
+import { storageHeartbeat } from '../../db/tables'
 import { systemClock, type Clock } from '../../lib/clock'
 import { classifyStorageError, sqliteCode, storageReason } from '../../lib/storage-errors'
 
@@ -73,7 +74,9 @@ export class HealthService {
  * another process is `degraded` (reads still work; writes wait, then answer 503 storage_busy).
  * The probe result is cached between runs: a probe blocks for at most BULWARK_DB_BUSY_TIMEOUT.
  */
-export function databaseCheck(sqlite: Database, clock: Clock = systemClock, probeEveryMs = 1000): HealthCheck {
+export function databaseCheck(store: Pick<Store, 'engine' | 'db' | 'sqlite'>, clock: Clock = systemClock, probeEveryMs = 1000): HealthCheck {
+  if (!store.sqlite) return pgDatabaseCheck(store.db, clock, probeEveryMs)
+  const sqlite = store.sqlite
   const heartbeat = sqlite.prepare<unknown, [number]>('INSERT INTO storage_heartbeat (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at')
   const probe = sqlite.transaction((now: number) => heartbeat.run(now))
   let last: { at: number; result: CheckOutcome } | undefined
@@ -99,6 +102,31 @@ export function databaseCheck(sqlite: Database, clock: Clock = systemClock, prob
       const now = clock.now()
       if (!last || now - last.at >= probeEveryMs || now < last.at) last = { at: now, result: write(now) }
       return last.result
+    },
+  }
+}
+
+/**
+ * PostgreSQL: a read and (at most once per `probeEveryMs`) a committed heartbeat write through the pool, so an
+ * unreachable server, a read-only standby or a full disk turns readiness 503.
+ */
+function pgDatabaseCheck(db: Store['db'], clock: Clock, probeEveryMs: number): HealthCheck {
+  let last: { at: number; result: CheckOutcome } | undefined
+  return {
+    name: 'database',
+    required: true,
+    run: async () => {
+      const now = clock.now()
+      if (last && now - last.at < probeEveryMs && now >= last.at) return last.result
+      let result: CheckOutcome
+      try {
+        await db.insert(storageHeartbeat).values({ id: 1, at: now }).onConflictDoUpdate({ target: storageHeartbeat.id, set: { at: now } })
+        result = undefined
+      } catch (err) {
+        result = { status: 'down', detail: `PostgreSQL did not take a write: ${(err as Error).message.slice(0, 200)}` }
+      }
+      last = { at: now, result }
+      return result
     },
   }
 }

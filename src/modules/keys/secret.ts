@@ -16,7 +16,7 @@ import { drizzle } from 'drizzle-orm/bun-sqlite'
 import { existsSync } from 'node:fs'
 import type { Db } from '../../db/client'
 import * as schema from '../../db/schema'
-import { refreshTokens, secretKeys, signingKeys, totpFactors, webhookEndpoints } from '../../db/schema'
+import { refreshTokens, secretKeys, signingKeys, totpFactors, webhookEndpoints } from '../../db/tables'
 import { decrypt, deriveKey, deriveKeys, encrypt, type Keys } from '../../lib/crypto'
 
 /** Exit code of a start refused because BULWARK_SECRET does not open the database. */
@@ -49,15 +49,15 @@ const stableAad = (purpose: string) => `secret-key:${purpose}`
 export const ENCRYPTED_IN = ['src/modules/keys/service.ts', 'src/modules/mfa/totp-service.ts', 'src/modules/sessions/service.ts', 'src/modules/webhooks/service.ts'] as const
 
 /** Whether `secret` decrypts the current signing key; undefined when there is none yet. */
-function secretOpens(db: Db, secret: string): boolean | undefined {
+async function secretOpens(db: Db, secret: string): Promise<boolean | undefined> {
   const enc = deriveKey(secret, 'encryption')
-  const key = db
+  const key = (await db
     .select({ kid: signingKeys.kid, box: signingKeys.privateJwkEnc })
     .from(signingKeys)
     .where(isNull(signingKeys.rotatedAt))
     .orderBy(desc(signingKeys.createdAt), desc(sql`rowid`))
     .limit(1)
-    .get()
+    )[0]
   if (!key) return undefined
   try {
     decrypt(enc, key.box, `jwk:${key.kid}`)
@@ -71,7 +71,7 @@ function secretOpens(db: Db, secret: string): boolean | undefined {
  * Whether `secret` opens the database file: `opens`, `refused`, or `empty` (no file, or no signing key yet).
  * Reads the file read-only, so it runs before anything opens it for writing (no migration, no new key).
  */
-export function probeSecret(dbPath: string, secret: string): 'opens' | 'refused' | 'empty' {
+export async function probeSecret(dbPath: string, secret: string): Promise<'opens' | 'refused' | 'empty'> {
   if (dbPath === ':memory:' || !existsSync(dbPath)) return 'empty'
   let sqlite: Database
   try {
@@ -82,7 +82,7 @@ export function probeSecret(dbPath: string, secret: string): 'opens' | 'refused'
   try {
     const has = sqlite.query<{ n: number }, []>("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'signing_keys'").get()
     if (!has?.n) return 'empty'
-    const r = secretOpens(drizzle(sqlite, { schema }), secret)
+    const r = await secretOpens(drizzle(sqlite, { schema }), secret)
     return r === undefined ? 'empty' : r ? 'opens' : 'refused'
   } catch {
     return 'empty'
@@ -92,15 +92,15 @@ export function probeSecret(dbPath: string, secret: string): 'opens' | 'refused'
 }
 
 /** Refuses (SecretMismatchError) a secret that cannot decrypt the database's current signing key; a wrong secret changes nothing. */
-export function assertSecretOpens(dbPath: string, secret: string, what = 'BULWARK_SECRET'): void {
-  if (probeSecret(dbPath, secret) === 'refused') throw new SecretMismatchError(what)
+export async function assertSecretOpens(dbPath: string, secret: string, what = 'BULWARK_SECRET'): Promise<void> {
+  if (await probeSecret(dbPath, secret) === 'refused') throw new SecretMismatchError(what)
 }
 
 /** The keys in force: derived from the secret, with the kept ones (after a rotation) from `secret_keys`. */
-export function effectiveKeys(db: Db, secret: string): Keys {
-  if (secretOpens(db, secret) === false) throw new SecretMismatchError()
+export async function effectiveKeys(db: Db, secret: string): Promise<Keys> {
+  if (await secretOpens(db, secret) === false) throw new SecretMismatchError()
   const keys = deriveKeys(secret)
-  const rows = db.select().from(secretKeys).all()
+  const rows = await db.select().from(secretKeys)
   for (const [purpose, field] of STABLE) {
     const row = rows.find((r) => r.purpose === purpose)
     if (!row) continue
@@ -126,11 +126,11 @@ export interface SecretRotation {
  */
 export async function rotateSecret(db: Db, oldSecret: string, newSecret: string, now: number): Promise<SecretRotation> {
   return await withTransaction(db, async (tx) => {
-      const old = effectiveKeys(tx as unknown as Db, oldSecret)
+      const old = await effectiveKeys(tx as unknown as Db, oldSecret)
       const next = deriveKey(newSecret, 'encryption')
       const reencrypted: Record<string, number> = {}
       const skipped: Record<string, number> = {}
-      const redo = (table: string, box: string, aad: string, write: (v: string) => void) => {
+      const redo = async (table: string, box: string, aad: string, write: (v: string) => Promise<unknown>) => {
         let plain: string
         try {
           plain = decrypt(old.encryption, box, aad)
@@ -138,31 +138,25 @@ export async function rotateSecret(db: Db, oldSecret: string, newSecret: string,
           skipped[table] = (skipped[table] ?? 0) + 1
           return
         }
-        write(encrypt(next, plain, aad))
+        await write(encrypt(next, plain, aad))
         reencrypted[table] = (reencrypted[table] ?? 0) + 1
       }
-      for (const r of tx.select({ kid: signingKeys.kid, box: signingKeys.privateJwkEnc }).from(signingKeys).orderBy(asc(signingKeys.kid)).all()) {
-        redo('signing_keys', r.box, `jwk:${r.kid}`, (v) => tx.update(signingKeys).set({ privateJwkEnc: v }).where(eq(signingKeys.kid, r.kid)).run())
+      for (const r of await tx.select({ kid: signingKeys.kid, box: signingKeys.privateJwkEnc }).from(signingKeys).orderBy(asc(signingKeys.kid))) {
+        await redo('signing_keys', r.box, `jwk:${r.kid}`, (v) => tx.update(signingKeys).set({ privateJwkEnc: v }).where(eq(signingKeys.kid, r.kid)))
       }
-      for (const r of tx.select({ userId: totpFactors.userId, box: totpFactors.secretEnc }).from(totpFactors).all()) {
-        redo('totp_factors', r.box, `totp:${r.userId}`, (v) => tx.update(totpFactors).set({ secretEnc: v }).where(eq(totpFactors.userId, r.userId)).run())
+      for (const r of await tx.select({ userId: totpFactors.userId, box: totpFactors.secretEnc }).from(totpFactors)) {
+        await redo('totp_factors', r.box, `totp:${r.userId}`, (v) => tx.update(totpFactors).set({ secretEnc: v }).where(eq(totpFactors.userId, r.userId)))
       }
-      for (const r of tx.select({ id: refreshTokens.id, box: refreshTokens.successorEnc }).from(refreshTokens).where(isNotNull(refreshTokens.successorEnc)).all()) {
-        redo('refresh_tokens', r.box!, `rt:${r.id}`, (v) =>
-          tx
-            .update(refreshTokens)
-            .set({ successorEnc: v })
-            .where(and(eq(refreshTokens.id, r.id)))
-            .run(),
-        )
+      for (const r of await tx.select({ id: refreshTokens.id, box: refreshTokens.successorEnc }).from(refreshTokens).where(isNotNull(refreshTokens.successorEnc))) {
+        await redo('refresh_tokens', r.box!, `rt:${r.id}`, (v) => tx.update(refreshTokens).set({ successorEnc: v }).where(and(eq(refreshTokens.id, r.id))))
       }
-      for (const r of tx.select({ id: webhookEndpoints.id, box: webhookEndpoints.secretEnc, prev: webhookEndpoints.previousSecretEnc }).from(webhookEndpoints).all()) {
-        redo('webhook_endpoints', r.box, `whsec:${r.id}`, (v) => tx.update(webhookEndpoints).set({ secretEnc: v }).where(eq(webhookEndpoints.id, r.id)).run())
-        if (r.prev) redo('webhook_endpoints', r.prev, `whsec-prev:${r.id}`, (v) => tx.update(webhookEndpoints).set({ previousSecretEnc: v }).where(eq(webhookEndpoints.id, r.id)).run())
+      for (const r of await tx.select({ id: webhookEndpoints.id, box: webhookEndpoints.secretEnc, prev: webhookEndpoints.previousSecretEnc }).from(webhookEndpoints)) {
+        await redo('webhook_endpoints', r.box, `whsec:${r.id}`, (v) => tx.update(webhookEndpoints).set({ secretEnc: v }).where(eq(webhookEndpoints.id, r.id)))
+        if (r.prev) await redo('webhook_endpoints', r.prev, `whsec-prev:${r.id}`, (v) => tx.update(webhookEndpoints).set({ previousSecretEnc: v }).where(eq(webhookEndpoints.id, r.id)))
       }
       for (const [purpose, field] of STABLE) {
         const keyEnc = encrypt(next, old[field].toString('base64'), stableAad(purpose))
-        tx.insert(secretKeys).values({ purpose, keyEnc, createdAt: now }).onConflictDoUpdate({ target: secretKeys.purpose, set: { keyEnc, createdAt: now } }).run()
+        await tx.insert(secretKeys).values({ purpose, keyEnc, createdAt: now }).onConflictDoUpdate({ target: secretKeys.purpose, set: { keyEnc, createdAt: now } })
       }
       return { reencrypted, skipped }
     })

@@ -1,7 +1,7 @@
 /**
  * Signing keys and access tokens. Keys are asymmetric (EdDSA/Ed25519 or ES256) so other services verify
  * tokens from the JWKS alone. Private keys are stored AES-GCM encrypted (key derived from BULWARK_SECRET,
- * bound to the kid). `rotate()` makes a new current key; the previous one stays published and valid until
+ * bound to the kid). `await rotate()` makes a new current key; the previous one stays published and valid until
  * every token it signed has expired, then is refused.
  *
  * Every instance sharing the database follows a rotation made anywhere (another instance, `bulwark keys
@@ -12,12 +12,12 @@
  * jose is used directly (it is what @elysiajs/jwt is built on) because rotation needs a key *set*
  * selected by `kid`, which the plugin's single-secret API does not model.
  */
-import { withTransaction } from '../../db/tx'
+import { lockResource, withTransaction } from '../../db/tx'
 import { and, asc, desc, eq, isNull, isNotNull, lt, sql } from 'drizzle-orm'
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose'
 import type { CoreDeps } from '../../deps'
-import { signingKeys } from '../../db/schema'
+import { signingKeys } from '../../db/tables'
 import { decrypt, encrypt, randomToken } from '../../lib/crypto'
 import { AppError } from '../../lib/errors'
 
@@ -94,25 +94,24 @@ export class KeyService {
   constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'config' | 'keys' | 'logger'>) {}
 
   /** Loads the keys, creating the first one on an empty database (race-safe). Synchronous (node:crypto KeyObjects). */
-  init(): void {
-    // Start-up only, before any request is served: a synchronous IMMEDIATE transaction (nothing can interleave).
-    this.deps.db.transaction(
-      (tx) => {
-        if (!tx.select({ kid: signingKeys.kid }).from(signingKeys).where(isNull(signingKeys.rotatedAt)).limit(1).get()) this.insertNewKey(tx)
-      },
-      { behavior: 'immediate' },
-    )
-    this.load()
+  async init(): Promise<void> {
+    // Start-up only, before any request is served. Two instances starting together: the transaction (one writer
+    // on SQLite, an advisory lock on PostgreSQL) lets only the first create the key.
+    await withTransaction(this.deps.db, async (tx) => {
+      await lockResource(tx, 'signing-keys')
+      if (!(await tx.select({ kid: signingKeys.kid }).from(signingKeys).where(isNull(signingKeys.rotatedAt)).limit(1))[0]) await this.insertNewKey(tx)
+    })
+    await this.load()
     if (!this.current) throw new Error('the current signing key cannot be decrypted: was BULWARK_SECRET changed?')
   }
 
-  private insertNewKey(tx: Pick<CoreDeps['db'], 'insert'>): string {
+  private async insertNewKey(tx: Pick<CoreDeps['db'], 'insert'>): Promise<string> {
     const alg = this.deps.config.jwt.alg
     const { publicKey, privateKey } = alg === 'EdDSA' ? generateKeyPairSync('ed25519') : generateKeyPairSync('ec', { namedCurve: 'P-256' })
     const kid = randomToken(12)
     const pub = { ...(publicKey.export({ format: 'jwk' }) as JWK), kid, alg, use: 'sig' }
     const priv = privateKey.export({ format: 'jwk' })
-    tx.insert(signingKeys)
+    await tx.insert(signingKeys)
       .values({
         kid,
         alg,
@@ -120,33 +119,33 @@ export class KeyService {
         privateJwkEnc: encrypt(this.deps.keys.encryption, JSON.stringify(priv), `jwk:${kid}`),
         createdAt: this.deps.clock.now(),
       })
-      .run()
+      
     return kid
   }
 
   /** The kids of the unrotated keys, as one comparable string. */
-  private fingerprint(): string {
-    return this.deps.db
+  private async fingerprint(): Promise<string> {
+    return (await this.deps.db
       .select({ kid: signingKeys.kid })
       .from(signingKeys)
       .where(isNull(signingKeys.rotatedAt))
       .orderBy(asc(signingKeys.kid))
-      .all()
+      )
       .map((r) => r.kid)
       .join(',')
   }
 
   /** Reads every key that still verifies; the newest unrotated one signs. */
-  load(): void {
+  async load(): Promise<void> {
     const now = this.deps.clock.now()
     this.lastLoad = now
     this.lastSync = now
-    this.seen = this.fingerprint()
-    const rows = this.deps.db
+    this.seen = await this.fingerprint()
+    const rows = (await this.deps.db
       .select()
       .from(signingKeys)
       .orderBy(desc(signingKeys.createdAt), desc(sql`rowid`))
-      .all()
+      )
       .filter((r) => r.expiresAt === null || r.expiresAt > now)
     const verifiers = new Map<string, LoadedKey>()
     let current: LoadedKey | undefined
@@ -174,7 +173,7 @@ export class KeyService {
    * The cheap periodic check (at most every SYNC_INTERVAL_MS of the clock): reloads when another instance
    * rotated, and makes the scheduled rotation when BULWARK_KEY_ROTATION_INTERVAL is set and the key is due.
    */
-  sync(): void {
+  async sync(): Promise<void> {
     const now = this.deps.clock.now()
     if (now - this.lastSync < SYNC_INTERVAL_MS) return
     this.lastSync = now
@@ -195,7 +194,7 @@ export class KeyService {
           .finally(() => (this.rotating = undefined))
       }
     }
-    if (this.fingerprint() !== this.seen) this.load()
+    if (await this.fingerprint() !== this.seen) await this.load()
   }
 
   /** Makes a new current key; the old one keeps verifying until its tokens have expired. Returns the new kid. */
@@ -214,34 +213,34 @@ export class KeyService {
   private async rotateWhere(ifOlderThan?: number): Promise<{ kid: string; previous: string | undefined } | undefined> {
     const now = this.deps.clock.now()
     const r = await withTransaction(this.deps.db, async (tx) => {
-        const previous = tx.select({ kid: signingKeys.kid, createdAt: signingKeys.createdAt }).from(signingKeys).where(isNull(signingKeys.rotatedAt)).all()
+        const previous = await tx.select({ kid: signingKeys.kid, createdAt: signingKeys.createdAt }).from(signingKeys).where(isNull(signingKeys.rotatedAt))
         if (ifOlderThan !== undefined && previous.some((p) => now - p.createdAt < ifOlderThan)) return undefined
-        const kid = this.insertNewKey(tx)
+        const kid = await this.insertNewKey(tx)
         for (const p of previous) {
-          tx.update(signingKeys)
+          await tx.update(signingKeys)
             .set({ rotatedAt: now, expiresAt: now + this.deps.config.jwt.accessTtlMs + ROTATION_SKEW_MS })
             .where(and(eq(signingKeys.kid, p.kid), isNull(signingKeys.rotatedAt)))
-            .run()
+            
         }
-        tx.delete(signingKeys)
+        await tx.delete(signingKeys)
           .where(and(isNotNull(signingKeys.expiresAt), lt(signingKeys.expiresAt, now - PRUNE_AFTER_MS)))
-          .run()
+          
         return { kid, previous: previous.at(-1)?.kid }
       })
-    if (r) this.load()
+    if (r) await this.load()
     return r
   }
 
   /** The public JWKS: current and still-valid previous keys. */
-  jwks(): { keys: JWK[] } {
-    this.sync()
+  async jwks(): Promise<{ keys: JWK[] }> {
+    await this.sync()
     const now = this.deps.clock.now()
     return { keys: [...this.verifiers.values()].filter((k) => k.expiresAt === null || k.expiresAt > now).map((k) => k.publicJwk) }
   }
 
   /** The kid new tokens are signed with. */
-  currentKid(): string | undefined {
-    this.sync()
+  async currentKid(): Promise<string | undefined> {
+    await this.sync()
     return this.current?.kid
   }
 
@@ -258,7 +257,7 @@ export class KeyService {
 
   /** The shared part of every access token: current key, issuer, audience, subject, lifetime, a fresh jti. */
   private async signAccess(sub: string, typ: string, claims: Record<string, unknown>): Promise<{ token: string; expiresIn: number }> {
-    this.sync()
+    await this.sync()
     const k = this.current
     if (!k?.privateKey) throw new Error('no signing key loaded')
     const iat = Math.floor(this.deps.clock.now() / 1000)
@@ -296,7 +295,7 @@ export class KeyService {
 
   private async verifyWith(token: string, typ: string, requiredClaims: string[]): Promise<JWTPayload> {
     if (token.length > 4096) throw invalidToken()
-    this.sync()
+    await this.sync()
     const ttlS = Math.floor(this.deps.config.jwt.accessTtlMs / 1000)
     try {
       const { payload } = await jwtVerify(
@@ -307,8 +306,8 @@ export class KeyService {
           let k = this.verifiers.get(kid)
           // An unknown kid may be a rotation made elsewhere since the last check: the kid query is cheap and
           // only a real change reloads; beyond that a reload is rate-limited (unknown kids cost nothing else).
-          if (!k && (this.fingerprint() !== this.seen || this.deps.clock.now() - this.lastLoad >= RELOAD_MIN_INTERVAL_MS)) {
-            this.load()
+          if (!k && (await this.fingerprint() !== this.seen || this.deps.clock.now() - this.lastLoad >= RELOAD_MIN_INTERVAL_MS)) {
+            await this.load()
             k = this.verifiers.get(kid)
           }
           if (!k) throw new Error('unknown kid')

@@ -12,10 +12,10 @@
  *   is seen soon. Mutations read the row from the database, never from the cache.
  * Callers must answer a locked account exactly like a wrong password (no lock oracle).
  */
-import { withTransaction } from '../../db/tx'
+import { lockResource, withTransaction } from '../../db/tx'
 import { and, eq, isNull } from 'drizzle-orm'
-import { lruCaches, type Cache, type CacheFactory } from '../../lib/cache'
-import { emailTokens, lockouts } from '../../db/schema'
+import { asyncLruCaches as lruCaches, type AsyncCache as Cache, type AsyncCacheFactory as CacheFactory } from '../../lib/redis-cache'
+import { emailTokens, lockouts } from '../../db/tables'
 import type { CoreDeps } from '../../deps'
 import { hashToken, randomToken } from '../../lib/crypto'
 import { newId } from '../../lib/ids'
@@ -59,26 +59,31 @@ export class LockoutService {
     this.cache = (deps.caches ?? lruCaches({ ...deps.config.cache, clock: deps.clock }))<string, { row: Row | null }>('lockouts')
   }
 
-  private load(userId: string, kind: LockoutKind): Row | undefined {
-    return this.deps.db
+  private async load(userId: string, kind: LockoutKind): Promise<Row | undefined> {
+    return (await this.deps.db
       .select()
       .from(lockouts)
       .where(and(eq(lockouts.userId, userId), eq(lockouts.kind, kind)))
-      .get()
+      .limit(1))[0]
   }
 
-  private cached(userId: string, kind: LockoutKind): Row | undefined {
+  private async cached(userId: string, kind: LockoutKind): Promise<Row | undefined> {
     const k = `${userId}:${kind}`
-    const hit = this.cache.get(k)
+    const hit = await this.cache.get(k)
     if (hit) return hit.row ?? undefined
-    const row = this.load(userId, kind)
+    const row = await this.load(userId, kind)
     this.cache.set(k, { row: row ?? null })
     return row
   }
 
-  private save(row: Row): void {
-    const { userId, kind, ...rest } = row
-    this.deps.db.insert(lockouts).values(row).onConflictDoUpdate({ target: [lockouts.userId, lockouts.kind], set: rest }).run()
+  private async write(row: Row): Promise<void> {
+    const { userId: _u, kind: _k, ...rest } = row
+    await this.deps.db.insert(lockouts).values(row).onConflictDoUpdate({ target: [lockouts.userId, lockouts.kind], set: rest })
+  }
+
+  private async save(row: Row): Promise<void> {
+    const { userId, kind } = row
+    await this.write(row)
     this.cache.set(`${userId}:${kind}`, { row })
     this.onChanged(userId)
   }
@@ -91,49 +96,61 @@ export class LockoutService {
   }
 
   /** Whether the account is locked now (from the cache when fresh). */
-  isLocked(userId: string, kind: LockoutKind = 'password'): LockState {
-    return this.stateOf(this.cached(userId, kind), this.deps.clock.now())
+  async isLocked(userId: string, kind: LockoutKind = 'password'): Promise<LockState> {
+    return this.stateOf(await this.cached(userId, kind), this.deps.clock.now())
   }
 
   /** Counts one failed attempt; locks the account when the threshold is reached. */
-  recordFailure(userId: string, kind: LockoutKind = 'password', meta: RequestMeta = {}): FailureResult {
+  async recordFailure(userId: string, kind: LockoutKind = 'password', meta: RequestMeta = {}): Promise<FailureResult> {
     const cfg = this.deps.config.lockout
     const now = this.deps.clock.now()
-    const row: Row = this.load(userId, kind) ?? { userId, kind, failures: 0, windowStartedAt: now, lockedUntil: null, lockCount: 0, permanent: false, updatedAt: now }
-    const current = this.stateOf(row, now)
-    if (current.locked) {
-      this.cache.set(`${userId}:${kind}`, { row })
-      return { locked: true, until: current.until, permanent: row.permanent, lockCount: row.lockCount, failures: row.failures }
-    }
-    if (row.lockCount > 0 && row.lockedUntil !== null && now - row.lockedUntil >= QUIET_MS) row.lockCount = 0
-    if (now - row.windowStartedAt >= cfg.windowMs) {
-      row.failures = 0
-      row.windowStartedAt = now
-    }
-    row.failures++
-    row.updatedAt = now
-    if (row.failures >= cfg.threshold) {
-      row.lockCount++
-      row.failures = 0
-      row.windowStartedAt = now
-      row.permanent = cfg.permanentAfter > 0 && row.lockCount > cfg.permanentAfter
-      const durationMs = Math.min(cfg.baseMs * 2 ** Math.min(row.lockCount - 1, 40), cfg.maxMs)
-      row.lockedUntil = now + durationMs
-      this.save(row)
-      this.deps.audit.record(
-        { type: 'account_locked', outcome: 'failure', targetId: userId, details: { kind, level: row.lockCount, durationMs: row.permanent ? null : durationMs, permanent: row.permanent } },
+    // Read, count and write in one transaction, serialised per account across instances (SQLite: the one
+    // writer; PostgreSQL: an advisory lock), so parallel failures on several instances are all counted.
+    const outcome = await withTransaction(this.deps.db, async (tx) => {
+      await lockResource(tx, `lockout:${userId}:${kind}`)
+      const row: Row = (await this.load(userId, kind)) ?? { userId, kind, failures: 0, windowStartedAt: now, lockedUntil: null, lockCount: 0, permanent: false, updatedAt: now }
+      const current = this.stateOf(row, now)
+      if (current.locked) return { row, result: { locked: true, until: current.until, permanent: row.permanent, lockCount: row.lockCount, failures: row.failures } as FailureResult, changed: false, durationMs: 0 }
+      if (row.lockCount > 0 && row.lockedUntil !== null && now - row.lockedUntil >= QUIET_MS) row.lockCount = 0
+      if (now - row.windowStartedAt >= cfg.windowMs) {
+        row.failures = 0
+        row.windowStartedAt = now
+      }
+      row.failures++
+      row.updatedAt = now
+      let durationMs = 0
+      if (row.failures >= cfg.threshold) {
+        row.lockCount++
+        row.failures = 0
+        row.windowStartedAt = now
+        row.permanent = cfg.permanentAfter > 0 && row.lockCount > cfg.permanentAfter
+        durationMs = Math.min(cfg.baseMs * 2 ** Math.min(row.lockCount - 1, 40), cfg.maxMs)
+        row.lockedUntil = now + durationMs
+      }
+      await this.write(row)
+      const locked = durationMs > 0
+      const result: FailureResult = locked
+        ? { locked: true, until: row.permanent ? undefined : (row.lockedUntil ?? undefined), permanent: row.permanent, lockCount: row.lockCount, failures: 0 }
+        : { locked: false, permanent: false, lockCount: row.lockCount, failures: row.failures }
+      return { row, result, changed: true, durationMs }
+    })
+    const { row, result } = outcome
+    await this.cache.set(`${userId}:${kind}`, { row })
+    if (!outcome.changed) return result
+    this.onChanged(userId)
+    if (result.locked) {
+      await this.deps.audit.record(
+        { type: 'account_locked', outcome: 'failure', targetId: userId, details: { kind, level: row.lockCount, durationMs: row.permanent ? null : outcome.durationMs, permanent: row.permanent } },
         meta,
       )
-      return { locked: true, until: row.permanent ? undefined : row.lockedUntil, permanent: row.permanent, lockCount: row.lockCount, failures: 0 }
     }
-    this.save(row)
-    return { locked: false, permanent: false, lockCount: row.lockCount, failures: row.failures }
+    return result
   }
 
   /** A successful attempt: clears the failure count (lockCount stays for escalation, see above). */
-  recordSuccess(userId: string, kind: LockoutKind = 'password'): void {
+  async recordSuccess(userId: string, kind: LockoutKind = 'password'): Promise<void> {
     const now = this.deps.clock.now()
-    const row = this.load(userId, kind)
+    const row = await this.load(userId, kind)
     if (!row) return
     const quiet = row.lockedUntil === null || now - row.lockedUntil >= QUIET_MS
     if (row.failures === 0 && !(quiet && row.lockCount > 0)) return
@@ -141,23 +158,23 @@ export class LockoutService {
     row.windowStartedAt = now
     if (quiet) row.lockCount = 0
     row.updatedAt = now
-    this.save(row)
+    await this.save(row)
   }
 
   /** Drops what is cached about a user (after changes made elsewhere, e.g. the admin service). */
-  forget(userId: string): void {
-    this.cache.delete(`${userId}:password`)
-    this.cache.delete(`${userId}:mfa`)
+  async forget(userId: string): Promise<void> {
+    await this.cache.delete(`${userId}:password`)
+    await this.cache.delete(`${userId}:mfa`)
   }
 
   /** Clears every lock and counter of the user; `by` is the admin's id, 'link' or 'reset'. */
-  unlock(userId: string, by: string, meta: RequestMeta = {}): void {
-    this.deps.db.delete(lockouts).where(eq(lockouts.userId, userId)).run()
-    this.cache.delete(`${userId}:password`)
-    this.cache.delete(`${userId}:mfa`)
+  async unlock(userId: string, by: string, meta: RequestMeta = {}): Promise<void> {
+    await this.deps.db.delete(lockouts).where(eq(lockouts.userId, userId))
+    await this.cache.delete(`${userId}:password`)
+    await this.cache.delete(`${userId}:mfa`)
     this.onChanged(userId)
     const isUser = by !== 'link' && by !== 'reset'
-    this.deps.audit.record({ type: 'account_unlocked', outcome: 'info', actorId: isUser ? by : userId, targetId: userId, details: { by: isUser ? 'admin' : by } }, meta)
+    await this.deps.audit.record({ type: 'account_unlocked', outcome: 'info', actorId: isUser ? by : userId, targetId: userId, details: { by: isUser ? 'admin' : by } }, meta)
   }
 
   /** A single-use unlock link token (24 h); only its keyed hash is stored. Earlier unused ones are voided. */
@@ -165,40 +182,40 @@ export class LockoutService {
     const now = this.deps.clock.now()
     const token = randomToken(32)
     await withTransaction(this.deps.db, async (tx) => {
-      tx.delete(emailTokens).where(and(eq(emailTokens.userId, userId), eq(emailTokens.purpose, 'unlock'), isNull(emailTokens.usedAt))).run()
-      tx.insert(emailTokens)
+      await tx.delete(emailTokens).where(and(eq(emailTokens.userId, userId), eq(emailTokens.purpose, 'unlock'), isNull(emailTokens.usedAt)))
+      await tx.insert(emailTokens)
         .values({ id: newId(), userId, purpose: 'unlock', tokenHash: hashToken(this.deps.keys.tokenHash, token), createdAt: now, expiresAt: now + UNLOCK_TOKEN_TTL_MS })
-        .run()
+        
     })
     return token
   }
 
   /** Spends an unlock token: the user id when it is valid, unused and unexpired, else undefined. */
-  consumeUnlockToken(token: string): string | undefined {
+  async consumeUnlockToken(token: string): Promise<string | undefined> {
     if (token.length < 16 || token.length > 256) return undefined
     const now = this.deps.clock.now()
     const hash = hashToken(this.deps.keys.tokenHash, token)
-    const row = this.deps.db
+    const row = (await this.deps.db
       .select()
       .from(emailTokens)
       .where(and(eq(emailTokens.tokenHash, hash), eq(emailTokens.purpose, 'unlock')))
-      .get()
+      .limit(1))[0]
     if (!row || row.usedAt !== null || row.expiresAt <= now) return undefined
     // The `used_at IS NULL` guard makes a concurrent second use lose the race.
-    const spent = this.deps.db
+    const spent = await this.deps.db
       .update(emailTokens)
       .set({ usedAt: now })
       .where(and(eq(emailTokens.id, row.id), isNull(emailTokens.usedAt)))
       .returning({ id: emailTokens.id })
-      .all()
+      
     return spent.length === 1 ? row.userId : undefined
   }
 
   /** consumeUnlockToken + unlock: what POST /v1/auth/unlock does. True when the account was unlocked. */
-  unlockWithToken(token: string, meta: RequestMeta = {}): boolean {
-    const userId = this.consumeUnlockToken(token)
+  async unlockWithToken(token: string, meta: RequestMeta = {}): Promise<boolean> {
+    const userId = await this.consumeUnlockToken(token)
     if (!userId) return false
-    this.unlock(userId, 'link', meta)
+    await this.unlock(userId, 'link', meta)
     return true
   }
 }

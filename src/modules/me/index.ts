@@ -18,9 +18,9 @@ export interface MeControllerDeps {
   sessions: SessionService
   audit: AuditService
   /** Which second factors the user has. */
-  factors(userId: string): { totp: boolean; passkeys: number }
+  factors(userId: string): Promise<{ totp: boolean; passkeys: number }>
   /** Checks a TOTP code of the user (replay-protected). */
-  verifyTotp(userId: string, code: string): boolean
+  verifyTotp(userId: string, code: string): Promise<boolean>
   lockout: Pick<LockoutService, 'isLocked' | 'recordFailure' | 'recordSuccess'>
 }
 
@@ -61,8 +61,8 @@ export const EventSchema = t.Object({
 const isEventCursor = (v: unknown): v is { id: number } => typeof v === 'object' && v !== null && Number.isInteger((v as { id: unknown }).id)
 
 export function meController(authPlugin: AuthPlugin, d: MeControllerDeps) {
-  const view = (userId: string, roles: string[], permissions: string[]) => {
-    const u = d.auth.findById(userId)
+  const view = async (userId: string, roles: string[], permissions: string[]) => {
+    const u = await d.auth.findById(userId)
     if (!u) throw notFound()
     return {
       id: u.id,
@@ -72,7 +72,7 @@ export function meController(authPlugin: AuthPlugin, d: MeControllerDeps) {
       createdAt: new Date(u.createdAt).toISOString(),
       roles,
       permissions,
-      mfa: d.factors(userId),
+      mfa: await d.factors(userId),
     }
   }
   return new Elysia({ name: 'me-routes', prefix: '/v1/me', detail: { tags: ['me'] } })
@@ -84,8 +84,8 @@ export function meController(authPlugin: AuthPlugin, d: MeControllerDeps) {
     })
     .patch(
       '',
-      ({ principal, body }) => {
-        d.auth.updateName(principal.userId, body.name)
+      async ({ principal, body }) => {
+        await d.auth.updateName(principal.userId, body.name)
         return view(principal.userId, principal.roles, principal.permissions)
       },
       {
@@ -115,16 +115,16 @@ export function meController(authPlugin: AuthPlugin, d: MeControllerDeps) {
         const proofs = [body.password, body.totp].filter((p) => p !== undefined)
         if (proofs.length !== 1) throw new AppError(422, 'validation_failed', 'Send exactly one of password or totp.', { errors: [{ path: '/', message: 'Expected exactly one proof' }] })
         const kind = body.password !== undefined ? 'password' : 'mfa'
-        const locked = d.lockout.isLocked(principal.userId, kind).locked
-        const ok = body.password !== undefined ? await d.auth.verifyPassword(principal.userId, body.password) : d.verifyTotp(principal.userId, body.totp!)
+        const locked = (await d.lockout.isLocked(principal.userId, kind)).locked
+        const ok = body.password !== undefined ? await d.auth.verifyPassword(principal.userId, body.password) : await d.verifyTotp(principal.userId, body.totp!)
         if (locked || !ok) {
-          if (!locked) d.lockout.recordFailure(principal.userId, kind, meta)
-          d.audit.record({ type: 'reauthentication', outcome: 'failure', actorId: principal.userId, targetId: principal.userId, details: { method: kind } }, meta)
+          if (!locked) await d.lockout.recordFailure(principal.userId, kind, meta)
+          await d.audit.record({ type: 'reauthentication', outcome: 'failure', actorId: principal.userId, targetId: principal.userId, details: { method: kind } }, meta)
           throw unauthorized('invalid_credentials', 'The proof is not correct.')
         }
-        d.lockout.recordSuccess(principal.userId, kind)
-        d.sessions.markAuthenticated(principal.sessionId, body.password !== undefined ? 'pwd' : 'otp')
-        d.audit.record({ type: 'reauthentication', outcome: 'success', actorId: principal.userId, targetId: principal.userId, details: { method: kind } }, meta)
+        await d.lockout.recordSuccess(principal.userId, kind)
+        await d.sessions.markAuthenticated(principal.sessionId, body.password !== undefined ? 'pwd' : 'otp')
+        await d.audit.record({ type: 'reauthentication', outcome: 'success', actorId: principal.userId, targetId: principal.userId, details: { method: kind } }, meta)
         set.status = 204
       },
       {
@@ -134,18 +134,18 @@ export function meController(authPlugin: AuthPlugin, d: MeControllerDeps) {
         detail: { summary: 'Prove the password or a TOTP code again (step-up for removing factors and regenerating recovery codes)' },
       },
     )
-    .get('/sessions', ({ principal }) => ({ items: d.sessions.list(principal.userId, principal.sessionId) }), {
+    .get('/sessions', async ({ principal }) => ({ items: await d.sessions.list(principal.userId, principal.sessionId) }), {
       auth: 'mfa-enrolment',
       response: { 200: t.Object({ items: t.Array(SessionSchema) }), ...errors(401, 429) },
       detail: { summary: 'Own live sessions: device, IP, created and last seen, which one is current' },
     })
     .delete(
       '/sessions/:id',
-      ({ principal, params, request, set }) => {
-        const s = d.sessions.getLive(params.id)
+      async ({ principal, params, request, set }) => {
+        const s = await d.sessions.getLive(params.id)
         if (!s || s.userId !== principal.userId) throw notFound('No such session.')
-        d.sessions.revoke(s.id, 'revoked_by_user')
-        d.audit.record({ type: 'session_revoked', outcome: 'success', actorId: principal.userId, targetId: principal.userId, details: { sessionId: s.id } }, metaOf(request))
+        await d.sessions.revoke(s.id, 'revoked_by_user')
+        await d.audit.record({ type: 'session_revoked', outcome: 'success', actorId: principal.userId, targetId: principal.userId, details: { sessionId: s.id } }, metaOf(request))
         set.status = 204
       },
       {
@@ -157,10 +157,10 @@ export function meController(authPlugin: AuthPlugin, d: MeControllerDeps) {
     )
     .get(
       '/events',
-      ({ principal, query }) => {
+      async ({ principal, query }) => {
         const limit = pageLimit(query.limit)
         const after = decodeCursor(d.cursorKey, query.cursor, isEventCursor)
-        const items = d.audit.list({ userId: principal.userId, beforeId: after?.id, limit: limit + 1 })
+        const items = await d.audit.list({ userId: principal.userId, beforeId: after?.id, limit: limit + 1 })
         return pageOf(d.cursorKey, items, limit, (last) => ({ id: last.id }))
       },
       {

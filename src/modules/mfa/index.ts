@@ -9,7 +9,7 @@ import { eq } from 'drizzle-orm'
 import { Elysia, t } from 'elysia'
 import type { AuthMacros } from '../../plugins/auth-macros'
 import { errors, NoContent, optionalBody } from '../../lib/schemas'
-import { users } from '../../db/schema'
+import { users } from '../../db/tables'
 import { conflict, notFound, unauthorized } from '../../lib/errors'
 import { isId } from '../../lib/ids'
 import { metaOf } from '../../plugins/request-context'
@@ -43,12 +43,12 @@ export function mfaController(
    * the first factor of a session that a role confines to enrolment: that session exists to get one, and
    * its user has no factor to prove.
    */
-  const requireStepUpToAdd = (p: Principal) => {
-    if (p.mfaPending && !login.hasActiveFactor(p.userId)) return
+  const requireStepUpToAdd = async (p: Principal) => {
+    if (p.mfaPending && !(await login.hasActiveFactor(p.userId))) return
     requireStepUp(p)
   }
-  const userOf = (p: Principal) => {
-    const u = deps.db.select({ id: users.id, email: users.email, name: users.name }).from(users).where(eq(users.id, p.userId)).get()
+  const userOf = async (p: Principal) => {
+    const u = (await deps.db.select({ id: users.id, email: users.email, name: users.name }).from(users).where(eq(users.id, p.userId)).limit(1))[0]
     if (!u) throw unauthorized()
     return u
   }
@@ -58,8 +58,8 @@ export function mfaController(
     .post(
       '/v1/me/mfa/totp',
       async ({ principal }) => {
-        requireStepUpToAdd(principal)
-        const u = userOf(principal)
+        await requireStepUpToAdd(principal)
+        const u = await userOf(principal)
         return await totp.enroll(u.id, u.email)
       },
       {
@@ -69,7 +69,7 @@ export function mfaController(
       },
     )
     .post('/v1/me/mfa/totp/confirm', async ({ principal, body, request }) => {
-      requireStepUpToAdd(principal)
+      await requireStepUpToAdd(principal)
       const r = await totp.confirm(principal.userId, body.code, metaOf(request))
       onEnrolled(principal.sessionId, 'otp')
       return r
@@ -81,9 +81,9 @@ export function mfaController(
     })
     .delete(
       '/v1/me/mfa/totp',
-      ({ principal, request, set }) => {
+      async ({ principal, request, set }) => {
         requireStepUp(principal)
-        totp.remove(principal.userId, metaOf(request))
+        await totp.remove(principal.userId, metaOf(request))
         set.status = 204
       },
       { auth: 'mfa-enrolment', response: { 204: NoContent, ...errors(401, 404, 409, 429) }, detail: { summary: 'Remove the authenticator app (needs a recent sign-in)' } },
@@ -92,7 +92,7 @@ export function mfaController(
       '/v1/me/mfa/recovery-codes',
       async ({ principal, request }) => {
         requireStepUp(principal)
-        if (!login.hasActiveFactor(principal.userId)) throw conflict('Recovery codes need a second factor; add one first.', 'no_second_factor')
+        if (!(await login.hasActiveFactor(principal.userId))) throw conflict('Recovery codes need a second factor; add one first.', 'no_second_factor')
         return { recoveryCodes: await recovery.regenerate(principal.userId, metaOf(request)) }
       },
       {
@@ -103,9 +103,9 @@ export function mfaController(
     )
     .post(
       '/v1/me/passkeys/options',
-      ({ principal }) => {
-        requireStepUpToAdd(principal)
-        return passkeys.registrationOptions(userOf(principal))
+      async ({ principal }) => {
+        await requireStepUpToAdd(principal)
+        return passkeys.registrationOptions(await userOf(principal))
       },
       {
       auth: 'mfa-enrolment',
@@ -116,7 +116,7 @@ export function mfaController(
     .post(
       '/v1/me/passkeys',
       async ({ principal, body, request, set }) => {
-        requireStepUpToAdd(principal)
+        await requireStepUpToAdd(principal)
         const view = await passkeys.verifyRegistration(principal.userId, body.response, body.name, metaOf(request))
         onEnrolled(principal.sessionId, 'webauthn')
         set.status = 201
@@ -129,7 +129,7 @@ export function mfaController(
         detail: { summary: 'Register a passkey from the navigator.credentials.create() response (needs a recent sign-in)' },
       },
     )
-    .get('/v1/me/passkeys', ({ principal }) => ({ items: passkeys.list(principal.userId), nextCursor: null }), {
+    .get('/v1/me/passkeys', async ({ principal }) => ({ items: await passkeys.list(principal.userId), nextCursor: null }), {
       auth: 'mfa-enrolment',
       response: { 200: t.Object({ items: t.Array(PasskeyView), nextCursor: t.Null() }) },
       detail: { summary: 'Your passkeys' },
@@ -150,10 +150,10 @@ export function mfaController(
     )
     .delete(
       '/v1/me/passkeys/:id',
-      ({ principal, params, request, set }) => {
+      async ({ principal, params, request, set }) => {
         requireStepUp(principal)
         if (!isId(params.id)) throw notFound('No such passkey.')
-        passkeys.delete(principal.userId, params.id, metaOf(request))
+        await passkeys.delete(principal.userId, params.id, metaOf(request))
         set.status = 204
       },
       { auth: 'mfa-enrolment', params: Params, response: { 204: NoContent, ...errors(401, 404, 422, 429) }, detail: { summary: 'Delete one of your passkeys (needs a recent sign-in)' } },

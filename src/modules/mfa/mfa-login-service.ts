@@ -5,8 +5,8 @@
  * and per account (five within the window lock the account's MFA step for a doubling period).
  */
 import { withTransaction } from '../../db/tx'
-import { and, eq, gt, isNull, lt, sql } from 'drizzle-orm'
-import { challenges, lockouts } from '../../db/schema'
+import { and, count, eq, gt, isNull, lt, sql } from 'drizzle-orm'
+import { challenges, lockouts, passkeys, recoveryCodes, totpFactors } from '../../db/tables'
 import { hashToken, randomToken } from '../../lib/crypto'
 import { AppError, unprocessable } from '../../lib/errors'
 import { newId } from '../../lib/ids'
@@ -38,17 +38,17 @@ const invalidProof = () => new AppError(401, 'invalid_mfa_proof', 'The second fa
  */
 /** What the MFA step needs from an account lock (the composition root passes the shared LockoutService). */
 export interface MfaLock {
-  lockedUntil(userId: string): number | undefined
-  fail(userId: string): number | undefined | Promise<number | undefined>
-  reset(userId: string): void
+  lockedUntil(userId: string): Promise<number | undefined>
+  fail(userId: string): Promise<number | undefined>
+  reset(userId: string): Promise<void>
 }
 
 export class MfaLockout implements MfaLock {
   constructor(private readonly deps: MfaDeps) {}
 
   /** Until when the account's MFA step is locked (ms epoch; Infinity if permanent), or undefined. */
-  lockedUntil(userId: string): number | undefined {
-    const row = this.deps.db.select().from(lockouts).where(and(eq(lockouts.userId, userId), eq(lockouts.kind, 'mfa'))).get()
+  async lockedUntil(userId: string): Promise<number | undefined> {
+    const row = (await this.deps.db.select().from(lockouts).where(and(eq(lockouts.userId, userId), eq(lockouts.kind, 'mfa'))).limit(1))[0]
     if (!row) return undefined
     if (row.permanent) return Number.POSITIVE_INFINITY
     return row.lockedUntil !== null && row.lockedUntil > this.deps.clock.now() ? row.lockedUntil : undefined
@@ -59,7 +59,7 @@ export class MfaLockout implements MfaLock {
     const { threshold, windowMs, baseMs, maxMs, permanentAfter } = this.deps.config.lockout
     const now = this.deps.clock.now()
     return await withTransaction(this.deps.db, async (tx) => {
-      const row = tx.select().from(lockouts).where(and(eq(lockouts.userId, userId), eq(lockouts.kind, 'mfa'))).get()
+      const row = (await tx.select().from(lockouts).where(and(eq(lockouts.userId, userId), eq(lockouts.kind, 'mfa'))).limit(1))[0]
       const fresh = !row || now - row.windowStartedAt >= windowMs
       const failures = (fresh ? 0 : row.failures) + 1
       const windowStartedAt = fresh ? now : row.windowStartedAt
@@ -74,17 +74,17 @@ export class MfaLockout implements MfaLock {
         if (permanentAfter > 0 && lockCount >= permanentAfter) permanent = true
       }
       const values = { failures: locked ? 0 : failures, windowStartedAt: locked ? now : windowStartedAt, lockCount, lockedUntil, permanent, updatedAt: now }
-      tx.insert(lockouts)
+      await tx.insert(lockouts)
         .values({ userId, kind: 'mfa', ...values })
         .onConflictDoUpdate({ target: [lockouts.userId, lockouts.kind], set: values })
-        .run()
+        
       return locked
     })
   }
 
   /** A successful second factor clears the counters. */
-  reset(userId: string): void {
-    this.deps.db.delete(lockouts).where(and(eq(lockouts.userId, userId), eq(lockouts.kind, 'mfa'), eq(lockouts.permanent, false))).run()
+  async reset(userId: string): Promise<void> {
+    await this.deps.db.delete(lockouts).where(and(eq(lockouts.userId, userId), eq(lockouts.kind, 'mfa'), eq(lockouts.permanent, false)))
   }
 }
 
@@ -102,22 +102,27 @@ export class MfaLoginService {
   }
 
   /** The factors a user has, as GET /v1/me shows them. */
-  userFactors(userId: string): { totp: boolean; passkeys: number; recoveryCodesRemaining: number } {
-    // One statement, prepared once by bun:sqlite (it caches by text): this runs on every GET /v1/me.
-    type Row = { totp: number; passkeys: number; codes: number }
-    const r = this.deps.sqlite.query<Row, [string]>("SELECT (SELECT count(*) FROM totp_factors WHERE user_id = ?1 AND status = 'active') AS totp, (SELECT count(*) FROM passkeys WHERE user_id = ?1) AS passkeys, (SELECT count(*) FROM recovery_codes WHERE user_id = ?1 AND used_at IS NULL) AS codes").get(userId)!
-    return { totp: r.totp > 0, passkeys: r.passkeys, recoveryCodesRemaining: r.codes }
+  async userFactors(userId: string): Promise<{ totp: boolean; passkeys: number; recoveryCodesRemaining: number }> {
+    // Three indexed counts, issued together: this runs on every GET /v1/me.
+    const { db } = this.deps
+    const [totp, keys, codes] = await Promise.all([
+      db.select({ n: count() }).from(totpFactors).where(and(eq(totpFactors.userId, userId), eq(totpFactors.status, 'active'))),
+      db.select({ n: count() }).from(passkeys).where(eq(passkeys.userId, userId)),
+      db.select({ n: count() }).from(recoveryCodes).where(and(eq(recoveryCodes.userId, userId), isNull(recoveryCodes.usedAt))),
+    ])
+    const r = { totp: totp[0]?.n ?? 0, passkeys: keys[0]?.n ?? 0, codes: codes[0]?.n ?? 0 }
+    return { totp: Number(r.totp) > 0, passkeys: Number(r.passkeys), recoveryCodesRemaining: Number(r.codes) }
   }
 
   /** True when a password alone must not sign this user in. */
-  hasActiveFactor(userId: string): boolean {
-    const f = this.userFactors(userId)
+  async hasActiveFactor(userId: string): Promise<boolean> {
+    const f = await this.userFactors(userId)
     return f.totp || f.passkeys > 0
   }
 
   /** The methods the login response offers. */
-  methods(userId: string): MfaMethod[] {
-    const f = this.userFactors(userId)
+  async methods(userId: string): Promise<MfaMethod[]> {
+    const f = await this.userFactors(userId)
     const m: MfaMethod[] = []
     if (f.totp) m.push('totp')
     if (f.passkeys > 0) m.push('webauthn')
@@ -126,23 +131,23 @@ export class MfaLoginService {
   }
 
   /** Opens the second-factor step of a login whose password was right. */
-  startMfa(userId: string, meta: RequestMeta = {}): { mfaToken: string; methods: MfaMethod[] } {
-    const methods = this.methods(userId)
+  async startMfa(userId: string, meta: RequestMeta = {}): Promise<{ mfaToken: string; methods: MfaMethod[] }> {
+    const methods = await this.methods(userId)
     if (methods.length === 0) throw new AppError(409, 'no_second_factor', 'The account has no second factor.')
     const now = this.deps.clock.now()
     const mfaToken = randomToken(32)
-    this.deps.db.delete(challenges).where(lt(challenges.expiresAt, now)).run()
-    this.deps.db
+    await this.deps.db.delete(challenges).where(lt(challenges.expiresAt, now))
+    await this.deps.db
       .insert(challenges)
       .values({ id: newId(), kind: 'mfa_login', userId, secretHash: this.tokenHash(mfaToken), data: { ip: meta.ip ?? null }, createdAt: now, expiresAt: now + this.deps.config.tokens.mfaTokenTtlMs })
-      .run()
+      
     return { mfaToken, methods }
   }
 
   /** The live challenge row of an mfaToken, or a 401. */
-  private live(mfaToken: string) {
+  private async live(mfaToken: string) {
     if (typeof mfaToken !== 'string' || mfaToken.length < 16 || mfaToken.length > 128) throw invalidToken()
-    const row = this.deps.db
+    const row = (await this.deps.db
       .select()
       .from(challenges)
       .where(
@@ -154,13 +159,13 @@ export class MfaLoginService {
           lt(challenges.attempts, TOKEN_MAX_FAILURES),
         ),
       )
-      .get()
+      .limit(1))[0]
     if (!row || !row.userId) throw invalidToken()
     return row as typeof row & { userId: string }
   }
 
-  private assertNotLocked(userId: string) {
-    const until = this.lockout.lockedUntil(userId)
+  private async assertNotLocked(userId: string) {
+    const until = await this.lockout.lockedUntil(userId)
     if (until === undefined) return
     const headers: Record<string, string> = Number.isFinite(until) ? { 'retry-after': String(Math.max(1, Math.ceil((until - this.deps.clock.now()) / 1000))) } : {}
     throw new AppError(429, 'mfa_locked', 'Too many failed second-factor attempts; try again later.', { headers })
@@ -168,8 +173,8 @@ export class MfaLoginService {
 
   /** WebAuthn options for the second-factor step of this login (challenge bound to the user and this token). */
   async webauthnOptions(mfaToken: string) {
-    const row = this.live(mfaToken)
-    this.assertNotLocked(row.userId)
+    const row = await this.live(mfaToken)
+    await this.assertNotLocked(row.userId)
     const { options } = await this.passkeys.authenticationOptions({ userId: row.userId, data: { mfaChallengeId: row.id } })
     return options
   }
@@ -181,14 +186,14 @@ export class MfaLoginService {
   async completeMfa(mfaToken: string, proof: MfaProof, meta: RequestMeta = {}): Promise<{ userId: string; amr: string[] }> {
     const given = (['totp', 'recoveryCode', 'webauthn'] as const).filter((k) => proof[k] !== undefined)
     if (given.length !== 1) throw unprocessable('validation_failed', 'Give exactly one of totp, recoveryCode or webauthn.')
-    const row = this.live(mfaToken)
+    const row = await this.live(mfaToken)
     const userId = row.userId
-    this.assertNotLocked(userId)
+    await this.assertNotLocked(userId)
     const method: MfaMethod = proof.totp !== undefined ? 'totp' : proof.recoveryCode !== undefined ? 'recovery_code' : 'webauthn'
     let ok = false
     try {
-      if (method === 'totp') ok = this.totp.verify(userId, proof.totp!)
-      else if (method === 'recovery_code') ok = this.methods(userId).includes('recovery_code') && this.recovery.use(userId, proof.recoveryCode!, meta).ok
+      if (method === 'totp') ok = await this.totp.verify(userId, proof.totp!)
+      else if (method === 'recovery_code') ok = (await this.methods(userId)).includes('recovery_code') && (await this.recovery.use(userId, proof.recoveryCode!, meta)).ok
       else {
         const r = await this.passkeys.verifyAuthentication(proof.webauthn!, { userId }, meta)
         ok = r.userId === userId
@@ -199,32 +204,32 @@ export class MfaLoginService {
       ok = false
     }
     if (!ok) return await this.failed(row.id, userId, method, meta)
-    const spent = this.deps.db
+    const spent = await this.deps.db
       .update(challenges)
       .set({ usedAt: this.deps.clock.now() })
       .where(and(eq(challenges.id, row.id), isNull(challenges.usedAt)))
       .returning({ id: challenges.id })
-      .all()
+      
     if (spent.length !== 1) throw invalidToken()
-    this.lockout.reset(userId)
-    this.deps.audit.record({ type: 'mfa_succeeded', outcome: 'success', actorId: userId, targetId: userId, details: { method } }, meta)
+    await this.lockout.reset(userId)
+    await this.deps.audit.record({ type: 'mfa_succeeded', outcome: 'success', actorId: userId, targetId: userId, details: { method } }, meta)
     return { userId, amr: ['pwd', AMR[method]] }
   }
 
   private async failed(challengeId: string, userId: string, method: MfaMethod, meta: RequestMeta): Promise<never> {
     // attempts + 1; the fifth failure also marks the token used, so it is dead for good.
-    this.deps.db
+    await this.deps.db
       .update(challenges)
       .set({
         attempts: sql`${challenges.attempts} + 1`,
         usedAt: sql`CASE WHEN ${challenges.attempts} + 1 >= ${TOKEN_MAX_FAILURES} THEN ${this.deps.clock.now()} ELSE ${challenges.usedAt} END`,
       })
       .where(eq(challenges.id, challengeId))
-      .run()
-    this.deps.audit.record({ type: 'mfa_failed', outcome: 'failure', actorId: userId, targetId: userId, details: { method } }, meta)
+      
+    await this.deps.audit.record({ type: 'mfa_failed', outcome: 'failure', actorId: userId, targetId: userId, details: { method } }, meta)
     const locked = await this.lockout.fail(userId)
     if (locked !== undefined) {
-      this.deps.audit.record({ type: 'mfa_locked', outcome: 'failure', actorId: userId, targetId: userId, details: { until: new Date(locked).toISOString() } }, meta)
+      await this.deps.audit.record({ type: 'mfa_locked', outcome: 'failure', actorId: userId, targetId: userId, details: { until: new Date(locked).toISOString() } }, meta)
     }
     throw invalidProof()
   }

@@ -8,7 +8,7 @@
 import { generateAuthenticationOptions, generateRegistrationOptions, verifyAuthenticationResponse, verifyRegistrationResponse } from '@simplewebauthn/server'
 import type { AuthenticationResponseJSON, PublicKeyCredentialCreationOptionsJSON, PublicKeyCredentialRequestOptionsJSON, RegistrationResponseJSON } from '@simplewebauthn/server'
 import { and, asc, count, eq, gt, isNull, lt } from 'drizzle-orm'
-import { challenges, passkeys, totpFactors } from '../../db/schema'
+import { challenges, passkeys, totpFactors } from '../../db/tables'
 import { hashToken } from '../../lib/crypto'
 import { AppError, conflict, notFound } from '../../lib/errors'
 import { newId } from '../../lib/ids'
@@ -62,34 +62,34 @@ export class PasskeyService {
   }
 
   /** Stores a challenge (and sweeps expired ones, which keeps the table small without a timer). */
-  private storeChallenge(kind: ChallengeKind, challenge: string, userId: string | null, data?: Record<string, unknown>): string {
+  private async storeChallenge(kind: ChallengeKind, challenge: string, userId: string | null, data?: Record<string, unknown>): Promise<string> {
     const now = this.deps.clock.now()
     const id = newId()
-    this.deps.db.delete(challenges).where(lt(challenges.expiresAt, now)).run()
-    this.deps.db
+    await this.deps.db.delete(challenges).where(lt(challenges.expiresAt, now))
+    await this.deps.db
       .insert(challenges)
       .values({ id, kind, userId, secretHash: this.challengeHash(challenge), data: data ?? null, createdAt: now, expiresAt: now + CHALLENGE_TTL_MS })
-      .run()
+      
     return id
   }
 
   /** Claims the challenge the response signed: unexpired, unused, of this kind; it is spent whatever happens next. */
-  private claimChallenge(kind: ChallengeKind, clientDataJSON: string) {
+  private async claimChallenge(kind: ChallengeKind, clientDataJSON: string) {
     const challenge = signedChallenge(clientDataJSON)
     if (!challenge) throw failed('The client data is not readable.')
     const now = this.deps.clock.now()
-    const row = this.deps.db
+    const row = (await this.deps.db
       .update(challenges)
       .set({ usedAt: now })
       .where(and(eq(challenges.secretHash, this.challengeHash(challenge)), eq(challenges.kind, kind), isNull(challenges.usedAt), gt(challenges.expiresAt, now)))
       .returning()
-      .get()
+      )[0]
     if (!row) throw failed('The challenge is unknown, expired or already used.')
     return { challenge, row }
   }
 
-  private userPasskeys(userId: string): PasskeyRow[] {
-    return this.deps.db.select().from(passkeys).where(eq(passkeys.userId, userId)).orderBy(asc(passkeys.createdAt), asc(passkeys.id)).all()
+  private async userPasskeys(userId: string): Promise<PasskeyRow[]> {
+    return await this.deps.db.select().from(passkeys).where(eq(passkeys.userId, userId)).orderBy(asc(passkeys.createdAt), asc(passkeys.id))
   }
 
   /** Options for navigator.credentials.create(); the user's existing credentials are excluded. */
@@ -103,15 +103,15 @@ export class PasskeyService {
       timeout: CHALLENGE_TTL_MS,
       attestationType: 'none',
       authenticatorSelection: { residentKey: 'preferred', userVerification: 'preferred' },
-      excludeCredentials: this.userPasskeys(user.id).map((p) => ({ id: p.credentialId, transports: p.transports ?? undefined })),
+      excludeCredentials: (await this.userPasskeys(user.id)).map((p) => ({ id: p.credentialId, transports: p.transports ?? undefined })),
     })
-    this.storeChallenge('webauthn_register', options.challenge, user.id)
+    await this.storeChallenge('webauthn_register', options.challenge, user.id)
     return options
   }
 
   /** Verifies a registration response against the user's pending challenge and stores the credential. */
   async verifyRegistration(userId: string, response: RegistrationResponse, name?: string, meta: RequestMeta = {}): Promise<PasskeyView> {
-    const { challenge, row: ch } = this.claimChallenge('webauthn_register', response.response.clientDataJSON)
+    const { challenge, row: ch } = await this.claimChallenge('webauthn_register', response.response.clientDataJSON)
     if (ch.userId !== userId) throw failed('The challenge belongs to another ceremony.')
     let info
     try {
@@ -131,11 +131,11 @@ export class PasskeyService {
       throw failed()
     }
     const credentialId = info.credential.id
-    if (this.deps.db.select({ id: passkeys.id }).from(passkeys).where(eq(passkeys.credentialId, credentialId)).get()) {
+    if ((await this.deps.db.select({ id: passkeys.id }).from(passkeys).where(eq(passkeys.credentialId, credentialId)).limit(1))[0]) {
       throw conflict('This passkey is already registered.', 'passkey_exists')
     }
     const now = this.deps.clock.now()
-    const existing = this.userPasskeys(userId).length
+    const existing = (await this.userPasskeys(userId)).length
     const row: PasskeyRow = {
       id: newId(),
       credentialId,
@@ -149,8 +149,8 @@ export class PasskeyService {
       createdAt: now,
       lastUsedAt: null,
     }
-    this.deps.db.insert(passkeys).values(row).run()
-    this.deps.audit.record({ type: 'passkey_added', outcome: 'success', actorId: userId, targetId: userId, details: { passkeyId: row.id } }, meta)
+    await this.deps.db.insert(passkeys).values(row)
+    await this.deps.audit.record({ type: 'passkey_added', outcome: 'success', actorId: userId, targetId: userId, details: { passkeyId: row.id } }, meta)
     return toView(row)
   }
 
@@ -160,9 +160,9 @@ export class PasskeyService {
    * the browser offers discoverable credentials. Returns the challenge row id, which identifies the attempt.
    */
   async authenticationOptions(opts: { userId?: string; data?: Record<string, unknown> } = {}): Promise<{ options: PublicKeyCredentialRequestOptionsJSON; challengeId: string }> {
-    const allow = opts.userId ? this.userPasskeys(opts.userId).map((p) => ({ id: p.credentialId, transports: p.transports ?? undefined })) : undefined
+    const allow = opts.userId ? (await this.userPasskeys(opts.userId)).map((p) => ({ id: p.credentialId, transports: p.transports ?? undefined })) : undefined
     const options = await generateAuthenticationOptions({ rpID: this.rpId, allowCredentials: allow, userVerification: 'preferred', timeout: CHALLENGE_TTL_MS })
-    const challengeId = this.storeChallenge('webauthn_login', options.challenge, opts.userId ?? null, opts.data)
+    const challengeId = await this.storeChallenge('webauthn_login', options.challenge, opts.userId ?? null, opts.data)
     return { options, challengeId }
   }
 
@@ -176,11 +176,11 @@ export class PasskeyService {
     opts: { userId?: string; challengeId?: string } = {},
     meta: RequestMeta = {},
   ): Promise<{ userId: string; userVerified: boolean; passkeyId: string }> {
-    const { challenge, row: ch } = this.claimChallenge('webauthn_login', response.response.clientDataJSON)
+    const { challenge, row: ch } = await this.claimChallenge('webauthn_login', response.response.clientDataJSON)
     if (opts.challengeId !== undefined && ch.id !== opts.challengeId) throw failed('The challenge belongs to another sign-in attempt.')
     if (ch.userId !== null && ch.userId !== (opts.userId ?? null)) throw failed('The challenge belongs to another sign-in attempt.')
     if (opts.userId !== undefined && ch.userId === null) throw failed('The challenge belongs to another sign-in attempt.')
-    const pk = this.deps.db.select().from(passkeys).where(eq(passkeys.credentialId, response.id)).get()
+    const pk = (await this.deps.db.select().from(passkeys).where(eq(passkeys.credentialId, response.id)).limit(1))[0]
     if (!pk || (opts.userId !== undefined && pk.userId !== opts.userId)) throw badCredential()
     const handle = response.response.userHandle
     if (handle && Buffer.from(handle, 'base64url').toString('utf8') !== pk.userId) throw badCredential()
@@ -203,55 +203,55 @@ export class PasskeyService {
     }
     const next = info.newCounter
     if ((next > 0 || pk.counter > 0) && next <= pk.counter) {
-      this.deps.audit.record(
+      await this.deps.audit.record(
         { type: 'passkey_cloned_suspected', outcome: 'failure', actorId: pk.userId, targetId: pk.userId, details: { passkeyId: pk.id, stored: pk.counter, received: next } },
         meta,
       )
       throw badCredential()
     }
     // Conditional on the counter we read: of two concurrent assertions with the same counter only one lands.
-    const updated = this.deps.db
+    const updated = await this.deps.db
       .update(passkeys)
       .set({ counter: next, lastUsedAt: this.deps.clock.now(), backedUp: info.credentialBackedUp })
       .where(and(eq(passkeys.id, pk.id), eq(passkeys.counter, pk.counter)))
       .returning({ id: passkeys.id })
-      .all()
+      
     if (updated.length !== 1 && next > 0) throw badCredential()
     return { userId: pk.userId, userVerified: info.userVerified, passkeyId: pk.id }
   }
 
   /** The user's passkeys, oldest first. */
-  list(userId: string): PasskeyView[] {
-    return this.userPasskeys(userId).map(toView)
+  async list(userId: string): Promise<PasskeyView[]> {
+    return (await this.userPasskeys(userId)).map(toView)
   }
 
   /** Number of passkeys of a user. */
-  count(userId: string): number {
-    return this.deps.db.select({ n: count() }).from(passkeys).where(eq(passkeys.userId, userId)).get()?.n ?? 0
+  async count(userId: string): Promise<number> {
+    return (await this.deps.db.select({ n: await count() }).from(passkeys).where(eq(passkeys.userId, userId)).limit(1))[0]?.n ?? 0
   }
 
   /** Renames one of the user's passkeys; someone else's is a 404. */
-  rename(userId: string, passkeyId: string, name: string): PasskeyView {
-    const row = this.deps.db
+  async rename(userId: string, passkeyId: string, name: string): Promise<PasskeyView> {
+    const row = (await this.deps.db
       .update(passkeys)
       .set({ name: name.trim().slice(0, MAX_NAME) || 'Passkey' })
       .where(and(eq(passkeys.id, passkeyId), eq(passkeys.userId, userId)))
       .returning()
-      .get()
+      )[0]
     if (!row) throw notFound('No such passkey.')
     return toView(row)
   }
 
   /** Deletes one of the user's passkeys (someone else's is a 404); without any factor left, recovery codes go too. */
-  delete(userId: string, passkeyId: string, meta: RequestMeta = {}): void {
-    const gone = this.deps.db
+  async delete(userId: string, passkeyId: string, meta: RequestMeta = {}): Promise<void> {
+    const gone = await this.deps.db
       .delete(passkeys)
       .where(and(eq(passkeys.id, passkeyId), eq(passkeys.userId, userId)))
       .returning({ id: passkeys.id })
-      .all()
+      
     if (gone.length === 0) throw notFound('No such passkey.')
-    const totp = this.deps.db.select({ status: totpFactors.status }).from(totpFactors).where(eq(totpFactors.userId, userId)).get()
-    if (this.count(userId) === 0 && totp?.status !== 'active') this.recovery.clear(userId)
-    this.deps.audit.record({ type: 'passkey_removed', outcome: 'info', actorId: userId, targetId: userId, details: { passkeyId } }, meta)
+    const totp = (await this.deps.db.select({ status: totpFactors.status }).from(totpFactors).where(eq(totpFactors.userId, userId)).limit(1))[0]
+    if (await this.count(userId) === 0 && totp?.status !== 'active') await this.recovery.clear(userId)
+    await this.deps.audit.record({ type: 'passkey_removed', outcome: 'info', actorId: userId, targetId: userId, details: { passkeyId } }, meta)
   }
 }

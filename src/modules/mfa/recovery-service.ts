@@ -5,7 +5,7 @@
 import { withTransaction } from '../../db/tx'
 import { and, count, eq, isNull } from 'drizzle-orm'
 import { randomBytes } from 'node:crypto'
-import { recoveryCodes } from '../../db/schema'
+import { recoveryCodes } from '../../db/tables'
 import { hashToken } from '../../lib/crypto'
 import { unprocessable } from '../../lib/errors'
 import { newId } from '../../lib/ids'
@@ -51,56 +51,56 @@ export class RecoveryService {
   /** Replaces the user's codes with ten new ones and returns them; the only time they are visible. */
   async regenerate(userId: string, meta: RequestMeta = {}): Promise<string[]> {
     const codes = await withTransaction(this.deps.db, async (tx) => this.regenerateInTx(tx, userId))
-    this.recordRegenerated(userId, meta)
+    await this.recordRegenerated(userId, meta)
     return codes
   }
 
   /** The writes of `regenerate` inside the caller's transaction (TOTP confirmation); record the event after commit. */
-  regenerateInTx(tx: Tx, userId: string): string[] {
+  async regenerateInTx(tx: Tx, userId: string): Promise<string[]> {
     const now = this.deps.clock.now()
     const codes = Array.from({ length: RECOVERY_CODE_COUNT }, generateCode)
-    tx.delete(recoveryCodes).where(eq(recoveryCodes.userId, userId)).run()
-    tx.insert(recoveryCodes)
+    await tx.delete(recoveryCodes).where(eq(recoveryCodes.userId, userId))
+    await tx.insert(recoveryCodes)
       .values(codes.map((c) => ({ id: newId(), userId, codeHash: this.hash(normalizeRecoveryCode(c)!), createdAt: now })))
-      .run()
+      
     return codes
   }
 
-  recordRegenerated(userId: string, meta: RequestMeta = {}): void {
-    this.deps.audit.record({ type: 'recovery_codes_regenerated', outcome: 'info', actorId: userId, targetId: userId }, meta)
+  async recordRegenerated(userId: string, meta: RequestMeta = {}): Promise<void> {
+    await this.deps.audit.record({ type: 'recovery_codes_regenerated', outcome: 'info', actorId: userId, targetId: userId }, meta)
   }
 
   /**
    * Spends one code. The row is found by its keyed hash (no comparison loop over the user's codes) and
    * marked used by a conditional UPDATE, so two concurrent uses of the same code cannot both succeed.
    */
-  use(userId: string, code: string, meta: RequestMeta = {}): { ok: boolean; remaining: number } {
+  async use(userId: string, code: string, meta: RequestMeta = {}): Promise<{ ok: boolean; remaining: number }> {
     const normalized = normalizeRecoveryCode(code)
     if (!normalized) throw unprocessable('invalid_code', 'A recovery code has the form xxxxx-xxxxx.')
-    const spent = this.deps.db
+    const spent = await this.deps.db
       .update(recoveryCodes)
       .set({ usedAt: this.deps.clock.now() })
       .where(and(eq(recoveryCodes.userId, userId), eq(recoveryCodes.codeHash, this.hash(normalized)), isNull(recoveryCodes.usedAt)))
       .returning({ id: recoveryCodes.id })
-      .all()
-    const remaining = this.remaining(userId)
+      
+    const remaining = await this.remaining(userId)
     if (spent.length !== 1) return { ok: false, remaining }
-    this.deps.audit.record({ type: 'recovery_code_used', outcome: 'success', actorId: userId, targetId: userId, details: { remaining } }, meta)
+    await this.deps.audit.record({ type: 'recovery_code_used', outcome: 'success', actorId: userId, targetId: userId, details: { remaining } }, meta)
     return { ok: true, remaining }
   }
 
   /** Unused codes left. */
-  remaining(userId: string): number {
-    const row = this.deps.db
+  async remaining(userId: string): Promise<number> {
+    const row = (await this.deps.db
       .select({ n: count() })
       .from(recoveryCodes)
       .where(and(eq(recoveryCodes.userId, userId), isNull(recoveryCodes.usedAt)))
-      .get()
+      .limit(1))[0]
     return row?.n ?? 0
   }
 
   /** Drops every code (when the last second factor goes, codes for it are meaningless). */
-  clear(userId: string): void {
-    this.deps.db.delete(recoveryCodes).where(eq(recoveryCodes.userId, userId)).run()
+  async clear(userId: string): Promise<void> {
+    await this.deps.db.delete(recoveryCodes).where(eq(recoveryCodes.userId, userId))
   }
 }

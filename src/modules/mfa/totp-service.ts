@@ -6,7 +6,7 @@
 import { withTransaction } from '../../db/tx'
 import { and, count, eq, isNull, lt, or } from 'drizzle-orm'
 import { HOTP, Secret, TOTP } from 'otpauth'
-import { passkeys, totpFactors } from '../../db/schema'
+import { passkeys, totpFactors } from '../../db/tables'
 import { decrypt, encrypt, safeEqual } from '../../lib/crypto'
 import { AppError, conflict, notFound, unprocessable } from '../../lib/errors'
 import type { RequestMeta } from '../audit/service'
@@ -44,8 +44,8 @@ export class TotpService {
   }
 
   /** Loads and decrypts the factor; a corrupt row is a 409, never a 500. */
-  private load(userId: string): Factor | undefined {
-    const row = this.deps.db.select().from(totpFactors).where(eq(totpFactors.userId, userId)).get()
+  private async load(userId: string): Promise<Factor | undefined> {
+    const row = (await this.deps.db.select().from(totpFactors).where(eq(totpFactors.userId, userId)).limit(1))[0]
     if (!row) return undefined
     try {
       if (!ALGORITHMS.has(row.algorithm) || (row.digits !== 6 && row.digits !== 8) || !(row.period >= 1 && row.period <= 300)) throw new Error('bad parameters')
@@ -59,8 +59,8 @@ export class TotpService {
   }
 
   /** 'none', 'pending' (enrolled, not confirmed) or 'active'. Reads no secret. */
-  status(userId: string): TotpStatus {
-    const row = this.deps.db.select({ status: totpFactors.status }).from(totpFactors).where(eq(totpFactors.userId, userId)).get()
+  async status(userId: string): Promise<TotpStatus> {
+    const row = (await this.deps.db.select({ status: totpFactors.status }).from(totpFactors).where(eq(totpFactors.userId, userId)).limit(1))[0]
     return row?.status ?? 'none'
   }
 
@@ -71,10 +71,10 @@ export class TotpService {
     const now = this.deps.clock.now()
     const secretEnc = encrypt(this.deps.keys.encryption, secret.base32, this.aad(userId))
     await withTransaction(this.deps.db, async (tx) => {
-      const existing = tx.select({ status: totpFactors.status }).from(totpFactors).where(eq(totpFactors.userId, userId)).get()
+      const existing = (await tx.select({ status: totpFactors.status }).from(totpFactors).where(eq(totpFactors.userId, userId)).limit(1))[0]
       if (existing?.status === 'active') throw conflict('An authenticator app is already active; remove it first.', 'totp_already_active')
-      tx.delete(totpFactors).where(eq(totpFactors.userId, userId)).run()
-      tx.insert(totpFactors).values({ userId, secretEnc, algorithm, digits, period: PERIOD, status: 'pending', lastStep: null, createdAt: now }).run()
+      await tx.delete(totpFactors).where(eq(totpFactors.userId, userId))
+      await tx.insert(totpFactors).values({ userId, secretEnc, algorithm, digits, period: PERIOD, status: 'pending', lastStep: null, createdAt: now })
     })
     const otpauthUrl = new TOTP({ issuer, label: email, algorithm, digits, period: PERIOD, secret }).toString()
     return { secret: secret.base32, otpauthUrl }
@@ -82,7 +82,7 @@ export class TotpService {
 
   /** Activates a pending enrolment with a first valid code and returns fresh recovery codes. */
   async confirm(userId: string, code: string, meta: RequestMeta = {}): Promise<{ recoveryCodes: string[] }> {
-    const f = this.load(userId)
+    const f = await this.load(userId)
     if (!f || f.status !== 'pending') throw conflict('There is no pending authenticator enrolment to confirm.', 'totp_not_pending')
     this.checkFormat(f, code)
     const step = this.matchStep(f, code)
@@ -90,17 +90,17 @@ export class TotpService {
     // One transaction: a crash or a failed insert cannot leave an active factor without recovery codes.
     const recoveryCodes = await withTransaction(this.deps.db, async (tx) => {
       // The secret in the WHERE clause: a re-enrolment racing this request cannot be activated by a code of the old secret.
-      const done = tx
+      const done = await tx
         .update(totpFactors)
         .set({ status: 'active', lastStep: step, confirmedAt: this.deps.clock.now() })
         .where(and(eq(totpFactors.userId, userId), eq(totpFactors.status, 'pending'), eq(totpFactors.secretEnc, f.secretEnc)))
         .returning({ userId: totpFactors.userId })
-        .all()
+        
       if (done.length !== 1) throw conflict('The enrolment changed meanwhile; start again.', 'totp_not_pending')
-      return this.recovery.regenerateInTx(tx, userId)
+      return await this.recovery.regenerateInTx(tx, userId)
     })
-    this.deps.audit.record({ type: 'totp_enabled', outcome: 'success', actorId: userId, targetId: userId }, meta)
-    this.recovery.recordRegenerated(userId, meta)
+    await this.deps.audit.record({ type: 'totp_enabled', outcome: 'success', actorId: userId, targetId: userId }, meta)
+    await this.recovery.recordRegenerated(userId, meta)
     return { recoveryCodes }
   }
 
@@ -109,28 +109,28 @@ export class TotpService {
    * refused even inside the window; the step is claimed with a conditional UPDATE so two concurrent
    * uses of the same code cannot both pass.
    */
-  verify(userId: string, code: string): boolean {
-    const f = this.load(userId)
+  async verify(userId: string, code: string): Promise<boolean> {
+    const f = await this.load(userId)
     if (!f || f.status !== 'active') return false
     this.checkFormat(f, code)
     const step = this.matchStep(f, code, f.lastStep ?? -1)
     if (step === undefined) return false
-    const claimed = this.deps.db
+    const claimed = await this.deps.db
       .update(totpFactors)
       .set({ lastStep: step })
       .where(and(eq(totpFactors.userId, userId), eq(totpFactors.status, 'active'), or(isNull(totpFactors.lastStep), lt(totpFactors.lastStep, step))))
       .returning({ userId: totpFactors.userId })
-      .all()
+      
     return claimed.length === 1
   }
 
   /** Removes the factor (pending or active); without any factor left, recovery codes go too. */
-  remove(userId: string, meta: RequestMeta = {}): void {
-    const gone = this.deps.db.delete(totpFactors).where(eq(totpFactors.userId, userId)).returning({ status: totpFactors.status }).all()
+  async remove(userId: string, meta: RequestMeta = {}): Promise<void> {
+    const gone = await this.deps.db.delete(totpFactors).where(eq(totpFactors.userId, userId)).returning({ status: totpFactors.status })
     if (gone.length === 0) throw notFound('No authenticator app is enrolled.')
-    const left = this.deps.db.select({ n: count() }).from(passkeys).where(eq(passkeys.userId, userId)).get()
-    if ((left?.n ?? 0) === 0) this.recovery.clear(userId)
-    this.deps.audit.record({ type: 'totp_disabled', outcome: 'info', actorId: userId, targetId: userId }, meta)
+    const left = (await this.deps.db.select({ n: count() }).from(passkeys).where(eq(passkeys.userId, userId)).limit(1))[0]
+    if ((left?.n ?? 0) === 0) await this.recovery.clear(userId)
+    await this.deps.audit.record({ type: 'totp_disabled', outcome: 'info', actorId: userId, targetId: userId }, meta)
   }
 
   private checkFormat(f: Factor, code: string) {

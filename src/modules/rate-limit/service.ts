@@ -84,10 +84,10 @@ export class RateLimitService {
       this.resilient = new ResilientStore(new RedisStore(deps.redis, penalty, `${deps.config.redis.prefix}rl:`), memory, deps.clock, (to, from, err) => {
         if (to === 'open') {
           deps.logger.warn({ err: err instanceof Error ? err.message : undefined, from }, 'rate-limit store: Redis failing, using in-memory counters')
-          deps.audit.record({ type: 'rate_limit_store_degraded', outcome: 'failure', details: { from, to } })
+          void deps.audit.record({ type: 'rate_limit_store_degraded', outcome: 'failure', details: { from, to } })
         } else if (to === 'closed') {
           deps.logger.info({ from }, 'rate-limit store: Redis answers again, shared counters restored')
-          deps.audit.record({ type: 'rate_limit_store_restored', outcome: 'info', details: { from, to } })
+          void deps.audit.record({ type: 'rate_limit_store_restored', outcome: 'info', details: { from, to } })
         }
       })
       this.store = this.resilient
@@ -127,7 +127,7 @@ export class RateLimitService {
     if (r.allowed) return applied
     const retryAfter = Math.max(1, Math.ceil((r.resetAt - now) / 1000))
     if (r.newBlock) {
-      this.deps.audit.record(
+      await this.deps.audit.record(
         { type: 'rate_limited', outcome: 'failure', actorId: ctx.actorId ?? null, details: { policy: policy.name, route: ctx.route, level: r.level, blockSeconds: retryAfter } },
         ctx.meta,
       )

@@ -53,15 +53,15 @@ export class AppPermissionService {
   }
 
   /** Loads the registry before the first request. */
-  init(): void {
-    this.d.registry.setApp(this.store.loadSync().map((r) => [r.name, r.description]))
+  async init(): Promise<void> {
+    this.d.registry.setApp((await this.store.list()).map((r) => [r.name, r.description]))
   }
 
   /** Reloads the registry from the database and drops the permission caches (no event: nothing to relay). */
   async refresh(): Promise<void> {
     const rows = await this.store.list()
     this.d.registry.setApp(rows.map((r) => [r.name, r.description]))
-    this.d.rbac.clearCaches()
+    await this.d.rbac.clearCaches()
   }
 
   private changed(name: string): void {
@@ -96,7 +96,7 @@ export class AppPermissionService {
     this.d.registry.setApp([...this.d.registry.app.entries(), [name, description]])
     // Roles holding a global wildcard (`*:*`) now grant it: every cached expansion is stale.
     this.changed(name)
-    this.d.audit.record({ type: 'permission_created', outcome: 'success', actorId: actor.userId, details: { permission: name } }, meta)
+    await this.d.audit.record({ type: 'permission_created', outcome: 'success', actorId: actor.userId, details: { permission: name } }, meta)
     return { name, description, builtin: false }
   }
 
@@ -112,14 +112,14 @@ export class AppPermissionService {
       const names = [...new Set(held.map((h) => h.role))].sort()
       throw conflict(`Held by role(s) ${names.join(', ')}; give ?cascade=true to remove it from them.`, 'permission_in_use')
     }
-    for (const h of held) if (h.level >= me.level) this.d.rbac.deny(actor, 'role_level', `Role ${h.role} is at or above your own level.`, { action: 'permission_delete', role: h.role }, meta)
+    for (const h of held) if (h.level >= me.level) await this.d.rbac.deny(actor, 'role_level', `Role ${h.role} is at or above your own level.`, { action: 'permission_delete', role: h.role }, meta)
     // The exact name goes; a resource wildcard (`orders:*`) goes only when nothing else would be left for it to match.
     const remove = held.filter((h) => h.permission === name || !rest.some((p) => patternGrants(h.permission, p)))
-    this.store.deleteWithPatterns(name, remove, this.d.clock.now())
+    await this.store.deleteWithPatterns(name, remove, this.d.clock.now())
     this.d.registry.setApp([...this.d.registry.app.entries()].filter(([k]) => k !== name))
     this.changed(name)
     for (const roleId of new Set(held.map((h) => h.roleId))) this.d.invalidation.emit({ kind: 'role', id: roleId })
     const roles = [...new Set(held.map((h) => h.role))].sort()
-    this.d.audit.record({ type: 'permission_deleted', outcome: 'success', actorId: actor.userId, details: { permission: name, cascade, roles, removedPatterns: remove.map((r) => `${r.role}:${r.permission}`) } }, meta)
+    await this.d.audit.record({ type: 'permission_deleted', outcome: 'success', actorId: actor.userId, details: { permission: name, cascade, roles, removedPatterns: remove.map((r) => `${r.role}:${r.permission}`) } }, meta)
   }
 }

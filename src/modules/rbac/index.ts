@@ -60,7 +60,7 @@ const NameParam = t.Object({ name: t.String({ minLength: 1, maxLength: 32 }) }, 
 export function rbacController(auth: AnyElysia, rbac: RbacService, appPermissions: AppPermissionService, authz: AuthzCheckService) {
   return new Elysia({ name: 'rbac', prefix: '/v1', detail: { tags: ['administration'] } })
     .use(auth as AuthMacros)
-    .get('/roles', () => ({ items: rbac.listRoles(), nextCursor: null }), {
+    .get('/roles', async () => ({ items: await rbac.listRoles(), nextCursor: null }), {
       permission: 'roles:read',
       response: { 200: t.Object({ items: t.Array(RoleSchema), nextCursor: t.Null() }) },
       detail: { summary: 'List roles with their permission patterns (roles:read)' },
@@ -100,7 +100,7 @@ export function rbacController(auth: AnyElysia, rbac: RbacService, appPermission
         detail: { summary: 'Delete a role; refused for built-ins and, without ?reassign=<role>, while assigned (roles:write)' },
       },
     )
-    .get('/permissions', () => ({ items: appPermissions.list(), nextCursor: null }), {
+    .get('/permissions', async () => ({ items: await appPermissions.list(), nextCursor: null }), {
       permission: 'roles:read',
       response: { 200: t.Object({ items: t.Array(PermissionSchema), nextCursor: t.Null() }) },
       detail: { summary: 'The permission registry: built-in and application permissions, with descriptions (roles:read)' },

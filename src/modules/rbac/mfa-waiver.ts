@@ -68,7 +68,7 @@ export function decideMfa(
   const mfaRequired = after.requested ?? (before === undefined ? admin.length > 0 : newlyAdmin || before.mfaRequired)
   const waived = admin.length > 0 && after.requested === false
   if (waived && !actor.isOwner) {
-    audit.record(
+    void audit.record(
       { type: 'privilege_escalation_denied', outcome: 'failure', actorId: actor.userId, targetId: null, details: { rule: 'mfa_waiver', action, role, permissions: admin } },
       meta,
     )
@@ -78,6 +78,6 @@ export function decideMfa(
 }
 
 /** Records an owner's waiver of MFA on an administrative role. */
-export function recordWaiver(audit: Pick<AuditService, 'record'>, actorId: string, role: string, admin: string[], meta?: RequestMeta): void {
-  audit.record({ type: 'role_mfa_waived', outcome: 'success', actorId, targetId: null, details: { role, permissions: admin } }, meta)
+export async function recordWaiver(audit: Pick<AuditService, 'record'>, actorId: string, role: string, admin: string[], meta?: RequestMeta): Promise<void> {
+  await audit.record({ type: 'role_mfa_waived', outcome: 'success', actorId, targetId: null, details: { role, permissions: admin } }, meta)
 }

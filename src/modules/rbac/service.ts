@@ -12,12 +12,13 @@
  * A role with administrative permissions requires MFA unless an owner waives it (see ./mfa-waiver.ts:
  * 403 `mfa_waiver_forbidden`, event rule `mfa_waiver`).
  */
-import { withTransaction } from '../../db/tx'
-import { and, asc, count, desc, eq, sql } from 'drizzle-orm'
+import { lockResource, withTransaction } from '../../db/tx'
+import { and, asc, count, desc, eq, inArray, sql } from 'drizzle-orm'
 import type { Db } from '../../db/client'
-import { rolePermissions, roles, userRoles, users } from '../../db/schema'
+import { rolePermissions, roles, userRoles, users } from '../../db/tables'
 import type { CoreDeps } from '../../deps'
-import { lruCaches, type Cache, type CacheFactory, type CacheStats } from '../../lib/cache'
+import type { CacheStats } from '../../lib/cache'
+import { asyncLruCaches as lruCaches, type AsyncCache as Cache, type AsyncCacheFactory as CacheFactory } from '../../lib/redis-cache'
 import { conflict, forbidden, notFound, unprocessable, type FieldError } from '../../lib/errors'
 import { newId } from '../../lib/ids'
 import type { Invalidation } from '../../lib/invalidation'
@@ -145,16 +146,16 @@ export interface RbacDeps extends Pick<CoreDeps, 'db' | 'clock' | 'config'> {
 }
 
 /** Inserts a role for a user by name (no rules applied); usable inside the caller's transaction. Returns whether it was new. */
-export function assignRoleInTx(tx: DbOrTx, userId: string, roleName: string, now: number, grantedBy: string | null = null): boolean {
-  const role = tx.select({ id: roles.id }).from(roles).where(eq(roles.name, roleName)).get()
+export async function assignRoleInTx(tx: DbOrTx, userId: string, roleName: string, now: number, grantedBy: string | null = null): Promise<boolean> {
+  const role = (await tx.select({ id: roles.id }).from(roles).where(eq(roles.name, roleName)).limit(1))[0]
   if (!role) throw new Error(`role ${roleName} does not exist`)
-  const added = tx.insert(userRoles).values({ userId, roleId: role.id, grantedBy, createdAt: now }).onConflictDoNothing().returning({ userId: userRoles.userId }).all()
+  const added = await tx.insert(userRoles).values({ userId, roleId: role.id, grantedBy, createdAt: now }).onConflictDoNothing().returning({ userId: userRoles.userId })
   return added.length > 0
 }
 
 /** Gives a new account the default `user` role; call it inside the registration transaction. */
-export function assignDefaultRole(tx: DbOrTx, userId: string, now: number): void {
-  assignRoleInTx(tx, userId, DEFAULT_ROLE, now)
+export async function assignDefaultRole(tx: DbOrTx, userId: string, now: number): Promise<void> {
+  await assignRoleInTx(tx, userId, DEFAULT_ROLE, now)
 }
 
 export class RbacService {
@@ -170,10 +171,10 @@ export class RbacService {
     this.userCache = caches<string, UserEntry>('rbac-users')
     this.roleCache = caches<string, RoleEntry>('rbac-roles')
     deps.invalidation.on((e) => {
-      if (e.kind === 'user') this.userCache.delete(e.id)
-      else if (e.kind === 'permissions') this.clearCaches()
+      if (e.kind === 'user') void this.userCache.delete(e.id)
+      else if (e.kind === 'permissions') void this.clearCaches()
       else if (e.kind === 'role') {
-        this.roleCache.delete(e.id)
+        void this.roleCache.delete(e.id)
         this.gen++
       }
     })
@@ -185,35 +186,35 @@ export class RbacService {
   }
 
   /** Drops both caches (the invalidation relay calls it after missing events while Redis was away). */
-  clearCaches(): void {
-    this.userCache.clear()
-    this.roleCache.clear()
+  async clearCaches(): Promise<void> {
+    await this.userCache.clear()
+    await this.roleCache.clear()
     this.gen++
   }
 
   // ---------------------------------------------------------------- effective permissions
 
   /** Roles, level, permissions and status of a user (cached); null for an unknown user. */
-  effective(userId: string): Effective | null {
-    return this.resolve(userId)?.eff ?? null
+  async effective(userId: string): Promise<Effective | null> {
+    return (await this.resolve(userId))?.eff ?? null
   }
 
   /** True when any role of the user requires a second factor. */
-  mfaRequiredFor(userId: string): boolean {
-    return this.effective(userId)?.mfaRequired ?? false
+  async mfaRequiredFor(userId: string): Promise<boolean> {
+    return (await this.effective(userId))?.mfaRequired ?? false
   }
 
-  private resolve(userId: string): NonNullable<UserEntry['memo']> | null {
-    let entry = this.userCache.get(userId)
+  private async resolve(userId: string): Promise<NonNullable<UserEntry['memo']> | null> {
+    let entry = await this.userCache.get(userId)
     if (!entry) {
-      const loaded = this.loadUser(userId)
+      const loaded = await this.loadUser(userId)
       if (!loaded) return null
       entry = loaded
       this.userCache.set(userId, entry)
     }
     if (entry.memo && entry.memo.gen === this.gen) return entry.memo
     const gen = this.gen
-    const entries = entry.roleIds.map((id) => this.role(id)).filter((r): r is RoleEntry => r !== undefined)
+    const entries = (await Promise.all(entry.roleIds.map((id) => this.role(id)))).filter((r): r is RoleEntry => r !== undefined)
     entries.sort((a, b) => b.level - a.level || a.name.localeCompare(b.name))
     const grants = new Map<Permission, { role: string; pattern: string }>()
     for (const r of entries) for (const [perm, pattern] of r.grants) if (!grants.has(perm)) grants.set(perm, { role: r.name, pattern })
@@ -228,19 +229,19 @@ export class RbacService {
     return entry.memo
   }
 
-  private loadUser(userId: string): UserEntry | undefined {
-    const u = this.deps.db.select({ status: users.status }).from(users).where(eq(users.id, userId)).get()
+  private async loadUser(userId: string): Promise<UserEntry | undefined> {
+    const u = (await this.deps.db.select({ status: users.status }).from(users).where(eq(users.id, userId)).limit(1))[0]
     if (!u) return undefined
-    const rows = this.deps.db.select({ roleId: userRoles.roleId }).from(userRoles).where(eq(userRoles.userId, userId)).all()
+    const rows = await this.deps.db.select({ roleId: userRoles.roleId }).from(userRoles).where(eq(userRoles.userId, userId))
     return { status: u.status, roleIds: rows.map((r) => r.roleId) }
   }
 
-  private role(id: string): RoleEntry | undefined {
-    const hit = this.roleCache.get(id)
+  private async role(id: string): Promise<RoleEntry | undefined> {
+    const hit = await this.roleCache.get(id)
     if (hit) return hit
-    const r = this.deps.db.select().from(roles).where(eq(roles.id, id)).get()
+    const r = (await this.deps.db.select().from(roles).where(eq(roles.id, id)).limit(1))[0]
     if (!r) return undefined
-    const patterns = this.deps.db.select({ p: rolePermissions.permission }).from(rolePermissions).where(eq(rolePermissions.roleId, id)).all()
+    const patterns = await this.deps.db.select({ p: rolePermissions.permission }).from(rolePermissions).where(eq(rolePermissions.roleId, id))
     const grants = new Map<Permission, string>()
     for (const { p } of patterns) for (const perm of this.registry.expand(p)) if (!grants.has(perm)) grants.set(perm, p)
     const entry: RoleEntry = { id: r.id, name: r.name, level: r.level, mfaRequired: r.mfaRequired, grants }
@@ -253,9 +254,9 @@ export class RbacService {
    * `permission` is a registered permission or the base of scoped ones (`files:read`: owner needs `:own`, others `:any`).
    * The reason names the rule that decided.
    */
-  check(userId: string, permission: string, resourceOwnerId?: string): CheckResult {
+  async check(userId: string, permission: string, resourceOwnerId?: string): Promise<CheckResult> {
     if (!this.registry.isKnown(permission)) throw unprocessable('unknown_permission', `${permission} is not a registered permission; see GET /v1/permissions.`)
-    const r = this.resolve(userId)
+    const r = await this.resolve(userId)
     if (!r) return { allowed: false, reason: 'unknown user' }
     if (r.eff.status !== 'active') return { allowed: false, reason: 'user disabled' }
     const via = (p: string) => {
@@ -286,15 +287,15 @@ export class RbacService {
   // ---------------------------------------------------------------- rules shared with the users admin
 
   /** The actor's fresh effective view; a disabled or unknown actor may do nothing. */
-  actorView(actor: Actor): Effective {
-    const eff = this.effective(actor.userId)
+  async actorView(actor: Actor): Promise<Effective> {
+    const eff = await this.effective(actor.userId)
     if (!eff || eff.status !== 'active') throw forbidden()
     return eff
   }
 
   /** Records the refusal as a security event and throws 403 `forbidden`. */
-  deny(actor: Actor, rule: EscalationRule, detail: string, ctx: { action: string; targetId?: string; role?: string }, meta?: RequestMeta): never {
-    this.deps.audit.record(
+  async deny(actor: Actor, rule: EscalationRule, detail: string, ctx: { action: string; targetId?: string; role?: string }, meta?: RequestMeta): Promise<never> {
+    await this.deps.audit.record(
       { type: 'privilege_escalation_denied', outcome: 'failure', actorId: actor.userId, targetId: ctx.targetId ?? null, details: { rule, action: ctx.action, ...(ctx.role ? { role: ctx.role } : {}) } },
       meta,
     )
@@ -305,52 +306,76 @@ export class RbacService {
    * Checks that `actor` may act on user `targetId` (exists, strictly lower level, not themselves unless
    * `allowSelf`); returns the target's effective view. Unknown users are 404.
    */
-  authorizeOnUser(actor: Actor, targetId: string, action: string, meta?: RequestMeta, opts: { allowSelf?: boolean } = {}): Effective {
-    const me = this.actorView(actor)
-    const target = this.effective(targetId)
+  async authorizeOnUser(actor: Actor, targetId: string, action: string, meta?: RequestMeta, opts: { allowSelf?: boolean } = {}): Promise<Effective> {
+    const me = await this.actorView(actor)
+    const target = await this.effective(targetId)
     if (!target) throw notFound('No such user.')
     if (targetId === actor.userId) {
       if (opts.allowSelf) return target
-      this.deny(actor, 'self', 'You cannot do this to your own account.', { action, targetId }, meta)
+      await this.deny(actor, 'self', 'You cannot do this to your own account.', { action, targetId }, meta)
     }
-    if (target.level >= me.level) this.deny(actor, 'target_level', 'The user has a role at or above your own level.', { action, targetId }, meta)
+    if (target.level >= me.level) await this.deny(actor, 'target_level', 'The user has a role at or above your own level.', { action, targetId }, meta)
     return target
   }
 
   /** Refuses (403 + event) when `targetId` is the last active owner. */
-  assertNotLastOwner(actor: Actor, targetId: string, action: string, meta?: RequestMeta): void {
-    const target = this.effective(targetId)
+  async assertNotLastOwner(actor: Actor, targetId: string, action: string, meta?: RequestMeta): Promise<void> {
+    const target = await this.effective(targetId)
     if (!target || target.status !== 'active' || !target.roles.includes(OWNER_ROLE)) return
-    if (this.activeOwnerCount() <= 1) this.deny(actor, 'last_owner', 'The last active owner cannot be removed, disabled or deleted.', { action, targetId }, meta)
+    if (await this.activeOwnerCount() <= 1) await this.deny(actor, 'last_owner', 'The last active owner cannot be removed, disabled or deleted.', { action, targetId }, meta)
+  }
+
+  /**
+   * Inside a write's transaction: whether taking `targetId` out (role revoked, disabled, deleted) would leave no
+   * active owner. Takes the owners lock first (advisory lock on PostgreSQL; the one writer on SQLite) and reads
+   * the database, not the cache, so two admins on two instances cannot each remove one of the last two owners.
+   * The caller refuses after the transaction (its refusal event must not roll back with it).
+   */
+  async wouldLeaveNoOwner(tx: DbOrTx, targetId: string): Promise<boolean> {
+    await lockResource(tx, 'owners')
+    const held = await tx
+      .select({ id: users.id })
+      .from(userRoles)
+      .innerJoin(roles, eq(roles.id, userRoles.roleId))
+      .innerJoin(users, eq(users.id, userRoles.userId))
+      .where(and(eq(userRoles.userId, targetId), eq(roles.name, OWNER_ROLE), eq(users.status, 'active')))
+      .limit(1)
+    if (held.length === 0) return false
+    return (await this.activeOwnerCount(tx)) <= 1
+  }
+
+  /** Refuses the removal of the last active owner (403, recorded); call after `wouldLeaveNoOwner` said so. */
+  async refuseLastOwner(actor: Actor, targetId: string, action: string, meta?: RequestMeta): Promise<never> {
+    return await this.deny(actor, 'last_owner', 'The last active owner cannot be removed, disabled or deleted.', { action, targetId }, meta)
   }
 
   /** Active accounts holding the owner role (the start banner says how to create one when there is none). */
-  activeOwnerCount(): number {
-    const row = this.deps.db
+  async activeOwnerCount(db: DbOrTx = this.deps.db): Promise<number> {
+    const row = (await db
       .select({ n: count() })
       .from(userRoles)
       .innerJoin(roles, eq(roles.id, userRoles.roleId))
       .innerJoin(users, eq(users.id, userRoles.userId))
       .where(and(eq(roles.name, OWNER_ROLE), eq(users.status, 'active')))
-      .get()
+      .limit(1))[0]
     return row?.n ?? 0
   }
 
   // ---------------------------------------------------------------- roles
 
   /** Every role, highest level first. */
-  listRoles(): RoleView[] {
-    const rows = this.deps.db.select().from(roles).orderBy(desc(roles.level), asc(roles.name)).all()
-    const perms = this.deps.db.select().from(rolePermissions).orderBy(asc(rolePermissions.permission)).all()
+  async listRoles(): Promise<RoleView[]> {
+    const rows = await this.deps.db.select().from(roles).orderBy(desc(roles.level), asc(roles.name))
+    const perms = await this.deps.db.select().from(rolePermissions).orderBy(asc(rolePermissions.permission))
     const byRole = new Map<string, string[]>()
     for (const p of perms) byRole.set(p.roleId, [...(byRole.get(p.roleId) ?? []), p.permission])
     return rows.map((r) => this.view(r, byRole.get(r.id) ?? []))
   }
 
   /** One role by name; 404 when unknown. */
-  getRole(name: string): RoleView {
-    const r = this.roleRow(name)
-    const perms = this.deps.db.select({ p: rolePermissions.permission }).from(rolePermissions).where(eq(rolePermissions.roleId, r.id)).orderBy(asc(rolePermissions.permission)).all()
+  async getRole(name: string): Promise<RoleView> {
+    const r = await this.roleRow(name)
+    const perms = await this.deps.db.select({ p: rolePermissions.permission }).from(rolePermissions).where(eq(rolePermissions.roleId, r.id)).orderBy(asc(rolePermissions.permission))
     return this.view(r, perms.map((x) => x.p))
   }
 
@@ -367,14 +392,14 @@ export class RbacService {
     }
   }
 
-  private roleRow(name: string) {
-    const r = this.deps.db.select().from(roles).where(eq(roles.name, name)).get()
+  private async roleRow(name: string) {
+    const r = (await this.deps.db.select().from(roles).where(eq(roles.name, name)).limit(1))[0]
     if (!r) throw notFound('No such role.')
     return r
   }
 
   /** 422 for malformed or unmatched patterns; 403 (+event) for patterns granting what the actor does not hold. */
-  private checkPatterns(actor: Actor, me: Effective, patterns: string[], action: string, role: string, meta?: RequestMeta): void {
+  private async checkPatterns(actor: Actor, me: Effective, patterns: string[], action: string, role: string, meta?: RequestMeta): Promise<void> {
     const errors: FieldError[] = []
     patterns.forEach((p, i) => {
       const problem = this.registry.problem(p)
@@ -384,7 +409,7 @@ export class RbacService {
     const held = new Set<string>(me.permissions)
     for (const p of patterns) {
       const missing = this.registry.expand(p).filter((perm) => !held.has(perm))
-      if (missing.length) this.deny(actor, 'permission_not_held', `You cannot grant ${p}: you do not hold ${missing.join(', ')}.`, { action, role }, meta)
+      if (missing.length) await this.deny(actor, 'permission_not_held', `You cannot grant ${p}: you do not hold ${missing.join(', ')}.`, { action, role }, meta)
     }
   }
 
@@ -393,82 +418,82 @@ export class RbacService {
    * every role strictly below the actor's level, every pattern held by the actor (403 + event otherwise,
    * 422 for a malformed pattern, 404 for an unknown role). Returns the role ids.
    */
-  assertMayGrant(actor: Actor, roleNames: readonly string[], patterns: readonly string[], action: string, subject: string, meta?: RequestMeta): string[] {
-    const me = this.actorView(actor)
+  async assertMayGrant(actor: Actor, roleNames: readonly string[], patterns: readonly string[], action: string, subject: string, meta?: RequestMeta): Promise<string[]> {
+    const me = await this.actorView(actor)
     const ids: string[] = []
     for (const name of roleNames) {
-      const r = this.roleRow(name)
-      this.checkRoleLevel(actor, me, r.level, action, name, meta)
+      const r = await this.roleRow(name)
+      await this.checkRoleLevel(actor, me, r.level, action, name, meta)
       ids.push(r.id)
     }
-    this.checkPatterns(actor, me, [...patterns], action, subject, meta)
+    await this.checkPatterns(actor, me, [...patterns], action, subject, meta)
     return ids
   }
 
   /** Refuses (403 + event `target_level`) when a principal of `level` holding `permissions` is not strictly below the actor, or holds what the actor does not. */
-  assertAbove(actor: Actor, level: number, permissions: readonly string[], action: string, targetId: string, meta?: RequestMeta): void {
-    const me = this.actorView(actor)
+  async assertAbove(actor: Actor, level: number, permissions: readonly string[], action: string, targetId: string, meta?: RequestMeta): Promise<void> {
+    const me = await this.actorView(actor)
     const held = new Set<string>(me.permissions)
-    if (level >= me.level || permissions.some((p) => !held.has(p))) this.deny(actor, 'target_level', 'It holds a role or permission at or above your own.', { action, targetId }, meta)
+    if (level >= me.level || permissions.some((p) => !held.has(p))) await this.deny(actor, 'target_level', 'It holds a role or permission at or above your own.', { action, targetId }, meta)
   }
 
   /** Names, highest level and expanded permissions of a set of roles (cached like a user's). */
-  rolesGrant(roleIds: readonly string[]): { roles: string[]; level: number; permissions: Set<Permission> } {
-    const entries = roleIds.map((id) => this.role(id)).filter((r): r is RoleEntry => r !== undefined)
+  async rolesGrant(roleIds: readonly string[]): Promise<{ roles: string[]; level: number; permissions: Set<Permission> }> {
+    const entries = (await Promise.all(roleIds.map((id) => this.role(id)))).filter((r): r is RoleEntry => r !== undefined)
     entries.sort((a, b) => b.level - a.level || a.name.localeCompare(b.name))
     const permissions = new Set<Permission>()
     for (const r of entries) for (const p of r.grants.keys()) permissions.add(p)
     return { roles: entries.map((r) => r.name), level: entries[0]?.level ?? 0, permissions }
   }
 
-  private checkRoleLevel(actor: Actor, me: Effective, level: number, action: string, role: string, meta?: RequestMeta): void {
-    if (level >= me.level) this.deny(actor, 'role_level', 'The role is at or above your own level.', { action, role }, meta)
+  private async checkRoleLevel(actor: Actor, me: Effective, level: number, action: string, role: string, meta?: RequestMeta): Promise<void> {
+    if (level >= me.level) await this.deny(actor, 'role_level', 'The role is at or above your own level.', { action, role }, meta)
   }
 
   /** Creates a role strictly below the actor's level holding only permissions the actor holds. */
   async createRole(actor: Actor, input: RoleInput, meta?: RequestMeta): Promise<RoleView> {
     assertRoleInput(input, false)
-    const me = this.actorView(actor)
-    this.checkRoleLevel(actor, me, input.level, 'role_create', input.name, meta)
+    const me = await this.actorView(actor)
+    await this.checkRoleLevel(actor, me, input.level, 'role_create', input.name, meta)
     const patterns = [...new Set(input.permissions)]
-    this.checkPatterns(actor, me, patterns, 'role_create', input.name, meta)
+    await this.checkPatterns(actor, me, patterns, 'role_create', input.name, meta)
     const mfa = decideMfa(this.deps.audit, { userId: actor.userId, isOwner: me.roles.includes(OWNER_ROLE) }, input.name, 'role_create', { patterns, requested: input.mfaRequired }, undefined, meta)
     const now = this.deps.clock.now()
     const id = newId()
     await withTransaction(this.deps.db, async (tx) => {
-      if (tx.select({ id: roles.id }).from(roles).where(eq(roles.name, input.name)).get()) throw conflict('A role with this name exists.')
-      tx.insert(roles).values({ id, name: input.name, level: input.level, description: input.description ?? '', mfaRequired: mfa.mfaRequired, builtin: false, createdAt: now, updatedAt: now }).run()
-      if (patterns.length) tx.insert(rolePermissions).values(patterns.map((permission) => ({ roleId: id, permission }))).run()
+      if ((await tx.select({ id: roles.id }).from(roles).where(eq(roles.name, input.name)).limit(1))[0]) throw conflict('A role with this name exists.')
+      await tx.insert(roles).values({ id, name: input.name, level: input.level, description: input.description ?? '', mfaRequired: mfa.mfaRequired, builtin: false, createdAt: now, updatedAt: now })
+      if (patterns.length) await tx.insert(rolePermissions).values(patterns.map((permission) => ({ roleId: id, permission })))
     })
     this.deps.invalidation.emit({ kind: 'role', id })
-    this.deps.audit.record({ type: 'role_created', outcome: 'success', actorId: actor.userId, details: { role: input.name, level: input.level, permissions: patterns, mfaRequired: mfa.mfaRequired } }, meta)
+    await this.deps.audit.record({ type: 'role_created', outcome: 'success', actorId: actor.userId, details: { role: input.name, level: input.level, permissions: patterns, mfaRequired: mfa.mfaRequired } }, meta)
     if (mfa.waived) recordWaiver(this.deps.audit, actor.userId, input.name, mfa.admin, meta)
-    return this.getRole(input.name)
+    return await this.getRole(input.name)
   }
 
   /** Changes a role below the actor's level; built-in names are fixed; added permissions must be held by the actor. */
   async patchRole(actor: Actor, name: string, patch: RolePatch, meta?: RequestMeta): Promise<RoleView> {
     assertRoleInput(patch, true)
-    const me = this.actorView(actor)
-    const r = this.roleRow(name)
-    this.checkRoleLevel(actor, me, r.level, 'role_update', name, meta)
-    if (patch.level !== undefined) this.checkRoleLevel(actor, me, patch.level, 'role_update', name, meta)
+    const me = await this.actorView(actor)
+    const r = await this.roleRow(name)
+    await this.checkRoleLevel(actor, me, r.level, 'role_update', name, meta)
+    if (patch.level !== undefined) await this.checkRoleLevel(actor, me, patch.level, 'role_update', name, meta)
     const newName = patch.name ?? r.name
     if (newName !== r.name) {
       if (r.builtin) throw conflict('Built-in role names cannot change.', 'builtin_role')
     }
     let patterns: string[] | undefined
-    const current = new Set(this.deps.db.select({ p: rolePermissions.permission }).from(rolePermissions).where(eq(rolePermissions.roleId, r.id)).all().map((x) => x.p))
+    const current = new Set((await this.deps.db.select({ p: rolePermissions.permission }).from(rolePermissions).where(eq(rolePermissions.roleId, r.id))).map((x) => x.p))
     if (patch.permissions) {
       patterns = [...new Set(patch.permissions)]
       // Only additions are checked against the actor's own permissions: removing is never an escalation.
-      this.checkPatterns(actor, me, patterns.filter((p) => !current.has(p)), 'role_update', name, meta)
+      await this.checkPatterns(actor, me, patterns.filter((p) => !current.has(p)), 'role_update', name, meta)
     }
     const mfa = decideMfa(this.deps.audit, { userId: actor.userId, isOwner: me.roles.includes(OWNER_ROLE) }, name, 'role_update', { patterns: patterns ?? [...current], requested: patch.mfaRequired }, { patterns: [...current], mfaRequired: r.mfaRequired }, meta)
     const now = this.deps.clock.now()
     await withTransaction(this.deps.db, async (tx) => {
-      if (newName !== r.name && tx.select({ id: roles.id }).from(roles).where(eq(roles.name, newName)).get()) throw conflict('A role with this name exists.')
-      tx.update(roles)
+      if (newName !== r.name && (await tx.select({ id: roles.id }).from(roles).where(eq(roles.name, newName)).limit(1))[0]) throw conflict('A role with this name exists.')
+      await tx.update(roles)
         .set({
           name: newName,
           level: patch.level ?? r.level,
@@ -477,104 +502,103 @@ export class RbacService {
           updatedAt: now,
         })
         .where(eq(roles.id, r.id))
-        .run()
+        
       if (patterns) {
-        tx.delete(rolePermissions).where(eq(rolePermissions.roleId, r.id)).run()
-        if (patterns.length) tx.insert(rolePermissions).values(patterns.map((permission) => ({ roleId: r.id, permission }))).run()
+        await tx.delete(rolePermissions).where(eq(rolePermissions.roleId, r.id))
+        if (patterns.length) await tx.insert(rolePermissions).values(patterns.map((permission) => ({ roleId: r.id, permission })))
       }
     })
     this.deps.invalidation.emit({ kind: 'role', id: r.id })
-    this.deps.audit.record({ type: 'role_updated', outcome: 'success', actorId: actor.userId, details: { role: name, ...patch, mfaRequired: mfa.mfaRequired } }, meta)
+    await this.deps.audit.record({ type: 'role_updated', outcome: 'success', actorId: actor.userId, details: { role: name, ...patch, mfaRequired: mfa.mfaRequired } }, meta)
     if (mfa.waived) recordWaiver(this.deps.audit, actor.userId, newName, mfa.admin, meta)
-    return this.getRole(newName)
+    return await this.getRole(newName)
   }
 
   /** Deletes a non-built-in role below the actor's level; refused while assigned unless `reassign` names a role to move its users to. */
   async deleteRole(actor: Actor, name: string, reassign?: string, meta?: RequestMeta): Promise<void> {
-    const me = this.actorView(actor)
-    const r = this.roleRow(name)
+    const me = await this.actorView(actor)
+    const r = await this.roleRow(name)
     if (r.builtin) throw conflict('Built-in roles cannot be deleted.', 'builtin_role')
-    this.checkRoleLevel(actor, me, r.level, 'role_delete', name, meta)
-    const holders = this.deps.db.select({ userId: userRoles.userId }).from(userRoles).where(eq(userRoles.roleId, r.id)).all().map((x) => x.userId)
+    await this.checkRoleLevel(actor, me, r.level, 'role_delete', name, meta)
+    const holders = (await this.deps.db.select({ userId: userRoles.userId }).from(userRoles).where(eq(userRoles.roleId, r.id))).map((x) => x.userId)
     let target: typeof roles.$inferSelect | undefined
     if (holders.length) {
       if (!reassign) throw conflict(`The role is held by ${holders.length} user(s); give ?reassign=<role> to move them.`, 'role_in_use')
       if (reassign === name) throw unprocessable('validation_failed', 'reassign must name another role.')
-      target = this.roleRow(reassign)
-      this.checkRoleLevel(actor, me, target.level, 'role_delete', reassign, meta)
+      target = await this.roleRow(reassign)
+      await this.checkRoleLevel(actor, me, target.level, 'role_delete', reassign, meta)
       for (const u of holders) {
-        if (u === actor.userId) this.deny(actor, 'self', 'You cannot change your own roles.', { action: 'role_delete', targetId: u, role: name }, meta)
-        const eff = this.effective(u)
-        if (eff && eff.level >= me.level) this.deny(actor, 'target_level', 'A holder of the role has a role at or above your own level.', { action: 'role_delete', targetId: u, role: name }, meta)
+        if (u === actor.userId) await this.deny(actor, 'self', 'You cannot change your own roles.', { action: 'role_delete', targetId: u, role: name }, meta)
+        const eff = await this.effective(u)
+        if (eff && eff.level >= me.level) await this.deny(actor, 'target_level', 'A holder of the role has a role at or above your own level.', { action: 'role_delete', targetId: u, role: name }, meta)
       }
     }
     const now = this.deps.clock.now()
     await withTransaction(this.deps.db, async (tx) => {
       if (target && holders.length) {
-        tx.insert(userRoles).values(holders.map((userId) => ({ userId, roleId: target.id, grantedBy: actor.userId, createdAt: now }))).onConflictDoNothing().run()
-        tx.delete(userRoles).where(eq(userRoles.roleId, r.id)).run()
+        await tx.insert(userRoles).values(holders.map((userId) => ({ userId, roleId: target.id, grantedBy: actor.userId, createdAt: now }))).onConflictDoNothing()
+        await tx.delete(userRoles).where(eq(userRoles.roleId, r.id))
       }
-      tx.delete(roles).where(eq(roles.id, r.id)).run()
+      await tx.delete(roles).where(eq(roles.id, r.id))
     })
     this.deps.invalidation.emit({ kind: 'role', id: r.id })
     for (const u of holders) this.deps.invalidation.emit({ kind: 'user', id: u })
-    this.deps.audit.record({ type: 'role_deleted', outcome: 'success', actorId: actor.userId, details: { role: name, reassignedTo: target?.name, users: holders.length } }, meta)
+    await this.deps.audit.record({ type: 'role_deleted', outcome: 'success', actorId: actor.userId, details: { role: name, reassignedTo: target?.name, users: holders.length } }, meta)
   }
 
   /** Grants a role below the actor's level to a user below the actor's level (never oneself). Idempotent. */
-  grantRole(actor: Actor, userId: string, roleName: string, meta?: RequestMeta): void {
-    const me = this.actorView(actor)
-    const r = this.roleRow(roleName)
-    this.authorizeOnUser(actor, userId, 'role_grant', meta)
-    this.checkRoleLevel(actor, me, r.level, 'role_grant', roleName, meta)
-    const added = assignRoleInTx(this.deps.db, userId, roleName, this.deps.clock.now(), actor.userId)
+  async grantRole(actor: Actor, userId: string, roleName: string, meta?: RequestMeta): Promise<void> {
+    const me = await this.actorView(actor)
+    const r = await this.roleRow(roleName)
+    await this.authorizeOnUser(actor, userId, 'role_grant', meta)
+    await this.checkRoleLevel(actor, me, r.level, 'role_grant', roleName, meta)
+    const added = await assignRoleInTx(this.deps.db, userId, roleName, this.deps.clock.now(), actor.userId)
     this.deps.invalidation.emit({ kind: 'user', id: userId })
-    if (added) this.deps.audit.record({ type: 'role_granted', outcome: 'success', actorId: actor.userId, targetId: userId, details: { role: roleName } }, meta)
+    if (added) await this.deps.audit.record({ type: 'role_granted', outcome: 'success', actorId: actor.userId, targetId: userId, details: { role: roleName } }, meta)
   }
 
   /** Revokes a role (same rules as granting; the last active owner keeps theirs). Idempotent. */
-  revokeRole(actor: Actor, userId: string, roleName: string, meta?: RequestMeta): void {
-    const me = this.actorView(actor)
-    const r = this.roleRow(roleName)
-    this.authorizeOnUser(actor, userId, 'role_revoke', meta)
-    this.checkRoleLevel(actor, me, r.level, 'role_revoke', roleName, meta)
-    if (roleName === OWNER_ROLE) this.assertNotLastOwner(actor, userId, 'role_revoke', meta)
-    const removed = this.deps.db.delete(userRoles).where(and(eq(userRoles.userId, userId), eq(userRoles.roleId, r.id))).returning({ userId: userRoles.userId }).all()
+  async revokeRole(actor: Actor, userId: string, roleName: string, meta?: RequestMeta): Promise<void> {
+    const me = await this.actorView(actor)
+    const r = await this.roleRow(roleName)
+    await this.authorizeOnUser(actor, userId, 'role_revoke', meta)
+    await this.checkRoleLevel(actor, me, r.level, 'role_revoke', roleName, meta)
+    if (roleName === OWNER_ROLE) await this.assertNotLastOwner(actor, userId, 'role_revoke', meta)
+    const removed = await withTransaction(this.deps.db, async (tx) => {
+      if (roleName === OWNER_ROLE && (await this.wouldLeaveNoOwner(tx, userId))) return null
+      return await tx.delete(userRoles).where(and(eq(userRoles.userId, userId), eq(userRoles.roleId, r.id))).returning({ userId: userRoles.userId })
+    })
+    if (removed === null) return await this.refuseLastOwner(actor, userId, 'role_revoke', meta)
     this.deps.invalidation.emit({ kind: 'user', id: userId })
-    if (removed.length > 0) this.deps.audit.record({ type: 'role_revoked', outcome: 'success', actorId: actor.userId, targetId: userId, details: { role: roleName } }, meta)
+    if (removed.length > 0) await this.deps.audit.record({ type: 'role_revoked', outcome: 'success', actorId: actor.userId, targetId: userId, details: { role: roleName } }, meta)
   }
 
   /**
    * Grants a role with no rules applied, for trusted system callers only (first-owner bootstrap, `bulwark admin create`).
    * Pass `tx` to run inside the caller's transaction; invalidation is emitted immediately (harmless before commit).
    */
-  assignSystem(userId: string, roleName: string, tx?: Tx): void {
-    const added = assignRoleInTx(tx ?? this.deps.db, userId, roleName, this.deps.clock.now())
+  async assignSystem(userId: string, roleName: string, tx?: Tx): Promise<void> {
+    const added = await assignRoleInTx(tx ?? this.deps.db, userId, roleName, this.deps.clock.now())
     this.deps.invalidation.emit({ kind: 'user', id: userId })
-    if (added) this.deps.audit.record({ type: 'role_granted', outcome: 'success', actorId: null, targetId: userId, details: { role: roleName, by: 'system' } })
+    if (added) await this.deps.audit.record({ type: 'role_granted', outcome: 'success', actorId: null, targetId: userId, details: { role: roleName, by: 'system' } })
   }
 
   /** Role names of several users at once (highest level first), for list views. */
-  private roleNamesStmt: { all(p: { ids: string }): { userId: string; name: string }[] } | undefined
-
-  roleNamesOf(userIds: string[]): Map<string, string[]> {
+  async roleNamesOf(userIds: string[]): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>()
     if (!userIds.length) return out
-    // One prepared statement whatever the page size: the ids travel as one JSON array parameter.
-    this.roleNamesStmt ??= this.deps.db
+    const rows = await this.deps.db
       .select({ userId: userRoles.userId, name: roles.name })
       .from(userRoles)
       .innerJoin(roles, eq(roles.id, userRoles.roleId))
-      .where(sql`${userRoles.userId} IN (SELECT value FROM json_each(${sql.placeholder('ids')}))`)
+      .where(inArray(userRoles.userId, userIds))
       .orderBy(desc(roles.level), asc(roles.name))
-      .prepare()
-    const rows = this.roleNamesStmt.all({ ids: JSON.stringify(userIds) })
     for (const r of rows) out.set(r.userId, [...(out.get(r.userId) ?? []), r.name])
     return out
   }
 
   /** Id of a role by name, or undefined. */
-  roleId(name: string): string | undefined {
-    return this.deps.db.select({ id: roles.id }).from(roles).where(eq(roles.name, name)).get()?.id
+  async roleId(name: string): Promise<string | undefined> {
+    return (await this.deps.db.select({ id: roles.id }).from(roles).where(eq(roles.name, name)).limit(1))[0]?.id
   }
 }

@@ -7,6 +7,7 @@
  */
 import type { Database, Statement } from 'bun:sqlite'
 import type { CoreDeps } from '../../deps'
+import type { Store } from '../../db/client'
 import { classifyStorageError, sqliteCode } from '../../lib/storage-errors'
 
 export interface RetentionRule {
@@ -70,6 +71,19 @@ export const RETENTION_RULES: RetentionRule[] = [
 
 export const PRUNE_BATCH = 500
 
+const pgStatements = new Map<string, string>()
+/** A rule's batch statement for PostgreSQL, derived from its SQLite text (rowid → ctid, ?n → $n). */
+export function pgStatement(rule: RetentionRule): string {
+  let text = pgStatements.get(rule.name)
+  if (!text) {
+    const capture = { prepare: (sqlText: string) => ({ sqlText }) }
+    const sqliteText = (rule.prepare(capture as unknown as Database) as unknown as { sqlText: string }).sqlText
+    text = sqliteText.replace(/\browid\b/g, 'ctid').replace(/\?(\d)/g, '$$$1')
+    pgStatements.set(rule.name, text)
+  }
+  return text
+}
+
 export interface PruneReport {
   deleted: Record<string, number>
   batches: number
@@ -91,7 +105,7 @@ export class Pruner {
   private readonly onBatch?: (ms: number) => void
 
   constructor(
-    private readonly deps: Pick<CoreDeps, 'sqlite' | 'clock' | 'config' | 'logger'>,
+    private readonly deps: Pick<CoreDeps, 'clock' | 'config' | 'logger'> & { storage: Pick<Store, 'sqlite' | 'pg'> },
     opts: { batch?: number; onBatch?: (ms: number) => void } = {},
   ) {
     this.batch = opts.batch ?? PRUNE_BATCH
@@ -132,8 +146,10 @@ export class Pruner {
   }
 
   private async round(): Promise<PruneReport> {
-    const { sqlite, clock, config, logger } = this.deps
-    this.statements ??= RETENTION_RULES.map((r) => r.prepare(sqlite))
+    const { storage, clock, config, logger } = this.deps
+    const sqlite = storage.sqlite
+    const pg = storage.pg
+    if (sqlite) this.statements ??= RETENTION_RULES.map((r) => r.prepare(sqlite))
     const report: PruneReport = { deleted: {}, batches: 0, longestBatchMs: 0, totalMs: 0 }
     const started = performance.now()
     const now = clock.now()
@@ -145,7 +161,8 @@ export class Pruner {
         for (;;) {
           if (this.stopping) break
           const t0 = performance.now()
-          const n = this.statements[i]!.run(cutoff, this.batch).changes
+          // PostgreSQL: the same statement with ctid for rowid (https://www.postgresql.org/docs/current/ddl-system-columns.html).
+          const n = pg ? Number((await pg.unsafe(pgStatement(rule), [cutoff, this.batch])).count ?? 0) : this.statements![i]!.run(cutoff, this.batch).changes
           const ms = performance.now() - t0
           report.longestBatchMs = Math.max(report.longestBatchMs, ms)
           this.onBatch?.(ms)

@@ -7,10 +7,10 @@
  */
 import { withTransaction } from '../../db/tx'
 import { and, desc, eq, isNull, ne } from 'drizzle-orm'
-import { lruCaches, type Cache, type CacheFactory } from '../../lib/cache'
+import { asyncLruCaches as lruCaches, type AsyncCache as Cache, type AsyncCacheFactory as CacheFactory } from '../../lib/redis-cache'
 import type { CoreDeps } from '../../deps'
-import { dialect } from '../../db/dialect'
-import { refreshTokens, sessions, users } from '../../db/schema'
+import { dialect } from '../../db/tables'
+import { refreshTokens, sessions, users } from '../../db/tables'
 import { decrypt, encrypt, hashToken, randomToken } from '../../lib/crypto'
 import { unauthorized } from '../../lib/errors'
 import { newId } from '../../lib/ids'
@@ -74,8 +74,8 @@ export class SessionService {
       revokedReason: null,
     }
     await withTransaction(this.deps.db, async (tx) => {
-      tx.insert(sessions).values(session).run()
-      tx.insert(refreshTokens).values({ id: newId(), sessionId: session.id, tokenHash: this.hash(refreshToken), createdAt: now, expiresAt: session.expiresAt }).run()
+      await tx.insert(sessions).values(session)
+      await tx.insert(refreshTokens).values({ id: newId(), sessionId: session.id, tokenHash: this.hash(refreshToken), createdAt: now, expiresAt: session.expiresAt })
     })
     return { session, refreshToken }
   }
@@ -86,10 +86,10 @@ export class SessionService {
   }
 
   /** The session if it is live (cached; revocations in this process take effect at once). */
-  getLive(sessionId: string): SessionRow | undefined {
-    let s = this.cache.get(sessionId)
+  async getLive(sessionId: string): Promise<SessionRow | undefined> {
+    let s = await this.cache.get(sessionId)
     if (!s) {
-      s = this.deps.db.select().from(sessions).where(eq(sessions.id, sessionId)).get()
+      s = (await this.deps.db.select().from(sessions).where(eq(sessions.id, sessionId)).limit(1))[0]
       if (!s) return undefined
       this.cache.set(sessionId, s)
     }
@@ -97,11 +97,11 @@ export class SessionService {
   }
 
   /** Records activity, at most once a minute per session (keeps the hot path free of writes). */
-  touch(s: SessionRow): void {
+  async touch(s: SessionRow): Promise<void> {
     const now = this.deps.clock.now()
     if (now - s.lastSeenAt < TOUCH_INTERVAL_MS) return
     s.lastSeenAt = now
-    this.deps.db.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, s.id)).run()
+    await this.deps.db.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, s.id))
   }
 
   /**
@@ -111,39 +111,39 @@ export class SessionService {
   async rotate(presented: string, meta: RequestMeta): Promise<{ session: SessionRow; refreshToken: string }> {
     if (presented.length < 20 || presented.length > 200) throw invalidRefresh()
     const now = this.deps.clock.now()
-    const row = this.deps.db.select().from(refreshTokens).where(eq(refreshTokens.tokenHash, this.hash(presented))).get()
+    const row = (await this.deps.db.select().from(refreshTokens).where(eq(refreshTokens.tokenHash, this.hash(presented))).limit(1))[0]
     if (!row) throw invalidRefresh()
-    const session = this.deps.db.select().from(sessions).where(eq(sessions.id, row.sessionId)).get()
+    const session = (await this.deps.db.select().from(sessions).where(eq(sessions.id, row.sessionId)).limit(1))[0]
     if (!session || session.revokedAt !== null) throw invalidRefresh()
     if (!this.isLive(session, now) || row.expiresAt <= now) {
-      this.revoke(session.id, 'expired')
+      await this.revoke(session.id, 'expired')
       throw invalidRefresh()
     }
-    const user = this.deps.db.select({ status: users.status }).from(users).where(eq(users.id, session.userId)).get()
+    const user = (await this.deps.db.select({ status: users.status }).from(users).where(eq(users.id, session.userId)).limit(1))[0]
     if (!user || user.status !== 'active') throw invalidRefresh()
     if (row.usedAt !== null) return this.retry(row, session, now, meta)
     const refreshToken = randomToken(32)
     const nextId = newId()
     const spent = await withTransaction(this.deps.db, async (tx) => {
       // Conditional: if another instance spent the token a moment ago, this request is its retry.
-      const r = tx
+      const r = await tx
         .update(refreshTokens)
         .set({ usedAt: now, replacedBy: nextId, successorEnc: encrypt(this.deps.keys.encryption, refreshToken, `rt:${row.id}`) })
         .where(and(eq(refreshTokens.id, row.id), isNull(refreshTokens.usedAt)))
-        .run()
+        
       if (dialect.changes(r) === 0) return false
-      tx.insert(refreshTokens).values({ id: nextId, sessionId: session.id, tokenHash: this.hash(refreshToken), createdAt: now, expiresAt: session.expiresAt }).run()
-      tx.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, session.id)).run()
+      await tx.insert(refreshTokens).values({ id: nextId, sessionId: session.id, tokenHash: this.hash(refreshToken), createdAt: now, expiresAt: session.expiresAt })
+      await tx.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, session.id))
       // The parent's copy of this token's own plaintext is no longer needed once this token is spent.
-      tx.update(refreshTokens).set({ successorEnc: null }).where(eq(refreshTokens.replacedBy, row.id)).run()
+      await tx.update(refreshTokens).set({ successorEnc: null }).where(eq(refreshTokens.replacedBy, row.id))
       return true
     })
     if (!spent) {
-      const fresh = this.deps.db.select().from(refreshTokens).where(eq(refreshTokens.id, row.id)).get()!
+      const fresh = (await this.deps.db.select().from(refreshTokens).where(eq(refreshTokens.id, row.id)).limit(1))[0]!
       return this.retry(fresh, session, now, meta)
     }
     session.lastSeenAt = now
-    this.cache.delete(session.id)
+    await this.cache.delete(session.id)
     return { session, refreshToken }
   }
 
@@ -152,8 +152,8 @@ export class SessionService {
    * first request got, so the session never forks into two chains; after the grace, or once the successor
    * itself has been spent, it is reuse: the whole session is revoked.
    */
-  private retry(row: typeof refreshTokens.$inferSelect, session: SessionRow, now: number, meta: RequestMeta): { session: SessionRow; refreshToken: string } {
-    const successor = row.replacedBy ? this.deps.db.select().from(refreshTokens).where(eq(refreshTokens.id, row.replacedBy)).get() : undefined
+  private async retry(row: typeof refreshTokens.$inferSelect, session: SessionRow, now: number, meta: RequestMeta): Promise<{ session: SessionRow; refreshToken: string }> {
+    const successor = row.replacedBy ? (await this.deps.db.select().from(refreshTokens).where(eq(refreshTokens.id, row.replacedBy)).limit(1))[0] : undefined
     const withinGrace = row.usedAt !== null && now - row.usedAt <= this.deps.config.session.refreshReuseGraceMs
     if (withinGrace && successor && successor.usedAt === null && row.successorEnc) {
       try {
@@ -162,70 +162,70 @@ export class SessionService {
         // fall through to reuse handling: an unreadable successor is not a reason to hand out anything
       }
     }
-    this.revoke(session.id, 'refresh_token_reuse')
-    this.deps.audit.record({ type: 'refresh_token_reuse', outcome: 'failure', actorId: session.userId, targetId: session.userId, details: { sessionId: session.id } }, meta)
+    await this.revoke(session.id, 'refresh_token_reuse')
+    await this.deps.audit.record({ type: 'refresh_token_reuse', outcome: 'failure', actorId: session.userId, targetId: session.userId, details: { sessionId: session.id } }, meta)
     throw invalidRefresh()
   }
 
   /** The session a refresh token belongs to, without spending it (logout via cookie). */
-  sessionOfRefreshToken(presented: string): SessionRow | undefined {
+  async sessionOfRefreshToken(presented: string): Promise<SessionRow | undefined> {
     if (presented.length < 20 || presented.length > 200) return undefined
-    const row = this.deps.db.select({ sessionId: refreshTokens.sessionId, usedAt: refreshTokens.usedAt }).from(refreshTokens).where(eq(refreshTokens.tokenHash, this.hash(presented))).get()
+    const row = (await this.deps.db.select({ sessionId: refreshTokens.sessionId, usedAt: refreshTokens.usedAt }).from(refreshTokens).where(eq(refreshTokens.tokenHash, this.hash(presented))).limit(1))[0]
     if (!row || row.usedAt !== null) return undefined
-    return this.getLive(row.sessionId)
+    return await this.getLive(row.sessionId)
   }
 
   /** Ends one session (idempotent). */
-  revoke(sessionId: string, reason: string): boolean {
+  async revoke(sessionId: string, reason: string): Promise<boolean> {
     const now = this.deps.clock.now()
-    const r = this.deps.db.update(sessions).set({ revokedAt: now, revokedReason: reason }).where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt))).run()
-    this.cache.delete(sessionId)
+    const r = await this.deps.db.update(sessions).set({ revokedAt: now, revokedReason: reason }).where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt)))
+    await this.cache.delete(sessionId)
     this.onChanged(sessionId)
     return dialect.changes(r) > 0
   }
 
   /** Ends every session of a user, optionally keeping one (the current one on a password change). */
-  revokeAll(userId: string, reason: string, exceptSessionId?: string): number {
+  async revokeAll(userId: string, reason: string, exceptSessionId?: string): Promise<number> {
     const now = this.deps.clock.now()
     const cond = exceptSessionId
       ? and(eq(sessions.userId, userId), isNull(sessions.revokedAt), ne(sessions.id, exceptSessionId))
       : and(eq(sessions.userId, userId), isNull(sessions.revokedAt))
-    const ids = this.deps.db.select({ id: sessions.id }).from(sessions).where(cond).all()
-    const r = this.deps.db.update(sessions).set({ revokedAt: now, revokedReason: reason }).where(cond).run()
+    const ids = await this.deps.db.select({ id: sessions.id }).from(sessions).where(cond)
+    const r = await this.deps.db.update(sessions).set({ revokedAt: now, revokedReason: reason }).where(cond)
     for (const { id } of ids) {
-      this.cache.delete(id)
+      await this.cache.delete(id)
       this.onChanged(id)
     }
     return dialect.changes(r)
   }
 
   /** Records a fresh proof (password or second factor) in this session: step-up for sensitive changes. */
-  markAuthenticated(sessionId: string, method: string): void {
+  async markAuthenticated(sessionId: string, method: string): Promise<void> {
     const now = this.deps.clock.now()
-    const s = this.deps.db.select({ amr: sessions.amr }).from(sessions).where(eq(sessions.id, sessionId)).get()
+    const s = (await this.deps.db.select({ amr: sessions.amr }).from(sessions).where(eq(sessions.id, sessionId)).limit(1))[0]
     const amr = [...new Set([...(s?.amr.split(',') ?? []), method])].join(',')
-    this.deps.db.update(sessions).set({ authTime: now, amr }).where(eq(sessions.id, sessionId)).run()
-    this.cache.delete(sessionId)
+    await this.deps.db.update(sessions).set({ authTime: now, amr }).where(eq(sessions.id, sessionId))
+    await this.cache.delete(sessionId)
     this.onChanged(sessionId)
   }
 
   /** Lifts the enrolment-only limit of a session once its user has a second factor. */
-  clearMfaPending(sessionId: string): void {
-    this.deps.db.update(sessions).set({ mfaPending: false }).where(eq(sessions.id, sessionId)).run()
-    this.cache.delete(sessionId)
+  async clearMfaPending(sessionId: string): Promise<void> {
+    await this.deps.db.update(sessions).set({ mfaPending: false }).where(eq(sessions.id, sessionId))
+    await this.cache.delete(sessionId)
     this.onChanged(sessionId)
   }
 
   /** The user's live sessions, newest first. */
-  list(userId: string, currentSessionId: string): SessionView[] {
+  async list(userId: string, currentSessionId: string): Promise<SessionView[]> {
     const now = this.deps.clock.now()
-    return this.deps.db
+    return (await this.deps.db
       .select()
       .from(sessions)
       .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt)))
       .orderBy(desc(sessions.createdAt))
       .limit(200)
-      .all()
+      )
       .filter((s) => this.isLive(s, now))
       .map((s) => ({
         id: s.id,
@@ -239,8 +239,8 @@ export class SessionService {
   }
 
   /** Forgets cached sessions (after changes made elsewhere, e.g. another instance). */
-  invalidate(sessionId?: string): void {
-    if (sessionId) this.cache.delete(sessionId)
-    else this.cache.clear()
+  async invalidate(sessionId?: string): Promise<void> {
+    if (sessionId) await this.cache.delete(sessionId)
+    else await this.cache.clear()
   }
 }

@@ -4,11 +4,11 @@
  * goes through RbacService.authorizeOnUser (strictly lower level, never oneself) and emits an Invalidation
  * event so the auth plugin's session/user cache and the permission cache drop the user at once.
  */
-import { withTransaction } from '../../db/tx'
+import { allPrepared, withTransaction } from '../../db/tx'
 import { and, asc, eq, exists, gt, gte, inArray, isNull, lt, or, sql, type SQL } from 'drizzle-orm'
 import { createHash } from 'node:crypto'
 import type { Db } from '../../db/client'
-import { lockouts, refreshTokens, sessions, userRoles, users } from '../../db/schema'
+import { dialect, lockouts, refreshTokens, sessions, userRoles, users } from '../../db/tables'
 import type { CoreDeps } from '../../deps'
 import { sign, unsign } from '../../lib/crypto'
 import { badRequest, notFound } from '../../lib/errors'
@@ -82,7 +82,7 @@ export function listQuery(db: Db, f: { q?: string; roleId?: string; status?: Use
       gt(users.id, after),
     ]
     // Unary + keeps the planner on the (selective) prefix indexes instead of walking a whole status.
-    if (f.status) conds.push(sql`+${users.status} = ${f.status}`)
+    if (f.status) conds.push(sql`${dialect.unindexed(users.status)} = ${f.status}`)
     if (f.roleId) conds.push(exists(db.select({ one: sql`1` }).from(userRoles).where(and(eq(userRoles.userId, users.id), eq(userRoles.roleId, f.roleId)))))
     return db.select(SELECTION).from(users).where(and(...conds)).orderBy(asc(users.id)).limit(limit)
   }
@@ -111,7 +111,7 @@ export class UsersAdminService {
   }
 
   /** Keyset-paginated users ordered by id; a cursor only continues the same filter. */
-  list(opts: ListOptions): Page<UserView> {
+  async list(opts: ListOptions): Promise<Page<UserView>> {
     const limit = pageLimit(opts.limit)
     const filter: UserFilter = { q: opts.q || undefined, role: opts.role || undefined, status: opts.status }
     const fkey = filterKey(filter)
@@ -127,13 +127,13 @@ export class UsersAdminService {
     }
     let roleId: string | undefined
     if (filter.role) {
-      roleId = this.deps.rbac.roleId(filter.role)
+      roleId = await this.deps.rbac.roleId(filter.role)
       if (!roleId) return { items: [], nextCursor: null }
     }
     const plain = filter.q === undefined && roleId === undefined && filter.status === undefined
-    const rows = plain ? this.plainPage.all({ after, limit: limit + 1 }) : listQuery(this.deps.db, { q: filter.q, roleId, status: filter.status }, after, limit + 1).all()
+    const rows = plain ? await allPrepared(this.deps.db, this.plainPage, { after, limit: limit + 1 }) : await listQuery(this.deps.db, { q: filter.q, roleId, status: filter.status }, after, limit + 1)
     const page = rows.slice(0, limit)
-    const roleNames = this.deps.rbac.roleNamesOf(page.map((r) => r.id))
+    const roleNames = await this.deps.rbac.roleNamesOf(page.map((r) => r.id))
     const items = page.map((r) => toView(r, roleNames.get(r.id) ?? []))
     const last = page.at(-1)
     const nextCursor = rows.length > limit && last ? sign(this.deps.keys.cursor, JSON.stringify([last.id, fkey])) : null
@@ -141,64 +141,71 @@ export class UsersAdminService {
   }
 
   /** One user; 404 when unknown. */
-  get(id: string): UserView {
-    const r = this.deps.db.select(SELECTION).from(users).where(eq(users.id, id)).get()
+  async get(id: string): Promise<UserView> {
+    const r = (await this.deps.db.select(SELECTION).from(users).where(eq(users.id, id)).limit(1))[0]
     if (!r) throw notFound('No such user.')
-    return toView(r, this.deps.rbac.roleNamesOf([id]).get(id) ?? [])
+    return toView(r, (await this.deps.rbac.roleNamesOf([id])).get(id) ?? [])
   }
 
   /** Renames and/or enables/disables a user below the actor's level; disabling ends every session at once. */
   async patch(actor: Actor, id: string, patch: { name?: string | null; status?: UserStatus }, meta?: RequestMeta): Promise<UserView> {
     const statusChange = patch.status !== undefined
     // Renaming oneself is harmless (it is what PATCH /v1/me does); a status change of oneself is not.
-    const target = this.deps.rbac.authorizeOnUser(actor, id, statusChange ? 'user_status' : 'user_update', meta, { allowSelf: !statusChange })
-    if (patch.status === 'disabled' && target.status === 'active') this.deps.rbac.assertNotLastOwner(actor, id, 'user_disable', meta)
+    const target = await this.deps.rbac.authorizeOnUser(actor, id, statusChange ? 'user_status' : 'user_update', meta, { allowSelf: !statusChange })
+    if (patch.status === 'disabled' && target.status === 'active') await this.deps.rbac.assertNotLastOwner(actor, id, 'user_disable', meta)
     const now = this.deps.clock.now()
     let ended: string[] = []
-    await withTransaction(this.deps.db, async (tx) => {
+    const disabling = patch.status === 'disabled' && target.status === 'active'
+    const refused = await withTransaction(this.deps.db, async (tx) => {
+      if (disabling && (await this.deps.rbac.wouldLeaveNoOwner(tx, id))) return true
       const set: Partial<typeof users.$inferInsert> = { updatedAt: now }
       if (patch.name !== undefined) set.name = patch.name
       if (patch.status !== undefined) set.status = patch.status
-      tx.update(users).set(set).where(eq(users.id, id)).run()
-      if (patch.status === 'disabled') ended = endSessionsInTx(tx, id, now, 'user_disabled')
+      await tx.update(users).set(set).where(eq(users.id, id))
+      if (patch.status === 'disabled') ended = await endSessionsInTx(tx, id, now, 'user_disabled')
+      return false
     })
+    if (refused) return await this.deps.rbac.refuseLastOwner(actor, id, 'user_disable', meta)
     this.emitUser(id, ended)
-    if (patch.name !== undefined) this.deps.audit.record({ type: 'user_updated', outcome: 'success', actorId: actor.userId, targetId: id, details: { fields: ['name'] } }, meta)
+    if (patch.name !== undefined) await this.deps.audit.record({ type: 'user_updated', outcome: 'success', actorId: actor.userId, targetId: id, details: { fields: ['name'] } }, meta)
     if (statusChange && patch.status !== target.status) {
-      this.deps.audit.record({ type: patch.status === 'disabled' ? 'user_disabled' : 'user_enabled', outcome: 'success', actorId: actor.userId, targetId: id, details: patch.status === 'disabled' ? { sessionsEnded: ended.length } : undefined }, meta)
+      await this.deps.audit.record({ type: patch.status === 'disabled' ? 'user_disabled' : 'user_enabled', outcome: 'success', actorId: actor.userId, targetId: id, details: patch.status === 'disabled' ? { sessionsEnded: ended.length } : undefined }, meta)
     }
     return this.get(id)
   }
 
   /** Lifts every lock (password and MFA) of a user below the actor's level. */
-  unlock(actor: Actor, id: string, meta?: RequestMeta): void {
-    this.deps.rbac.authorizeOnUser(actor, id, 'user_unlock', meta)
-    const removed = this.deps.db.delete(lockouts).where(eq(lockouts.userId, id)).returning({ kind: lockouts.kind }).all()
+  async unlock(actor: Actor, id: string, meta?: RequestMeta): Promise<void> {
+    await this.deps.rbac.authorizeOnUser(actor, id, 'user_unlock', meta)
+    const removed = await this.deps.db.delete(lockouts).where(eq(lockouts.userId, id)).returning({ kind: lockouts.kind })
     this.deps.invalidation.emit({ kind: 'user', id })
-    this.deps.audit.record({ type: 'account_unlocked', outcome: 'success', actorId: actor.userId, targetId: id, details: { by: 'admin', cleared: removed.map((r) => r.kind) } }, meta)
+    await this.deps.audit.record({ type: 'account_unlocked', outcome: 'success', actorId: actor.userId, targetId: id, details: { by: 'admin', cleared: removed.map((r) => r.kind) } }, meta)
   }
 
   /** Deletes a user below the actor's level: sessions end, personal data goes with the row (FK cascades); security events stay. */
   async delete(actor: Actor, id: string, meta?: RequestMeta): Promise<void> {
-    this.deps.rbac.authorizeOnUser(actor, id, 'user_delete', meta)
-    this.deps.rbac.assertNotLastOwner(actor, id, 'user_delete', meta)
+    await this.deps.rbac.authorizeOnUser(actor, id, 'user_delete', meta)
+    await this.deps.rbac.assertNotLastOwner(actor, id, 'user_delete', meta)
     const now = this.deps.clock.now()
     let ended: string[] = []
-    await withTransaction(this.deps.db, async (tx) => {
-      ended = endSessionsInTx(tx, id, now, 'user_deleted')
-      tx.delete(users).where(eq(users.id, id)).run()
+    const refused = await withTransaction(this.deps.db, async (tx) => {
+      if (await this.deps.rbac.wouldLeaveNoOwner(tx, id)) return true
+      ended = await endSessionsInTx(tx, id, now, 'user_deleted')
+      await tx.delete(users).where(eq(users.id, id))
+      return false
     })
+    if (refused) return await this.deps.rbac.refuseLastOwner(actor, id, 'user_delete', meta)
     this.emitUser(id, ended)
-    this.deps.audit.record({ type: 'user_deleted', outcome: 'success', actorId: actor.userId, targetId: id, details: { sessionsEnded: ended.length } }, meta)
+    await this.deps.audit.record({ type: 'user_deleted', outcome: 'success', actorId: actor.userId, targetId: id, details: { sessionsEnded: ended.length } }, meta)
   }
 
   /** Ends every session of a user (oneself included, like logout-all); returns how many were active. */
   async endSessions(actor: Actor, id: string, meta?: RequestMeta): Promise<number> {
-    this.deps.rbac.authorizeOnUser(actor, id, 'sessions_revoke', meta, { allowSelf: true })
+    await this.deps.rbac.authorizeOnUser(actor, id, 'sessions_revoke', meta, { allowSelf: true })
     const now = this.deps.clock.now()
-    const ended = await withTransaction(this.deps.db, async (tx) => endSessionsInTx(tx, id, now, 'admin_revoked'))
+    const ended = await withTransaction(this.deps.db, async (tx) => await endSessionsInTx(tx, id, now, 'admin_revoked'))
     for (const s of ended) this.deps.invalidation.emit({ kind: 'session', id: s })
-    this.deps.audit.record({ type: 'sessions_revoked', outcome: 'success', actorId: actor.userId, targetId: id, details: { sessionsEnded: ended.length } }, meta)
+    await this.deps.audit.record({ type: 'sessions_revoked', outcome: 'success', actorId: actor.userId, targetId: id, details: { sessionsEnded: ended.length } }, meta)
     return ended.length
   }
 
@@ -220,19 +227,19 @@ type Tx = import('../../db/client').Tx
  * unspent refresh tokens (kept, not deleted, for forensics). Returns the ended session ids; the caller emits
  * `session` invalidations after commit.
  */
-export function endSessionsInTx(tx: Db | Tx, userId: string, now: number, reason: string): string[] {
-  const ended = tx
+export async function endSessionsInTx(tx: Db | Tx, userId: string, now: number, reason: string): Promise<string[]> {
+  const ended = (await tx
     .update(sessions)
     .set({ revokedAt: now, revokedReason: reason })
     .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt)))
     .returning({ id: sessions.id })
-    .all()
+    )
     .map((r) => r.id)
   if (ended.length) {
-    tx.update(refreshTokens)
+    await tx.update(refreshTokens)
       .set({ expiresAt: now })
       .where(and(inArray(refreshTokens.sessionId, ended), isNull(refreshTokens.usedAt), gt(refreshTokens.expiresAt, now)))
-      .run()
+      
   }
   return ended
 }

@@ -12,7 +12,7 @@
  */
 import { withTransaction } from '../../db/tx'
 import { and, count, eq, isNull, or } from 'drizzle-orm'
-import { challenges, passkeys, recoveryCodes, totpFactors } from '../../db/schema'
+import { challenges, passkeys, recoveryCodes, totpFactors } from '../../db/tables'
 import { AppError, conflict } from '../../lib/errors'
 import type { RequestMeta } from '../audit/service'
 import { requireRecentProof } from '../mfa/step-up'
@@ -30,31 +30,31 @@ export interface FactorResetResult {
 
 /** Removes every second factor of `targetId` and ends their sessions; the rules are in this file's header. */
 export async function resetFactors(deps: UsersAdminDeps, actor: Actor & { authTime: number }, targetId: string, meta?: RequestMeta): Promise<FactorResetResult> {
-  const me = deps.rbac.actorView(actor)
+  const me = await deps.rbac.actorView(actor)
   if (!me.roles.includes(OWNER_ROLE)) {
-    deps.audit.record({ type: 'privilege_escalation_denied', outcome: 'failure', actorId: actor.userId, targetId, details: { rule: 'owner_only', action: 'mfa_reset' } }, meta)
+    await deps.audit.record({ type: 'privilege_escalation_denied', outcome: 'failure', actorId: actor.userId, targetId, details: { rule: 'owner_only', action: 'mfa_reset' } }, meta)
     throw new AppError(403, 'owner_required', 'Only an owner can reset the second factors of another user.')
   }
   const now = deps.clock.now()
   requireRecentProof(actor, now, deps.config.tokens.stepUpTtlMs)
-  deps.rbac.authorizeOnUser(actor, targetId, 'mfa_reset', meta)
+  await deps.rbac.authorizeOnUser(actor, targetId, 'mfa_reset', meta)
   let result: FactorResetResult | undefined
   let ended: string[] = []
   await withTransaction(deps.db, async (tx) => {
-    const unused = tx.select({ n: count() }).from(recoveryCodes).where(and(eq(recoveryCodes.userId, targetId), isNull(recoveryCodes.usedAt))).get()?.n ?? 0
-    const totp = tx.delete(totpFactors).where(eq(totpFactors.userId, targetId)).returning({ userId: totpFactors.userId }).all().length > 0
-    const keys = tx.delete(passkeys).where(eq(passkeys.userId, targetId)).returning({ id: passkeys.id }).all().length
-    const codes = tx.delete(recoveryCodes).where(eq(recoveryCodes.userId, targetId)).returning({ id: recoveryCodes.id }).all().length
+    const unused = (await tx.select({ n: count() }).from(recoveryCodes).where(and(eq(recoveryCodes.userId, targetId), isNull(recoveryCodes.usedAt))).limit(1))[0]?.n ?? 0
+    const totp = (await tx.delete(totpFactors).where(eq(totpFactors.userId, targetId)).returning({ userId: totpFactors.userId })).length > 0
+    const keys = (await tx.delete(passkeys).where(eq(passkeys.userId, targetId)).returning({ id: passkeys.id })).length
+    const codes = (await tx.delete(recoveryCodes).where(eq(recoveryCodes.userId, targetId)).returning({ id: recoveryCodes.id })).length
     if (!totp && keys === 0 && codes === 0) throw conflict('The user has no second factor to reset.', 'no_second_factor')
     // Ceremonies in flight (a passkey registration, a sign-in waiting for its second factor) die with the factors.
-    tx.delete(challenges)
+    await tx.delete(challenges)
       .where(and(eq(challenges.userId, targetId), or(eq(challenges.kind, 'webauthn_register'), eq(challenges.kind, 'mfa_login'))))
-      .run()
-    ended = endSessionsInTx(tx, targetId, now, 'mfa_reset')
+      
+    ended = await endSessionsInTx(tx, targetId, now, 'mfa_reset')
     result = { totp, passkeys: keys, recoveryCodes: unused, sessionsEnded: ended.length }
   })
   for (const s of ended) deps.invalidation.emit({ kind: 'session', id: s })
   deps.invalidation.emit({ kind: 'user', id: targetId })
-  deps.audit.record({ type: 'mfa_reset', outcome: 'success', actorId: actor.userId, targetId, details: { ...result! } }, meta)
+  await deps.audit.record({ type: 'mfa_reset', outcome: 'success', actorId: actor.userId, targetId, details: { ...result! } }, meta)
   return result!
 }

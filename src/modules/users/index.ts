@@ -75,8 +75,8 @@ export function usersController(auth: AnyElysia, services: { usersAdmin: UsersAd
     })
     .post(
       '/users/:id/unlock',
-      ({ params, principal, request, set }) => {
-        usersAdmin.unlock(principal, params.id, metaOf(request))
+      async ({ params, principal, request, set }) => {
+        await usersAdmin.unlock(principal, params.id, metaOf(request))
         set.status = 204
         return null
       },
@@ -93,8 +93,8 @@ export function usersController(auth: AnyElysia, services: { usersAdmin: UsersAd
     )
     .put(
       '/users/:id/roles/:role',
-      ({ params, principal, request, set }) => {
-        rbac.grantRole(principal, params.id, params.role, metaOf(request))
+      async ({ params, principal, request, set }) => {
+        await rbac.grantRole(principal, params.id, params.role, metaOf(request))
         set.status = 204
         return null
       },
@@ -102,8 +102,8 @@ export function usersController(auth: AnyElysia, services: { usersAdmin: UsersAd
     )
     .delete(
       '/users/:id/roles/:role',
-      ({ params, principal, request, set }) => {
-        rbac.revokeRole(principal, params.id, params.role, metaOf(request))
+      async ({ params, principal, request, set }) => {
+        await rbac.revokeRole(principal, params.id, params.role, metaOf(request))
         set.status = 204
         return null
       },

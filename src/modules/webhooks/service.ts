@@ -1,3 +1,4 @@
+import { withTransaction } from '../../db/tx'
 /**
  * Webhook endpoints and their durable outbox.
  *
@@ -13,7 +14,7 @@
  */
 import { and, asc, desc, eq, lt, lte } from 'drizzle-orm'
 import type { CoreDeps } from '../../deps'
-import { webhookDeliveries, webhookEndpoints } from '../../db/schema'
+import { webhookDeliveries, webhookEndpoints } from '../../db/tables'
 import { decrypt, encrypt } from '../../lib/crypto'
 import { conflict, notFound, unprocessable } from '../../lib/errors'
 import { newId } from '../../lib/ids'
@@ -111,19 +112,19 @@ export class WebhookService {
     }
   }
 
-  private row(id: string): EndpointRow {
-    const r = this.deps.db.select().from(webhookEndpoints).where(eq(webhookEndpoints.id, id)).get()
+  private async row(id: string): Promise<EndpointRow> {
+    const r = (await this.deps.db.select().from(webhookEndpoints).where(eq(webhookEndpoints.id, id)).limit(1))[0]
     if (!r) throw notFound('The webhook does not exist.')
     return r
   }
 
   /** Every endpoint, oldest first. */
   async list(): Promise<EndpointView[]> {
-    return this.deps.db.select().from(webhookEndpoints).orderBy(asc(webhookEndpoints.createdAt), asc(webhookEndpoints.id)).all().map((r) => this.view(r))
+    return (await this.deps.db.select().from(webhookEndpoints).orderBy(asc(webhookEndpoints.createdAt), asc(webhookEndpoints.id))).map((r) => this.view(r))
   }
 
   async get(id: string): Promise<EndpointView> {
-    return this.view(this.row(id))
+    return this.view(await this.row(id))
   }
 
   /** Creates an endpoint; the secret is returned here only. */
@@ -132,17 +133,17 @@ export class WebhookService {
     const events = this.checkEvents(input.events)
     const id = newId()
     const now = this.deps.clock.now()
-    this.deps.db
+    await this.deps.db
       .insert(webhookEndpoints)
       .values({ id, url: input.url, description: input.description ?? '', events: JSON.stringify(events), source, secretEnc: encrypt(this.deps.keys.encryption, secret, secretAad(id)), createdAt: now, updatedAt: now })
-      .run()
-    this.deps.audit.record({ type: 'webhook_created', outcome: 'success', actorId, targetId: id, details: { events, source } }, meta)
-    return { ...this.view(this.row(id)), secret }
+      
+    await this.deps.audit.record({ type: 'webhook_created', outcome: 'success', actorId, targetId: id, details: { events, source } }, meta)
+    return { ...this.view(await this.row(id)), secret }
   }
 
   /** Changes url, events, description; `enabled: true` re-enables a disabled endpoint (its failure streak is reset). */
   async update(actorId: string, id: string, input: { url?: string; events?: string[]; description?: string; enabled?: boolean }, meta: RequestMeta = {}): Promise<EndpointView> {
-    const r = this.row(id)
+    const r = await this.row(id)
     if (input.url !== undefined) this.checkUrl(input.url)
     const events = input.events === undefined ? undefined : this.checkEvents(input.events)
     const set: Partial<EndpointRow> = { updatedAt: this.deps.clock.now() }
@@ -151,28 +152,28 @@ export class WebhookService {
     if (input.description !== undefined) set.description = input.description
     if (input.enabled === true && !r.enabled) Object.assign(set, { enabled: true, disabledReason: null, consecutiveFailures: 0, failingSince: null })
     if (input.enabled === false && r.enabled) Object.assign(set, { enabled: false, disabledReason: 'disabled by an administrator' })
-    this.deps.db.update(webhookEndpoints).set(set).where(eq(webhookEndpoints.id, id)).run()
-    this.deps.audit.record({ type: 'webhook_updated', outcome: 'success', actorId, targetId: id, details: { fields: Object.keys(input) } }, meta)
+    await this.deps.db.update(webhookEndpoints).set(set).where(eq(webhookEndpoints.id, id))
+    await this.deps.audit.record({ type: 'webhook_updated', outcome: 'success', actorId, targetId: id, details: { fields: Object.keys(input) } }, meta)
     if (input.enabled === true) this.onQueued?.()
-    return this.view(this.row(id))
+    return this.view(await this.row(id))
   }
 
   /** Deletes an endpoint and its delivery log. */
   async remove(actorId: string, id: string, meta: RequestMeta = {}): Promise<void> {
-    this.row(id)
-    this.deps.db.delete(webhookEndpoints).where(eq(webhookEndpoints.id, id)).run()
-    this.deps.audit.record({ type: 'webhook_deleted', outcome: 'success', actorId, targetId: id }, meta)
+    await this.row(id)
+    await this.deps.db.delete(webhookEndpoints).where(eq(webhookEndpoints.id, id))
+    await this.deps.audit.record({ type: 'webhook_deleted', outcome: 'success', actorId, targetId: id }, meta)
   }
 
   /** A new secret; the current one keeps signing (next to the new one) for `overlapMs`. */
   async rotateSecret(actorId: string, id: string, overlapMs: number, meta: RequestMeta = {}) {
     if (!(overlapMs >= 0 && overlapMs <= MAX_OVERLAP_MS)) throw unprocessable('validation_failed', 'The overlap is out of range.', [{ path: '/overlap', message: 'from 0s to 7d' }])
-    const r = this.row(id)
+    const r = await this.row(id)
     const enc = this.deps.keys.encryption
     const current = decrypt(enc, r.secretEnc, secretAad(id))
     const secret = newSecret()
     const now = this.deps.clock.now()
-    this.deps.db
+    await this.deps.db
       .update(webhookEndpoints)
       .set({
         secretEnc: encrypt(enc, secret, secretAad(id)),
@@ -181,8 +182,8 @@ export class WebhookService {
         updatedAt: now,
       })
       .where(eq(webhookEndpoints.id, id))
-      .run()
-    this.deps.audit.record({ type: 'webhook_secret_rotated', outcome: 'success', actorId, targetId: id, details: { overlapMs } }, meta)
+      
+    await this.deps.audit.record({ type: 'webhook_secret_rotated', outcome: 'success', actorId, targetId: id, details: { overlapMs } }, meta)
     return { secret, previousExpiresAt: overlapMs > 0 ? iso(now + overlapMs) : null }
   }
 
@@ -196,57 +197,57 @@ export class WebhookService {
 
   /** The delivery log of an endpoint, newest first, keyset-paginated by id (ids are time-ordered). */
   async deliveries(endpointId: string, opts: { beforeId?: string; limit: number }): Promise<DeliveryView[]> {
-    this.row(endpointId)
-    const rows = this.deps.db
+    await this.row(endpointId)
+    const rows = await this.deps.db
       .select()
       .from(webhookDeliveries)
       .where(and(eq(webhookDeliveries.endpointId, endpointId), opts.beforeId === undefined ? undefined : lt(webhookDeliveries.id, opts.beforeId)))
       .orderBy(desc(webhookDeliveries.id))
       .limit(opts.limit)
-      .all()
+      
     return rows.map(deliveryView)
   }
 
   /** Queues one more attempt of a delivery now (a manual redelivery, same `webhook-id`). */
   async retry(actorId: string, endpointId: string, deliveryId: string, meta: RequestMeta = {}): Promise<DeliveryView> {
-    const r = this.row(endpointId)
+    const r = await this.row(endpointId)
     if (!r.enabled) throw conflict('The webhook is disabled; enable it first (PATCH enabled: true).')
     const now = this.deps.clock.now()
-    const d = this.deps.db
+    const d = (await this.deps.db
       .update(webhookDeliveries)
       .set({ status: 'pending', nextAttemptAt: now })
       .where(and(eq(webhookDeliveries.id, deliveryId), eq(webhookDeliveries.endpointId, endpointId)))
       .returning()
-      .get()
+      )[0]
     if (!d) throw notFound('The delivery does not exist.')
-    this.deps.audit.record({ type: 'webhook_redelivery', outcome: 'info', actorId, targetId: endpointId, details: { deliveryId } }, meta)
+    await this.deps.audit.record({ type: 'webhook_redelivery', outcome: 'info', actorId, targetId: endpointId, details: { deliveryId } }, meta)
     this.onQueued?.()
     return deliveryView(d)
   }
 
   /** Queues an event for every enabled endpoint subscribed to it (synchronous: see the file header). */
-  enqueue(event: WebhookEvent): number {
+  async enqueue(event: WebhookEvent): Promise<number> {
     const now = this.deps.clock.now()
-    const endpoints = this.deps.db.select({ id: webhookEndpoints.id, events: webhookEndpoints.events }).from(webhookEndpoints).where(eq(webhookEndpoints.enabled, true)).all()
+    const endpoints = await this.deps.db.select({ id: webhookEndpoints.id, events: webhookEndpoints.events }).from(webhookEndpoints).where(eq(webhookEndpoints.enabled, true))
     const targets = endpoints.filter((e) => {
       const subs = JSON.parse(e.events) as string[]
       return subs.includes('*') || subs.includes(event.type)
     })
     if (targets.length === 0) return 0
     const payload = JSON.stringify(event)
-    this.deps.db
+    await this.deps.db
       .insert(webhookDeliveries)
       .values(targets.map((t) => ({ id: `msg_${newId().replaceAll('-', '')}`, endpointId: t.id, eventType: event.type, payload, nextAttemptAt: now, createdAt: now })))
-      .run()
+      
     this.onQueued?.()
     return targets.length
   }
 
   /** Turns audit events into webhook events (see the file header for why this is durable). */
   attach(audit: AuditService): void {
-    audit.onEvent((e) => {
+    audit.onEvent(async (e) => {
       if (e.type.startsWith('webhook_')) return
-      for (const ev of eventsFromAudit(e)) this.enqueue(ev)
+      for (const ev of eventsFromAudit(e)) await this.enqueue(ev)
     })
   }
 
@@ -255,7 +256,7 @@ export class WebhookService {
    * first start, its URL (and secret, when BULWARK_ALERT_WEBHOOK_SECRET is set) updated on later ones.
    */
   async ensureAlertEndpoint(url: string, secret: string | undefined): Promise<string> {
-    const existing = this.deps.db.select().from(webhookEndpoints).where(eq(webhookEndpoints.source, 'config')).get()
+    const existing = (await this.deps.db.select().from(webhookEndpoints).where(eq(webhookEndpoints.source, 'config')).limit(1))[0]
     if (!existing) return (await this.create(null, { url, events: ['security.alert'], description: 'BULWARK_ALERT_WEBHOOK_URL' }, {}, 'config', secret ?? newSecret())).id
     const set: Partial<EndpointRow> = {}
     if (existing.url !== url) {
@@ -263,65 +264,65 @@ export class WebhookService {
       set.url = url
     }
     if (secret !== undefined && decrypt(this.deps.keys.encryption, existing.secretEnc, secretAad(existing.id)) !== secret) set.secretEnc = encrypt(this.deps.keys.encryption, secret, secretAad(existing.id))
-    if (Object.keys(set).length > 0) this.deps.db.update(webhookEndpoints).set({ ...set, updatedAt: this.deps.clock.now() }).where(eq(webhookEndpoints.id, existing.id)).run()
+    if (Object.keys(set).length > 0) await this.deps.db.update(webhookEndpoints).set({ ...set, updatedAt: this.deps.clock.now() }).where(eq(webhookEndpoints.id, existing.id))
     return existing.id
   }
 
   // ---- the worker's side ----
 
   /** Due deliveries of enabled endpoints, oldest first. */
-  due(limit: number): DeliveryRow[] {
-    return this.deps.db
+  async due(limit: number): Promise<DeliveryRow[]> {
+    return (await this.deps.db
       .select({ d: webhookDeliveries })
       .from(webhookDeliveries)
       .innerJoin(webhookEndpoints, eq(webhookEndpoints.id, webhookDeliveries.endpointId))
       .where(and(eq(webhookDeliveries.status, 'pending'), lte(webhookDeliveries.nextAttemptAt, this.deps.clock.now()), eq(webhookEndpoints.enabled, true)))
       .orderBy(asc(webhookDeliveries.nextAttemptAt), asc(webhookDeliveries.id))
       .limit(limit)
-      .all()
+      )
       .map((r) => r.d)
   }
 
   /** Takes the row for one attempt if nobody else did (compare-and-set on the due time). */
-  claim(d: DeliveryRow): boolean {
-    const got = this.deps.db
+  async claim(d: DeliveryRow): Promise<boolean> {
+    const got = await this.deps.db
       .update(webhookDeliveries)
       .set({ nextAttemptAt: this.deps.clock.now() + LEASE_MS })
       .where(and(eq(webhookDeliveries.id, d.id), eq(webhookDeliveries.status, 'pending'), eq(webhookDeliveries.nextAttemptAt, d.nextAttemptAt!)))
       .returning({ id: webhookDeliveries.id })
-      .all()
+      
     return got.length === 1
   }
 
-  endpointRow(id: string): EndpointRow | undefined {
-    return this.deps.db.select().from(webhookEndpoints).where(eq(webhookEndpoints.id, id)).get()
+  async endpointRow(id: string): Promise<EndpointRow | undefined> {
+    return (await this.deps.db.select().from(webhookEndpoints).where(eq(webhookEndpoints.id, id)).limit(1))[0]
   }
 
   /** Records one attempt's outcome, schedules the next, and disables an endpoint that keeps failing. */
-  finish(d: DeliveryRow, outcome: { ok: boolean; status: number | null; error: string | null; durationMs: number; startedAt: number }): void {
+  async finish(d: DeliveryRow, outcome: { ok: boolean; status: number | null; error: string | null; durationMs: number; startedAt: number }): Promise<void> {
     const { config, clock } = this.deps
     const now = clock.now()
     const attempts = d.attempts + 1
     const history = [...(JSON.parse(d.history) as unknown[]), { at: outcome.startedAt, status: outcome.status, error: outcome.error, durationMs: outcome.durationMs }].slice(-HISTORY)
     const schedule = config.webhooks.scheduleMs
     let disabled: { reason: string } | undefined
-    this.deps.db.transaction((tx) => {
+    await withTransaction(this.deps.db, async (tx) => {
       if (outcome.ok) {
-        tx.update(webhookDeliveries)
+        await tx.update(webhookDeliveries)
           .set({ status: 'succeeded', attempts, nextAttemptAt: null, lastAttemptAt: outcome.startedAt, lastStatus: outcome.status, lastError: null, history: JSON.stringify(history) })
           .where(eq(webhookDeliveries.id, d.id))
-          .run()
-        tx.update(webhookEndpoints).set({ consecutiveFailures: 0, failingSince: null }).where(eq(webhookEndpoints.id, d.endpointId)).run()
+          
+        await tx.update(webhookEndpoints).set({ consecutiveFailures: 0, failingSince: null }).where(eq(webhookEndpoints.id, d.endpointId))
         return
       }
       // The wait after the n-th failed attempt is schedule[n-1], plus up to 10 % jitter; none left: failed.
       const wait = schedule[attempts - 1]
       const next = wait === undefined ? null : now + wait + Math.floor(Math.random() * wait * 0.1)
-      tx.update(webhookDeliveries)
+      await tx.update(webhookDeliveries)
         .set({ status: next === null ? 'failed' : 'pending', attempts, nextAttemptAt: next, lastAttemptAt: outcome.startedAt, lastStatus: outcome.status, lastError: outcome.error, history: JSON.stringify(history) })
         .where(eq(webhookDeliveries.id, d.id))
-        .run()
-      const ep = tx.select().from(webhookEndpoints).where(eq(webhookEndpoints.id, d.endpointId)).get()
+        
+      const ep = (await tx.select().from(webhookEndpoints).where(eq(webhookEndpoints.id, d.endpointId)).limit(1))[0]
       if (!ep) return
       const failures = ep.consecutiveFailures + 1
       const since = ep.failingSince ?? outcome.startedAt
@@ -331,14 +332,14 @@ export class WebhookService {
           : now - since >= config.webhooks.disableAfterMs
             ? `every attempt failed since ${iso(since)}`
             : undefined
-      tx.update(webhookEndpoints)
+      await tx.update(webhookEndpoints)
         .set({ consecutiveFailures: failures, failingSince: since, ...(reason && ep.enabled ? { enabled: false, disabledReason: reason } : {}) })
         .where(eq(webhookEndpoints.id, d.endpointId))
-        .run()
+        
       if (reason && ep.enabled) disabled = { reason }
     })
     if (disabled) {
-      this.deps.audit.record({ type: 'webhook_disabled', outcome: 'info', targetId: d.endpointId, details: { reason: disabled.reason } })
+      await this.deps.audit.record({ type: 'webhook_disabled', outcome: 'info', targetId: d.endpointId, details: { reason: disabled.reason } })
       this.deps.logger.warn({ webhookId: d.endpointId, reason: disabled.reason }, 'webhook endpoint disabled after persistent failure')
     }
   }
@@ -404,7 +405,7 @@ export class WebhookWorker {
       this.again = true
       return
     }
-    this.deliverDue().catch((e) => this.deps.logger.error({ err: (e as Error).message }, 'webhook delivery round failed'))
+    void this.deliverDue().catch((e) => this.deps.logger.error({ err: (e as Error).message }, 'webhook delivery round failed'))
   }
 
   /** Delivers every row due now; a call during a round waits for it and runs one more. */
@@ -428,7 +429,8 @@ export class WebhookWorker {
   private async round(): Promise<RoundReport> {
     const report: RoundReport = { delivered: 0, failed: 0 }
     for (;;) {
-      const due = this.service.due(20).filter((d) => this.service.claim(d))
+      const due: DeliveryRow[] = []
+      for (const d of await this.service.due(20)) if (await this.service.claim(d)) due.push(d)
       if (due.length === 0 || this.stopping) return report
       // Endpoints in parallel, each endpoint's deliveries in order.
       const byEndpoint = new Map<string, DeliveryRow[]>()
@@ -445,7 +447,7 @@ export class WebhookWorker {
   }
 
   private async attempt(d: DeliveryRow): Promise<boolean> {
-    const ep = this.service.endpointRow(d.endpointId)
+    const ep = await this.service.endpointRow(d.endpointId)
     if (!ep || !ep.enabled) return false
     const { config, clock } = this.deps
     const startedAt = clock.now()
@@ -461,7 +463,7 @@ export class WebhookWorker {
       error = (e instanceof OutboundError ? e.message : `network: ${(e as Error).message}`).slice(0, 300)
     }
     const ok = error === null
-    this.service.finish(d, { ok, status, error, durationMs: Math.round(performance.now() - t0), startedAt })
+    await this.service.finish(d, { ok, status, error, durationMs: Math.round(performance.now() - t0), startedAt })
     if (!ok) this.deps.logger.warn({ webhookId: d.endpointId, deliveryId: d.id, attempt: d.attempts + 1, status, error }, 'webhook attempt failed')
     return ok
   }

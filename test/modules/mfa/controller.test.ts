@@ -10,12 +10,12 @@ import { codeAt, mfaSetup } from '../../support/mfa'
 import { SoftAuthenticator } from '../../support/soft-authenticator'
 import { testAuth } from '../../support/test-auth'
 
-let s: ReturnType<typeof mfaSetup>
+let s: Awaited<ReturnType<typeof mfaSetup>>
 afterEach(() => s?.close())
 
 /** The MFA controller behind the real global plugins, with the x-test-user stand-in for auth. */
-function setup() {
-  s = mfaSetup()
+async function setup() {
+  s = await mfaSetup()
   const app = new Elysia({ normalize: false })
     .use(requestContext([]))
     .use(errorHandler(s.deps.logger))
@@ -42,7 +42,7 @@ function setup() {
 
 describe('MFA controller', () => {
   test('every route needs a signed-in user (except passkey sign-in options)', async () => {
-    const { req } = setup()
+    const { req } = await setup()
     // validation runs before the auth macro (ARCHITECTURE.md), so bodies are well-formed here
     const registration = await (await SoftAuthenticator.create()).register({ challenge: 'AAAA', rp: { id: 'localhost', name: 'x' }, user: { id: 'AAAA', name: 'x' } })
     for (const [m, p, body] of [
@@ -62,8 +62,8 @@ describe('MFA controller', () => {
   })
 
   test('TOTP: enrol, confirm, recovery codes, delete with step-up', async () => {
-    const { req } = setup()
-    const u = s.addUser('bob@example.com')
+    const { req } = await setup()
+    const u = await s.addUser('bob@example.com')
     const e = await req('POST', '/v1/me/mfa/totp', { user: u.id })
     expect(e.status).toBe(200)
     expect(Object.keys(e.body).sort()).toEqual(['otpauthUrl', 'secret'])
@@ -84,18 +84,18 @@ describe('MFA controller', () => {
     expect(r.body.recoveryCodes).not.toEqual(c.body.recoveryCodes)
 
     expectProblem(await req('DELETE', '/v1/me/mfa/totp', { user: u.id, age: stale }), 401, 'reauthentication_required')
-    expect(s.totp.status(u.id)).toBe('active')
+    expect(await s.totp.status(u.id)).toBe('active')
     expect((await req('DELETE', '/v1/me/mfa/totp', { user: u.id })).status).toBe(204)
-    expect(s.totp.status(u.id)).toBe('none')
+    expect(await s.totp.status(u.id)).toBe('none')
     expectProblem(await req('DELETE', '/v1/me/mfa/totp', { user: u.id }), 404)
     // without a factor, recovery codes cannot be regenerated
     expectProblem(await req('POST', '/v1/me/mfa/recovery-codes', { user: u.id }), 409, 'no_second_factor')
   })
 
   test('passkeys: options, register (201), list, rename, delete with step-up; others get 404', async () => {
-    const { req } = setup()
-    const u = s.addUser()
-    const other = s.addUser()
+    const { req } = await setup()
+    const u = await s.addUser()
+    const other = await s.addUser()
     const auth = await SoftAuthenticator.create()
     const o = await req('POST', '/v1/me/passkeys/options', { user: u.id })
     expect(o.status).toBe(200)
@@ -112,12 +112,12 @@ describe('MFA controller', () => {
     expectProblem(await req('DELETE', '/v1/me/passkeys/not-an-id', { user: u.id }), 404)
     expectProblem(await req('DELETE', `/v1/me/passkeys/${reg.body.id}`, { user: u.id, age: 10 * 60_000 }), 401, 'reauthentication_required')
     expect((await req('DELETE', `/v1/me/passkeys/${reg.body.id}`, { user: u.id })).status).toBe(204)
-    expect(s.passkeys.count(u.id)).toBe(0)
+    expect(await s.passkeys.count(u.id)).toBe(0)
   })
 
   test('oversized or malformed WebAuthn payloads are refused by the schema (422), garbage the library rejects is 400', async () => {
-    const { req } = setup()
-    const u = s.addUser()
+    const { req } = await setup()
+    const u = await s.addUser()
     const auth = await SoftAuthenticator.create()
     const o = await req('POST', '/v1/me/passkeys/options', { user: u.id })
     const resp = await auth.register(o.body)
@@ -131,15 +131,15 @@ describe('MFA controller', () => {
   })
 
   test('passkey sign-in options: passwordless without a body, second-factor with an mfaToken', async () => {
-    const { req } = setup()
-    const u = s.addUser()
+    const { req } = await setup()
+    const u = await s.addUser()
     const auth = await SoftAuthenticator.create()
     await s.passkeys.verifyRegistration(u.id, await auth.register(await s.passkeys.registrationOptions(u)))
     const open = await req('POST', '/v1/auth/passkey/options')
     expect(open.status).toBe(200)
     expect(open.body.allowCredentials ?? []).toEqual([])
     expect((await req('POST', '/v1/auth/passkey/options', { body: {} })).status).toBe(200)
-    const { mfaToken } = s.login.startMfa(u.id)
+    const { mfaToken } = await s.login.startMfa(u.id)
     const second = await req('POST', '/v1/auth/passkey/options', { body: { mfaToken } })
     expect(second.body.allowCredentials.map((c: { id: string }) => c.id)).toEqual([auth.id])
     expectProblem(await req('POST', '/v1/auth/passkey/options', { body: { mfaToken: 'x'.repeat(40) } }), 401, 'invalid_mfa_token')

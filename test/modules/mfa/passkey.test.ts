@@ -5,12 +5,12 @@ import { AuthenticationResponseSchema, RegistrationResponseSchema } from '../../
 import { SoftAuthenticator } from '../../support/soft-authenticator'
 import { caught, mfaSetup } from '../../support/mfa'
 
-let s: ReturnType<typeof mfaSetup>
+let s: Awaited<ReturnType<typeof mfaSetup>>
 afterEach(() => s?.close())
 
 /** A user with one registered passkey on a fresh soft authenticator. */
 async function registered() {
-  const u = s.addUser()
+  const u = await s.addUser()
   const auth = await SoftAuthenticator.create()
   const options = await s.passkeys.registrationOptions(u)
   const view = await s.passkeys.verifyRegistration(u.id, await auth.register(options), 'Laptop')
@@ -19,7 +19,7 @@ async function registered() {
 
 describe('PasskeyService registration', () => {
   test('options: rp, user, preferred UV and resident key, attestation none, excludeCredentials', async () => {
-    s = mfaSetup()
+    s = await mfaSetup()
     const { u, auth } = await registered()
     const o = await s.passkeys.registrationOptions(u)
     expect(o.rp).toEqual({ name: 'Bulwark', id: 'localhost' })
@@ -29,28 +29,28 @@ describe('PasskeyService registration', () => {
     expect(o.authenticatorSelection).toMatchObject({ userVerification: 'preferred', residentKey: 'preferred' })
     expect(o.excludeCredentials?.map((c) => c.id)).toEqual([auth.id])
     expect(o.timeout).toBe(300_000)
-    const ch = s.deps.sqlite.query("SELECT * FROM challenges WHERE kind = 'webauthn_register' ORDER BY created_at DESC").get() as Record<string, any>
+    const ch = s.deps.storage.sqlite!.query("SELECT * FROM challenges WHERE kind = 'webauthn_register' ORDER BY created_at DESC").get() as Record<string, any>
     expect(ch.user_id).toBe(u.id)
     expect(ch.expires_at - ch.created_at).toBe(300_000)
     expect(ch.secret_hash).not.toContain(o.challenge)
   })
 
   test('register stores credential id, public key, counter, transports, device type, backed up, name', async () => {
-    s = mfaSetup()
+    s = await mfaSetup()
     const { u, auth, view } = await registered()
     expect(view).toMatchObject({ name: 'Laptop', transports: ['internal'], deviceType: 'singleDevice', backedUp: false, lastUsedAt: null })
-    const row = s.deps.sqlite.query('SELECT * FROM passkeys WHERE user_id = ?').get(u.id) as Record<string, any>
+    const row = s.deps.storage.sqlite!.query('SELECT * FROM passkeys WHERE user_id = ?').get(u.id) as Record<string, any>
     expect(row.credential_id).toBe(auth.id)
     expect(row.counter).toBe(0)
     expect(row.public_key.length).toBeGreaterThan(60)
-    expect(s.passkeys.list(u.id)).toEqual([view])
-    expect(s.events('passkey_added')).toHaveLength(1)
+    expect(await s.passkeys.list(u.id)).toEqual([view])
+    expect(await s.events('passkey_added')).toHaveLength(1)
   })
 
   test('the registration challenge is single-use and bound to its user', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
-    const other = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
+    const other = await s.addUser()
     const auth = await SoftAuthenticator.create()
     const options = await s.passkeys.registrationOptions(u)
     const resp = await auth.register(options)
@@ -63,8 +63,8 @@ describe('PasskeyService registration', () => {
   })
 
   test('registration: wrong origin, wrong RP id, expired challenge, ceremony type, duplicate credential', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     const auth = await SoftAuthenticator.create()
     const bad = async (k: Parameters<SoftAuthenticator['register']>[1]) => caught(async () => s.passkeys.verifyRegistration(u.id, await auth.register(await s.passkeys.registrationOptions(u), k)))
     expect(await bad({ origin: 'https://evil.example' })).toMatchObject({ status: 400, code: 'webauthn_failed' })
@@ -75,13 +75,13 @@ describe('PasskeyService registration', () => {
     expect(await caught(async () => s.passkeys.verifyRegistration(u.id, await auth.register(o)))).toMatchObject({ status: 400 })
     await s.passkeys.verifyRegistration(u.id, await auth.register(await s.passkeys.registrationOptions(u)))
     // the same authenticator again (for another user, too) is a conflict
-    const v = s.addUser()
+    const v = await s.addUser()
     expect(await caught(async () => s.passkeys.verifyRegistration(v.id, await auth.register(await s.passkeys.registrationOptions(v))))).toMatchObject({ status: 409, code: 'passkey_exists' })
   })
 
   test('garbage CBOR, garbage client data and broken attestation objects are 400, never a crash', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     const auth = await SoftAuthenticator.create()
     const b64 = (b: Uint8Array | string) => Buffer.from(b).toString('base64url')
     const variants = [
@@ -104,18 +104,18 @@ describe('PasskeyService registration', () => {
 
 describe('PasskeyService authentication', () => {
   test('second factor: allowCredentials are the user\'s, the challenge is bound to the user', async () => {
-    s = mfaSetup()
+    s = await mfaSetup()
     const { u, auth, view } = await registered()
     const { options, challengeId } = await s.passkeys.authenticationOptions({ userId: u.id })
     expect(options.allowCredentials?.map((c) => c.id)).toEqual([auth.id])
     expect(options.rpId).toBe('localhost')
     const r = await s.passkeys.verifyAuthentication(await auth.assert(options), { userId: u.id, challengeId })
     expect(r).toEqual({ userId: u.id, userVerified: true, passkeyId: view.id })
-    expect(s.passkeys.list(u.id)[0]!.lastUsedAt).not.toBeNull()
+    expect((await s.passkeys.list(u.id))[0]!.lastUsedAt).not.toBeNull()
   })
 
   test('passwordless: no allowCredentials; the credential names the user; UV reported', async () => {
-    s = mfaSetup()
+    s = await mfaSetup()
     const { u, auth } = await registered()
     const { options } = await s.passkeys.authenticationOptions()
     expect(options.allowCredentials ?? []).toEqual([])
@@ -127,7 +127,7 @@ describe('PasskeyService authentication', () => {
   })
 
   test('a replayed assertion is refused (the challenge is spent)', async () => {
-    s = mfaSetup()
+    s = await mfaSetup()
     const { auth } = await registered()
     const { options } = await s.passkeys.authenticationOptions()
     const a = await auth.assert(options)
@@ -136,7 +136,7 @@ describe('PasskeyService authentication', () => {
   })
 
   test('wrong challenge, wrong origin, wrong RP id, expired challenge: 400 webauthn_failed', async () => {
-    s = mfaSetup()
+    s = await mfaSetup()
     const { auth } = await registered()
     const fresh = async () => (await s.passkeys.authenticationOptions()).options
     expect(await caught(async () => s.passkeys.verifyAuthentication(await auth.assert(await fresh(), { challenge: Buffer.from('made-up-challenge-000000000').toString('base64url') })))).toMatchObject({ status: 400, code: 'webauthn_failed' })
@@ -149,7 +149,7 @@ describe('PasskeyService authentication', () => {
   })
 
   test('a registration challenge cannot be used to sign in, nor a login challenge to register', async () => {
-    s = mfaSetup()
+    s = await mfaSetup()
     const { u, auth } = await registered()
     const ro = await s.passkeys.registrationOptions(u)
     expect(await caught(async () => s.passkeys.verifyAuthentication(await auth.assert({ challenge: ro.challenge, rpId: 'localhost' })))).toMatchObject({ status: 400 })
@@ -159,7 +159,7 @@ describe('PasskeyService authentication', () => {
   })
 
   test("challenges are bound: a user's challenge is not another's, nor a passwordless one's, nor another attempt's", async () => {
-    s = mfaSetup()
+    s = await mfaSetup()
     const a = await registered()
     const b = await registered()
     const forA = await s.passkeys.authenticationOptions({ userId: a.u.id })
@@ -174,7 +174,7 @@ describe('PasskeyService authentication', () => {
   })
 
   test("unknown credential, or another user's credential as their second factor: 401 invalid_credentials", async () => {
-    s = mfaSetup()
+    s = await mfaSetup()
     const a = await registered()
     const b = await registered()
     const stranger = await SoftAuthenticator.create()
@@ -190,7 +190,7 @@ describe('PasskeyService authentication', () => {
   })
 
   test('a signature by another key over a known credential id is refused', async () => {
-    s = mfaSetup()
+    s = await mfaSetup()
     const a = await registered()
     const forger = await SoftAuthenticator.create()
     const { options } = await s.passkeys.authenticationOptions()
@@ -199,13 +199,13 @@ describe('PasskeyService authentication', () => {
   })
 
   test('a counter going backwards is refused and recorded as passkey_cloned_suspected', async () => {
-    s = mfaSetup()
+    s = await mfaSetup()
     const { u, auth } = await registered()
     const login = async (k = {}) => s.passkeys.verifyAuthentication(await auth.assert((await s.passkeys.authenticationOptions()).options, k))
     await login({ counter: 10 })
     expect(await caught(() => login({ counter: 7 }))).toMatchObject({ status: 401 })
     expect(await caught(() => login({ counter: 10 }))).toMatchObject({ status: 401 })
-    const ev = s.events('passkey_cloned_suspected')
+    const ev = await s.events('passkey_cloned_suspected')
     expect(ev).toHaveLength(2)
     expect(ev[1]!.details).toMatchObject({ stored: 10, received: 7 })
     expect(ev[1]!.targetId).toBe(u.id)
@@ -213,14 +213,14 @@ describe('PasskeyService authentication', () => {
   })
 
   test('authenticators without a counter (always 0) keep working', async () => {
-    s = mfaSetup()
+    s = await mfaSetup()
     const { auth } = await registered()
     for (let i = 0; i < 3; i++) await s.passkeys.verifyAuthentication(await auth.assert((await s.passkeys.authenticationOptions()).options, { counter: 0 }))
-    expect(s.events('passkey_cloned_suspected')).toHaveLength(0)
+    expect(await s.events('passkey_cloned_suspected')).toHaveLength(0)
   })
 
   test('garbage assertions are 4xx', async () => {
-    s = mfaSetup()
+    s = await mfaSetup()
     const { auth } = await registered()
     const b64 = (b: Uint8Array | string) => Buffer.from(b).toString('base64url')
     const mutations = [
@@ -240,26 +240,26 @@ describe('PasskeyService authentication', () => {
 
 describe('PasskeyService management', () => {
   test("list, rename, delete; someone else's passkey is a 404", async () => {
-    s = mfaSetup()
+    s = await mfaSetup()
     const a = await registered()
     const b = await registered()
-    expect(s.passkeys.rename(a.u.id, a.view.id, '  Phone ').name).toBe('Phone')
+    expect((await s.passkeys.rename(a.u.id, a.view.id, '  Phone ')).name).toBe('Phone')
     expect(await caught(() => s.passkeys.rename(b.u.id, a.view.id, 'mine'))).toMatchObject({ status: 404 })
     expect(await caught(() => s.passkeys.delete(b.u.id, a.view.id))).toMatchObject({ status: 404 })
-    expect(s.passkeys.count(a.u.id)).toBe(1)
+    expect(await s.passkeys.count(a.u.id)).toBe(1)
     await s.recovery.regenerate(a.u.id)
-    s.passkeys.delete(a.u.id, a.view.id)
-    expect(s.passkeys.list(a.u.id)).toEqual([])
+    await s.passkeys.delete(a.u.id, a.view.id)
+    expect(await s.passkeys.list(a.u.id)).toEqual([])
     // the last factor went, so did the recovery codes
-    expect(s.recovery.remaining(a.u.id)).toBe(0)
-    expect(s.events('passkey_removed')).toHaveLength(1)
+    expect(await s.recovery.remaining(a.u.id)).toBe(0)
+    expect(await s.events('passkey_removed')).toHaveLength(1)
   })
 })
 
 describe('WebAuthn request schemas', () => {
   test('real responses pass; oversized, extra or mistyped fields fail', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     const auth = await SoftAuthenticator.create()
     const reg = await auth.register(await s.passkeys.registrationOptions(u))
     expect(Value.Check(RegistrationResponseSchema, reg)).toBe(true)

@@ -3,15 +3,15 @@ import { hashToken } from '../../../src/lib/crypto'
 import { normalizeRecoveryCode } from '../../../src/modules/mfa/recovery-service'
 import { caught, mfaSetup } from '../../support/mfa'
 
-let s: ReturnType<typeof mfaSetup>
+let s: Awaited<ReturnType<typeof mfaSetup>>
 afterEach(() => s?.close())
 
 const FORMAT = /^[0-9abcdefghjkmnpqrstvwxyz]{5}-[0-9abcdefghjkmnpqrstvwxyz]{5}$/
 
 describe('RecoveryService', () => {
   test('ten distinct codes xxxxx-xxxxx from a 32-symbol alphabet without i, l, o, u (50 bits each)', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     const codes = await s.recovery.regenerate(u.id)
     expect(codes).toHaveLength(10)
     expect(new Set(codes).size).toBe(10)
@@ -24,10 +24,10 @@ describe('RecoveryService', () => {
   })
 
   test('only keyed hashes are stored', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     const codes = await s.recovery.regenerate(u.id)
-    const rows = s.deps.sqlite.query('SELECT code_hash FROM recovery_codes WHERE user_id = ?').all(u.id) as { code_hash: string }[]
+    const rows = s.deps.storage.sqlite!.query('SELECT code_hash FROM recovery_codes WHERE user_id = ?').all(u.id) as { code_hash: string }[]
     const dump = JSON.stringify(rows)
     for (const c of codes) {
       expect(dump).not.toContain(c)
@@ -38,52 +38,52 @@ describe('RecoveryService', () => {
   })
 
   test('each code works once; remaining counts down; the event carries the remaining count', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     const codes = await s.recovery.regenerate(u.id)
-    expect(s.recovery.use(u.id, codes[0]!)).toEqual({ ok: true, remaining: 9 })
-    expect(s.recovery.use(u.id, codes[0]!)).toEqual({ ok: false, remaining: 9 })
-    expect(s.recovery.use(u.id, codes[1]!)).toEqual({ ok: true, remaining: 8 })
-    const ev = s.events('recovery_code_used')
+    expect(await s.recovery.use(u.id, codes[0]!)).toEqual({ ok: true, remaining: 9 })
+    expect(await s.recovery.use(u.id, codes[0]!)).toEqual({ ok: false, remaining: 9 })
+    expect(await s.recovery.use(u.id, codes[1]!)).toEqual({ ok: true, remaining: 8 })
+    const ev = await s.events('recovery_code_used')
     expect(ev).toHaveLength(2)
     expect(ev[0]!.details).toEqual({ remaining: 8 })
     expect(ev[0]!.targetId).toBe(u.id)
   })
 
   test('typed variations are accepted: upper case, no hyphen, spaces, look-alikes (O→0, I/L→1)', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     const codes = await s.recovery.regenerate(u.id)
-    expect(s.recovery.use(u.id, codes[0]!.toUpperCase()).ok).toBe(true)
-    expect(s.recovery.use(u.id, codes[1]!.replace('-', '')).ok).toBe(true)
-    expect(s.recovery.use(u.id, ` ${codes[2]!.slice(0, 5)} ${codes[2]!.slice(6)} `).ok).toBe(true)
+    expect((await s.recovery.use(u.id, codes[0]!.toUpperCase())).ok).toBe(true)
+    expect((await s.recovery.use(u.id, codes[1]!.replace('-', ''))).ok).toBe(true)
+    expect((await s.recovery.use(u.id, ` ${codes[2]!.slice(0, 5)} ${codes[2]!.slice(6)} `)).ok).toBe(true)
     expect(normalizeRecoveryCode('OOOOO-IIIII')).toBe('0000011111')
     expect(normalizeRecoveryCode('lllll-00000')).toBe('1111100000')
   })
 
   test('regenerating invalidates the previous set', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     const old = await s.recovery.regenerate(u.id)
     const fresh = await s.recovery.regenerate(u.id)
-    expect(s.recovery.use(u.id, old[0]!).ok).toBe(false)
-    expect(s.recovery.use(u.id, fresh[0]!).ok).toBe(true)
-    expect(s.recovery.remaining(u.id)).toBe(9)
+    expect((await s.recovery.use(u.id, old[0]!)).ok).toBe(false)
+    expect((await s.recovery.use(u.id, fresh[0]!)).ok).toBe(true)
+    expect(await s.recovery.remaining(u.id)).toBe(9)
   })
 
   test("another user's code does not work", async () => {
-    s = mfaSetup()
-    const a = s.addUser()
-    const b = s.addUser()
+    s = await mfaSetup()
+    const a = await s.addUser()
+    const b = await s.addUser()
     const codesA = await s.recovery.regenerate(a.id)
     await s.recovery.regenerate(b.id)
-    expect(s.recovery.use(b.id, codesA[0]!).ok).toBe(false)
-    expect(s.recovery.use(a.id, codesA[0]!).ok).toBe(true)
+    expect((await s.recovery.use(b.id, codesA[0]!)).ok).toBe(false)
+    expect((await s.recovery.use(a.id, codesA[0]!)).ok).toBe(true)
   })
 
   test('malformed input is a 422 invalid_code', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     await s.recovery.regenerate(u.id)
     for (const bad of ['', 'abc', 'abcde-abcdef', 'uuuuu-uuuuu', '!!!!!-!!!!!', 'x'.repeat(10_000), 42 as unknown as string]) {
       expect(await caught(() => s.recovery.use(u.id, bad))).toMatchObject({ status: 422, code: 'invalid_code' })

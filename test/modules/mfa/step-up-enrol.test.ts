@@ -13,24 +13,24 @@ afterEach(() => a?.close())
 
 // 30 s is the shortest step-up window; passkey challenges live longer, so a challenge outlives freshness.
 const STALE = 31_000
-const app = () => (a = makeApp({ BULWARK_STEP_UP_TTL: '30s' }))
+const app = async () => (a = await makeApp({ BULWARK_STEP_UP_TTL: '30s' }))
 const reauth = async (token: string) => expect((await a.req('POST', '/v1/me/reauthenticate', { token, body: { password: STRONG_PASSWORD } })).status).toBe(204)
 const stepUpRefused = (r: Awaited<ReturnType<TestApp['req']>>) => expectProblem(r, 401, 'reauthentication_required')
 
 describe('adding a factor needs a recent proof', () => {
   test('TOTP start and confirm: a stale session is refused and changes nothing; after re-authentication both pass', async () => {
-    app()
+    await app()
     const { accessToken: token, user } = await signUp(a)
     a.clock.advance(STALE)
     stepUpRefused(await a.req('POST', '/v1/me/mfa/totp', { token }))
-    expect(a.deps.mfa.totp.status(user.id)).toBe('none')
+    expect(await a.deps.mfa.totp.status(user.id)).toBe('none')
     await reauth(token)
     const e = await a.req('POST', '/v1/me/mfa/totp', { token })
     expect(e.status).toBe(200)
     a.clock.advance(STALE)
     stepUpRefused(await a.req('POST', '/v1/me/mfa/totp/confirm', { token, body: { code: codeAt(e.body.secret, a.clock.now()) } }))
-    expect(a.deps.mfa.totp.status(user.id)).toBe('pending')
-    expect(a.deps.mfa.recovery.remaining(user.id)).toBe(0)
+    expect(await a.deps.mfa.totp.status(user.id)).toBe('pending')
+    expect(await a.deps.mfa.recovery.remaining(user.id)).toBe(0)
     await reauth(token)
     const c = await a.req('POST', '/v1/me/mfa/totp/confirm', { token, body: { code: codeAt(e.body.secret, a.clock.now()) } })
     expect(c.status).toBe(200)
@@ -45,7 +45,7 @@ describe('adding a factor needs a recent proof', () => {
   })
 
   test('passkey options and registration: a stale session is refused at each step; a fresh one registers', async () => {
-    app()
+    await app()
     const { accessToken: token, user } = await signUp(a)
     const auth = await SoftAuthenticator.create('http://localhost:3000')
     a.clock.advance(STALE)
@@ -56,14 +56,14 @@ describe('adding a factor needs a recent proof', () => {
     const response = await auth.register(opts.body)
     a.clock.advance(STALE)
     stepUpRefused(await a.req('POST', '/v1/me/passkeys', { token, body: { response } }))
-    expect(a.deps.mfa.passkeys.count(user.id)).toBe(0)
+    expect(await a.deps.mfa.passkeys.count(user.id)).toBe(0)
     await reauth(token)
     expect((await a.req('POST', '/v1/me/passkeys', { token, body: { response, name: 'Laptop' } })).status).toBe(201)
-    expect(a.deps.mfa.passkeys.count(user.id)).toBe(1)
+    expect(await a.deps.mfa.passkeys.count(user.id)).toBe(1)
   })
 
   test('the first enrolment of a session confined to enrolment by a role needs no step-up (TOTP and passkey)', async () => {
-    app()
+    await app()
     for (const kind of ['totp', 'passkey'] as const) {
       const { email, user } = await signUp(a)
       grantRoleDirect(a, user.id, 'admin')
@@ -87,7 +87,7 @@ describe('adding a factor needs a recent proof', () => {
   })
 
   test('a confined session whose user already has a factor (enrolled in another session) is not exempt', async () => {
-    app()
+    await app()
     const { email, user } = await signUp(a)
     const login = async () => (await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })).body.accessToken as string
     const first = await login()

@@ -6,7 +6,7 @@ import { encrypt } from '../../../src/lib/crypto'
 import { AppError } from '../../../src/lib/errors'
 import { base32Decode, caught, codeAt, hotp, mfaSetup } from '../../support/mfa'
 
-type Setup = ReturnType<typeof mfaSetup>
+type Setup = Awaited<ReturnType<typeof mfaSetup>>
 let s: Setup
 afterEach(() => s?.close())
 
@@ -45,8 +45,8 @@ describe('RFC 6238 Appendix B test vectors through otpauth', () => {
 
 describe('TotpService', () => {
   test('enrolment: 160-bit base32 secret, otpauth URI with issuer/account/algorithm/digits, pending', async () => {
-    s = mfaSetup({ BULWARK_TOTP_ISSUER: 'Acme Auth' })
-    const u = s.addUser('alice@example.com')
+    s = await mfaSetup({ BULWARK_TOTP_ISSUER: 'Acme Auth' })
+    const u = await s.addUser('alice@example.com')
     const { secret, otpauthUrl } = await s.totp.enroll(u.id, u.email)
     expect(base32Decode(secret).length).toBe(20)
     const url = new URL(otpauthUrl)
@@ -58,14 +58,14 @@ describe('TotpService', () => {
     expect(url.searchParams.get('algorithm')).toBe('SHA1')
     expect(url.searchParams.get('digits')).toBe('6')
     expect(url.searchParams.get('period')).toBe('30')
-    expect(s.totp.status(u.id)).toBe('pending')
+    expect(await s.totp.status(u.id)).toBe('pending')
   })
 
   test('the stored secret is encrypted: the raw column does not contain it', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     const { secret } = await s.totp.enroll(u.id, u.email)
-    const raw = s.deps.sqlite.query('SELECT * FROM totp_factors').all() as Record<string, unknown>[]
+    const raw = s.deps.storage.sqlite!.query('SELECT * FROM totp_factors').all() as Record<string, unknown>[]
     const dump = JSON.stringify(raw)
     expect(dump).not.toContain(secret)
     expect(dump).not.toContain(secret.toLowerCase())
@@ -74,15 +74,15 @@ describe('TotpService', () => {
   })
 
   test('a second enrolment replaces a pending one but never an active one', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     const first = await s.totp.enroll(u.id, u.email)
     const second = await s.totp.enroll(u.id, u.email)
     expect(second.secret).not.toBe(first.secret)
     // the first secret's code no longer confirms
     expect(async () => await s.totp.confirm(u.id, codeAt(first.secret, s.clock.now()))).toThrow(AppError)
     await s.totp.confirm(u.id, codeAt(second.secret, s.clock.now()))
-    expect(s.totp.status(u.id)).toBe('active')
+    expect(await s.totp.status(u.id)).toBe('active')
     let e: unknown
     try {
       await s.totp.enroll(u.id, u.email)
@@ -95,67 +95,67 @@ describe('TotpService', () => {
   })
 
   test('confirm: a wrong code is a 422, a right one activates and returns 10 recovery codes', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     const { secret } = await s.totp.enroll(u.id, u.email)
     const good = codeAt(secret, s.clock.now())
     const wrong = good === '000000' ? '111111' : '000000'
     expect(await caught(async () => await s.totp.confirm(u.id, wrong))).toMatchObject({ status: 422, code: 'invalid_code' })
-    expect(s.totp.status(u.id)).toBe('pending')
+    expect(await s.totp.status(u.id)).toBe('pending')
     const { recoveryCodes } = await s.totp.confirm(u.id, good)
     expect(recoveryCodes).toHaveLength(10)
-    expect(s.totp.status(u.id)).toBe('active')
-    expect(s.recovery.remaining(u.id)).toBe(10)
+    expect(await s.totp.status(u.id)).toBe('active')
+    expect(await s.recovery.remaining(u.id)).toBe(10)
     // confirming again: nothing pending
     expect(await caught(async () => await s.totp.confirm(u.id, good))).toMatchObject({ status: 409, code: 'totp_not_pending' })
   })
 
   test('confirm without any enrolment is a 409', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     expect(await caught(async () => await s.totp.confirm(u.id, '123456'))).toMatchObject({ status: 409 })
   })
 
   test('codes from an independent HOTP implementation are accepted; the next step is accepted, a replay is refused', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     const secret = await activate(u.id)
     // the confirm code used the current step; a code of the same step again is a replay
-    expect(s.totp.verify(u.id, codeAt(secret, s.clock.now()))).toBe(false)
+    expect(await s.totp.verify(u.id, codeAt(secret, s.clock.now()))).toBe(false)
     s.clock.advance(30_000)
     const next = codeAt(secret, s.clock.now())
-    expect(s.totp.verify(u.id, next)).toBe(true)
-    expect(s.totp.verify(u.id, next)).toBe(false)
+    expect(await s.totp.verify(u.id, next)).toBe(true)
+    expect(await s.totp.verify(u.id, next)).toBe(false)
   })
 
   test('window: ±1 step accepted, but never a step at or before the last accepted one', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     const secret = await activate(u.id)
     s.clock.advance(5 * 30_000)
     const now = s.clock.now()
     // two steps ahead is outside the default window
-    expect(s.totp.verify(u.id, codeAt(secret, now, 2))).toBe(false)
-    expect(s.totp.verify(u.id, codeAt(secret, now, -2))).toBe(false)
+    expect(await s.totp.verify(u.id, codeAt(secret, now, 2))).toBe(false)
+    expect(await s.totp.verify(u.id, codeAt(secret, now, -2))).toBe(false)
     // one step ahead (clock drift) is accepted...
-    expect(s.totp.verify(u.id, codeAt(secret, now, 1))).toBe(true)
+    expect(await s.totp.verify(u.id, codeAt(secret, now, 1))).toBe(true)
     // ...and then the current and previous steps, though inside the window, are refused
-    expect(s.totp.verify(u.id, codeAt(secret, now, 0))).toBe(false)
-    expect(s.totp.verify(u.id, codeAt(secret, now, -1))).toBe(false)
+    expect(await s.totp.verify(u.id, codeAt(secret, now, 0))).toBe(false)
+    expect(await s.totp.verify(u.id, codeAt(secret, now, -1))).toBe(false)
   })
 
   test('window 0 accepts only the current step', async () => {
-    s = mfaSetup({ BULWARK_TOTP_WINDOW: '0' })
-    const u = s.addUser()
+    s = await mfaSetup({ BULWARK_TOTP_WINDOW: '0' })
+    const u = await s.addUser()
     const secret = await activate(u.id)
     s.clock.advance(10 * 30_000)
-    expect(s.totp.verify(u.id, codeAt(secret, s.clock.now(), 1))).toBe(false)
-    expect(s.totp.verify(u.id, codeAt(secret, s.clock.now(), 0))).toBe(true)
+    expect(await s.totp.verify(u.id, codeAt(secret, s.clock.now(), 1))).toBe(false)
+    expect(await s.totp.verify(u.id, codeAt(secret, s.clock.now(), 0))).toBe(true)
   })
 
   test('the step is claimed by a conditional UPDATE: a concurrent winner makes the loser fail', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     const secret = await activate(u.id)
     s.clock.advance(30_000)
     const code = codeAt(secret, s.clock.now())
@@ -168,17 +168,17 @@ describe('TotpService', () => {
     db.update = (t: unknown) => {
       if (!raced && t === totpFactors) {
         raced = true
-        s.deps.sqlite.run('UPDATE totp_factors SET last_step = ? WHERE user_id = ?', [step, u.id])
+        s.deps.storage.sqlite!.run('UPDATE totp_factors SET last_step = ? WHERE user_id = ?', [step, u.id])
       }
       return real(t as typeof totpFactors)
     }
-    expect(s.totp.verify(u.id, code)).toBe(false)
+    expect(await s.totp.verify(u.id, code)).toBe(false)
     db.update = real as (t: unknown) => unknown
   })
 
   test('codes must be 6 digits: letters, wrong lengths and non-strings are 422 invalid_code', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     await activate(u.id)
     for (const bad of ['12345', '1234567', '12345678', 'abcdef', '12 345', '١٢٣٤٥٦', '', '123456\n', 12345 as unknown as string]) {
       expect(await caught(() => s.totp.verify(u.id, bad))).toMatchObject({ status: 422, code: 'invalid_code' })
@@ -186,8 +186,8 @@ describe('TotpService', () => {
   })
 
   test('8-digit SHA-256 enrolments: URI says so, 8-digit codes work, 6-digit codes are 422', async () => {
-    s = mfaSetup({ BULWARK_TOTP_DIGITS: '8', BULWARK_TOTP_ALGORITHM: 'SHA256' })
-    const u = s.addUser()
+    s = await mfaSetup({ BULWARK_TOTP_DIGITS: '8', BULWARK_TOTP_ALGORITHM: 'SHA256' })
+    const u = await s.addUser()
     const { secret, otpauthUrl } = await s.totp.enroll(u.id, u.email)
     expect(new URL(otpauthUrl).searchParams.get('digits')).toBe('8')
     expect(new URL(otpauthUrl).searchParams.get('algorithm')).toBe('SHA256')
@@ -195,12 +195,12 @@ describe('TotpService', () => {
     expect(await caught(async () => await s.totp.confirm(u.id, code.slice(0, 6)))).toMatchObject({ status: 422, code: 'invalid_code' })
     await s.totp.confirm(u.id, code)
     s.clock.advance(30_000)
-    expect(s.totp.verify(u.id, hotp(base32Decode(secret), Math.floor(s.clock.now() / 30_000), 8, 'sha256'))).toBe(true)
+    expect(await s.totp.verify(u.id, hotp(base32Decode(secret), Math.floor(s.clock.now() / 30_000), 8, 'sha256'))).toBe(true)
   })
 
   test('malformed stored data is a 409 totp_unreadable, never a 500', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     await activate(u.id)
     const set = (v: Partial<typeof totpFactors.$inferInsert>) => s.deps.db.update(totpFactors).set(v).where(eq(totpFactors.userId, u.id)).run()
     const cases: Partial<typeof totpFactors.$inferInsert>[] = [
@@ -219,27 +219,27 @@ describe('TotpService', () => {
     set({ digits: 6, algorithm: 'MD5' })
     expect(await caught(() => s.totp.verify(u.id, '123456'))).toMatchObject({ status: 409, code: 'totp_unreadable' })
     // the user can still get rid of it and start over
-    s.totp.remove(u.id)
-    expect(s.totp.status(u.id)).toBe('none')
+    await s.totp.remove(u.id)
+    expect(await s.totp.status(u.id)).toBe('none')
   })
 
   test('verify without an active factor is false; a pending one does not count', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
-    expect(s.totp.verify(u.id, '123456')).toBe(false)
+    s = await mfaSetup()
+    const u = await s.addUser()
+    expect(await s.totp.verify(u.id, '123456')).toBe(false)
     const { secret } = await s.totp.enroll(u.id, u.email)
-    expect(s.totp.verify(u.id, codeAt(secret, s.clock.now()))).toBe(false)
+    expect(await s.totp.verify(u.id, codeAt(secret, s.clock.now()))).toBe(false)
   })
 
   test('remove: status none, recovery codes gone when no other factor, 404 when nothing enrolled', async () => {
-    s = mfaSetup()
-    const u = s.addUser()
+    s = await mfaSetup()
+    const u = await s.addUser()
     await activate(u.id)
-    expect(s.recovery.remaining(u.id)).toBe(10)
-    s.totp.remove(u.id)
-    expect(s.totp.status(u.id)).toBe('none')
-    expect(s.recovery.remaining(u.id)).toBe(0)
-    expect(s.events('totp_disabled')).toHaveLength(1)
+    expect(await s.recovery.remaining(u.id)).toBe(10)
+    await s.totp.remove(u.id)
+    expect(await s.totp.status(u.id)).toBe('none')
+    expect(await s.recovery.remaining(u.id)).toBe(0)
+    expect(await s.events('totp_disabled')).toHaveLength(1)
     expect(await caught(() => s.totp.remove(u.id))).toMatchObject({ status: 404 })
   })
 })
