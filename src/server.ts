@@ -33,7 +33,11 @@ export function startServer(config: Config, deps: AppDeps = buildDeps(config, { 
     fetch: async (request, srv) => {
       inFlight++
       try {
-        return await handle!(request, srv.requestIP(request)?.address)
+        const response = await handle!(request, srv.requestIP(request)?.address)
+        // Answer a change (logout, revocation, role change) only once Redis has its invalidation event.
+        const published = deps.relay?.published()
+        if (published) await published
+        return response
       } finally {
         inFlight--
       }
