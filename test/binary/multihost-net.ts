@@ -161,9 +161,14 @@ export interface Forwarder {
   stop(): Promise<void>
 }
 
-/** Starts multihost-forwarder.ts with `listen=target` pairs (`10.213.7.1:5432=127.0.0.1:5432`). */
+/**
+ * Starts multihost-forwarder.ts with `listen=target` pairs (`10.213.7.1:5432=127.0.0.1:5432`), at a raised
+ * priority (`nice -n -10`; we are root here): it stands in for the network between the hosts, which a
+ * busy machine does not starve. At normal priority, on a loaded 2-core machine, it was seen holding a
+ * Redis message for one host while relaying the next packets for the other, for up to 165 ms.
+ */
 export async function startForwarder(pairs: string[]): Promise<Forwarder> {
-  const proc = Bun.spawn([process.execPath, join(import.meta.dir, 'multihost-forwarder.ts'), ...pairs], { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' })
+  const proc = Bun.spawn(['nice', '-n', '-10', process.execPath, join(import.meta.dir, 'multihost-forwarder.ts'), ...pairs], { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' })
   const exitHook = () => proc.kill('SIGKILL')
   process.on('exit', exitHook)
   const reader = proc.stdout.getReader()
