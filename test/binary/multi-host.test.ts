@@ -50,7 +50,7 @@ const NETNS = netnsUnavailable()
 const REDIS = NETNS ? undefined : await redisProblem(REDIS_URL)
 const SKIP = NETNS ? `ip netns unavailable: ${NETNS}` : REDIS ? `no Redis at ${REDIS_URL}: ${REDIS}` : undefined
 const PG = SKIP ? { use: false, why: '' } : await pgProbe()
-const VARIANT = PG.use ? 'one PostgreSQL database' : `one shared SQLite file (not PostgreSQL: ${PG.why})`
+const VARIANT = SKIP ? 'one shared database' : PG.use ? 'one PostgreSQL database' : `one shared SQLite file (not PostgreSQL: ${PG.why})`
 const suffix = SKIP ? ` (skipped: ${SKIP})` : ''
 
 let hosts: Hosts | undefined
