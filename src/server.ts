@@ -34,7 +34,11 @@ export async function startServer(config: Config, given?: AppDeps): Promise<Runn
     fetch: async (request, srv) => {
       inFlight++
       try {
-        return await handle!(request, srv.requestIP(request)?.address)
+        const response = await handle!(request, srv.requestIP(request)?.address)
+        // Answer a change (logout, revocation, role change) only once Redis has its invalidation event.
+        const published = deps.relay?.published()
+        if (published) await published
+        return response
       } finally {
         inFlight--
       }

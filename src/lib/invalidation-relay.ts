@@ -34,6 +34,8 @@ export class InvalidationRelay {
   private sub: RedisClient | undefined
   private pub: Redis | undefined
   private replaying = false
+  /** PUBLISH commands not yet answered (each settles, never rejects). */
+  private readonly pending = new Set<Promise<void>>()
   private unsubscribe: (() => void) | undefined
   private closed = false
   private retry: Timer | undefined
@@ -63,11 +65,28 @@ export class InvalidationRelay {
     this.pub = new Redis(this.url, timeoutMs)
     this.unsubscribe = this.bus.on((e) => {
       if (this.replaying || this.closed) return
-      this.pub!.send('PUBLISH', [this.channel, JSON.stringify({ from: this.instance, kind: e.kind, id: e.id })]).catch((err: unknown) => {
-        this.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not publish a cache invalidation; other instances rely on their TTL')
-      })
+      const p = this.pub!.send('PUBLISH', [this.channel, JSON.stringify({ from: this.instance, kind: e.kind, id: e.id })]).then(
+        () => {},
+        (err: unknown) => {
+          this.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not publish a cache invalidation; other instances rely on their TTL')
+        },
+      )
+      this.pending.add(p)
+      void p.finally(() => this.pending.delete(p))
     })
     await this.connect()
+  }
+
+  /**
+   * Settles once every event published so far has been taken by Redis (or has failed or timed out after
+   * the Redis timeout); undefined when none is on its way. The server holds a response until then, so a
+   * logout's answer leaves only after Redis has queued the event to every subscriber: the client's next
+   * request, on any instance, comes after it (without the wait, a request sent straight to another
+   * instance usually overtook the event; see test/binary/multi-host.test.ts).
+   */
+  published(): Promise<void> | undefined {
+    if (this.pending.size === 0) return undefined
+    return Promise.all(this.pending).then(() => {})
   }
 
   /** Readiness: `ok` while subscribed, `degraded` (caches fall back to their TTL) while not. */
