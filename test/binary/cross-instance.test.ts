@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { Database } from 'bun:sqlite'
 import { SQL } from 'bun'
 import { createHmac } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ownerCreated } from './accounts'
@@ -431,3 +431,81 @@ function suite(engine: Engine, skip: string | undefined) {
 
 suite('SQLite', undefined)
 suite('PostgreSQL', PG_SKIP)
+
+// ---------------------------------------------------------------- SQLite: waiting for another process's write lock
+
+/** A second process on the SQLite file (standing in for the other instance in a long write): takes the write lock and lets go when told. */
+async function lockHolder(dbFile: string, dir: string) {
+  const script = join(dir, 'hold.ts')
+  writeFileSync(
+    script,
+    `import { Database } from 'bun:sqlite'
+const db = new Database(${JSON.stringify(dbFile)})
+db.run('PRAGMA busy_timeout = 5000')
+process.stdout.write('ready\\n')
+for await (const line of console) {
+  if (line === 'lock') { db.run('BEGIN IMMEDIATE'); process.stdout.write('locked\\n') }
+  if (line === 'release') { db.run('ROLLBACK'); process.stdout.write('released\\n'); break }
+}
+`,
+  )
+  const p = Bun.spawn(['bun', script], { stdin: 'pipe', stdout: 'pipe', stderr: 'inherit' })
+  let out = ''
+  const reader = p.stdout.getReader()
+  const decoder = new TextDecoder()
+  const until = async (word: string) => {
+    while (!out.includes(word)) {
+      const { value, done } = await reader.read()
+      if (done) throw new Error(`lock holder exited before "${word}": ${out}`)
+      out += decoder.decode(value)
+    }
+  }
+  const say = async (line: string, word: string) => {
+    p.stdin.write(`${line}\n`)
+    p.stdin.flush()
+    await until(word)
+  }
+  await until('ready')
+  return { lock: () => say('lock', 'locked'), release: () => say('release', 'released'), kill: () => p.kill() }
+}
+
+describe('SQLite, two processes on one file: waiting for the other one\'s write lock', () => {
+  test(
+    'a write refused by another process\'s lock waits for it (BULWARK_DB_BUSY_RETRY) even when another request of the same instance wrote meanwhile, then succeeds',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'bw-ci-busy-'))
+      const dbFile = join(dir, 'shared.sqlite')
+      const env = { ...ENV, BULWARK_DB_PATH: dbFile, BULWARK_DB_BUSY_RETRY: '60s' }
+      let holder: Awaited<ReturnType<typeof lockHolder>> | undefined
+      let slow: Running | undefined
+      try {
+        // A session to refresh later (a write that needs no password hash), made at the test hashing cost.
+        const fast = await startBinary({ env, workdir: dir })
+        const u = await signIn(fast.base, `busy-${uniq()}@example.com`, PASSWORD, true)
+        await fast.stop()
+        // The same database with a slow hash, so a registration is still hashing when the lock is taken.
+        slow = await startBinary({ env: { ...env, BULWARK_ARGON2_MEMORY_KIB: '65536', BULWARK_ARGON2_TIME: '6' }, workdir: dir })
+        holder = await lockHolder(dbFile, dir)
+        let xDone = false
+        const x = call(slow.base, 'POST', '/v1/auth/register', { body: { email: `busy-x-${uniq()}@example.com`, password: PASSWORD } }).finally(() => (xDone = true))
+        await call(slow.base, 'GET', '/health/live') // X is in the server before the other write
+        const y = await call(slow.base, 'POST', '/v1/auth/refresh', { body: { refreshToken: u.refreshToken } })
+        expect(y.status).toBe(200) // another request of this instance wrote while X was running
+        await holder.lock()
+        expect(xDone).toBe(false) // (setup) X reaches the database only after the lock is held
+        const logged = () => slow!.stdout().includes('waiting to retry')
+        for (let i = 0; i < 3000 && !xDone && !logged(); i++) await Bun.sleep(10)
+        // Refused by the held lock before it changed anything, X must wait for the lock, not answer 503 now.
+        const early = xDone ? await x : undefined
+        expect({ answeredWhileLocked: early ? `${early.status} ${early.json?.code}` : null, waitingLogged: logged() }).toEqual({ answeredWhileLocked: null, waitingLogged: true })
+        await holder.release()
+        expect((await x).status).toBe(201)
+      } finally {
+        holder?.kill()
+        await slow?.stop()
+        rmSync(dir, { recursive: true, force: true })
+      }
+    },
+    SLOW,
+  )
+})
