@@ -146,20 +146,33 @@ const ROOT_ROLE_ID = '00000000-0000-7000-8000-00000000c1c1'
 
 async function startCluster(engine: Engine): Promise<Cluster> {
   const dir = mkdtempSync(join(tmpdir(), 'bw-ci-'))
+  // Undone in reverse order by stop(), or at once when the start fails half-way (no database or folder left behind).
+  const undo: (() => Promise<unknown> | void)[] = [() => rmSync(dir, { recursive: true, force: true })]
+  const stop = async () => {
+    for (const u of undo.reverse()) await u()
+  }
+  try {
+    return await startClusterIn(engine, dir, undo, stop)
+  } catch (err) {
+    await stop()
+    throw err
+  }
+}
+
+async function startClusterIn(engine: Engine, dir: string, undo: (() => Promise<unknown> | void)[], stop: () => Promise<void>): Promise<Cluster> {
   const env = { ...ENV }
-  let dropPg: (() => Promise<void>) | undefined
-  let db: Store
   if (engine === 'SQLite') {
     env.BULWARK_DB_PATH = join(dir, 'shared.sqlite')
   } else {
     const pg = await createPgDatabase()
     env.BULWARK_DATABASE_URL = pg.url
-    dropPg = pg.drop
+    undo.push(pg.drop)
   }
   // A first instance migrates, creates the first owner and registers the two actors, then stops; the role above
   // `owner` (no API creates one: roles are only made below one's own level) is seeded while nothing runs, so no
   // instance holds a cached copy of those users' roles.
   const setup = await startBinary({ env, workdir: dir })
+  undo.push(() => setup.stop())
   await ownerCreated(setup)
   const actors: string[] = []
   for (const n of [1, 2]) {
@@ -168,13 +181,18 @@ async function startCluster(engine: Engine): Promise<Cluster> {
     actors.push(r.json.user.id)
   }
   await setup.stop()
-  db = engine === 'SQLite' ? sqliteStore(env.BULWARK_DB_PATH!) : pgStore(env.BULWARK_DATABASE_URL!)
+  const db = engine === 'SQLite' ? sqliteStore(env.BULWARK_DB_PATH!) : pgStore(env.BULWARK_DATABASE_URL!)
+  undo.push(() => db.close())
   const now = Date.now()
   await db.q('INSERT INTO roles (id, name, level, description, builtin, mfa_required, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', ROOT_ROLE_ID, 'root', 500, 'test: above owner', db.bool(false), db.bool(false), now, now)
   await db.q('INSERT INTO role_permissions (role_id, permission) VALUES (?, ?)', ROOT_ROLE_ID, '*:*')
   for (const id of actors) await db.q('INSERT INTO user_roles (user_id, role_id, granted_by, created_at) VALUES (?, ?, NULL, ?)', id, ROOT_ROLE_ID, now)
 
-  const [a, b] = await Promise.all([startBinary({ env, workdir: dir }), startBinary({ env, workdir: dir })])
+  // Both start at once on the migrated database.
+  const started = await Promise.allSettled([startBinary({ env, workdir: dir }), startBinary({ env, workdir: dir })])
+  for (const r of started) if (r.status === 'fulfilled') undo.push(() => r.value.stop())
+  for (const r of started) if (r.status === 'rejected') throw r.reason
+  const [a, b] = started.map((r) => (r as PromiseFulfilledResult<Running>).value) as [Running, Running]
   const rootA = await signIn(a.base, 'root1@example.com', PASSWORD)
   const rootB = await signIn(b.base, 'root2@example.com', PASSWORD)
   for (const [n, s] of [[a, rootA], [b, rootB]] as const) {
@@ -188,12 +206,7 @@ async function startCluster(engine: Engine): Promise<Cluster> {
     node: (i) => (i % 2 === 0 ? a : b),
     rootA,
     rootB,
-    stop: async () => {
-      await Promise.all([a.stop(), b.stop()])
-      await db.close()
-      await dropPg?.()
-      rmSync(dir, { recursive: true, force: true })
-    },
+    stop,
   }
 }
 
