@@ -77,6 +77,9 @@ function serverEnv(dir: string, secret: string, extra: Record<string, string> = 
     BULWARK_LOG_LEVEL: args.logLevel,
     // Throughput scenarios run without rate limits; the 429 storm turns them back on.
     BULWARK_RATE_LIMIT: 'off',
+    // The harness mints its access tokens for 4 h (bench/lib/seed.ts TokenMinter); the server refuses a
+    // lifetime over its own, so it must allow as much (the default 10 m would answer 401 to every read).
+    BULWARK_ACCESS_TOKEN_TTL: '4h',
     ...extra,
   }
 }

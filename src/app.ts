@@ -250,7 +250,7 @@ export function buildDeps(config: Config, opts: BuildOptions = {}): AppDeps {
     const scope = new Set(claims.scope.split(' '))
     return { clientId: claims.client_id, permissions: access.permissions.filter((p) => scope.has(p)), kind: 'client' as const }
   })
-  const authn = new Authenticator({ signer, sessions, access: (id) => rbac.effective(id), clientAccess: (id) => clients.access(id), apiKeys })
+  const authn = new Authenticator({ signer, sessions, clock, access: (id) => rbac.effective(id), clientAccess: (id) => clients.access(id), apiKeys })
   const factors = (userId: string) => {
     const f = mfa.login.userFactors(userId)
     return { totp: f.totp, passkeys: f.passkeys }
