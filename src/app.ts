@@ -14,7 +14,7 @@ import { randomToken } from './lib/crypto'
 import { lruCaches } from './lib/cache'
 import { Invalidation } from './lib/invalidation'
 import { InvalidationRelay } from './lib/invalidation-relay'
-import { createLogger, droppedLines, type Logger } from './lib/logger'
+import { accessLogger, createLogger, droppedLines, type Logger } from './lib/logger'
 import { Metrics } from './lib/metrics'
 import { closeIfBodyUnread } from './lib/read-body'
 import { metricsController } from './modules/metrics'
@@ -382,9 +382,9 @@ export function createHandler(
   // wait for it without blocking others (src/plugins/storage-retry.ts).
   if (deps.sqlite) setBusyTimeout(deps.sqlite, deps.config.db.busyTimeoutMs)
   const handleApp = retryWhenBusy((r) => app.handle(r), { sqlite: deps.sqlite, windowMs: deps.config.db.busyRetryMs, busyTimeoutMs: deps.config.db.busyTimeoutMs, logger: deps.logger })
-  // The access line carries only fields built here (no headers, bodies or tokens); the logger's redaction
-  // walk (src/lib/logger.ts) costs about 2 µs on it.
-  const log = deps.logger
+  // The access line carries only fields built here (no headers, bodies or tokens); it is formatted and
+  // written after the response (src/lib/logger.ts accessLogger).
+  const access = accessLogger(deps.logger)
   const metrics = deps.metrics
   const secHeaders = securityHeaders(deps.config)
   const origin = fallbackOrigin(deps.config.publicUrl)
@@ -400,20 +400,16 @@ export function createHandler(
     const ctx = contextOf(request)
     ctx.route ??= routeOf?.(request.url)
     metrics?.observeRequest(request.method, ctx.route ?? 'unmatched', response.status, (performance.now() - ctx.start) / 1000)
-    const level = response.status >= 500 ? 'error' : 'info'
-    if (log.isLevelEnabled(level)) {
-      log[level]({
-        msg: 'request',
-        method: request.method,
-        path: pathOf(request.url),
-        route: ctx.route,
-        status: response.status,
-        durationMs: Math.round((performance.now() - ctx.start) * 100) / 100,
-        requestId: ctx.requestId,
-        userId: ctx.userId,
-        ip: ctx.ip,
-      })
-    }
+    access({
+      method: request.method,
+      path: pathOf(request.url),
+      route: ctx.route,
+      status: response.status,
+      durationMs: Math.round((performance.now() - ctx.start) * 100) / 100,
+      requestId: ctx.requestId,
+      userId: ctx.userId,
+      ip: ctx.ip,
+    })
     return response
   }
 }

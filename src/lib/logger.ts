@@ -10,6 +10,10 @@
  * output fails (a full disk: ENOSPC, a closed pipe: EPIPE, …) the lines of the failed write are dropped
  * and counted (`bulwark_log_lines_dropped_total` on /metrics), and the next line tries again, so logging
  * resumes by itself once the output works.
+ *
+ * Lines are batched: what is logged during one turn of the event loop goes out in one write after it
+ * (setImmediate), not one write per line. The access log (`accessLogger`) goes further: the response path
+ * only records the line's fields; the line is formatted when the batch is written, after the response.
  */
 import { write as fsWrite, writeSync } from 'node:fs'
 import pino, { type DestinationStream, type Logger } from 'pino'
@@ -112,19 +116,27 @@ export function redact(value: unknown, depth = 0, seen: WeakSet<object> = new We
 /** Writes one chunk; calls back with the error, if any, and how many bytes went out. */
 export type WriteFn = (chunk: string, cb: (err: NodeJS.ErrnoException | null, written?: number) => void) => void
 
+/** A queued line: text, or a function that formats it when the batch is written (off the response path). */
+type Queued = string | (() => string)
+
+/** What a deferred line is assumed to weigh against the queue bound until it is formatted. */
+const DEFERRED_LINE_BYTES = 256
+
 /**
  * A pino destination that cannot fail its caller: a bounded in-memory queue drained by one async write at
- * a time. A failed write drops its lines and counts them; a queue over `maxBytes` (a sink slower than the
- * logging) drops new lines and counts them. `EAGAIN` is retried. The next write after a failure is tried
- * normally, so the sink recovers as soon as the output does.
+ * a time, in batches (everything queued during one turn of the event loop is one write, after it). A
+ * failed write drops its lines and counts them; a queue over `maxBytes` (a sink slower than the logging)
+ * drops new lines and counts them. `EAGAIN` is retried. The next write after a failure is tried normally,
+ * so the sink recovers as soon as the output does.
  */
 export class LogSink implements DestinationStream {
   /** Lines lost since start (write errors and overflow). */
   dropped = 0
   /** The last write error code, for diagnostics (`ENOSPC`, `EPIPE`, …), cleared on success. */
   lastError: string | undefined
-  private queue: string[] = []
+  private queue: Queued[] = []
   private queued = 0
+  /** A write is in flight, or a drain is scheduled. */
   private busy = false
   private waiters: Array<() => void> = []
 
@@ -147,27 +159,58 @@ export class LogSink implements DestinationStream {
     this.queued = 0
     if (lines.length === 0) return
     try {
-      writeNow(lines.join(''))
+      writeNow(this.text(lines))
     } catch {
       this.dropped += lines.length
     }
   }
 
   write(line: string): boolean {
-    if (this.queued + line.length > this.maxBytes) {
-      this.dropped++
-      return true
-    }
-    this.queue.push(line)
-    this.queued += line.length
-    if (!this.busy) this.drain()
+    this.enqueue(line, line.length)
     return true
+  }
+
+  /**
+   * Queues a line that `format` writes when its batch goes out (after the current turn of the event loop),
+   * so the caller pays for neither the formatting nor the write. Counts against the bound like any line.
+   */
+  writeLater(format: () => string): void {
+    this.enqueue(format, DEFERRED_LINE_BYTES)
   }
 
   /** Calls back once everything queued so far was written or dropped. */
   flush(cb?: (err?: Error) => void): void {
     if (!this.busy && this.queue.length === 0) return void cb?.()
     this.waiters.push(() => cb?.())
+  }
+
+  private enqueue(item: Queued, size: number): void {
+    if (this.queued + size > this.maxBytes) {
+      this.dropped++
+      return
+    }
+    this.queue.push(item)
+    this.queued += size
+    if (!this.busy) {
+      this.busy = true
+      setImmediate(() => this.drain())
+    }
+  }
+
+  /** The batch as one string; a deferred line that fails to format is dropped and counted. */
+  private text(items: Queued[]): string {
+    let out = ''
+    for (const item of items) {
+      if (typeof item === 'string') out += item
+      else {
+        try {
+          out += item()
+        } catch {
+          this.dropped++
+        }
+      }
+    }
+    return out
   }
 
   private drain(): void {
@@ -180,9 +223,10 @@ export class LogSink implements DestinationStream {
     }
     this.busy = true
     const lines = this.queue
-    const chunk = lines.length === 1 ? lines[0]! : lines.join('')
     this.queue = []
     this.queued = 0
+    const chunk = lines.length === 1 && typeof lines[0] === 'string' ? lines[0] : this.text(lines)
+    if (chunk.length === 0) return void queueMicrotask(() => this.drain())
     const done = (err: NodeJS.ErrnoException | null, written = chunk.length) => {
       if (err && err.code === 'EAGAIN') {
         this.requeue(chunk, lines.length)
@@ -197,6 +241,7 @@ export class LogSink implements DestinationStream {
         // A short write (bytes of a UTF-8 string): send the rest next.
         if (written < Buffer.byteLength(chunk)) this.requeue(Buffer.from(chunk).subarray(written).toString('utf8'), 1)
       }
+      // Lines logged while this write was in flight go out together in the next one.
       queueMicrotask(() => this.drain())
     }
     try {
@@ -216,6 +261,39 @@ export class LogSink implements DestinationStream {
 export function droppedLines(logger: Logger): number {
   const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]
   return stream instanceof LogSink ? stream.dropped : 0
+}
+
+/** The fields of one access-log line (built by the HTTP handler only: no headers, bodies or tokens). */
+export interface AccessLine {
+  method: string
+  path: string
+  route: string | undefined
+  status: number
+  durationMs: number
+  requestId: string
+  userId: string | undefined
+  ip: string
+}
+
+/**
+ * The access log: one `msg: "request"` line per request, the same JSON a `logger.info({ msg: 'request', … })`
+ * would write (level, time, the logger's bindings, then the fields), but when the logger writes to a
+ * LogSink the response path only records the fields: the line is formatted and written with its batch,
+ * after the response, and nothing is dropped unless the sink's bound is reached. The redaction walk is not
+ * needed: every field is one of AccessLine's, none of them a credential. 5xx lines (level error) and other
+ * destinations go through the logger itself, synchronously.
+ */
+export function accessLogger(logger: Logger): (line: AccessLine) => void {
+  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]
+  const sink = stream instanceof LogSink ? stream : undefined
+  const bindings = logger.bindings()
+  return (line) => {
+    const level = line.status >= 500 ? 'error' : 'info'
+    if (!logger.isLevelEnabled(level)) return
+    if (level === 'error' || !sink) return void logger[level]({ msg: 'request', ...line })
+    const time = Date.now()
+    sink.writeLater(() => `${JSON.stringify({ level, time: new Date(time).toISOString(), ...bindings, msg: 'request', ...line })}\n`)
+  }
 }
 
 export function createLogger(level: string, destination?: DestinationStream): Logger {
