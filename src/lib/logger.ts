@@ -11,8 +11,7 @@
  * and counted (`bulwark_log_lines_dropped_total` on /metrics), and the next line tries again, so logging
  * resumes by itself once the output works.
  *
- * Lines are batched: what is logged during one turn of the event loop goes out in one write after it
- * (setImmediate), not one write per line. The access log (`accessLogger`) goes further: the response path
+ * Lines are batched: what is logged within LOG_BATCH_MS goes out in one write, not one write per line. The access log (`accessLogger`) goes further: the response path
  * only records the line's fields; the line is formatted when the batch is written, after the response.
  */
 import { write as fsWrite, writeSync } from 'node:fs'
@@ -119,12 +118,19 @@ export type WriteFn = (chunk: string, cb: (err: NodeJS.ErrnoException | null, wr
 /** A queued line: text, or a function that formats it when the batch is written (off the response path). */
 type Queued = string | (() => string)
 
+/**
+ * Lines are written at most this often, in one write each time (a write per line costs a system call and
+ * a thread-pool round trip per request). A process killed with SIGKILL loses at most this long of lines;
+ * any other exit writes what is queued synchronously.
+ */
+export const LOG_BATCH_MS = 10
+
 /** What a deferred line is assumed to weigh against the queue bound until it is formatted. */
 const DEFERRED_LINE_BYTES = 256
 
 /**
  * A pino destination that cannot fail its caller: a bounded in-memory queue drained by one async write at
- * a time, in batches (everything queued during one turn of the event loop is one write, after it). A
+ * a time, in batches (everything queued within LOG_BATCH_MS is one write, after the caller has gone on). A
  * failed write drops its lines and counts them; a queue over `maxBytes` (a sink slower than the logging)
  * drops new lines and counts them. `EAGAIN` is retried. The next write after a failure is tried normally,
  * so the sink recovers as soon as the output does.
@@ -193,8 +199,13 @@ export class LogSink implements DestinationStream {
     this.queued += size
     if (!this.busy) {
       this.busy = true
-      setImmediate(() => this.drain())
+      this.schedule()
     }
+  }
+
+  /** The next drain, one batch interval from now (never keeps the process alive: exit flushes synchronously). */
+  private schedule(): void {
+    setTimeout(() => this.drain(), LOG_BATCH_MS).unref?.()
   }
 
   /** The batch as one string; a deferred line that fails to format is dropped and counted. */
@@ -241,8 +252,9 @@ export class LogSink implements DestinationStream {
         // A short write (bytes of a UTF-8 string): send the rest next.
         if (written < Buffer.byteLength(chunk)) this.requeue(Buffer.from(chunk).subarray(written).toString('utf8'), 1)
       }
-      // Lines logged while this write was in flight go out together in the next one.
-      queueMicrotask(() => this.drain())
+      // Lines logged while this write was in flight go out together in the next batch.
+      if (this.queue.length === 0) this.drain()
+      else this.schedule()
     }
     try {
       this.out(chunk, done)
@@ -275,6 +287,17 @@ export interface AccessLine {
   ip: string
 }
 
+const str = JSON.stringify
+
+/** One access line as JSON: the keys of `logger.info({ msg: 'request', ...line })`, in its order, undefined ones left out. */
+function formatAccess(prefix: readonly [string, string], time: number, l: AccessLine): string {
+  let out = `{"level":"info","time":"${new Date(time).toISOString()}"${prefix[0] === ',' ? '' : prefix[0]}${prefix[1]},"method":${str(l.method)},"path":${str(l.path)}`
+  if (l.route !== undefined) out += `,"route":${str(l.route)}`
+  out += `,"status":${l.status},"durationMs":${l.durationMs},"requestId":${str(l.requestId)}`
+  if (l.userId !== undefined) out += `,"userId":${str(l.userId)}`
+  return `${out},"ip":${str(l.ip)}}\n`
+}
+
 /**
  * The access log: one `msg: "request"` line per request, the same JSON a `logger.info({ msg: 'request', … })`
  * would write (level, time, the logger's bindings, then the fields), but when the logger writes to a
@@ -286,13 +309,15 @@ export interface AccessLine {
 export function accessLogger(logger: Logger): (line: AccessLine) => void {
   const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]
   const sink = stream instanceof LogSink ? stream : undefined
-  const bindings = logger.bindings()
+  // `{"level":"info","time":` … `,"service":"bulwark","msg":"request"`: the logger's own key order.
+  const bindings = JSON.stringify(logger.bindings()).slice(1, -1)
+  const prefix = [`,${bindings}`, ',"msg":"request"'] as const
   return (line) => {
     const level = line.status >= 500 ? 'error' : 'info'
     if (!logger.isLevelEnabled(level)) return
     if (level === 'error' || !sink) return void logger[level]({ msg: 'request', ...line })
     const time = Date.now()
-    sink.writeLater(() => `${JSON.stringify({ level, time: new Date(time).toISOString(), ...bindings, msg: 'request', ...line })}\n`)
+    sink.writeLater(() => formatAccess(prefix, time, line))
   }
 }
 

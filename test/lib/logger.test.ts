@@ -157,6 +157,20 @@ describe('batched sink and deferred access log', () => {
     expect(Number.isNaN(Date.parse(fast.time))).toBe(false)
   })
 
+  test('with a user id, no route and characters to escape, still the JSON the logger writes', async () => {
+    const { chunks, out } = recordingOutput()
+    const sink = new LogSink(out)
+    const log = createLogger('info', sink)
+    const odd: AccessLine = { ...line(5), route: undefined, userId: 'usr_1', path: '/a"b\\c\u2028é', requestId: 'r"1' }
+    accessLogger(log)(odd)
+    log.info({ msg: 'request', ...odd })
+    await settle(sink)
+    const [fast, viaPino] = chunks.join('').trim().split('\n').map((l) => JSON.parse(l))
+    expect(Object.keys(fast)).toEqual(Object.keys(viaPino))
+    expect({ ...fast, time: 0 }).toEqual({ ...viaPino, time: 0 })
+    expect(fast.path).toBe(odd.path)
+  })
+
   test('a 5xx access line is written at level error; below the configured level nothing is queued', async () => {
     const { chunks, out } = recordingOutput()
     const sink = new LogSink(out)
