@@ -424,6 +424,7 @@ async function profile(): Promise<string> {
   try {
     await waitReady(child)
     if (args.only.includes('login')) row = await measure(ctx, child, { ...loginScenario(ctx), name: 'POST /v1/auth/login (from source, under --cpu-prof)' })
+    else if (args.only.includes('refresh')) row = await measure(ctx, child, { ...refreshScenario(ctx), name: 'POST /v1/auth/refresh (from source, under --cpu-prof)' })
     else {
       const reads = await readRequests(ctx, Math.min(args.users, 1000))
       row = args.only.includes('users')
@@ -441,7 +442,7 @@ async function profile(): Promise<string> {
   say(`  profile saved to ${saved} (open it in Chrome DevTools or speedscope)`)
   const lines = top.map((t) => `| ${t.pct.toFixed(1)} % | ${t.fn} | ${t.where} |`)
   ctx.db.close()
-  return [resultsTable([row]), '', `## Top self time (${args.only.includes('login') ? 'POST /v1/auth/login' : args.only.includes('users') ? 'GET /v1/users?limit=20' : 'GET /v1/me'})`, '', '| self | function | where |', '|---|---|---|', ...lines].join('\n')
+  return [resultsTable([row]), '', `## Top self time (${args.only.includes('login') ? 'POST /v1/auth/login' : args.only.includes('refresh') ? 'POST /v1/auth/refresh' : args.only.includes('users') ? 'GET /v1/users?limit=20' : 'GET /v1/me'})`, '', '| self | function | where |', '|---|---|---|', ...lines].join('\n')
 }
 
 interface CpuProfile {

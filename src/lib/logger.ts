@@ -14,7 +14,8 @@
  * Lines are batched: what is logged within LOG_BATCH_MS goes out in one write, not one write per line. The access log (`accessLogger`) goes further: the response path
  * only records the line's fields; the line is formatted when the batch is written, after the response.
  */
-import { write as fsWrite, writeSync } from 'node:fs'
+import { fstatSync, write as fsWrite, writeSync } from 'node:fs'
+import { isatty } from 'node:tty'
 import pino, { type DestinationStream, type Logger } from 'pino'
 
 export type { Logger }
@@ -115,6 +116,29 @@ export function redact(value: unknown, depth = 0, seen: WeakSet<object> = new We
 /** Writes one chunk; calls back with the error, if any, and how many bytes went out. */
 export type WriteFn = (chunk: string, cb: (err: NodeJS.ErrnoException | null, written?: number) => void) => void
 
+/** True for a descriptor whose writes never wait on a reader: a regular file, or a device that is not a terminal. */
+function writesWithoutWaiting(fd: number): boolean {
+  try {
+    const st = fstatSync(fd)
+    return st.isFile() || (st.isCharacterDevice() && !isatty(fd))
+  } catch {
+    return false
+  }
+}
+
+/** A WriteFn over writeSync: the batch's one write, done on the spot; an error (ENOSPC, EAGAIN…) is handed back. */
+const syncWriter =
+  (fd: number): WriteFn =>
+  (chunk, cb) => {
+    let written: number
+    try {
+      written = writeSync(fd, chunk)
+    } catch (e) {
+      return cb(e as NodeJS.ErrnoException)
+    }
+    cb(null, written)
+  }
+
 /** A queued line: text, or a function that formats it when the batch is written (off the response path). */
 type Queued = string | (() => string)
 
@@ -151,9 +175,14 @@ export class LogSink implements DestinationStream {
     private readonly maxBytes = 8 * 1024 * 1024,
   ) {}
 
-  /** A sink on a file descriptor (1 = stdout); what is still queued when the process exits is written synchronously. */
+  /**
+   * A sink on a file descriptor (1 = stdout); what is still queued when the process exits is written
+   * synchronously. A regular file or a device such as /dev/null is written synchronously from the batch
+   * (an async write costs ~20 µs of CPU in Bun against ~2 µs, and such writes do not wait on a reader); a
+   * pipe, socket or terminal, whose reader may stall, asynchronously.
+   */
   static fd(fd: number, maxBytes?: number): LogSink {
-    const sink = new LogSink((chunk, cb) => fsWrite(fd, chunk, null, 'utf8', (err, written) => cb(err, written)), maxBytes)
+    const sink = new LogSink(writesWithoutWaiting(fd) ? syncWriter(fd) : (chunk, cb) => fsWrite(fd, chunk, null, 'utf8', (err, written) => cb(err, written)), maxBytes)
     process.once('exit', () => sink.flushSync((chunk) => writeSync(fd, chunk)))
     return sink
   }

@@ -1,4 +1,7 @@
 import { describe, expect, test } from 'bun:test'
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { buildDeps, createApp, createHandler } from '../../src/app'
 import { testConfig } from '../../src/config'
 import { accessLogger, CENSOR, createLogger, droppedLines, LogSink, redact, type AccessLine, type WriteFn } from '../../src/lib/logger'
@@ -201,6 +204,39 @@ describe('batched sink and deferred access log', () => {
     const access = accessLogger(createLogger('info', sink))
     for (let i = 0; i < 10; i++) access(line(i))
     expect(sink.dropped).toBe(10 - Math.floor(1000 / 256))
+  })
+})
+
+describe('sink on a file descriptor', () => {
+  test('a regular file gets every line, in batches', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bw-log-'))
+    const fd = openSync(join(dir, 'out.log'), 'a')
+    try {
+      const sink = LogSink.fd(fd)
+      const log = createLogger('info', sink)
+      for (let i = 0; i < 300; i++) log.info({ i }, 'to a file')
+      await settle(sink)
+      const lines = readFileSync(join(dir, 'out.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+      expect(lines.map((l) => l.i)).toEqual([...Array(300).keys()])
+      expect(sink.dropped).toBe(0)
+    } finally {
+      closeSync(fd)
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  test('/dev/full (every write ENOSPC): lines are dropped and counted, nothing throws', async () => {
+    const fd = openSync('/dev/full', 'w')
+    try {
+      const sink = LogSink.fd(fd)
+      const log = createLogger('info', sink)
+      for (let i = 0; i < 10; i++) expect(() => log.info({ i }, 'nowhere to go')).not.toThrow()
+      await settle(sink)
+      expect(sink.dropped).toBe(10)
+      expect(sink.lastError).toBe('ENOSPC')
+    } finally {
+      closeSync(fd)
+    }
   })
 })
 
