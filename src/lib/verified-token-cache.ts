@@ -1,7 +1,6 @@
 /**
- * A bounded cache of access tokens whose signature and claims were already verified, keyed by the exact
- * token string: the same token presented again skips the EdDSA/ES256 signature check, which is most of
- * the CPU of an authenticated read.
+ * A bounded cache of access tokens whose signature and claims were already verified: the same token
+ * presented again skips the EdDSA/ES256 signature check, which was most of the CPU of an authenticated read.
  *
  * What it keeps is only what cannot change for the same bytes: the signature was good and the issuer,
  * audience, `typ`, required claims and lifetime were acceptable. What can change is checked on every use:
@@ -13,9 +12,14 @@
  * - revocation is not this cache's business: the caller still checks the session (through the session
  *   cache) on every request, so a logout or a revoked session is refused on the next request.
  *
- * Keys are the whole token string compared exactly (a hash of it alone would let a crafted collision
- * through). Eviction is first-in first-out at `max` entries: a hot token evicted is simply verified again.
- * Failed verifications are never cached.
+ * Entries are keyed by the SHA-256 of the exact token string (a collision is infeasible), so the cache
+ * keeps no bearer token in memory (but the last one looked up, to digest it once per request), and an
+ * entry is one small object whatever the token's size; callers keep only the claims they need.
+ *
+ * Bounded at `max` entries. When full, expired entries are swept (at most once a second); if it is still
+ * full, a new token is simply not cached (it is verified on each use, as without the cache). Unlike
+ * evicting the oldest, this keeps a stable share cached when more tokens are in use than fit (a
+ * first-in first-out cache over tokens used round-robin would hit never). Failed verifications are never cached.
  */
 
 export interface VerifiedEntry<C> {
@@ -35,16 +39,24 @@ export interface TimeClaims {
   nbf?: number
 }
 
-export const VERIFIED_TOKEN_CACHE_MAX = 10_000
+/** Default bound (~470 bytes an entry, ~9 MiB full): one token per session active within the access-token lifetime. */
+export const VERIFIED_TOKEN_CACHE_MAX = 20_000
+
+/** The cache key of a token: its SHA-256, base64. */
+export const tokenDigest = (token: string): string => Bun.SHA256.hash(token, 'base64') as string
 
 export class VerifiedTokenCache<C extends TimeClaims = TimeClaims> {
   private entries = new Map<string, VerifiedEntry<C>>()
-  /** Entries per kid, so dropping a kid does not walk the whole map. */
-  private byKid = new Map<string, Set<string>>()
   /** The kid set last given to `retainKids`, as one comparable string. */
   private kidsSeen = ''
+  private lastSweepS = Number.NEGATIVE_INFINITY
   hits = 0
   misses = 0
+  /** Tokens not cached because the cache was full of live entries. */
+  refused = 0
+  /** The last token digested (a request looks its token up more than once). */
+  private lastToken = ''
+  private lastDigest = ''
 
   constructor(
     private readonly now: () => number,
@@ -55,17 +67,30 @@ export class VerifiedTokenCache<C extends TimeClaims = TimeClaims> {
     return this.entries.size
   }
 
+  private key(token: string): string {
+    if (token !== this.lastToken) {
+      this.lastDigest = tokenDigest(token)
+      this.lastToken = token
+    }
+    return this.lastDigest
+  }
+
+  private nowS(): number {
+    return Math.floor(this.now() / 1000)
+  }
+
   /** The verified entry of `token` if it is cached and inside its time window now; undefined otherwise. */
   get(token: string): VerifiedEntry<C> | undefined {
-    const e = this.entries.get(token)
+    const key = this.key(token)
+    const e = this.entries.get(key)
     if (e === undefined) {
       this.misses++
       return undefined
     }
-    const nowS = Math.floor(this.now() / 1000)
+    const nowS = this.nowS()
     if (nowS < e.fromS || nowS >= e.untilS) {
-      // Past `exp` it can never answer again (time does not go back in production); before `iat`, a skewed clock.
-      if (nowS >= e.untilS) this.delete(token, e.kid)
+      // Past `exp` it can never answer again; before `iat`, a skewed clock (the verifier decides).
+      if (nowS >= e.untilS) this.entries.delete(key)
       this.misses++
       return undefined
     }
@@ -75,7 +100,7 @@ export class VerifiedTokenCache<C extends TimeClaims = TimeClaims> {
 
   /** The entry of `token` without any check (to tell a token's kind; never to accept it). */
   peek(token: string): VerifiedEntry<C> | undefined {
-    return this.entries.get(token)
+    return this.entries.get(this.key(token))
   }
 
   /** Remembers a token the verifier has just accepted as `kind`, signed by `kid`. Tokens without `exp` are not cached. */
@@ -86,16 +111,23 @@ export class VerifiedTokenCache<C extends TimeClaims = TimeClaims> {
       typeof claims.nbf === 'number' ? Math.ceil(claims.nbf) : Number.NEGATIVE_INFINITY,
     )
     const untilS = Math.ceil(claims.exp)
-    if (this.entries.has(token)) this.delete(token, this.entries.get(token)!.kid)
-    while (this.entries.size >= this.max) {
-      const oldest = this.entries.keys().next()
-      if (oldest.done) break
-      this.delete(oldest.value, this.entries.get(oldest.value)!.kid)
+    const key = this.key(token)
+    if (!this.entries.has(key) && this.entries.size >= this.max) {
+      this.sweep()
+      if (this.entries.size >= this.max) {
+        this.refused++
+        return
+      }
     }
-    this.entries.set(token, { claims, kid, kind, fromS, untilS })
-    let set = this.byKid.get(kid)
-    if (!set) this.byKid.set(kid, (set = new Set()))
-    set.add(token)
+    this.entries.set(key, { claims, kid, kind, fromS, untilS })
+  }
+
+  /** Drops expired entries, at most once a second of the clock. */
+  private sweep(): void {
+    const nowS = this.nowS()
+    if (nowS === this.lastSweepS) return
+    this.lastSweepS = nowS
+    for (const [key, e] of this.entries) if (nowS >= e.untilS) this.entries.delete(key)
   }
 
   /**
@@ -107,33 +139,20 @@ export class VerifiedTokenCache<C extends TimeClaims = TimeClaims> {
     if (fingerprint === this.kidsSeen) return
     this.kidsSeen = fingerprint
     const keep = new Set(kids)
-    for (const kid of [...this.byKid.keys()]) if (!keep.has(kid)) this.dropKid(kid)
+    for (const [key, e] of this.entries) if (!keep.has(e.kid)) this.entries.delete(key)
   }
 
   /** Drops every entry signed by `kid` (its key was retired, deleted or revoked). */
   dropKid(kid: string): void {
-    const set = this.byKid.get(kid)
-    if (!set) return
-    for (const token of set) this.entries.delete(token)
-    this.byKid.delete(kid)
+    for (const [key, e] of this.entries) if (e.kid === kid) this.entries.delete(key)
   }
 
   /** Drops one token (e.g. it was revoked through RFC 7009). */
   forget(token: string): void {
-    const e = this.entries.get(token)
-    if (e) this.delete(token, e.kid)
+    this.entries.delete(this.key(token))
   }
 
   clear(): void {
     this.entries.clear()
-    this.byKid.clear()
-  }
-
-  private delete(token: string, kid: string): void {
-    this.entries.delete(token)
-    const set = this.byKid.get(kid)
-    if (!set) return
-    set.delete(token)
-    if (set.size === 0) this.byKid.delete(kid)
   }
 }

@@ -45,11 +45,16 @@ export interface AuthenticatorDeps {
    * per token, expiry on every use). Without it every request verifies the signature.
    */
   clock?: Clock
-  /** Most tokens kept verified (default 10,000; 0 turns the cache off). */
+  /** Most tokens kept verified (default VERIFIED_TOKEN_CACHE_MAX, 20,000; 0 turns the cache off). */
   tokenCacheMax?: number
 }
 
 type TokenKind = 'user' | 'client'
+
+/** What the authenticator reads of a verified user token (all the cache keeps of it). */
+type UserClaims = Pick<AccessClaims, 'sub' | 'sid' | 'iat' | 'exp'>
+/** What the authenticator reads of a verified client-credentials token. */
+type ClientClaims = Pick<ClientAccessClaims, 'sub' | 'client_id' | 'scope' | 'iat' | 'exp'>
 
 /**
  * Routes that change credentials refuse API-key callers (403 `api_key_not_allowed`): a leaked key must
@@ -90,7 +95,7 @@ function kidOf(token: string): string | undefined {
 
 export class Authenticator {
   /** Tokens already verified (absent without a clock, or with `tokenCacheMax: 0`). */
-  readonly tokens: VerifiedTokenCache<AccessClaims | ClientAccessClaims> | undefined
+  readonly tokens: VerifiedTokenCache<UserClaims | ClientClaims> | undefined
 
   constructor(private readonly d: AuthenticatorDeps) {
     const clock = d.clock
@@ -101,9 +106,9 @@ export class Authenticator {
    * The claims of `token` verified as `kind`: from the cache when this exact token was verified before, is
    * inside its lifetime now and its key still verifies; otherwise by the signer (and then cached).
    */
-  private async verified(token: string, kind: 'user'): Promise<AccessClaims>
-  private async verified(token: string, kind: 'client'): Promise<ClientAccessClaims>
-  private async verified(token: string, kind: TokenKind): Promise<AccessClaims | ClientAccessClaims> {
+  private async verified(token: string, kind: 'user'): Promise<UserClaims>
+  private async verified(token: string, kind: 'client'): Promise<ClientClaims>
+  private async verified(token: string, kind: TokenKind): Promise<UserClaims | ClientClaims> {
     const cache = this.tokens
     if (cache) {
       // The keys that verify now (the signer's own view, with its rotation sync and retirement times).
@@ -111,7 +116,14 @@ export class Authenticator {
       const hit = cache.get(token)
       if (hit && hit.kind === kind) return hit.claims
     }
-    const claims = kind === 'user' ? await this.d.signer.verify(token) : await this.d.signer.verifyClient(token)
+    let claims: UserClaims | ClientClaims
+    if (kind === 'user') {
+      const c = await this.d.signer.verify(token)
+      claims = { sub: c.sub, sid: c.sid, iat: c.iat, exp: c.exp }
+    } else {
+      const c = await this.d.signer.verifyClient(token)
+      claims = { sub: c.sub, client_id: c.client_id, scope: c.scope, iat: c.iat, exp: c.exp }
+    }
     if (cache) {
       const kid = kidOf(token)
       if (kid !== undefined) cache.set(token, kind, kid, claims)

@@ -43,12 +43,28 @@ describe('VerifiedTokenCache', () => {
     expect(cache.get('abc.def.ghi')).toBeDefined()
   })
 
-  test('bounded: the oldest entry goes first', () => {
-    const { cache } = make(3)
+  test('bounded: when full of live entries a new token is not cached; expired ones make room', () => {
+    const { cache, at } = make(3)
     for (const t of ['a', 'b', 'c', 'd']) cache.set(t, 'user', 'k1', { iat: T0, exp: T0 + 600 })
     expect(cache.size).toBe(3)
-    expect(cache.peek('a')).toBeUndefined()
-    expect(cache.peek('d')).toBeDefined()
+    expect(cache.peek('a')).toBeDefined()
+    expect(cache.peek('d')).toBeUndefined()
+    expect(cache.refused).toBe(1)
+    // Another token once the first three have expired: swept, then cached.
+    at(T0 + 600)
+    cache.set('e', 'user', 'k1', { iat: T0 + 600, exp: T0 + 1200 })
+    expect(cache.size).toBe(1)
+    expect(cache.get('e')).toBeDefined()
+  })
+
+  test('tokens used round-robin beyond the bound: a stable share keeps hitting', () => {
+    const { cache } = make(100)
+    const tokens = Array.from({ length: 150 }, (_, i) => `tok-${i}`)
+    for (let round = 0; round < 3; round++) {
+      for (const t of tokens) if (!cache.get(t)) cache.set(t, 'user', 'k1', { iat: T0, exp: T0 + 600 })
+    }
+    expect(cache.size).toBe(100)
+    expect(cache.hits).toBe(200) // rounds 2 and 3: 100 hits each
   })
 
   test('retainKids drops the entries of every kid not listed, and only those', () => {
