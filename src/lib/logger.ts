@@ -232,9 +232,13 @@ export class LogSink implements DestinationStream {
     }
   }
 
-  /** The next drain, one batch interval from now (never keeps the process alive: exit flushes synchronously). */
+  /**
+   * The next drain, one batch interval from now. The timer is not unref'd: in Bun 1.4 an unref'd timer that
+   * is the only pending work makes the event loop spin until it fires (~100 % of a core; measured), and
+   * keeping a process alive 10 ms longer to write its last lines is what a log should do anyway.
+   */
   private schedule(): void {
-    setTimeout(() => this.drain(), LOG_BATCH_MS).unref?.()
+    setTimeout(() => this.drain(), LOG_BATCH_MS)
   }
 
   /** The batch as one string; a deferred line that fails to format is dropped and counted. */
