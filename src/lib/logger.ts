@@ -11,7 +11,7 @@
  * and counted (`bulwark_log_lines_dropped_total` on /metrics), and the next line tries again, so logging
  * resumes by itself once the output works.
  *
- * Lines are batched: what is logged within LOG_BATCH_MS goes out in one write, not one write per line. The access log (`accessLogger`) goes further: the response path
+ * Lines are batched: under load, what is logged within LOG_BATCH_MS goes out in one write, not one write per line. The access log (`accessLogger`) goes further: the response path
  * only records the line's fields; the line is formatted when the batch is written, after the response.
  */
 import { fstatSync, write as fsWrite, writeSync } from 'node:fs'
@@ -143,9 +143,10 @@ const syncWriter =
 type Queued = string | (() => string)
 
 /**
- * Lines are written at most this often, in one write each time (a write per line costs a system call and
- * a thread-pool round trip per request). A process killed with SIGKILL loses at most this long of lines;
- * any other exit writes what is queued synchronously.
+ * Under load, lines are written at most this often, in one write each time (a write per line costs a
+ * system call and a thread-pool round trip per request); after a quiet interval a line goes out at once.
+ * A process killed with SIGKILL loses at most this long of lines; any other exit writes what is queued
+ * synchronously.
  */
 export const LOG_BATCH_MS = 10
 
@@ -232,13 +233,20 @@ export class LogSink implements DestinationStream {
     }
   }
 
+  /** When the last batch was written (performance.now()). */
+  private lastWrite = Number.NEGATIVE_INFINITY
+
   /**
-   * The next drain, one batch interval from now. The timer is not unref'd: in Bun 1.4 an unref'd timer that
-   * is the only pending work makes the event loop spin until it fires (~100 % of a core; measured), and
-   * keeping a process alive 10 ms longer to write its last lines is what a log should do anyway.
+   * The next drain: right after the current turn of the event loop when nothing was written for
+   * LOG_BATCH_MS (a quiet server's lines, the start-up line, go out at once), else when that interval is
+   * up (under load, at most one write per interval). The timer is not unref'd: in Bun 1.4 an unref'd
+   * timer that is the only pending work makes the event loop spin until it fires (~100 % of a core;
+   * measured), and keeping a process alive 10 ms longer to write its last lines is what a log should do.
    */
   private schedule(): void {
-    setTimeout(() => this.drain(), LOG_BATCH_MS)
+    const wait = this.lastWrite + LOG_BATCH_MS - performance.now()
+    if (wait <= 0) setImmediate(() => this.drain())
+    else setTimeout(() => this.drain(), wait)
   }
 
   /** The batch as one string; a deferred line that fails to format is dropped and counted. */
@@ -289,6 +297,7 @@ export class LogSink implements DestinationStream {
       if (this.queue.length === 0) this.drain()
       else this.schedule()
     }
+    this.lastWrite = performance.now()
     try {
       this.out(chunk, done)
     } catch (e) {

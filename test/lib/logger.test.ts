@@ -144,6 +144,16 @@ describe('batched sink and deferred access log', () => {
     expect(sink.dropped).toBe(0)
   })
 
+  test('a quiet sink writes a line right after the current turn, without waiting for a batch interval', async () => {
+    const { chunks, out } = recordingOutput()
+    const sink = new LogSink(out)
+    createLogger('info', sink).info('bulwark listening')
+    expect(chunks.length).toBe(0)
+    await new Promise((r) => setImmediate(r))
+    expect(chunks.length).toBe(1)
+    expect(JSON.parse(chunks[0]!).msg).toBe('bulwark listening')
+  })
+
   test('the access line is formatted only when its batch is written, and is the JSON the logger itself writes', async () => {
     const { chunks, out } = recordingOutput()
     const sink = new LogSink(out)
