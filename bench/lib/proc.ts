@@ -24,6 +24,22 @@ export function memoryOf(pid: number): { rssMiB: number; peakMiB: number } | und
   }
 }
 
+/**
+ * CPU time the process has used so far (user + system), in ms, from /proc/<pid>/stat (clock ticks of 10 ms).
+ * CPU per request is what a saturated dedicated core turns into throughput, and unlike req/s it does not
+ * drop when other processes share the core.
+ */
+export function cpuMsOf(pid: number): number | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ')
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100
+  } catch {
+    return undefined
+  }
+}
+
 export interface Child {
   proc: Subprocess
   url: string

@@ -11,6 +11,8 @@ export interface Row {
   p99Ms?: number
   errors?: number
   rssMiB?: number
+  /** Server CPU (user + system) per request over the measured run, µs. */
+  cpuUs?: number
   /** Why there is no figure ("n/a (route missing)") or a remark. */
   note?: string
 }
@@ -32,11 +34,11 @@ function table(header: string[], rows: string[][]): string {
 
 export function resultsTable(rows: Row[]): string {
   return table(
-    ['scenario', 'req/s', 'p50', 'p99', 'errors', 'server RSS', 'note'],
+    ['scenario', 'req/s', 'p50', 'p99', 'errors', 'server CPU/req', 'server RSS', 'note'],
     rows.map((r) =>
       r.rps === undefined
-        ? [r.scenario, '-', '-', '-', '-', r.rssMiB === undefined ? '-' : `${num(r.rssMiB, 1)} MiB`, r.note ?? 'n/a']
-        : [r.scenario, num(r.rps, r.rps < 100 ? 1 : 0), ms(r.p50Ms), ms(r.p99Ms), num(r.errors), r.rssMiB === undefined ? '-' : `${num(r.rssMiB, 1)} MiB`, r.note ?? ''],
+        ? [r.scenario, '-', '-', '-', '-', '-', r.rssMiB === undefined ? '-' : `${num(r.rssMiB, 1)} MiB`, r.note ?? 'n/a']
+        : [r.scenario, num(r.rps, r.rps < 100 ? 1 : 0), ms(r.p50Ms), ms(r.p99Ms), num(r.errors), r.cpuUs === undefined ? '-' : `${num(r.cpuUs, 0)} µs`, r.rssMiB === undefined ? '-' : `${num(r.rssMiB, 1)} MiB`, r.note ?? ''],
     ),
   )
 }

@@ -1,6 +1,7 @@
 /**
  * Authentication: turns `Authorization: Bearer <access JWT>` into a principal. The token is verified
- * once per request (memoised on the request context); then the session (revoked, idle or absolute
+ * once per request (memoised on the request context), and its signature once per token while it lives
+ * (src/lib/verified-token-cache.ts: exact token string, expiry and signing key checked on every use); then the session (revoked, idle or absolute
  * limit), the user's status and effective permissions are checked on every request through caches that
  * changes clear synchronously (the Invalidation bus), so a revoked session, a disabled user or a
  * withdrawn permission fails on the very next request, not at token expiry.
@@ -10,7 +11,7 @@
  * answer, whatever the reason (signature, expiry, audience, kid, ended session, disabled account).
  */
 import { decodeProtectedHeader } from 'jose'
-import { invalidToken, tokenRequired, type KeyService } from '../modules/keys/service'
+import { invalidToken, tokenRequired, type AccessClaims, type ClientAccessClaims, type KeyService } from '../modules/keys/service'
 import type { Effective } from '../modules/rbac/service'
 import type { SessionRow, SessionService } from '../modules/sessions/service'
 import { noteDenial } from '../modules/audit/denials'
@@ -20,6 +21,8 @@ import { pathOf } from '../lib/request-url'
 import { looksLikeApiKey } from '../modules/apikeys/format'
 import type { ApiKeyAuth } from '../modules/apikeys/service'
 import { contextOf } from './request-context'
+import type { Clock } from '../lib/clock'
+import { VerifiedTokenCache } from '../lib/verified-token-cache'
 
 export type { Principal }
 
@@ -37,7 +40,21 @@ export interface AuthenticatorDeps {
   clientAccess?(clientId: string): Promise<{ status: 'active' | 'disabled'; roles: string[]; level: number; permissions: readonly string[] } | null>
   /** Resolves `Bearer bwk_…` API keys (absent: such tokens are simply invalid). */
   apiKeys?: { authenticate(token: string): Promise<ApiKeyAuth | undefined> }
+  /**
+   * The clock the signer verifies with; with it, verified tokens are cached (the signature is checked once
+   * per token, expiry on every use). Without it every request verifies the signature.
+   */
+  clock?: Clock
+  /** Most tokens kept verified (default VERIFIED_TOKEN_CACHE_MAX, 20,000; 0 turns the cache off). */
+  tokenCacheMax?: number
 }
+
+type TokenKind = 'user' | 'client'
+
+/** What the authenticator reads of a verified user token (all the cache keeps of it). */
+type UserClaims = Pick<AccessClaims, 'sub' | 'sid' | 'iat' | 'exp'>
+/** What the authenticator reads of a verified client-credentials token. */
+type ClientClaims = Pick<ClientAccessClaims, 'sub' | 'client_id' | 'scope' | 'iat' | 'exp'>
 
 /**
  * Routes that change credentials refuse API-key callers (403 `api_key_not_allowed`): a leaked key must
@@ -54,20 +71,65 @@ declare module './request-context' {
   }
 }
 
+const BEARER = /^bearer ([A-Za-z0-9_.~+/-]+=*)$/i
+
 /** True when a bearer token's header says it is a client-credentials token (RFC 9068 `typ: at+jwt`). */
-function isClientToken(header: string | null): string | undefined {
-  const m = header ? /^bearer ([A-Za-z0-9_.~+/-]+=*)$/i.exec(header) : null
-  if (!m) return undefined
+function isClientToken(token: string): boolean {
   try {
-    const typ = decodeProtectedHeader(m[1]!).typ
-    return typeof typ === 'string' && /^(application\/)?at\+jwt$/i.test(typ) ? m[1] : undefined
+    const typ = decodeProtectedHeader(token).typ
+    return typeof typ === 'string' && /^(application\/)?at\+jwt$/i.test(typ)
+  } catch {
+    return false
+  }
+}
+
+/** The `kid` of a token the signer has just accepted (so its header is well-formed). */
+function kidOf(token: string): string | undefined {
+  try {
+    const kid = decodeProtectedHeader(token).kid
+    return typeof kid === 'string' ? kid : undefined
   } catch {
     return undefined
   }
 }
 
 export class Authenticator {
-  constructor(private readonly d: AuthenticatorDeps) {}
+  /** Tokens already verified (absent without a clock, or with `tokenCacheMax: 0`). */
+  readonly tokens: VerifiedTokenCache<UserClaims | ClientClaims> | undefined
+
+  constructor(private readonly d: AuthenticatorDeps) {
+    const clock = d.clock
+    this.tokens = clock && d.tokenCacheMax !== 0 ? new VerifiedTokenCache(() => clock.now(), d.tokenCacheMax) : undefined
+  }
+
+  /**
+   * The claims of `token` verified as `kind`: from the cache when this exact token was verified before, is
+   * inside its lifetime now and its key still verifies; otherwise by the signer (and then cached).
+   */
+  private async verified(token: string, kind: 'user'): Promise<UserClaims>
+  private async verified(token: string, kind: 'client'): Promise<ClientClaims>
+  private async verified(token: string, kind: TokenKind): Promise<UserClaims | ClientClaims> {
+    const cache = this.tokens
+    if (cache) {
+      // The keys that verify now (the signer's own view, with its rotation sync and retirement times).
+      cache.retainKids((await this.d.signer.jwks()).keys.map((k) => k.kid!))
+      const hit = cache.get(token)
+      if (hit && hit.kind === kind) return hit.claims
+    }
+    let claims: UserClaims | ClientClaims
+    if (kind === 'user') {
+      const c = await this.d.signer.verify(token)
+      claims = { sub: c.sub, sid: c.sid, iat: c.iat, exp: c.exp }
+    } else {
+      const c = await this.d.signer.verifyClient(token)
+      claims = { sub: c.sub, client_id: c.client_id, scope: c.scope, iat: c.iat, exp: c.exp }
+    }
+    if (cache) {
+      const kid = kidOf(token)
+      if (kid !== undefined) cache.set(token, kind, kid, claims)
+    }
+    return claims
+  }
 
   /** The caller of a request, verified once per request; 401 `unauthorized` (no token) or `invalid_token` otherwise. */
   authenticate(request: Request): Promise<SessionPrincipal> {
@@ -83,9 +145,13 @@ export class Authenticator {
   authenticateAny(request: Request): Promise<Principal> {
     const ctx = contextOf(request)
     ctx.anyPrincipal ??= (async () => {
-      const token = this.d.clientAccess ? isClientToken(request.headers.get('authorization')) : undefined
-      if (!token) return await this.authenticate(request)
-      const claims = await this.d.signer.verifyClient(token)
+      if (!this.d.clientAccess) return await this.authenticate(request)
+      const header = request.headers.get('authorization')
+      const token = header ? BEARER.exec(header)?.[1] : undefined
+      // A token seen before is known to be one kind or the other without decoding its header again.
+      const known = token === undefined ? undefined : this.tokens?.peek(token)?.kind
+      if (token === undefined || (known !== undefined ? known !== 'client' : !isClientToken(token))) return await this.authenticate(request)
+      const claims = await this.verified(token, 'client')
       const access = await this.d.clientAccess!(claims.client_id)
       if (!access || access.status !== 'active') {
         noteDenial(request, 'account_inactive')
@@ -120,13 +186,13 @@ export class Authenticator {
       if (header) noteDenial(request, 'malformed_authorization')
       throw tokenRequired()
     }
-    const m = /^bearer ([A-Za-z0-9_.~+/-]+=*)$/i.exec(header)
+    const m = BEARER.exec(header)
     if (!m) {
       noteDenial(request, 'malformed_authorization')
       throw invalidToken()
     }
     if (looksLikeApiKey(m[1]!)) return this.resolveApiKey(request, m[1]!)
-    const claims = await this.d.signer.verify(m[1]!)
+    const claims = await this.verified(m[1]!, 'user')
     const session = await this.d.sessions.getLive(claims.sid)
     if (!session || session.userId !== claims.sub) {
       noteDenial(request, 'session_ended')

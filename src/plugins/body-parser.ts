@@ -9,6 +9,7 @@
 import { Elysia } from 'elysia'
 import { AppError } from '../lib/errors'
 import { readBody } from '../lib/read-body'
+import { pathOf } from '../lib/request-url'
 import { invalidRequest } from '../modules/oauth/errors'
 
 export const MAX_JSON_DEPTH = 32
@@ -105,7 +106,7 @@ export function bodyParser(limits: BodyLimits) {
       // Refuse a declared oversize body before routing, so even unknown routes never buffer it.
       const declared = Number(request.headers.get('content-length') ?? 'NaN')
       if (!Number.isFinite(declared)) return
-      const limit = limits.uploadPaths(new URL(request.url).pathname) ? limits.upload : limits.json
+      const limit = limits.uploadPaths(pathOf(request.url)) ? limits.upload : limits.json
       if (declared > limit) throw tooLarge(limit)
     })
     .onParse({ as: 'global' }, async ({ request, contentType }) => {
@@ -113,7 +114,7 @@ export function bodyParser(limits: BodyLimits) {
     if (encoding && encoding.trim().toLowerCase() !== 'identity') {
       throw new AppError(415, 'unsupported_media_type', 'Content-Encoding is not accepted; send the body uncompressed.')
     }
-    const path = new URL(request.url).pathname
+    const path = pathOf(request.url)
     const isUpload = limits.uploadPaths(path)
     const limit = isUpload ? limits.upload : limits.json
     const declared = Number(request.headers.get('content-length') ?? 'NaN')

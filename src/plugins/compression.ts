@@ -13,6 +13,7 @@
  * header (always stripped before sending). `Vary: Accept-Encoding` is on every response.
  */
 import { brotliCompressSync, constants as zlib } from 'node:zlib'
+import { pathOf } from '../lib/request-url'
 
 export const MIN_COMPRESS_BYTES = 1024
 /** Internal header a route sets to keep its response uncompressed (a secret in the body); never sent. */
@@ -81,43 +82,71 @@ function appendVary(headers: Headers, value: string): void {
   else if (!vary.split(',').some((v) => v.trim().toLowerCase() === value.toLowerCase() || v.trim() === '*')) headers.set('vary', `${vary}, ${value}`)
 }
 
-/** Headers of a Response as a mutable copy (a Response's own headers may be immutable). */
-const copyHeaders = (r: Response) => new Headers(r.headers)
+/** Clients send a handful of distinct Accept-Encoding values: each is parsed once (bounded). */
+const negotiations = new Map<string, Encoding | undefined>()
+const NEGOTIATIONS_MAX = 256
+
+function negotiated(acceptEncoding: string | null): Encoding | undefined {
+  if (!acceptEncoding) return undefined
+  if (negotiations.has(acceptEncoding)) return negotiations.get(acceptEncoding)
+  const enc = negotiateEncoding(acceptEncoding)
+  if (acceptEncoding.length <= 256) {
+    if (negotiations.size >= NEGOTIATIONS_MAX) negotiations.clear()
+    negotiations.set(acceptEncoding, enc)
+  }
+  return enc
+}
+
+const NO_TRANSFORM = /(?:^|,)\s*no-transform\s*(?:,|$)/i
+
+/**
+ * The response as it goes out uncompressed: `Vary: Accept-Encoding` added and the internal marker removed,
+ * on its own headers when they are mutable (no copy, no new Response); a copy only for immutable headers.
+ */
+function uncompressed(response: Response): Response {
+  const h = response.headers
+  try {
+    appendVary(h, 'Accept-Encoding')
+    h.delete(NO_COMPRESS_HEADER)
+    return response
+  } catch {
+    const headers = new Headers(h)
+    appendVary(headers, 'Accept-Encoding')
+    headers.delete(NO_COMPRESS_HEADER)
+    return new Response(response.body, { status: response.status, statusText: response.statusText, headers })
+  }
+}
+
+/** True when nothing about the request or the response's headers rules compression out (the size aside). */
+function mayCompress(request: Request, response: Response): boolean {
+  const h = response.headers
+  if (request.method === 'HEAD' || response.body === null) return false
+  const status = response.status
+  if (status === 204 || status === 206 || status === 304) return false
+  if (h.has(NO_COMPRESS_HEADER) || h.has('content-encoding') || h.has('set-cookie')) return false
+  const cc = h.get('cache-control')
+  if (cc !== null && NO_TRANSFORM.test(cc)) return false
+  return isCompressible(h.get('content-type')) && !isTokenPath(pathOf(request.url))
+}
 
 /**
  * Returns the response compressed when the request accepts it and the response qualifies, else the
- * response itself with `Vary: Accept-Encoding` added and the internal marker removed.
+ * response itself with `Vary: Accept-Encoding` added and the internal marker removed. What cannot be
+ * compressed (no Accept-Encoding, HEAD, no body, an exempt status, type or path, a declared length under
+ * 1 KiB) is decided from headers alone and passed through as it is: no buffering, no new Response.
  */
 export async function compressResponse(request: Request, response: Response): Promise<Response> {
-  const headers = copyHeaders(response)
-  appendVary(headers, 'Accept-Encoding')
-  const marked = headers.has(NO_COMPRESS_HEADER)
-  headers.delete(NO_COMPRESS_HEADER)
-  const plain = () => new Response(response.body, { status: response.status, statusText: response.statusText, headers })
+  const enc = negotiated(request.headers.get('accept-encoding'))
+  if (!enc || !mayCompress(request, response)) return uncompressed(response)
+  const declared = response.headers.get('content-length')
+  if (declared !== null && Number(declared) < MIN_COMPRESS_BYTES) return uncompressed(response)
 
-  const enc = negotiateEncoding(request.headers.get('accept-encoding'))
-  if (
-    !enc ||
-    marked ||
-    request.method === 'HEAD' ||
-    response.body === null ||
-    response.status === 204 ||
-    response.status === 206 ||
-    response.status === 304 ||
-    headers.has('content-encoding') ||
-    headers.has('set-cookie') ||
-    /(?:^|,)\s*no-transform\s*(?:,|$)/i.test(headers.get('cache-control') ?? '') ||
-    !isCompressible(headers.get('content-type')) ||
-    isTokenPath(new URL(request.url).pathname)
-  ) {
-    return plain()
-  }
-  const declared = Number(headers.get('content-length') ?? 'NaN')
-  if (Number.isFinite(declared) && declared < MIN_COMPRESS_BYTES) return plain()
-
-  const bytes = new Uint8Array(await response.arrayBuffer())
-  const rebuild = (body: Uint8Array<ArrayBuffer>) => new Response(body, { status: response.status, statusText: response.statusText, headers })
-  if (bytes.byteLength < MIN_COMPRESS_BYTES) return rebuild(bytes)
+  // The size is only known from the body: a Blob shares the bytes Bun holds (no copy) and tells it.
+  const blob = await response.blob()
+  const headers = response.headers
+  const rebuild = (body: BodyInit) => uncompressed(new Response(body, { status: response.status, statusText: response.statusText, headers }))
+  if (blob.size < MIN_COMPRESS_BYTES) return rebuild(blob)
+  const bytes = new Uint8Array(await blob.arrayBuffer())
 
   const cacheable = /(?:^|,)\s*public\b/i.test(headers.get('cache-control') ?? '')
   const key = `${enc} ${request.url} ${bytes.byteLength}`
@@ -130,10 +159,12 @@ export async function compressResponse(request: Request, response: Response): Pr
     }
   }
   if (out.byteLength >= bytes.byteLength) return rebuild(bytes)
-  headers.set('content-encoding', enc)
-  headers.delete('content-length')
-  const etag = headers.get('etag')
+  const compressed = uncompressed(new Response(out, { status: response.status, statusText: response.statusText, headers }))
+  const h = compressed.headers
+  h.set('content-encoding', enc)
+  h.delete('content-length')
+  const etag = h.get('etag')
   // A strong validator names exact bytes; the compressed body is different bytes.
-  if (etag && !etag.startsWith('W/')) headers.set('etag', `W/${etag}`)
-  return rebuild(out)
+  if (etag && !etag.startsWith('W/')) h.set('etag', `W/${etag}`)
+  return compressed
 }

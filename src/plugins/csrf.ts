@@ -19,6 +19,7 @@ import { hashToken, safeEqual, type Keys } from '../lib/crypto'
 import { AppError } from '../lib/errors'
 import type { AuditService } from '../modules/audit/service'
 import { metaOf } from './request-context'
+import { pathOf } from '../lib/request-url'
 
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 
@@ -95,7 +96,7 @@ export function csrfPlugin(deps: CsrfDeps) {
   return new Elysia({ name: 'csrf' })
     .onRequest(({ request }) => {
       if (!UNSAFE.has(request.method)) return
-      const path = new URL(request.url).pathname
+      const path = pathOf(request.url)
       if (SESSION_START_PATHS.has(path)) {
         if (crossSiteSignal(request) && !originTrusted(request)) refuse(request, path, 'login_origin')
         return

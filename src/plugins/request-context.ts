@@ -44,6 +44,18 @@ export const metaOf = (request: Request) => {
   return { ip: c.ip, userAgent: c.userAgent, requestId: c.requestId }
 }
 
+/** True for a path (of an absolute URL) longer than `/` that ends in `/` or holds `//`; no allocation. */
+export function oddPath(url: string): boolean {
+  const start = url.indexOf('/', url.indexOf('//') + 2)
+  if (start < 0) return false
+  let end = url.indexOf('?', start)
+  if (end < 0) end = url.length
+  if (end - start <= 1) return false
+  if (url.charCodeAt(end - 1) === 47) return true
+  const dbl = url.indexOf('//', start)
+  return dbl >= 0 && dbl < end
+}
+
 export function requestContext(trustProxy: string[]) {
   const trusted = cidrMatcher(trustProxy)
   return new Elysia({ name: 'request-context' })
@@ -61,8 +73,7 @@ export function requestContext(trustProxy: string[]) {
       set.headers['x-request-id'] = ctx.requestId
       // One spelling per route: Elysia would also route `/v1/auth/login/`, and per-route rules keyed by
       // path (rate limits, login CSRF) must not be skipped by a trailing slash.
-      const path = request.url.slice(request.url.indexOf('/', 8)).split('?')[0]!
-      if (path.length > 1 && (path.endsWith('/') || path.includes('//'))) throw new AppError(404, 'not_found', 'No such route.')
+      if (oddPath(request.url)) throw new AppError(404, 'not_found', 'No such route.')
     })
     .derive({ as: 'global' }, ({ request, route }) => {
       const reqCtx = contextOf(request)

@@ -84,8 +84,18 @@ const REVEALING = ['x-powered-by', 'server']
  * same Response when its headers are mutable, else a copy (e.g. a Response from fetch()).
  */
 export function applySecurityHeaders(response: Response, headers: Record<string, string>): Response {
-  const missing = Object.keys(headers).filter((k) => !response.headers.has(k))
-  const revealing = REVEALING.filter((k) => response.headers.has(k))
+  const h = response.headers
+  // The common case (Elysia already merged every header, nothing revealing): no allocation at all.
+  let complete = true
+  for (const k in headers) {
+    if (!h.has(k)) {
+      complete = false
+      break
+    }
+  }
+  if (complete && !h.has('x-powered-by') && !h.has('server')) return response
+  const missing = Object.keys(headers).filter((k) => !h.has(k))
+  const revealing = REVEALING.filter((k) => h.has(k))
   if (missing.length === 0 && revealing.length === 0) return response
   try {
     for (const k of missing) response.headers.set(k, headers[k]!)
@@ -99,10 +109,11 @@ export function applySecurityHeaders(response: Response, headers: Record<string,
   }
 }
 
-/** The global plugin: sets the header set on every response Elysia produces. */
+/**
+ * The global plugin: the header set as Elysia's default headers (`.headers()`), which every request's
+ * `set.headers` starts from (one object copy when the context is made, no per-request hook), so every
+ * response Elysia produces carries them.
+ */
 export function securityHeadersPlugin(config: Pick<Config, 'publicUrl' | 'allowHttp'>) {
-  const headers = securityHeaders(config)
-  return new Elysia({ name: 'security-headers' }).onRequest(({ set }) => {
-    for (const k in headers) set.headers[k] = headers[k]!
-  })
+  return new Elysia({ name: 'security-headers' }).headers(securityHeaders(config))
 }

@@ -1,7 +1,10 @@
 import { describe, expect, test } from 'bun:test'
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { buildDeps, createApp, createHandler } from '../../src/app'
 import { testConfig } from '../../src/config'
-import { CENSOR, createLogger, droppedLines, LogSink, redact, type WriteFn } from '../../src/lib/logger'
+import { accessLogger, CENSOR, createLogger, droppedLines, LogSink, redact, type AccessLine, type WriteFn } from '../../src/lib/logger'
 import { parseProm, valueOf } from '../support/prom'
 
 const enospc = () => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 })
@@ -113,6 +116,137 @@ describe('redaction', () => {
     expect(line.err.code).toBe('ENOENT')
     expect(lines[0]).not.toContain('t-secret')
     expect(lines[0]).not.toContain('cyc"')
+  })
+})
+
+/** An output that records every write (one chunk per call). */
+function recordingOutput() {
+  const chunks: string[] = []
+  const out: WriteFn = (chunk, cb) => {
+    chunks.push(chunk)
+    setTimeout(() => cb(null, Buffer.byteLength(chunk)), 0)
+  }
+  return { chunks, out }
+}
+
+const line = (i: number, status = 200): AccessLine => ({ method: 'GET', path: `/p/${i}`, route: '/p/:i', status, durationMs: 1.25, requestId: `req-${i}`, userId: undefined, ip: '203.0.113.9' })
+
+describe('batched sink and deferred access log', () => {
+  test('lines logged in one turn of the event loop go out in one write, in order, none lost', async () => {
+    const { chunks, out } = recordingOutput()
+    const sink = new LogSink(out)
+    const log = createLogger('info', sink)
+    for (let i = 0; i < 50; i++) log.info({ i }, 'batched')
+    expect(chunks.length).toBe(0) // nothing written on the caller's path
+    await settle(sink)
+    expect(chunks.length).toBe(1)
+    expect(chunks[0]!.trim().split('\n').map((l) => JSON.parse(l).i)).toEqual([...Array(50).keys()])
+    expect(sink.dropped).toBe(0)
+  })
+
+  test('a quiet sink writes a line right after the current turn, without waiting for a batch interval', async () => {
+    const { chunks, out } = recordingOutput()
+    const sink = new LogSink(out)
+    createLogger('info', sink).info('bulwark listening')
+    expect(chunks.length).toBe(0)
+    await new Promise((r) => setImmediate(r))
+    expect(chunks.length).toBe(1)
+    expect(JSON.parse(chunks[0]!).msg).toBe('bulwark listening')
+  })
+
+  test('the access line is formatted only when its batch is written, and is the JSON the logger itself writes', async () => {
+    const { chunks, out } = recordingOutput()
+    const sink = new LogSink(out)
+    const log = createLogger('info', sink)
+    const access = accessLogger(log)
+    access(line(1))
+    expect(chunks.length).toBe(0)
+    log.info({ msg: 'request', ...line(2) })
+    await settle(sink)
+    const [fast, viaPino] = chunks.join('').trim().split('\n').map((l) => JSON.parse(l))
+    expect(Object.keys(fast)).toEqual(Object.keys(viaPino))
+    expect({ ...fast, time: 0, path: 0, requestId: 0 }).toEqual({ ...viaPino, time: 0, path: 0, requestId: 0 })
+    expect(fast).toMatchObject({ level: 'info', service: 'bulwark', msg: 'request', method: 'GET', path: '/p/1', status: 200, requestId: 'req-1', ip: '203.0.113.9' })
+    expect(Number.isNaN(Date.parse(fast.time))).toBe(false)
+  })
+
+  test('with a user id, no route and characters to escape, still the JSON the logger writes', async () => {
+    const { chunks, out } = recordingOutput()
+    const sink = new LogSink(out)
+    const log = createLogger('info', sink)
+    const odd: AccessLine = { ...line(5), route: undefined, userId: 'usr_1', path: '/a"b\\c\u2028é', requestId: 'r"1' }
+    accessLogger(log)(odd)
+    log.info({ msg: 'request', ...odd })
+    await settle(sink)
+    const [fast, viaPino] = chunks.join('').trim().split('\n').map((l) => JSON.parse(l))
+    expect(Object.keys(fast)).toEqual(Object.keys(viaPino))
+    expect({ ...fast, time: 0 }).toEqual({ ...viaPino, time: 0 })
+    expect(fast.path).toBe(odd.path)
+  })
+
+  test('a 5xx access line is written at level error; below the configured level nothing is queued', async () => {
+    const { chunks, out } = recordingOutput()
+    const sink = new LogSink(out)
+    accessLogger(createLogger('info', sink))(line(3, 503))
+    accessLogger(createLogger('warn', sink))(line(4))
+    await settle(sink)
+    const lines = chunks.join('').trim().split('\n').map((l) => JSON.parse(l))
+    expect(lines.map((l) => [l.level, l.path])).toEqual([['error', '/p/3']])
+  })
+
+  test('10,000 access lines under load: all written, none dropped', async () => {
+    const { chunks, out } = recordingOutput()
+    const sink = new LogSink(out)
+    const access = accessLogger(createLogger('info', sink))
+    for (let round = 0; round < 10; round++) {
+      for (let i = 0; i < 1000; i++) access(line(round * 1000 + i))
+      await new Promise((r) => setImmediate(r))
+    }
+    await settle(sink)
+    const paths = chunks.join('').trim().split('\n').map((l) => JSON.parse(l).path)
+    expect(paths.length).toBe(10_000)
+    expect(paths.at(-1)).toBe('/p/9999')
+    expect(sink.dropped).toBe(0)
+  })
+
+  test('deferred lines count against the bound and are dropped and counted past it', () => {
+    const sink = new LogSink(() => {}, 1000)
+    const access = accessLogger(createLogger('info', sink))
+    for (let i = 0; i < 10; i++) access(line(i))
+    expect(sink.dropped).toBe(10 - Math.floor(1000 / 256))
+  })
+})
+
+describe('sink on a file descriptor', () => {
+  test('a regular file gets every line, in batches', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bw-log-'))
+    const fd = openSync(join(dir, 'out.log'), 'a')
+    try {
+      const sink = LogSink.fd(fd)
+      const log = createLogger('info', sink)
+      for (let i = 0; i < 300; i++) log.info({ i }, 'to a file')
+      await settle(sink)
+      const lines = readFileSync(join(dir, 'out.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+      expect(lines.map((l) => l.i)).toEqual([...Array(300).keys()])
+      expect(sink.dropped).toBe(0)
+    } finally {
+      closeSync(fd)
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  test('/dev/full (every write ENOSPC): lines are dropped and counted, nothing throws', async () => {
+    const fd = openSync('/dev/full', 'w')
+    try {
+      const sink = LogSink.fd(fd)
+      const log = createLogger('info', sink)
+      for (let i = 0; i < 10; i++) expect(() => log.info({ i }, 'nowhere to go')).not.toThrow()
+      await settle(sink)
+      expect(sink.dropped).toBe(10)
+      expect(sink.lastError).toBe('ENOSPC')
+    } finally {
+      closeSync(fd)
+    }
   })
 })
 

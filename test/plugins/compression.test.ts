@@ -158,3 +158,27 @@ describe('compression through the app', () => {
     expect(res.headers.get('content-encoding')).toBe('gzip')
   })
 })
+
+describe('what is not compressed is passed through, not buffered or rebuilt', () => {
+  const json = (body: string, headers: Record<string, string> = {}, status = 200) =>
+    new Response(body, { status, headers: { 'content-type': 'application/json', ...headers } })
+  const cases: [string, Request, () => Response][] = [
+    ['no Accept-Encoding', new Request('http://localhost/x'), () => json(BIG_TEXT)],
+    ['HEAD', new Request('http://localhost/x', { method: 'HEAD', headers: { 'accept-encoding': 'gzip' } }), () => json(BIG_TEXT)],
+    ['a declared length under 1 KiB', new Request('http://localhost/x', { headers: { 'accept-encoding': 'gzip' } }), () => json('{"a":1}', { 'content-length': '7' })],
+    ['a token path', new Request('http://localhost/v1/auth/refresh', { headers: { 'accept-encoding': 'gzip' } }), () => json(BIG_TEXT)],
+    ['a non-compressible type', new Request('http://localhost/x', { headers: { 'accept-encoding': 'gzip' } }), () => new Response(new Uint8Array(5000), { headers: { 'content-type': 'image/png' } })],
+    ['a 204', new Request('http://localhost/x', { headers: { 'accept-encoding': 'gzip' } }), () => new Response(null, { status: 204 })],
+    ['a marked response', new Request('http://localhost/x', { headers: { 'accept-encoding': 'gzip' } }), () => json(BIG_TEXT, { [NO_COMPRESS_HEADER]: '1' })],
+  ]
+  for (const [name, request, make] of cases) {
+    test(name, async () => {
+      const original = make()
+      const out = await compressResponse(request, original)
+      expect(out).toBe(original) // the same object: no copy of headers, no new Response
+      expect(out.bodyUsed).toBe(false)
+      expect(out.headers.get('vary')).toBe('Accept-Encoding')
+      expect(out.headers.has(NO_COMPRESS_HEADER)).toBe(false)
+    })
+  }
+})
