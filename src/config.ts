@@ -250,7 +250,7 @@ export interface PgConfig {
 }
 
 /** Whether `serve` runs on PostgreSQL yet: false until the services are engine-neutral (production refuses the URL meanwhile). */
-export const PG_SERVING = false
+export const PG_SERVING = true
 
 const PG_LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|::1|\[::1\])$/i
 

@@ -19,6 +19,8 @@ export interface Dialect {
   unindexed(column: SQLWrapper): SQL
   /** The UTC calendar day (`YYYY-MM-DD`) of an integer-milliseconds column. */
   utcDay(column: SQLWrapper): SQL
+  /** Physical row order, a tiebreak for rows written in the same millisecond (SQLite `rowid`; PostgreSQL `ctid`). */
+  readonly rowOrder: SQL
   /** A 0/1 integer for a boolean condition (for sums). */
   asInt(condition: SQL): SQL
 }
@@ -42,6 +44,7 @@ export const sqliteDialect: Dialect = {
   unindexed: (column) => sql`+${column}`,
   utcDay: (column) => sql`strftime('%Y-%m-%d', ${column} / 1000, 'unixepoch')`,
   asInt: (condition) => sql`(${condition})`,
+  rowOrder: sql`rowid`,
 }
 
 /**
@@ -64,4 +67,5 @@ export const pgDialect: Dialect = {
   unindexed: (column) => sql`${column}`,
   utcDay: (column) => sql`to_char(to_timestamp(${column} / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')`,
   asInt: (condition) => sql`(${condition})::int`,
+  rowOrder: sql`ctid`,
 }

@@ -16,7 +16,7 @@ import { drizzle } from 'drizzle-orm/bun-sqlite'
 import { existsSync } from 'node:fs'
 import type { Db } from '../../db/client'
 import * as schema from '../../db/schema'
-import { refreshTokens, secretKeys, signingKeys, totpFactors, webhookEndpoints } from '../../db/tables'
+import { dialect, refreshTokens, secretKeys, signingKeys, totpFactors, webhookEndpoints } from '../../db/tables'
 import { decrypt, deriveKey, deriveKeys, encrypt, type Keys } from '../../lib/crypto'
 
 /** Exit code of a start refused because BULWARK_SECRET does not open the database. */
@@ -55,7 +55,7 @@ async function secretOpens(db: Db, secret: string): Promise<boolean | undefined>
     .select({ kid: signingKeys.kid, box: signingKeys.privateJwkEnc })
     .from(signingKeys)
     .where(isNull(signingKeys.rotatedAt))
-    .orderBy(desc(signingKeys.createdAt), desc(sql`rowid`))
+    .orderBy(desc(signingKeys.createdAt), desc(dialect.rowOrder))
     .limit(1)
     )[0]
   if (!key) return undefined

@@ -17,7 +17,7 @@ import { and, asc, desc, eq, isNull, isNotNull, lt, sql } from 'drizzle-orm'
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose'
 import type { CoreDeps } from '../../deps'
-import { signingKeys } from '../../db/tables'
+import { dialect, signingKeys } from '../../db/tables'
 import { decrypt, encrypt, randomToken } from '../../lib/crypto'
 import { AppError } from '../../lib/errors'
 
@@ -144,7 +144,7 @@ export class KeyService {
     const rows = (await this.deps.db
       .select()
       .from(signingKeys)
-      .orderBy(desc(signingKeys.createdAt), desc(sql`rowid`))
+      .orderBy(desc(signingKeys.createdAt), desc(dialect.rowOrder))
       )
       .filter((r) => r.expiresAt === null || r.expiresAt > now)
     const verifiers = new Map<string, LoadedKey>()

@@ -58,14 +58,15 @@ const TOP = '\u{10FFFF}'
 /** SQLite's lower() folds ASCII only; fold the query the same way so the lower(name) index range matches. */
 const asciiLower = (s: string) => s.replace(/[A-Z]/g, (c) => c.toLowerCase())
 
-const SELECTION = {
+/** The listed columns (a function: the table objects are bound to the engine at start, after this module loads). */
+const selection = () => ({
   id: users.id,
   email: users.email,
   name: users.name,
   status: users.status,
   emailVerifiedAt: users.emailVerifiedAt,
   createdAt: users.createdAt,
-}
+})
 
 /**
  * The list query for one page: each filter combination is driven by the index that narrows it most
@@ -84,16 +85,16 @@ export function listQuery(db: Db, f: { q?: string; roleId?: string; status?: Use
     // Unary + keeps the planner on the (selective) prefix indexes instead of walking a whole status.
     if (f.status) conds.push(sql`${dialect.unindexed(users.status)} = ${f.status}`)
     if (f.roleId) conds.push(exists(db.select({ one: sql`1` }).from(userRoles).where(and(eq(userRoles.userId, users.id), eq(userRoles.roleId, f.roleId)))))
-    return db.select(SELECTION).from(users).where(and(...conds)).orderBy(asc(users.id)).limit(limit)
+    return db.select(selection()).from(users).where(and(...conds)).orderBy(asc(users.id)).limit(limit)
   }
   if (f.roleId) {
     const conds: SQL[] = [eq(userRoles.roleId, f.roleId), gt(userRoles.userId, after)]
     if (f.status) conds.push(eq(users.status, f.status))
-    return db.select(SELECTION).from(userRoles).innerJoin(users, eq(users.id, userRoles.userId)).where(and(...conds)).orderBy(asc(userRoles.userId)).limit(limit)
+    return db.select(selection()).from(userRoles).innerJoin(users, eq(users.id, userRoles.userId)).where(and(...conds)).orderBy(asc(userRoles.userId)).limit(limit)
   }
   const conds: SQL[] = [gt(users.id, after)]
   if (f.status) conds.push(eq(users.status, f.status))
-  return db.select(SELECTION).from(users).where(and(...conds)).orderBy(asc(users.id)).limit(limit)
+  return db.select(selection()).from(users).where(and(...conds)).orderBy(asc(users.id)).limit(limit)
 }
 
 export class UsersAdminService {
@@ -102,7 +103,7 @@ export class UsersAdminService {
 
   constructor(private readonly deps: UsersAdminDeps) {
     this.plainPage = deps.db
-      .select(SELECTION)
+      .select(selection())
       .from(users)
       .where(gt(users.id, sql.placeholder('after')))
       .orderBy(asc(users.id))
@@ -131,7 +132,8 @@ export class UsersAdminService {
       if (!roleId) return { items: [], nextCursor: null }
     }
     const plain = filter.q === undefined && roleId === undefined && filter.status === undefined
-    const rows = plain ? await allPrepared(this.deps.db, this.plainPage, { after, limit: limit + 1 }) : await listQuery(this.deps.db, { q: filter.q, roleId, status: filter.status }, after, limit + 1)
+    // The prepared page is a SQLite fast path; on PostgreSQL the same query is built per call.
+    const rows = plain && dialect.name === 'sqlite' ? await allPrepared(this.deps.db, this.plainPage, { after, limit: limit + 1 }) : await listQuery(this.deps.db, { q: filter.q, roleId, status: filter.status }, after, limit + 1)
     const page = rows.slice(0, limit)
     const roleNames = await this.deps.rbac.roleNamesOf(page.map((r) => r.id))
     const items = page.map((r) => toView(r, roleNames.get(r.id) ?? []))
@@ -142,7 +144,7 @@ export class UsersAdminService {
 
   /** One user; 404 when unknown. */
   async get(id: string): Promise<UserView> {
-    const r = (await this.deps.db.select(SELECTION).from(users).where(eq(users.id, id)).limit(1))[0]
+    const r = (await this.deps.db.select(selection()).from(users).where(eq(users.id, id)).limit(1))[0]
     if (!r) throw notFound('No such user.')
     return toView(r, (await this.deps.rbac.roleNamesOf([id])).get(id) ?? [])
   }
