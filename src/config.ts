@@ -249,8 +249,6 @@ export interface PgConfig {
   allowPlaintext: boolean
 }
 
-/** Whether `serve` runs on PostgreSQL yet: false until the services are engine-neutral (production refuses the URL meanwhile). */
-export const PG_SERVING = true
 
 const PG_LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|::1|\[::1\])$/i
 
@@ -296,7 +294,6 @@ function pgProductionProblems(pg: PgConfig | undefined): string[] {
   if (pg.tls === 'disable' && !PG_LOOPBACK.test(host) && !pg.allowPlaintext) {
     p.push(`BULWARK_DATABASE_URL: host ${host} is not loopback and BULWARK_DB_TLS=disable would send passwords and data in clear; set BULWARK_DB_TLS=verify-full (or require), or BULWARK_DB_ALLOW_PLAINTEXT=1 knowingly`)
   }
-  if (!PG_SERVING) p.push('BULWARK_DATABASE_URL: the server does not serve on PostgreSQL yet (only `bulwark db copy` uses it); unset it to run on SQLite')
   return p
 }
 
@@ -475,7 +472,6 @@ export function configWarnings(c: Config): string[] {
   if (c.env === 'production' && c.uploads.enabled && !c.uploads.scan) w.push('BULWARK_UPLOADS_SCAN=off: uploads are stored without a virus scan')
   if (c.env === 'production' && c.follows.publicUrl) w.push(`BULWARK_PUBLIC_URL is not set: the issuer follows the listening address (${c.publicUrl}); set it to the URL clients use`)
   if (c.env !== 'production') w.push(...c.unknownVariables)
-  if (c.pg && !PG_SERVING) w.push('BULWARK_DATABASE_URL is set, but the server does not serve on PostgreSQL yet: it runs on the SQLite database at BULWARK_DB_PATH (production refuses this)')
   return w
 }
 
