@@ -8,6 +8,7 @@ import { buildDeps, createApp, createHandler, type AppDeps } from '../src/app'
 import { testConfig } from '../src/config'
 import { FakeClock } from '../src/lib/clock'
 import { createLogger } from '../src/lib/logger'
+import { dropPgDatabase, freshPgDatabase, TEST_ON_PG } from './support/pg-apps'
 
 export interface TestApp {
   deps: AppDeps
@@ -45,7 +46,9 @@ export async function makeApp(env: Record<string, string> = {}, opts: { logLevel
       cb()
     },
   })
-  const config = testConfig(env)
+  // BULWARK_TEST_DB=postgres: every app gets a fresh PostgreSQL database (a copy of a migrated template).
+  const pgUrl = TEST_ON_PG && !env.BULWARK_DATABASE_URL ? await freshPgDatabase() : undefined
+  const config = testConfig(pgUrl ? { ...env, BULWARK_DATABASE_URL: pgUrl } : env)
   const logger = createLogger(opts.logLevel ?? 'info', sink)
   const deps = await buildDeps(config, { clock, logger })
   // `routes` mounts extra controllers (e.g. with a test auth stand-in) on the real app.
@@ -68,7 +71,11 @@ export async function makeApp(env: Record<string, string> = {}, opts: { logLevel
     } catch {}
     return { status: res.status, headers: res.headers, body: parsed, text }
   }
-  return { deps, clock, app, logs, handle, req, close: () => deps.close() }
+  const close = async () => {
+    await deps.close()
+    if (pgUrl) await dropPgDatabase(pgUrl)
+  }
+  return { deps, clock, app, logs, handle, req, close }
 }
 
 /** Asserts the shape of an RFC 9457 problem document and returns it. */

@@ -46,7 +46,7 @@ describe('the users list (a service, called directly)', () => {
   test.each([[0], [-1], [101], [1.5], ['0'], ['100000']])('limit %p is refused before any query', async (limit) => {
     const t = await makeAdminApp()
     try {
-      seedUser(t.deps)
+      await seedUser(t.deps)
       const e = await t.deps.usersAdmin.list({ limit: limit as number }).then(() => { throw new Error("accepted") }, (err: { status: number; code: string }) => err)
       expect({ status: e.status, code: e.code }).toEqual({ status: 422, code: 'validation_failed' })
       expect((await t.deps.usersAdmin.list({ limit: 1 })).items).toHaveLength(1)

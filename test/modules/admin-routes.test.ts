@@ -12,9 +12,9 @@ let target: string
 
 beforeEach(async () => {
   t = await makeAdminApp()
-  owner = seedUser(t.deps, { roles: ['user', 'owner'] })
-  target = seedUser(t.deps, { email: 'target@example.test', name: 'Target' })
-  seedSession(t.deps, target)
+  owner = await seedUser(t.deps, { roles: ['user', 'owner'] })
+  target = await seedUser(t.deps, { email: 'target@example.test', name: 'Target' })
+  await seedSession(t.deps, target)
 })
 afterEach(() => t.close())
 
@@ -54,7 +54,7 @@ const routes: RouteCase[] = [
 describe.each(routes)('$method $label', (r) => {
   test(`401 anonymous, 403 without ${r.permission}, ${r.status} with it`, async () => {
     expectProblem(await t.as(undefined, r.method, r.path(), { body: r.body?.() }), 401)
-    const plain = seedUser(t.deps)
+    const plain = await seedUser(t.deps)
     const denied = expectProblem(await t.as(plain, r.method, r.path(), { body: r.body?.() }), 403, 'forbidden')
     expect(denied.detail).toContain(r.permission)
     const res = await t.as(await holderOf(r.permission), r.method, r.path(), { body: r.body?.() })
@@ -67,7 +67,7 @@ describe.each(routes)('$method $label', (r) => {
 describe('users routes', () => {
   test('list: items, nextCursor, pagination through HTTP, no password hash ever', async () => {
     t.deps.db.update(users).set({ passwordHash: '$argon2id$v=19$secret-hash' }).where(eq(users.id, target)).run()
-    for (let i = 0; i < 3; i++) seedUser(t.deps)
+    for (let i = 0; i < 3; i++) await seedUser(t.deps)
     const p1 = await t.as(owner, 'GET', '/v1/users?limit=2')
     expect(p1.status).toBe(200)
     expect(p1.body.items.length).toBe(2)
@@ -84,7 +84,7 @@ describe('users routes', () => {
   })
 
   test('filters through the query string', async () => {
-    seedUser(t.deps, { email: 'mod@example.test', roles: ['user', 'moderator'], status: 'disabled' })
+    await seedUser(t.deps, { email: 'mod@example.test', roles: ['user', 'moderator'], status: 'disabled' })
     const r = await t.as(owner, 'GET', '/v1/users?q=MOD&role=moderator&status=disabled')
     expect(r.body.items.map((u: { email: string }) => u.email)).toEqual(['mod@example.test'])
   })
@@ -102,15 +102,15 @@ describe('users routes', () => {
   })
 
   test('disabling through HTTP ends the target’s access at once (auth cache invalidated)', async () => {
-    const mod = seedUser(t.deps, { roles: ['user', 'moderator'] })
+    const mod = await seedUser(t.deps, { roles: ['user', 'moderator'] })
     expect((await t.as(mod, 'GET', '/v1/users')).status).toBe(200)
     expect((await t.as(owner, 'PATCH', `/v1/users/${mod}`, { body: { status: 'disabled' } })).body.status).toBe('disabled')
     expectProblem(await t.as(mod, 'GET', '/v1/users'), 401)
   })
 
   test('escalation through HTTP: an admin cannot grant owner, touch another admin or change themselves', async () => {
-    const admin = seedUser(t.deps, { roles: ['user', 'admin'] })
-    const peer = seedUser(t.deps, { roles: ['user', 'admin'] })
+    const admin = await seedUser(t.deps, { roles: ['user', 'admin'] })
+    const peer = await seedUser(t.deps, { roles: ['user', 'admin'] })
     expectProblem(await t.as(admin, 'PUT', `/v1/users/${target}/roles/owner`), 403, 'forbidden')
     expectProblem(await t.as(admin, 'PATCH', `/v1/users/${peer}`, { body: { status: 'disabled' } }), 403, 'forbidden')
     expectProblem(await t.as(admin, 'DELETE', `/v1/users/${admin}/roles/admin`), 403, 'forbidden')
@@ -140,15 +140,15 @@ describe('roles routes', () => {
     expect(p.body).toMatchObject({ name: 'helpdesk', permissions: ['users:read'] })
     expectProblem(await t.as(owner, 'PATCH', '/v1/roles/user', { body: { name: 'member' } }), 409, 'builtin_role')
     expectProblem(await t.as(owner, 'DELETE', '/v1/roles/admin'), 409, 'builtin_role')
-    seedUser(t.deps, { roles: ['helpdesk'] })
+    await seedUser(t.deps, { roles: ['helpdesk'] })
     expectProblem(await t.as(owner, 'DELETE', '/v1/roles/helpdesk'), 409, 'role_in_use')
     expect((await t.as(owner, 'DELETE', '/v1/roles/helpdesk?reassign=user')).status).toBe(204)
     expectProblem(await t.as(owner, 'DELETE', '/v1/roles/helpdesk'), 404, 'not_found')
   })
 
   test('authz check: decision, reason, ownership and an immediate refusal after a revoke', async () => {
-    const svc = seedUser(t.deps, { roles: ['service'] })
-    const mod = seedUser(t.deps, { roles: ['user', 'moderator'] })
+    const svc = await seedUser(t.deps, { roles: ['service'] })
+    const mod = await seedUser(t.deps, { roles: ['user', 'moderator'] })
     const check = (body: unknown) => t.as(svc, 'POST', '/v1/authz/check', { body })
     expect((await check({ userId: mod, permission: 'users:read' })).body).toEqual({ allowed: true, reason: 'granted by role moderator via users:read' })
     expect((await check({ userId: target, permission: 'files:read', resourceOwnerId: target })).body).toEqual({ allowed: true, reason: 'owner match; granted by role user via files:read:own' })

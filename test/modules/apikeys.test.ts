@@ -9,7 +9,7 @@ let owner: string
 
 beforeEach(async () => {
   t = await makeAdminApp()
-  owner = seedUser(t.deps, { roles: ['user', 'owner'] })
+  owner = await seedUser(t.deps, { roles: ['user', 'owner'] })
 })
 afterEach(() => t.close())
 
@@ -62,14 +62,14 @@ describe('using a key', () => {
     expect((await withKey(key, 'GET', '/v1/me')).body.permissions).toEqual(['users:read'])
     expect((await withKey(key, 'GET', '/v1/users')).status).toBe(200)
     expectProblem(await withKey(key, 'GET', '/v1/roles'), 403, 'forbidden')
-    const plain = seedUser(t.deps)
+    const plain = await seedUser(t.deps)
     expectProblem(await t.as(plain, 'POST', '/v1/me/api-keys', { body: { name: 'x', permissions: ['users:read'] } }), 403, 'forbidden')
     expectProblem(await t.as(plain, 'POST', '/v1/me/api-keys', { body: { name: 'x', permissions: ['nope:*'] } }), 422, 'invalid_permission')
     expect(t.deps.storage.sqlite!.query('SELECT count(*) AS n FROM api_keys WHERE user_id = ?').get(plain)).toEqual({ n: 0 })
   })
 
   test('owner downgrade: the key loses what its owner loses, at once; a disabled owner\'s key stops', async () => {
-    const mod = seedUser(t.deps, { roles: ['user', 'moderator'] })
+    const mod = await seedUser(t.deps, { roles: ['user', 'moderator'] })
     const { key } = await newKey(mod, { permissions: ['users:read', 'files:read:own'] })
     expect((await withKey(key, 'GET', '/v1/users')).status).toBe(200)
     expect((await t.as(owner, 'DELETE', `/v1/users/${mod}/roles/moderator`)).status).toBe(204)
@@ -116,7 +116,7 @@ describe('using a key', () => {
   })
 
   test('authz check with the key as the subject token stays within the key scope', async () => {
-    const admin = seedUser(t.deps, { roles: ['user', 'admin'] })
+    const admin = await seedUser(t.deps, { roles: ['user', 'admin'] })
     const { key } = await newKey(owner, { permissions: ['users:read'] })
     const ask = (permission: string, token = key) => t.as(admin, 'POST', '/v1/authz/check', { body: { token, permission } })
     expect((await ask('users:read')).body.allowed).toBe(true)
@@ -127,8 +127,8 @@ describe('using a key', () => {
 
 describe('administration', () => {
   test('apikeys:read lists every key (metadata only); apikeys:write revokes anyone\'s; others get 403/404', async () => {
-    const admin = seedUser(t.deps, { roles: ['user', 'admin'] })
-    const plain = seedUser(t.deps)
+    const admin = await seedUser(t.deps, { roles: ['user', 'admin'] })
+    const plain = await seedUser(t.deps)
     const a = await newKey(plain)
     await newKey(owner)
     const all = await t.as(admin, 'GET', '/v1/api-keys')

@@ -9,8 +9,8 @@ let admin: string
 
 beforeEach(async () => {
   t = await makeAdminApp()
-  owner = seedUser(t.deps, { roles: ['user', 'owner'] })
-  admin = seedUser(t.deps, { roles: ['user', 'admin'] })
+  owner = await seedUser(t.deps, { roles: ['user', 'owner'] })
+  admin = await seedUser(t.deps, { roles: ['user', 'admin'] })
 })
 afterEach(() => t.close())
 
@@ -22,7 +22,7 @@ async function ordersSetup() {
   expect((await register('orders:refund')).status).toBe(201)
   const role = await t.as(owner, 'POST', '/v1/roles', { body: { name: 'clerk', level: 40, permissions: ['orders:*'] } })
   expect(role.status).toBe(201)
-  const clerk = seedUser(t.deps)
+  const clerk = await seedUser(t.deps)
   expect((await t.as(owner, 'PUT', `/v1/users/${clerk}/roles/clerk`)).status).toBe(204)
   return clerk
 }
@@ -54,7 +54,7 @@ describe('registering', () => {
   })
 
   test('registering needs roles:write', async () => {
-    const plain = seedUser(t.deps)
+    const plain = await seedUser(t.deps)
     expectProblem(await register('orders:read', plain), 403, 'forbidden')
   })
 
@@ -123,7 +123,7 @@ describe('check by token and in batches', () => {
 
   test('a batch answers in order, many permissions and many subjects; 1 to 100 checks; a bad item fails the whole batch', async () => {
     const clerk = await ordersSetup()
-    const plain = seedUser(t.deps)
+    const plain = await seedUser(t.deps)
     const r = await check({ checks: [
       { userId: clerk, permission: 'orders:read' },
       { userId: clerk, permission: 'orders:refund' },

@@ -257,7 +257,7 @@ describe('chain heads stored elsewhere', () => {
 
   test('the route takes heads as ?head=chain:position:hash,… and refuses malformed ones', async () => {
     t = await makeAdminApp()
-    const admin = seedUser(t.deps, { roles: ['admin'] })
+    const admin = await seedUser(t.deps, { roles: ['admin'] })
     await recordMany(2)
     const r = await t.as(admin, 'GET', '/v1/audit/verify')
     const c = r.body.chains[0]
@@ -272,8 +272,8 @@ describe('chain heads stored elsewhere', () => {
 describe('GET /v1/audit/verify', () => {
   test('needs audit:read; reports intact with the chain heads, then the first broken link', async () => {
     t = await makeAdminApp()
-    const admin = seedUser(t.deps, { roles: ['admin'] })
-    const plain = seedUser(t.deps)
+    const admin = await seedUser(t.deps, { roles: ['admin'] })
+    const plain = await seedUser(t.deps)
     await recordMany(3)
     expectProblem(await t.as(undefined, 'GET', '/v1/audit/verify'), 401)
     expectProblem(await t.as(plain, 'GET', '/v1/audit/verify'), 403, 'forbidden')
@@ -295,8 +295,8 @@ describe('GET /v1/audit/export', () => {
 
   test('streams NDJSON oldest first across batches, filtered by time and type, with hash fields that re-verify', async () => {
     t = await makeAdminApp()
-    const admin = seedUser(t.deps, { roles: ['admin'] })
-    const plain = seedUser(t.deps)
+    const admin = await seedUser(t.deps, { roles: ['admin'] })
+    const plain = await seedUser(t.deps)
     const start = t.clock.now()
     for (let i = 0; i < 1200; i++) {
       await t.deps.audit.record({ type: i % 3 === 0 ? 'login_failed' : 'login', outcome: 'info', details: { i } })
@@ -339,7 +339,7 @@ describe('GET /v1/audit/export', () => {
 
   test('the body is read one batch at a time: events recorded while it streams still arrive', async () => {
     t = await makeAdminApp()
-    const admin = seedUser(t.deps, { roles: ['admin'] })
+    const admin = await seedUser(t.deps, { roles: ['admin'] })
     for (let i = 0; i < 1200; i++) await t.deps.audit.record({ type: 'login', outcome: 'info', details: { i } })
     const { session } = await t.deps.sessions.create({ userId: admin, transport: 'bearer', amr: ['pwd', 'otp'], meta: {} })
     const { token } = await t.deps.signer.sign(admin, session.id)

@@ -23,7 +23,7 @@ describe('refusals leave security events', () => {
   test('a 403 records access_denied with route, method, user, ip, reason and permission', async () => {
     const a = await makeAdminApp()
     t = a
-    const plain = seedUser(a.deps)
+    const plain = await seedUser(a.deps)
     const r = await a.as(plain, 'GET', '/v1/audit?limit=5', { ip: '198.51.100.20' })
     expect(r.status).toBe(403)
     const [e, ...more] = await eventsOf(a, 'access_denied')

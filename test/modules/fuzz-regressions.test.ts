@@ -26,7 +26,7 @@ describe('optional JSON bodies (refresh, passkey options)', async () => {
 
 describe('integers in JSON bodies are numbers, not numeric strings', async () => {
   const a = await makeAdminApp()
-  const owner = seedUser(a.deps, { roles: ['owner'] })
+  const owner = await seedUser(a.deps, { roles: ['owner'] })
   afterAll(() => a.close())
   let n = 0
   const create = (level: unknown) => a.as(owner, 'POST', '/v1/roles', { body: { name: `fuzz-level-${++n}`, level, permissions: [] } })

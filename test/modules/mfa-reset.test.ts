@@ -12,7 +12,7 @@ let t: Awaited<ReturnType<typeof makeAdminApp>>
 let owner: string
 beforeEach(async () => {
   t = await makeAdminApp()
-  owner = seedUser(t.deps, { roles: ['owner'] })
+  owner = await seedUser(t.deps, { roles: ['owner'] })
 })
 afterEach(() => t.close())
 
@@ -58,11 +58,11 @@ describe('DELETE /v1/users/:id/mfa', () => {
 
   test('an admin (users:write, not owner) is refused with owner_required; a plain user by the permission check', async () => {
     const u = await userWithFactors()
-    const admin = seedUser(t.deps, { roles: ['admin'] })
+    const admin = await seedUser(t.deps, { roles: ['admin'] })
     expectProblem(await t.as(admin, 'DELETE', `/v1/users/${u.user.id}/mfa`), 403, 'owner_required')
     const denied = await eventsOf(t.deps, 'privilege_escalation_denied')
     expect(denied.at(-1)).toMatchObject({ actorId: admin, targetId: u.user.id, details: { rule: 'owner_only', action: 'mfa_reset' } })
-    const plain = seedUser(t.deps)
+    const plain = await seedUser(t.deps)
     expectProblem(await t.as(plain, 'DELETE', `/v1/users/${u.user.id}/mfa`), 403, 'forbidden')
     expect(await factorsOf(u.user.id)).toEqual(intact)
     expect((await t.req('GET', '/v1/me', { token: u.accessToken })).status).toBe(200)
@@ -81,7 +81,7 @@ describe('DELETE /v1/users/:id/mfa', () => {
   })
 
   test('not on oneself, not on another owner, 404 for an unknown user, 422 for a malformed id', async () => {
-    const other = seedUser(t.deps, { roles: ['owner'] })
+    const other = await seedUser(t.deps, { roles: ['owner'] })
     expectProblem(await t.as(owner, 'DELETE', `/v1/users/${owner}/mfa`), 403, 'forbidden')
     expectProblem(await t.as(owner, 'DELETE', `/v1/users/${other}/mfa`), 403, 'forbidden')
     expect((await eventsOf(t.deps, 'privilege_escalation_denied')).map((e) => (e.details as { rule: string }).rule)).toEqual(['self', 'target_level'])

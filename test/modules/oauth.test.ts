@@ -9,7 +9,7 @@ let owner: string
 
 beforeEach(async () => {
   t = await makeAdminApp()
-  owner = seedUser(t.deps, { roles: ['user', 'owner'] })
+  owner = await seedUser(t.deps, { roles: ['user', 'owner'] })
 })
 afterEach(() => t.close())
 
@@ -88,7 +88,7 @@ describe('client credentials', () => {
 describe('escalation', () => {
   test('a creator cannot give a client a role at or above their level or a permission they lack', async () => {
     await t.deps.rbac.createRole({ userId: owner }, { name: 'ops', level: 80, permissions: ['clients:write', 'users:read', 'authz:check'], mfaRequired: true })
-    const admin = seedUser(t.deps, { roles: ['user', 'ops'] })
+    const admin = await seedUser(t.deps, { roles: ['user', 'ops'] })
     expectProblem(await createClient(admin, { name: 'x', roles: ['admin'] }), 403, 'forbidden')
     expectProblem(await createClient(admin, { name: 'x', roles: ['ops'] }), 403, 'forbidden')
     expectProblem(await createClient(admin, { name: 'x', permissions: ['users:read', 'audit:read'] }), 403, 'forbidden')
@@ -101,7 +101,7 @@ describe('escalation', () => {
     expectProblem(await t.as(admin, 'POST', `/v1/clients/${big.body.clientId}/secret`, { body: {} }), 403, 'forbidden')
     expectProblem(await t.as(admin, 'DELETE', `/v1/clients/${big.body.clientId}`), 403, 'forbidden')
     // Without clients:write nothing at all.
-    const plain = seedUser(t.deps)
+    const plain = await seedUser(t.deps)
     expectProblem(await createClient(plain, { name: 'x' }), 403, 'forbidden')
   })
 })
@@ -198,7 +198,7 @@ describe('optional claims in user access tokens (BULWARK_TOKEN_CLAIMS)', () => {
 
 describe('API keys through the OAuth endpoints', () => {
   test('RFC 7662 introspects a live API key as active (token_type api_key, its owner and scope); RFC 7009 revokes it, after which it introspects inactive and is refused', async () => {
-    const user = seedUser(t.deps, { roles: ['user'] })
+    const user = await seedUser(t.deps, { roles: ['user'] })
     const made = await t.as(user, 'POST', '/v1/me/api-keys', { body: { name: 'ci' } })
     expect(made.status).toBe(201)
     const key: string = made.body.key

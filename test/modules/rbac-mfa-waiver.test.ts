@@ -13,8 +13,8 @@ let owner: string
 let admin: string
 beforeEach(async () => {
   t = await makeAdminApp()
-  owner = seedUser(t.deps, { roles: ['owner'] })
-  admin = seedUser(t.deps, { roles: ['admin'] })
+  owner = await seedUser(t.deps, { roles: ['owner'] })
+  admin = await seedUser(t.deps, { roles: ['admin'] })
 })
 afterEach(() => t.close())
 
@@ -50,7 +50,7 @@ describe('administrative roles require MFA unless an owner waives it', () => {
     expect(plain.status).toBe(201)
     expect(plain.body.mfaRequired).toBe(false)
     // A password-only holder of the administrative role is confined to enrolment.
-    const holder = seedUser(t.deps, { roles: ['user', 'helpdesk'] })
+    const holder = await seedUser(t.deps, { roles: ['user', 'helpdesk'] })
     expect(await t.deps.rbac.mfaRequiredFor(holder)).toBe(true)
   })
 

@@ -14,7 +14,7 @@ let owner: string
 
 beforeAll(async () => {
   t = await makeAdminApp()
-  owner = seedUser(t.deps, { roles: ['owner'] })
+  owner = await seedUser(t.deps, { roles: ['owner'] })
   await t.deps.rbac.createRole({ userId: owner }, { name: 'editor', level: 40, permissions: ['users:read'] })
 })
 afterAll(() => t.close())

@@ -48,27 +48,27 @@ async function seedRootRole() {
 
 describe('effective permissions', () => {
   test('union over roles, highest level, sorted role names; no role is level 0', async () => {
-    const u = seedUser(t.deps)
+    const u = await seedUser(t.deps)
     expect(await rbac.effective(u)).toEqual({ status: 'active', roles: ['user'], level: 10, permissions: ['files:read:own', 'files:write:own', 'files:delete:own'], mfaRequired: false })
-    const m = seedUser(t.deps, { roles: ['user', 'moderator'] })
+    const m = await seedUser(t.deps, { roles: ['user', 'moderator'] })
     const eff = (await rbac.effective(m))!
     expect(eff.roles).toEqual(['moderator', 'user'])
     expect(eff.level).toBe(50)
     expect(eff.permissions).toEqual(['users:read', 'files:read:own', 'files:read:any', 'files:write:own', 'files:delete:own'])
-    const none = seedUser(t.deps, { roles: [] })
+    const none = await seedUser(t.deps, { roles: [] })
     expect(await rbac.effective(none)).toMatchObject({ roles: [], level: 0, permissions: [] })
     expect(await rbac.effective(newId())).toBeNull()
   })
 
   test('mfaRequiredFor: true when any role requires it', async () => {
-    expect(await rbac.mfaRequiredFor(seedUser(t.deps))).toBe(false)
-    expect(await rbac.mfaRequiredFor(seedUser(t.deps, { roles: ['user', 'admin'] }))).toBe(true)
+    expect(await rbac.mfaRequiredFor(await seedUser(t.deps))).toBe(false)
+    expect(await rbac.mfaRequiredFor(await seedUser(t.deps, { roles: ['user', 'admin'] }))).toBe(true)
   })
 
   test('the service role (migration 0002) holds authz:check at level 20 and is not built in', async () => {
     const s = (await rbac.listRoles()).find((r) => r.name === 'service')!
     expect(s).toMatchObject({ level: 20, builtin: false, permissions: ['authz:check'] })
-    expect((await rbac.check(seedUser(t.deps, { roles: ['service'] }), 'authz:check')).allowed).toBe(true)
+    expect((await rbac.check(await seedUser(t.deps, { roles: ['service'] }), 'authz:check')).allowed).toBe(true)
   })
 
   test('assignDefaultRole works inside the registration transaction and rolls back with it', async () => {
@@ -92,9 +92,9 @@ describe('effective permissions', () => {
 
 describe('check', () => {
   test('reasons name the deciding rule', async () => {
-    const admin = seedUser(t.deps, { roles: ['user', 'admin'] })
-    const user = seedUser(t.deps)
-    const mod = seedUser(t.deps, { roles: ['user', 'moderator'] })
+    const admin = await seedUser(t.deps, { roles: ['user', 'admin'] })
+    const user = await seedUser(t.deps)
+    const mod = await seedUser(t.deps, { roles: ['user', 'moderator'] })
     expect(await rbac.check(admin, 'users:delete')).toEqual({ allowed: true, reason: 'granted by role admin via users:*' })
     expect(await rbac.check(user, 'users:delete')).toEqual({ allowed: false, reason: 'no role grants users:delete' })
     expect(await rbac.check(user, 'files:read', user)).toEqual({ allowed: true, reason: 'owner match; granted by role user via files:read:own' })
@@ -105,28 +105,28 @@ describe('check', () => {
     expect(await rbac.check(user, 'files:read')).toEqual({ allowed: false, reason: 'no role grants files:read:any' })
     expect(await rbac.check(admin, 'files:delete', user)).toEqual({ allowed: true, reason: 'granted by role admin via files:*:any' })
     expect(await rbac.check(newId(), 'users:read')).toEqual({ allowed: false, reason: 'unknown user' })
-    const off = seedUser(t.deps, { roles: ['user', 'admin'], status: 'disabled' })
+    const off = await seedUser(t.deps, { roles: ['user', 'admin'], status: 'disabled' })
     expect(await rbac.check(off, 'users:read')).toEqual({ allowed: false, reason: 'user disabled' })
   })
 
   test('an unregistered permission is a 422, not a silent deny', async () => {
-    const e = await thrown(() => rbac.check(seedUser(t.deps), 'users:fly'))
+    const e = await thrown(async () => rbac.check(await seedUser(t.deps), 'users:fly'))
     expect({ status: e.status, code: e.code }).toEqual({ status: 422, code: 'unknown_permission' })
-    expect((await thrown(() => rbac.check(seedUser(t.deps), 'users:*'))).code).toBe('unknown_permission')
+    expect((await thrown(async () => rbac.check(await seedUser(t.deps), 'users:*'))).code).toBe('unknown_permission')
   })
 })
 
 describe('no privilege escalation', () => {
   let admin: string
   let owner: string
-  beforeEach(() => {
-    admin = seedUser(t.deps, { roles: ['user', 'admin'] })
-    owner = seedUser(t.deps, { roles: ['user', 'owner'] })
+  beforeEach(async () => {
+    admin = await seedUser(t.deps, { roles: ['user', 'admin'] })
+    owner = await seedUser(t.deps, { roles: ['user', 'owner'] })
   })
 
   test('roles at or above your own level cannot be created, edited, deleted, granted or revoked', async () => {
     const a = { userId: admin }
-    const target = seedUser(t.deps)
+    const target = await seedUser(t.deps)
     await expectDenied(async () => await rbac.createRole(a, { name: 'peer', level: 90, permissions: [] }), 'role_level')
     expect((await rbac.createRole(a, { name: 'helper', level: 89, permissions: ['users:read'] })).level).toBe(89)
     await expectDenied(async () => await rbac.patchRole(a, 'admin', { description: 'mine now' }), 'role_level')
@@ -145,7 +145,7 @@ describe('no privilege escalation', () => {
 
   test('users at or above your own level cannot be acted on', async () => {
     const a = { userId: admin }
-    const peer = seedUser(t.deps, { roles: ['user', 'admin'] })
+    const peer = await seedUser(t.deps, { roles: ['user', 'admin'] })
     await expectDenied(() => rbac.grantRole(a, peer, 'moderator'), 'target_level')
     await expectDenied(() => rbac.grantRole(a, owner, 'moderator'), 'target_level')
     await expectDenied(async () => await t.deps.usersAdmin.patch(a, peer, { status: 'disabled' }), 'target_level')
@@ -168,7 +168,7 @@ describe('no privilege escalation', () => {
   test('a role cannot be given a permission the actor does not hold', async () => {
     const rm = await rbac.createRole({ userId: owner }, { name: 'rolemgr', level: 60, permissions: ['roles:read', 'roles:write', 'users:read'] })
     expect(rm.name).toBe('rolemgr')
-    const mgr = seedUser(t.deps, { roles: ['user', 'rolemgr'] })
+    const mgr = await seedUser(t.deps, { roles: ['user', 'rolemgr'] })
     const m = { userId: mgr }
     await expectDenied(async () => await rbac.createRole(m, { name: 'deleter', level: 30, permissions: ['users:delete'] }), 'permission_not_held')
     await expectDenied(async () => await rbac.createRole(m, { name: 'reader', level: 30, permissions: ['users:*'] }), 'permission_not_held')
@@ -192,7 +192,7 @@ describe('no privilege escalation', () => {
     expect((await thrown(async () => await rbac.deleteRole(o, 'user'))).code).toBe('builtin_role')
     expect(await rbac.patchRole(o, 'moderator', { level: 55, description: 'Reads users' })).toMatchObject({ name: 'moderator', level: 55, description: 'Reads users' })
     await rbac.createRole(o, { name: 'temp', level: 40, permissions: ['users:read'] })
-    const holder = seedUser(t.deps, { roles: ['user', 'temp'] })
+    const holder = await seedUser(t.deps, { roles: ['user', 'temp'] })
     expect((await thrown(async () => await rbac.deleteRole(o, 'temp'))).code).toBe('role_in_use')
     expect((await rbac.check(holder, 'users:read')).allowed).toBe(true)
     await rbac.deleteRole(o, 'temp', 'moderator')
@@ -203,12 +203,12 @@ describe('no privilege escalation', () => {
 
   test('the last active owner cannot lose the role, be disabled or be deleted', async () => {
     await seedRootRole()
-    const root = { userId: seedUser(t.deps, { roles: ['root'] }) }
+    const root = { userId: await seedUser(t.deps, { roles: ['root'] }) }
     await expectDenied(() => rbac.revokeRole(root, owner, 'owner'), 'last_owner')
     await expectDenied(async () => await t.deps.usersAdmin.patch(root, owner, { status: 'disabled' }), 'last_owner')
     await expectDenied(async () => await t.deps.usersAdmin.delete(root, owner), 'last_owner')
     // a disabled second owner does not count
-    const second = seedUser(t.deps, { roles: ['owner'], status: 'disabled' })
+    const second = await seedUser(t.deps, { roles: ['owner'], status: 'disabled' })
     await expectDenied(() => rbac.revokeRole(root, owner, 'owner'), 'last_owner')
     await t.deps.usersAdmin.patch(root, second, { status: 'active' })
     await rbac.revokeRole(root, owner, 'owner')
@@ -219,12 +219,12 @@ describe('no privilege escalation', () => {
 
 describe('cache invalidation', () => {
   let owner: { userId: string }
-  beforeEach(() => {
-    owner = { userId: seedUser(t.deps, { roles: ['user', 'owner'] }) }
+  beforeEach(async () => {
+    owner = { userId: await seedUser(t.deps, { roles: ['user', 'owner'] }) }
   })
 
   test('checks are served from the cache', async () => {
-    const u = seedUser(t.deps)
+    const u = await seedUser(t.deps)
     await rbac.check(u, 'files:read:own')
     const before = rbac.stats()
     for (let i = 0; i < 5; i++) await rbac.check(u, 'files:read:own')
@@ -235,7 +235,7 @@ describe('cache invalidation', () => {
 
   test("removing a permission from a role: the next check is refused", async () => {
     await rbac.createRole(owner, { name: 'auditor', level: 30, permissions: ['audit:read', 'users:read'] })
-    const u = seedUser(t.deps, { roles: ['user', 'auditor'] })
+    const u = await seedUser(t.deps, { roles: ['user', 'auditor'] })
     expect((await rbac.check(u, 'audit:read')).allowed).toBe(true)
     await rbac.patchRole(owner, 'auditor', { permissions: ['users:read'] })
     expect(await rbac.check(u, 'audit:read')).toEqual({ allowed: false, reason: 'no role grants audit:read' })
@@ -244,7 +244,7 @@ describe('cache invalidation', () => {
   })
 
   test("granting and revoking a user's role, renaming a role", async () => {
-    const u = seedUser(t.deps)
+    const u = await seedUser(t.deps)
     expect((await rbac.check(u, 'users:read')).allowed).toBe(false)
     await rbac.grantRole(owner, u, 'moderator')
     expect(await rbac.check(u, 'users:read')).toEqual({ allowed: true, reason: 'granted by role moderator via users:read' })
@@ -258,7 +258,7 @@ describe('cache invalidation', () => {
   })
 
   test("a user's status: disabling is seen by the next check", async () => {
-    const u = seedUser(t.deps, { roles: ['user', 'moderator'] })
+    const u = await seedUser(t.deps, { roles: ['user', 'moderator'] })
     expect((await rbac.check(u, 'users:read')).allowed).toBe(true)
     await t.deps.usersAdmin.patch(owner, u, { status: 'disabled' })
     expect(await rbac.check(u, 'users:read')).toEqual({ allowed: false, reason: 'user disabled' })
@@ -267,7 +267,7 @@ describe('cache invalidation', () => {
   })
 
   test('changes made outside the services are picked up after the TTL', async () => {
-    const u = seedUser(t.deps)
+    const u = await seedUser(t.deps)
     expect((await rbac.effective(u))!.level).toBe(10)
     t.deps.db.delete(userRoles).where(eq(userRoles.userId, u)).run()
     expect((await rbac.effective(u))!.level).toBe(10)

@@ -11,7 +11,7 @@ let owner: { userId: string }
 
 beforeEach(async () => {
   t = await makeApp()
-  owner = { userId: seedUser(t.deps, { email: 'owner@example.test', name: 'Owner', roles: ['user', 'owner'] }) }
+  owner = { userId: await seedUser(t.deps, { email: 'owner@example.test', name: 'Owner', roles: ['user', 'owner'] }) }
 })
 afterEach(() => t.close())
 
@@ -31,7 +31,7 @@ describe('list', () => {
   test('pages in id order with no duplicates or gaps while rows are inserted between pages', async () => {
     const admin = t.deps.usersAdmin
     const initial = [owner.userId]
-    for (let i = 0; i < 24; i++) initial.push(seedUser(t.deps))
+    for (let i = 0; i < 24; i++) initial.push(await seedUser(t.deps))
     const seen: string[] = []
     let cursor: string | undefined
     let pages = 0
@@ -41,7 +41,7 @@ describe('list', () => {
       cursor = page.nextCursor ?? undefined
       pages++
       // inserted between pages: must neither shift nor repeat what was already paged
-      seedUser(t.deps)
+      await seedUser(t.deps)
       if (pages > 20) throw new Error('pagination does not end')
     } while (cursor)
     expect(new Set(seen).size).toBe(seen.length)
@@ -50,7 +50,7 @@ describe('list', () => {
   })
 
   test('limit defaults to 20 and the last page has no cursor', async () => {
-    for (let i = 0; i < 21; i++) seedUser(t.deps)
+    for (let i = 0; i < 21; i++) await seedUser(t.deps)
     const first = await t.deps.usersAdmin.list({})
     expect(first.items.length).toBe(20)
     expect(first.nextCursor).toBeString()
@@ -60,7 +60,7 @@ describe('list', () => {
   })
 
   test('a tampered cursor, a foreign one or one from another filter is 400 invalid_cursor', async () => {
-    for (let i = 0; i < 3; i++) seedUser(t.deps)
+    for (let i = 0; i < 3; i++) await seedUser(t.deps)
     const { nextCursor } = await t.deps.usersAdmin.list({ limit: 1 })
     const c = nextCursor!
     const [payload, mac] = c.split('.')
@@ -74,10 +74,10 @@ describe('list', () => {
   })
 
   test('filters: q is a case-insensitive prefix of email or name; role; status; combined', async () => {
-    const ada = seedUser(t.deps, { email: 'ada@example.test', name: 'Lovelace' })
-    const alan = seedUser(t.deps, { email: 'alan@example.test', name: 'Turing', roles: ['user', 'moderator'] })
-    const grace = seedUser(t.deps, { email: 'grace@example.test', name: 'Hopper', status: 'disabled' })
-    const adam = seedUser(t.deps, { email: 'zz@example.test', name: 'Adams', roles: [] })
+    const ada = await seedUser(t.deps, { email: 'ada@example.test', name: 'Lovelace' })
+    const alan = await seedUser(t.deps, { email: 'alan@example.test', name: 'Turing', roles: ['user', 'moderator'] })
+    const grace = await seedUser(t.deps, { email: 'grace@example.test', name: 'Hopper', status: 'disabled' })
+    const adam = await seedUser(t.deps, { email: 'zz@example.test', name: 'Adams', roles: [] })
     const list = async (f: { q?: string; role?: string; status?: UserStatus }) => ids((await t.deps.usersAdmin.list(f)).items).sort()
     expect(await list({ q: 'AD' })).toEqual([ada, adam].sort())
     expect(await list({ q: 'ala' })).toEqual([alan])
@@ -96,8 +96,9 @@ describe('list', () => {
   })
 
   test('filtered pages continue through the cursor', async () => {
-    const mods = Array.from({ length: 5 }, () => seedUser(t.deps, { roles: ['user', 'moderator'] }))
-    for (let i = 0; i < 5; i++) seedUser(t.deps)
+    const mods: string[] = []
+    for (let i = 0; i < 5; i++) mods.push(await seedUser(t.deps, { roles: ['user', 'moderator'] }))
+    for (let i = 0; i < 5; i++) await seedUser(t.deps)
     const p1 = await t.deps.usersAdmin.list({ role: 'moderator', limit: 3 })
     const p2 = await t.deps.usersAdmin.list({ role: 'moderator', limit: 3, cursor: p1.nextCursor! })
     expect([...ids(p1.items), ...ids(p2.items)]).toEqual(mods)
@@ -144,10 +145,10 @@ describe('query plans', () => {
 
 describe('changes', () => {
   test('disabling ends every session and expires unspent refresh tokens; enabling does not revive them', async () => {
-    const u = seedUser(t.deps)
-    const s1 = seedSession(t.deps, u)
-    const s2 = seedSession(t.deps, u)
-    const other = seedSession(t.deps, owner.userId)
+    const u = await seedUser(t.deps)
+    const s1 = await seedSession(t.deps, u)
+    const s2 = await seedSession(t.deps, u)
+    const other = await seedSession(t.deps, owner.userId)
     const seen: string[] = []
     t.deps.invalidation.on((e) => seen.push(`${e.kind}:${e.id}`))
     const v = await t.deps.usersAdmin.patch(owner, u, { status: 'disabled' })
@@ -169,18 +170,18 @@ describe('changes', () => {
   })
 
   test('ending all sessions', async () => {
-    const u = seedUser(t.deps)
-    seedSession(t.deps, u)
-    seedSession(t.deps, u)
+    const u = await seedUser(t.deps)
+    await seedSession(t.deps, u)
+    await seedSession(t.deps, u)
     expect(await t.deps.usersAdmin.endSessions(owner, u)).toBe(2)
     expect(await t.deps.usersAdmin.endSessions(owner, u)).toBe(0)
     // oneself is allowed, like logout-all
-    seedSession(t.deps, owner.userId)
+    await seedSession(t.deps, owner.userId)
     expect(await t.deps.usersAdmin.endSessions(owner, owner.userId)).toBe(1)
   })
 
   test('unlock clears both lock kinds and records account_unlocked', async () => {
-    const u = seedUser(t.deps)
+    const u = await seedUser(t.deps)
     const now = t.clock.now()
     t.deps.db.insert(lockouts).values([{ userId: u, kind: 'password', failures: 5, windowStartedAt: now, lockedUntil: now + 60_000, updatedAt: now }, { userId: u, kind: 'mfa', failures: 3, windowStartedAt: now, updatedAt: now }]).run()
     await t.deps.usersAdmin.unlock(owner, u)
@@ -189,8 +190,8 @@ describe('changes', () => {
   })
 
   test('delete removes the user and their data but keeps their security events', async () => {
-    const u = seedUser(t.deps)
-    seedSession(t.deps, u)
+    const u = await seedUser(t.deps)
+    await seedSession(t.deps, u)
     await t.deps.audit.record({ type: 'login_succeeded', outcome: 'success', actorId: u, targetId: u })
     await t.deps.usersAdmin.delete(owner, u)
     expect((await thrown(() => t.deps.usersAdmin.get(u))).status).toBe(404)

@@ -35,8 +35,8 @@ const deliveries = (a: T, admin: string, id: string) => a.as(admin, 'GET', `/v1/
 describe('webhook endpoints', () => {
   test('admins create, read, change and delete endpoints; the secret is shown once; users are refused', async () => {
     const a = await app()
-    const admin = seedUser(a.deps, { roles: ['admin'] })
-    const plain = seedUser(a.deps)
+    const admin = await seedUser(a.deps, { roles: ['admin'] })
+    const plain = await seedUser(a.deps)
     expectProblem(await a.as(plain, 'POST', '/v1/webhooks', { body: { url: 'http://127.0.0.1:9/x', events: ['user.created'] } }), 403, 'forbidden')
     expectProblem(await a.as(plain, 'GET', '/v1/webhooks'), 403, 'forbidden')
     const created = await hook(a, admin, 'http://127.0.0.1:9/x', ['user.created', 'role.granted'])
@@ -63,7 +63,7 @@ describe('webhook endpoints', () => {
     t = await makeAdminApp()
     const a = await t
     const r = recv()
-    const admin = seedUser(a.deps, { roles: ['admin'] })
+    const admin = await seedUser(a.deps, { roles: ['admin'] })
     for (const url of [r.url, `http://localhost:${r.port}/`, `http://[::1]:${r.port}/`, `http://[::ffff:127.0.0.1]:${r.port}/`, 'http://10.1.2.3/', 'http://169.254.169.254/latest', 'http://100.64.0.1/', 'http://[fd00::1]/', 'http://[fe80::1]/', 'http://0.0.0.0/']) {
       expectProblem(await a.as(admin, 'POST', '/v1/webhooks', { body: { url, events: ['*'] } }), 422, 'webhook_url_refused')
     }
@@ -77,7 +77,7 @@ describe('webhook delivery', () => {
   test('real sign-ups and role grants are delivered, signed as Standard Webhooks (checked with the standardwebhooks package)', async () => {
     const a = await app()
     const r = recv()
-    const admin = seedUser(a.deps, { roles: ['admin'] })
+    const admin = await seedUser(a.deps, { roles: ['admin'] })
     const { secret, id } = await hook(a, admin, `${r.url}/hook`, ['user.created', 'role.granted'])
     const reg = await a.req('POST', '/v1/auth/register', { body: { email: 'hooked@example.com', password: STRONG_PASSWORD } })
     expect(reg.status).toBe(201)
@@ -111,7 +111,7 @@ describe('webhook delivery', () => {
   test('a failing endpoint is retried on the backoff schedule (fake clock) until it recovers; the log shows every attempt', async () => {
     const a = await app()
     const r = recv((_m, n) => new Response('down', { status: n <= 2 ? 500 : 200 }))
-    const admin = seedUser(a.deps, { roles: ['admin'] })
+    const admin = await seedUser(a.deps, { roles: ['admin'] })
     const { id, secret } = await hook(a, admin, r.url)
     await a.deps.audit.record({ type: 'user_deleted', outcome: 'success', actorId: admin, targetId: 'gone' })
     expect(await a.deps.webhookWorker.deliverDue()).toEqual({ delivered: 0, failed: 1 })
@@ -143,7 +143,7 @@ describe('webhook delivery', () => {
   test('secret rotation: during the overlap both secrets sign; afterwards only the new one', async () => {
     const a = await app()
     const r = recv()
-    const admin = seedUser(a.deps, { roles: ['admin'] })
+    const admin = await seedUser(a.deps, { roles: ['admin'] })
     const { id, secret: old } = await hook(a, admin, r.url)
     const rot = await a.as(admin, 'POST', `/v1/webhooks/${id}/secret`, { body: { overlap: '1h' } })
     expect(rot.status).toBe(200)
@@ -168,7 +168,7 @@ describe('webhook delivery', () => {
     const a = await app({ BULWARK_WEBHOOK_DISABLE_FAILURES: '3' })
     let up = false
     const r = recv(() => new Response(null, { status: up ? 204 : 503 }))
-    const admin = seedUser(a.deps, { roles: ['admin'] })
+    const admin = await seedUser(a.deps, { roles: ['admin'] })
     const { id } = await hook(a, admin, r.url)
     await a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
     await a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
@@ -196,7 +196,7 @@ describe('webhook delivery', () => {
   test('the time rule: an endpoint failing for longer than BULWARK_WEBHOOK_DISABLE_AFTER is disabled', async () => {
     const a = await app({ BULWARK_WEBHOOK_DISABLE_AFTER: '1h', BULWARK_WEBHOOK_RETRY_SCHEDULE: '30m,30m,30m' })
     const r = recv(() => new Response(null, { status: 500 }))
-    const admin = seedUser(a.deps, { roles: ['admin'] })
+    const admin = await seedUser(a.deps, { roles: ['admin'] })
     const { id } = await hook(a, admin, r.url)
     await a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
     for (let i = 0; i < 2; i++) {
@@ -212,7 +212,7 @@ describe('webhook delivery', () => {
     const a = await app({ BULWARK_WEBHOOK_RETRY_SCHEDULE: '1s' })
     let up = false
     const r = recv(() => new Response(null, { status: up ? 200 : 502 }))
-    const admin = seedUser(a.deps, { roles: ['admin'] })
+    const admin = await seedUser(a.deps, { roles: ['admin'] })
     const { id } = await hook(a, admin, r.url)
     await a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
     await a.deps.webhookWorker.deliverDue()
@@ -223,7 +223,7 @@ describe('webhook delivery', () => {
     a.clock.advance(3_600_000)
     await a.deps.webhookWorker.deliverDue()
     expect(r.got.length).toBe(2)
-    const plain = seedUser(a.deps)
+    const plain = await seedUser(a.deps)
     expectProblem(await a.as(plain, 'POST', `/v1/webhooks/${id}/deliveries/${d.id}/retry`), 403)
     expectProblem(await a.as(admin, 'POST', `/v1/webhooks/${id}/deliveries/msg_${'0'.repeat(32)}/retry`), 404, 'not_found')
     up = true
@@ -240,7 +240,7 @@ describe('webhook delivery', () => {
   test('the delivery log is keyset-paginated, newest first', async () => {
     const a = await app()
     const r = recv()
-    const admin = seedUser(a.deps, { roles: ['admin'] })
+    const admin = await seedUser(a.deps, { roles: ['admin'] })
     const { id } = await hook(a, admin, r.url)
     for (let i = 0; i < 5; i++) await a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: `u${i}` })
     const p1 = await a.as(admin, 'GET', `/v1/webhooks/${id}/deliveries?limit=2`)
@@ -258,7 +258,7 @@ describe('webhook delivery', () => {
     const a = await app()
     const second = recv()
     const first = recv(() => new Response(null, { status: 302, headers: { location: `${second.url}/elsewhere` } }))
-    const admin = seedUser(a.deps, { roles: ['admin'] })
+    const admin = await seedUser(a.deps, { roles: ['admin'] })
     const { id } = await hook(a, admin, first.url)
     await a.deps.audit.record({ type: 'register', outcome: 'success', actorId: admin, targetId: admin })
     await a.deps.webhookWorker.deliverDue()
@@ -272,7 +272,7 @@ describe('webhook delivery', () => {
     const r = recv()
     const secret = `whsec_${Buffer.alloc(32, 7).toString('base64')}`
     const a = await app({ BULWARK_ALERT_WEBHOOK_URL: `${r.url}/alerts`, BULWARK_ALERT_WEBHOOK_SECRET: secret })
-    const admin = seedUser(a.deps, { roles: ['admin'] })
+    const admin = await seedUser(a.deps, { roles: ['admin'] })
     const list = (await a.as(admin, 'GET', '/v1/webhooks')).body.items
     expect(list).toMatchObject([{ source: 'config', events: ['security.alert'], url: `${r.url}/alerts` }])
     await a.deps.audit.record({ type: 'login', outcome: 'success', actorId: 'u1' })
@@ -322,7 +322,7 @@ describe('master-secret rotation', () => {
     const { deriveKey, decrypt } = await import('../../src/lib/crypto')
     const { webhookEndpoints } = await import('../../src/db/schema')
     const a = await app()
-    const admin = seedUser(a.deps, { roles: ['admin'] })
+    const admin = await seedUser(a.deps, { roles: ['admin'] })
     const { id, secret: old } = await hook(a, admin, 'http://127.0.0.1:9/x')
     const fresh = (await a.as(admin, 'POST', `/v1/webhooks/${id}/secret`, { body: { overlap: '1h' } })).body.secret as string
     const next = 'another-secret-0123456789-abcdefghijklmnopqrstuvwxyz'

@@ -1,7 +1,8 @@
 /** Test helpers for the administration features: the real app signed in as seeded users. */
 import type { AppDeps } from '../../src/app'
 import { eq } from 'drizzle-orm'
-import { roles, sessions, refreshTokens, userRoles, users } from '../../src/db/schema'
+import { roles, sessions, refreshTokens, userRoles, users } from '../../src/db/tables'
+import { withTransaction } from '../../src/db/tx'
 import { newId } from '../../src/lib/ids'
 import { makeApp, type ReqOpts } from '../helpers'
 
@@ -22,31 +23,30 @@ export async function makeAdminApp(env: Record<string, string> = {}) {
 let n = 0
 
 /** Inserts a user holding `roles` (default: just `user`) straight into the database. */
-export function seedUser(deps: AppDeps, o: { email?: string; name?: string | null; roles?: string[]; status?: 'active' | 'disabled'; verified?: boolean } = {}): string {
+export async function seedUser(deps: AppDeps, o: { email?: string; name?: string | null; roles?: string[]; status?: 'active' | 'disabled'; verified?: boolean } = {}): Promise<string> {
   const id = newId()
   const now = deps.clock.now()
   n++
-  // Synchronous on purpose (test setup on SQLite): the rows exist when this returns.
-  deps.db.transaction((tx) => {
-    tx.insert(users)
+  await withTransaction(deps.db, async (tx) => {
+    await tx
+      .insert(users)
       .values({ id, email: (o.email ?? `user${n}-${id.slice(-6)}@example.test`).toLowerCase(), name: o.name === undefined ? `User ${n}` : o.name, status: o.status ?? 'active', emailVerifiedAt: o.verified ? now : null, createdAt: now, updatedAt: now })
-      .run()
     for (const r of o.roles ?? ['user']) {
-      const role = tx.select({ id: roles.id }).from(roles).where(eq(roles.name, r)).get()
+      const role = (await tx.select({ id: roles.id }).from(roles).where(eq(roles.name, r)).limit(1))[0]
       if (!role) throw new Error(`role ${r} does not exist`)
-      tx.insert(userRoles).values({ userId: id, roleId: role.id, grantedBy: null, createdAt: now }).onConflictDoNothing().run()
+      await tx.insert(userRoles).values({ userId: id, roleId: role.id, grantedBy: null, createdAt: now }).onConflictDoNothing()
     }
   })
   return id
 }
 
 /** Inserts a live session with one unspent refresh token for a user; returns the ids. */
-export function seedSession(deps: AppDeps, userId: string): { sessionId: string; tokenId: string } {
+export async function seedSession(deps: AppDeps, userId: string): Promise<{ sessionId: string; tokenId: string }> {
   const now = deps.clock.now()
   const sessionId = newId()
   const tokenId = newId()
-  deps.db.insert(sessions).values({ id: sessionId, userId, createdAt: now, lastSeenAt: now, expiresAt: now + 86_400_000, authTime: now }).run()
-  deps.db.insert(refreshTokens).values({ id: tokenId, sessionId, tokenHash: `hash-${tokenId}`, createdAt: now, expiresAt: now + 86_400_000 }).run()
+  await deps.db.insert(sessions).values({ id: sessionId, userId, createdAt: now, lastSeenAt: now, expiresAt: now + 86_400_000, authTime: now })
+  await deps.db.insert(refreshTokens).values({ id: tokenId, sessionId, tokenHash: `hash-${tokenId}`, createdAt: now, expiresAt: now + 86_400_000 })
   return { sessionId, tokenId }
 }
 

@@ -1,0 +1,67 @@
+/**
+ * The in-process suite on PostgreSQL: with BULWARK_TEST_DB=postgres (and BULWARK_TEST_PG_URL naming a server),
+ * `makeApp()` builds every app on a fresh database copied from a template migrated once per process
+ * (`CREATE DATABASE … TEMPLATE`), and drops it on close. The engine is chosen once per process, so such a run is
+ * PostgreSQL throughout; files that inspect the SQLite file itself are not part of it (.ci/run lists the files).
+ */
+import { SQL } from 'bun'
+import { openPg, parsePgUrl } from '../../src/db/pg/client'
+import { migratePg } from '../../src/db/pg/migrate'
+
+export const TEST_ON_PG = process.env.BULWARK_TEST_DB === 'postgres' && !!process.env.BULWARK_TEST_PG_URL
+
+const admin = () => new SQL({ adapter: 'postgres', ...parsePgUrl(process.env.BULWARK_TEST_PG_URL!), max: 1 })
+const urlOf = (name: string) => {
+  const u = new URL(process.env.BULWARK_TEST_PG_URL!)
+  u.pathname = `/${name}`
+  return u.toString()
+}
+
+let template: Promise<string> | undefined
+
+async function makeTemplate(): Promise<string> {
+  const name = `bw_tpl_${crypto.randomUUID().replaceAll('-', '').slice(0, 16)}`
+  const a = admin()
+  try {
+    await a.unsafe(`CREATE DATABASE "${name}"`)
+  } finally {
+    await a.close()
+  }
+  const h = openPg({ url: urlOf(name), poolSize: 1 })
+  try {
+    await migratePg(h.sql)
+  } finally {
+    await h.close()
+  }
+  process.once('beforeExit', () => void dropByName(name))
+  return name
+}
+
+async function dropByName(name: string): Promise<void> {
+  const a = admin()
+  try {
+    await a.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)
+  } finally {
+    await a.close()
+  }
+}
+
+/** A new database with every migration applied; its URL. */
+export async function freshPgDatabase(): Promise<string> {
+  template ??= makeTemplate()
+  const tpl = await template
+  const name = `bw_${crypto.randomUUID().replaceAll('-', '').slice(0, 20)}`
+  const a = admin()
+  try {
+    await a.unsafe(`CREATE DATABASE "${name}" TEMPLATE "${tpl}"`)
+  } finally {
+    await a.close()
+  }
+  return urlOf(name)
+}
+
+export async function dropPgDatabase(url: string): Promise<void> {
+  const name = parsePgUrl(url).database
+  if (!/^bw_[0-9a-f]{20}$/.test(name)) throw new Error(`refusing to drop ${name}`)
+  await dropByName(name)
+}
