@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the in-process test files listed in test/pg-files.txt on PostgreSQL: every app on a fresh database copied
+# from a migrated template (test/support/pg-apps.ts). Needs BULWARK_TEST_PG_URL (a server with trust auth).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${BULWARK_TEST_PG_URL:?set BULWARK_TEST_PG_URL, e.g. postgres://postgres@127.0.0.1:5432/postgres}"
+mapfile -t files < <(grep -v '^#' test/pg-files.txt | grep -v '^$')
+rc=0
+BULWARK_TEST_DB=postgres bun test "${files[@]}" || rc=$?
+# The per-process template databases (bw_tpl_*) outlive the test process: drop them.
+bun -e '
+  const { SQL } = await import("bun"); const { parsePgUrl } = await import("./src/db/pg/client.ts")
+  const a = new SQL({ adapter: "postgres", ...parsePgUrl(process.env.BULWARK_TEST_PG_URL), max: 1 })
+  for (const r of await a`SELECT datname FROM pg_database WHERE datname LIKE ${"bw_tpl_%"}`) await a.unsafe(`DROP DATABASE IF EXISTS "${r.datname}" WITH (FORCE)`)
+  await a.close()'
+exit $rc
