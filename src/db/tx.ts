@@ -31,6 +31,9 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 /** How often an interrupted SQLite transaction is retried before it fails as busy. */
 export const MAX_ATTEMPTS = 8
 
+/** Compiled statements kept per connection (distinct SQL texts; the services issue a few hundred). */
+const MAX_CACHED_STATEMENTS = 2000
+
 /** Thrown inside an interrupted SQLite transaction; `withTransaction` retries the callback. */
 export class TransactionInterrupted extends Error {
   readonly code = 'SQLITE_BUSY'
@@ -165,6 +168,7 @@ for (const C of [SQLiteSelectBase, SQLiteInsertBase, SQLiteUpdateBase, SQLiteDel
  */
 export function guardConnection(sqlite: Database): { client: Database; gate: TxGate } {
   const gate = new TxGate(sqlite)
+  const statements = new Map<string, Statement<any, any>>()
   const wrap = <S extends Statement<any, any>>(stmt: S): S => {
     const run = stmt.run.bind(stmt)
     const all = stmt.all.bind(stmt)
@@ -179,7 +183,18 @@ export function guardConnection(sqlite: Database): { client: Database; gate: TxG
   }
   const client = new Proxy(sqlite, {
     get(target, prop) {
-      if (prop === 'prepare' || prop === 'query') return (sql: string, ...rest: any[]) => wrap((target as any)[prop](sql, ...rest))
+      // drizzle prepares every non-prepared query again: compiled statements (bun:sqlite `query`) and their
+      // guards are kept per SQL text, bounded, so the hot path neither recompiles nor rewraps.
+      if (prop === 'prepare' || prop === 'query')
+        return (sql: string, ...rest: any[]) => {
+          if (rest.length) return wrap((target as any)[prop](sql, ...rest))
+          let w = statements.get(sql)
+          if (!w) {
+            w = wrap(target.query(sql))
+            if (statements.size < MAX_CACHED_STATEMENTS) statements.set(sql, w)
+          }
+          return w
+        }
       if (prop === 'run' || prop === 'exec')
         return (...a: any[]) => {
           gate.check()

@@ -4,7 +4,7 @@
  * `completeMfa` checks exactly one proof against it. Failures are counted per token (five kill it)
  * and per account (five within the window lock the account's MFA step for a doubling period).
  */
-import { withTransaction } from '../../db/tx'
+import { allPrepared, withTransaction } from '../../db/tx'
 import { and, count, eq, gt, isNull, lt, sql } from 'drizzle-orm'
 import { challenges, lockouts, passkeys, recoveryCodes, totpFactors } from '../../db/tables'
 import { hashToken, randomToken } from '../../lib/crypto'
@@ -101,15 +101,23 @@ export class MfaLoginService {
     return hashToken(this.deps.keys.tokenHash, `mfa:${token}`)
   }
 
+  private factorQueries: ReturnType<MfaLoginService['prepareFactorQueries']> | undefined
+
+  private prepareFactorQueries() {
+    const { db } = this.deps
+    const user = sql.placeholder('userId')
+    return {
+      totp: db.select({ n: count() }).from(totpFactors).where(and(eq(totpFactors.userId, user), eq(totpFactors.status, 'active'))).prepare(),
+      passkeys: db.select({ n: count() }).from(passkeys).where(eq(passkeys.userId, user)).prepare(),
+      codes: db.select({ n: count() }).from(recoveryCodes).where(and(eq(recoveryCodes.userId, user), isNull(recoveryCodes.usedAt))).prepare(),
+    }
+  }
+
   /** The factors a user has, as GET /v1/me shows them. */
   async userFactors(userId: string): Promise<{ totp: boolean; passkeys: number; recoveryCodesRemaining: number }> {
-    // Three indexed counts, issued together: this runs on every GET /v1/me.
-    const { db } = this.deps
-    const [totp, keys, codes] = await Promise.all([
-      db.select({ n: count() }).from(totpFactors).where(and(eq(totpFactors.userId, userId), eq(totpFactors.status, 'active'))),
-      db.select({ n: count() }).from(passkeys).where(eq(passkeys.userId, userId)),
-      db.select({ n: count() }).from(recoveryCodes).where(and(eq(recoveryCodes.userId, userId), isNull(recoveryCodes.usedAt))),
-    ])
+    // Three indexed counts, prepared once (drizzle builds SQL per call otherwise): this runs on every GET /v1/me.
+    const q = (this.factorQueries ??= this.prepareFactorQueries())
+    const [totp, keys, codes] = await Promise.all([allPrepared(this.deps.db, q.totp, { userId }), allPrepared(this.deps.db, q.passkeys, { userId }), allPrepared(this.deps.db, q.codes, { userId })])
     const r = { totp: totp[0]?.n ?? 0, passkeys: keys[0]?.n ?? 0, codes: codes[0]?.n ?? 0 }
     return { totp: Number(r.totp) > 0, passkeys: Number(r.passkeys), recoveryCodesRemaining: Number(r.codes) }
   }
