@@ -240,7 +240,7 @@ describe('the background worker', () => {
     const transport = async (m: MailMessage) => void got.push(m.subject)
     const a = new MailWorker({ config, db, clock, logger }, { transport })
     const b = new MailWorker({ config, db, clock, logger }, { transport })
-    for (let i = 0; i < 5; i++) mailer.send({ ...TOKEN_MAIL, subject: `m${i}` })
+    for (let i = 0; i < 5; i++) await mailer.send({ ...TOKEN_MAIL, subject: `m${i}` })
     await Promise.all([a.deliverDue(), b.deliverDue()])
     expect(got.sort()).toEqual(['m0', 'm1', 'm2', 'm3', 'm4'])
   })
@@ -261,7 +261,7 @@ describe('shutdown and wiring', () => {
       sent.push(m.subject)
     }
     const worker = new MailWorker({ config, db, clock, logger }, { transport })
-    for (let i = 0; i < 3; i++) mailer.send({ ...TOKEN_MAIL, subject: `m${i}` })
+    for (let i = 0; i < 3; i++) await mailer.send({ ...TOKEN_MAIL, subject: `m${i}` })
     const round = worker.deliverDue()
     await first
     const stopped = worker.stop()
@@ -278,7 +278,7 @@ describe('shutdown and wiring', () => {
     const { makeApp } = await import('../helpers')
     const t = await makeApp()
     cleanups.push(() => t.close())
-    t.deps.mailer.send(TOKEN_MAIL)
+    await t.deps.mailer.send(TOKEN_MAIL)
     expect(await readOutbox(t.deps.db, TOKEN_MAIL.to)).toMatchObject([{ ...TOKEN_MAIL, status: 'pending' }])
     expect(await t.deps.mailWorker.deliverDue()).toMatchObject({ kept: 1 })
     expect(await t.deps.passwordPolicy.check('short')).toMatchObject([{ code: 'too_short' }])
