@@ -318,13 +318,6 @@ export class RbacService {
     return target
   }
 
-  /** Refuses (403 + event) when `targetId` is the last active owner. */
-  async assertNotLastOwner(actor: Actor, targetId: string, action: string, meta?: RequestMeta): Promise<void> {
-    const target = await this.effective(targetId)
-    if (!target || target.status !== 'active' || !target.roles.includes(OWNER_ROLE)) return
-    if (await this.activeOwnerCount() <= 1) await this.deny(actor, 'last_owner', 'The last active owner cannot be removed, disabled or deleted.', { action, targetId }, meta)
-  }
-
   /**
    * Inside a write's transaction: whether taking `targetId` out (role revoked, disabled, deleted) would leave no
    * active owner. Takes the owners lock first (advisory lock on PostgreSQL; the one writer on SQLite) and reads
@@ -563,7 +556,6 @@ export class RbacService {
     const r = await this.roleRow(roleName)
     await this.authorizeOnUser(actor, userId, 'role_revoke', meta)
     await this.checkRoleLevel(actor, me, r.level, 'role_revoke', roleName, meta)
-    if (roleName === OWNER_ROLE) await this.assertNotLastOwner(actor, userId, 'role_revoke', meta)
     const removed = await withTransaction(this.deps.db, async (tx) => {
       if (roleName === OWNER_ROLE && (await this.wouldLeaveNoOwner(tx, userId))) return null
       return await tx.delete(userRoles).where(and(eq(userRoles.userId, userId), eq(userRoles.roleId, r.id))).returning({ userId: userRoles.userId })

@@ -154,7 +154,6 @@ export class UsersAdminService {
     const statusChange = patch.status !== undefined
     // Renaming oneself is harmless (it is what PATCH /v1/me does); a status change of oneself is not.
     const target = await this.deps.rbac.authorizeOnUser(actor, id, statusChange ? 'user_status' : 'user_update', meta, { allowSelf: !statusChange })
-    if (patch.status === 'disabled' && target.status === 'active') await this.deps.rbac.assertNotLastOwner(actor, id, 'user_disable', meta)
     const now = this.deps.clock.now()
     let ended: string[] = []
     const disabling = patch.status === 'disabled' && target.status === 'active'
@@ -187,7 +186,6 @@ export class UsersAdminService {
   /** Deletes a user below the actor's level: sessions end, personal data goes with the row (FK cascades); security events stay. */
   async delete(actor: Actor, id: string, meta?: RequestMeta): Promise<void> {
     await this.deps.rbac.authorizeOnUser(actor, id, 'user_delete', meta)
-    await this.deps.rbac.assertNotLastOwner(actor, id, 'user_delete', meta)
     const now = this.deps.clock.now()
     let ended: string[] = []
     const refused = await withTransaction(this.deps.db, async (tx) => {
