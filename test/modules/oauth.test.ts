@@ -85,6 +85,22 @@ describe('client credentials', () => {
   })
 })
 
+describe('listing', () => {
+  test('GET /v1/clients lists the clients newest first, a page at a time', async () => {
+    const ids: string[] = []
+    for (const name of ['a', 'b', 'c']) {
+      ids.push((await createClient(owner, { name, permissions: ['users:read'] })).body.clientId)
+      t.clock.advance(1_000)
+    }
+    const first = await t.as(owner, 'GET', '/v1/clients?limit=2')
+    expect(first.status).toBe(200)
+    expect(first.body.items.map((c: { clientId: string }) => c.clientId)).toEqual([ids[2], ids[1]])
+    expect(first.body.items[0]).toMatchObject({ name: 'c', permissions: ['users:read'], status: 'active' })
+    const rest = await t.as(owner, 'GET', `/v1/clients?limit=2&cursor=${encodeURIComponent(first.body.nextCursor)}`)
+    expect(rest.body).toMatchObject({ items: [{ clientId: ids[0] }], nextCursor: null })
+  })
+})
+
 describe('escalation', () => {
   test('a creator cannot give a client a role at or above their level or a permission they lack', async () => {
     await t.deps.rbac.createRole({ userId: owner }, { name: 'ops', level: 80, permissions: ['clients:write', 'users:read', 'authz:check'], mfaRequired: true })

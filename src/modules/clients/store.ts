@@ -22,7 +22,7 @@ export class ClientStore {
   async list(limit: number, after?: { createdAt: number; id: string }): Promise<ClientRow[]> {
     const q = this.db.select().from(oauthClients)
     const where = after ? sql`(${oauthClients.createdAt} < ${after.createdAt} OR (${oauthClients.createdAt} = ${after.createdAt} AND ${oauthClients.id} < ${after.id}))` : undefined
-    return await (where ? q.where(where) : q).orderBy(desc(oauthClients.createdAt), desc(oauthClients.id)).limit(limit).all()
+    return await (where ? q.where(where) : q).orderBy(desc(oauthClients.createdAt), desc(oauthClients.id)).limit(limit)
   }
 
   async insert(row: ClientRow, roleIds: string[]): Promise<void> {
