@@ -3,12 +3,18 @@
  * `app.handle()` (the HTTP contract, no socket), plus small request builders.
  */
 import type { AnyElysia } from 'elysia'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { buildDeps, createApp, createHandler, type AppDeps } from '../src/app'
 import { testConfig } from '../src/config'
 import { FakeClock } from '../src/lib/clock'
 import { createLogger } from '../src/lib/logger'
 import { dropPgDatabase, freshPgDatabase, TEST_ON_PG } from './support/pg-apps'
+import { sqlExec } from './support/sql'
+import { asc, eq } from 'drizzle-orm'
+import { mailOutbox } from '../src/db/tables'
 
 export interface TestApp {
   deps: AppDeps
@@ -78,6 +84,20 @@ export async function makeApp(env: Record<string, string> = {}, opts: { logLevel
   return { deps, clock, app, logs, handle, req, close }
 }
 
+/**
+ * A database that outlives one app, for restarts and for several instances on one database (pass `env` to each
+ * makeApp): a SQLite file in a new temporary folder or, with BULWARK_TEST_DB=postgres, a fresh PostgreSQL database.
+ * `drop()` removes it once the apps are closed.
+ */
+export async function sharedDatabase(prefix = 'bw-shared-'): Promise<{ env: Record<string, string>; drop(): Promise<void> }> {
+  if (TEST_ON_PG) {
+    const url = await freshPgDatabase()
+    return { env: { BULWARK_DATABASE_URL: url }, drop: () => dropPgDatabase(url) }
+  }
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  return { env: { BULWARK_DB_PATH: join(dir, 'db.sqlite') }, drop: async () => rmSync(dir, { recursive: true, force: true }) }
+}
+
 /** Asserts the shape of an RFC 9457 problem document and returns it. */
 export function expectProblem(res: TestResponse, status: number, code?: string) {
   if (res.status !== status) throw new Error(`expected ${status}, got ${res.status}: ${res.text.slice(0, 300)}`)
@@ -108,13 +128,17 @@ export async function signUp(a: TestApp, opts: { email?: string; password?: stri
 }
 
 /** Mails queued for an address, newest last. */
-export function mailsTo(a: TestApp, to: string): { subject: string; text: string }[] {
+export async function mailsTo(a: TestApp, to: string): Promise<{ subject: string; text: string }[]> {
+  if (a.deps.storage.engine === 'postgres') {
+    // Mails of one fake-clock millisecond share created_at; their ids (UUIDv7, monotonic in a process) keep the order.
+    return await a.deps.db.select({ subject: mailOutbox.subject, text: mailOutbox.text }).from(mailOutbox).where(eq(mailOutbox.to, to)).orderBy(asc(mailOutbox.createdAt), asc(mailOutbox.id))
+  }
   return a.deps.storage.sqlite!.query<{ subject: string; text: string }, [string]>('SELECT subject, text FROM mail_outbox WHERE "to" = ? ORDER BY created_at, rowid').all(to)
 }
 
 /** The token in the newest mail to an address whose subject matches. */
-export function tokenFromMail(a: TestApp, to: string, subject: RegExp): string {
-  const mail = mailsTo(a, to).filter((m) => subject.test(m.subject)).at(-1)
+export async function tokenFromMail(a: TestApp, to: string, subject: RegExp): Promise<string> {
+  const mail = (await mailsTo(a, to)).filter((m) => subject.test(m.subject)).at(-1)
   if (!mail) throw new Error(`no mail to ${to} matching ${subject}`)
   // With a link configured the token is in it (`token=`); without, on its own line after "token:".
   const m = /token=([A-Za-z0-9_-]+)/.exec(mail.text) ?? /token:\s+([A-Za-z0-9_-]+)/.exec(mail.text)
@@ -123,7 +147,7 @@ export function tokenFromMail(a: TestApp, to: string, subject: RegExp): string {
 }
 
 /** Gives an existing user a role directly in the database (test setup only). */
-export function grantRoleDirect(a: TestApp, userId: string, role: string) {
-  a.deps.storage.sqlite!.run("INSERT INTO user_roles (user_id, role_id, created_at) SELECT ?, id, 0 FROM roles WHERE name = ?", [userId, role])
+export async function grantRoleDirect(a: TestApp, userId: string, role: string) {
+  await sqlExec(a.deps, 'INSERT INTO user_roles (user_id, role_id, created_at) SELECT ?, id, 0 FROM roles WHERE name = ?', [userId, role])
   a.deps.invalidation.emit({ kind: 'user', id: userId })
 }

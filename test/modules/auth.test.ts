@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from 'bun:test'
 import { createLocalJWKSet, jwtVerify, SignJWT, base64url } from 'jose'
 import { expectProblem, makeApp, mailsTo, signUp, STRONG_PASSWORD, tokenFromMail, uniqueEmail, type TestApp } from '../helpers'
+import { sqlExec, sqlRows } from '../support/sql'
 
 let a: TestApp
 afterEach(() => a?.close())
@@ -16,7 +17,7 @@ describe('register', () => {
     expect(r.status).toBe(201)
     expect(r.body.user).toMatchObject({ email, name: 'Ada Lovelace', emailVerified: false })
     expect(r.body.user.passwordHash).toBeUndefined()
-    expect(mailsTo(a, email)[0]!.subject).toMatch(/verify/i)
+    expect((await mailsTo(a, email))[0]!.subject).toMatch(/verify/i)
     const roles = (await a.deps.rbac.effective(r.body.user.id))!.roles
     expect(roles).toEqual(['user'])
   })
@@ -107,7 +108,7 @@ describe('login', () => {
   test('a disabled account gets invalid_credentials too', async () => {
     a = await makeApp()
     const { email, user } = await signUp(a)
-    a.deps.storage.sqlite!.run("UPDATE users SET status = 'disabled' WHERE id = ?", [user.id])
+    await sqlExec(a.deps, "UPDATE users SET status = 'disabled' WHERE id = ?", [user.id])
     expectProblem(await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } }), 401, 'invalid_credentials')
   })
 
@@ -115,9 +116,9 @@ describe('login', () => {
     a = await makeApp()
     const { email, user } = await signUp(a)
     const old = await Bun.password.hash(STRONG_PASSWORD, { algorithm: 'argon2id', memoryCost: 2048, timeCost: 2 })
-    a.deps.storage.sqlite!.run('UPDATE users SET password_hash = ? WHERE id = ?', [old, user.id])
+    await sqlExec(a.deps, 'UPDATE users SET password_hash = ? WHERE id = ?', [old, user.id])
     expect((await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })).status).toBe(200)
-    const now = a.deps.storage.sqlite!.query<{ h: string }, [string]>('SELECT password_hash AS h FROM users WHERE id = ?').get(user.id)!.h
+    const now = (await sqlRows<{ h: string }>(a.deps, 'SELECT password_hash AS h FROM users WHERE id = ?', [user.id]))[0]!.h
     expect(now).not.toBe(old)
     expect(a.deps.hasher.needsRehash(now)).toBe(false)
   })
@@ -225,7 +226,7 @@ describe('access tokens', () => {
     expectProblem(await a.req('GET', '/v1/me', { token: accessToken }), 401, 'invalid_token')
     const second = await a.req('POST', '/v1/auth/login', { body: { email: user.email, password: STRONG_PASSWORD } })
     expect((await a.req('GET', '/v1/me', { token: second.body.accessToken })).status).toBe(200)
-    a.deps.storage.sqlite!.run("UPDATE users SET status = 'disabled' WHERE id = ?", [user.id])
+    await sqlExec(a.deps, "UPDATE users SET status = 'disabled' WHERE id = ?", [user.id])
     a.deps.invalidation.emit({ kind: 'user', id: user.id })
     expectProblem(await a.req('GET', '/v1/me', { token: second.body.accessToken }), 401, 'invalid_token')
   })
@@ -304,11 +305,12 @@ describe('refresh tokens and sessions', () => {
     a = await makeApp()
     const { refreshToken } = await signUp(a)
     const r1 = await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })
-    const dump = JSON.stringify(a.deps.storage.sqlite!.query('SELECT * FROM refresh_tokens').all())
+    const dump = JSON.stringify(await sqlRows(a.deps, 'SELECT * FROM refresh_tokens'))
     expect(dump).not.toContain(r1.body.refreshToken)
     expect(dump).toContain('v1.')
     await a.req('POST', '/v1/auth/refresh', { body: { refreshToken: r1.body.refreshToken } })
-    const first = a.deps.storage.sqlite!.query<{ s: string | null }, []>('SELECT successor_enc AS s FROM refresh_tokens ORDER BY created_at, rowid LIMIT 1').get()!
+    // PostgreSQL: the ids (UUIDv7) keep the order of rows of one millisecond (updates move a row's ctid).
+    const first = (await sqlRows<{ s: string | null }>(a.deps, 'SELECT successor_enc AS s FROM refresh_tokens ORDER BY created_at, rowid LIMIT 1', [], 'SELECT successor_enc AS s FROM refresh_tokens ORDER BY created_at, id LIMIT 1'))[0]!
     expect(first.s).toBeNull()
   })
 
@@ -416,7 +418,7 @@ describe('passwords and email', () => {
   test('email verification with the mailed token, single use', async () => {
     a = await makeApp()
     const { email, accessToken } = await signUp(a)
-    const token = tokenFromMail(a, email, /verify/i)
+    const token = await tokenFromMail(a, email, /verify/i)
     expect((await a.req('POST', '/v1/auth/email/verify', { body: { token } })).status).toBe(204)
     expect((await a.req('GET', '/v1/me', { token: accessToken })).body.emailVerified).toBe(true)
     expectProblem(await a.req('POST', '/v1/auth/email/verify', { body: { token } }), 400, 'invalid_token')
@@ -425,7 +427,7 @@ describe('passwords and email', () => {
   test('verification tokens expire', async () => {
     a = await makeApp()
     const { email } = await signUp(a)
-    const token = tokenFromMail(a, email, /verify/i)
+    const token = await tokenFromMail(a, email, /verify/i)
     a.clock.advance(25 * 3_600_000)
     expectProblem(await a.req('POST', '/v1/auth/email/verify', { body: { token } }), 400, 'invalid_token')
   })
@@ -438,7 +440,7 @@ describe('passwords and email', () => {
     expect(unknown.status).toBe(202)
     expect(known.status).toBe(202)
     expect(unknown.body).toEqual(known.body)
-    const token = tokenFromMail(a, email, /reset/i)
+    const token = await tokenFromMail(a, email, /reset/i)
     const newPassword = 'an entirely different passphrase 7'
     expect((await a.req('POST', '/v1/auth/password/reset', { body: { token, password: newPassword } })).status).toBe(204)
     expectProblem(await a.req('GET', '/v1/me', { token: accessToken }), 401)
@@ -452,7 +454,7 @@ describe('passwords and email', () => {
     a = await makeApp()
     const { email } = await signUp(a)
     await a.req('POST', '/v1/auth/password/forgot', { body: { email } })
-    const token = tokenFromMail(a, email, /reset/i)
+    const token = await tokenFromMail(a, email, /reset/i)
     expectProblem(await a.req('POST', '/v1/auth/password/reset', { body: { token, password: 'weak' } }), 422, 'weak_password')
     a.clock.advance(31 * MIN)
     expectProblem(await a.req('POST', '/v1/auth/password/reset', { body: { token, password: 'an entirely different passphrase 7' } }), 400, 'invalid_token')

@@ -3,6 +3,7 @@ import { mkdtempSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expectProblem, grantRoleDirect, makeApp, signUp, type TestApp } from '../helpers'
+import { sqlCount } from '../support/sql'
 
 let a: TestApp
 afterEach(() => a?.close())
@@ -50,7 +51,7 @@ describe('files', () => {
     expectProblem(await a.req('POST', '/v1/files', { token: accessToken, raw: form(PNG, 'x.jpg', 'image/jpeg') }), 415, 'unsupported_media_type')
     expectProblem(await a.req('POST', '/v1/files', { token: accessToken, raw: form('plain text', 'x.txt', 'text/plain') }), 415)
     expectProblem(await a.req('POST', '/v1/files', { token: accessToken, body: { file: 'x' } }), 415)
-    expect(a.deps.storage.sqlite!.query<{ n: number }, []>('SELECT count(*) AS n FROM files').get()!.n).toBe(0)
+    expect(await sqlCount(a.deps, 'SELECT count(*) AS n FROM files')).toBe(0)
     expect((await a.req('POST', '/v1/files', { token: accessToken, raw: form(PDF, 'doc.pdf', 'application/pdf') })).status).toBe(201)
   })
 
@@ -71,7 +72,7 @@ describe('files', () => {
     expectProblem(await a.req('GET', `/v1/files/${f.id}/content`, { token: other.accessToken }), 404)
     expectProblem(await a.req('DELETE', `/v1/files/${f.id}`, { token: other.accessToken }), 404)
     expect((await a.req('GET', '/v1/files', { token: other.accessToken })).body.items).toEqual([])
-    grantRoleDirect(a, other.user.id, 'moderator')
+    await grantRoleDirect(a, other.user.id, 'moderator')
     expect((await a.req('GET', `/v1/files/${f.id}`, { token: other.accessToken })).status).toBe(200)
     expect((await a.req('GET', '/v1/files', { token: other.accessToken })).body.items.length).toBe(1)
   })
@@ -84,7 +85,7 @@ describe('files', () => {
     expect(one.status).toBe(200)
     const two = await a.req('PUT', '/v1/me/avatar', { token: accessToken, raw: form(PNG, 'me2.png', 'image/png') })
     expect(two.status).toBe(200)
-    expect(a.deps.storage.sqlite!.query<{ n: number }, []>("SELECT count(*) AS n FROM files WHERE purpose = 'avatar'").get()!.n).toBe(1)
+    expect(await sqlCount(a.deps, "SELECT count(*) AS n FROM files WHERE purpose = 'avatar'")).toBe(1)
     expect(readdirSync(join(a.deps.config.dataDir, 'files'))).toEqual([two.body.id])
   })
 
@@ -92,7 +93,7 @@ describe('files', () => {
     a = await app({ BULWARK_CLAMD: '127.0.0.1:1' })
     const { accessToken } = await signUp(a)
     expectProblem(await a.req('POST', '/v1/files', { token: accessToken, raw: form(PNG, 'a.png', 'image/png') }), 503, 'scanner_unavailable')
-    expect(a.deps.storage.sqlite!.query<{ n: number }, []>('SELECT count(*) AS n FROM files').get()!.n).toBe(0)
+    expect(await sqlCount(a.deps, 'SELECT count(*) AS n FROM files')).toBe(0)
     const ready = await a.req('GET', '/health/ready')
     expect(ready.status).toBe(200)
     expect(ready.body.checks.scanner.status).toBe('down')

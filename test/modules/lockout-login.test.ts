@@ -1,9 +1,7 @@
 /** Account lockout through the real sign-in route: indistinguishable from a wrong password, and every way out. */
 import { afterEach, describe, expect, test } from 'bun:test'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { expectProblem, grantRoleDirect, makeApp, signUp, STRONG_PASSWORD, tokenFromMail, type TestApp } from '../helpers'
+import { expectProblem, grantRoleDirect, makeApp, sharedDatabase, signUp, STRONG_PASSWORD, tokenFromMail, type TestApp } from '../helpers'
+import { sqlExec } from '../support/sql'
 
 let a: TestApp
 afterEach(() => a?.close())
@@ -55,7 +53,7 @@ describe('account lockout on sign-in', () => {
     a = await makeApp()
     const { email } = await signUp(a)
     await fail(email, 5)
-    const token = tokenFromMail(a, email, /locked/i)
+    const token = await tokenFromMail(a, email, /locked/i)
     expect((await a.req('POST', '/v1/auth/unlock', { body: { token } })).status).toBe(204)
     expect((await login(email, STRONG_PASSWORD, '192.0.2.70')).status).toBe(200)
     expectProblem(await a.req('POST', '/v1/auth/unlock', { body: { token } }), 400, 'invalid_token')
@@ -66,8 +64,8 @@ describe('account lockout on sign-in', () => {
     a = await makeApp()
     const victim = await signUp(a)
     const admin = await signUp(a)
-    grantRoleDirect(a, admin.user.id, 'moderator')
-    a.deps.storage.sqlite!.run("UPDATE role_permissions SET permission = 'users:*' WHERE permission = 'users:read' AND role_id = (SELECT id FROM roles WHERE name = 'moderator')")
+    await grantRoleDirect(a, admin.user.id, 'moderator')
+    await sqlExec(a.deps, "UPDATE role_permissions SET permission = 'users:*' WHERE permission = 'users:read' AND role_id = (SELECT id FROM roles WHERE name = 'moderator')")
     a.deps.invalidation.emit({ kind: 'role', id: (await a.deps.rbac.roleId('moderator'))! })
     await fail(victim.email, 5)
     const relog = await login(admin.email, STRONG_PASSWORD, '192.0.2.80')
@@ -81,25 +79,29 @@ describe('account lockout on sign-in', () => {
     const { email } = await signUp(a)
     await fail(email, 5)
     await a.req('POST', '/v1/auth/password/forgot', { body: { email } })
-    const token = tokenFromMail(a, email, /reset/i)
+    const token = await tokenFromMail(a, email, /reset/i)
     const fresh = 'a fresh passphrase for after the lock'
     expect((await a.req('POST', '/v1/auth/password/reset', { body: { token, password: fresh } })).status).toBe(204)
     expect((await login(email, fresh, '192.0.2.90')).status).toBe(200)
   })
 
   test('the lock survives a restart', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'bw-lock-'))
-    const env = { BULWARK_DB_PATH: join(dir, 'db.sqlite') }
-    a = await makeApp(env)
-    const { email } = await signUp(a)
-    await fail(email, 5)
-    const now = a.clock.now()
-    await a.close()
-    a = await makeApp(env)
-    a.clock.set(now + 1_000)
-    expectProblem(await login(email, STRONG_PASSWORD, '192.0.2.99'), 401, 'invalid_credentials')
-    a.clock.set(now + 61_000)
-    expect((await login(email, STRONG_PASSWORD, '192.0.2.98')).status).toBe(200)
+    const { env, drop } = await sharedDatabase('bw-lock-')
+    try {
+      a = await makeApp(env)
+      const { email } = await signUp(a)
+      await fail(email, 5)
+      const now = a.clock.now()
+      await a.close()
+      a = await makeApp(env)
+      a.clock.set(now + 1_000)
+      expectProblem(await login(email, STRONG_PASSWORD, '192.0.2.99'), 401, 'invalid_credentials')
+      a.clock.set(now + 61_000)
+      expect((await login(email, STRONG_PASSWORD, '192.0.2.98')).status).toBe(200)
+    } finally {
+      await a.close()
+      await drop()
+    }
   })
 })
 

@@ -35,7 +35,7 @@ test('no password, token, secret, code or cookie used in real flows reaches any 
 
   // Register, verify the email, sign in (bearer), refresh, error paths.
   expect((await req('POST', '/v1/auth/register', { body: { email, password } })).status).toBe(201)
-  const verify = tokenFromMail(a, email, /verify/i)
+  const verify = await tokenFromMail(a, email, /verify/i)
   keep(verify)
   expect((await req('POST', '/v1/auth/email/verify', { body: { token: verify } })).status).toBe(204)
   expect((await req('POST', '/v1/auth/login', { body: { email, password: wrong } })).status).toBe(401)
@@ -92,7 +92,7 @@ test('no password, token, secret, code or cookie used in real flows reaches any 
   expect((await req('POST', '/v1/me/password', { token: rec.body.accessToken, body: { currentPassword: wrong, password: password2 } })).status).toBe(401)
   expect((await req('POST', '/v1/me/password', { token: rec.body.accessToken, body: { currentPassword: password, password: password2 } })).status).toBe(204)
   expect((await req('POST', '/v1/auth/password/forgot', { body: { email } })).status).toBe(202)
-  const reset = tokenFromMail(a, email, /reset/i)
+  const reset = await tokenFromMail(a, email, /reset/i)
   keep(reset)
   expect((await req('POST', '/v1/auth/password/reset', { body: { token: reset, password: 'weak' } })).status).toBe(422)
   expect((await req('POST', '/v1/auth/password/reset', { body: { token: reset, password: password3 } })).status).toBe(204)
@@ -100,7 +100,7 @@ test('no password, token, secret, code or cookie used in real flows reaches any 
 
   // Lockout and unlock by the mailed token.
   for (let i = 0; i < 3; i++) await req('POST', '/v1/auth/login', { body: { email, password: wrong } })
-  const unlock = tokenFromMail(a, email, /locked/i)
+  const unlock = await tokenFromMail(a, email, /locked/i)
   keep(unlock)
   expect((await req('POST', '/v1/auth/unlock', { body: { token: unlock } })).status).toBe(204)
 

@@ -8,7 +8,7 @@ async function threeMails(a: TestApp) {
   await signUp(a, { email })
   expect((await a.req('POST', '/v1/auth/password/forgot', { body: { email } })).status).toBe(202)
   for (let i = 0; i < a.deps.config.lockout.threshold; i++) await a.req('POST', '/v1/auth/login', { body: { email, password: 'wrong password guess 000' } })
-  const mails = mailsTo(a, email)
+  const mails = await mailsTo(a, email)
   const pick = (re: RegExp) => mails.find((m) => re.test(m.subject))?.text ?? ''
   return { email, verify: pick(/verify/i), reset: pick(/reset/i), unlock: pick(/locked/i) }
 }
@@ -23,7 +23,7 @@ describe('mail links', () => {
         expect(text).not.toMatch(/https?:\/\//)
       }
       // The token in the mail is the one that works.
-      const token = tokenFromMail(a, m.email, /reset/i)
+      const token = await tokenFromMail(a, m.email, /reset/i)
       expect((await a.req('POST', '/v1/auth/password/reset', { body: { token, password: `${STRONG_PASSWORD} new` } })).status).toBe(204)
     } finally {
       await a.close()

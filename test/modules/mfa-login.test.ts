@@ -111,7 +111,7 @@ describe('MFA required by role', () => {
   test('an admin without a factor gets a session limited to enrolment until they enrol', async () => {
     a = await makeApp()
     const { email, user } = await signUp(a)
-    grantRoleDirect(a, user.id, 'admin')
+    await grantRoleDirect(a, user.id, 'admin')
     const l = await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })
     expect(l.status).toBe(200)
     const token = l.body.accessToken

@@ -1,6 +1,7 @@
 /** Regression tests for the findings of the 2026-11-28 security review; each test names the bug it pins. */
 import { afterEach, describe, expect, test } from 'bun:test'
 import { expectProblem, grantRoleDirect, makeApp, signUp, STRONG_PASSWORD, type TestApp } from '../helpers'
+import { sqlRows } from '../support/sql'
 import { codeAt } from '../support/mfa'
 
 let a: TestApp
@@ -10,7 +11,7 @@ describe('security review regressions', () => {
   test('enrolling a factor in one session does not lift the MFA limit of another password-only session', async () => {
     a = await makeApp()
     const { email, user } = await signUp(a)
-    grantRoleDirect(a, user.id, 'admin')
+    await grantRoleDirect(a, user.id, 'admin')
     const victim = (await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })).body.accessToken
     const attacker = (await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD }, ip: '198.51.100.66' })).body.accessToken
     const e = await a.req('POST', '/v1/me/mfa/totp', { token: victim })
@@ -24,7 +25,7 @@ describe('security review regressions', () => {
     a = await makeApp()
     const { accessToken, user } = await signUp(a)
     expect((await a.req('PATCH', '/v1/me', { token: accessToken, body: { name: 'before' } })).status).toBe(200)
-    grantRoleDirect(a, user.id, 'admin')
+    await grantRoleDirect(a, user.id, 'admin')
     expectProblem(await a.req('GET', '/v1/users', { token: accessToken }), 403, 'mfa_enrollment_required')
   })
 
@@ -49,7 +50,7 @@ describe('security review regressions', () => {
     a = await makeApp()
     const { email } = await signUp(a)
     await a.deps.mailWorker.deliverDue()
-    const rows = a.deps.storage.sqlite!.query<{ status: string; text: string }, [string]>('SELECT status, text FROM mail_outbox WHERE "to" = ?').all(email)
+    const rows = await sqlRows<{ status: string; text: string }>(a.deps, 'SELECT status, text FROM mail_outbox WHERE "to" = ?', [email])
     expect(rows.length).toBe(1)
     expect(rows[0]!.status).not.toBe('pending')
     expect(rows[0]!.text).toBe('')

@@ -109,7 +109,7 @@ export class FilesService {
     const replaced: Row[] = []
     try {
       await withTransaction(this.d.db, async (tx) => {
-        if (purpose === 'avatar') replaced.push(...tx.delete(files).where(and(eq(files.ownerId, ownerId), eq(files.purpose, 'avatar'))).returning().all())
+        if (purpose === 'avatar') replaced.push(...(await tx.delete(files).where(and(eq(files.ownerId, ownerId), eq(files.purpose, 'avatar'))).returning()))
         await tx.insert(files).values(row)
       })
     } catch (e) {

@@ -30,8 +30,8 @@ export function mfaController(
   auth: AuthMacros,
   services: MfaServices,
   deps: Pick<MfaDeps, 'config' | 'clock' | 'db'>,
-  /** Called when a factor is activated, with the session that did it and the factor's amr value. */
-  onEnrolled: (sessionId: string, method: 'otp' | 'webauthn') => void = () => {},
+  /** Called when a factor is activated, with the session that did it and the factor's amr value; awaited, so the answer follows the session change. */
+  onEnrolled: (sessionId: string, method: 'otp' | 'webauthn') => Promise<void> | void = () => {},
 ) {
   const { totp, recovery, passkeys, login } = services
 
@@ -71,7 +71,7 @@ export function mfaController(
     .post('/v1/me/mfa/totp/confirm', async ({ principal, body, request }) => {
       await requireStepUpToAdd(principal)
       const r = await totp.confirm(principal.userId, body.code, metaOf(request))
-      onEnrolled(principal.sessionId, 'otp')
+      await onEnrolled(principal.sessionId, 'otp')
       return r
     }, {
       auth: 'mfa-enrolment',
@@ -118,7 +118,7 @@ export function mfaController(
       async ({ principal, body, request, set }) => {
         await requireStepUpToAdd(principal)
         const view = await passkeys.verifyRegistration(principal.userId, body.response, body.name, metaOf(request))
-        onEnrolled(principal.sessionId, 'webauthn')
+        await onEnrolled(principal.sessionId, 'webauthn')
         set.status = 201
         return view
       },

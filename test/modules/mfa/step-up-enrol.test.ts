@@ -66,7 +66,7 @@ describe('adding a factor needs a recent proof', () => {
     await app()
     for (const kind of ['totp', 'passkey'] as const) {
       const { email, user } = await signUp(a)
-      grantRoleDirect(a, user.id, 'admin')
+      await grantRoleDirect(a, user.id, 'admin')
       const token = (await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })).body.accessToken
       expectProblem(await a.req('GET', '/v1/users', { token }), 403, 'mfa_enrollment_required')
       a.clock.advance(STALE)
@@ -92,7 +92,7 @@ describe('adding a factor needs a recent proof', () => {
     const login = async () => (await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })).body.accessToken as string
     const first = await login()
     const second = await login()
-    grantRoleDirect(a, user.id, 'admin')
+    await grantRoleDirect(a, user.id, 'admin')
     const e = await a.req('POST', '/v1/me/mfa/totp', { token: first })
     expect((await a.req('POST', '/v1/me/mfa/totp/confirm', { token: first, body: { code: codeAt(e.body.secret, a.clock.now()) } })).status).toBe(200)
     // `second` is still password-only, hence confined; stale, it must not add a passkey of its own.
