@@ -1,6 +1,6 @@
 /** Shared set-up for the MFA tests: an app's deps, the MFA services over them, users inserted directly. */
 import { createHmac } from 'node:crypto'
-import { users } from '../../src/db/schema'
+import { users } from '../../src/db/tables'
 import { newId } from '../../src/lib/ids'
 import { buildMfaServices } from '../../src/modules/mfa/services'
 import { makeApp } from '../helpers'
@@ -12,7 +12,7 @@ export async function mfaSetup(env: Record<string, string> = {}) {
   const addUser = async (email = `u${Math.random().toString(36).slice(2)}@example.com`) => {
     const id = newId()
     const now = deps.clock.now()
-    deps.db.insert(users).values({ id, email, name: 'Test User', createdAt: now, updatedAt: now }).run()
+    await deps.db.insert(users).values({ id, email, name: 'Test User', createdAt: now, updatedAt: now })
     return { id, email, name: 'Test User' }
   }
   const events = (type: string) => deps.audit.list({ type, limit: 100 })

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, test } from 'bun:test'
 import { hashToken } from '../../../src/lib/crypto'
 import { SoftAuthenticator } from '../../support/soft-authenticator'
 import { caught, codeAt, mfaSetup } from '../../support/mfa'
+import { sqlRows } from '../../support/sql'
 
 let s: Awaited<ReturnType<typeof mfaSetup>>
 afterEach(() => s?.close())
@@ -42,7 +43,7 @@ describe('MfaLoginService', () => {
     const { u } = await withTotp()
     const { mfaToken } = await s.login.startMfa(u.id, { ip: '198.51.100.7' })
     expect(Buffer.from(mfaToken, 'base64url').length).toBe(32)
-    const row = s.deps.storage.sqlite!.query("SELECT * FROM challenges WHERE kind = 'mfa_login'").get() as Record<string, any>
+    const row = (await sqlRows<Record<string, any>>(s.deps, "SELECT * FROM challenges WHERE kind = 'mfa_login'"))[0]!
     expect(row.secret_hash).toBe(hashToken(s.deps.keys.tokenHash, `mfa:${mfaToken}`))
     expect(JSON.stringify(row)).not.toContain(mfaToken)
     expect(row.user_id).toBe(u.id)
@@ -115,7 +116,7 @@ describe('MfaLoginService', () => {
     s.clock.advance(120_000)
     // a success clears the counters
     expect((await s.login.completeMfa((await s.login.startMfa(u.id)).mfaToken, { totp: codeAt(secret, s.clock.now()) })).userId).toBe(u.id)
-    expect(s.deps.storage.sqlite!.query("SELECT * FROM lockouts WHERE kind = 'mfa'").all()).toEqual([])
+    expect(await sqlRows(s.deps, "SELECT * FROM lockouts WHERE kind = 'mfa'")).toEqual([])
   })
 
   test('failures older than the window do not add up', async () => {

@@ -4,6 +4,7 @@ import { encodeCBOR } from '@levischuck/tiny-cbor'
 import { AuthenticationResponseSchema, RegistrationResponseSchema } from '../../../src/modules/mfa/model'
 import { SoftAuthenticator } from '../../support/soft-authenticator'
 import { caught, mfaSetup } from '../../support/mfa'
+import { sqlRows } from '../../support/sql'
 
 let s: Awaited<ReturnType<typeof mfaSetup>>
 afterEach(() => s?.close())
@@ -29,7 +30,7 @@ describe('PasskeyService registration', () => {
     expect(o.authenticatorSelection).toMatchObject({ userVerification: 'preferred', residentKey: 'preferred' })
     expect(o.excludeCredentials?.map((c) => c.id)).toEqual([auth.id])
     expect(o.timeout).toBe(300_000)
-    const ch = s.deps.storage.sqlite!.query("SELECT * FROM challenges WHERE kind = 'webauthn_register' ORDER BY created_at DESC").get() as Record<string, any>
+    const ch = (await sqlRows<Record<string, any>>(s.deps, "SELECT * FROM challenges WHERE kind = 'webauthn_register' ORDER BY created_at DESC"))[0]!
     expect(ch.user_id).toBe(u.id)
     expect(ch.expires_at - ch.created_at).toBe(300_000)
     expect(ch.secret_hash).not.toContain(o.challenge)
@@ -39,9 +40,9 @@ describe('PasskeyService registration', () => {
     s = await mfaSetup()
     const { u, auth, view } = await registered()
     expect(view).toMatchObject({ name: 'Laptop', transports: ['internal'], deviceType: 'singleDevice', backedUp: false, lastUsedAt: null })
-    const row = s.deps.storage.sqlite!.query('SELECT * FROM passkeys WHERE user_id = ?').get(u.id) as Record<string, any>
+    const row = (await sqlRows<Record<string, any>>(s.deps, 'SELECT * FROM passkeys WHERE user_id = ?', [u.id]))[0]!
     expect(row.credential_id).toBe(auth.id)
-    expect(row.counter).toBe(0)
+    expect(Number(row.counter)).toBe(0) // int8 on PostgreSQL: a string from the raw query
     expect(row.public_key.length).toBeGreaterThan(60)
     expect(await s.passkeys.list(u.id)).toEqual([view])
     expect(await s.events('passkey_added')).toHaveLength(1)

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, test } from 'bun:test'
 import { hashToken } from '../../../src/lib/crypto'
 import { normalizeRecoveryCode } from '../../../src/modules/mfa/recovery-service'
 import { caught, mfaSetup } from '../../support/mfa'
+import { sqlRows } from '../../support/sql'
 
 let s: Awaited<ReturnType<typeof mfaSetup>>
 afterEach(() => s?.close())
@@ -27,7 +28,7 @@ describe('RecoveryService', () => {
     s = await mfaSetup()
     const u = await s.addUser()
     const codes = await s.recovery.regenerate(u.id)
-    const rows = s.deps.storage.sqlite!.query('SELECT code_hash FROM recovery_codes WHERE user_id = ?').all(u.id) as { code_hash: string }[]
+    const rows = await sqlRows<{ code_hash: string }>(s.deps, 'SELECT code_hash FROM recovery_codes WHERE user_id = ?', [u.id])
     const dump = JSON.stringify(rows)
     for (const c of codes) {
       expect(dump).not.toContain(c)

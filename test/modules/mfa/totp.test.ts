@@ -1,10 +1,11 @@
 import { afterEach, describe, expect, test } from 'bun:test'
 import { eq } from 'drizzle-orm'
 import { Secret, TOTP } from 'otpauth'
-import { totpFactors } from '../../../src/db/schema'
+import { totpFactors } from '../../../src/db/tables'
 import { encrypt } from '../../../src/lib/crypto'
 import { AppError } from '../../../src/lib/errors'
 import { base32Decode, caught, codeAt, hotp, mfaSetup } from '../../support/mfa'
+import { sqlExec, sqlRows } from '../../support/sql'
 
 type Setup = Awaited<ReturnType<typeof mfaSetup>>
 let s: Setup
@@ -65,7 +66,7 @@ describe('TotpService', () => {
     s = await mfaSetup()
     const u = await s.addUser()
     const { secret } = await s.totp.enroll(u.id, u.email)
-    const raw = s.deps.storage.sqlite!.query('SELECT * FROM totp_factors').all() as Record<string, unknown>[]
+    const raw = await sqlRows(s.deps, 'SELECT * FROM totp_factors')
     const dump = JSON.stringify(raw)
     expect(dump).not.toContain(secret)
     expect(dump).not.toContain(secret.toLowerCase())
@@ -166,11 +167,19 @@ describe('TotpService', () => {
     let raced = false
     const db = s.deps.db as unknown as { update: (t: unknown) => unknown }
     db.update = (t: unknown) => {
-      if (!raced && t === totpFactors) {
-        raced = true
-        s.deps.storage.sqlite!.run('UPDATE totp_factors SET last_step = ? WHERE user_id = ?', [step, u.id])
-      }
-      return real(t as typeof totpFactors)
+      if (raced || t !== totpFactors) return real(t as typeof totpFactors)
+      raced = true
+      // SQLite runs the other write at once; PostgreSQL's (another connection) is awaited before the service's UPDATE runs.
+      const other = sqlExec(s.deps, 'UPDATE totp_factors SET last_step = ? WHERE user_id = ?', [step, u.id])
+      const builder = real(totpFactors)
+      const set = builder.set.bind(builder)
+      return Object.assign(builder, {
+        set: (v: Parameters<typeof set>[0]) => {
+          const q = set(v)
+          const then = q.then.bind(q)
+          return Object.assign(q, { then: ((f, r) => other.then(() => then(f, r))) as typeof q.then })
+        },
+      })
     }
     expect(await s.totp.verify(u.id, code)).toBe(false)
     db.update = real as (t: unknown) => unknown
@@ -202,7 +211,7 @@ describe('TotpService', () => {
     s = await mfaSetup()
     const u = await s.addUser()
     await activate(u.id)
-    const set = (v: Partial<typeof totpFactors.$inferInsert>) => s.deps.db.update(totpFactors).set(v).where(eq(totpFactors.userId, u.id)).run()
+    const set = async (v: Partial<typeof totpFactors.$inferInsert>) => await s.deps.db.update(totpFactors).set(v).where(eq(totpFactors.userId, u.id))
     const cases: Partial<typeof totpFactors.$inferInsert>[] = [
       { secretEnc: 'garbage' },
       { secretEnc: 'v1.AAAA.BBBB' },
@@ -211,12 +220,12 @@ describe('TotpService', () => {
       { secretEnc: encrypt(s.deps.keys.encryption, 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP', 'totp:someone-else') }, // moved from another row
     ]
     for (const c of cases) {
-      set(c)
+      await set(c)
       expect(await caught(() => s.totp.verify(u.id, '123456'))).toMatchObject({ status: 409, code: 'totp_unreadable' })
     }
-    set({ secretEnc: encrypt(s.deps.keys.encryption, 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP', `totp:${u.id}`), digits: 7 })
+    await set({ secretEnc: encrypt(s.deps.keys.encryption, 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP', `totp:${u.id}`), digits: 7 })
     expect(await caught(() => s.totp.verify(u.id, '123456'))).toMatchObject({ status: 409, code: 'totp_unreadable' })
-    set({ digits: 6, algorithm: 'MD5' })
+    await set({ digits: 6, algorithm: 'MD5' })
     expect(await caught(() => s.totp.verify(u.id, '123456'))).toMatchObject({ status: 409, code: 'totp_unreadable' })
     // the user can still get rid of it and start over
     await s.totp.remove(u.id)
