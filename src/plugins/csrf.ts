@@ -88,26 +88,27 @@ export function csrfPlugin(deps: CsrfDeps) {
     return (site !== null && site !== 'same-origin' && site !== 'none') || (origin !== null && !trustedOrigins.has(origin))
   }
 
-  const refuse = (request: Request, path: string, reason: string): never => {
-    void audit.record({ type: 'csrf_failed', outcome: 'failure', details: { reason, method: request.method, path } }, metaOf(request))
+  // The event is written before the 403 is answered (a reader of the security log right after sees it).
+  const refuse = async (request: Request, path: string, reason: string): Promise<never> => {
+    await audit.record({ type: 'csrf_failed', outcome: 'failure', details: { reason, method: request.method, path } }, metaOf(request))
     throw new AppError(403, 'csrf_failed', 'Cross-site request refused: send the X-CSRF-Token from GET /v1/auth/csrf, from an allowed origin.')
   }
 
   return new Elysia({ name: 'csrf' })
-    .onRequest(({ request }) => {
+    .onRequest(async ({ request }) => {
       if (!UNSAFE.has(request.method)) return
       const path = pathOf(request.url)
       if (SESSION_START_PATHS.has(path)) {
-        if (crossSiteSignal(request) && !originTrusted(request)) refuse(request, path, 'login_origin')
+        if (crossSiteSignal(request) && !originTrusted(request)) await refuse(request, path, 'login_origin')
         return
       }
       if (request.headers.has('authorization')) return
       const cookie = readCookie(request.headers.get('cookie'), cookieName)
       if (cookie === undefined) return
-      if (!originTrusted(request)) refuse(request, path, 'origin')
+      if (!originTrusted(request)) await refuse(request, path, 'origin')
       const token = request.headers.get('x-csrf-token')
-      if (!token) refuse(request, path, 'missing_token')
-      if (!safeEqual(token!, csrfTokenFor(keys, cookie))) refuse(request, path, 'bad_token')
+      if (!token) await refuse(request, path, 'missing_token')
+      if (!safeEqual(token!, csrfTokenFor(keys, cookie))) await refuse(request, path, 'bad_token')
     })
     .get(
       '/v1/auth/csrf',

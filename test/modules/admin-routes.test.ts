@@ -1,7 +1,7 @@
 /** The Administration routes end to end through app.handle, signed in with real sessions and access tokens. */
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { eq } from 'drizzle-orm'
-import { users } from '../../src/db/schema'
+import { users } from '../../src/db/tables'
 import { ALL_PERMISSIONS, PERMISSIONS } from '../../src/lib/permissions'
 import { expectProblem } from '../helpers'
 import { makeAdminApp, seedSession, seedUser } from '../support/admin'
@@ -66,7 +66,7 @@ describe.each(routes)('$method $label', (r) => {
 
 describe('users routes', () => {
   test('list: items, nextCursor, pagination through HTTP, no password hash ever', async () => {
-    t.deps.db.update(users).set({ passwordHash: '$argon2id$v=19$secret-hash' }).where(eq(users.id, target)).run()
+    await t.deps.db.update(users).set({ passwordHash: '$argon2id$v=19$secret-hash' }).where(eq(users.id, target))
     for (let i = 0; i < 3; i++) await seedUser(t.deps)
     const p1 = await t.as(owner, 'GET', '/v1/users?limit=2')
     expect(p1.status).toBe(200)

@@ -1,8 +1,11 @@
 /** Personal API keys: format, hash-only storage, scope ⊆ owner, expiry, revocation, credential routes refused. */
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
+import { eq } from 'drizzle-orm'
+import { apiKeys } from '../../src/db/tables'
 import { isWellFormedKey } from '../../src/modules/apikeys/format'
 import { expectProblem } from '../helpers'
 import { eventsOf, makeAdminApp, seedUser } from '../support/admin'
+import { sqlCount, sqlRows } from '../support/sql'
 
 let t: Awaited<ReturnType<typeof makeAdminApp>>
 let owner: string
@@ -32,10 +35,10 @@ describe('format and storage', () => {
 
   test('the key never appears in the database, only its keyed hash; it is shown once', async () => {
     const { key, id } = await newKey(owner)
-    const dump = t.deps.storage.sqlite!.query('SELECT * FROM api_keys').all()
+    const dump = await sqlRows(t.deps, 'SELECT * FROM api_keys')
     expect(JSON.stringify(dump)).not.toContain(key)
     expect(JSON.stringify(dump)).not.toContain(key.slice(10))
-    const events = JSON.stringify(t.deps.storage.sqlite!.query('SELECT * FROM security_events').all())
+    const events = JSON.stringify(await sqlRows(t.deps, 'SELECT * FROM security_events'))
     expect(events).not.toContain(key.slice(10))
     const list = await t.as(owner, 'GET', '/v1/me/api-keys')
     expect(list.body.items.map((k: any) => k.id)).toEqual([id])
@@ -65,7 +68,7 @@ describe('using a key', () => {
     const plain = await seedUser(t.deps)
     expectProblem(await t.as(plain, 'POST', '/v1/me/api-keys', { body: { name: 'x', permissions: ['users:read'] } }), 403, 'forbidden')
     expectProblem(await t.as(plain, 'POST', '/v1/me/api-keys', { body: { name: 'x', permissions: ['nope:*'] } }), 422, 'invalid_permission')
-    expect(t.deps.storage.sqlite!.query('SELECT count(*) AS n FROM api_keys WHERE user_id = ?').get(plain)).toEqual({ n: 0 })
+    expect(await sqlCount(t.deps, 'SELECT count(*) AS n FROM api_keys WHERE user_id = ?', [plain])).toBe(0)
   })
 
   test('owner downgrade: the key loses what its owner loses, at once; a disabled owner\'s key stops', async () => {
@@ -84,15 +87,15 @@ describe('using a key', () => {
     expect(Date.parse(expiresAt) - t.clock.now()).toBe(2 * 3_600_000)
     expect(Date.parse((await newKey(owner)).expiresAt) - t.clock.now()).toBe(90 * 86_400_000)
     expect((await withKey(key, 'GET', '/v1/me')).status).toBe(200)
-    const lastUsed = () => (t.deps.storage.sqlite!.query('SELECT last_used_at AS v FROM api_keys WHERE id = ?').get(id) as { v: number }).v
-    const first = lastUsed()
+    const lastUsed = async () => (await t.deps.db.select({ v: apiKeys.lastUsedAt }).from(apiKeys).where(eq(apiKeys.id, id)))[0]!.v
+    const first = await lastUsed()
     expect(first).toBe(t.clock.now())
     t.clock.advance(30_000)
     await withKey(key, 'GET', '/v1/me')
-    expect(lastUsed()).toBe(first)
+    expect(await lastUsed()).toBe(first)
     t.clock.advance(31_000)
     await withKey(key, 'GET', '/v1/me')
-    expect(lastUsed()).toBe(t.clock.now())
+    expect(await lastUsed()).toBe(t.clock.now())
     t.clock.advance(2 * 3_600_000)
     expectProblem(await withKey(key, 'GET', '/v1/me'), 401, 'invalid_token')
     expectProblem(await t.as(owner, 'POST', '/v1/me/api-keys', { body: { name: 'x', expiresIn: '366d' } }), 422, 'validation_failed')

@@ -2,6 +2,7 @@
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { expectProblem } from '../helpers'
 import { eventsOf, makeAdminApp, seedUser } from '../support/admin'
+import { sqlCount, sqlRows } from '../support/sql'
 
 let t: Awaited<ReturnType<typeof makeAdminApp>>
 let owner: string
@@ -50,7 +51,7 @@ describe('registering', () => {
     expectProblem(await register('orders:read:own'), 422, 'validation_failed')
     expect((await register('orders:read')).status).toBe(201)
     expectProblem(await register('orders:read'), 409, 'conflict')
-    expect(t.deps.storage.sqlite!.query('SELECT name FROM app_permissions').all()).toEqual([{ name: 'orders:read' }])
+    expect(await sqlRows(t.deps, 'SELECT name FROM app_permissions')).toEqual([{ name: 'orders:read' }])
   })
 
   test('registering needs roles:write', async () => {
@@ -105,7 +106,7 @@ describe('deleting', () => {
     await register('orders:read')
     await t.as(owner, 'POST', '/v1/roles', { body: { name: 'senior', level: 95, permissions: ['orders:read'] } })
     expectProblem(await t.as(admin, 'DELETE', '/v1/permissions/orders:read?cascade=true'), 403, 'forbidden')
-    expect(t.deps.storage.sqlite!.query("SELECT count(*) AS n FROM app_permissions WHERE name = 'orders:read'").get()).toEqual({ n: 1 })
+    expect(await sqlCount(t.deps, "SELECT count(*) AS n FROM app_permissions WHERE name = 'orders:read'")).toBe(1)
   })
 })
 

@@ -8,6 +8,7 @@ import { AppError } from '../../src/lib/errors'
 import { MAX_LEVEL } from '../../src/modules/rbac/service'
 import type { TestApp } from '../helpers'
 import { makeAdminApp, seedUser } from '../support/admin'
+import { tableCounts } from '../support/sql'
 
 let t: TestApp
 let owner: string
@@ -20,10 +21,7 @@ beforeAll(async () => {
 afterAll(() => t.close())
 
 /** Row counts of every table: what "nothing written" is checked against. */
-function counts(): Record<string, number> {
-  const tables = t.deps.storage.sqlite!!.query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as { name: string }[]
-  return Object.fromEntries(tables.map(({ name }) => [name, (t.deps.storage.sqlite!!.query(`SELECT count(*) AS n FROM "${name}"`).get() as { n: number }).n]))
-}
+const counts = () => tableCounts(t.deps)
 
 async function thrown(fn: () => unknown): Promise<AppError> {
   try {
@@ -50,23 +48,23 @@ const label = (v: unknown) => (typeof v === 'string' && v.length > 20 ? `${v.sli
 
 describe('createRole refuses a malformed field with 422 and writes nothing', () => {
   test.each(CASES.map((c) => [c.field, label(c.value), c]))('%s = %s', async (_f, _l, c) => {
-    const before = counts()
+    const before = await counts()
     const e = await thrown(async () => await t.deps.rbac.createRole({ userId: owner }, { ...valid, [c.field]: c.value } as never))
     expect({ status: e.status, code: e.code }).toEqual({ status: 422, code: 'validation_failed' })
     expect(e.extra?.errors?.some((x) => x.path === `/${c.field}` || x.path.startsWith(`/${c.field}/`))).toBe(true)
-    expect(counts()).toEqual(before)
+    expect(await counts()).toEqual(before)
   })
   test('bad permission items are named by index', async () => {
     const e = await thrown(async () => await t.deps.rbac.createRole({ userId: owner }, { ...valid, permissions: ['users:read', 'x', 7 as never] }))
     expect(e.extra?.errors?.map((x) => x.path)).toEqual(['/permissions/1', '/permissions/2'])
   })
   test('a missing or unknown field is refused', async () => {
-    const before = counts()
+    const before = await counts()
     for (const input of [{ name: 'helper', permissions: [] }, { level: 5, permissions: [] }, { name: 'helper', level: 5 }, { ...valid, builtin: true }, null, 'helper', []]) {
       const e = await thrown(async () => await t.deps.rbac.createRole({ userId: owner }, input as never))
       expect({ status: e.status, code: e.code }).toEqual({ status: 422, code: 'validation_failed' })
     }
-    expect(counts()).toEqual(before)
+    expect(await counts()).toEqual(before)
   })
   test('the valid input is accepted (the cases above differ from it in one field only)', async () => {
     expect((await t.deps.rbac.createRole({ userId: owner }, { ...valid, name: 'helper-ok' })).level).toBe(30)
@@ -76,10 +74,10 @@ describe('createRole refuses a malformed field with 422 and writes nothing', () 
 
 describe('patchRole refuses a malformed field with 422 and writes nothing', () => {
   test.each(CASES.map((c) => [c.field, label(c.value), c]))('%s = %s', async (_f, _l, c) => {
-    const before = counts()
+    const before = await counts()
     const e = await thrown(async () => await t.deps.rbac.patchRole({ userId: owner }, 'editor', { [c.field]: c.value } as never))
     expect({ status: e.status, code: e.code }).toEqual({ status: 422, code: 'validation_failed' })
-    expect(counts()).toEqual(before)
+    expect(await counts()).toEqual(before)
     expect(await t.deps.rbac.getRole('editor')).toMatchObject({ name: 'editor', level: 40, permissions: ['users:read'] })
   })
   test('an empty patch and an unknown field are refused', async () => {

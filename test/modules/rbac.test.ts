@@ -1,7 +1,7 @@
 import { withTransaction } from '../../src/db/tx'
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { eq } from 'drizzle-orm'
-import { rolePermissions, roles, userRoles, users } from '../../src/db/schema'
+import { rolePermissions, roles, userRoles, users } from '../../src/db/tables'
 import { AppError } from '../../src/lib/errors'
 import { newId } from '../../src/lib/ids'
 import { assignDefaultRole, type RbacService } from '../../src/modules/rbac/service'
@@ -42,8 +42,8 @@ async function expectDenied(fn: () => unknown, rule: string) {
 /** A role above owner, inserted directly (no actor can create it): the only way to exercise the last-owner rule. */
 async function seedRootRole() {
   const id = newId()
-  t.deps.db.insert(roles).values({ id, name: 'root', level: 200, builtin: false, createdAt: 0, updatedAt: 0 }).run()
-  t.deps.db.insert(rolePermissions).values([{ roleId: id, permission: '*:*' }]).run()
+  await t.deps.db.insert(roles).values({ id, name: 'root', level: 200, builtin: false, createdAt: 0, updatedAt: 0 })
+  await t.deps.db.insert(rolePermissions).values([{ roleId: id, permission: '*:*' }])
 }
 
 describe('effective permissions', () => {
@@ -81,7 +81,7 @@ describe('effective permissions', () => {
         throw new Error('rollback')
       }).catch((e: Error) => e.message),
     ).toBe('rollback')
-    expect(t.deps.db.select().from(userRoles).where(eq(userRoles.userId, id)).all()).toEqual([])
+    expect(await t.deps.db.select().from(userRoles).where(eq(userRoles.userId, id))).toEqual([])
     await withTransaction(t.deps.db, async (tx) => {
       await tx.insert(users).values({ id, email: 'r@example.test', createdAt: now, updatedAt: now })
       await assignDefaultRole(tx, id, now)
@@ -269,7 +269,7 @@ describe('cache invalidation', () => {
   test('changes made outside the services are picked up after the TTL', async () => {
     const u = await seedUser(t.deps)
     expect((await rbac.effective(u))!.level).toBe(10)
-    t.deps.db.delete(userRoles).where(eq(userRoles.userId, u)).run()
+    await t.deps.db.delete(userRoles).where(eq(userRoles.userId, u))
     expect((await rbac.effective(u))!.level).toBe(10)
     t.clock.advance(t.deps.config.cache.ttlMs + 1)
     expect((await rbac.effective(u))!.level).toBe(0)

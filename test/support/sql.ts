@@ -36,7 +36,7 @@ export async function sqlCount(deps: Deps, sqlite: string, params: unknown[] = [
   return Number((await sqlRows<{ n: number | string }>(deps, sqlite, params, pg))[0]!.n)
 }
 
-/** Rows in each table of the app's database (migration bookkeeping aside), by table name. */
+/** Rows in each table of the app's database (SQLite: every table; PostgreSQL: those of the `public` schema), by name. */
 export async function tableCounts(deps: Deps): Promise<Record<string, number>> {
   const names =
     deps.storage.engine === 'postgres'

@@ -52,7 +52,7 @@ export interface WaiverDecision {
  * `mfa_waiver_forbidden` (after recording the refusal) when a non-owner asks for an administrative role
  * without MFA.
  */
-export function decideMfa(
+export async function decideMfa(
   audit: Pick<AuditService, 'record'>,
   actor: { userId: string; isOwner: boolean },
   role: string,
@@ -60,7 +60,7 @@ export function decideMfa(
   after: { patterns: readonly string[]; requested: boolean | undefined },
   before: { patterns: readonly string[]; mfaRequired: boolean } | undefined,
   meta?: RequestMeta,
-): WaiverDecision {
+): Promise<WaiverDecision> {
   const admin = adminPermissionsOf(after.patterns)
   const wasAdmin = before ? adminPermissionsOf(before.patterns) : []
   const newlyAdmin = admin.some((p) => !wasAdmin.includes(p))
@@ -68,7 +68,7 @@ export function decideMfa(
   const mfaRequired = after.requested ?? (before === undefined ? admin.length > 0 : newlyAdmin || before.mfaRequired)
   const waived = admin.length > 0 && after.requested === false
   if (waived && !actor.isOwner) {
-    void audit.record(
+    await audit.record(
       { type: 'privilege_escalation_denied', outcome: 'failure', actorId: actor.userId, targetId: null, details: { rule: 'mfa_waiver', action, role, permissions: admin } },
       meta,
     )

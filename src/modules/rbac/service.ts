@@ -450,7 +450,7 @@ export class RbacService {
     await this.checkRoleLevel(actor, me, input.level, 'role_create', input.name, meta)
     const patterns = [...new Set(input.permissions)]
     await this.checkPatterns(actor, me, patterns, 'role_create', input.name, meta)
-    const mfa = decideMfa(this.deps.audit, { userId: actor.userId, isOwner: me.roles.includes(OWNER_ROLE) }, input.name, 'role_create', { patterns, requested: input.mfaRequired }, undefined, meta)
+    const mfa = await decideMfa(this.deps.audit, { userId: actor.userId, isOwner: me.roles.includes(OWNER_ROLE) }, input.name, 'role_create', { patterns, requested: input.mfaRequired }, undefined, meta)
     const now = this.deps.clock.now()
     const id = newId()
     await withTransaction(this.deps.db, async (tx) => {
@@ -460,7 +460,7 @@ export class RbacService {
     })
     this.deps.invalidation.emit({ kind: 'role', id })
     await this.deps.audit.record({ type: 'role_created', outcome: 'success', actorId: actor.userId, details: { role: input.name, level: input.level, permissions: patterns, mfaRequired: mfa.mfaRequired } }, meta)
-    if (mfa.waived) recordWaiver(this.deps.audit, actor.userId, input.name, mfa.admin, meta)
+    if (mfa.waived) await recordWaiver(this.deps.audit, actor.userId, input.name, mfa.admin, meta)
     return await this.getRole(input.name)
   }
 
@@ -482,7 +482,7 @@ export class RbacService {
       // Only additions are checked against the actor's own permissions: removing is never an escalation.
       await this.checkPatterns(actor, me, patterns.filter((p) => !current.has(p)), 'role_update', name, meta)
     }
-    const mfa = decideMfa(this.deps.audit, { userId: actor.userId, isOwner: me.roles.includes(OWNER_ROLE) }, name, 'role_update', { patterns: patterns ?? [...current], requested: patch.mfaRequired }, { patterns: [...current], mfaRequired: r.mfaRequired }, meta)
+    const mfa = await decideMfa(this.deps.audit, { userId: actor.userId, isOwner: me.roles.includes(OWNER_ROLE) }, name, 'role_update', { patterns: patterns ?? [...current], requested: patch.mfaRequired }, { patterns: [...current], mfaRequired: r.mfaRequired }, meta)
     const now = this.deps.clock.now()
     await withTransaction(this.deps.db, async (tx) => {
       if (newName !== r.name && (await tx.select({ id: roles.id }).from(roles).where(eq(roles.name, newName)).limit(1))[0]) throw conflict('A role with this name exists.')
@@ -503,7 +503,7 @@ export class RbacService {
     })
     this.deps.invalidation.emit({ kind: 'role', id: r.id })
     await this.deps.audit.record({ type: 'role_updated', outcome: 'success', actorId: actor.userId, details: { role: name, ...patch, mfaRequired: mfa.mfaRequired } }, meta)
-    if (mfa.waived) recordWaiver(this.deps.audit, actor.userId, newName, mfa.admin, meta)
+    if (mfa.waived) await recordWaiver(this.deps.audit, actor.userId, newName, mfa.admin, meta)
     return await this.getRole(newName)
   }
 
