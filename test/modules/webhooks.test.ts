@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from 'bun:test'
-import { webhookDeliveries } from '../../src/db/schema'
+import { webhookDeliveries } from '../../src/db/tables'
 import { isPrivateAddress, OutboundError, postOnce } from '../../src/lib/outbound'
 import { expectProblem, STRONG_PASSWORD } from '../helpers'
 import { eventsOf, makeAdminApp, seedUser } from '../support/admin'
@@ -85,7 +85,7 @@ describe('webhook delivery', () => {
     expect((await a.as(admin, 'PUT', `/v1/users/${userId}/roles/moderator`)).status).toBeLessThan(300)
     await a.deps.audit.record({ type: 'login', outcome: 'success', actorId: userId, targetId: userId }) // not subscribed
     // Queued durably before the request answered: the rows are there before any worker ran.
-    expect(a.deps.db.select().from(webhookDeliveries).all().length).toBe(2)
+    expect((await a.deps.db.select().from(webhookDeliveries)).length).toBe(2)
     const report = await a.deps.webhookWorker.deliverDue()
     expect(report).toEqual({ delivered: 2, failed: 0 })
     expect(r.got.map((m) => m.json.type)).toEqual(['user.created', 'role.granted'])
@@ -320,7 +320,7 @@ describe('master-secret rotation', () => {
   test('bulwark secret rotate re-encrypts webhook secrets (current and previous), and they still sign', async () => {
     const { rotateSecret } = await import('../../src/modules/keys/secret')
     const { deriveKey, decrypt } = await import('../../src/lib/crypto')
-    const { webhookEndpoints } = await import('../../src/db/schema')
+    const { webhookEndpoints } = await import('../../src/db/tables')
     const a = await app()
     const admin = await seedUser(a.deps, { roles: ['admin'] })
     const { id, secret: old } = await hook(a, admin, 'http://127.0.0.1:9/x')
@@ -328,7 +328,7 @@ describe('master-secret rotation', () => {
     const next = 'another-secret-0123456789-abcdefghijklmnopqrstuvwxyz'
     const r = await rotateSecret(a.deps.db, a.deps.config.secret!, next, a.clock.now())
     expect(r.reencrypted.webhook_endpoints).toBe(2)
-    const row = a.deps.db.select().from(webhookEndpoints).get()!
+    const row = (await a.deps.db.select().from(webhookEndpoints))[0]!
     const key = deriveKey(next, 'encryption')
     expect(decrypt(key, row.secretEnc, `whsec:${id}`)).toBe(fresh)
     expect(decrypt(key, row.previousSecretEnc!, `whsec-prev:${id}`)).toBe(old)
