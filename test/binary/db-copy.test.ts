@@ -21,7 +21,7 @@ async function dumpSqlite(path: string): Promise<Record<string, unknown[]>> {
   const db = new Database(path, { readonly: true })
   const tables = db.query<{ name: string }, []>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> '__drizzle_migrations' ORDER BY name").all()
   const out: Record<string, unknown[]> = {}
-  for (const { name } of tables) out[name] = db.query(`SELECT * FROM "${name}"`).all().map(norm).sort(byJson)
+  for (const { name } of tables) out[name] = db.query(`SELECT * FROM "${name}"`).all().map((r) => norm(r)).sort(byJson)
   db.close()
   return out
 }
@@ -35,19 +35,20 @@ async function dumpPg(url: string): Promise<Record<string, unknown[]>> {
       for (const c of int8) if (typeof r[c] === 'string') r[c] = Number(r[c])
       return r
     })
-    out[tablename] = rows.map(norm).sort(byJson)
+    out[tablename] = rows.map((r) => norm(r, true)).sort(byJson)
   }
   await sql.close()
   return out
 }
 const BOOLEAN = new Set(['builtin', 'mfa_required', 'mfa_pending', 'permanent', 'backed_up'])
 const JSON_COLS = new Set(['details', 'data', 'transports'])
-function norm(row: unknown): Record<string, unknown> {
+/** Comparable values; PostgreSQL's jsonb must come back as objects and arrays (a JSON string there is a double encoding). */
+function norm(row: unknown, pg = false): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(row as Record<string, unknown>)) {
     if (v === null) out[k] = null
     else if (BOOLEAN.has(k)) out[k] = v === true || v === 1
-    else if (JSON_COLS.has(k)) out[k] = typeof v === 'string' ? JSON.parse(v) : v
+    else if (JSON_COLS.has(k)) out[k] = typeof v === 'string' && !pg ? JSON.parse(v) : v
     else if (v instanceof Uint8Array) out[k] = `bytes:${Buffer.from(v).toString('hex')}`
     else out[k] = v
   }

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, test } from 'bun:test'
 import { makeApp, type TestApp } from '../helpers'
+import { sqlExec } from '../support/sql'
 
 describe('health', () => {
   let a: TestApp
@@ -24,9 +25,9 @@ describe('health', () => {
 
   test('ready is 503 when the database cannot be read', async () => {
     a = await makeApp()
-    a.deps.storage.sqlite!.run('DROP TABLE user_roles')
-    a.deps.storage.sqlite!.run('DROP TABLE role_permissions')
-    a.deps.storage.sqlite!.run('DROP TABLE roles')
+    await sqlExec(a.deps, 'DROP TABLE user_roles')
+    await sqlExec(a.deps, 'DROP TABLE role_permissions')
+    await sqlExec(a.deps, 'DROP TABLE roles', [], 'DROP TABLE roles CASCADE')
     const r = await a.req('GET', '/health/ready')
     expect(r.status).toBe(503)
     expect(r.body.checks.database.status).toBe('down')

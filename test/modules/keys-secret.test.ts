@@ -6,6 +6,7 @@ import { decrypt, deriveKeys } from '../../src/lib/crypto'
 import { effectiveKeys, ENCRYPTED_IN, rotateSecret, SecretMismatchError } from '../../src/modules/keys/secret'
 import { KeyService } from '../../src/modules/keys/service'
 import { makeApp, signUp, type TestApp } from '../helpers'
+import { sqlRows } from '../support/sql'
 
 const OLD = 'test-secret-0123456789-abcdefghijklmnopqrstuvwxyz' // testConfig's secret
 const NEW = 'rotated-secret-9876543210-zyxwvutsrqponmlkjihgfedcba'
@@ -33,9 +34,9 @@ describe('rotateSecret', () => {
     expect(after.cursor.equals(before.cursor)).toBe(true)
     expect(() => effectiveKeys(a.deps.db, OLD)).toThrow(SecretMismatchError)
 
-    const totp = a.deps.storage.sqlite!.query<{ user_id: string; secret_enc: string }, []>('SELECT user_id, secret_enc FROM totp_factors').get()!
+    const totp = (await sqlRows<{ user_id: string; secret_enc: string }>(a.deps, 'SELECT user_id, secret_enc FROM totp_factors'))[0]!
     expect(decrypt(after.encryption, totp.secret_enc, `totp:${totp.user_id}`)).toBe(enrol.body.secret)
-    const spent = a.deps.storage.sqlite!.query<{ id: string; successor_enc: string }, []>('SELECT id, successor_enc FROM refresh_tokens WHERE successor_enc IS NOT NULL').get()!
+    const spent = (await sqlRows<{ id: string; successor_enc: string }>(a.deps, 'SELECT id, successor_enc FROM refresh_tokens WHERE successor_enc IS NOT NULL'))[0]!
     expect(decrypt(after.encryption, spent.successor_enc, `rt:${spent.id}`)).toBe(refreshed.body.refreshToken)
     // An instance with the new secret signs with the same key (same kid, JWKS unchanged).
     const signer = new KeyService({ ...a.deps, keys: after })

@@ -6,9 +6,12 @@ import { afterEach, describe, expect, test } from 'bun:test'
 import { SignJWT } from 'jose'
 import type { KeyObject } from 'node:crypto'
 import { generateKeyPairSync } from 'node:crypto'
+import { asc, sql } from 'drizzle-orm'
 import { loadConfig, testConfig } from '../../src/config'
+import { signingKeys } from '../../src/db/tables'
 import { KeyService, ROTATION_SKEW_MS, SYNC_INTERVAL_MS } from '../../src/modules/keys/service'
 import { expectProblem, makeApp, signUp, STRONG_PASSWORD, type TestApp } from '../helpers'
+import { sqlExec, sqlRows } from '../support/sql'
 
 const MIN = 60_000
 let a: TestApp
@@ -18,7 +21,12 @@ const kidOf = (jwt: string) => JSON.parse(Buffer.from(jwt.split('.')[0]!, 'base6
 const claimsOf = (jwt: string) => JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString())
 const jwksKids = async () => ((await a.req('GET', '/.well-known/jwks.json')).body.keys as { kid: string }[]).map((k) => k.kid).sort()
 const me = (token: string) => a.req('GET', '/v1/me', { token })
-const keyRows = () => a.deps.storage.sqlite!.query<{ kid: string; rotated_at: number | null; expires_at: number | null }, []>('SELECT kid, rotated_at, expires_at FROM signing_keys ORDER BY created_at, rowid').all()
+// Oldest first (PostgreSQL: keys of one instant are not told apart; none of these tests makes two at once).
+const keyRows = async () =>
+  await a.deps.db
+    .select({ kid: signingKeys.kid, rotated_at: signingKeys.rotatedAt, expires_at: signingKeys.expiresAt })
+    .from(signingKeys)
+    .orderBy(asc(signingKeys.createdAt), ...(a.deps.storage.engine === 'sqlite' ? [sql`rowid`] : []))
 
 /** The signer's private key: tokens that differ from real ones only in the claims a test sets. */
 function ownKey(signer: KeyService) {
@@ -103,29 +111,32 @@ describe('scheduled rotation (BULWARK_KEY_ROTATION_INTERVAL)', () => {
     await signUp(a)
     a.clock.advance(400 * 86_400_000)
     await a.req('GET', '/.well-known/jwks.json')
-    expect(keyRows().length).toBe(1)
+    expect((await keyRows()).length).toBe(1)
   })
 
   test('rotates once the key is due, once across instances, and records key_rotated', async () => {
     a = await makeApp({ BULWARK_KEY_ROTATION_INTERVAL: '24h' })
     const { email } = await signUp(a)
     const other = new KeyService(a.deps)
+    other.onRotated = a.deps.signer.onRotated // another instance records the event of the rotation it makes
     await other.init()
     a.clock.advance(23 * 3_600_000)
     await other.sync()
     await a.req('GET', '/.well-known/jwks.json')
-    expect(keyRows().length).toBe(1)
+    expect((await keyRows()).length).toBe(1)
     a.clock.advance(3_600_000 - 60_000)
     const { accessToken } = (await a.req('POST', '/v1/auth/login', { body: { email, password: STRONG_PASSWORD } })).body
     a.clock.advance(60_000)
     await a.req('GET', '/.well-known/jwks.json')
     await other.sync()
-    const rows = keyRows()
+    // The rotation runs off the request path: wait for both instances' checks (and the event) to finish.
+    await Promise.all([a.deps.signer.rotating, other.rotating])
+    const rows = await keyRows()
     expect(rows.length).toBe(2)
     expect(rows.filter((r) => r.rotated_at === null).length).toBe(1)
     expect(rows[0]!.expires_at).toBe(a.clock.now() + 10 * MIN + ROTATION_SKEW_MS)
     expect((await me(accessToken)).status).toBe(200)
-    const events = a.deps.storage.sqlite!.query<{ type: string }, []>("SELECT type FROM security_events WHERE type = 'key_rotated'").all()
+    const events = await sqlRows<{ type: string }>(a.deps, "SELECT type FROM security_events WHERE type = 'key_rotated'")
     expect(events.length).toBe(1)
   })
 
@@ -138,7 +149,7 @@ describe('scheduled rotation (BULWARK_KEY_ROTATION_INTERVAL)', () => {
     const second = await other.rotateIfOlderThan(24 * 3_600_000)
     expect(first).toBeDefined()
     expect(second).toBeUndefined()
-    expect(keyRows().filter((r) => r.rotated_at === null).length).toBe(1)
+    expect((await keyRows()).filter((r) => r.rotated_at === null).length).toBe(1)
   })
 
   test('an interval under an hour is refused', () => {
@@ -189,7 +200,7 @@ describe('RFC 6750 answers for invalid tokens', () => {
     const unknownKid = await forge(signer, { sub: c.sub, sid: c.sid, iat: now, exp: now + 600 }, 'no-such-kid', generateKeyPairSync('ed25519').privateKey)
     const expired = await forge(signer, { sub: c.sub, sid: c.sid, iat: now - 600, exp: now - 60 })
     expect((await a.req('POST', '/v1/auth/logout', { token: bob.accessToken })).status).toBe(204)
-    a.deps.storage.sqlite!.run("UPDATE users SET status = 'disabled' WHERE id = ?", [carol.user.id])
+    await sqlExec(a.deps, "UPDATE users SET status = 'disabled' WHERE id = ?", [carol.user.id])
     a.deps.invalidation.emit({ kind: 'user', id: carol.user.id })
 
     const kinds = { badSig, wrongAud, wrongIss, unknownKid, expired, endedSession: bob.accessToken, disabledUser: carol.accessToken, malformed: 'not a token!' }

@@ -9,14 +9,18 @@ import { bodyParser } from '../../src/plugins/body-parser'
 import { errorHandler } from '../../src/plugins/error-handler'
 import { requestContext } from '../../src/plugins/request-context'
 import { Writable } from 'node:stream'
-import { users } from '../../src/db/schema'
+import { users } from '../../src/db/tables'
 import { expectProblem, makeApp, type TestApp } from '../helpers'
+import { dropPgDatabase, freshPgDatabase, TEST_ON_PG } from '../support/pg-apps'
+import { sqlCount } from '../support/sql'
 
 /** A small app with the real global plugins and a route that writes to the database. */
 async function probeApp(env: Record<string, string> = {}) {
   const logs: string[] = []
   const sink = new Writable({ write: (c, _e, cb) => (logs.push(String(c)), cb()) })
-  const deps = await buildDeps(testConfig(env), { clock: new FakeClock(), logger: createLogger('info', sink) })
+  // BULWARK_TEST_DB=postgres: on a fresh PostgreSQL database, like makeApp().
+  const pgUrl = TEST_ON_PG ? await freshPgDatabase() : undefined
+  const deps = await buildDeps(testConfig(pgUrl ? { ...env, BULWARK_DATABASE_URL: pgUrl } : env), { clock: new FakeClock(), logger: createLogger('info', sink) })
   const app = new Elysia({ normalize: false })
     .use(requestContext([]))
     .use(errorHandler(deps.logger))
@@ -24,7 +28,7 @@ async function probeApp(env: Record<string, string> = {}) {
     .post(
       '/write',
       async ({ body }) => {
-        deps.db.insert(users).values({ id: crypto.randomUUID(), email: body.email, name: body.name, createdAt: 1, updatedAt: 1 }).run()
+        await deps.db.insert(users).values({ id: crypto.randomUUID(), email: body.email, name: body.name, createdAt: 1, updatedAt: 1 })
         return { ok: true }
       },
       { body: t.Object({ email: t.String({ format: 'email', maxLength: 254 }), name: t.String({ maxLength: 10 }) }, { additionalProperties: false }) },
@@ -38,8 +42,12 @@ async function probeApp(env: Record<string, string> = {}) {
     })
     .post('/upload', () => 'ok')
   const handle = createHandler(app, deps)
-  const count = () => deps.storage.sqlite!.query<{ n: number }, []>('SELECT count(*) AS n FROM users').get()!.n
-  return { deps, logs, count, handle }
+  const count = () => sqlCount(deps, 'SELECT count(*) AS n FROM users')
+  const close = async () => {
+    await deps.close()
+    if (pgUrl) await dropPgDatabase(pgUrl)
+  }
+  return { deps, logs, count, handle, close }
 }
 
 const post = (path: string, body: BodyInit | undefined, headers: Record<string, string> = { 'content-type': 'application/json' }) =>
@@ -52,7 +60,7 @@ async function read(res: Response) {
 
 describe('error handler and body parser', () => {
   let p: Awaited<ReturnType<typeof probeApp>>
-  afterEach(() => p?.deps.close())
+  afterEach(() => p?.close())
 
   test('a good request writes', async () => {
     p = await probeApp()

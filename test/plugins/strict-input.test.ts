@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'bun:test'
 import { querySpec, queryProblems } from '../../src/plugins/strict-input'
 import { expectProblem, makeApp, signUp, type TestApp } from '../helpers'
+import { sqlCount } from '../support/sql'
 
 let t: TestApp
 let token: string
@@ -42,12 +43,12 @@ describe('over HTTP', () => {
 })
 
 describe('a JSON body must be an object', () => {
-  const challenges = () => (t.deps.storage.sqlite!.query('SELECT count(*) AS n FROM challenges').get() as { n: number }).n
+  const challenges = () => sqlCount(t.deps, 'SELECT count(*) AS n FROM challenges')
   test.each(['[]', '"text"', '5', 'null', 'true'])('POST /v1/auth/passkey/options with %s → 422, no challenge stored', async (raw) => {
-    const before = challenges()
+    const before = await challenges()
     const r = await t.req('POST', '/v1/auth/passkey/options', { raw, headers: { 'content-type': 'application/json' } })
     expectProblem(r, 422, 'validation_failed')
-    expect(challenges()).toBe(before)
+    expect(await challenges()).toBe(before)
   })
   test.each(['[]', 'null'])('POST /v1/auth/refresh with %s → 422 (not a missing token)', async (raw) => {
     expectProblem(await t.req('POST', '/v1/auth/refresh', { raw, headers: { 'content-type': 'application/json' } }), 422, 'validation_failed')

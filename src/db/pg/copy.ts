@@ -322,7 +322,8 @@ function pgTarget(conn: ReservedSQL): Target {
         .map((r) => {
           const slots = r.map((v, i) => {
             const k = cols[i]!.kind
-            params.push(v === null ? null : k === 'json' ? JSON.stringify(v) : v)
+            // JSON goes to the client as the value itself: text bound to a jsonb parameter is stored as a JSON string.
+            params.push(v)
             return k === 'json' ? `$${params.length}::jsonb` : k === 'bytes' ? `$${params.length}::bytea` : `$${params.length}`
           })
           return `(${slots.join(', ')})`

@@ -10,7 +10,7 @@
  * Migrations in drizzle/pg/ are generated from this file by `bun run db:generate:pg`.
  */
 import { sql } from 'drizzle-orm'
-import { bigint, boolean, customType, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core'
+import { bigint, boolean, customType, index, integer, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core'
 
 const ts = (name: string) => bigint(name, { mode: 'number' })
 const big = (name: string) => bigint(name, { mode: 'number' })
@@ -19,6 +19,16 @@ const bytea = customType<{ data: Buffer; driverData: Uint8Array | Buffer }>({
   dataType: () => 'bytea',
   toDriver: (v) => v,
   fromDriver: (v) => (Buffer.isBuffer(v) ? v : Buffer.from(v)),
+})
+/**
+ * `jsonb` whose value goes to Bun's SQL client as is: drizzle's own `jsonb` stringifies it first and the client
+ * then stores that text as a JSON string (`"{\"a\":1}"`, not an object: drizzle-orm#4942); the client serializes
+ * objects and arrays itself. A string read back is such a value written before this fix, decoded once more.
+ */
+const jsonb = customType<{ data: unknown; driverData: unknown }>({
+  dataType: () => 'jsonb',
+  toDriver: (v) => v,
+  fromDriver: (v) => (typeof v === 'string' ? JSON.parse(v) : v),
 })
 
 export const users = pgTable(

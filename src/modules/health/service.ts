@@ -4,7 +4,7 @@
  * without failing readiness, since Bulwark keeps serving on its fallbacks.
  */
 import type { Store } from '../../db/client'
-import { storageHeartbeat } from '../../db/tables'
+import { roles, storageHeartbeat } from '../../db/tables'
 import { systemClock, type Clock } from '../../lib/clock'
 import { classifyStorageError, sqliteCode, storageReason } from '../../lib/storage-errors'
 
@@ -107,8 +107,9 @@ export function databaseCheck(store: Pick<Store, 'engine' | 'db' | 'sqlite'>, cl
 }
 
 /**
- * PostgreSQL: a read and (at most once per `probeEveryMs`) a committed heartbeat write through the pool, so an
- * unreachable server, a read-only standby or a full disk turns readiness 503.
+ * PostgreSQL: a read on every run (as on SQLite) and (at most once per `probeEveryMs`) a committed heartbeat write
+ * through the pool, so an unreachable server, a schema it cannot read, a read-only standby or a full disk turns
+ * readiness 503.
  */
 function pgDatabaseCheck(db: Store['db'], clock: Clock, probeEveryMs: number): HealthCheck {
   let last: { at: number; result: CheckOutcome } | undefined
@@ -116,6 +117,7 @@ function pgDatabaseCheck(db: Store['db'], clock: Clock, probeEveryMs: number): H
     name: 'database',
     required: true,
     run: async () => {
+      await db.select({ id: roles.id }).from(roles).limit(1)
       const now = clock.now()
       if (last && now - last.at < probeEveryMs && now >= last.at) return last.result
       let result: CheckOutcome

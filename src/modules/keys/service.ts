@@ -87,7 +87,7 @@ export class KeyService {
   /** Extra claims of a user's access token (BULWARK_TOKEN_CLAIMS; set by the composition root). */
   userClaims?: (userId: string) => Promise<Record<string, unknown>> | Record<string, unknown>
   /** Called after a scheduled rotation made by this instance (the composition root records the event). */
-  onRotated?: (r: { kid: string; previous: string | undefined }) => void
+  onRotated?: (r: { kid: string; previous: string | undefined }) => Promise<unknown> | void
   /** The scheduled rotation in flight, if any (tests await it). */
   rotating: Promise<void> | undefined
 
@@ -183,10 +183,10 @@ export class KeyService {
       // Off the request path: the request goes on with the current key; one rotation in flight at a time.
       if (!this.rotating) {
         this.rotating = this.rotateIfOlderThan(interval)
-          .then((r) => {
+          .then(async (r) => {
             if (r) {
               this.deps.logger.info({ kid: r.kid, previous: r.previous }, 'scheduled signing-key rotation')
-              this.onRotated?.(r)
+              await this.onRotated?.(r)
             }
           })
           // A busy or failing database delays the rotation to the next check.
@@ -204,7 +204,8 @@ export class KeyService {
 
   /**
    * Rotates only when the current key is at least `ms` old; undefined when it is younger (another instance
-   * just rotated). Check and write are one IMMEDIATE transaction, so concurrent instances rotate once.
+   * just rotated). Check and write are one IMMEDIATE transaction (under an advisory lock on PostgreSQL, where two
+   * READ COMMITTED transactions would both see the old key as due), so concurrent instances rotate once.
    */
   async rotateIfOlderThan(ms: number): Promise<{ kid: string; previous: string | undefined } | undefined> {
     return await this.rotateWhere(ms)
@@ -213,6 +214,7 @@ export class KeyService {
   private async rotateWhere(ifOlderThan?: number): Promise<{ kid: string; previous: string | undefined } | undefined> {
     const now = this.deps.clock.now()
     const r = await withTransaction(this.deps.db, async (tx) => {
+        await lockResource(tx, 'signing-keys')
         const previous = await tx.select({ kid: signingKeys.kid, createdAt: signingKeys.createdAt }).from(signingKeys).where(isNull(signingKeys.rotatedAt))
         if (ifOlderThan !== undefined && previous.some((p) => now - p.createdAt < ifOlderThan)) return undefined
         const kid = await this.insertNewKey(tx)
