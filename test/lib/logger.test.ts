@@ -6,6 +6,7 @@ import { buildDeps, createApp, createHandler } from '../../src/app'
 import { testConfig } from '../../src/config'
 import { accessLogger, CENSOR, createLogger, droppedLines, LogSink, redact, type AccessLine, type WriteFn } from '../../src/lib/logger'
 import { parseProm, valueOf } from '../support/prom'
+import { testDatabaseEnv } from '../support/pg-apps'
 
 const enospc = () => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 })
 
@@ -66,7 +67,8 @@ describe('log sink', () => {
   test('/metrics reports bulwark_log_lines_dropped_total of the app logger', async () => {
     const { state, out } = flakyOutput()
     const sink = new LogSink(out)
-    const deps = await buildDeps(testConfig(), { logger: createLogger('info', sink) })
+    const db = await testDatabaseEnv()
+    const deps = await buildDeps(testConfig(db.env), { logger: createLogger('info', sink) })
     try {
       const handle = createHandler(createApp(deps), deps)
       for (let i = 0; i < 7; i++) await handle(new Request('http://localhost/health/live'))
@@ -77,6 +79,7 @@ describe('log sink', () => {
       expect(valueOf(parseProm(text), 'bulwark_log_lines_dropped_total')).toBe(7)
     } finally {
       await deps.close()
+      await db.drop()
     }
   })
 })

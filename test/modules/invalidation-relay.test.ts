@@ -1,17 +1,24 @@
 /** Two instances on one database and one Redis: a change on one reaches the other's caches at once. */
 import { afterEach, describe, expect, test } from 'bun:test'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { expectProblem, makeApp, signUp, STRONG_PASSWORD, type TestApp } from '../helpers'
+import { expectProblem, makeApp, sharedDatabase, signUp, STRONG_PASSWORD, type TestApp } from '../helpers'
 import { OwnRedis } from '../support/own-redis'
+import { sqlExec } from '../support/sql'
 
 const url = process.env.BULWARK_TEST_REDIS_URL
 let apps: TestApp[] = []
+const drops: (() => Promise<void>)[] = []
 afterEach(async () => {
   for (const a of apps) await a.close()
   apps = []
+  for (const drop of drops.splice(0)) await drop()
 })
+
+/** One database for both instances (a SQLite file; a PostgreSQL database), removed after the test. */
+async function sharedDb(): Promise<Record<string, string>> {
+  const { env, drop } = await sharedDatabase('bw-relay-')
+  drops.push(drop)
+  return env
+}
 
 async function until(check: () => Promise<boolean>, ms = 2000) {
   const end = Date.now() + ms
@@ -24,7 +31,7 @@ async function until(check: () => Promise<boolean>, ms = 2000) {
 
 describe('cache invalidation across instances', () => {
   test.skipIf(!url)('logout, disabling and a lock on one instance take effect on the other (needs BULWARK_TEST_REDIS_URL)', async () => {
-    const env = { BULWARK_DB_PATH: join(mkdtempSync(join(tmpdir(), 'bw-relay-')), 'db.sqlite'), BULWARK_REDIS_URL: url!, BULWARK_REDIS_PREFIX: `bwtest-${crypto.randomUUID()}:` }
+    const env = { ...(await sharedDb()), BULWARK_REDIS_URL: url!, BULWARK_REDIS_PREFIX: `bwtest-${crypto.randomUUID()}:` }
     const a = await makeApp(env)
     apps.push(a)
     const b = await makeApp(env)
@@ -44,7 +51,7 @@ describe('cache invalidation across instances', () => {
 
     // Disabling on A ends B's cached session at once.
     expect((await b.req('GET', '/v1/me', { token: t2 })).status).toBe(200)
-    a.deps.storage.sqlite!.run("UPDATE users SET status = 'disabled' WHERE id = ?", [user.id])
+    await sqlExec(a.deps, "UPDATE users SET status = 'disabled' WHERE id = ?", [user.id])
     a.deps.invalidation.emit({ kind: 'user', id: user.id })
     expect(await until(async () => (await b.req('GET', '/v1/me', { token: t2 })).status === 401)).toBe(true)
     expect(b.deps.relay!.received).toBeGreaterThan(0)
@@ -56,7 +63,7 @@ describe('cache invalidation across instances', () => {
     const redis = new OwnRedis()
     await redis.start()
     try {
-      const env = { BULWARK_DB_PATH: join(mkdtempSync(join(tmpdir(), 'bw-relay-')), 'db.sqlite'), BULWARK_REDIS_URL: redis.url, BULWARK_REDIS_PREFIX: `bwtest-${crypto.randomUUID()}:` }
+      const env = { ...(await sharedDb()), BULWARK_REDIS_URL: redis.url, BULWARK_REDIS_PREFIX: `bwtest-${crypto.randomUUID()}:` }
       const a = await makeApp(env)
       apps.push(a)
       const b = await makeApp(env)
@@ -98,7 +105,7 @@ describe('cache invalidation across instances', () => {
   test.skipIf(!OwnRedis.available())('Redis down at start: the relay subscribes once it is up and drops what was cached meanwhile (needs redis-server)', async () => {
     const redis = new OwnRedis()
     try {
-      const env = { BULWARK_DB_PATH: join(mkdtempSync(join(tmpdir(), 'bw-relay-')), 'db.sqlite'), BULWARK_REDIS_URL: redis.url, BULWARK_REDIS_PREFIX: `bwtest-${crypto.randomUUID()}:` }
+      const env = { ...(await sharedDb()), BULWARK_REDIS_URL: redis.url, BULWARK_REDIS_PREFIX: `bwtest-${crypto.randomUUID()}:` }
       const a = await makeApp(env)
       apps.push(a)
       const b = await makeApp(env)

@@ -1,44 +1,54 @@
 import { afterEach, describe, expect, test } from 'bun:test'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { buildDeps, type AppDeps } from '../../src/app'
 import { testConfig } from '../../src/config'
-import { emailTokens, users } from '../../src/db/schema'
+import { emailTokens, users } from '../../src/db/tables'
 import { FakeClock } from '../../src/lib/clock'
 import { hashToken } from '../../src/lib/crypto'
 import { newId } from '../../src/lib/ids'
 import { createLogger } from '../../src/lib/logger'
 import { QUIET_MS } from '../../src/modules/lockout/service'
+import { sharedDatabase } from '../helpers'
+import { testDatabaseEnv } from '../support/pg-apps'
 
 const MIN = 60_000
 const opened: AppDeps[] = []
-const dirs: string[] = []
+/** Databases to remove after the test (SQLite folders, PostgreSQL databases), once its apps are closed. */
+const drops: (() => Promise<void>)[] = []
 
 afterEach(async () => {
   for (const d of opened.splice(0)) await d.close()
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
+  for (const drop of drops.splice(0)) await drop()
 })
 
 async function setup(env: Record<string, string> = {}, clock = new FakeClock()) {
   const sink = new Writable({ write: (_c, _e, cb) => cb() })
-  const deps = await buildDeps(testConfig(env), { clock, logger: createLogger('silent', sink) })
+  // BULWARK_TEST_DB=postgres: a fresh PostgreSQL database, like makeApp().
+  const db = await testDatabaseEnv(env)
+  drops.push(db.drop)
+  const deps = await buildDeps(testConfig(db.env), { clock, logger: createLogger('silent', sink) })
   opened.push(deps)
   return { deps, clock, lockout: deps.lockout }
 }
 
-function addUser(deps: AppDeps, email = 'alice@example.com'): string {
+async function addUser(deps: AppDeps, email = 'alice@example.com'): Promise<string> {
   const id = newId()
   const now = deps.clock.now()
-  deps.db.insert(users).values({ id, email, createdAt: now, updatedAt: now }).run()
+  await deps.db.insert(users).values({ id, email, createdAt: now, updatedAt: now })
   return id
+}
+
+/** A database two apps open in turn or together (a SQLite file; a PostgreSQL database). */
+async function shared(): Promise<Record<string, string>> {
+  const { env, drop } = await sharedDatabase('bulwark-lockout-')
+  drops.push(drop)
+  return env
 }
 
 describe('lockout', () => {
   test('locks after the threshold of failures within the window', async () => {
     const { deps, lockout } = await setup()
-    const u = addUser(deps)
+    const u = await addUser(deps)
     for (let i = 1; i <= 4; i++) {
       const r = await lockout.recordFailure(u)
       expect(r.locked).toBe(false)
@@ -56,7 +66,7 @@ describe('lockout', () => {
 
   test('failures outside the window do not add up', async () => {
     const { deps, clock, lockout } = await setup()
-    const u = addUser(deps)
+    const u = await addUser(deps)
     for (let i = 0; i < 4; i++) await lockout.recordFailure(u)
     clock.advance(15 * MIN)
     expect(await lockout.recordFailure(u)).toMatchObject({ locked: false, failures: 1 })
@@ -64,7 +74,7 @@ describe('lockout', () => {
 
   test('the lock expires and escalates: 1m, 2m, 4m … capped at the maximum', async () => {
     const { deps, clock, lockout } = await setup({ BULWARK_LOCKOUT_MAX: '5m' })
-    const u = addUser(deps)
+    const u = await addUser(deps)
     const durations: number[] = []
     for (let round = 0; round < 5; round++) {
       let r = await lockout.recordFailure(u)
@@ -81,7 +91,7 @@ describe('lockout', () => {
 
   test('failures while locked do not extend the lock', async () => {
     const { deps, lockout } = await setup()
-    const u = addUser(deps)
+    const u = await addUser(deps)
     for (let i = 0; i < 5; i++) await lockout.recordFailure(u)
     const until = (await lockout.isLocked(u)).until
     const again = await lockout.recordFailure(u)
@@ -92,7 +102,7 @@ describe('lockout', () => {
 
   test('success resets failures but keeps the escalation until a quiet day', async () => {
     const { deps, clock, lockout } = await setup()
-    const u = addUser(deps)
+    const u = await addUser(deps)
     for (let i = 0; i < 5; i++) await lockout.recordFailure(u)
     clock.advance(MIN)
     for (let i = 0; i < 4; i++) await lockout.recordFailure(u)
@@ -111,7 +121,7 @@ describe('lockout', () => {
 
   test('permanent after N temporary locks, until unlocked', async () => {
     const { deps, clock, lockout } = await setup({ BULWARK_LOCKOUT_PERMANENT_AFTER: '2' })
-    const u = addUser(deps)
+    const u = await addUser(deps)
     const lockOnce = async () => {
       let r = await lockout.recordFailure(u)
       for (let i = 1; i < 5; i++) r = await lockout.recordFailure(u)
@@ -132,7 +142,7 @@ describe('lockout', () => {
 
   test('kinds are independent', async () => {
     const { deps, lockout } = await setup()
-    const u = addUser(deps)
+    const u = await addUser(deps)
     for (let i = 0; i < 5; i++) await lockout.recordFailure(u, 'mfa')
     expect((await lockout.isLocked(u, 'mfa')).locked).toBe(true)
     expect((await lockout.isLocked(u, 'password')).locked).toBe(false)
@@ -140,8 +150,8 @@ describe('lockout', () => {
 
   test('unlock clears everything and records who did it', async () => {
     const { deps, lockout } = await setup()
-    const u = addUser(deps)
-    const admin = addUser(deps, 'admin@example.com')
+    const u = await addUser(deps)
+    const admin = await addUser(deps, 'admin@example.com')
     for (let i = 0; i < 5; i++) await lockout.recordFailure(u)
     for (let i = 0; i < 5; i++) await lockout.recordFailure(u, 'mfa')
     await lockout.unlock(u, admin)
@@ -157,11 +167,11 @@ describe('lockout', () => {
 
   test('unlock tokens: single use, stored hashed, expire after 24 h, the latest one only', async () => {
     const { deps, clock, lockout } = await setup()
-    const u = addUser(deps)
+    const u = await addUser(deps)
     for (let i = 0; i < 5; i++) await lockout.recordFailure(u)
     const old = await lockout.issueUnlockToken(u)
     const token = await lockout.issueUnlockToken(u)
-    const stored = deps.db.select().from(emailTokens).all()
+    const stored = await deps.db.select().from(emailTokens)
     expect(stored.length).toBe(1)
     expect(stored[0]!.tokenHash).toBe(hashToken(deps.keys.tokenHash, token))
     expect(JSON.stringify(stored)).not.toContain(token)
@@ -178,13 +188,11 @@ describe('lockout', () => {
     expect(await lockout.consumeUnlockToken('x'.repeat(43))).toBeUndefined()
   })
 
-  test('state survives a restart (two apps on one SQLite file)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'bulwark-lockout-'))
-    dirs.push(dir)
-    const env = { BULWARK_DB_PATH: join(dir, 'db.sqlite') }
+  test('state survives a restart (two apps on one database)', async () => {
+    const env = await shared()
     const clock = new FakeClock()
     const first = await setup(env, clock)
-    const u = addUser(await first.deps)
+    const u = await addUser(first.deps)
     for (let i = 0; i < 5; i++) await first.lockout.recordFailure(u)
     for (let i = 0; i < 3; i++) await first.lockout.recordFailure(u, 'mfa')
     const until = (await first.lockout.isLocked(u)).until
@@ -201,13 +209,11 @@ describe('lockout', () => {
   })
 
   test('a lock written by another instance counts at once for this one (mutations read the database)', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'bulwark-lockout-'))
-    dirs.push(dir)
-    const env = { BULWARK_DB_PATH: join(dir, 'db.sqlite') }
+    const env = await shared()
     const clock = new FakeClock()
     const a = await setup(env, clock)
     const b = await setup(env, clock)
-    const u = addUser(await a.deps)
+    const u = await addUser(a.deps)
     expect((await b.lockout.isLocked(u)).locked).toBe(false)
     for (let i = 0; i < 5; i++) await a.lockout.recordFailure(u)
     expect((await b.lockout.recordFailure(u)).locked).toBe(true)

@@ -11,7 +11,7 @@ import { requestContext } from '../../src/plugins/request-context'
 import { Writable } from 'node:stream'
 import { users } from '../../src/db/tables'
 import { expectProblem, makeApp, type TestApp } from '../helpers'
-import { dropPgDatabase, freshPgDatabase, TEST_ON_PG } from '../support/pg-apps'
+import { testDatabaseEnv } from '../support/pg-apps'
 import { sqlCount } from '../support/sql'
 
 /** A small app with the real global plugins and a route that writes to the database. */
@@ -19,8 +19,8 @@ async function probeApp(env: Record<string, string> = {}) {
   const logs: string[] = []
   const sink = new Writable({ write: (c, _e, cb) => (logs.push(String(c)), cb()) })
   // BULWARK_TEST_DB=postgres: on a fresh PostgreSQL database, like makeApp().
-  const pgUrl = TEST_ON_PG ? await freshPgDatabase() : undefined
-  const deps = await buildDeps(testConfig(pgUrl ? { ...env, BULWARK_DATABASE_URL: pgUrl } : env), { clock: new FakeClock(), logger: createLogger('info', sink) })
+  const db = await testDatabaseEnv(env)
+  const deps = await buildDeps(testConfig(db.env), { clock: new FakeClock(), logger: createLogger('info', sink) })
   const app = new Elysia({ normalize: false })
     .use(requestContext([]))
     .use(errorHandler(deps.logger))
@@ -45,7 +45,7 @@ async function probeApp(env: Record<string, string> = {}) {
   const count = () => sqlCount(deps, 'SELECT count(*) AS n FROM users')
   const close = async () => {
     await deps.close()
-    if (pgUrl) await dropPgDatabase(pgUrl)
+    await db.drop()
   }
   return { deps, logs, count, handle, close }
 }

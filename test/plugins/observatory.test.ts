@@ -8,16 +8,22 @@ import { HTTPS_ONLY, OBSERVATORY_DIR, observatoryInstalled, scorePage } from '..
 import { testConfig } from '../../src/config'
 import { startServer, type Running } from '../../src/server'
 import { makeApp } from '../helpers'
+import { testDatabaseEnv } from '../support/pg-apps'
 
 const installed = observatoryInstalled()
 const label = installed ? '' : ` (skipped: @mdn/mdn-http-observatory is not installed in ${OBSERVATORY_DIR}; see scripts/observatory.ts)`
 
 describe.skipIf(!installed)(`MDN HTTP Observatory${label}`, () => {
   let running: Running
+  let db: Awaited<ReturnType<typeof testDatabaseEnv>>
   beforeAll(async () => {
-    running = await startServer(testConfig({ BULWARK_PORT: '0' }))
+    db = await testDatabaseEnv({ BULWARK_PORT: '0' })
+    running = await startServer(testConfig(db.env))
   })
-  afterAll(() => running.stop())
+  afterAll(async () => {
+    await running.stop()
+    await db.drop()
+  })
 
   for (const path of ['/', '/docs']) {
     test(`every rule passes on ${path} except the HTTPS-only ones`, async () => {

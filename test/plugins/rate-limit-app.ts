@@ -2,6 +2,7 @@
  * A whole app with stub routes on the sensitive paths (their real controllers live elsewhere) and a
  * fake rateLimitIdentity (Bearer tok-user/tok-mod/tok-admin), for the rate-limit tests.
  */
+import { afterEach } from 'bun:test'
 import { t } from 'elysia'
 import { Writable } from 'node:stream'
 import { buildDeps, createApp, createHandler } from '../../src/app'
@@ -11,6 +12,7 @@ import { AppError } from '../../src/lib/errors'
 import { createLogger } from '../../src/lib/logger'
 import type { RateLimitIdentity } from '../../src/modules/rate-limit/service'
 import type { TestResponse } from '../helpers'
+import { testDatabaseEnv } from '../support/pg-apps'
 
 const IDENTITIES: Record<string, RateLimitIdentity> = {
   'tok-user': { userId: 'u-user', level: 10 },
@@ -19,10 +21,23 @@ const IDENTITIES: Record<string, RateLimitIdentity> = {
   'tok-admin': { userId: 'u-admin', level: 90 },
 }
 
+/** Apps not closed by their test: closed (and their PostgreSQL database dropped) after each test. */
+const open = new Set<() => Promise<void>>()
+afterEach(async () => {
+  for (const close of [...open]) await close()
+})
+
 /** The real app plus stub routes for the sensitive endpoints (their controllers live elsewhere). */
 export async function limitedApp(env: Record<string, string> = {}, clock = new FakeClock()) {
   const sink = new Writable({ write: (_c, _e, cb) => cb() })
-  const deps = await buildDeps(testConfig(env), { clock, logger: createLogger('silent', sink) })
+  const db = await testDatabaseEnv(env)
+  const deps = await buildDeps(testConfig(db.env), { clock, logger: createLogger('silent', sink) })
+  const close = async () => {
+    if (!open.delete(close)) return
+    await deps.close()
+    await db.drop()
+  }
+  open.add(close)
   deps.rateLimitIdentity = (request) => {
     const m = /^Bearer (.+)$/.exec(request.headers.get('authorization') ?? '')
     return m ? IDENTITIES[m[1]!] : undefined
@@ -58,6 +73,6 @@ export async function limitedApp(env: Record<string, string> = {}, clock = new F
     return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined, text }
   }
   const events = (type: string) => deps.audit.list({ type, limit: 100 })
-  return { deps, clock, calls, req, events, close: () => deps.close() }
+  return { deps, clock, calls, req, events, close }
 }
 

@@ -23,6 +23,12 @@ afterEach(async () => {
   for (const a of apps.splice(0)) await a.close()
 })
 
+/** The store's state events are written off the request path (from the breaker's callback): wait up to ~2 s for `n`. */
+async function eventsSoon(a: Awaited<ReturnType<typeof limitedApp>>, type: string, n = 1) {
+  for (let i = 0; i < 200 && (await a.events(type)).length < n; i++) await Bun.sleep(10)
+  return await a.events(type)
+}
+
 afterAll(async () => {
   if (!url) return
   const { RedisClient } = await import('bun')
@@ -144,7 +150,7 @@ describe('rate limit on Redis', () => {
         expect(res.headers.get('ratelimit-policy')).toBe('"ip";q=5;w=60')
       }
       expect(breaker.state).toBe('open')
-      expect((await a.events('rate_limit_store_degraded')).length).toBe(1)
+      expect((await eventsSoon(a, 'rate_limit_store_degraded')).length).toBe(1)
       // limits still hold on the in-memory fallback
       await a.req('GET', '/v1/ping')
       await a.req('GET', '/v1/ping')
@@ -158,7 +164,7 @@ describe('rate limit on Redis', () => {
       clock.advance(5000) // the breaker's cool-down; the next request probes Redis
       expect((await a.req('GET', '/v1/ping', { ip: '198.51.100.5' })).status).toBe(200)
       expect(breaker.state).toBe('closed')
-      expect((await a.events('rate_limit_store_restored')).length).toBe(1)
+      expect((await eventsSoon(a, 'rate_limit_store_restored')).length).toBe(1)
     } finally {
       proxy.stop()
     }
@@ -172,7 +178,7 @@ test('a Redis that is not there: requests are served from memory, no 500s', asyn
   for (let i = 0; i < 6; i++) statuses.push((await a.req('GET', '/v1/ping')).status)
   expect(statuses).toEqual([200, 200, 200, 200, 429, 429])
   expect(a.deps.rateLimit.resilient!.breaker.state).toBe('open')
-  expect((await a.events('rate_limit_store_degraded')).length).toBe(1)
+  expect((await eventsSoon(a, 'rate_limit_store_degraded')).length).toBe(1)
 })
 
 test('a hung Redis (accepts, never answers) costs a short timeout, never a 500', async () => {
@@ -183,7 +189,7 @@ test('a hung Redis (accepts, never answers) costs a short timeout, never a 500',
     for (let i = 0; i < 4; i++) statuses.push((await a.req('GET', '/v1/ping')).status)
     expect(statuses).toEqual([200, 200, 200, 200])
     expect(a.deps.rateLimit.resilient!.breaker.state).toBe('open')
-    const log = await a.events('rate_limit_store_degraded')
+    const log = await eventsSoon(a, 'rate_limit_store_degraded')
     expect(log.length).toBe(1)
   } finally {
     silent.stop(true)

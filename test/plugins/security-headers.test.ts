@@ -6,6 +6,7 @@ import { DOCS_CSP } from '../../src/plugins/docs'
 import { API_CSP, applySecurityHeaders, HSTS, PERMISSIONS_POLICY, securityHeaders } from '../../src/plugins/security-headers'
 import { startServer } from '../../src/server'
 import { makeApp, type TestApp } from '../helpers'
+import { testDatabaseEnv } from '../support/pg-apps'
 
 const BASE: Record<string, string> = {
   'x-content-type-options': 'nosniff',
@@ -144,7 +145,8 @@ describe('createHandler backstop', () => {
 
 describe('over a real socket', () => {
   test('no X-Powered-By or Server header, and the whole set', async () => {
-    const running = await startServer(testConfig({ BULWARK_PORT: '0' }))
+    const db = await testDatabaseEnv({ BULWARK_PORT: '0' })
+    const running = await startServer(testConfig(db.env))
     try {
       for (const path of ['/health/live', '/nope']) {
         const r = await fetch(`${running.url}${path}`)
@@ -155,6 +157,7 @@ describe('over a real socket', () => {
       }
     } finally {
       await running.stop()
+      await db.drop()
     }
   })
 })

@@ -65,3 +65,13 @@ export async function dropPgDatabase(url: string): Promise<void> {
   if (!/^bw_[0-9a-f]{20}$/.test(name)) throw new Error(`refusing to drop ${name}`)
   await dropByName(name)
 }
+
+/**
+ * The environment for a test that builds its own deps (buildDeps, startServer): with BULWARK_TEST_DB=postgres it
+ * names a fresh database (`drop()` removes it once the deps are closed); otherwise it is returned unchanged.
+ */
+export async function testDatabaseEnv(env: Record<string, string> = {}): Promise<{ env: Record<string, string>; drop(): Promise<void> }> {
+  if (!TEST_ON_PG || env.BULWARK_DATABASE_URL) return { env, drop: async () => {} }
+  const url = await freshPgDatabase()
+  return { env: { ...env, BULWARK_DATABASE_URL: url }, drop: () => dropPgDatabase(url) }
+}
