@@ -9,8 +9,11 @@ import * as schema from '../../src/db/schema'
 import { migrate, MIGRATIONS } from '../../src/db/migrate'
 import { FakeClock } from '../../src/lib/clock'
 import { createLogger } from '../../src/lib/logger'
+import { asc } from 'drizzle-orm'
+import { securityEvents } from '../../src/db/tables'
 import { expectProblem } from '../helpers'
 import { makeAdminApp, seedUser } from '../support/admin'
+import { onPg } from '../support/sql'
 
 let t: Awaited<ReturnType<typeof makeAdminApp>>
 afterEach(() => t?.close())
@@ -26,7 +29,16 @@ interface Row {
   created_at: number
 }
 
-const rows = () => t.deps.storage.sqlite!.query<Row, []>('SELECT id, chain_id, seq, prev_hash, hash, type, details, created_at FROM security_events ORDER BY id').all()
+/** The events, oldest first (PostgreSQL: through drizzle, for numbers where its client returns int8 as strings). */
+const rows = async (): Promise<Row[]> => {
+  if (t.deps.storage.sqlite) return t.deps.storage.sqlite.query<Row, []>('SELECT id, chain_id, seq, prev_hash, hash, type, details, created_at FROM security_events ORDER BY id').all()
+  const e = securityEvents
+  const list = await t.deps.db.select({ id: e.id, chain_id: e.chainId, seq: e.seq, prev_hash: e.prevHash, hash: e.hash, type: e.type, details: e.details, created_at: e.createdAt }).from(e).orderBy(asc(e.id))
+  return list.map((r) => ({ ...r, details: r.details == null ? null : JSON.stringify(r.details) }))
+}
+
+/** The chain walk (GET /v1/audit/verify, `bulwark audit verify`) and the NDJSON export are SQLite only: 501 on PostgreSQL. */
+const sqliteOnly = test.skipIf(onPg)
 
 /** Records `n` events of type e0, e1, … with a detail each. */
 async function recordMany(n: number, audit = t.deps.audit) {
@@ -44,7 +56,7 @@ describe('hash chain', () => {
     await t.deps.audit.record({ type: 'login', outcome: 'success', actorId: 'u1', targetId: 'u1', details: { z: 1, a: { y: 'é', b: null } } }, { ip: '203.0.113.5', userAgent: 'ua', requestId: 'rid-1' })
     t.clock.advance(5)
     await t.deps.audit.record({ type: 'logout', outcome: 'success' })
-    const [a, b] = rows()
+    const [a, b] = (await rows())
     expect(a!.chain_id).toBe(t.deps.audit.chainId)
     expect([a!.seq, b!.seq]).toEqual([1, 2])
     expect(a!.prev_hash).toBe(GENESIS)
@@ -54,6 +66,7 @@ describe('hash chain', () => {
     expect(a!.hash).toBe(sha256(GENESIS + first))
     const second = `{"actorId":null,"chainId":"${a!.chain_id}","createdAt":"2026-01-01T00:00:00.005Z","details":null,"ip":null,"outcome":"success","requestId":null,"seq":2,"targetId":null,"type":"logout","userAgent":null}`
     expect(b!.hash).toBe(sha256(a!.hash! + second))
+    if (onPg) return // the walk below is SQLite only (501 on PostgreSQL)
     const report = await t.deps.audit.verify()
     expect(report.intact).toBe(true)
     expect(report.firstBroken).toBeNull()
@@ -66,10 +79,10 @@ describe('hash chain', () => {
     expect(canonicalJson({ b: [1, 2.5, -0, 1e21], a: 'line\n"q"', c: { '\u00e9': true, e: false }, d: undefined })).toBe('{"a":"line\\n\\"q\\"","b":[1,2.5,0,1e+21],"c":{"e":false,"é":true}}')
   })
 
-  test('a changed detail is reported at exactly that event', async () => {
+  sqliteOnly('a changed detail is reported at exactly that event (SQLite only: the chain walk)', async () => {
     t = await makeAdminApp()
     await recordMany(6)
-    const target = rows()[3]!
+    const target = (await rows())[3]!
     t.deps.storage.sqlite!.run('UPDATE security_events SET details = ? WHERE id = ?', [JSON.stringify({ i: 99, nested: { b: 2, a: [1, 'x'] } }), target.id])
     for (const batchSize of [1000, 2]) {
       const r = await verifyChains(t.deps.storage.sqlite!, { batchSize })
@@ -78,10 +91,10 @@ describe('hash chain', () => {
     }
   })
 
-  test('a changed event whose hash was recomputed breaks the next link', async () => {
+  sqliteOnly('a changed event whose hash was recomputed breaks the next link (SQLite only: the chain walk)', async () => {
     t = await makeAdminApp()
     await recordMany(5)
-    const all = rows()
+    const all = (await rows())
     const target = all[1]!
     t.deps.storage.sqlite!.run('UPDATE security_events SET hash = ? WHERE id = ?', ['f'.repeat(64), target.id])
     const r = await t.deps.audit.verify()
@@ -89,20 +102,20 @@ describe('hash chain', () => {
     expect(r.firstBroken).toMatchObject({ eventId: target.id, position: 2, reason: 'hash_mismatch' })
   })
 
-  test('a deleted middle event is reported at the event after the gap', async () => {
+  sqliteOnly('a deleted middle event is reported at the event after the gap (SQLite only: the chain walk)', async () => {
     t = await makeAdminApp()
     await recordMany(6)
-    const all = rows()
+    const all = (await rows())
     t.deps.storage.sqlite!.run('DELETE FROM security_events WHERE id = ?', [all[2]!.id])
     const r = await verifyChains(t.deps.storage.sqlite!, { batchSize: 2 })
     expect(r.firstBroken).toMatchObject({ chainId: all[3]!.chain_id, eventId: all[3]!.id, position: 4, reason: 'missing_events' })
     expect(r.firstBroken!.detail).toContain('position 3 is missing')
   })
 
-  test('reordering is reported at the first displaced position (swapped positions, swapped ids)', async () => {
+  sqliteOnly('reordering is reported at the first displaced position (swapped positions, swapped ids) (SQLite only: the chain walk)', async () => {
     t = await makeAdminApp()
     await recordMany(6)
-    const all = rows()
+    const all = (await rows())
     const [c, d] = [all[2]!, all[3]!]
     t.deps.storage.sqlite!.transaction(() => {
       t.deps.storage.sqlite!.run('UPDATE security_events SET seq = -1 WHERE id = ?', [c.id])
@@ -116,7 +129,7 @@ describe('hash chain', () => {
     await t.close()
     t = await makeAdminApp()
     await recordMany(6)
-    const again = rows()
+    const again = (await rows())
     const [e, f] = [again[2]!, again[3]!]
     t.deps.storage.sqlite!.transaction(() => {
       t.deps.storage.sqlite!.run('UPDATE security_events SET id = -1 WHERE id = ?', [e.id])
@@ -127,10 +140,10 @@ describe('hash chain', () => {
     expect(byId.firstBroken).toMatchObject({ eventId: e.id, position: 4, reason: 'out_of_order' })
   })
 
-  test('pruning the oldest events (by age or by id) is not tampering', async () => {
+  sqliteOnly('pruning the oldest events (by age or by id) is not tampering (SQLite only: the chain walk)', async () => {
     t = await makeAdminApp()
     await recordMany(8)
-    const all = rows()
+    const all = (await rows())
     t.deps.storage.sqlite!.run('DELETE FROM security_events WHERE created_at < ?', [all[3]!.created_at])
     let r = await verifyChains(t.deps.storage.sqlite!, { batchSize: 2 })
     expect(r.intact).toBe(true)
@@ -144,25 +157,25 @@ describe('hash chain', () => {
     expect((await t.deps.audit.verify()).intact).toBe(true)
   })
 
-  test('time never runs backwards within a chain, so pruning by age removes a prefix even after a clock step back', async () => {
+  sqliteOnly('time never runs backwards within a chain, so pruning by age removes a prefix even after a clock step back (SQLite only: the chain walk)', async () => {
     t = await makeAdminApp()
     await recordMany(3)
     t.clock.advance(-60_000)
     await recordMany(2)
-    const all = rows()
+    const all = (await rows())
     expect(all.map((r) => r.created_at)).toEqual([...all.map((r) => r.created_at)].sort((a, b) => a - b))
     t.deps.storage.sqlite!.run('DELETE FROM security_events WHERE created_at < ?', [all[3]!.created_at])
     expect((await t.deps.audit.verify()).intact).toBe(true)
   })
 
-  test('events written before chaining began are counted but not checked; one stripped of its chain later is caught', async () => {
+  sqliteOnly('events written before chaining began are counted but not checked; one stripped of its chain later is caught (SQLite only: the chain walk)', async () => {
     t = await makeAdminApp()
     for (let i = 0; i < 3; i++) t.deps.storage.sqlite!.run("INSERT INTO security_events (type, outcome, created_at) VALUES ('legacy', 'info', ?)", [i])
     expect((await t.deps.audit.verify())).toMatchObject({ intact: true, events: 0, unchainedEvents: 3, chains: [] })
     await recordMany(3)
     expect((await t.deps.audit.verify())).toMatchObject({ intact: true, events: 3, unchainedEvents: 3 })
     // Hiding the newest event by taking it out of the chain:
-    const head = rows().at(-1)!
+    const head = (await rows()).at(-1)!
     t.deps.storage.sqlite!.run('UPDATE security_events SET chain_id = NULL, seq = NULL WHERE id = ?', [head.id])
     const r = await t.deps.audit.verify()
     expect(r.firstBroken).toMatchObject({ chainId: null, eventId: head.id, position: null, reason: 'unchained_event' })
@@ -180,15 +193,22 @@ describe('hash chain', () => {
     }).catch(() => {})
     await recordMany(1)
     await recordMany(1, other)
+    const all = await rows()
+    expect(all.some((x) => x.type === 'rolled_back')).toBe(false)
+    // The links as stored, on both engines: each chain holds positions 1..n, each naming the hash before it.
+    const chains = new Map<string | null, Row[]>()
+    for (const r of all) chains.set(r.chain_id, [...(chains.get(r.chain_id) ?? []), r])
+    expect([...chains.values()].map((c) => c.length).sort()).toEqual([3, 4])
+    for (const c of chains.values()) expect(c.map((r, i) => [r.seq, r.prev_hash])).toEqual(c.map((_, i) => [i + 1, i === 0 ? GENESIS : c[i - 1]!.hash]))
+    if (onPg) return // the walk is SQLite only (501 on PostgreSQL)
     const r = await t.deps.audit.verify()
     expect(r.intact).toBe(true)
     expect(r.chains.map((c) => c.events).sort()).toEqual([3, 4])
-    expect(rows().some((x) => x.type === 'rolled_back')).toBe(false)
   })
 })
 
 describe('a database from before hash chaining', () => {
-  test('events written before the chain migration are left unchecked; chains start at the first hashed event', async () => {
+  sqliteOnly('events written before the chain migration are left unchecked; chains start at the first hashed event (SQLite only: the SQLite migrations and the chain walk)', async () => {
     // Found by what it does, not by file name (migrations may be regenerated together).
     const chainMigration = MIGRATIONS.findIndex((m) => m.sql.some((q) => q.includes('`prev_hash`')))
     expect(chainMigration).toBeGreaterThan(0)
@@ -218,7 +238,7 @@ describe('chain heads stored elsewhere', () => {
       .query<StoredRow, []>('SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details, created_at FROM security_events ORDER BY id')
       .all()
 
-  test('a chain rewritten with recomputed hashes passes alone but fails against a stored head', async () => {
+  sqliteOnly('a chain rewritten with recomputed hashes passes alone but fails against a stored head (SQLite only: the chain walk)', async () => {
     t = await makeAdminApp()
     await recordMany(5)
     const report = await t.deps.audit.verify()
@@ -237,7 +257,7 @@ describe('chain heads stored elsewhere', () => {
     expect(r.firstBroken).toMatchObject({ chainId: stored[0]!.chainId, eventId: fullRows()[4]!.id, position: 5, reason: 'head_mismatch' })
   })
 
-  test('deleting the newest events is caught by a stored head; pruning past it is not an alarm', async () => {
+  sqliteOnly('deleting the newest events is caught by a stored head; pruning past it is not an alarm (SQLite only: the chain walk)', async () => {
     t = await makeAdminApp()
     await recordMany(6)
     const mid = fullRows()[3]!
@@ -255,7 +275,7 @@ describe('chain heads stored elsewhere', () => {
     expect((await t.deps.audit.verify([{ chainId: old.chain_id!, position: 2, hash: old.hash! }])).intact).toBe(true)
   })
 
-  test('the route takes heads as ?head=chain:position:hash,… and refuses malformed ones', async () => {
+  sqliteOnly('the route takes heads as ?head=chain:position:hash,… and refuses malformed ones (SQLite only: the chain walk)', async () => {
     t = await makeAdminApp()
     const admin = await seedUser(t.deps, { roles: ['admin'] })
     await recordMany(2)
@@ -270,7 +290,7 @@ describe('chain heads stored elsewhere', () => {
 })
 
 describe('GET /v1/audit/verify', () => {
-  test('needs audit:read; reports intact with the chain heads, then the first broken link', async () => {
+  sqliteOnly('needs audit:read; reports intact with the chain heads, then the first broken link (SQLite only: the chain walk)', async () => {
     t = await makeAdminApp()
     const admin = await seedUser(t.deps, { roles: ['admin'] })
     const plain = await seedUser(t.deps)
@@ -281,7 +301,7 @@ describe('GET /v1/audit/verify', () => {
     expect(ok.status).toBe(200)
     expect(ok.body.intact).toBe(true)
     expect(ok.body.chains[0].headHash).toMatch(/^[0-9a-f]{64}$/)
-    const victim = rows()[1]!
+    const victim = (await rows())[1]!
     t.deps.storage.sqlite!.run("UPDATE security_events SET type = 'e9' WHERE id = ?", [victim.id])
     const bad = await t.as(admin, 'GET', '/v1/audit/verify')
     expect(bad.status).toBe(200)
@@ -293,7 +313,7 @@ describe('GET /v1/audit/verify', () => {
 describe('GET /v1/audit/export', () => {
   const lines = (text: string) => text.split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l))
 
-  test('streams NDJSON oldest first across batches, filtered by time and type, with hash fields that re-verify', async () => {
+  sqliteOnly('streams NDJSON oldest first across batches, filtered by time and type, with hash fields that re-verify (SQLite only: the export)', async () => {
     t = await makeAdminApp()
     const admin = await seedUser(t.deps, { roles: ['admin'] })
     const plain = await seedUser(t.deps)
@@ -337,7 +357,7 @@ describe('GET /v1/audit/export', () => {
     expect(failed.map((e) => e.details.i)).toEqual([...failed.map((e) => e.details.i)].sort((a, b) => a - b))
   })
 
-  test('the body is read one batch at a time: events recorded while it streams still arrive', async () => {
+  sqliteOnly('the body is read one batch at a time: events recorded while it streams still arrive (SQLite only: the export)', async () => {
     t = await makeAdminApp()
     const admin = await seedUser(t.deps, { roles: ['admin'] })
     for (let i = 0; i < 1200; i++) await t.deps.audit.record({ type: 'login', outcome: 'info', details: { i } })
@@ -363,7 +383,7 @@ describe('GET /v1/audit/export', () => {
     expect(events.at(-1).details).toEqual({ late: 9 })
   })
 
-  test('each batch is an index range scan in export order (no sort, no temporary table)', async () => {
+  sqliteOnly('each batch is an index range scan in export order (no sort, no temporary table) (SQLite only: the export, EXPLAIN QUERY PLAN)', async () => {
     t = await makeAdminApp()
     const plan = (q: string, ...p: (string | number)[]) =>
       t.deps.storage.sqlite!

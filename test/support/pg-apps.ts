@@ -19,8 +19,11 @@ const urlOf = (name: string) => {
 
 let template: Promise<string> | undefined
 
+/** scripts/test-pg.sh names its run (BULWARK_TEST_PG_RUN), so its clean-up drops only that run's templates. */
+const RUN = /^[a-z0-9]{1,16}$/.test(process.env.BULWARK_TEST_PG_RUN ?? '') ? `${process.env.BULWARK_TEST_PG_RUN}_` : ''
+
 async function makeTemplate(): Promise<string> {
-  const name = `bw_tpl_${crypto.randomUUID().replaceAll('-', '').slice(0, 16)}`
+  const name = `bw_tpl_${RUN}${crypto.randomUUID().replaceAll('-', '').slice(0, 16)}`
   const a = admin()
   try {
     await a.unsafe(`CREATE DATABASE "${name}"`)
@@ -48,16 +51,22 @@ async function dropByName(name: string): Promise<void> {
 
 /** A new database with every migration applied; its URL. */
 export async function freshPgDatabase(): Promise<string> {
-  template ??= makeTemplate()
-  const tpl = await template
   const name = `bw_${crypto.randomUUID().replaceAll('-', '').slice(0, 20)}`
-  const a = admin()
-  try {
-    await a.unsafe(`CREATE DATABASE "${name}" TEMPLATE "${tpl}"`)
-  } finally {
-    await a.close()
+  for (let attempt = 1; ; attempt++) {
+    template ??= makeTemplate()
+    const tpl = await template
+    const a = admin()
+    try {
+      await a.unsafe(`CREATE DATABASE "${name}" TEMPLATE "${tpl}"`)
+      return urlOf(name)
+    } catch (err) {
+      // The template is gone (another run's clean-up on a shared server dropped it): make a new one, once.
+      if (attempt > 1 || (err as { errno?: string }).errno !== '3D000') throw err
+      if (template && (await template) === tpl) template = undefined
+    } finally {
+      await a.close()
+    }
   }
-  return urlOf(name)
 }
 
 export async function dropPgDatabase(url: string): Promise<void> {
