@@ -3,11 +3,11 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, existsSync 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { testConfig } from '../../src/config'
-import { openDatabase } from '../../src/db/client'
 import { FakeClock } from '../../src/lib/clock'
 import { createLogger } from '../../src/lib/logger'
 import { MailWorker, MAX_ATTEMPTS, OutboxMailer, readOutbox, RETRY_BASE_MS, type MailMessage } from '../../src/lib/mailer'
 import { fakeSmtp, type FakeSmtp } from '../fake-smtp'
+import { testDb } from '../support/pg-apps'
 
 const cleanups: Array<() => void | Promise<void>> = []
 afterEach(async () => {
@@ -16,9 +16,9 @@ afterEach(async () => {
 
 const TOKEN_MAIL: MailMessage = { to: 'ann@example.com', subject: 'Reset your password', text: 'Open http://localhost/reset?token=SECRET-TOKEN-123 within 30 minutes.' }
 
-function setup(env: Record<string, string> = {}) {
+async function setup(env: Record<string, string> = {}) {
   const config = testConfig(env)
-  const h = openDatabase(':memory:')
+  const h = await testDb()
   const clock = new FakeClock()
   const lines: string[] = []
   const logger = createLogger('info', { write: (s: string) => lines.push(s) })
@@ -37,7 +37,7 @@ function smtp(): FakeSmtp {
 
 describe('OutboxMailer and readOutbox', () => {
   test('send only queues a pending row and returns at once', async () => {
-    const { mailer, db, clock } = setup()
+    const { mailer, db, clock } = await setup()
     expect(await mailer.send(TOKEN_MAIL)).toBeUndefined()
     const rows = await readOutbox(db)
     expect(rows).toHaveLength(1)
@@ -45,7 +45,7 @@ describe('OutboxMailer and readOutbox', () => {
   })
 
   test('readOutbox filters by recipient and returns oldest first', async () => {
-    const { mailer, db, clock } = setup()
+    const { mailer, db, clock } = await setup()
     await mailer.send({ to: 'a@example.com', subject: 'one', text: '1' })
     clock.advance(1000)
     await mailer.send({ to: 'b@example.com', subject: 'two', text: '2' })
@@ -60,7 +60,7 @@ describe('OutboxMailer and readOutbox', () => {
 describe('delivery over SMTP', () => {
   test('delivers a due row to a real SMTP socket and marks it sent', async () => {
     const server = smtp()
-    const { mailer, worker, db } = setup({ BULWARK_SMTP_URL: server.url, BULWARK_MAIL_FROM: 'Bulwark <no-reply@bulwark.test>' })
+    const { mailer, worker, db } = await setup({ BULWARK_SMTP_URL: server.url, BULWARK_MAIL_FROM: 'Bulwark <no-reply@bulwark.test>' })
     await mailer.send(TOKEN_MAIL)
     expect(await worker.deliverDue()).toEqual({ sent: 1, kept: 0, retried: 0, failed: 0 })
     expect(server.messages).toHaveLength(1)
@@ -78,7 +78,7 @@ describe('delivery over SMTP', () => {
   test('a temporary 4xx is retried after 1 minute on the injected clock, then delivered', async () => {
     const server = smtp()
     server.failNext(1)
-    const { mailer, worker, db, clock } = setup({ BULWARK_SMTP_URL: server.url })
+    const { mailer, worker, db, clock } = await setup({ BULWARK_SMTP_URL: server.url })
     await mailer.send(TOKEN_MAIL)
     expect(await worker.deliverDue()).toMatchObject({ sent: 0, retried: 1 })
     expect((await readOutbox(db))[0]).toMatchObject({ status: 'pending', attempts: 1 })
@@ -97,7 +97,7 @@ describe('delivery over SMTP', () => {
   test(`backoff doubles (1, 2, 4 … min) and the row fails after ${MAX_ATTEMPTS} attempts`, async () => {
     const server = smtp()
     server.failNext(1000)
-    const { mailer, worker, db, clock } = setup({ BULWARK_SMTP_URL: server.url })
+    const { mailer, worker, db, clock } = await setup({ BULWARK_SMTP_URL: server.url })
     await mailer.send(TOKEN_MAIL)
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const report = await worker.deliverDue()
@@ -122,7 +122,7 @@ describe('delivery over SMTP', () => {
   test('a permanent 5xx refusal fails at once, without retries', async () => {
     const server = smtp()
     server.failNext(1, '550 5.1.1 Mailbox unavailable')
-    const { mailer, worker, db, clock } = setup({ BULWARK_SMTP_URL: server.url })
+    const { mailer, worker, db, clock } = await setup({ BULWARK_SMTP_URL: server.url })
     await mailer.send(TOKEN_MAIL)
     expect(await worker.deliverDue()).toMatchObject({ failed: 1 })
     clock.advance(86_400_000)
@@ -134,7 +134,7 @@ describe('delivery over SMTP', () => {
   test('an unreachable server is a temporary failure', async () => {
     const server = smtp()
     server.stop()
-    const { mailer, worker, db } = setup({ BULWARK_SMTP_URL: server.url })
+    const { mailer, worker, db } = await setup({ BULWARK_SMTP_URL: server.url })
     await mailer.send(TOKEN_MAIL)
     expect(await worker.deliverDue()).toMatchObject({ retried: 1 })
     expect((await readOutbox(db))[0]).toMatchObject({ status: 'pending', attempts: 1 })
@@ -143,7 +143,7 @@ describe('delivery over SMTP', () => {
   test('log lines never carry the mail text', async () => {
     const server = smtp()
     server.failNext(1)
-    const { mailer, worker, lines, clock } = setup({ BULWARK_SMTP_URL: server.url })
+    const { mailer, worker, lines, clock } = await setup({ BULWARK_SMTP_URL: server.url })
     await mailer.send(TOKEN_MAIL)
     await worker.deliverDue()
     clock.advance(RETRY_BASE_MS)
@@ -160,7 +160,7 @@ describe('without SMTP: kept in the outbox and mail.ndjson', () => {
     const dir = mkdtempSync(join(tmpdir(), 'bulwark-mail-'))
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
     const dataDir = join(dir, 'data')
-    const { mailer, worker, db, clock, lines } = setup({ BULWARK_DATA_DIR: dataDir, BULWARK_DB_PATH: join(dataDir, 'bulwark.sqlite') })
+    const { mailer, worker, db, clock, lines } = await setup({ BULWARK_DATA_DIR: dataDir, BULWARK_DB_PATH: join(dataDir, 'bulwark.sqlite') })
     await mailer.send(TOKEN_MAIL)
     clock.advance(1000)
     await mailer.send({ to: 'bob@example.com', subject: 'Verify', text: 'code 42' })
@@ -177,7 +177,7 @@ describe('without SMTP: kept in the outbox and mail.ndjson', () => {
   })
 
   test('with an in-memory database nothing is written; the log line has recipient and subject but not the text', async () => {
-    const { mailer, worker, db, lines, config } = setup()
+    const { mailer, worker, db, lines, config } = await setup()
     expect(config.dbPath).toBe(':memory:')
     await mailer.send(TOKEN_MAIL)
     expect(await worker.deliverDue()).toMatchObject({ kept: 1 })
@@ -194,7 +194,7 @@ describe('without SMTP: kept in the outbox and mail.ndjson', () => {
     const blocker = join(dir, 'a-file')
     writeFileSync(blocker, '')
     const dataDir = join(blocker, 'data') // a folder under a file cannot be created
-    const { mailer, worker, db, lines } = setup({ BULWARK_DATA_DIR: dataDir, BULWARK_DB_PATH: join(dir, 'db.sqlite') })
+    const { mailer, worker, db, lines } = await setup({ BULWARK_DATA_DIR: dataDir, BULWARK_DB_PATH: join(dir, 'db.sqlite') })
     await mailer.send(TOKEN_MAIL)
     await mailer.send({ ...TOKEN_MAIL, to: 'second@example.com' })
     expect(await worker.deliverDue()).toMatchObject({ kept: 2 })
@@ -208,7 +208,7 @@ describe('without SMTP: kept in the outbox and mail.ndjson', () => {
 
 describe('the background worker', () => {
   test('a running worker is nudged by send and delivers without waiting for the interval', async () => {
-    const { db, clock, logger, config } = setup()
+    const { db, clock, logger, config } = await setup()
     let deliver: (m: MailMessage) => void = () => {}
     const delivered = new Promise<MailMessage>((r) => (deliver = r))
     const worker = new MailWorker({ config, db, clock, logger }, { intervalMs: 3_600_000, transport: async (m) => deliver(m) })
@@ -222,7 +222,7 @@ describe('the background worker', () => {
   })
 
   test('a stopped or never-started worker delivers nothing by itself', async () => {
-    const { db, clock, logger, config } = setup()
+    const { db, clock, logger, config } = await setup()
     let calls = 0
     const worker = new MailWorker({ config, db, clock, logger }, { intervalMs: 3_600_000, transport: async () => void calls++ })
     const mailer = new OutboxMailer({ db, clock }, () => worker.nudge())
@@ -235,7 +235,7 @@ describe('the background worker', () => {
   })
 
   test('two workers on one database deliver each row once (the lease)', async () => {
-    const { db, clock, logger, config, mailer } = setup()
+    const { db, clock, logger, config, mailer } = await setup()
     const got: string[] = []
     const transport = async (m: MailMessage) => void got.push(m.subject)
     const a = new MailWorker({ config, db, clock, logger }, { transport })
@@ -248,7 +248,7 @@ describe('the background worker', () => {
 
 describe('shutdown and wiring', () => {
   test('stop lets the message being sent finish and leaves the rest pending', async () => {
-    const { db, clock, logger, config, mailer } = setup()
+    const { db, clock, logger, config, mailer } = await setup()
     let release = () => {}
     let started = () => {}
     const first = new Promise<void>((r) => (started = r))

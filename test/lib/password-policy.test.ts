@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from 'bun:test'
 import { testConfig } from '../../src/config'
-import { openDatabase } from '../../src/db/client'
-import { users } from '../../src/db/schema'
+import { users } from '../../src/db/tables'
+import { testDb } from '../support/pg-apps'
 import { FakeClock } from '../../src/lib/clock'
 import { createLogger } from '../../src/lib/logger'
 import { PasswordHasher } from '../../src/lib/password'
@@ -86,15 +86,17 @@ describe('guessability', () => {
 })
 
 describe('reuse of previous passwords', () => {
-  const handles: Array<{ close(): void }> = []
-  afterEach(() => handles.splice(0).forEach((h) => h.close()))
+  const handles: Array<{ close(): Promise<void> }> = []
+  afterEach(async () => {
+    for (const h of handles.splice(0)) await h.close()
+  })
 
   async function withDb(env: Record<string, string> = {}) {
-    const h = openDatabase(':memory:')
+    const h = await testDb()
     handles.push(h)
     const clock = new FakeClock()
     const userId = Bun.randomUUIDv7()
-    h.db.insert(users).values({ id: userId, email: 'u@example.com', createdAt: clock.now(), updatedAt: clock.now() }).run()
+    await h.db.insert(users).values({ id: userId, email: 'u@example.com', createdAt: clock.now(), updatedAt: clock.now() })
     return { ...policy(env, { db: h.db, clock }), userId, db: h.db }
   }
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test'
-import { openDatabase } from '../../src/db/client'
-import { rolePermissions } from '../../src/db/schema'
+import { rolePermissions } from '../../src/db/tables'
+import { testDb } from '../support/pg-apps'
 import {
   ALL_PERMISSIONS,
   canAccessOwned,
@@ -21,8 +21,8 @@ describe('permission registry', () => {
   })
 
   test('every seeded role pattern (migrations) matches at least one registered permission', async () => {
-    const h = openDatabase(':memory:')
-    const rows = h.db.select().from(rolePermissions).all()
+    const h = await testDb()
+    const rows = await h.db.select().from(rolePermissions)
     expect(rows.length).toBeGreaterThan(10)
     for (const r of rows) expect({ p: r.permission, problem: patternProblem(r.permission) }).toEqual({ p: r.permission, problem: undefined })
     await h.close()

@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, test } from 'bun:test'
 import { eq } from 'drizzle-orm'
-import { signingKeys } from '../../src/db/schema'
+import { signingKeys } from '../../src/db/tables'
 import { CLOCK_TOLERANCE_S } from '../../src/modules/keys/service'
 import { makeApp, signUp, type TestApp } from '../helpers'
 

@@ -5,6 +5,7 @@
  * PostgreSQL throughout; files that inspect the SQLite file itself are not part of it (.ci/run lists the files).
  */
 import { SQL } from 'bun'
+import { openDatabase, openStore, type Db } from '../../src/db/client'
 import { openPg, parsePgUrl } from '../../src/db/pg/client'
 import { migratePg } from '../../src/db/pg/migrate'
 
@@ -83,4 +84,24 @@ export async function testDatabaseEnv(env: Record<string, string> = {}): Promise
   if (!TEST_ON_PG || env.BULWARK_DATABASE_URL) return { env, drop: async () => {} }
   const url = await freshPgDatabase()
   return { env: { ...env, BULWARK_DATABASE_URL: url }, drop: () => dropPgDatabase(url) }
+}
+
+/**
+ * A migrated database for service-level tests that need no app: bun:sqlite in memory or, with
+ * BULWARK_TEST_DB=postgres, a fresh PostgreSQL database opened as the app opens it (src/db/client.ts `openStore`).
+ */
+export async function testDb(): Promise<{ db: Db; close(): Promise<void> }> {
+  if (!TEST_ON_PG) {
+    const h = openDatabase(':memory:')
+    return { db: h.db, close: async () => h.close() }
+  }
+  const url = await freshPgDatabase()
+  const store = await openStore({ dbPath: ':memory:', pg: { url, poolSize: 2, statementTimeoutMs: 0, tls: 'disable', caFile: undefined, allowPlaintext: true } })
+  return {
+    db: store.db,
+    close: async () => {
+      await store.close()
+      await dropPgDatabase(url)
+    },
+  }
 }
