@@ -5,15 +5,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${BULWARK_TEST_PG_URL:?set BULWARK_TEST_PG_URL, e.g. postgres://postgres@127.0.0.1:5432/postgres}"
 mapfile -t files < <(grep -v '^#' test/pg-files.txt | grep -v '^$')
-# This run's name: its template databases are bw_tpl_<run>_*, so the clean-up below leaves other runs' alone.
+# This run's name: its databases are bw_<run>_* and bw_tpl_<run>_*, so the clean-up below leaves other runs' alone.
 BULWARK_TEST_PG_RUN=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 export BULWARK_TEST_PG_RUN
 rc=0
 BULWARK_TEST_DB=postgres bun test "${files[@]}" || rc=$?
-# The per-process template databases outlive the test process: drop this run's.
+# What outlives the test process (its template, its spare database, drops still in flight): drop this run's.
 bun -e '
   const { SQL } = await import("bun"); const { parsePgUrl } = await import("./src/db/pg/client.ts")
   const a = new SQL({ adapter: "postgres", ...parsePgUrl(process.env.BULWARK_TEST_PG_URL), max: 1 })
-  for (const r of await a`SELECT datname FROM pg_database WHERE datname LIKE ${`bw_tpl_${process.env.BULWARK_TEST_PG_RUN}_%`}`) await a.unsafe(`DROP DATABASE IF EXISTS "${r.datname}" WITH (FORCE)`)
+  const run = process.env.BULWARK_TEST_PG_RUN
+  for (const r of await a`SELECT datname FROM pg_database WHERE datname LIKE ${`bw_${run}_%`} OR datname LIKE ${`bw_tpl_${run}_%`}`) await a.unsafe(`DROP DATABASE IF EXISTS "${r.datname}" WITH (FORCE)`)
   await a.close()'
 exit $rc

@@ -2,7 +2,7 @@
  * The in-process suite on PostgreSQL: with BULWARK_TEST_DB=postgres (and BULWARK_TEST_PG_URL naming a server),
  * `makeApp()` builds every app on a fresh database copied from a template migrated once per process
  * (`CREATE DATABASE … TEMPLATE`), and drops it on close. The engine is chosen once per process, so such a run is
- * PostgreSQL throughout; files that inspect the SQLite file itself are not part of it (.ci/run lists the files).
+ * PostgreSQL throughout; test/pg-files.txt lists the files run so, and says why the others are not.
  */
 import { SQL } from 'bun'
 import { openDatabase, openStore, type Db } from '../../src/db/client'
@@ -20,8 +20,14 @@ const urlOf = (name: string) => {
 
 let template: Promise<string> | undefined
 
-/** scripts/test-pg.sh names its run (BULWARK_TEST_PG_RUN), so its clean-up drops only that run's templates. */
-const RUN = /^[a-z0-9]{1,16}$/.test(process.env.BULWARK_TEST_PG_RUN ?? '') ? `${process.env.BULWARK_TEST_PG_RUN}_` : ''
+/**
+ * scripts/test-pg.sh names its run (BULWARK_TEST_PG_RUN): the run's databases are `bw_<run>_…` and `bw_tpl_<run>_…`,
+ * and its clean-up drops those (and only those) at the end. Under it, the next database is made while a test runs
+ * and a closed app's database is dropped in the background: creating and dropping were two thirds of the run.
+ */
+const RUN_ID = /^[a-z0-9]{1,16}$/.test(process.env.BULWARK_TEST_PG_RUN ?? '') ? process.env.BULWARK_TEST_PG_RUN : undefined
+const RUN = RUN_ID ? `${RUN_ID}_` : ''
+const TEST_DB = /^bw_([a-z0-9]{1,16}_)?[0-9a-f]{20}$/
 
 async function makeTemplate(): Promise<string> {
   const name = `bw_tpl_${RUN}${crypto.randomUUID().replaceAll('-', '').slice(0, 16)}`
@@ -50,9 +56,8 @@ async function dropByName(name: string): Promise<void> {
   }
 }
 
-/** A new database with every migration applied; its URL. */
-export async function freshPgDatabase(): Promise<string> {
-  const name = `bw_${crypto.randomUUID().replaceAll('-', '').slice(0, 20)}`
+async function createDatabase(): Promise<string> {
+  const name = `bw_${RUN}${crypto.randomUUID().replaceAll('-', '').slice(0, 20)}`
   for (let attempt = 1; ; attempt++) {
     template ??= makeTemplate()
     const tpl = await template
@@ -70,10 +75,24 @@ export async function freshPgDatabase(): Promise<string> {
   }
 }
 
+/** Under scripts/test-pg.sh: the database the next caller gets, made in advance. */
+let spare: Promise<string> | undefined
+
+/** A new database with every migration applied; its URL. */
+export async function freshPgDatabase(): Promise<string> {
+  if (!RUN_ID) return await createDatabase()
+  const next = spare ?? createDatabase()
+  spare = createDatabase()
+  spare.catch(() => {}) // a failure surfaces when it is taken
+  return await next
+}
+
 export async function dropPgDatabase(url: string): Promise<void> {
   const name = parsePgUrl(url).database
-  if (!/^bw_[0-9a-f]{20}$/.test(name)) throw new Error(`refusing to drop ${name}`)
-  await dropByName(name)
+  if (!TEST_DB.test(name)) throw new Error(`refusing to drop ${name}`)
+  // Under scripts/test-pg.sh in the background (its clean-up drops what is left when the process ends).
+  if (RUN_ID) void dropByName(name).catch(() => {})
+  else await dropByName(name)
 }
 
 /**
