@@ -14,10 +14,10 @@ type Shape = {
 
 const colName = (c: unknown): string => ((c as { name?: string }).name ?? 'expr')
 
-function kindOf(dataType: string, columnType: string): string {
+function kindOf(dataType: string, columnType: string, sqlType: string): string {
   if (columnType.includes('Boolean') || dataType === 'boolean') return 'boolean'
-  if (columnType.includes('Json') || columnType === 'SQLiteTextJson') return 'json'
-  if (dataType === 'buffer' || columnType === 'SQLiteBlobBuffer' || columnType === 'PgCustomColumn') return 'bytes'
+  if (columnType.includes('Json') || columnType === 'SQLiteTextJson' || sqlType === 'jsonb') return 'json'
+  if (dataType === 'buffer' || columnType === 'SQLiteBlobBuffer' || sqlType === 'bytea') return 'bytes'
   return dataType === 'number' ? 'number' : dataType
 }
 
@@ -25,7 +25,7 @@ function shape(config: ReturnType<typeof pgConfig> | ReturnType<typeof sqliteCon
   const columns: Shape['columns'] = {}
   for (const c of config.columns) {
     const d = (c as { default?: unknown }).default
-    columns[c.name] = { notNull: c.notNull, primary: c.primary, default: typeof d === 'object' && d !== null ? 'sql' : d, kind: kindOf(c.dataType, c.columnType) }
+    columns[c.name] = { notNull: c.notNull, primary: c.primary, default: typeof d === 'object' && d !== null ? 'sql' : d, kind: kindOf(c.dataType, c.columnType, c.getSQLType()) }
   }
   const indexes: Shape['indexes'] = {}
   for (const i of config.indexes) indexes[i.config.name!] = { unique: !!i.config.unique, on: i.config.columns.map(colName) }

@@ -10,7 +10,7 @@
  * Migrations in drizzle/pg/ are generated from this file by `bun run db:generate:pg`.
  */
 import { sql } from 'drizzle-orm'
-import { bigint, boolean, customType, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core'
+import { bigint, boolean, customType, index, integer, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core'
 
 const ts = (name: string) => bigint(name, { mode: 'number' })
 const big = (name: string) => bigint(name, { mode: 'number' })
@@ -20,6 +20,20 @@ const bytea = customType<{ data: Buffer; driverData: Uint8Array | Buffer }>({
   toDriver: (v) => v,
   fromDriver: (v) => (Buffer.isBuffer(v) ? v : Buffer.from(v)),
 })
+
+/**
+ * `jsonb` handed to Bun's SQL client as the value itself. drizzle's own `jsonb` JSON.stringifies the value
+ * first, and Bun's client then sends that string as a JSON string: every object was stored as a jsonb
+ * *string* (`jsonb_typeof = 'string'`), readable back through drizzle but not as JSON in SQL, and not
+ * the `details` an audit-chain walk re-hashes. Bun serialises an object or array parameter as JSON.
+ * Migration 0004 repairs rows written before (test/db/pg-jsonb.test.ts).
+ */
+const jsonb = <T>(name: string) =>
+  customType<{ data: T; driverData: unknown }>({
+    dataType: () => 'jsonb',
+    toDriver: (v) => v as unknown,
+    fromDriver: (v) => v as T,
+  })(name)
 
 export const users = pgTable(
   'users',
@@ -191,7 +205,7 @@ export const securityEvents = pgTable(
     ip: text('ip'),
     userAgent: text('user_agent'),
     requestId: text('request_id'),
-    details: jsonb('details').$type<Record<string, unknown>>(),
+    details: jsonb<Record<string, unknown>>('details'),
     createdAt: ts('created_at').notNull(),
     chainId: text('chain_id'),
     seq: big('seq'),
@@ -281,7 +295,7 @@ export const passkeys = pgTable(
     name: text('name').notNull(),
     publicKey: bytea('public_key').notNull(),
     counter: big('counter').notNull(),
-    transports: jsonb('transports').$type<string[]>(),
+    transports: jsonb<string[]>('transports'),
     deviceType: text('device_type'),
     backedUp: boolean('backed_up').notNull().default(false),
     createdAt: ts('created_at').notNull(),
@@ -297,7 +311,7 @@ export const challenges = pgTable(
     kind: text('kind', { enum: ['webauthn_register', 'webauthn_login', 'mfa_login'] }).notNull(),
     userId: text('user_id').references(() => users.id, { onDelete: 'cascade' }),
     secretHash: text('secret_hash').notNull(),
-    data: jsonb('data').$type<Record<string, unknown>>(),
+    data: jsonb<Record<string, unknown>>('data'),
     attempts: integer('attempts').notNull().default(0),
     createdAt: ts('created_at').notNull(),
     expiresAt: ts('expires_at').notNull(),

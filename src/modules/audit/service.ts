@@ -9,8 +9,7 @@ import { dialect, roles, securityEvents, userRoles, users } from '../../db/table
 import { lockResource, withTransaction } from '../../db/tx'
 import type { Store } from '../../db/client'
 import { newId } from '../../lib/ids'
-import { AppError } from '../../lib/errors'
-import { chainHash, GENESIS, verifyChains, type ChainedFields, type ExpectedHead, type VerifyReport } from './chain'
+import { chainHash, GENESIS, verifyChains, type AuditSource, type ChainedFields, type ExpectedHead, type VerifyReport } from './chain'
 import { exportChunks, type ExportFilter } from './export'
 
 export type Outcome = 'success' | 'failure' | 'info'
@@ -49,7 +48,7 @@ export class AuditService {
   private listeners: EventListener[] = []
   private chain: string | undefined
 
-  constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'logger'> & { storage?: Pick<Store, 'sqlite'> }) {}
+  constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'logger'> & { storage?: Pick<Store, 'sqlite' | 'pg'> }) {}
 
   /** Counts for the admin dashboard: users by role and by status, sign-ins and failures per day (UTC). */
   async stats(sinceMs: number): Promise<{
@@ -152,10 +151,12 @@ export class AuditService {
     }
   }
 
-  private sqliteOnly(what: string): NonNullable<Store['sqlite']> {
-    const sqlite = this.deps.storage?.sqlite
-    if (!sqlite) throw new AppError(501, 'not_implemented', `The ${what} is not available on PostgreSQL yet.`)
-    return sqlite
+  /** The raw connection the walk and the export read (both engines). */
+  private source(): AuditSource {
+    const s = this.deps.storage
+    if (s?.sqlite) return s.sqlite
+    if (s?.pg) return { pg: s.pg }
+    throw new Error('audit: no storage to read the trail from')
   }
 
   /** Keyset-paginated events, newest first. */
@@ -189,11 +190,11 @@ export class AuditService {
 
   /** Checks every hash chain and reports the first broken link (src/modules/audit/chain.ts). */
   verify(heads: ExpectedHead[] = []): Promise<VerifyReport> {
-    return verifyChains(this.sqliteOnly('audit verification'), { heads })
+    return verifyChains(this.source(), { heads })
   }
 
   /** NDJSON chunks of the events matching the filter, oldest first, one indexed batch at a time. */
-  export(filter: ExportFilter): Generator<string, void, undefined> {
-    return exportChunks(this.sqliteOnly('audit export'), filter)
+  export(filter: ExportFilter): AsyncGenerator<string, void, undefined> {
+    return exportChunks(this.source(), filter)
   }
 }
