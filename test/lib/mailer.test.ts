@@ -6,7 +6,7 @@ import { testConfig } from '../../src/config'
 import { openDatabase } from '../../src/db/client'
 import { FakeClock } from '../../src/lib/clock'
 import { createLogger } from '../../src/lib/logger'
-import { MailWorker, MAX_ATTEMPTS, OutboxMailer, readOutbox, RETRY_BASE_MS, type MailMessage } from '../../src/lib/mailer'
+import { MailWorker, MAX_ATTEMPTS, OutboxMailer, readOutbox, RETRY_BASE_MS, type MailMessage } from '../../src/modules/mail/outbox'
 import { fakeSmtp, type FakeSmtp } from '../fake-smtp'
 
 const cleanups: Array<() => void | Promise<void>> = []

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, test } from 'bun:test'
 import { testConfig } from '../../src/config'
 import { openDatabase } from '../../src/db/client'
 import { users } from '../../src/db/schema'
+import { PasswordHistoryStore } from '../../src/modules/auth/password-history'
 import { FakeClock } from '../../src/lib/clock'
 import { createLogger } from '../../src/lib/logger'
 import { PasswordHasher } from '../../src/lib/password'
@@ -95,7 +96,7 @@ describe('reuse of previous passwords', () => {
     const clock = new FakeClock()
     const userId = Bun.randomUUIDv7()
     h.db.insert(users).values({ id: userId, email: 'u@example.com', createdAt: clock.now(), updatedAt: clock.now() }).run()
-    return { ...policy(env, { db: h.db, clock }), userId, db: h.db }
+    return { ...policy(env, { history: new PasswordHistoryStore(h.db), clock }), userId, db: h.db }
   }
 
   test('isReused compares with every previous hash', async () => {
