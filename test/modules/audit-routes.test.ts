@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, test } from 'bun:test'
+import { STATS_TTL_MS } from '../../src/modules/audit/service'
 import { expectProblem } from '../helpers'
 import { makeAdminApp, seedUser } from '../support/admin'
 
@@ -53,5 +54,22 @@ describe('GET /v1/admin/stats', () => {
     expect(r.body.usersByRole.user).toBe(3)
     const today = new Date(t.clock.now()).toISOString().slice(0, 10)
     expect(r.body.loginsPerDay).toEqual([{ day: today, logins: 1, failures: 2 }])
+  })
+
+  test('one answer is served for 10 s on the clock, then counted again; concurrent calls share one count', async () => {
+    t = await makeAdminApp()
+    const admin = await seedUser(t.deps, { roles: ['admin'] })
+    const first = await t.as(admin, 'GET', '/v1/admin/stats')
+    expect(first.body.usersByStatus).toEqual({ active: 1 })
+    await seedUser(t.deps)
+    t.clock.advance(STATS_TTL_MS - 1)
+    expect((await t.as(admin, 'GET', '/v1/admin/stats')).body.usersByStatus).toEqual({ active: 1 })
+    t.clock.advance(1)
+    expect((await t.as(admin, 'GET', '/v1/admin/stats')).body.usersByStatus).toEqual({ active: 2 })
+    await seedUser(t.deps)
+    t.clock.advance(STATS_TTL_MS)
+    const [a, b] = await Promise.all([t.deps.audit.stats(0), t.deps.audit.stats(0)])
+    expect(a).toBe(b)
+    expect(a.usersByStatus).toEqual({ active: 3 })
   })
 })

@@ -44,18 +44,42 @@ export interface AuditEventView {
 
 export type EventListener = (e: SecurityEvent & RequestMeta & { id: number; createdAt: number }) => void | Promise<void>
 
+/** How long one `GET /v1/admin/stats` answer is served again (ms). */
+export const STATS_TTL_MS = 10_000
+
+export interface AdminStats {
+  usersByStatus: Record<string, number>
+  usersByRole: Record<string, number>
+  loginsPerDay: { day: string; logins: number; failures: number }[]
+}
+
 export class AuditService {
   private listeners: EventListener[] = []
   private chain: string | undefined
 
   constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'logger'> & { storage?: Pick<Store, 'sqlite' | 'pg'> }) {}
 
-  /** Counts for the admin dashboard: users by role and by status, sign-ins and failures per day (UTC). */
-  async stats(sinceMs: number): Promise<{
-    usersByStatus: Record<string, number>
-    usersByRole: Record<string, number>
-    loginsPerDay: { day: string; logins: number; failures: number }[]
-  }> {
+  private statsMemo: { at: number; value: Promise<AdminStats> } | undefined
+
+  /**
+   * Counts for the admin dashboard: users by role and by status, sign-ins and failures per day (UTC). They
+   * count every user, so one answer is kept for STATS_TTL_MS (on the injected clock) and shared by the calls
+   * that arrive meanwhile, concurrent ones included: a dashboard polling it, or many admins, cost one walk.
+   */
+  stats(sinceMs: number): Promise<AdminStats> {
+    const now = this.deps.clock.now()
+    const memo = this.statsMemo
+    if (memo && now >= memo.at && now - memo.at < STATS_TTL_MS) return memo.value
+    const value = this.countStats(sinceMs)
+    this.statsMemo = { at: now, value }
+    // A failed count is not kept: the next call tries again.
+    value.catch(() => {
+      if (this.statsMemo?.value === value) this.statsMemo = undefined
+    })
+    return value
+  }
+
+  private async countStats(sinceMs: number): Promise<AdminStats> {
     const { db } = this.deps
     const byStatus = await db.select({ status: users.status, n: count() }).from(users).groupBy(users.status)
     const byRole = await db
