@@ -45,6 +45,32 @@ export interface AuditEventView {
 
 export type EventListener = (e: SecurityEvent & RequestMeta & { id: number; createdAt: number }) => void | Promise<void>
 
+export interface AuditListFilter {
+  type?: string
+  actorOrTarget?: string
+  userId?: string
+  since?: number
+  until?: number
+  beforeId?: number
+  limit: number
+}
+
+/** The query of one page of GET /v1/audit/events (exported for the EXPLAIN tests, test/db/list-plans.test.ts). */
+export function auditListQuery(db: CoreDeps['db'], filter: AuditListFilter) {
+  const conds: SQL[] = []
+  if (filter.type) conds.push(eq(securityEvents.type, filter.type))
+  if (filter.userId) conds.push(or(eq(securityEvents.targetId, filter.userId), eq(securityEvents.actorId, filter.userId))!)
+  if (filter.since !== undefined) conds.push(gte(securityEvents.createdAt, filter.since))
+  if (filter.until !== undefined) conds.push(lte(securityEvents.createdAt, filter.until))
+  if (filter.beforeId !== undefined) conds.push(lt(securityEvents.id, filter.beforeId))
+  return db
+    .select()
+    .from(securityEvents)
+    .where(conds.length ? and(...conds) : undefined)
+    .orderBy(desc(securityEvents.id))
+    .limit(filter.limit)
+}
+
 export class AuditService {
   private listeners: EventListener[] = []
   private chain: string | undefined
@@ -159,20 +185,8 @@ export class AuditService {
   }
 
   /** Keyset-paginated events, newest first. */
-  async list(filter: { type?: string; actorOrTarget?: string; userId?: string; since?: number; until?: number; beforeId?: number; limit: number }): Promise<AuditEventView[]> {
-    const conds: SQL[] = []
-    if (filter.type) conds.push(eq(securityEvents.type, filter.type))
-    if (filter.userId) conds.push(or(eq(securityEvents.targetId, filter.userId), eq(securityEvents.actorId, filter.userId))!)
-    if (filter.since !== undefined) conds.push(gte(securityEvents.createdAt, filter.since))
-    if (filter.until !== undefined) conds.push(lte(securityEvents.createdAt, filter.until))
-    if (filter.beforeId !== undefined) conds.push(lt(securityEvents.id, filter.beforeId))
-    const rows = await this.deps.db
-      .select()
-      .from(securityEvents)
-      .where(conds.length ? and(...conds) : undefined)
-      .orderBy(desc(securityEvents.id))
-      .limit(filter.limit)
-      
+  async list(filter: AuditListFilter): Promise<AuditEventView[]> {
+    const rows = await auditListQuery(this.deps.db, filter)
     return rows.map((r) => ({
       id: r.id,
       type: r.type,
