@@ -15,7 +15,7 @@ import { randomToken } from '../src/lib/crypto'
 import { parseArgs, type BenchArgs } from './lib/args'
 import { describeMachine } from './lib/machine'
 import { cpuMsOf, freePort, memoryOf, run, spawnPinned, waitReady, type Child } from './lib/proc'
-import { atLeast, below, engineTable, resultsTable, saveResults, verdictTable, type Row, type Verdict } from './lib/report'
+import { atLeast, atMost, below, engineTable, resultsTable, saveResults, verdictTable, type Row, type Verdict } from './lib/report'
 import { ADMINS, AUDIENCE, PASSWORD, PUBLIC_URL, apiEmail, seedThroughApi, TokenMinter, userEmail, type Seeded } from './lib/seed'
 import { backendCpu, createBenchDatabase, dropBenchDatabase, PgStore, SqliteStore, type BenchStore, type Engine } from './lib/store'
 import { ensureWrk, wrk, writeRequests, type Req } from './lib/wrk'
@@ -574,6 +574,9 @@ async function cursorOfPage(url: string, token: string, page: number): Promise<s
   return cursor
 }
 
+/** CPU per request of a row: the server's, plus the database backends' on PostgreSQL. */
+const cpuOf = (r: Row) => (r.cpuUs === undefined ? undefined : r.cpuUs + (r.dbCpuUs ?? 0))
+
 /** The engines of --scale: each is compared with itself at two sizes, so --db postgres runs PostgreSQL alone. */
 const scaleEngines = (): Engine[] => (args.db === 'both' ? ['sqlite', 'postgres'] : [args.db])
 
@@ -597,7 +600,7 @@ async function scale(): Promise<string> {
         const login = await measure(ctx, server, loginScenario(ctx, tag))
         const p1 = await measure(ctx, server, { name: `GET /v1/users page 1${tag}`, reqs: reads.users })
         rows.push(me, login, p1)
-        Object.assign(f, { me: me.rps, login: login.rps, p1: p1.rps })
+        Object.assign(f, { me: me.rps, login: login.rps, p1: p1.rps, meCpu: cpuOf(me), loginCpu: cpuOf(login), p1Cpu: cpuOf(p1) })
         if (n >= 5000 * 20 + 20) {
           const t0 = performance.now()
           const cursor = await cursorOfPage(server.url, reads.adminToken, 5000)
@@ -607,6 +610,7 @@ async function scale(): Promise<string> {
             const p5000 = await measure(ctx, server, { name: `GET /v1/users page 5000${tag}`, reqs })
             rows.push(p5000)
             f.p5000 = p5000.rps
+            f.p5000Cpu = cpuOf(p5000)
           } else rows.push({ scenario: `GET /v1/users page 5000${tag}`, note: 'n/a (route missing or no cursor)' })
         }
       } finally {
@@ -622,10 +626,17 @@ async function scale(): Promise<string> {
       atLeast(label, b, s === undefined ? undefined : s / 1.2, (x) => `${x.toFixed(1)} vs ${s!.toFixed(1)} req/s: ${x > 0 ? `${(s! / x).toFixed(2)}x slower` : 'nothing completed'}`)
     const bigN = sizes[1]!.toLocaleString('en-US')
     const t = (target: string) => (multi || engine === 'postgres' ? `[${ENGINE_NAME[engine]}] ${target}` : target)
+    // The same comparisons by CPU per request (server, plus PostgreSQL's backends): not moved by other work on the cores.
+    const withinCpu = (label: string, b: number | undefined, s: number | undefined) =>
+      atMost(label, b, s === undefined ? undefined : s * 1.2, (x) => `${x.toFixed(0)} vs ${s!.toFixed(0)} µs per request: ${(x / s!).toFixed(2)}x`)
+    const cpuWhat = engine === 'postgres' ? 'server + database CPU per request' : 'server CPU per request'
     v.push(
       within(t(`login at ${bigN} users within 1.2x of 1,000 users`), big.login, small.login),
       within(t(`GET /v1/me at ${bigN} users within 1.2x of 1,000 users`), big.me, small.me),
       within(t(`user list page 5,000 within 1.2x of page 1 (${bigN} users)`), big.p5000, big.p1),
+      withinCpu(t(`login at ${bigN} users within 1.2x of 1,000 users, by ${cpuWhat}`), big.loginCpu, small.loginCpu),
+      withinCpu(t(`GET /v1/me at ${bigN} users within 1.2x of 1,000 users, by ${cpuWhat}`), big.meCpu, small.meCpu),
+      withinCpu(t(`user list page 5,000 within 1.2x of page 1 (${bigN} users), by ${cpuWhat}`), big.p5000Cpu, big.p1Cpu),
     )
   }
   return body(rows, v, used)

@@ -81,6 +81,12 @@ export function atLeast(target: string, value: number | undefined, limit: number
   return { target, measured: describe(value, limit), verdict: value >= limit ? 'PASS' : 'MISS' }
 }
 
+/** `measured <= limit` style verdict; n/a when a figure is missing. */
+export function atMost(target: string, value: number | undefined, limit: number | undefined, describe: (v: number, l: number) => string): Verdict {
+  if (value === undefined || limit === undefined || !Number.isFinite(value) || !Number.isFinite(limit)) return { target, measured: 'n/a (not measured)', verdict: 'n/a' }
+  return { target, measured: describe(value, limit), verdict: value <= limit ? 'PASS' : 'MISS' }
+}
+
 export function below(target: string, value: number | undefined, limit: number, unit: string): Verdict {
   if (value === undefined || !Number.isFinite(value)) return { target, measured: 'n/a (not measured)', verdict: 'n/a' }
   return { target, measured: `${value.toFixed(value < 10 ? 2 : 1)} ${unit}`, verdict: value < limit ? 'PASS' : 'MISS' }
