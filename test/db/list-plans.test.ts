@@ -46,13 +46,22 @@ interface PgNode {
   'Node Type': string
   'Index Name'?: string
   'Relation Name'?: string
+  'Parent Relationship'?: string
   Plans?: PgNode[]
 }
 
 const nodes = (n: PgNode): PgNode[] => [n, ...(n.Plans ?? []).flatMap(nodes)]
 const isScan = (n: PgNode) => n['Relation Name'] !== undefined
-/** Rows reach `n` from some scan without passing a Limit. */
-const unlimited = (n: PgNode): boolean => n['Node Type'] !== 'Limit' && (isScan(n) || (n.Plans ?? []).some(unlimited))
+/**
+ * Rows reach `n` from some scan without passing a Limit. The inner side of a nested loop runs once per row of
+ * the outer side (a lookup by its key), so only the outer side decides.
+ */
+const unlimited = (n: PgNode): boolean => {
+  if (n['Node Type'] === 'Limit') return false
+  if (isScan(n)) return true
+  const children = n.Plans ?? []
+  return (n['Node Type'] === 'Nested Loop' ? children.filter((c) => c['Parent Relationship'] === 'Outer') : children).some(unlimited)
+}
 const describePlan = (n: PgNode, depth = 0): string =>
   [`${'  '.repeat(depth)}${n['Node Type']}${n['Index Name'] ? ` using ${n['Index Name']}` : ''}${n['Relation Name'] ? ` on ${n['Relation Name']}` : ''}`, ...(n.Plans ?? []).map((c) => describePlan(c, depth + 1))].join('\n')
 
