@@ -85,6 +85,29 @@ describe('client credentials', () => {
   })
 })
 
+describe('listing clients', () => {
+  test('GET /v1/clients pages newest first by (createdAt, id): clients created in the same millisecond are each listed once, in id order', async () => {
+    const made: { id: string; at: number }[] = []
+    for (let i = 0; i < 7; i++) {
+      if (i === 5) t.clock.advance(1000)
+      const c = await createClient(owner, { name: `svc-${i}`, permissions: ['users:read'] })
+      expect(c.status).toBe(201)
+      made.push({ id: c.body.clientId, at: t.clock.now() })
+    }
+    const seen: string[] = []
+    let cursor: string | null = null
+    for (let page = 0; page < 10; page++) {
+      const r = await t.as(owner, 'GET', `/v1/clients?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`)
+      expect(r.status).toBe(200)
+      seen.push(...r.body.items.map((x: { clientId: string }) => x.clientId))
+      cursor = r.body.nextCursor
+      if (!cursor) break
+    }
+    const expected = [...made].sort((x, y) => y.at - x.at || (x.id < y.id ? 1 : x.id > y.id ? -1 : 0)).map((x) => x.id)
+    expect(seen).toEqual(expected)
+  })
+})
+
 describe('escalation', () => {
   test('a creator cannot give a client a role at or above their level or a permission they lack', async () => {
     await t.deps.rbac.createRole({ userId: owner }, { name: 'ops', level: 80, permissions: ['clients:write', 'users:read', 'authz:check'], mfaRequired: true })

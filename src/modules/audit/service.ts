@@ -53,6 +53,49 @@ export interface AdminStats {
   loginsPerDay: { day: string; logins: number; failures: number }[]
 }
 
+export interface AuditListFilter {
+  type?: string
+  actorOrTarget?: string
+  userId?: string
+  since?: number
+  until?: number
+  beforeId?: number
+  limit: number
+}
+
+/**
+ * The query of one page of GET /v1/audit/events (exported for the EXPLAIN tests, test/db/list-plans.test.ts).
+ * With `userId`, the events where the user is the target and those where the user is the actor are each read
+ * newest first from their own index (security_events_target, security_events_actor) and cut at the page size,
+ * and only those two short lists are merged: an `actor_id = ? OR target_id = ?` filter would make both engines
+ * collect and sort every event of the user for each page.
+ */
+export function auditListQuery(db: CoreDeps['db'], filter: AuditListFilter) {
+  const conds: SQL[] = []
+  if (filter.type) conds.push(eq(securityEvents.type, filter.type))
+  if (filter.since !== undefined) conds.push(gte(securityEvents.createdAt, filter.since))
+  if (filter.until !== undefined) conds.push(lte(securityEvents.createdAt, filter.until))
+  if (filter.beforeId !== undefined) conds.push(lt(securityEvents.id, filter.beforeId))
+  let where = conds
+  if (filter.userId) {
+    const side = (column: typeof securityEvents.actorId | typeof securityEvents.targetId) =>
+      db
+        .select({ id: securityEvents.id })
+        .from(securityEvents)
+        .where(and(eq(column, filter.userId!), ...conds))
+        .orderBy(desc(securityEvents.id))
+        .limit(filter.limit)
+    // The other filters are already applied on each side; repeating them here would only invite a plan that reads by them.
+    where = [sql`${securityEvents.id} IN (SELECT id FROM (${side(securityEvents.targetId)}) AS by_target UNION ALL SELECT id FROM (${side(securityEvents.actorId)}) AS by_actor)`]
+  }
+  return db
+    .select()
+    .from(securityEvents)
+    .where(where.length ? and(...where) : undefined)
+    .orderBy(desc(securityEvents.id))
+    .limit(filter.limit)
+}
+
 export class AuditService {
   private listeners: EventListener[] = []
   private chain: string | undefined
@@ -184,20 +227,8 @@ export class AuditService {
   }
 
   /** Keyset-paginated events, newest first. */
-  async list(filter: { type?: string; actorOrTarget?: string; userId?: string; since?: number; until?: number; beforeId?: number; limit: number }): Promise<AuditEventView[]> {
-    const conds: SQL[] = []
-    if (filter.type) conds.push(eq(securityEvents.type, filter.type))
-    if (filter.userId) conds.push(or(eq(securityEvents.targetId, filter.userId), eq(securityEvents.actorId, filter.userId))!)
-    if (filter.since !== undefined) conds.push(gte(securityEvents.createdAt, filter.since))
-    if (filter.until !== undefined) conds.push(lte(securityEvents.createdAt, filter.until))
-    if (filter.beforeId !== undefined) conds.push(lt(securityEvents.id, filter.beforeId))
-    const rows = await this.deps.db
-      .select()
-      .from(securityEvents)
-      .where(conds.length ? and(...conds) : undefined)
-      .orderBy(desc(securityEvents.id))
-      .limit(filter.limit)
-      
+  async list(filter: AuditListFilter): Promise<AuditEventView[]> {
+    const rows = await auditListQuery(this.deps.db, filter)
     return rows.map((r) => ({
       id: r.id,
       type: r.type,
