@@ -35,12 +35,20 @@ const jsonb = <T>(name: string) =>
     fromDriver: (v) => v as T,
   })(name)
 
+/**
+ * `text COLLATE "C"`: compared byte by byte, as SQLite's BINARY compares. The user list's prefix search reads
+ * `[q, q + U+10FFFF)` ranges of the email and lower(name) indexes, which are exactly the strings starting with q
+ * only in a binary order; under a database's linguistic collation (glibc en_US, ICU with punctuation ignored)
+ * 'a-bc' sorts inside 'ab…' and was listed for q=ab. lower() under "C" folds ASCII only, as SQLite's does.
+ */
+const binaryText = customType<{ data: string; driverData: string }>({ dataType: () => 'text COLLATE "C"' })
+
 export const users = pgTable(
   'users',
   {
     id: text('id').primaryKey(),
-    email: text('email').notNull(),
-    name: text('name'),
+    email: binaryText('email').notNull(),
+    name: binaryText('name'),
     passwordHash: text('password_hash'),
     status: text('status', { enum: ['active', 'disabled'] }).notNull().default('active'),
     emailVerifiedAt: ts('email_verified_at'),
