@@ -1,11 +1,13 @@
 #!/usr/bin/env bun
 /**
  * `bun run bench`: builds the binary, seeds a database, runs the scenarios against the server pinned to
- * core 0 with wrk pinned to core 1, measures the baselines (a bare Elysia app doing the same JWT and SQLite
+ * core 0 with wrk pinned to core 1, measures the baselines (a bare Elysia app doing the same JWT and database
  * work; the raw argon2id verification rate), prints one table and the targets (PASS/MISS), and writes
- * bench/results/<date>-<mode>.md. Not a test: nothing here asserts anything. See the README "Performance".
+ * bench/results/<date>-<mode>.md. With `--db postgres` the server runs on a fresh PostgreSQL database made
+ * for the run (and dropped after it), and the standard run measures every scenario on both engines, one
+ * after the other on two servers started side by side. Not a test: nothing here asserts anything. See the
+ * README "Performance".
  */
-import type { Database } from 'bun:sqlite'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -13,21 +15,9 @@ import { randomToken } from '../src/lib/crypto'
 import { parseArgs, type BenchArgs } from './lib/args'
 import { describeMachine } from './lib/machine'
 import { cpuMsOf, freePort, memoryOf, run, spawnPinned, waitReady, type Child } from './lib/proc'
-import { atLeast, below, resultsTable, saveResults, verdictTable, type Row, type Verdict } from './lib/report'
-import {
-  ADMINS,
-  AUDIENCE,
-  PASSWORD,
-  PUBLIC_URL,
-  apiEmail,
-  bulkSeed,
-  insertRefreshTokens,
-  openDb,
-  seedThroughApi,
-  TokenMinter,
-  userEmail,
-  type Seeded,
-} from './lib/seed'
+import { atLeast, atMost, below, engineTable, resultsTable, saveResults, verdictTable, type Row, type Verdict } from './lib/report'
+import { ADMINS, AUDIENCE, PASSWORD, PUBLIC_URL, apiEmail, seedThroughApi, TokenMinter, userEmail, type Seeded } from './lib/seed'
+import { backendCpu, createBenchDatabase, dropBenchDatabase, PgStore, SqliteStore, type BenchStore, type Engine } from './lib/store'
 import { ensureWrk, wrk, writeRequests, type Req } from './lib/wrk'
 
 const ROOT = join(import.meta.dir, '..')
@@ -41,15 +31,33 @@ const children = new Set<Child>()
 const work = mkdtempSync(join(tmpdir(), 'bulwark-bench-'))
 const say = (s: string) => process.stdout.write(`${s}\n`)
 
+/** PostgreSQL databases this run created (dropped at the end, and on Ctrl-C). */
+const pgDatabases = new Set<string>()
+async function dropDatabases(): Promise<void> {
+  for (const url of pgDatabases) {
+    try {
+      await dropBenchDatabase(args.pgUrl, url)
+      pgDatabases.delete(url)
+    } catch (e) {
+      process.stderr.write(`could not drop ${new URL(url).pathname.slice(1)}: ${(e as Error).message}\n`)
+    }
+  }
+}
+
 process.on('SIGINT', () => {
   for (const c of children) c.proc.kill('SIGKILL')
-  process.exit(130)
+  void dropDatabases().finally(() => process.exit(130))
 })
+
+const ENGINE_NAME: Record<Engine, string> = { sqlite: 'SQLite', postgres: 'PostgreSQL' }
 
 /** One database with its secret, seeded accounts, and the server environment that reads it. */
 interface Ctx {
+  engine: Engine
   dir: string
-  db: Database
+  store: BenchStore
+  /** PostgreSQL: the run's database (BULWARK_DATABASE_URL of the server). */
+  pgUrl?: string
   secret: string
   seeded: Seeded
   minter: TokenMinter
@@ -60,8 +68,9 @@ interface Ctx {
 
 let serverEnvName: 'production' | 'development' = 'production'
 
-function serverEnv(dir: string, secret: string, extra: Record<string, string> = {}): Record<string, string> {
+function serverEnv(dir: string, secret: string, extra: Record<string, string> = {}, pgUrl?: string): Record<string, string> {
   return {
+    ...(pgUrl ? { BULWARK_DATABASE_URL: pgUrl } : {}),
     BULWARK_ENV: serverEnvName,
     BULWARK_SECRET: secret,
     BULWARK_DATA_DIR: dir,
@@ -85,9 +94,9 @@ function serverEnv(dir: string, secret: string, extra: Record<string, string> = 
 }
 
 /** Starts the compiled server on `ctx`'s database; falls back from production to development if production refuses the bench settings. */
-async function startServer(ctx: Pick<Ctx, 'dir' | 'secret'>, extra: Record<string, string> = {}): Promise<Child> {
+async function startServer(ctx: Pick<Ctx, 'dir' | 'secret' | 'pgUrl'>, extra: Record<string, string> = {}): Promise<Child> {
   const port = freePort()
-  const child = spawnPinned([BIN, 'serve'], { ...serverEnv(ctx.dir, ctx.secret, extra), BULWARK_PORT: String(port) }, port, join(ctx.dir, 'server.log'))
+  const child = spawnPinned([BIN, 'serve'], { ...serverEnv(ctx.dir, ctx.secret, extra, ctx.pgUrl), BULWARK_PORT: String(port) }, port, join(ctx.dir, 'server.log'))
   children.add(child)
   try {
     await waitReady(child)
@@ -109,20 +118,48 @@ async function stop(child: Child): Promise<void> {
   children.delete(child)
 }
 
-/** A fresh database with `users` users: a handful through the API, the rest inserted directly. */
-async function prepare(users: number): Promise<Ctx> {
-  const dir = mkdtempSync(join(work, 'db-'))
+/**
+ * A fresh database with `users` users: a handful through the API, the rest inserted directly. On PostgreSQL
+ * the database is created first (empty) and migrated by the server's first start, like a new deployment.
+ */
+async function prepare(users: number, engine: Engine = 'sqlite'): Promise<Ctx> {
+  const dir = mkdtempSync(join(work, `${engine}-`))
   const secret = randomToken(48)
-  say(`seeding ${users.toLocaleString('en-US')} users + ${ADMINS} admins in ${dir}`)
+  let pgUrl: string | undefined
+  if (engine === 'postgres') {
+    pgUrl = await createBenchDatabase(args.pgUrl)
+    pgDatabases.add(pgUrl)
+  }
+  const where = pgUrl ? `PostgreSQL database ${new URL(pgUrl).pathname.slice(1)}` : dir
+  say(`seeding ${users.toLocaleString('en-US')} users + ${ADMINS} admins in ${where}`)
   const t0 = performance.now()
-  const seedServer = await startServer({ dir, secret })
+  const seedServer = await startServer({ dir, secret, pgUrl })
   await seedThroughApi(seedServer.url)
   await stop(seedServer)
-  const db = openDb(join(dir, 'bulwark.sqlite'))
-  const seeded = bulkSeed(db, users)
-  const minter = TokenMinter.load(db, secret)
+  const store: BenchStore = pgUrl ? new PgStore(pgUrl) : new SqliteStore(join(dir, 'bulwark.sqlite'))
+  const seeded = await store.bulkSeed(users)
+  const minter = await TokenMinter.load(store, secret)
   say(`  seeded in ${((performance.now() - t0) / 1000).toFixed(1)} s (server env: ${serverEnvName})`)
-  return { dir, db, secret, seeded, minter, env: serverEnv(dir, secret), envName: serverEnvName, users }
+  return { engine, dir, store, pgUrl, secret, seeded, minter, env: serverEnv(dir, secret, {}, pgUrl), envName: serverEnvName, users }
+}
+
+/** Closes the harness's connection and, on PostgreSQL, drops the run's database. */
+async function release(ctx: Ctx): Promise<void> {
+  await ctx.store.close()
+  if (ctx.pgUrl) {
+    await dropBenchDatabase(args.pgUrl, ctx.pgUrl)
+    pgDatabases.delete(ctx.pgUrl)
+  }
+}
+
+/** PostgreSQL: CPU of the run database's backends, summed over those alive at the end (ms), since `before`. */
+async function dbCpuSince(ctx: Ctx, before: Map<number, number> | undefined): Promise<number | undefined> {
+  if (!ctx.pgUrl || !before) return undefined
+  const after = await backendCpu(args.pgUrl, new URL(ctx.pgUrl).pathname.slice(1))
+  if (!after) return undefined
+  let ms = 0
+  for (const [pid, t] of after) ms += t - (before.get(pid) ?? 0)
+  return ms
 }
 
 /** `count` ids spread evenly over the whole table (so large databases are read across, not at one end). */
@@ -145,7 +182,7 @@ interface Scenario {
   /** Connections for this scenario (default --connections). */
   connections?: number
   /** Called between warm-up and measurement with the warm-up's rate (refresh tokens top-up). */
-  measureReqs?: (warmRps: number) => Req[]
+  measureReqs?: (warmRps: number) => Promise<Req[]>
 }
 
 /** Probes the route once (404 → "n/a (route missing)"), warms up, measures, and reads the server's RSS. */
@@ -172,24 +209,27 @@ async function measure(ctx: Ctx, child: Child, s: Scenario): Promise<Row> {
     // Requests still queued in the server when wrk hung up would eat into the measured run: let them drain.
     await Bun.sleep(Math.min(10_000, Math.ceil(warm.p99Ms * 1.5)))
   }
-  const measured = s.measureReqs ? s.measureReqs(warmRps) : reqs
+  const measured = s.measureReqs ? await s.measureReqs(warmRps) : reqs
   const file = reqFile(ctx, measured)
+  const db0 = ctx.pgUrl ? await backendCpu(args.pgUrl, new URL(ctx.pgUrl).pathname.slice(1)) : undefined
   const cpu0 = cpuMsOf(child.pid)
   const r = await wrk({ ...common, requestsFile: file, seconds: s.seconds ?? args.duration })
   const cpu1 = cpuMsOf(child.pid)
+  const dbMs = await dbCpuSince(ctx, db0)
   const cpuUs = cpu0 !== undefined && cpu1 !== undefined && r.requests > 0 ? ((cpu1 - cpu0) * 1000) / r.requests : undefined
+  const dbCpuUs = dbMs !== undefined && r.requests > 0 ? (dbMs * 1000) / r.requests : undefined
   const mem = memoryOf(child.pid)
   const odd = Object.entries(r.statuses).filter(([k]) => !expect.includes(Number(k)))
-  say(`  ${s.name}: ${r.rps.toFixed(1)} req/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, errors ${r.errors}, server CPU ${cpuUs?.toFixed(0) ?? '?'} µs/req${odd.length ? ` (${odd.map(([k, v]) => `${v}×${k}`).join(', ')})` : ''}`)
-  return { scenario: s.name, rps: r.rps, p50Ms: r.p50Ms, p99Ms: r.p99Ms, errors: r.errors, rssMiB: mem?.rssMiB, cpuUs, note: odd.length ? odd.map(([k, v]) => `${v}×${k}`).join(', ') : undefined }
+  say(`  ${s.name}: ${r.rps.toFixed(1)} req/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, errors ${r.errors}, server CPU ${cpuUs?.toFixed(0) ?? '?'} µs/req${dbCpuUs === undefined ? '' : `, db CPU ${dbCpuUs.toFixed(0)} µs/req`}${odd.length ? ` (${odd.map(([k, v]) => `${v}×${k}`).join(', ')})` : ''}`)
+  return { scenario: s.name, rps: r.rps, p50Ms: r.p50Ms, p99Ms: r.p99Ms, errors: r.errors, rssMiB: mem?.rssMiB, cpuUs, dbCpuUs, note: odd.length ? odd.map(([k, v]) => `${v}×${k}`).join(', ') : undefined }
 }
 
 const want = (name: string) => args.only.length === 0 || args.only.includes(name)
 
 /** Requests of the read scenarios, on sessions inserted for the purpose. */
 async function readRequests(ctx: Ctx, sessions: number) {
-  const users = await ctx.minter.sessionsWithTokens(ctx.db, spread(ctx.seeded.userIds, sessions))
-  const admins = await ctx.minter.sessionsWithTokens(ctx.db, ctx.seeded.adminIds)
+  const users = await ctx.minter.sessionsWithTokens(ctx.store, spread(ctx.seeded.userIds, sessions))
+  const admins = await ctx.minter.sessionsWithTokens(ctx.store, ctx.seeded.adminIds)
   const targets = spread(ctx.seeded.userIds, 1000)
   return {
     me: users.map((u): Req => ({ method: 'GET', path: '/v1/me', token: u.token })),
@@ -218,13 +258,13 @@ function loginRequests(ctx: Ctx): Req[] {
   return idx.map((i): Req => ({ method: 'POST', path: '/v1/auth/login', body: { email: userEmail(i), password: PASSWORD } }))
 }
 
-function refreshScenario(ctx: Ctx): Scenario {
-  const mk = (count: number) =>
-    insertRefreshTokens(ctx.db, ctx.secret, Array.from({ length: count }, (_, i) => ctx.seeded.userIds[i % ctx.seeded.userIds.length]!)).map(
+async function refreshScenario(ctx: Ctx): Promise<Scenario> {
+  const mk = async (count: number) =>
+    (await ctx.store.insertRefreshTokens(ctx.secret, Array.from({ length: count }, (_, i) => ctx.seeded.userIds[i % ctx.seeded.userIds.length]!))).map(
       (t): Req => ({ method: 'POST', path: '/v1/auth/refresh', body: { refreshToken: t } }),
     )
   // Warm-up tokens for up to 10,000 refreshes a second; the measured run gets 1.5x what the warm-up rate needs.
-  const warm = mk(1 + Math.max(2000, args.warmup * 10_000))
+  const warm = await mk(1 + Math.max(2000, args.warmup * 10_000))
   return {
     name: 'POST /v1/auth/refresh',
     reqs: warm,
@@ -235,7 +275,7 @@ function refreshScenario(ctx: Ctx): Scenario {
 
 /** Raw argon2id verifications per second on the server's core, with the seeded hash (the server's parameters). */
 async function argon2Rate(ctx: Ctx): Promise<{ rate: number; detail: string }> {
-  const hash = ctx.db.query<{ h: string }, [string]>('SELECT password_hash AS h FROM users WHERE email = ?').get(apiEmail(0))!.h
+  const hash = (await ctx.store.passwordHash(apiEmail(0)))!
   const out = await run(['taskset', '-c', '0', process.execPath, join(import.meta.dir, 'argon2-rate.ts')], {
     cwd: ROOT,
     env: { ...process.env, BENCH_HASH: hash, BENCH_PASSWORD: PASSWORD, BENCH_SECONDS: String(Math.min(args.duration, 10)) },
@@ -250,7 +290,7 @@ async function argon2Rate(ctx: Ctx): Promise<{ rate: number; detail: string }> {
 /** Login refusals under a rate limit: an IP hammering login with a wrong password after it is blocked. */
 async function storm(ctx: Ctx): Promise<Row> {
   const name = '429 storm (blocked login)'
-  const child = await startServer(ctx, { BULWARK_RATE_LIMIT: 'on', BULWARK_RATE_LIMIT_ANON: '1', BULWARK_RATE_LIMIT_LOGIN: '1' })
+  const child = await startServer(ctx, { BULWARK_RATE_LIMIT: 'on', BULWARK_RATE_LIMIT_ANON: '1', BULWARK_RATE_LIMIT_ROUTES: 'login-ip=1/1m' })
   try {
     const body = JSON.stringify({ email: apiEmail(1), password: 'wrong-password-for-the-storm' })
     let blocked = false
@@ -273,7 +313,7 @@ async function startup(ctx: Ctx, runs = 7): Promise<{ median: number; all: numbe
   for (let i = 0; i < runs; i++) {
     const port = freePort()
     const t0 = performance.now()
-    const child = spawnPinned([BIN, 'serve'], { ...serverEnv(ctx.dir, ctx.secret), BULWARK_PORT: String(port) }, port, join(ctx.dir, 'server.log'))
+    const child = spawnPinned([BIN, 'serve'], { ...ctx.env, BULWARK_PORT: String(port) }, port, join(ctx.dir, 'server.log'))
     children.add(child)
     try {
       await waitReady(child, '/health/ready', 20_000, 1)
@@ -298,68 +338,112 @@ const fmtRatio = (v: number, need: number, refName: string, k: number) => {
   return `${v.toFixed(0)} req/s = ${(v / (ref || 1)).toFixed(2)}x ${refName} ${ref.toFixed(0)} req/s`
 }
 
+/** The engines of a standard run: PostgreSQL is always measured next to SQLite (only same-run comparisons mean anything). */
+const standardEngines = (): Engine[] => (args.db === 'sqlite' ? ['sqlite'] : ['sqlite', 'postgres'])
+
 async function standard(): Promise<string> {
-  const ctx = await prepare(args.users)
+  const engines = standardEngines()
+  const multi = engines.length > 1
+  const ctxs: Ctx[] = []
+  for (const e of engines) ctxs.push(await prepare(args.users, e))
   const rows: Row[] = []
   const v: Verdict[] = []
   const by = new Map<string, Row>()
-  const add = (key: string, r: Row) => {
-    rows.push(r)
-    by.set(key, r)
+  /** The scenario's name, tagged with its engine when the run has two. */
+  const tagged = (ctx: Ctx, name: string) => (multi ? `${name} [${ENGINE_NAME[ctx.engine]}]` : name)
+  const add = (ctx: Ctx, key: string, r: Row) => {
+    const row = { ...r, scenario: tagged(ctx, r.scenario) }
+    rows.push(row)
+    by.set(`${ctx.engine}:${key}`, row)
   }
-  const server = await startServer(ctx)
-  const reads = await readRequests(ctx, Math.min(args.users, 1000))
+  /** Runs one scenario on each engine in turn (so both see the machine in the same state). */
+  const each = async (fn: (ctx: Ctx, i: number) => Promise<void>) => {
+    for (let i = 0; i < ctxs.length; i++) await fn(ctxs[i]!, i)
+  }
+  const servers: Child[] = []
+  const reads: Awaited<ReturnType<typeof readRequests>>[] = []
   try {
-    if (want('me')) add('me', await measure(ctx, server, { name: 'GET /v1/me', reqs: reads.me }))
-    if (want('users')) add('users', await measure(ctx, server, { name: 'GET /v1/users?limit=20 (admin)', reqs: reads.users }))
-    if (want('authz')) add('authz', await measure(ctx, server, { name: 'POST /v1/authz/check', reqs: reads.authz }))
-    if (want('login')) add('login', await measure(ctx, server, loginScenario(ctx)))
-    if (want('refresh')) add('refresh', await measure(ctx, server, refreshScenario(ctx)))
+    for (const ctx of ctxs) {
+      servers.push(await startServer(ctx))
+      reads.push(await readRequests(ctx, Math.min(args.users, 1000)))
+    }
+    if (want('me')) await each(async (ctx, i) => add(ctx, 'me', await measure(ctx, servers[i]!, { name: 'GET /v1/me', reqs: reads[i]!.me })))
+    if (want('users')) await each(async (ctx, i) => add(ctx, 'users', await measure(ctx, servers[i]!, { name: 'GET /v1/users?limit=20 (admin)', reqs: reads[i]!.users })))
+    if (want('authz')) await each(async (ctx, i) => add(ctx, 'authz', await measure(ctx, servers[i]!, { name: 'POST /v1/authz/check', reqs: reads[i]!.authz })))
+    if (want('login')) await each(async (ctx, i) => add(ctx, 'login', await measure(ctx, servers[i]!, loginScenario(ctx))))
+    if (want('refresh')) await each(async (ctx, i) => add(ctx, 'refresh', await measure(ctx, servers[i]!, await refreshScenario(ctx))))
   } finally {
-    await stop(server)
+    for (const s of servers) await stop(s)
   }
   if (want('me') || want('users')) {
-    const port = freePort()
-    const base = spawnPinned([BASELINE_BIN], { BENCH_DB: join(ctx.dir, 'bulwark.sqlite'), BENCH_PORT: String(port), BENCH_ISSUER: PUBLIC_URL, BENCH_AUDIENCE: AUDIENCE }, port, join(ctx.dir, 'baseline.log'))
-    children.add(base)
-    try {
-      await waitReady(base)
-      if (want('me')) add('base-me', await measure(ctx, base, { name: 'baseline: bare GET /v1/me', reqs: reads.me }))
-      if (want('users')) add('base-users', await measure(ctx, base, { name: 'baseline: bare GET /v1/users?limit=20', reqs: reads.users }))
-    } finally {
-      await stop(base)
-    }
+    await each(async (ctx, i) => {
+      const port = freePort()
+      const dbEnv: Record<string, string> = ctx.pgUrl ? { BENCH_PG_URL: ctx.pgUrl } : { BENCH_DB: join(ctx.dir, 'bulwark.sqlite') }
+      const base = spawnPinned([BASELINE_BIN], { ...dbEnv, BENCH_PORT: String(port), BENCH_ISSUER: PUBLIC_URL, BENCH_AUDIENCE: AUDIENCE }, port, join(ctx.dir, 'baseline.log'))
+      children.add(base)
+      try {
+        await waitReady(base)
+        if (want('me')) add(ctx, 'base-me', await measure(ctx, base, { name: 'baseline: bare GET /v1/me', reqs: reads[i]!.me }))
+        if (want('users')) add(ctx, 'base-users', await measure(ctx, base, { name: 'baseline: bare GET /v1/users?limit=20', reqs: reads[i]!.users }))
+      } finally {
+        await stop(base)
+      }
+    })
   }
   let argon: { rate: number; detail: string } | undefined
   if (want('login')) {
-    argon = await argon2Rate(ctx)
+    // The raw rate does not depend on the engine: measured once, with the seeded hash.
+    argon = await argon2Rate(ctxs[0]!)
     rows.push({ scenario: 'baseline: argon2id verify, 1 core', rps: argon.rate, note: argon.detail })
   }
-  if (want('storm')) add('storm', await storm(ctx))
-  let start: { median: number; all: number[] } | undefined
+  if (want('storm')) await each(async (ctx) => add(ctx, 'storm', await storm(ctx)))
+  const starts = new Map<Engine, { median: number; all: number[] }>()
   if (want('startup')) {
-    start = await startup(ctx)
-    say(`  start-up to ready: ${start.all.map((x) => x.toFixed(0)).join(', ')} ms`)
-    rows.push({ scenario: 'start-up to /health/ready (median of 7)', note: `${start.median.toFixed(0)} ms` })
+    await each(async (ctx) => {
+      const start = await startup(ctx)
+      starts.set(ctx.engine, start)
+      say(`  start-up to ready${multi ? ` (${ENGINE_NAME[ctx.engine]})` : ''}: ${start.all.map((x) => x.toFixed(0)).join(', ')} ms`)
+      rows.push({ scenario: tagged(ctx, 'start-up to /health/ready (median of 7)'), note: `${start.median.toFixed(0)} ms` })
+    })
   }
-  const g = (k: string) => by.get(k)
-  if (want('me')) {
-    v.push(atLeast('GET /v1/me >= 1.0x bare baseline', g('me')?.rps, g('base-me')?.rps, (x, l) => fmtRatio(x, l, 'baseline', 1)))
-    v.push(cpuRatio('GET /v1/me >= 1.0x bare baseline, by server CPU per request', g('me')?.cpuUs, g('base-me')?.cpuUs))
-    v.push(below('GET /v1/me p99 < 10 ms at 64 connections', g('me')?.p99Ms, 10, 'ms'))
+  for (const ctx of ctxs) {
+    const g = (k: string) => by.get(`${ctx.engine}:${k}`)
+    const t = (target: string) => (multi ? `[${ENGINE_NAME[ctx.engine]}] ${target}` : target)
+    if (want('me')) {
+      v.push(atLeast(t('GET /v1/me >= 1.0x bare baseline'), g('me')?.rps, g('base-me')?.rps, (x, l) => fmtRatio(x, l, 'baseline', 1)))
+      v.push(cpuRatio(t('GET /v1/me >= 1.0x bare baseline, by server CPU per request'), g('me')?.cpuUs, g('base-me')?.cpuUs))
+      v.push(below(t('GET /v1/me p99 < 10 ms at 64 connections'), g('me')?.p99Ms, 10, 'ms'))
+    }
+    if (want('users')) {
+      v.push(atLeast(t('GET /v1/users?limit=20 >= 1.0x bare baseline'), g('users')?.rps, g('base-users')?.rps, (x, l) => fmtRatio(x, l, 'baseline', 1)))
+      v.push(cpuRatio(t('GET /v1/users?limit=20 >= 1.0x bare baseline, by server CPU per request'), g('users')?.cpuUs, g('base-users')?.cpuUs))
+      v.push(below(t('GET /v1/users?limit=20 p99 < 10 ms'), g('users')?.p99Ms, 10, 'ms'))
+    }
+    if (want('authz')) v.push(atLeast(t('POST /v1/authz/check >= 0.8x GET /v1/me'), g('authz')?.rps, mul(g('me')?.rps, 0.8), (x, l) => fmtRatio(x, l, '/v1/me', 0.8)))
+    if (want('refresh')) v.push(atLeast(t('POST /v1/auth/refresh >= 0.25x GET /v1/me'), g('refresh')?.rps, mul(g('me')?.rps, 0.25), (x, l) => fmtRatio(x, l, '/v1/me', 0.25)))
+    if (want('login')) v.push(atLeast(t('login >= 0.9x raw argon2id verify rate'), g('login')?.rps, mul(argon?.rate, 0.9), (x) => `${x.toFixed(1)} logins/s vs ${argon!.rate.toFixed(1)} verifies/s: ${(x / argon!.rate).toFixed(2)}x`))
+    if (want('storm')) v.push(atLeast(t('a refused login costs < 1/20 of a login (429 rate >= 20x login rate)'), g('storm')?.rps, mul(g('login')?.rps, 20), (x) => `${x.toFixed(0)} refusals/s vs ${g('login')!.rps!.toFixed(1)} logins/s: ${(x / g('login')!.rps!).toFixed(0)}x`))
+    const start = starts.get(ctx.engine)
+    if (start) v.push(below(t('start-up of the binary to /health/ready < 300 ms (median)'), start.median, 300, 'ms'))
   }
-  if (want('users')) {
-    v.push(atLeast('GET /v1/users?limit=20 >= 1.0x bare baseline', g('users')?.rps, g('base-users')?.rps, (x, l) => fmtRatio(x, l, 'baseline', 1)))
-    v.push(cpuRatio('GET /v1/users?limit=20 >= 1.0x bare baseline, by server CPU per request', g('users')?.cpuUs, g('base-users')?.cpuUs))
-    v.push(below('GET /v1/users?limit=20 p99 < 10 ms', g('users')?.p99Ms, 10, 'ms'))
-  }
-  if (want('authz')) v.push(atLeast('POST /v1/authz/check >= 0.8x GET /v1/me', g('authz')?.rps, mul(g('me')?.rps, 0.8), (x, l) => fmtRatio(x, l, '/v1/me', 0.8)))
-  if (want('refresh')) v.push(atLeast('POST /v1/auth/refresh >= 0.25x GET /v1/me', g('refresh')?.rps, mul(g('me')?.rps, 0.25), (x, l) => fmtRatio(x, l, '/v1/me', 0.25)))
-  if (want('login')) v.push(atLeast('login >= 0.9x raw argon2id verify rate', g('login')?.rps, mul(argon?.rate, 0.9), (x, l) => `${x.toFixed(1)} logins/s vs ${argon!.rate.toFixed(1)} verifies/s: ${(x / argon!.rate).toFixed(2)}x`))
-  if (want('storm')) v.push(atLeast('a refused login costs < 1/20 of a login (429 rate >= 20x login rate)', g('storm')?.rps, mul(g('login')?.rps, 20), (x) => `${x.toFixed(0)} refusals/s vs ${g('login')!.rps!.toFixed(1)} logins/s: ${(x / g('login')!.rps!).toFixed(0)}x`))
-  if (start) v.push(below('start-up of the binary to /health/ready < 300 ms (median)', start.median, 300, 'ms'))
-  ctx.db.close()
-  return body(rows, v, ctx)
+  for (const ctx of ctxs) await release(ctx)
+  if (!multi) return body(rows, v, ctxs)
+  // Side by side: the same scenario on both engines, from this run.
+  const keys: [string, string][] = [
+    ['me', 'GET /v1/me'],
+    ['users', 'GET /v1/users?limit=20 (admin)'],
+    ['authz', 'POST /v1/authz/check'],
+    ['login', `POST /v1/auth/login (${LOGIN_CONNECTIONS} conn)`],
+    ['refresh', 'POST /v1/auth/refresh'],
+    ['base-me', 'baseline: bare GET /v1/me'],
+    ['base-users', 'baseline: bare GET /v1/users?limit=20'],
+    ['storm', '429 storm (blocked login)'],
+  ]
+  const pairs = keys
+    .filter(([k]) => by.has(`sqlite:${k}`) || by.has(`postgres:${k}`))
+    .map(([k, name]) => ({ scenario: name, sqlite: by.get(`sqlite:${k}`), postgres: by.get(`postgres:${k}`) }))
+  if (starts.size) pairs.push({ scenario: 'start-up to /health/ready (median of 7)', sqlite: { scenario: '', note: `${starts.get('sqlite')?.median.toFixed(0)} ms` }, postgres: { scenario: '', note: `${starts.get('postgres')?.median.toFixed(0)} ms` } })
+  return ['## SQLite and PostgreSQL side by side', '', engineTable(pairs), '', body(rows, v, ctxs)].join('\n')
 }
 
 /**
@@ -371,8 +455,11 @@ const cpuRatio = (target: string, ours: number | undefined, base: number | undef
 
 const mul = (x: number | undefined, k: number) => (x === undefined ? undefined : x * k)
 
+/** The one engine of --soak and --profile. */
+const soloEngine = (): Engine => (args.db === 'postgres' ? 'postgres' : 'sqlite')
+
 async function soak(): Promise<string> {
-  const ctx = await prepare(args.users)
+  const ctx = await prepare(args.users, soloEngine())
   const server = await startServer(ctx)
   const rows: Row[] = []
   const v: Verdict[] = []
@@ -400,8 +487,8 @@ async function soak(): Promise<string> {
   } finally {
     await stop(server)
   }
-  ctx.db.close()
-  return body(rows, v, ctx)
+  await release(ctx)
+  return body(rows, v, [ctx])
 }
 
 /**
@@ -410,7 +497,7 @@ async function soak(): Promise<string> {
  * most self time are listed (path relative to the repository, or the runtime's own frames).
  */
 async function profile(): Promise<string> {
-  const ctx = await prepare(args.users)
+  const ctx = await prepare(args.users, soloEngine())
   const profDir = join(ctx.dir, 'profile')
   const port = freePort()
   const child = spawnPinned(
@@ -424,7 +511,7 @@ async function profile(): Promise<string> {
   try {
     await waitReady(child)
     if (args.only.includes('login')) row = await measure(ctx, child, { ...loginScenario(ctx), name: 'POST /v1/auth/login (from source, under --cpu-prof)' })
-    else if (args.only.includes('refresh')) row = await measure(ctx, child, { ...refreshScenario(ctx), name: 'POST /v1/auth/refresh (from source, under --cpu-prof)' })
+    else if (args.only.includes('refresh')) row = await measure(ctx, child, { ...(await refreshScenario(ctx)), name: 'POST /v1/auth/refresh (from source, under --cpu-prof)' })
     else {
       const reads = await readRequests(ctx, Math.min(args.users, 1000))
       row = args.only.includes('users')
@@ -441,7 +528,7 @@ async function profile(): Promise<string> {
   const top = topSelf(JSON.parse(await Bun.file(saved).text()) as CpuProfile, 25)
   say(`  profile saved to ${saved} (open it in Chrome DevTools or speedscope)`)
   const lines = top.map((t) => `| ${t.pct.toFixed(1)} % | ${t.fn} | ${t.where} |`)
-  ctx.db.close()
+  await release(ctx)
   return [resultsTable([row]), '', `## Top self time (${args.only.includes('login') ? 'POST /v1/auth/login' : args.only.includes('refresh') ? 'POST /v1/auth/refresh' : args.only.includes('users') ? 'GET /v1/users?limit=20' : 'GET /v1/me'})`, '', '| self | function | where |', '|---|---|---|', ...lines].join('\n')
 }
 
@@ -487,57 +574,79 @@ async function cursorOfPage(url: string, token: string, page: number): Promise<s
   return cursor
 }
 
+/** CPU per request of a row: the server's, plus the database backends' on PostgreSQL. */
+const cpuOf = (r: Row) => (r.cpuUs === undefined ? undefined : r.cpuUs + (r.dbCpuUs ?? 0))
+
+/** The engines of --scale: each is compared with itself at two sizes, so --db postgres runs PostgreSQL alone. */
+const scaleEngines = (): Engine[] => (args.db === 'both' ? ['sqlite', 'postgres'] : [args.db])
+
 async function scale(): Promise<string> {
   const sizes = [1000, args.users]
+  const engines = scaleEngines()
+  const multi = engines.length > 1
   const rows: Row[] = []
-  const fig: Record<string, Record<string, number | undefined>> = {}
-  let ctx: Ctx | undefined
-  for (const n of sizes) {
-    ctx = await prepare(n)
-    const server = await startServer(ctx)
-    const f: Record<string, number | undefined> = (fig[n] = {})
-    const tag = ` @ ${n.toLocaleString('en-US')} users`
-    try {
-      const reads = await readRequests(ctx, 1000)
-      const me = await measure(ctx, server, { name: `GET /v1/me${tag}`, reqs: reads.me })
-      const login = await measure(ctx, server, loginScenario(ctx, tag))
-      const p1 = await measure(ctx, server, { name: `GET /v1/users page 1${tag}`, reqs: reads.users })
-      rows.push(me, login, p1)
-      Object.assign(f, { me: me.rps, login: login.rps, p1: p1.rps })
-      if (n >= 5000 * 20 + 20) {
-        const t0 = performance.now()
-        const cursor = await cursorOfPage(server.url, reads.adminToken, 5000)
-        say(`  walked 4,999 pages of cursors in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
-        if (cursor) {
-          const reqs = reads.users.map((r) => ({ ...r, path: `/v1/users?limit=20&cursor=${encodeURIComponent(cursor)}` }))
-          const p5000 = await measure(ctx, server, { name: `GET /v1/users page 5000${tag}`, reqs })
-          rows.push(p5000)
-          f.p5000 = p5000.rps
-        } else rows.push({ scenario: `GET /v1/users page 5000${tag}`, note: 'n/a (route missing or no cursor)' })
+  const v: Verdict[] = []
+  const used: Ctx[] = []
+  for (const engine of engines) {
+    const fig: Record<string, Record<string, number | undefined>> = {}
+    for (const n of sizes) {
+      const ctx = await prepare(n, engine)
+      const server = await startServer(ctx)
+      const f: Record<string, number | undefined> = (fig[n] = {})
+      const tag = ` @ ${n.toLocaleString('en-US')} users${multi ? ` [${ENGINE_NAME[engine]}]` : ''}`
+      try {
+        const reads = await readRequests(ctx, 1000)
+        const me = await measure(ctx, server, { name: `GET /v1/me${tag}`, reqs: reads.me })
+        const login = await measure(ctx, server, loginScenario(ctx, tag))
+        const p1 = await measure(ctx, server, { name: `GET /v1/users page 1${tag}`, reqs: reads.users })
+        rows.push(me, login, p1)
+        Object.assign(f, { me: me.rps, login: login.rps, p1: p1.rps, meCpu: cpuOf(me), loginCpu: cpuOf(login), p1Cpu: cpuOf(p1) })
+        if (n >= 5000 * 20 + 20) {
+          const t0 = performance.now()
+          const cursor = await cursorOfPage(server.url, reads.adminToken, 5000)
+          say(`  walked 4,999 pages of cursors in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
+          if (cursor) {
+            const reqs = reads.users.map((r) => ({ ...r, path: `/v1/users?limit=20&cursor=${encodeURIComponent(cursor)}` }))
+            const p5000 = await measure(ctx, server, { name: `GET /v1/users page 5000${tag}`, reqs })
+            rows.push(p5000)
+            f.p5000 = p5000.rps
+            f.p5000Cpu = cpuOf(p5000)
+          } else rows.push({ scenario: `GET /v1/users page 5000${tag}`, note: 'n/a (route missing or no cursor)' })
+        }
+      } finally {
+        await stop(server)
       }
-    } finally {
-      await stop(server)
+      await release(ctx)
+      if (n !== sizes[sizes.length - 1]) rmSync(ctx.dir, { recursive: true, force: true })
+      else used.push(ctx)
     }
-    if (n !== sizes[sizes.length - 1]) {
-      ctx.db.close()
-      rmSync(ctx.dir, { recursive: true, force: true })
-    }
+    const small = fig[sizes[0]!]!
+    const big = fig[sizes[1]!]!
+    const within = (label: string, b: number | undefined, s: number | undefined) =>
+      atLeast(label, b, s === undefined ? undefined : s / 1.2, (x) => `${x.toFixed(1)} vs ${s!.toFixed(1)} req/s: ${x > 0 ? `${(s! / x).toFixed(2)}x slower` : 'nothing completed'}`)
+    const bigN = sizes[1]!.toLocaleString('en-US')
+    const t = (target: string) => (multi || engine === 'postgres' ? `[${ENGINE_NAME[engine]}] ${target}` : target)
+    // The same comparisons by CPU per request (server, plus PostgreSQL's backends): not moved by other work on the cores.
+    const withinCpu = (label: string, b: number | undefined, s: number | undefined) =>
+      atMost(label, b, s === undefined ? undefined : s * 1.2, (x) => `${x.toFixed(0)} vs ${s!.toFixed(0)} µs per request: ${(x / s!).toFixed(2)}x`)
+    const cpuWhat = engine === 'postgres' ? 'server + database CPU per request' : 'server CPU per request'
+    v.push(
+      within(t(`login at ${bigN} users within 1.2x of 1,000 users`), big.login, small.login),
+      within(t(`GET /v1/me at ${bigN} users within 1.2x of 1,000 users`), big.me, small.me),
+      within(t(`user list page 5,000 within 1.2x of page 1 (${bigN} users)`), big.p5000, big.p1),
+      withinCpu(t(`login at ${bigN} users within 1.2x of 1,000 users, by ${cpuWhat}`), big.loginCpu, small.loginCpu),
+      withinCpu(t(`GET /v1/me at ${bigN} users within 1.2x of 1,000 users, by ${cpuWhat}`), big.meCpu, small.meCpu),
+      withinCpu(t(`user list page 5,000 within 1.2x of page 1 (${bigN} users), by ${cpuWhat}`), big.p5000Cpu, big.p1Cpu),
+    )
   }
-  const small = fig[sizes[0]!]!
-  const big = fig[sizes[1]!]!
-  const within = (label: string, b: number | undefined, s: number | undefined) =>
-    atLeast(label, b, s === undefined ? undefined : s / 1.2, (x) => `${x.toFixed(1)} vs ${s!.toFixed(1)} req/s: ${x > 0 ? `${(s! / x).toFixed(2)}x slower` : 'nothing completed'}`)
-  const bigN = sizes[1]!.toLocaleString('en-US')
-  const v = [
-    within(`login at ${bigN} users within 1.2x of 1,000 users`, big.login, small.login),
-    within(`GET /v1/me at ${bigN} users within 1.2x of 1,000 users`, big.me, small.me),
-    within(`user list page 5,000 within 1.2x of page 1 (${bigN} users)`, big.p5000, big.p1),
-  ]
-  ctx!.db.close()
-  return body(rows, v, ctx!)
+  return body(rows, v, used)
 }
 
-function body(rows: Row[], v: Verdict[], ctx: Ctx): string {
+function body(rows: Row[], v: Verdict[], ctxs: Ctx[]): string {
+  const ctx = ctxs[ctxs.length - 1]!
+  const pg = ctxs.some((c) => c.engine === 'postgres')
+  const lite = ctxs.some((c) => c.engine === 'sqlite')
+  const how = [lite ? 'bun:sqlite in one transaction' : '', pg ? "Bun's SQL client on PostgreSQL in multi-row INSERTs of 5,000 rows in one transaction (then VACUUM ANALYZE)" : ''].filter(Boolean).join('; ')
   return [
     '## Results',
     '',
@@ -549,17 +658,37 @@ function body(rows: Row[], v: Verdict[], ctx: Ctx): string {
     '',
     '## How the database was seeded',
     '',
-    `- ${ctx.users.toLocaleString('en-US')} users inserted directly with bun:sqlite in one transaction, all sharing ONE password hash: the one the server computed for an account registered through the API (so the server's own hasher and argon2id parameters); 5 accounts registered and one signed in through the real API.`,
-    `- ${ADMINS} admins hold a bench-only role \`bench-admin\` (level 90, mfa_required = 0, permissions users:read, authz:check) instead of the built-in \`admin\` (mfa_required = 1), so a build that enforces MFA enrolment does not confine them to enrolment routes.`,
+    `- ${ctx.users.toLocaleString('en-US')} users inserted directly (${how}), all sharing ONE password hash: the one the server computed for an account registered through the API (so the server's own hasher and argon2id parameters); 5 accounts registered and one signed in through the real API.`,
+    `- ${ADMINS} admins hold a bench-only role \`bench-admin\` (level 90, mfa_required = false, permissions users:read, authz:check) instead of the built-in \`admin\` (mfa_required = true), so a build that enforces MFA enrolment does not confine them to enrolment routes.`,
     '- Sessions for the read scenarios and refresh tokens are inserted directly; refresh tokens stored as hashToken(deriveKey(secret, "token-hash"), token) and access tokens signed with the server\'s current key (src/lib/crypto.ts), BULWARK_SECRET being set by the harness.',
-    `- Server: compiled binary, BULWARK_ENV=${ctx.envName}, BULWARK_LOG_LEVEL=${args.logLevel} (stdout discarded), BULWARK_RATE_LIMIT=off except in the 429 storm (on, 1 anonymous request a minute).`,
+    `- Server: compiled binary, BULWARK_ENV=${ctx.envName}, BULWARK_LOG_LEVEL=${args.logLevel} (stdout discarded), BULWARK_RATE_LIMIT=off except in the 429 storm (on, 1 anonymous request and 1 login per IP a minute).`,
+    ...(pg
+      ? [
+          `- PostgreSQL: ${serverVersion ?? 'version unknown'} on this machine, BULWARK_DATABASE_URL naming a database created for the run (bw_bench_<random>, migrated by the server's first start, dropped at the end), default pool (BULWARK_DB_POOL_SIZE 10). The backends are not pinned: they run on either core, next to the server or wrk, and their CPU is not in "server CPU/req" but in "db CPU/req" (backends of the run's database alive at the end of the measured run, from /proc). The PostgreSQL baseline does the same reads with Bun's SQL client (a pool of 10).`,
+        ]
+      : []),
   ].join('\n')
 }
 
+let serverVersion: string | undefined
+
 try {
-  say(`bench: ${args.mode}${args.quick ? ' (quick)' : ''}; ${machine.nproc} cores, ${machine.cpu}, bun ${machine.bun}, load ${machine.load}`)
+  say(`bench: ${args.mode}${args.quick ? ' (quick)' : ''}${args.db === 'sqlite' ? '' : `, --db ${args.db}`}; ${machine.nproc} cores, ${machine.cpu}, bun ${machine.bun}, load ${machine.load}`)
   if (machine.nproc < 2) say('! fewer than 2 cores: server and load generator share one core, figures are not comparable')
   await ensureWrk()
+  if (args.db !== 'sqlite') {
+    const { SQL } = await import('bun')
+    const { parsePgUrl } = await import('../src/db/pg/client')
+    const a = new SQL({ adapter: 'postgres', ...parsePgUrl(args.pgUrl), max: 1, connectionTimeout: 10 })
+    try {
+      serverVersion = ((await a`SELECT version() AS v`)[0] as { v: string }).v.split(' on ')[0]
+    } catch (e) {
+      throw new Error(`--db ${args.db}: PostgreSQL at ${new URL(args.pgUrl).host} does not answer (${(e as Error).message}); set --pg-url or BENCH_PG_URL`)
+    } finally {
+      await a.close()
+    }
+    say(`PostgreSQL: ${serverVersion} at ${new URL(args.pgUrl).host}`)
+  }
   await build()
   const text = args.mode === 'soak' ? await soak() : args.mode === 'scale' ? await scale() : args.mode === 'profile' ? await profile() : await standard()
   say(`\n${text}\n`)
@@ -569,6 +698,7 @@ try {
   process.exitCode = 1
 } finally {
   for (const c of children) await c.stop()
+  await dropDatabases()
   if (!process.env.BENCH_KEEP) rmSync(work, { recursive: true, force: true })
   else say(`kept ${work}`)
 }

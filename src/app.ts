@@ -21,9 +21,10 @@ import { metricsController } from './modules/metrics'
 import { attachAlerts } from './modules/alerts/service'
 import { webhooksController } from './modules/webhooks'
 import { WebhookService, WebhookWorker } from './modules/webhooks/service'
-import { MailWorker, OutboxMailer, type Mailer } from './lib/mailer'
+import { MailWorker, OutboxMailer, type Mailer } from './modules/mail/outbox'
 import { PasswordHasher } from './lib/password'
 import { PasswordPolicy } from './lib/password-policy'
+import { PasswordHistoryStore } from './modules/auth/password-history'
 import { fallbackOrigin, pathOf, withUsableUrl } from './lib/request-url'
 import { Redis } from './lib/redis'
 import { AuditService } from './modules/audit/service'
@@ -209,7 +210,7 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   signer.onRotated = (r) => audit.record({ type: 'key_rotated', outcome: 'success', details: { kid: r.kid, previous: r.previous, scheduled: true } })
   const sessions = new SessionService({ ...core, audit, caches: cacheFactory })
   const hasher = new PasswordHasher(config.password)
-  const passwordPolicy = new PasswordPolicy({ config, hasher, logger, db: store.db, clock })
+  const passwordPolicy = new PasswordPolicy({ config, hasher, logger, history: new PasswordHistoryStore(store.db), clock })
   const mailWorker = new MailWorker(core)
   const mailer = new OutboxMailer(core, () => mailWorker.nudge())
   const lockout = new LockoutService({ ...core, audit, caches: cacheFactory })

@@ -1,6 +1,11 @@
 /** Command-line flags of `bun run bench`. */
 
 export type Mode = 'standard' | 'soak' | 'scale' | 'profile'
+/** `sqlite` (default), `postgres` or `both`; see USAGE for what each mode runs. */
+export type DbChoice = 'sqlite' | 'postgres' | 'both'
+
+/** The server on which PostgreSQL runs create (and drop) their `bw_bench_<random>` database. */
+export const DEFAULT_PG_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres'
 
 export interface BenchArgs {
   mode: Mode
@@ -17,6 +22,9 @@ export interface BenchArgs {
   note: string
   logLevel: string
   save: boolean
+  db: DbChoice
+  /** A URL naming an existing database on the PostgreSQL server the bench may create databases on. */
+  pgUrl: string
 }
 
 export const SCENARIOS = ['me', 'users', 'authz', 'login', 'refresh', 'storm', 'startup'] as const
@@ -32,6 +40,13 @@ const USAGE = `bun run bench [flags]
   --soak             memory: 100000 users, a 60-second mixed run, server RSS after it
   --scale            scale: login, /v1/me and user-list page 1 vs page 5000 at 1000 and 1000000 users
   --profile          CPU profile of GET /v1/me: runs src/index.ts under \`bun --cpu-prof\`, prints the top costs
+  --db sqlite|postgres|both
+                     the server's database (default sqlite). Standard run: postgres and both run every
+                     scenario on SQLite AND PostgreSQL in the same run, side by side (a comparison is only
+                     meaningful within one run); --scale: postgres runs the scale check on PostgreSQL only,
+                     both on each engine; --soak, --profile: postgres runs on PostgreSQL (both is refused)
+  --pg-url URL       PostgreSQL server for --db (default $BENCH_PG_URL or ${DEFAULT_PG_ADMIN_URL});
+                     each run creates a fresh database bw_bench_<random> there and drops it at the end
   --note TEXT        a remark saved with the results (e.g. "quiet machine")
   --log-level L      server log level (default info, as in production)
   --no-save          print only; write nothing to bench/results/
@@ -45,7 +60,20 @@ function int(name: string, raw: string | undefined, min: number, max: number): n
 
 /** Parses argv; exits with the usage text on --help or a bad flag. */
 export function parseArgs(argv: string[]): BenchArgs {
-  const a: BenchArgs = { mode: 'standard', users: 1000, duration: 10, warmup: 3, connections: 64, only: [], quick: false, note: '', logLevel: 'info', save: true }
+  const a: BenchArgs = {
+    mode: 'standard',
+    users: 1000,
+    duration: 10,
+    warmup: 3,
+    connections: 64,
+    only: [],
+    quick: false,
+    note: '',
+    logLevel: 'info',
+    save: true,
+    db: 'sqlite',
+    pgUrl: process.env.BENCH_PG_URL || DEFAULT_PG_ADMIN_URL,
+  }
   let usersGiven = false
   let durationGiven = false
   let warmupGiven = false
@@ -93,6 +121,18 @@ export function parseArgs(argv: string[]): BenchArgs {
         case '--log-level':
           a.logLevel = next() ?? 'info'
           break
+        case '--db': {
+          const d = next()
+          if (d !== 'sqlite' && d !== 'postgres' && d !== 'both') throw new Error('--db needs sqlite, postgres or both')
+          a.db = d
+          break
+        }
+        case '--pg-url': {
+          const u = next() ?? ''
+          if (!/^postgres(ql)?:\/\/[^/]/.test(u)) throw new Error('--pg-url needs a postgres:// URL')
+          a.pgUrl = u
+          break
+        }
         case '--no-save':
           a.save = false
           break
@@ -105,6 +145,7 @@ export function parseArgs(argv: string[]): BenchArgs {
           throw new Error(`unknown flag ${f}`)
       }
     }
+    if (a.db === 'both' && (a.mode === 'soak' || a.mode === 'profile')) throw new Error(`--db both is not available with --${a.mode}: run it once per engine`)
   } catch (e) {
     process.stderr.write(`bench: ${(e as Error).message}\n\n${USAGE}`)
     process.exit(64)

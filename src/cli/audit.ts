@@ -6,9 +6,9 @@
 import { existsSync } from 'node:fs'
 import { usageError, type Command } from './command'
 import { configOrExit } from './config-or-exit'
-import { openDatabase } from '../db/client'
+import { openStore } from '../db/client'
 import { SchemaTooNewError } from '../db/migrate'
-import { parseHead, verifyChains, type ExpectedHead, type VerifyReport } from '../modules/audit/chain'
+import { parseHead, verifyChains, type AuditSource, type ExpectedHead, type VerifyReport } from '../modules/audit/chain'
 import { exportChunks, parseInstant } from '../modules/audit/export'
 
 export const AUDIT_BROKEN_EXIT = 4
@@ -29,7 +29,7 @@ export const auditVerifyCommand: Command = {
   run: async ({ flags, lists }) => {
     const heads = (lists.head ?? []).map(parseHead)
     if (heads.some((h) => h === undefined)) throw usageError('--head takes CHAIN:POSITION:HASH as `bulwark audit verify` prints it')
-    return withDatabase((sqlite) => verify(sqlite, flags.json === true, heads as ExpectedHead[]))
+    return withDatabase((source) => verify(source, flags.json === true, heads as ExpectedHead[]))
   },
 }
 
@@ -46,20 +46,20 @@ export const auditExportCommand: Command = {
   run: ({ flags }) => {
     const opts: Record<string, string> = {}
     for (const k of ['since', 'until', 'type', 'output']) if (typeof flags[k] === 'string') opts[`--${k}`] = flags[k] as string
-    return withDatabase((sqlite) => exportTo(sqlite, opts))
+    return withDatabase((source) => exportTo(source, opts))
   },
 }
 
-/** Opens the configured database (never creating one) for a one-shot command. */
-async function withDatabase(run: (sqlite: Parameters<typeof verifyChains>[0]) => Promise<number>): Promise<number> {
+/** Opens the configured database (never creating an SQLite file; PostgreSQL when BULWARK_DATABASE_URL is set). */
+async function withDatabase(run: (source: AuditSource) => Promise<number>): Promise<number> {
   const config = configOrExit()
-  if (config.dbPath !== ':memory:' && !existsSync(config.dbPath)) {
+  if (!config.pg && config.dbPath !== ':memory:' && !existsSync(config.dbPath)) {
     err(`no database at ${config.dbPath} (set BULWARK_DATA_DIR or BULWARK_DB_PATH)`)
     return 1
   }
-  let handle
+  let store
   try {
-    handle = openDatabase(config.dbPath)
+    store = await openStore(config)
   } catch (e) {
     if (e instanceof SchemaTooNewError) {
       err(e.message)
@@ -68,14 +68,14 @@ async function withDatabase(run: (sqlite: Parameters<typeof verifyChains>[0]) =>
     throw e
   }
   try {
-    return await run(handle.sqlite)
+    return await run(store.sqlite ?? { pg: store.pg! })
   } finally {
-    handle.close()
+    await store.close()
   }
 }
 
-async function verify(sqlite: Parameters<typeof verifyChains>[0], json: boolean, heads: ExpectedHead[]): Promise<number> {
-  const report = await verifyChains(sqlite, { heads })
+async function verify(source: AuditSource, json: boolean, heads: ExpectedHead[]): Promise<number> {
+  const report = await verifyChains(source, { heads })
   process.stdout.write(json ? `${JSON.stringify(report)}\n` : describe(report))
   return report.intact ? 0 : AUDIT_BROKEN_EXIT
 }
@@ -95,7 +95,7 @@ export function describe(r: VerifyReport): string {
   return `${lines.join('\n')}\n`
 }
 
-async function exportTo(sqlite: Parameters<typeof exportChunks>[0], opts: Record<string, string>): Promise<number> {
+async function exportTo(source: AuditSource, opts: Record<string, string>): Promise<number> {
   const since = opts['--since'] === undefined ? undefined : parseInstant(opts['--since'])
   const until = opts['--until'] === undefined ? undefined : parseInstant(opts['--until'])
   if (Number.isNaN(since) || Number.isNaN(until)) {
@@ -108,7 +108,7 @@ async function exportTo(sqlite: Parameters<typeof exportChunks>[0], opts: Record
     return 64
   }
   const sink = opts['--output'] ? Bun.file(opts['--output']).writer() : Bun.stdout.writer()
-  for (const chunk of exportChunks(sqlite, { since, until, type })) {
+  for await (const chunk of exportChunks(source, { since, until, type })) {
     sink.write(chunk)
     await sink.flush()
   }

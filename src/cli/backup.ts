@@ -41,7 +41,13 @@ export function backupCommand(args: string[], env: Record<string, string | undef
   }
   let dbPath: string
   try {
-    dbPath = loadConfig(env).dbPath
+    const config = loadConfig(env)
+    if (config.pg) {
+      err('BULWARK_DATABASE_URL is set: the database is PostgreSQL, which this command does not back up. Use pg_dump,')
+      err('or `bulwark db copy --from "$BULWARK_DATABASE_URL" --to sqlite:FILE` for a consistent one-file copy.')
+      return 1
+    }
+    dbPath = config.dbPath
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e
     for (const p of ['configuration is NOT valid:', ...e.problems.map((p) => `  - ${p}`)]) err(p)

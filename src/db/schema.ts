@@ -412,7 +412,7 @@ export const oauthClients = sqliteTable(
     createdAt: ts('created_at').notNull(),
     updatedAt: ts('updated_at').notNull(),
   },
-  (t) => [index('oauth_clients_created').on(t.createdAt)],
+  (t) => [index('oauth_clients_created').on(t.createdAt, t.id)],
 )
 
 /** Roles granted to OAuth clients. */
@@ -468,5 +468,5 @@ export const apiKeys = sqliteTable(
     lastUsedAt: ts('last_used_at'),
     revokedAt: ts('revoked_at'),
   },
-  (t) => [uniqueIndex('api_keys_hash').on(t.keyHash), index('api_keys_user').on(t.userId, t.createdAt)],
+  (t) => [uniqueIndex('api_keys_hash').on(t.keyHash), index('api_keys_user').on(t.userId, t.id)],
 )

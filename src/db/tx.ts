@@ -142,6 +142,19 @@ export class TxGate {
 const gates = new WeakMap<object, TxGate>()
 
 /**
+ * Which request wrote: the busy retry (src/plugins/storage-retry.ts) runs each attempt in a context of its
+ * own, and every statement of a guarded connection that can change rows marks that context when it ran.
+ * A request refused by another process's lock is run again only when its own context is unmarked; other
+ * requests' writes meanwhile do not count (the connection's total_changes() would).
+ */
+export const writeTracker = new AsyncLocalStorage<{ wrote: boolean }>()
+const WRITE_SQL = /^\s*(insert|update|delete|replace|with\b[\s\S]*\b(insert|update|delete)\b)/i
+const markWrote = () => {
+  const s = writeTracker.getStore()
+  if (s) s.wrote = true
+}
+
+/**
  * Awaited drizzle queries on a guarded SQLite connection queue behind an open transaction instead of
  * interrupting it. drizzle's builders run their statement synchronously inside `then` (`execute()` calls
  * `all()`/`run()`), so the hook is `then` itself: when the connection's gate says a transaction is open or
@@ -169,11 +182,23 @@ for (const C of [SQLiteSelectBase, SQLiteInsertBase, SQLiteUpdateBase, SQLiteDel
 export function guardConnection(sqlite: Database): { client: Database; gate: TxGate } {
   const gate = new TxGate(sqlite)
   const statements = new Map<string, Statement<any, any>>()
-  const wrap = <S extends Statement<any, any>>(stmt: S): S => {
+  const wrap = <S extends Statement<any, any>>(stmt: S, sql: string): S => {
     const run = stmt.run.bind(stmt)
     const all = stmt.all.bind(stmt)
     const get = stmt.get.bind(stmt)
     const values = stmt.values.bind(stmt)
+    if (WRITE_SQL.test(sql)) {
+      // Marked after the statement ran: a statement refused (busy) changed nothing.
+      const marked =
+        <F extends (...a: any[]) => any>(f: F) =>
+        (...a: any[]) => {
+          gate.check()
+          const r = f(...a)
+          markWrote()
+          return r
+        }
+      return Object.assign(Object.create(stmt), { run: marked(run), all: marked(all), get: marked(get), values: marked(values) }) as S
+    }
     return Object.assign(Object.create(stmt), {
       run: (...a: any[]) => (gate.check(), run(...a)),
       all: (...a: any[]) => (gate.check(), all(...a)),
@@ -187,10 +212,10 @@ export function guardConnection(sqlite: Database): { client: Database; gate: TxG
       // guards are kept per SQL text, bounded, so the hot path neither recompiles nor rewraps.
       if (prop === 'prepare' || prop === 'query')
         return (sql: string, ...rest: any[]) => {
-          if (rest.length) return wrap((target as any)[prop](sql, ...rest))
+          if (rest.length) return wrap((target as any)[prop](sql, ...rest), sql)
           let w = statements.get(sql)
           if (!w) {
-            w = wrap(target.query(sql))
+            w = wrap(target.query(sql), sql)
             if (statements.size < MAX_CACHED_STATEMENTS) statements.set(sql, w)
           }
           return w
@@ -198,7 +223,9 @@ export function guardConnection(sqlite: Database): { client: Database; gate: TxG
       if (prop === 'run' || prop === 'exec')
         return (...a: any[]) => {
           gate.check()
-          return (target as any)[prop](...a)
+          const r = (target as any)[prop](...a)
+          if (typeof a[0] !== 'string' || WRITE_SQL.test(a[0])) markWrote()
+          return r
         }
       const v = Reflect.get(target, prop, target)
       return typeof v === 'function' ? v.bind(target) : v

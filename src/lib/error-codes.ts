@@ -50,9 +50,8 @@ export const ERROR_CODES = {
   mfa_locked: { status: [429], meaning: 'Too many failed second-factor attempts; `Retry-After` says when to try again.' },
   internal: { status: [500], meaning: 'An unexpected failure; the body carries only the request id, the details are in the log.' },
   scanner_unavailable: { status: [503], meaning: 'The virus scanner cannot give a verdict; the upload is refused, try again later.' },
-  not_implemented: { status: [501], meaning: 'The operation is not available on this database engine (the audit chain walk and export on PostgreSQL).' },
-  storage_unavailable: { status: [503], meaning: 'The database cannot be written (disk full, read-only, I/O error); nothing was changed, try again after `Retry-After`.' },
-  storage_busy: { status: [503], meaning: 'Another process held the database write lock for longer than `BULWARK_DB_BUSY_RETRY`; nothing was changed, try again after `Retry-After`.' },
+  storage_unavailable: { status: [503], meaning: 'The database cannot be written (disk full, read-only, I/O error, PostgreSQL unreachable); nothing was changed, try again after `Retry-After`.' },
+  storage_busy: { status: [503], meaning: 'Another process held the database write lock for longer than `BULWARK_DB_BUSY_RETRY` (on PostgreSQL: a statement ran past `BULWARK_DB_STATEMENT_TIMEOUT`, or a lock or serialization conflict outlasted the retries); nothing was changed, try again after `Retry-After`.' },
 } as const satisfies Record<string, { status: readonly number[]; meaning: string }>
 
 /** A problem `code` the server may send. */

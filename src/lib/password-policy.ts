@@ -6,15 +6,11 @@
  * `check` returns reasons, cheapest rules first; it stops early where later rules could only repeat
  * the verdict or would waste work (an over-long password is never scored).
  */
-import { withTransaction } from '../db/tx'
 import { ZxcvbnFactory } from '@zxcvbn-ts/core'
 import * as zxcvbnCommon from '@zxcvbn-ts/language-common'
 import * as zxcvbnEn from '@zxcvbn-ts/language-en'
 import { createHash } from 'node:crypto'
-import { desc, eq, inArray } from 'drizzle-orm'
 import type { Config } from '../config'
-import type { Db } from '../db/client'
-import { passwordHistory } from '../db/tables'
 import { type BreakerState, CircuitBreaker } from './circuit-breaker'
 import { systemClock, type Clock } from './clock'
 import type { Logger } from './logger'
@@ -34,12 +30,20 @@ export interface PasswordContext {
   userId?: string
 }
 
+/** Where the hashes of a user's last passwords are kept (src/modules/auth/password-history.ts). */
+export interface PasswordHistory {
+  /** The last `limit` password hashes of `userId`, newest first. */
+  recent(userId: string, limit: number): Promise<string[]>
+  /** Records `hash` as the newest and keeps only the newest `keep`. */
+  remember(userId: string, hash: string, keep: number, now: number): Promise<void>
+}
+
 export interface PasswordPolicyDeps {
   config: Pick<Config, 'password'>
   hasher: PasswordHasher
   logger: Logger
   /** Needed for the reuse rule and `remember`; without it reuse is not checked. */
-  db?: Db
+  history?: PasswordHistory
   clock?: Clock
   fetch?: typeof fetch
 }
@@ -96,21 +100,6 @@ export function personalWords(ctx: PasswordContext): string[] {
   return [...words]
 }
 
-/** Inserts `hash` as the newest password of `userId` inside the caller's transaction and keeps the newest `keep` rows. */
-export async function rememberPasswordInTx(tx: Pick<Db, 'insert' | 'select' | 'delete'>, userId: string, hash: string, keep: number, now: number): Promise<void> {
-  await tx.insert(passwordHistory).values({ userId, passwordHash: hash, createdAt: now })
-  const stale = (await tx
-    .select({ id: passwordHistory.id })
-    .from(passwordHistory)
-    .where(eq(passwordHistory.userId, userId))
-    .orderBy(desc(passwordHistory.id))
-    )
-    .slice(keep)
-    .map((r) => r.id)
-  if (stale.length > 0) await tx.delete(passwordHistory).where(inArray(passwordHistory.id, stale))
-}
-
-/** True when `password` matches one of `previousHashes` (newest first); verifies them all in parallel. */
 export async function isReused(password: string, previousHashes: readonly string[], hasher: PasswordHasher): Promise<boolean> {
   const results = await Promise.all(previousHashes.map((h) => hasher.verify(password, h)))
   return results.includes(true)
@@ -174,24 +163,16 @@ export class PasswordPolicy {
    * whenever a password is set (registration, change, reset), so the current password counts as used.
    */
   async remember(userId: string, hash: string): Promise<void> {
-    const { db } = this.deps
-    if (!db || this.cfg.history === 0) return
-    const now = this.deps.clock?.now() ?? Date.now()
-    await withTransaction(db, async (tx) => await rememberPasswordInTx(tx, userId, hash, this.cfg.history, now))
+    const { history } = this.deps
+    if (!history || this.cfg.history === 0) return
+    await history.remember(userId, hash, this.cfg.history, this.deps.clock?.now() ?? Date.now())
   }
 
   /** The last `history` password hashes of `userId`, newest first. */
   async previousHashes(userId: string): Promise<string[]> {
-    const { db } = this.deps
-    if (!db || this.cfg.history === 0) return []
-    return (await db
-      .select({ hash: passwordHistory.passwordHash })
-      .from(passwordHistory)
-      .where(eq(passwordHistory.userId, userId))
-      .orderBy(desc(passwordHistory.id))
-      .limit(this.cfg.history)
-      )
-      .map((r) => r.hash)
+    const { history } = this.deps
+    if (!history || this.cfg.history === 0) return []
+    return history.recent(userId, this.cfg.history)
   }
 
   private async reusedBy(userId: string, pw: string): Promise<boolean> {

@@ -1,6 +1,6 @@
 /**
- * One Redis pub/sub subscription that survives a lost connection: the same recipe as the invalidation relay
- * (src/lib/invalidation-relay.ts), taken out so the shared cache can use it for its own channel.
+ * One Redis pub/sub subscription that survives a lost connection. Both subscribers of the server use it: the
+ * invalidation relay (src/lib/invalidation-relay.ts, domain events) and the shared cache (its own channel).
  *
  * Why not Bun's own reconnect: with Bun 1.4.4 a client that reconnects by itself does not subscribe again
  * (the server counts 0 subscribers) and re-subscribing on the same client registers the listener twice. So
@@ -27,6 +27,8 @@ export interface SubscriberOptions {
   timeoutMs?: number
   /** What the logs call this subscription. */
   what?: string
+  /** The log lines when the subscription is lost and when it is back (defaults name `what`). */
+  messages?: { lost?: string; back?: string; resyncFailed?: string }
 }
 
 export class RedisSubscriber {
@@ -74,11 +76,11 @@ export class RedisSubscriber {
       if (this.everSubscribed) this.resubscriptions++
       this.everSubscribed = true
       if (missed) {
-        this.opts.logger.info({ channel: this.opts.channel }, `${this.what} subscribed again; local copies dropped`)
+        this.opts.logger.info({ channel: this.opts.channel }, this.opts.messages?.back ?? `${this.what} subscribed again; local copies dropped`)
         try {
           this.opts.onResync?.()
         } catch (err) {
-          this.opts.logger.error({ err }, `${this.what} failed to drop its local copies after resubscribing`)
+          this.opts.logger.error({ err }, this.opts.messages?.resyncFailed ?? `${this.what} failed to drop its local copies after resubscribing`)
         }
       }
     } catch (err) {
@@ -102,7 +104,7 @@ export class RedisSubscriber {
     const wasSubscribed = this.subscribed
     this.subscribed = false
     if (wasSubscribed || this.lastError === undefined) {
-      this.opts.logger.warn({ err: reason, channel: this.opts.channel }, `${this.what} is not subscribed; retrying`)
+      this.opts.logger.warn({ err: reason, channel: this.opts.channel }, this.opts.messages?.lost ?? `${this.what} is not subscribed; retrying`)
     }
     this.lastError = reason
     if (this.retry) return

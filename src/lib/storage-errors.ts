@@ -1,5 +1,5 @@
 /**
- * The one place that knows which SQLite failures are about storage rather than about the request:
+ * The one place that knows which SQLite and PostgreSQL failures are about storage rather than about the request:
  * a full disk, a read-only file, an I/O error or a file that cannot be opened is `503 storage_unavailable`,
  * another connection holding the write lock is `503 storage_busy`; both carry `Retry-After`
  * (RFC 9110 §10.2.3). SQLite result codes: https://www.sqlite.org/rescode.html.
@@ -8,7 +8,7 @@
  */
 import { AppError } from './errors'
 
-export type StorageFailure = 'full' | 'readonly' | 'io' | 'cantopen' | 'busy'
+export type StorageFailure = 'full' | 'readonly' | 'io' | 'cantopen' | 'busy' | 'unreachable'
 
 /** Primary result codes (the low byte of an extended code). */
 const BY_ERRNO: Record<number, StorageFailure> = { 5: 'busy', 6: 'busy', 8: 'readonly', 10: 'io', 13: 'full', 14: 'cantopen' }
@@ -35,10 +35,49 @@ export function sqliteCode(err: unknown): { code?: string; errno?: number } | un
   return undefined
 }
 
+/**
+ * PostgreSQL (Bun's client): `ERR_POSTGRES_SERVER_ERROR` carries the SQLSTATE as `errno`; other
+ * `ERR_POSTGRES_*` codes are the client's own (connection refused, closed, timed out, TLS). SQLSTATE
+ * classes: https://www.postgresql.org/docs/current/errcodes-appendix.html.
+ */
+function pgFailure(err: unknown): { kind: StorageFailure; code: string } | undefined {
+  let e: unknown = err
+  for (let depth = 0; e && typeof e === 'object' && depth < 5; depth++) {
+    const { code, errno } = e as { code?: unknown; errno?: unknown }
+    if (typeof code === 'string' && code.startsWith('ERR_POSTGRES_')) {
+      if (code === 'ERR_POSTGRES_SERVER_ERROR') {
+        const state = typeof errno === 'string' ? errno : ''
+        const kind = bySqlState(state)
+        return kind ? { kind, code: `SQLSTATE ${state}` } : undefined
+      }
+      // The client's own failures that mean "no usable connection"; the rest (a bad parameter, a
+      // syntax the client refused) are bugs, not storage.
+      if (/CONNECTION|TIMEOUT|TLS|SOCKET|AUTHENTICATION|UNSUPPORTED_AUTH|SASL|IDLE|LIFETIME/.test(code)) return { kind: 'unreachable', code }
+      return undefined
+    }
+    e = (e as { cause?: unknown }).cause
+  }
+  return undefined
+}
+
+function bySqlState(state: string): StorageFailure | undefined {
+  if (state.startsWith('08')) return 'unreachable' // connection exception
+  if (state === '57P01' || state === '57P02' || state === '57P03' || state === '57P04' || state === '57P05') return 'unreachable' // shutting down, cannot connect now
+  if (state === '53100') return 'full' // disk_full
+  if (state.startsWith('53')) return 'unreachable' // out of memory, too many connections
+  if (state === '57014' || state === '55P03' || state === '40001' || state === '40P01') return 'busy' // statement timeout, lock not available, serialization (after retries)
+  if (state === '25006') return 'readonly' // read_only_sql_transaction (a standby)
+  if (state === '58030' || state === 'XX001' || state === 'XX002') return 'io' // io_error, data or index corrupted
+  return undefined
+}
+
+/** The engine's code of a storage failure (`SQLITE_FULL`, `SQLSTATE 57P01`, `ERR_POSTGRES_CONNECTION_REFUSED`). */
+export const storageCode = (err: unknown): string | undefined => sqliteCode(err)?.code ?? pgFailure(err)?.code
+
 /** Which storage failure an error is, or undefined when it is something else (a constraint, a bug). */
 export function classifyStorageError(err: unknown): StorageFailure | undefined {
   const c = sqliteCode(err)
-  if (!c) return undefined
+  if (!c) return pgFailure(err)?.kind
   for (const [prefix, kind] of BY_PREFIX) if (c.code === prefix || c.code?.startsWith(`${prefix}_`)) return kind
   return c.errno === undefined ? undefined : BY_ERRNO[c.errno & 0xff]
 }
@@ -49,6 +88,7 @@ const DETAIL: Record<StorageFailure, string> = {
   readonly: 'Storage is unavailable right now (read-only); try again later.',
   io: 'Storage is unavailable right now (I/O error); try again later.',
   cantopen: 'Storage is unavailable right now (cannot open the database); try again later.',
+  unreachable: 'Storage is unavailable right now (the database cannot be reached); try again later.',
 }
 
 /** Human-readable reason for logs and readiness (no paths, no SQL, no parameters). */
@@ -62,7 +102,7 @@ export function storageAppError(err: unknown): AppError | undefined {
   const retryAfter = busy ? RETRY_AFTER_S.busy : RETRY_AFTER_S.unavailable
   const headers = { 'retry-after': String(retryAfter) }
   const e = busy ? new AppError(503, 'storage_busy', DETAIL[kind], { headers }) : new AppError(503, 'storage_unavailable', DETAIL[kind], { headers })
-  // Kept for the log line: the SQLite code only, never the failed query or its parameters.
-  Object.defineProperty(e, 'sqlite', { value: sqliteCode(err)?.code, enumerable: true })
+  // Kept for the log line: the SQLite code or SQLSTATE only, never the failed query or its parameters.
+  Object.defineProperty(e, 'sqlite', { value: storageCode(err), enumerable: true })
   return e
 }

@@ -3,8 +3,8 @@
  * SQLite's busy timeout blocks the event loop (every route, health included); it is kept short
  * (BULWARK_DB_BUSY_TIMEOUT, 50 ms) and the waiting happens here instead, asynchronously:
  *
- * - a request that failed with `storage_busy` *before it changed anything* (the connection's
- *   `total_changes()` did not move during the attempt) is run again once the lock is free, until
+ * - a request that failed with `storage_busy` *before it changed anything* (no statement of its own that
+ *   can change rows ran during the attempt: `writeTracker` in src/db/tx.ts) is run again once the lock is free, until
  *   BULWARK_DB_BUSY_RETRY (2 s) has passed; then the 503 `storage_busy` with `Retry-After` goes out;
  * - while the lock is known to be held, one poller checks it every 25 ms with a zero busy timeout
  *   (microseconds, never blocking), and writing requests (not GET/HEAD) that arrive meanwhile wait for
@@ -13,7 +13,8 @@
  * re-reads its body from a copy taken before the first attempt.
  */
 import type { Database } from 'bun:sqlite'
-import { setBusyTimeout, totalChanges } from '../db/client'
+import { setBusyTimeout } from '../db/client'
+import { writeTracker } from '../db/tx'
 import type { Logger } from '../lib/logger'
 import { classifyStorageError } from '../lib/storage-errors'
 import { contextOf, setPeer } from './request-context'
@@ -121,10 +122,11 @@ export function retryWhenBusy(handle: (request: Request) => Promise<Response>, o
     let spare = request.body && small ? request.clone() : undefined
     let attempt = request
     for (let n = 1; ; n++) {
-      const before = totalChanges(sqlite)
-      const res = await handle(attempt)
+      const mine = { wrote: false }
+      const current = attempt
+      const res = await writeTracker.run(mine, () => handle(current))
       const left = deadline - performance.now()
-      if (left <= 0 || (attempt.body && !spare) || !(await isBusyProblem(res)) || totalChanges(sqlite) !== before) {
+      if (left <= 0 || (attempt.body && !spare) || !(await isBusyProblem(res)) || mine.wrote) {
         if (attempt !== request) {
           const first = contextOf(request)
           first.userId ??= contextOf(attempt).userId

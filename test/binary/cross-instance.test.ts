@@ -489,10 +489,10 @@ for await (const line of console) {
 }
 
 describe('SQLite, two processes on one file: waiting for the other one\'s write lock', () => {
-  // Known bug, left open: the busy retry (src/plugins/storage-retry.ts) decides "nothing was written" from the
-  // connection's total_changes(), which any other request's write moves, so such a request answers 503 at once.
-  test.skip(
-    'a write refused by another process\'s lock waits for it (BULWARK_DB_BUSY_RETRY) even when another request of the same instance wrote meanwhile, then succeeds (skipped: known bug, storage-retry counts the connection\'s changes, not the request\'s)',
+  // The busy retry (src/plugins/storage-retry.ts) once decided "nothing was written" from the connection's
+  // total_changes(), which any other request's write moves, so such a request answered 503 at once.
+  test(
+    'a write refused by another process\'s lock waits for it (BULWARK_DB_BUSY_RETRY) even when another request of the same instance wrote meanwhile, then succeeds',
     async () => {
       const dir = mkdtempSync(join(tmpdir(), 'bw-ci-busy-'))
       const dbFile = join(dir, 'shared.sqlite')

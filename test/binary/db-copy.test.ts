@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, test } from 'bun:test'
 import { Database } from 'bun:sqlite'
 import { SQL } from 'bun'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parsePgUrl } from '../../src/db/pg/client'
@@ -77,6 +77,34 @@ describe('bulwark db copy (binary)', () => {
     expect(r.stdout).toContain('BULWARK_DATABASE_URL=postgres://bw:********@127.0.0.1:5432/auth')
     expect(r.stdout + r.stderr).not.toContain('t0ps3cret')
   })
+
+  test.skipIf(!PG_URL)(`migrate migrates the PostgreSQL database of BULWARK_DATABASE_URL; backup refuses it and names the tools that copy it${PG_SKIP}`, async () => {
+    const pg = await createTestDatabase()
+    made.push(pg)
+    const cwd = mkdtempSync(join(tmpdir(), 'bw-pg-cli-'))
+    dirs.push(cwd)
+    const env = { BULWARK_DATABASE_URL: pg, BULWARK_SECRET: SECRET }
+    const first = await runBinary(['migrate'], { cwd, env })
+    expect(first.stderr).toBe('')
+    expect(first.code).toBe(0)
+    expect(first.stdout).toMatch(/^applied 0000_init, /)
+    const admin = new SQL({ adapter: 'postgres', ...parsePgUrl(pg), max: 1 })
+    try {
+      expect(Number((await admin`SELECT count(*) AS n FROM drizzle.__drizzle_migrations`)[0].n)).toBeGreaterThan(3)
+      expect((await admin`SELECT count(*)::int AS n FROM roles WHERE builtin`)[0].n).toBe(4)
+    } finally {
+      await admin.close()
+    }
+    const again = await runBinary(['migrate'], { cwd, env })
+    expect(again.code).toBe(0)
+    expect(again.stdout).toMatch(/^database is up to date \(\d+ migrations\)$/m)
+    const backup = await runBinary(['backup', join(cwd, 'b.sqlite')], { cwd, env })
+    expect(backup.code).toBe(1)
+    expect(backup.stderr).toContain('the database is PostgreSQL')
+    expect(backup.stderr).toContain('pg_dump')
+    expect(backup.stderr).toContain('bulwark db copy')
+    expect(readdirSync(cwd)).toEqual([])
+  }, 60_000)
 
   test.skipIf(!PG_URL)(`SQLite -> PostgreSQL -> SQLite keeps every row, refuses a non-empty target, and the copy signs the user in${PG_SKIP}`, async () => {
     const w1 = mkdtempSync(join(tmpdir(), 'bw-copy-a-'))

@@ -18,6 +18,7 @@ function kindOf(dataType: string, columnType: string, sqlType: string): string {
   if (columnType.includes('Boolean') || dataType === 'boolean') return 'boolean'
   if (columnType.includes('Json') || columnType === 'SQLiteTextJson' || sqlType === 'jsonb') return 'json'
   if (dataType === 'buffer' || columnType === 'SQLiteBlobBuffer' || sqlType === 'bytea') return 'bytes'
+  if (sqlType.startsWith('text')) return 'string' // text COLLATE "C" (the binary-ordered user columns)
   return dataType === 'number' ? 'number' : dataType
 }
 

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { testConfig } from '../../src/config'
 import { FakeClock } from '../../src/lib/clock'
 import { createLogger } from '../../src/lib/logger'
-import { MailWorker, MAX_ATTEMPTS, OutboxMailer, readOutbox, RETRY_BASE_MS, type MailMessage } from '../../src/lib/mailer'
+import { MailWorker, MAX_ATTEMPTS, OutboxMailer, readOutbox, RETRY_BASE_MS, type MailMessage } from '../../src/modules/mail/outbox'
 import { fakeSmtp, type FakeSmtp } from '../fake-smtp'
 import { testDb } from '../support/pg-apps'
 

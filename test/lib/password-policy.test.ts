@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from 'bun:test'
 import { testConfig } from '../../src/config'
 import { users } from '../../src/db/tables'
+import { PasswordHistoryStore } from '../../src/modules/auth/password-history'
 import { testDb } from '../support/pg-apps'
 import { FakeClock } from '../../src/lib/clock'
 import { createLogger } from '../../src/lib/logger'
@@ -97,7 +98,7 @@ describe('reuse of previous passwords', () => {
     const clock = new FakeClock()
     const userId = Bun.randomUUIDv7()
     await h.db.insert(users).values({ id: userId, email: 'u@example.com', createdAt: clock.now(), updatedAt: clock.now() })
-    return { ...policy(env, { db: h.db, clock }), userId, db: h.db }
+    return { ...policy(env, { history: new PasswordHistoryStore(h.db), clock }), userId, db: h.db }
   }
 
   test('isReused compares with every previous hash', async () => {

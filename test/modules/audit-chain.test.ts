@@ -1,7 +1,7 @@
 import { withTransaction } from '../../src/db/tx'
 import { afterEach, describe, expect, test } from 'bun:test'
 import { createHash } from 'node:crypto'
-import { canonicalJson, chainHash, fieldsOfRow, GENESIS, verifyChains, type StoredRow } from '../../src/modules/audit/chain'
+import { canonicalJson, chainHash, fieldsOfRow, GENESIS, rowOf, verifyChains, type AuditSource } from '../../src/modules/audit/chain'
 import { AuditService } from '../../src/modules/audit/service'
 import { Database } from 'bun:sqlite'
 import { drizzle } from 'drizzle-orm/bun-sqlite'
@@ -9,36 +9,18 @@ import * as schema from '../../src/db/schema'
 import { migrate, MIGRATIONS } from '../../src/db/migrate'
 import { FakeClock } from '../../src/lib/clock'
 import { createLogger } from '../../src/lib/logger'
-import { asc } from 'drizzle-orm'
-import { securityEvents } from '../../src/db/tables'
 import { expectProblem } from '../helpers'
 import { makeAdminApp, seedUser } from '../support/admin'
-import { onPg } from '../support/sql'
+import { onPg, sqlCount, sqlExec, sqlRows, sqlTx } from '../support/sql'
 
 let t: Awaited<ReturnType<typeof makeAdminApp>>
 afterEach(() => t?.close())
 
-interface Row {
-  id: number
-  chain_id: string | null
-  seq: number | null
-  prev_hash: string | null
-  hash: string | null
-  type: string
-  details: string | null
-  created_at: number
-}
-
-/** The events, oldest first (PostgreSQL: through drizzle, for numbers where its client returns int8 as strings). */
-const rows = async (): Promise<Row[]> => {
-  if (t.deps.storage.sqlite) return t.deps.storage.sqlite.query<Row, []>('SELECT id, chain_id, seq, prev_hash, hash, type, details, created_at FROM security_events ORDER BY id').all()
-  const e = securityEvents
-  const list = await t.deps.db.select({ id: e.id, chain_id: e.chainId, seq: e.seq, prev_hash: e.prevHash, hash: e.hash, type: e.type, details: e.details, created_at: e.createdAt }).from(e).orderBy(asc(e.id))
-  return list.map((r) => ({ ...r, details: r.details == null ? null : JSON.stringify(r.details) }))
-}
-
-/** The chain walk (GET /v1/audit/verify, `bulwark audit verify`) and the NDJSON export are SQLite only: 501 on PostgreSQL. */
-const sqliteOnly = test.skipIf(onPg)
+const ROWS = 'SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details, created_at FROM security_events ORDER BY id'
+/** Every event as stored, oldest first: details as JSON text, numbers as numbers (PostgreSQL: jsonb read as text, int8 converted). */
+const rows = async () => (await sqlRows<Record<string, unknown>>(t.deps, ROWS, [], ROWS.replace(' details,', ' details::text AS details,'))).map(rowOf)
+/** What the walk reads: the app's own connection (SQLite) or pool (PostgreSQL). */
+const source = (): AuditSource => t.deps.storage.sqlite ?? { pg: t.deps.storage.pg! }
 
 /** Records `n` events of type e0, e1, … with a detail each. */
 async function recordMany(n: number, audit = t.deps.audit) {
@@ -66,7 +48,6 @@ describe('hash chain', () => {
     expect(a!.hash).toBe(sha256(GENESIS + first))
     const second = `{"actorId":null,"chainId":"${a!.chain_id}","createdAt":"2026-01-01T00:00:00.005Z","details":null,"ip":null,"outcome":"success","requestId":null,"seq":2,"targetId":null,"type":"logout","userAgent":null}`
     expect(b!.hash).toBe(sha256(a!.hash! + second))
-    if (onPg) return // the walk below is SQLite only (501 on PostgreSQL)
     const report = await t.deps.audit.verify()
     expect(report.intact).toBe(true)
     expect(report.firstBroken).toBeNull()
@@ -79,49 +60,50 @@ describe('hash chain', () => {
     expect(canonicalJson({ b: [1, 2.5, -0, 1e21], a: 'line\n"q"', c: { '\u00e9': true, e: false }, d: undefined })).toBe('{"a":"line\\n\\"q\\"","b":[1,2.5,0,1e+21],"c":{"e":false,"é":true}}')
   })
 
-  sqliteOnly('a changed detail is reported at exactly that event (SQLite only: the chain walk)', async () => {
+  test('a changed detail is reported at exactly that event', async () => {
     t = await makeAdminApp()
     await recordMany(6)
     const target = (await rows())[3]!
-    t.deps.storage.sqlite!.run('UPDATE security_events SET details = ? WHERE id = ?', [JSON.stringify({ i: 99, nested: { b: 2, a: [1, 'x'] } }), target.id])
+    // PostgreSQL: the text cast to jsonb, so the stored value is the object the text names.
+    await sqlExec(t.deps, 'UPDATE security_events SET details = ? WHERE id = ?', [JSON.stringify({ i: 99, nested: { b: 2, a: [1, 'x'] } }), target.id], 'UPDATE security_events SET details = $1::text::jsonb WHERE id = $2')
     for (const batchSize of [1000, 2]) {
-      const r = await verifyChains(t.deps.storage.sqlite!, { batchSize })
+      const r = await verifyChains(source(), { batchSize })
       expect(r.intact).toBe(false)
       expect(r.firstBroken).toMatchObject({ chainId: target.chain_id, eventId: target.id, position: 4, reason: 'hash_mismatch' })
     }
   })
 
-  sqliteOnly('a changed event whose hash was recomputed breaks the next link (SQLite only: the chain walk)', async () => {
+  test('a changed event whose hash was recomputed breaks the next link', async () => {
     t = await makeAdminApp()
     await recordMany(5)
     const all = (await rows())
     const target = all[1]!
-    t.deps.storage.sqlite!.run('UPDATE security_events SET hash = ? WHERE id = ?', ['f'.repeat(64), target.id])
+    await sqlExec(t.deps, 'UPDATE security_events SET hash = ? WHERE id = ?', ['f'.repeat(64), target.id])
     const r = await t.deps.audit.verify()
     // Its own hash no longer matches its fields: reported at the changed event, not later.
     expect(r.firstBroken).toMatchObject({ eventId: target.id, position: 2, reason: 'hash_mismatch' })
   })
 
-  sqliteOnly('a deleted middle event is reported at the event after the gap (SQLite only: the chain walk)', async () => {
+  test('a deleted middle event is reported at the event after the gap', async () => {
     t = await makeAdminApp()
     await recordMany(6)
     const all = (await rows())
-    t.deps.storage.sqlite!.run('DELETE FROM security_events WHERE id = ?', [all[2]!.id])
-    const r = await verifyChains(t.deps.storage.sqlite!, { batchSize: 2 })
+    await sqlExec(t.deps, 'DELETE FROM security_events WHERE id = ?', [all[2]!.id])
+    const r = await verifyChains(source(), { batchSize: 2 })
     expect(r.firstBroken).toMatchObject({ chainId: all[3]!.chain_id, eventId: all[3]!.id, position: 4, reason: 'missing_events' })
     expect(r.firstBroken!.detail).toContain('position 3 is missing')
   })
 
-  sqliteOnly('reordering is reported at the first displaced position (swapped positions, swapped ids) (SQLite only: the chain walk)', async () => {
+  test('reordering is reported at the first displaced position (swapped positions, swapped ids)', async () => {
     t = await makeAdminApp()
     await recordMany(6)
     const all = (await rows())
     const [c, d] = [all[2]!, all[3]!]
-    t.deps.storage.sqlite!.transaction(() => {
-      t.deps.storage.sqlite!.run('UPDATE security_events SET seq = -1 WHERE id = ?', [c.id])
-      t.deps.storage.sqlite!.run('UPDATE security_events SET seq = 3 WHERE id = ?', [d.id])
-      t.deps.storage.sqlite!.run('UPDATE security_events SET seq = 4 WHERE id = ?', [c.id])
-    })()
+    await sqlTx(t.deps, [
+      ['UPDATE security_events SET seq = -1 WHERE id = ?', [c.id]],
+      ['UPDATE security_events SET seq = 3 WHERE id = ?', [d.id]],
+      ['UPDATE security_events SET seq = 4 WHERE id = ?', [c.id]],
+    ])
     const bySeq = await t.deps.audit.verify()
     // Position 3 now holds the old position 4, whose prev_hash names position 3, not 2.
     expect(bySeq.firstBroken).toMatchObject({ eventId: d.id, position: 3, reason: 'prev_hash_mismatch' })
@@ -131,24 +113,24 @@ describe('hash chain', () => {
     await recordMany(6)
     const again = (await rows())
     const [e, f] = [again[2]!, again[3]!]
-    t.deps.storage.sqlite!.transaction(() => {
-      t.deps.storage.sqlite!.run('UPDATE security_events SET id = -1 WHERE id = ?', [e.id])
-      t.deps.storage.sqlite!.run('UPDATE security_events SET id = ? WHERE id = ?', [e.id, f.id])
-      t.deps.storage.sqlite!.run('UPDATE security_events SET id = ? WHERE id = -1', [f.id])
-    })()
+    await sqlTx(t.deps, [
+      ['UPDATE security_events SET id = -1 WHERE id = ?', [e.id]],
+      ['UPDATE security_events SET id = ? WHERE id = ?', [e.id, f.id]],
+      ['UPDATE security_events SET id = ? WHERE id = -1', [f.id]],
+    ])
     const byId = await t.deps.audit.verify()
     expect(byId.firstBroken).toMatchObject({ eventId: e.id, position: 4, reason: 'out_of_order' })
   })
 
-  sqliteOnly('pruning the oldest events (by age or by id) is not tampering (SQLite only: the chain walk)', async () => {
+  test('pruning the oldest events (by age or by id) is not tampering', async () => {
     t = await makeAdminApp()
     await recordMany(8)
     const all = (await rows())
-    t.deps.storage.sqlite!.run('DELETE FROM security_events WHERE created_at < ?', [all[3]!.created_at])
-    let r = await verifyChains(t.deps.storage.sqlite!, { batchSize: 2 })
+    await sqlExec(t.deps, 'DELETE FROM security_events WHERE created_at < ?', [all[3]!.created_at])
+    let r = await verifyChains(source(), { batchSize: 2 })
     expect(r.intact).toBe(true)
     expect(r.chains[0]).toMatchObject({ firstPosition: 4, pruned: true, headPosition: 8, events: 5 })
-    t.deps.storage.sqlite!.run('DELETE FROM security_events WHERE id <= ?', [all[5]!.id])
+    await sqlExec(t.deps, 'DELETE FROM security_events WHERE id <= ?', [all[5]!.id])
     r = await t.deps.audit.verify()
     expect(r.intact).toBe(true)
     expect(r.chains[0]).toMatchObject({ firstPosition: 7, headHash: all[7]!.hash })
@@ -157,26 +139,26 @@ describe('hash chain', () => {
     expect((await t.deps.audit.verify()).intact).toBe(true)
   })
 
-  sqliteOnly('time never runs backwards within a chain, so pruning by age removes a prefix even after a clock step back (SQLite only: the chain walk)', async () => {
+  test('time never runs backwards within a chain, so pruning by age removes a prefix even after a clock step back', async () => {
     t = await makeAdminApp()
     await recordMany(3)
     t.clock.advance(-60_000)
     await recordMany(2)
     const all = (await rows())
     expect(all.map((r) => r.created_at)).toEqual([...all.map((r) => r.created_at)].sort((a, b) => a - b))
-    t.deps.storage.sqlite!.run('DELETE FROM security_events WHERE created_at < ?', [all[3]!.created_at])
+    await sqlExec(t.deps, 'DELETE FROM security_events WHERE created_at < ?', [all[3]!.created_at])
     expect((await t.deps.audit.verify()).intact).toBe(true)
   })
 
-  sqliteOnly('events written before chaining began are counted but not checked; one stripped of its chain later is caught (SQLite only: the chain walk)', async () => {
+  test('events written before chaining began are counted but not checked; one stripped of its chain later is caught', async () => {
     t = await makeAdminApp()
-    for (let i = 0; i < 3; i++) t.deps.storage.sqlite!.run("INSERT INTO security_events (type, outcome, created_at) VALUES ('legacy', 'info', ?)", [i])
+    for (let i = 0; i < 3; i++) await sqlExec(t.deps, "INSERT INTO security_events (type, outcome, created_at) VALUES ('legacy', 'info', ?)", [i])
     expect((await t.deps.audit.verify())).toMatchObject({ intact: true, events: 0, unchainedEvents: 3, chains: [] })
     await recordMany(3)
     expect((await t.deps.audit.verify())).toMatchObject({ intact: true, events: 3, unchainedEvents: 3 })
     // Hiding the newest event by taking it out of the chain:
     const head = (await rows()).at(-1)!
-    t.deps.storage.sqlite!.run('UPDATE security_events SET chain_id = NULL, seq = NULL WHERE id = ?', [head.id])
+    await sqlExec(t.deps, 'UPDATE security_events SET chain_id = NULL, seq = NULL WHERE id = ?', [head.id])
     const r = await t.deps.audit.verify()
     expect(r.firstBroken).toMatchObject({ chainId: null, eventId: head.id, position: null, reason: 'unchained_event' })
   })
@@ -193,22 +175,15 @@ describe('hash chain', () => {
     }).catch(() => {})
     await recordMany(1)
     await recordMany(1, other)
-    const all = await rows()
-    expect(all.some((x) => x.type === 'rolled_back')).toBe(false)
-    // The links as stored, on both engines: each chain holds positions 1..n, each naming the hash before it.
-    const chains = new Map<string | null, Row[]>()
-    for (const r of all) chains.set(r.chain_id, [...(chains.get(r.chain_id) ?? []), r])
-    expect([...chains.values()].map((c) => c.length).sort()).toEqual([3, 4])
-    for (const c of chains.values()) expect(c.map((r, i) => [r.seq, r.prev_hash])).toEqual(c.map((_, i) => [i + 1, i === 0 ? GENESIS : c[i - 1]!.hash]))
-    if (onPg) return // the walk is SQLite only (501 on PostgreSQL)
     const r = await t.deps.audit.verify()
     expect(r.intact).toBe(true)
     expect(r.chains.map((c) => c.events).sort()).toEqual([3, 4])
+    expect((await rows()).some((x) => x.type === 'rolled_back')).toBe(false)
   })
 })
 
 describe('a database from before hash chaining', () => {
-  sqliteOnly('events written before the chain migration are left unchecked; chains start at the first hashed event (SQLite only: the SQLite migrations and the chain walk)', async () => {
+  test.skipIf(onPg)('events written before the chain migration are left unchecked; chains start at the first hashed event (SQLite only: replays the SQLite migrations)', async () => {
     // Found by what it does, not by file name (migrations may be regenerated together).
     const chainMigration = MIGRATIONS.findIndex((m) => m.sql.some((q) => q.includes('`prev_hash`')))
     expect(chainMigration).toBeGreaterThan(0)
@@ -233,36 +208,33 @@ describe('a database from before hash chaining', () => {
 })
 
 describe('chain heads stored elsewhere', () => {
-  const fullRows = () =>
-    t.deps.storage.sqlite!
-      .query<StoredRow, []>('SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details, created_at FROM security_events ORDER BY id')
-      .all()
+  const fullRows = rows
 
-  sqliteOnly('a chain rewritten with recomputed hashes passes alone but fails against a stored head (SQLite only: the chain walk)', async () => {
+  test('a chain rewritten with recomputed hashes passes alone but fails against a stored head', async () => {
     t = await makeAdminApp()
     await recordMany(5)
     const report = await t.deps.audit.verify()
     const stored = report.chains.map((c) => ({ chainId: c.chainId, position: c.headPosition, hash: c.headHash }))
     expect((await t.deps.audit.verify(stored)).intact).toBe(true)
     // What an attacker with write access does: change position 2 and recompute every later hash.
-    let prev = fullRows()[0]!.hash!
-    for (const r of fullRows().slice(1)) {
+    let prev = (await fullRows())[0]!.hash!
+    for (const r of (await fullRows()).slice(1)) {
       const details = r.seq === 2 ? JSON.stringify({ i: 1, nested: { b: 2, a: [1, 'rewritten'] } }) : r.details
       const hash = chainHash(prev, fieldsOfRow({ ...r, details })!)
-      t.deps.storage.sqlite!.run('UPDATE security_events SET details = ?, prev_hash = ?, hash = ? WHERE id = ?', [details, prev, hash, r.id])
+      await sqlExec(t.deps, 'UPDATE security_events SET details = ?, prev_hash = ?, hash = ? WHERE id = ?', [details, prev, hash, r.id], 'UPDATE security_events SET details = $1::text::jsonb, prev_hash = $2, hash = $3 WHERE id = $4')
       prev = hash
     }
     expect((await t.deps.audit.verify()).intact).toBe(true)
     const r = await t.deps.audit.verify(stored)
-    expect(r.firstBroken).toMatchObject({ chainId: stored[0]!.chainId, eventId: fullRows()[4]!.id, position: 5, reason: 'head_mismatch' })
+    expect(r.firstBroken).toMatchObject({ chainId: stored[0]!.chainId, eventId: (await fullRows())[4]!.id, position: 5, reason: 'head_mismatch' })
   })
 
-  sqliteOnly('deleting the newest events is caught by a stored head; pruning past it is not an alarm (SQLite only: the chain walk)', async () => {
+  test('deleting the newest events is caught by a stored head; pruning past it is not an alarm', async () => {
     t = await makeAdminApp()
     await recordMany(6)
-    const mid = fullRows()[3]!
+    const mid = (await fullRows())[3]!
     const head = { chainId: mid.chain_id!, position: 4, hash: mid.hash! }
-    t.deps.storage.sqlite!.run('DELETE FROM security_events WHERE id >= ?', [mid.id])
+    await sqlExec(t.deps, 'DELETE FROM security_events WHERE id >= ?', [mid.id])
     expect((await t.deps.audit.verify()).intact).toBe(true)
     expect((await t.deps.audit.verify([head])).firstBroken).toMatchObject({ chainId: head.chainId, eventId: null, position: 4, reason: 'head_missing' })
     expect((await t.deps.audit.verify([{ ...head, chainId: '01a23105-0000-7000-8000-000000000000' }])).firstBroken!.reason).toBe('head_missing')
@@ -270,12 +242,12 @@ describe('chain heads stored elsewhere', () => {
     await t.close()
     t = await makeAdminApp()
     await recordMany(6)
-    const old = fullRows()[1]!
-    t.deps.storage.sqlite!.run('DELETE FROM security_events WHERE id <= ?', [fullRows()[2]!.id])
+    const old = (await fullRows())[1]!
+    await sqlExec(t.deps, 'DELETE FROM security_events WHERE id <= ?', [(await fullRows())[2]!.id])
     expect((await t.deps.audit.verify([{ chainId: old.chain_id!, position: 2, hash: old.hash! }])).intact).toBe(true)
   })
 
-  sqliteOnly('the route takes heads as ?head=chain:position:hash,… and refuses malformed ones (SQLite only: the chain walk)', async () => {
+  test('the route takes heads as ?head=chain:position:hash,… and refuses malformed ones', async () => {
     t = await makeAdminApp()
     const admin = await seedUser(t.deps, { roles: ['admin'] })
     await recordMany(2)
@@ -290,7 +262,7 @@ describe('chain heads stored elsewhere', () => {
 })
 
 describe('GET /v1/audit/verify', () => {
-  sqliteOnly('needs audit:read; reports intact with the chain heads, then the first broken link (SQLite only: the chain walk)', async () => {
+  test('needs audit:read; reports intact with the chain heads, then the first broken link', async () => {
     t = await makeAdminApp()
     const admin = await seedUser(t.deps, { roles: ['admin'] })
     const plain = await seedUser(t.deps)
@@ -302,7 +274,7 @@ describe('GET /v1/audit/verify', () => {
     expect(ok.body.intact).toBe(true)
     expect(ok.body.chains[0].headHash).toMatch(/^[0-9a-f]{64}$/)
     const victim = (await rows())[1]!
-    t.deps.storage.sqlite!.run("UPDATE security_events SET type = 'e9' WHERE id = ?", [victim.id])
+    await sqlExec(t.deps, "UPDATE security_events SET type = 'e9' WHERE id = ?", [victim.id])
     const bad = await t.as(admin, 'GET', '/v1/audit/verify')
     expect(bad.status).toBe(200)
     expect(bad.body.intact).toBe(false)
@@ -313,7 +285,7 @@ describe('GET /v1/audit/verify', () => {
 describe('GET /v1/audit/export', () => {
   const lines = (text: string) => text.split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l))
 
-  sqliteOnly('streams NDJSON oldest first across batches, filtered by time and type, with hash fields that re-verify (SQLite only: the export)', async () => {
+  test('streams NDJSON oldest first across batches, filtered by time and type, with hash fields that re-verify', async () => {
     t = await makeAdminApp()
     const admin = await seedUser(t.deps, { roles: ['admin'] })
     const plain = await seedUser(t.deps)
@@ -326,7 +298,7 @@ describe('GET /v1/audit/export', () => {
     expectProblem(await t.as(admin, 'GET', '/v1/audit/export?since=yesterday'), 422, 'validation_failed')
     expectProblem(await t.as(admin, 'GET', '/v1/audit/export?type=DROP%20TABLE'), 422)
 
-    const stored = t.deps.storage.sqlite!.query<{ n: number }, []>('SELECT count(*) AS n FROM security_events').get()!.n
+    const stored = await sqlCount(t.deps, 'SELECT count(*) AS n FROM security_events')
     const all = await t.as(admin, 'GET', '/v1/audit/export', { headers: { 'accept-encoding': 'gzip' } })
     expect(all.status).toBe(200)
     expect(all.headers.get('content-type')).toStartWith('application/x-ndjson')
@@ -357,7 +329,7 @@ describe('GET /v1/audit/export', () => {
     expect(failed.map((e) => e.details.i)).toEqual([...failed.map((e) => e.details.i)].sort((a, b) => a - b))
   })
 
-  sqliteOnly('the body is read one batch at a time: events recorded while it streams still arrive (SQLite only: the export)', async () => {
+  test('the body is read one batch at a time: events recorded while it streams still arrive', async () => {
     t = await makeAdminApp()
     const admin = await seedUser(t.deps, { roles: ['admin'] })
     for (let i = 0; i < 1200; i++) await t.deps.audit.record({ type: 'login', outcome: 'info', details: { i } })
@@ -383,7 +355,7 @@ describe('GET /v1/audit/export', () => {
     expect(events.at(-1).details).toEqual({ late: 9 })
   })
 
-  sqliteOnly('each batch is an index range scan in export order (no sort, no temporary table) (SQLite only: the export, EXPLAIN QUERY PLAN)', async () => {
+  test.skipIf(onPg)('each batch is an index range scan in export order (no sort, no temporary table) (SQLite only: EXPLAIN QUERY PLAN)', async () => {
     t = await makeAdminApp()
     const plan = (q: string, ...p: (string | number)[]) =>
       t.deps.storage.sqlite!

@@ -85,19 +85,26 @@ describe('client credentials', () => {
   })
 })
 
-describe('listing', () => {
-  test('GET /v1/clients lists the clients newest first, a page at a time', async () => {
-    const ids: string[] = []
-    for (const name of ['a', 'b', 'c']) {
-      ids.push((await createClient(owner, { name, permissions: ['users:read'] })).body.clientId)
-      t.clock.advance(1_000)
+describe('listing clients', () => {
+  test('GET /v1/clients pages newest first by (createdAt, id): clients created in the same millisecond are each listed once, in id order', async () => {
+    const made: { id: string; at: number }[] = []
+    for (let i = 0; i < 7; i++) {
+      if (i === 5) t.clock.advance(1000)
+      const c = await createClient(owner, { name: `svc-${i}`, permissions: ['users:read'] })
+      expect(c.status).toBe(201)
+      made.push({ id: c.body.clientId, at: t.clock.now() })
     }
-    const first = await t.as(owner, 'GET', '/v1/clients?limit=2')
-    expect(first.status).toBe(200)
-    expect(first.body.items.map((c: { clientId: string }) => c.clientId)).toEqual([ids[2], ids[1]])
-    expect(first.body.items[0]).toMatchObject({ name: 'c', permissions: ['users:read'], status: 'active' })
-    const rest = await t.as(owner, 'GET', `/v1/clients?limit=2&cursor=${encodeURIComponent(first.body.nextCursor)}`)
-    expect(rest.body).toMatchObject({ items: [{ clientId: ids[0] }], nextCursor: null })
+    const seen: string[] = []
+    let cursor: string | null = null
+    for (let page = 0; page < 10; page++) {
+      const r = await t.as(owner, 'GET', `/v1/clients?limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`)
+      expect(r.status).toBe(200)
+      seen.push(...r.body.items.map((x: { clientId: string }) => x.clientId))
+      cursor = r.body.nextCursor
+      if (!cursor) break
+    }
+    const expected = [...made].sort((x, y) => y.at - x.at || (x.id < y.id ? 1 : x.id > y.id ? -1 : 0)).map((x) => x.id)
+    expect(seen).toEqual(expected)
   })
 })
 

@@ -7,6 +7,7 @@
 import { afterEach, describe, expect, test } from 'bun:test'
 import { Database } from 'bun:sqlite'
 import { Elysia } from 'elysia'
+import { sql } from 'drizzle-orm'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -88,10 +89,11 @@ describe('a write lock held by another connection', () => {
     let h: Database | undefined
     const { a, holder } = await onFile({ BULWARK_DB_BUSY_RETRY: '60s' }, {
       routes: (deps) =>
-        new Elysia().post('/test/two-writes', () => {
-          deps.storage.sqlite!.run('INSERT INTO test_writes VALUES (1)')
+        // Through the app's own (guarded) database handle, as the services write.
+        new Elysia().post('/test/two-writes', async () => {
+          await deps.db.run(sql`INSERT INTO test_writes VALUES (1)`)
           h!.run('BEGIN IMMEDIATE') // the lock is taken between the two writes
-          deps.storage.sqlite!.run('INSERT INTO test_writes VALUES (2)')
+          await deps.db.run(sql`INSERT INTO test_writes VALUES (2)`)
           return { ok: true }
         }),
     })

@@ -49,6 +49,29 @@ describe('storage error mapping', () => {
     expect([full.status, full.code, full.extra?.headers?.['retry-after']]).toEqual([503, 'storage_unavailable', '30'])
   })
 
+  test('PostgreSQL failures (Bun client codes, SQLSTATEs) map to storage failures; constraint and syntax errors do not', () => {
+    const server = (state: string) => Object.assign(new Error('x'), { name: 'PostgresError', code: 'ERR_POSTGRES_SERVER_ERROR', errno: state })
+    const client = (code: string) => Object.assign(new Error('x'), { name: 'PostgresError', code })
+    expect(classifyStorageError(client('ERR_POSTGRES_CONNECTION_REFUSED'))).toBe('unreachable')
+    expect(classifyStorageError(client('ERR_POSTGRES_CONNECTION_CLOSED'))).toBe('unreachable')
+    expect(classifyStorageError(client('ERR_POSTGRES_CONNECTION_TIMEOUT'))).toBe('unreachable')
+    expect(classifyStorageError(server('57P01'))).toBe('unreachable') // admin shutdown
+    expect(classifyStorageError(server('08006'))).toBe('unreachable')
+    expect(classifyStorageError(server('53300'))).toBe('unreachable') // too many connections
+    expect(classifyStorageError(server('53100'))).toBe('full')
+    expect(classifyStorageError(server('57014'))).toBe('busy') // statement timeout
+    expect(classifyStorageError(server('40001'))).toBe('busy')
+    expect(classifyStorageError(server('25006'))).toBe('readonly')
+    expect(classifyStorageError(server('58030'))).toBe('io')
+    expect(classifyStorageError(server('23505'))).toBeUndefined() // unique violation: the request's problem
+    expect(classifyStorageError(server('42601'))).toBeUndefined() // syntax error: a bug
+    expect(classifyStorageError(client('ERR_POSTGRES_INVALID_QUERY_BINDING'))).toBeUndefined()
+    expect(classifyStorageError(new DrizzleQueryError('select 1', [], client('ERR_POSTGRES_CONNECTION_REFUSED')))).toBe('unreachable')
+    const down = storageAppError(new DrizzleQueryError('select 1', [], client('ERR_POSTGRES_CONNECTION_REFUSED')))!
+    expect([down.status, down.code, down.detail, (down as unknown as { sqlite: string }).sqlite]).toEqual([503, 'storage_unavailable', 'Storage is unavailable right now (the database cannot be reached); try again later.', 'ERR_POSTGRES_CONNECTION_REFUSED'])
+    expect(storageAppError(server('57014'))!.code).toBe('storage_busy')
+  })
+
   test('a real bun:sqlite error carries the code the mapping reads', async () => {
     const db = new Database(':memory:')
     db.run('CREATE TABLE t (x)')

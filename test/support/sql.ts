@@ -24,6 +24,20 @@ export async function sqlExec(deps: Deps, sqlite: string, params: unknown[] = []
   return s.sqlite!.run(sqlite, params as never[]).changes
 }
 
+/** Runs statements in one transaction: `[sqlite, params?, pg?]` each, as for `sqlExec`. */
+export async function sqlTx(deps: Deps, statements: [sqlite: string, params?: unknown[], pg?: string][]): Promise<void> {
+  const s = deps.storage
+  if (s.engine === 'postgres') {
+    await s.pg!.begin(async (tx) => {
+      for (const [q, params = [], pg] of statements) await tx.unsafe(pg ?? numbered(q), params as never[])
+    })
+    return
+  }
+  s.sqlite!.transaction(() => {
+    for (const [q, params = []] of statements) s.sqlite!.run(q, params as never[])
+  })()
+}
+
 /** The rows of a query. PostgreSQL returns int8 (times, `count(*)`) as strings: cast in the query (`::int`) or compare with Number(). */
 export async function sqlRows<T = Record<string, unknown>>(deps: Deps, sqlite: string, params: unknown[] = [], pg?: string): Promise<T[]> {
   const s = deps.storage

@@ -20,23 +20,35 @@ const bytea = customType<{ data: Buffer; driverData: Uint8Array | Buffer }>({
   toDriver: (v) => v,
   fromDriver: (v) => (Buffer.isBuffer(v) ? v : Buffer.from(v)),
 })
+
 /**
- * `jsonb` whose value goes to Bun's SQL client as is: drizzle's own `jsonb` stringifies it first and the client
- * then stores that text as a JSON string (`"{\"a\":1}"`, not an object: drizzle-orm#4942); the client serializes
- * objects and arrays itself. A string read back is such a value written before this fix, decoded once more.
+ * `jsonb` handed to Bun's SQL client as the value itself. drizzle's own `jsonb` JSON.stringifies the value
+ * first, and Bun's client then sends that string as a JSON string: every object was stored as a jsonb
+ * *string* (`jsonb_typeof = 'string'`), readable back through drizzle but not as JSON in SQL, and not
+ * the `details` an audit-chain walk re-hashes. Bun serialises an object or array parameter as JSON.
+ * Migration 0004 repairs rows written before (test/db/pg-jsonb.test.ts).
  */
-const jsonb = customType<{ data: unknown; driverData: unknown }>({
-  dataType: () => 'jsonb',
-  toDriver: (v) => v,
-  fromDriver: (v) => (typeof v === 'string' ? JSON.parse(v) : v),
-})
+const jsonb = <T>(name: string) =>
+  customType<{ data: T; driverData: unknown }>({
+    dataType: () => 'jsonb',
+    toDriver: (v) => v as unknown,
+    fromDriver: (v) => v as T,
+  })(name)
+
+/**
+ * `text COLLATE "C"`: compared byte by byte, as SQLite's BINARY compares. The user list's prefix search reads
+ * `[q, q + U+10FFFF)` ranges of the email and lower(name) indexes, which are exactly the strings starting with q
+ * only in a binary order; under a database's linguistic collation (glibc en_US, ICU with punctuation ignored)
+ * 'a-bc' sorts inside 'ab…' and was listed for q=ab. lower() under "C" folds ASCII only, as SQLite's does.
+ */
+const binaryText = customType<{ data: string; driverData: string }>({ dataType: () => 'text COLLATE "C"' })
 
 export const users = pgTable(
   'users',
   {
     id: text('id').primaryKey(),
-    email: text('email').notNull(),
-    name: text('name'),
+    email: binaryText('email').notNull(),
+    name: binaryText('name'),
     passwordHash: text('password_hash'),
     status: text('status', { enum: ['active', 'disabled'] }).notNull().default('active'),
     emailVerifiedAt: ts('email_verified_at'),
@@ -201,7 +213,7 @@ export const securityEvents = pgTable(
     ip: text('ip'),
     userAgent: text('user_agent'),
     requestId: text('request_id'),
-    details: jsonb('details').$type<Record<string, unknown>>(),
+    details: jsonb<Record<string, unknown>>('details'),
     createdAt: ts('created_at').notNull(),
     chainId: text('chain_id'),
     seq: big('seq'),
@@ -291,7 +303,7 @@ export const passkeys = pgTable(
     name: text('name').notNull(),
     publicKey: bytea('public_key').notNull(),
     counter: big('counter').notNull(),
-    transports: jsonb('transports').$type<string[]>(),
+    transports: jsonb<string[]>('transports'),
     deviceType: text('device_type'),
     backedUp: boolean('backed_up').notNull().default(false),
     createdAt: ts('created_at').notNull(),
@@ -307,7 +319,7 @@ export const challenges = pgTable(
     kind: text('kind', { enum: ['webauthn_register', 'webauthn_login', 'mfa_login'] }).notNull(),
     userId: text('user_id').references(() => users.id, { onDelete: 'cascade' }),
     secretHash: text('secret_hash').notNull(),
-    data: jsonb('data').$type<Record<string, unknown>>(),
+    data: jsonb<Record<string, unknown>>('data'),
     attempts: integer('attempts').notNull().default(0),
     createdAt: ts('created_at').notNull(),
     expiresAt: ts('expires_at').notNull(),
@@ -395,7 +407,7 @@ export const oauthClients = pgTable(
     createdAt: ts('created_at').notNull(),
     updatedAt: ts('updated_at').notNull(),
   },
-  (t) => [index('oauth_clients_created').on(t.createdAt)],
+  (t) => [index('oauth_clients_created').on(t.createdAt, t.id)],
 )
 
 export const clientRoles = pgTable(
@@ -445,5 +457,5 @@ export const apiKeys = pgTable(
     lastUsedAt: ts('last_used_at'),
     revokedAt: ts('revoked_at'),
   },
-  (t) => [uniqueIndex('api_keys_hash').on(t.keyHash), index('api_keys_user').on(t.userId, t.createdAt)],
+  (t) => [uniqueIndex('api_keys_hash').on(t.keyHash), index('api_keys_user').on(t.userId, t.id)],
 )

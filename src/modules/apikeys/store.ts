@@ -5,6 +5,12 @@ import { apiKeys } from '../../db/tables'
 
 export type ApiKeyRow = typeof apiKeys.$inferSelect
 
+/** Keys of one user (or all), newest first, keyset on id (exported for the EXPLAIN tests, test/db/list-plans.test.ts). */
+export function apiKeysListQuery(db: Db, userId: string | undefined, limit: number, before?: string) {
+  const conds = [userId ? eq(apiKeys.userId, userId) : undefined, before ? lt(apiKeys.id, before) : undefined].filter((c) => c !== undefined)
+  return db.select().from(apiKeys).where(conds.length ? and(...conds) : undefined).orderBy(desc(apiKeys.id)).limit(limit)
+}
+
 export class ApiKeyStore {
   constructor(private readonly db: Db) {}
 
@@ -22,8 +28,7 @@ export class ApiKeyStore {
 
   /** Keys of one user (or all when `userId` is undefined), newest first, keyset-paginated on id. */
   async list(userId: string | undefined, limit: number, before?: string): Promise<ApiKeyRow[]> {
-    const conds = [userId ? eq(apiKeys.userId, userId) : undefined, before ? lt(apiKeys.id, before) : undefined].filter((c) => c !== undefined)
-    return await this.db.select().from(apiKeys).where(conds.length ? and(...conds) : undefined).orderBy(desc(apiKeys.id)).limit(limit)
+    return await apiKeysListQuery(this.db, userId, limit, before)
   }
 
   /** Marks a key revoked; true when it was live. */

@@ -19,6 +19,7 @@
  *   database alone; comparing the chain heads stored outside (verify and export print them) is.
  */
 import { Database } from 'bun:sqlite'
+import type { SQL } from 'bun'
 
 export const GENESIS = '0'.repeat(64)
 export const CANONICAL_VERSION = 1
@@ -182,14 +183,51 @@ interface Walk {
 
 const isFileDb = (sqlite: Database) => sqlite.filename !== '' && sqlite.filename !== ':memory:' && !sqlite.filename.startsWith('file::memory:')
 
-/**
- * Walks every chain in (chain, position) order, in batches, and reports the first broken link. A file
- * database is read through its own read-only connection inside one read transaction (a WAL snapshot), so
- * events pruned or appended meanwhile cannot make an intact trail look broken, and the walk yields to the
- * event loop between batches. An in-memory database (tests) is walked synchronously on its connection.
- */
-export async function verifyChains(sqlite: Database, opts: { batchSize?: number; heads?: ExpectedHead[] } = {}): Promise<VerifyReport> {
-  const batch = opts.batchSize ?? 1000
+/** Where the trail is read: the SQLite connection, or the PostgreSQL pool. */
+export type AuditSource = Database | { pg: SQL }
+
+
+/** The reads of a walk, over one snapshot. */
+interface WalkRows {
+  first(limit: number): Promise<StoredRow[]>
+  next(chainId: string, seq: number, limit: number): Promise<StoredRow[]>
+  firstChainedId(): Promise<number | null>
+  strayAfter(id: number): Promise<StoredRow | undefined>
+  at(chainId: string, seq: number): Promise<{ id: number; hash: string | null } | undefined>
+  unchained(): Promise<number>
+  /** Between batches: lets other work run. */
+  pause(): Promise<void>
+}
+
+const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v))
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v))
+
+/** A PostgreSQL row (bigint columns arrive as strings) in the stored-row shape. */
+export function rowOf(r: Record<string, unknown>): StoredRow {
+  return { ...(r as unknown as StoredRow), id: num(r.id), seq: numOrNull(r.seq), created_at: num(r.created_at) }
+}
+
+/** Runs `fn` over one consistent snapshot of the trail, never blocking writers. */
+async function withSnapshot<T>(source: AuditSource, fn: (rows: WalkRows) => Promise<T>): Promise<T> {
+  if (!(source instanceof Database)) {
+    // One REPEATABLE READ, READ ONLY transaction: every batch sees the trail as it was at the first read.
+    return source.pg.begin('isolation level repeatable read read only', async (tx) => {
+      const q = async (text: string, params: unknown[]) => ((await tx.unsafe(text, params)) as Record<string, unknown>[]).map(rowOf)
+      return fn({
+        first: (limit) => q('SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details::text AS details, created_at FROM security_events WHERE chain_id IS NOT NULL ORDER BY chain_id, seq LIMIT $1', [limit]),
+        next: (chainId, seq, limit) => q('SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details::text AS details, created_at FROM security_events WHERE chain_id IS NOT NULL AND (chain_id, seq) > ($1, $2) ORDER BY chain_id, seq LIMIT $3', [chainId, seq, limit]),
+        firstChainedId: async () => numOrNull(((await tx.unsafe('SELECT min(id) AS first FROM security_events WHERE chain_id IS NOT NULL')) as { first: unknown }[])[0]?.first),
+        strayAfter: async (id) => (await q('SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details::text AS details, created_at FROM security_events WHERE chain_id IS NULL AND id > $1 ORDER BY id LIMIT 1', [id]))[0],
+        at: async (chainId, seq) => {
+          const r = ((await tx.unsafe('SELECT id, hash FROM security_events WHERE chain_id = $1 AND seq = $2', [chainId, seq])) as { id: unknown; hash: string | null }[])[0]
+          return r ? { id: num(r.id), hash: r.hash } : undefined
+        },
+        unchained: async () => num(((await tx.unsafe('SELECT count(*) AS n FROM security_events WHERE chain_id IS NULL')) as { n: unknown }[])[0]?.n ?? 0),
+        pause: async () => {},
+      })
+    }) as Promise<T>
+  }
+  const sqlite = source
   const snapshot = isFileDb(sqlite)
   const db = snapshot ? new Database(sqlite.filename, { readonly: true, strict: true }) : sqlite
   try {
@@ -198,9 +236,39 @@ export async function verifyChains(sqlite: Database, opts: { batchSize?: number;
       db.run('BEGIN')
     }
     const first = db.query<StoredRow, [number]>('SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details, created_at FROM security_events WHERE chain_id IS NOT NULL ORDER BY chain_id, seq LIMIT ?')
-    const next = db.query<StoredRow, [string, number, number]>(
-      'SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details, created_at FROM security_events WHERE chain_id IS NOT NULL AND (chain_id, seq) > (?, ?) ORDER BY chain_id, seq LIMIT ?',
-    )
+    const next = db.query<StoredRow, [string, number, number]>('SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details, created_at FROM security_events WHERE chain_id IS NOT NULL AND (chain_id, seq) > (?, ?) ORDER BY chain_id, seq LIMIT ?')
+    const stray = db.query<StoredRow, [number]>('SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details, created_at FROM security_events WHERE chain_id IS NULL AND id > ? ORDER BY id LIMIT 1')
+    const at = db.query<{ id: number; hash: string | null }, [string, number]>('SELECT id, hash FROM security_events WHERE chain_id = ? AND seq = ?')
+    return await fn({
+      first: async (limit) => first.all(limit),
+      next: async (chainId, seq, limit) => next.all(chainId, seq, limit),
+      firstChainedId: async () => db.query<{ first: number | null }, []>('SELECT min(id) AS first FROM security_events WHERE chain_id IS NOT NULL').get()?.first ?? null,
+      strayAfter: async (id) => stray.get(id) ?? undefined,
+      at: async (chainId, seq) => at.get(chainId, seq) ?? undefined,
+      unchained: async () => db.query<{ n: number }, []>('SELECT count(*) AS n FROM security_events WHERE chain_id IS NULL').get()?.n ?? 0,
+      // An in-memory database (tests) is walked without yielding, so no other statement interleaves.
+      pause: () => (snapshot ? new Promise((resolve) => setImmediate(resolve)) : Promise.resolve()),
+    })
+  } finally {
+    if (snapshot) {
+      try {
+        db.run('COMMIT')
+      } catch {}
+      db.close()
+    }
+  }
+}
+
+/**
+ * Walks every chain in (chain, position) order, in batches, and reports the first broken link. The walk
+ * reads one snapshot: on SQLite a file database is read through its own read-only connection inside one
+ * read transaction (a WAL snapshot), on PostgreSQL inside one REPEATABLE READ, READ ONLY transaction; so
+ * events pruned or appended meanwhile cannot make an intact trail look broken, and writers never wait.
+ * An in-memory SQLite database (tests) is walked on its connection.
+ */
+export async function verifyChains(source: AuditSource, opts: { batchSize?: number; heads?: ExpectedHead[] } = {}): Promise<VerifyReport> {
+  const batch = opts.batchSize ?? 1000
+  return withSnapshot(source, async (db) => {
     const report: VerifyReport = { intact: true, events: 0, unchainedEvents: 0, chains: [], firstBroken: null }
     const broken = (r: StoredRow, reason: BreakReason, detail: string): VerifyReport => {
       report.intact = false
@@ -208,7 +276,7 @@ export async function verifyChains(sqlite: Database, opts: { batchSize?: number;
       return report
     }
     let walk: Walk | undefined
-    let rows = first.all(batch)
+    let rows = await db.first(batch)
     while (rows.length > 0) {
       for (const r of rows) {
         const seq = r.seq ?? 0
@@ -242,22 +310,21 @@ export async function verifyChains(sqlite: Database, opts: { batchSize?: number;
         report.events++
       }
       const last = rows.at(-1)!
-      if (snapshot) await new Promise((resolve) => setImmediate(resolve))
-      rows = next.all(last.chain_id!, last.seq!, batch)
+      await db.pause()
+      rows = await db.next(last.chain_id!, last.seq!, batch)
     }
     if (walk) report.chains.push(walk.head)
     // Rows written before the migration have no chain; any unchained row written after the first chained
     // one was taken out of its chain (a way to hide a chain's newest event).
-    const start = db.query<{ first: number | null }, []>('SELECT min(id) AS first FROM security_events WHERE chain_id IS NOT NULL').get()?.first
-    if (start !== null && start !== undefined) {
-      const stray = db.query<StoredRow, [number]>('SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details, created_at FROM security_events WHERE chain_id IS NULL AND id > ? ORDER BY id LIMIT 1').get(start)
+    const start = await db.firstChainedId()
+    if (start !== null) {
+      const stray = await db.strayAfter(start)
       if (stray) return broken(stray, 'unchained_event', `event ${stray.id} was stored after hash chaining began but belongs to no chain`)
     }
     // Heads stored elsewhere: each must still be in its chain with the same hash, unless retention has
     // since pruned past it (the chain then starts later). This is what catches a rewritten or truncated chain.
-    const at = db.query<{ id: number; hash: string | null }, [string, number]>('SELECT id, hash FROM security_events WHERE chain_id = ? AND seq = ?')
     for (const h of opts.heads ?? []) {
-      const row = at.get(h.chainId, h.position)
+      const row = await db.at(h.chainId, h.position)
       if (row) {
         if (row.hash !== h.hash) {
           report.intact = false
@@ -278,14 +345,7 @@ export async function verifyChains(sqlite: Database, opts: { batchSize?: number;
       }
       return report
     }
-    report.unchainedEvents = db.query<{ n: number }, []>('SELECT count(*) AS n FROM security_events WHERE chain_id IS NULL').get()?.n ?? 0
+    report.unchainedEvents = await db.unchained()
     return report
-  } finally {
-    if (snapshot) {
-      try {
-        db.run('COMMIT')
-      } catch {}
-      db.close()
-    }
-  }
+  })
 }

@@ -5,8 +5,8 @@
  * any size holds one batch in memory and never sorts. Each line is the event's canonical object
  * (src/modules/audit/chain.ts) plus `id`, `prevHash` and `hash`, so the receiver can re-check the chain.
  */
-import type { Database } from 'bun:sqlite'
-import { canonicalObject, fieldsOfRow, type StoredRow } from './chain'
+import { Database } from 'bun:sqlite'
+import { canonicalObject, fieldsOfRow, rowOf, type AuditSource, type StoredRow } from './chain'
 
 export interface ExportFilter {
   /** Inclusive lower bound, epoch ms. */
@@ -35,21 +35,42 @@ export function exportLine(r: StoredRow): string {
   return JSON.stringify({ id: r.id, ...body, prevHash: r.prev_hash, hash: r.hash })
 }
 
-/** NDJSON chunks (one per batch, each ending in a newline), oldest event first. */
-export function* exportChunks(sqlite: Database, filter: ExportFilter): Generator<string, void, undefined> {
+/** NDJSON chunks (one per batch, each ending in a newline), oldest event first. Each batch is its own
+ * indexed keyset query, so nothing is held open between pulls (new events only ever sort after the cursor). */
+export async function* exportChunks(source: AuditSource, filter: ExportFilter): AsyncGenerator<string, void, undefined> {
   const batch = filter.batchSize ?? 500
   const until = filter.until ?? Number.MAX_SAFE_INTEGER
-  const byType = sqlite.query<StoredRow, [string, number, number, number, number]>(
-    'SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details, created_at FROM security_events WHERE type = ? AND (created_at, id) > (?, ?) AND created_at <= ? ORDER BY type, created_at, id LIMIT ?',
-  )
-  const all = sqlite.query<StoredRow, [number, number, number, number]>(
-    'SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details, created_at FROM security_events WHERE (created_at, id) > (?, ?) AND created_at <= ? ORDER BY created_at, id LIMIT ?',
-  )
+  let read: (at: number, id: number) => Promise<StoredRow[]>
+  if (source instanceof Database) {
+    const byType = source.query<StoredRow, [string, number, number, number, number]>(
+      'SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details, created_at FROM security_events WHERE type = ? AND (created_at, id) > (?, ?) AND created_at <= ? ORDER BY type, created_at, id LIMIT ?',
+    )
+    const all = source.query<StoredRow, [number, number, number, number]>(
+      'SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details, created_at FROM security_events WHERE (created_at, id) > (?, ?) AND created_at <= ? ORDER BY created_at, id LIMIT ?',
+    )
+    read = async (at, id) => (filter.type === undefined ? all.all(at, id, until, batch) : byType.all(filter.type, at, id, until, batch))
+  } else {
+    const pg = source.pg
+    read = async (at, id) => {
+      const rows = (
+        filter.type === undefined
+          ? await pg.unsafe(
+              'SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details::text AS details, created_at FROM security_events WHERE (created_at, id) > ($1, $2) AND created_at <= $3 ORDER BY created_at, id LIMIT $4',
+              [at, id, until, batch],
+            )
+          : await pg.unsafe(
+              'SELECT id, chain_id, seq, prev_hash, hash, type, outcome, actor_id, target_id, ip, user_agent, request_id, details::text AS details, created_at FROM security_events WHERE type = $1 AND (created_at, id) > ($2, $3) AND created_at <= $4 ORDER BY type, created_at, id LIMIT $5',
+              [filter.type, at, id, until, batch],
+            )
+      ) as Record<string, unknown>[]
+      return rows.map(rowOf)
+    }
+  }
   // (created_at, id) > (since, -1) is created_at >= since.
   let at = filter.since ?? Number.MIN_SAFE_INTEGER
   let id = -1
   for (;;) {
-    const rows = filter.type === undefined ? all.all(at, id, until, batch) : byType.all(filter.type, at, id, until, batch)
+    const rows = await read(at, id)
     if (rows.length === 0) return
     let chunk = ''
     for (const r of rows) chunk += `${exportLine(r)}\n`
@@ -62,16 +83,16 @@ export function* exportChunks(sqlite: Database, filter: ExportFilter): Generator
 }
 
 /** The export as a byte stream: each pull reads one batch, so a slow reader holds the database to one batch. */
-export function exportStream(chunks: Generator<string, void, undefined>): ReadableStream<Uint8Array> {
+export function exportStream(chunks: AsyncGenerator<string, void, undefined>): ReadableStream<Uint8Array> {
   const encoder = new TextEncoder()
   return new ReadableStream<Uint8Array>({
-    pull: (controller) => {
-      const n = chunks.next()
+    pull: async (controller) => {
+      const n = await chunks.next()
       if (n.done) controller.close()
       else controller.enqueue(encoder.encode(n.value))
     },
-    cancel: () => {
-      chunks.return(undefined)
+    cancel: async () => {
+      await chunks.return(undefined)
     },
   })
 }

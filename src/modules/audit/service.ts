@@ -9,8 +9,7 @@ import { dialect, roles, securityEvents, userRoles, users } from '../../db/table
 import { lockResource, withTransaction } from '../../db/tx'
 import type { Store } from '../../db/client'
 import { newId } from '../../lib/ids'
-import { AppError } from '../../lib/errors'
-import { chainHash, GENESIS, verifyChains, type ChainedFields, type ExpectedHead, type VerifyReport } from './chain'
+import { chainHash, GENESIS, verifyChains, type AuditSource, type ChainedFields, type ExpectedHead, type VerifyReport } from './chain'
 import { exportChunks, type ExportFilter } from './export'
 
 export type Outcome = 'success' | 'failure' | 'info'
@@ -45,18 +44,85 @@ export interface AuditEventView {
 
 export type EventListener = (e: SecurityEvent & RequestMeta & { id: number; createdAt: number }) => void | Promise<void>
 
+/** How long one `GET /v1/admin/stats` answer is served again (ms). */
+export const STATS_TTL_MS = 10_000
+
+export interface AdminStats {
+  usersByStatus: Record<string, number>
+  usersByRole: Record<string, number>
+  loginsPerDay: { day: string; logins: number; failures: number }[]
+}
+
+export interface AuditListFilter {
+  type?: string
+  actorOrTarget?: string
+  userId?: string
+  since?: number
+  until?: number
+  beforeId?: number
+  limit: number
+}
+
+/**
+ * The query of one page of GET /v1/audit/events (exported for the EXPLAIN tests, test/db/list-plans.test.ts).
+ * With `userId`, the events where the user is the target and those where the user is the actor are each read
+ * newest first from their own index (security_events_target, security_events_actor) and cut at the page size,
+ * and only those two short lists are merged: an `actor_id = ? OR target_id = ?` filter would make both engines
+ * collect and sort every event of the user for each page.
+ */
+export function auditListQuery(db: CoreDeps['db'], filter: AuditListFilter) {
+  const conds: SQL[] = []
+  if (filter.type) conds.push(eq(securityEvents.type, filter.type))
+  if (filter.since !== undefined) conds.push(gte(securityEvents.createdAt, filter.since))
+  if (filter.until !== undefined) conds.push(lte(securityEvents.createdAt, filter.until))
+  if (filter.beforeId !== undefined) conds.push(lt(securityEvents.id, filter.beforeId))
+  let where = conds
+  if (filter.userId) {
+    const side = (column: typeof securityEvents.actorId | typeof securityEvents.targetId) =>
+      db
+        .select({ id: securityEvents.id })
+        .from(securityEvents)
+        .where(and(eq(column, filter.userId!), ...conds))
+        .orderBy(desc(securityEvents.id))
+        .limit(filter.limit)
+    // The other filters are already applied on each side; repeating them here would only invite a plan that reads by them.
+    where = [sql`${securityEvents.id} IN (SELECT id FROM (${side(securityEvents.targetId)}) AS by_target UNION ALL SELECT id FROM (${side(securityEvents.actorId)}) AS by_actor)`]
+  }
+  return db
+    .select()
+    .from(securityEvents)
+    .where(where.length ? and(...where) : undefined)
+    .orderBy(desc(securityEvents.id))
+    .limit(filter.limit)
+}
+
 export class AuditService {
   private listeners: EventListener[] = []
   private chain: string | undefined
 
-  constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'logger'> & { storage?: Pick<Store, 'sqlite'> }) {}
+  constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'logger'> & { storage?: Pick<Store, 'sqlite' | 'pg'> }) {}
 
-  /** Counts for the admin dashboard: users by role and by status, sign-ins and failures per day (UTC). */
-  async stats(sinceMs: number): Promise<{
-    usersByStatus: Record<string, number>
-    usersByRole: Record<string, number>
-    loginsPerDay: { day: string; logins: number; failures: number }[]
-  }> {
+  private statsMemo: { at: number; value: Promise<AdminStats> } | undefined
+
+  /**
+   * Counts for the admin dashboard: users by role and by status, sign-ins and failures per day (UTC). They
+   * count every user, so one answer is kept for STATS_TTL_MS (on the injected clock) and shared by the calls
+   * that arrive meanwhile, concurrent ones included: a dashboard polling it, or many admins, cost one walk.
+   */
+  stats(sinceMs: number): Promise<AdminStats> {
+    const now = this.deps.clock.now()
+    const memo = this.statsMemo
+    if (memo && now >= memo.at && now - memo.at < STATS_TTL_MS) return memo.value
+    const value = this.countStats(sinceMs)
+    this.statsMemo = { at: now, value }
+    // A failed count is not kept: the next call tries again.
+    value.catch(() => {
+      if (this.statsMemo?.value === value) this.statsMemo = undefined
+    })
+    return value
+  }
+
+  private async countStats(sinceMs: number): Promise<AdminStats> {
     const { db } = this.deps
     const byStatus = await db.select({ status: users.status, n: count() }).from(users).groupBy(users.status)
     const byRole = await db
@@ -152,27 +218,17 @@ export class AuditService {
     }
   }
 
-  private sqliteOnly(what: string): NonNullable<Store['sqlite']> {
-    const sqlite = this.deps.storage?.sqlite
-    if (!sqlite) throw new AppError(501, 'not_implemented', `The ${what} is not available on PostgreSQL yet.`)
-    return sqlite
+  /** The raw connection the walk and the export read (both engines). */
+  private source(): AuditSource {
+    const s = this.deps.storage
+    if (s?.sqlite) return s.sqlite
+    if (s?.pg) return { pg: s.pg }
+    throw new Error('audit: no storage to read the trail from')
   }
 
   /** Keyset-paginated events, newest first. */
-  async list(filter: { type?: string; actorOrTarget?: string; userId?: string; since?: number; until?: number; beforeId?: number; limit: number }): Promise<AuditEventView[]> {
-    const conds: SQL[] = []
-    if (filter.type) conds.push(eq(securityEvents.type, filter.type))
-    if (filter.userId) conds.push(or(eq(securityEvents.targetId, filter.userId), eq(securityEvents.actorId, filter.userId))!)
-    if (filter.since !== undefined) conds.push(gte(securityEvents.createdAt, filter.since))
-    if (filter.until !== undefined) conds.push(lte(securityEvents.createdAt, filter.until))
-    if (filter.beforeId !== undefined) conds.push(lt(securityEvents.id, filter.beforeId))
-    const rows = await this.deps.db
-      .select()
-      .from(securityEvents)
-      .where(conds.length ? and(...conds) : undefined)
-      .orderBy(desc(securityEvents.id))
-      .limit(filter.limit)
-      
+  async list(filter: AuditListFilter): Promise<AuditEventView[]> {
+    const rows = await auditListQuery(this.deps.db, filter)
     return rows.map((r) => ({
       id: r.id,
       type: r.type,
@@ -189,11 +245,11 @@ export class AuditService {
 
   /** Checks every hash chain and reports the first broken link (src/modules/audit/chain.ts). */
   verify(heads: ExpectedHead[] = []): Promise<VerifyReport> {
-    return verifyChains(this.sqliteOnly('audit verification'), { heads })
+    return verifyChains(this.source(), { heads })
   }
 
   /** NDJSON chunks of the events matching the filter, oldest first, one indexed batch at a time. */
-  export(filter: ExportFilter): Generator<string, void, undefined> {
-    return exportChunks(this.sqliteOnly('audit export'), filter)
+  export(filter: ExportFilter): AsyncGenerator<string, void, undefined> {
+    return exportChunks(this.source(), filter)
   }
 }

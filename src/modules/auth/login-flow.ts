@@ -6,7 +6,7 @@
 import type { Config } from '../../config'
 import type { Clock } from '../../lib/clock'
 import { tokenBlock } from '../../lib/mail-links'
-import type { Mailer } from '../../lib/mailer'
+import type { Mailer } from '../mail/outbox'
 import type { RequestMeta } from '../audit/service'
 import type { LockoutService } from '../lockout/service'
 import type { MfaLock } from '../mfa/mfa-login-service'

@@ -17,4 +17,4 @@ export interface Policy {
   check(password: string, ctx: { email?: string; name?: string | null; userId?: string }): Promise<PolicyReason[]>
 }
 
-export type { Mailer } from '../../lib/mailer'
+export type { Mailer } from '../mail/outbox'

@@ -18,7 +18,7 @@ import type { KeyService } from '../keys/service'
 import { assignDefaultRole, assignRoleInTx, type RbacService } from '../rbac/service'
 import type { SessionRow, SessionService } from '../sessions/service'
 import type { Hasher, Mailer, Policy, PolicyReason } from './ports'
-import { rememberPasswordInTx } from '../../lib/password-policy'
+import { rememberPasswordInTx } from './password-history'
 import { tokenBlock } from '../../lib/mail-links'
 
 export type UserRow = typeof users.$inferSelect

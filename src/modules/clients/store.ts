@@ -7,6 +7,17 @@ import { clientAssertionJtis, clientRoles, oauthClients } from '../../db/tables'
 
 export type ClientRow = typeof oauthClients.$inferSelect
 
+/**
+ * Clients newest first, keyset on (createdAt, id): a row-value comparison, which both engines turn into a range
+ * on the oauth_clients_created (created_at, id) index, so a later page starts where the last one ended
+ * (exported for the EXPLAIN tests, test/db/list-plans.test.ts).
+ */
+export function clientsListQuery(db: Db, limit: number, after?: { createdAt: number; id: string }) {
+  const q = db.select().from(oauthClients)
+  const where = after ? sql`(${oauthClients.createdAt}, ${oauthClients.id}) < (${after.createdAt}, ${after.id})` : undefined
+  return (where ? q.where(where) : q).orderBy(desc(oauthClients.createdAt), desc(oauthClients.id)).limit(limit)
+}
+
 export class ClientStore {
   constructor(private readonly db: Db) {}
 
@@ -20,9 +31,7 @@ export class ClientStore {
 
   /** Newest first, keyset on (createdAt, id). */
   async list(limit: number, after?: { createdAt: number; id: string }): Promise<ClientRow[]> {
-    const q = this.db.select().from(oauthClients)
-    const where = after ? sql`(${oauthClients.createdAt} < ${after.createdAt} OR (${oauthClients.createdAt} = ${after.createdAt} AND ${oauthClients.id} < ${after.id}))` : undefined
-    return await (where ? q.where(where) : q).orderBy(desc(oauthClients.createdAt), desc(oauthClients.id)).limit(limit)
+    return await clientsListQuery(this.db, limit, after)
   }
 
   async insert(row: ClientRow, roleIds: string[]): Promise<void> {

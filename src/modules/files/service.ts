@@ -52,6 +52,13 @@ export interface FilesDeps extends Pick<CoreDeps, 'db' | 'clock' | 'config' | 'l
   audit: AuditService
 }
 
+/** Files after `after` by id, of one owner or everyone's (exported for the EXPLAIN tests, test/db/list-plans.test.ts). */
+export function filesListQuery(db: CoreDeps['db'], ownerId: string | undefined, after: string | undefined, limit: number) {
+  const conds: SQL[] = [gt(files.id, after ?? '')]
+  if (ownerId !== undefined) conds.push(eq(files.ownerId, ownerId))
+  return db.select().from(files).where(and(...conds)).orderBy(asc(files.id)).limit(limit)
+}
+
 export class FilesService {
   private readonly dir: string
   private readonly scanner: ClamdClient | undefined
@@ -156,9 +163,7 @@ export class FilesService {
 
   /** Own files, or everyone's with `files:read:any`; keyset by id. */
   async list(who: PermissionHolder, after: string | undefined, limit: number): Promise<{ items: FileView[]; last: string | undefined; more: boolean }> {
-    const conds: SQL[] = [gt(files.id, after ?? '')]
-    if (!who.permissions.includes('files:read:any')) conds.push(eq(files.ownerId, who.userId))
-    const rows = await this.d.db.select().from(files).where(and(...conds)).orderBy(asc(files.id)).limit(limit + 1)
+    const rows = await filesListQuery(this.d.db, who.permissions.includes('files:read:any') ? undefined : who.userId, after, limit + 1)
     const page = rows.slice(0, limit)
     return { items: page.map(toView), last: page.at(-1)?.id, more: rows.length > limit }
   }

@@ -6,7 +6,7 @@
 import type { Store } from '../../db/client'
 import { roles, storageHeartbeat } from '../../db/tables'
 import { systemClock, type Clock } from '../../lib/clock'
-import { classifyStorageError, sqliteCode, storageReason } from '../../lib/storage-errors'
+import { classifyStorageError, sqliteCode, storageCode, storageReason } from '../../lib/storage-errors'
 
 export type CheckStatus = 'ok' | 'degraded' | 'down'
 
@@ -125,7 +125,9 @@ function pgDatabaseCheck(db: Store['db'], clock: Clock, probeEveryMs: number): H
         await db.insert(storageHeartbeat).values({ id: 1, at: now }).onConflictDoUpdate({ target: storageHeartbeat.id, set: { at: now } })
         result = undefined
       } catch (err) {
-        result = { status: 'down', detail: `PostgreSQL did not take a write: ${(err as Error).message.slice(0, 200)}` }
+        // The reason and the engine's code only: never the statement or its parameters.
+        const kind = classifyStorageError(err)
+        result = { status: 'down', detail: kind ? `PostgreSQL did not take a write: ${storageReason(kind, storageCode(err))}` : 'PostgreSQL did not take a write (an unexpected error)' }
       }
       last = { at: now, result }
       return result

@@ -5,11 +5,9 @@
  * codes need a recent proof (step-up): `principal.authTime` within BULWARK_STEP_UP_TTL (the first factor
  * of a session confined to enrolment excepted).
  */
-import { eq } from 'drizzle-orm'
 import { Elysia, t } from 'elysia'
 import type { AuthMacros } from '../../plugins/auth-macros'
 import { errors, NoContent, optionalBody } from '../../lib/schemas'
-import { users } from '../../db/tables'
 import { conflict, notFound, unauthorized } from '../../lib/errors'
 import { isId } from '../../lib/ids'
 import { metaOf } from '../../plugins/request-context'
@@ -29,7 +27,7 @@ const Params = t.Object({ id: t.String({ maxLength: 64 }) }, { additionalPropert
 export function mfaController(
   auth: AuthMacros,
   services: MfaServices,
-  deps: Pick<MfaDeps, 'config' | 'clock' | 'db'>,
+  deps: Pick<MfaDeps, 'config' | 'clock'>,
   /** Called when a factor is activated, with the session that did it and the factor's amr value; awaited, so the answer follows the session change. */
   onEnrolled: (sessionId: string, method: 'otp' | 'webauthn') => Promise<void> | void = () => {},
 ) {
@@ -48,7 +46,7 @@ export function mfaController(
     requireStepUp(p)
   }
   const userOf = async (p: Principal) => {
-    const u = (await deps.db.select({ id: users.id, email: users.email, name: users.name }).from(users).where(eq(users.id, p.userId)).limit(1))[0]
+    const u = await login.account(p.userId)
     if (!u) throw unauthorized()
     return u
   }

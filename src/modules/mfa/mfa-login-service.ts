@@ -6,7 +6,7 @@
  */
 import { allPrepared, withTransaction } from '../../db/tx'
 import { and, count, eq, gt, isNull, lt, sql } from 'drizzle-orm'
-import { challenges, lockouts, passkeys, recoveryCodes, totpFactors } from '../../db/tables'
+import { challenges, lockouts, passkeys, recoveryCodes, totpFactors, users } from '../../db/tables'
 import { hashToken, randomToken } from '../../lib/crypto'
 import { AppError, unprocessable } from '../../lib/errors'
 import { newId } from '../../lib/ids'
@@ -120,6 +120,11 @@ export class MfaLoginService {
     const [totp, keys, codes] = await Promise.all([allPrepared(this.deps.db, q.totp, { userId }), allPrepared(this.deps.db, q.passkeys, { userId }), allPrepared(this.deps.db, q.codes, { userId })])
     const r = { totp: totp[0]?.n ?? 0, passkeys: keys[0]?.n ?? 0, codes: codes[0]?.n ?? 0 }
     return { totp: Number(r.totp) > 0, passkeys: Number(r.passkeys), recoveryCodesRemaining: Number(r.codes) }
+  }
+
+  /** The signed-in user's id, email and name (what the enrolment routes label a factor with); undefined when gone. */
+  async account(userId: string): Promise<{ id: string; email: string; name: string | null } | undefined> {
+    return (await this.deps.db.select({ id: users.id, email: users.email, name: users.name }).from(users).where(eq(users.id, userId)).limit(1))[0]
   }
 
   /** True when a password alone must not sign this user in. */

@@ -41,6 +41,16 @@ const TOUCH_INTERVAL_MS = 60_000
 
 const invalidRefresh = () => unauthorized('invalid_refresh_token', 'The refresh token is not valid.')
 
+/** A user's unrevoked sessions, newest first, at most 200 (exported for the EXPLAIN tests, test/db/list-plans.test.ts). */
+export function sessionsListQuery(db: CoreDeps['db'], userId: string) {
+  return db
+    .select()
+    .from(sessions)
+    .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt)))
+    .orderBy(desc(sessions.createdAt))
+    .limit(200)
+}
+
 export class SessionService {
   private cache: Cache<string, SessionRow>
   /** Told about every change to a session row that other instances' caches must see (revocation, step-up). */
@@ -219,13 +229,7 @@ export class SessionService {
   /** The user's live sessions, newest first. */
   async list(userId: string, currentSessionId: string): Promise<SessionView[]> {
     const now = this.deps.clock.now()
-    return (await this.deps.db
-      .select()
-      .from(sessions)
-      .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt)))
-      .orderBy(desc(sessions.createdAt))
-      .limit(200)
-      )
+    return (await sessionsListQuery(this.deps.db, userId))
       .filter((s) => this.isLive(s, now))
       .map((s) => ({
         id: s.id,

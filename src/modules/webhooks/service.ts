@@ -67,6 +67,16 @@ export const WEBHOOK_SECRET_AAD = { current: secretAad, previous: previousAad }
 
 export type WebhookDeps = Pick<CoreDeps, 'config' | 'db' | 'clock' | 'logger' | 'keys'> & { audit: AuditService }
 
+/** One page of an endpoint's delivery log, newest first, keyset on id (exported for the EXPLAIN tests, test/db/list-plans.test.ts). */
+export function deliveriesListQuery(db: CoreDeps['db'], endpointId: string, opts: { beforeId?: string; limit: number }) {
+  return db
+    .select()
+    .from(webhookDeliveries)
+    .where(and(eq(webhookDeliveries.endpointId, endpointId), opts.beforeId === undefined ? undefined : lt(webhookDeliveries.id, opts.beforeId)))
+    .orderBy(desc(webhookDeliveries.id))
+    .limit(opts.limit)
+}
+
 export class WebhookService {
   /** Called after rows are queued, so a running worker delivers at once. */
   onQueued: (() => void) | undefined
@@ -198,13 +208,7 @@ export class WebhookService {
   /** The delivery log of an endpoint, newest first, keyset-paginated by id (ids are time-ordered). */
   async deliveries(endpointId: string, opts: { beforeId?: string; limit: number }): Promise<DeliveryView[]> {
     await this.row(endpointId)
-    const rows = await this.deps.db
-      .select()
-      .from(webhookDeliveries)
-      .where(and(eq(webhookDeliveries.endpointId, endpointId), opts.beforeId === undefined ? undefined : lt(webhookDeliveries.id, opts.beforeId)))
-      .orderBy(desc(webhookDeliveries.id))
-      .limit(opts.limit)
-      
+    const rows = await deliveriesListQuery(this.deps.db, endpointId, opts)
     return rows.map(deliveryView)
   }
 

@@ -12,12 +12,12 @@ import { and, asc, eq, lte } from 'drizzle-orm'
 import { appendFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import nodemailer from 'nodemailer'
-import type { Config } from '../config'
-import type { Db } from '../db/client'
-import { mailOutbox } from '../db/tables'
-import type { Clock } from './clock'
-import { newId } from './ids'
-import type { Logger } from './logger'
+import type { Config } from '../../config'
+import type { Db } from '../../db/client'
+import { mailOutbox } from '../../db/tables'
+import type { Clock } from '../../lib/clock'
+import { newId } from '../../lib/ids'
+import type { Logger } from '../../lib/logger'
 
 export interface MailMessage {
   to: string

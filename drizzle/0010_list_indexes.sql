@@ -1,0 +1,4 @@
+DROP INDEX `api_keys_user`;--> statement-breakpoint
+CREATE INDEX `api_keys_user` ON `api_keys` (`user_id`,`id`);--> statement-breakpoint
+DROP INDEX `oauth_clients_created`;--> statement-breakpoint
+CREATE INDEX `oauth_clients_created` ON `oauth_clients` (`created_at`,`id`);
