@@ -109,7 +109,7 @@ export function databaseCheck(store: Pick<Store, 'engine' | 'db' | 'sqlite'>, cl
 /**
  * PostgreSQL: a read on every run (as on SQLite) and (at most once per `probeEveryMs`) a committed heartbeat write
  * through the pool, so an unreachable server, a schema it cannot read, a read-only standby or a full disk turns
- * readiness 503.
+ * readiness 503. A detail names the reason and the engine's code only, never the statement or its parameters.
  */
 function pgDatabaseCheck(db: Store['db'], clock: Clock, probeEveryMs: number): HealthCheck {
   let last: { at: number; result: CheckOutcome } | undefined
@@ -117,7 +117,12 @@ function pgDatabaseCheck(db: Store['db'], clock: Clock, probeEveryMs: number): H
     name: 'database',
     required: true,
     run: async () => {
-      await db.select({ id: roles.id }).from(roles).limit(1)
+      try {
+        await db.select({ id: roles.id }).from(roles).limit(1)
+      } catch (err) {
+        const kind = classifyStorageError(err)
+        return { status: 'down', detail: kind ? `PostgreSQL did not answer a read: ${storageReason(kind, storageCode(err))}` : 'PostgreSQL did not answer a read (an unexpected error)' }
+      }
       const now = clock.now()
       if (last && now - last.at < probeEveryMs && now >= last.at) return last.result
       let result: CheckOutcome
@@ -125,7 +130,6 @@ function pgDatabaseCheck(db: Store['db'], clock: Clock, probeEveryMs: number): H
         await db.insert(storageHeartbeat).values({ id: 1, at: now }).onConflictDoUpdate({ target: storageHeartbeat.id, set: { at: now } })
         result = undefined
       } catch (err) {
-        // The reason and the engine's code only: never the statement or its parameters.
         const kind = classifyStorageError(err)
         result = { status: 'down', detail: kind ? `PostgreSQL did not take a write: ${storageReason(kind, storageCode(err))}` : 'PostgreSQL did not take a write (an unexpected error)' }
       }
