@@ -7,8 +7,8 @@
 import { buildDeps } from '../app'
 import type { Command } from './command'
 import { ConfigError, loadConfig, secretProblems, type Config } from '../config'
-import { openDatabase } from '../db/client'
-import { probeSecret, rotateSecret, SECRET_MISMATCH_EXIT, SecretMismatchError } from '../modules/keys/secret'
+import { openDatabase, openStore } from '../db/client'
+import { probeSecret, rotateSecret, SECRET_MISMATCH_EXIT, SecretMismatchError, secretOpens } from '../modules/keys/secret'
 
 const SECRET_DETAILS = `Re-encrypts everything encrypted under the master secret (signing keys, TOTP secrets, pending refresh
 successors) from the old secret to the new one, in one transaction. Token hashes (refresh tokens, mailed
@@ -17,7 +17,7 @@ tokens, recovery codes) stay valid: their hashing key is kept, encrypted under t
 Environment:
   BULWARK_OLD_SECRET (or BULWARK_OLD_SECRET_FILE)  the secret the data is under now
   BULWARK_SECRET     (or BULWARK_SECRET_FILE)      the new secret (at least 32 random bytes)
-  plus the usual BULWARK_DATA_DIR / BULWARK_DB_PATH naming the database.
+  plus the usual BULWARK_DATA_DIR / BULWARK_DB_PATH, or BULWARK_DATABASE_URL, naming the database.
 
 Steps: stop every instance, run this command, start the instances with the new BULWARK_SECRET
 (and without BULWARK_OLD_SECRET). Running it again after success changes nothing.
@@ -53,22 +53,42 @@ async function rotateMasterSecret(): Promise<number> {
   if (weak.length) return (err(`the new secret: ${weak[0]}`), 2)
   if (old === next) return (err('BULWARK_SECRET and BULWARK_OLD_SECRET are the same; nothing to rotate'), 2)
 
-  const oldState = await probeSecret(config.dbPath, old)
-  if (oldState === 'empty') return (err(`no readable database with signing keys at ${config.dbPath}; nothing to rotate`), 1)
-  if (oldState === 'refused') {
-    if (await probeSecret(config.dbPath, next) === 'opens') {
-      process.stdout.write('the database already uses the new secret; nothing to do\n')
-      return 0
-    }
-    err(new SecretMismatchError('BULWARK_OLD_SECRET').message)
-    return SECRET_MISMATCH_EXIT
-  }
-  const handle = openDatabase(config.dbPath)
   let r
-  try {
-    r = await rotateSecret(handle.db, old, next, Date.now())
-  } finally {
-    handle.close()
+  if (config.pg) {
+    // PostgreSQL (BULWARK_DATABASE_URL): the same checks and the same one-transaction rotation, on the pool.
+    const store = await openStore(config)
+    try {
+      const opens = await secretOpens(store.db, old)
+      if (opens === undefined) return (err('the PostgreSQL database has no signing keys yet; nothing to rotate'), 1)
+      if (opens === false) {
+        if ((await secretOpens(store.db, next)) === true) {
+          process.stdout.write('the database already uses the new secret; nothing to do\n')
+          return 0
+        }
+        err(new SecretMismatchError('BULWARK_OLD_SECRET').message)
+        return SECRET_MISMATCH_EXIT
+      }
+      r = await rotateSecret(store.db, old, next, Date.now())
+    } finally {
+      await store.close()
+    }
+  } else {
+    const oldState = await probeSecret(config.dbPath, old)
+    if (oldState === 'empty') return (err(`no readable database with signing keys at ${config.dbPath}; nothing to rotate`), 1)
+    if (oldState === 'refused') {
+      if (await probeSecret(config.dbPath, next) === 'opens') {
+        process.stdout.write('the database already uses the new secret; nothing to do\n')
+        return 0
+      }
+      err(new SecretMismatchError('BULWARK_OLD_SECRET').message)
+      return SECRET_MISMATCH_EXIT
+    }
+    const handle = openDatabase(config.dbPath)
+    try {
+      r = await rotateSecret(handle.db, old, next, Date.now())
+    } finally {
+      handle.close()
+    }
   }
   // Opening with the new secret now works: record the event through the normal services.
   const deps = await buildDeps(config)

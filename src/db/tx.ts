@@ -49,8 +49,21 @@ interface Open {
 }
 
 /** Serialises SQLite transactions on one connection and keeps other statements out of them. */
+/** "Inside this transaction": the open transaction's token (SQLite gates) or `{ db, tx }` (PostgreSQL routers). */
+const sqliteTxContext = new AsyncLocalStorage<object>()
+const pgTxContext = new AsyncLocalStorage<{ db: object; tx: object }>()
+
+/**
+ * Runs `fn` outside any transaction's context. Work started from inside a transaction's callback inherits its
+ * async context, so a background round kicked off there (the mail and webhook workers' nudge) would route its
+ * queries into that transaction, long closed by the time they run (on PostgreSQL every one failed).
+ */
+export function detached<T>(fn: () => T): T {
+  return sqliteTxContext.exit(() => pgTxContext.exit(fn))
+}
+
 export class TxGate {
-  private readonly als = new AsyncLocalStorage<object>()
+  private readonly als = sqliteTxContext
   private tail: Promise<void> = Promise.resolve()
   private open: Open | undefined
   /** Transactions and statements waiting in the FIFO (plus the one holding it). */
@@ -278,20 +291,24 @@ const pgRetryable = (err: unknown): boolean => {
  * transaction's connection (the callback may use `tx` or the service's own `db`), and nested calls join it.
  */
 export function routeToTransaction<D extends object>(db: D & { transaction: (fn: (tx: any) => Promise<any>) => Promise<any> }): D {
-  const als = new AsyncLocalStorage<object>()
+  const als = pgTxContext
+  const mine = () => {
+    const s = als.getStore()
+    return s?.db === db ? s.tx : undefined
+  }
   const proxy = new Proxy(db, {
     get(target, prop) {
-      const tx = als.getStore()
+      const tx = mine()
       const on = (tx ?? target) as any
       const v = on[prop]
       return typeof v === 'function' ? v.bind(on) : v
     },
   }) as D
   const run: PgRun = async (fn) => {
-    if (als.getStore()) return await fn(proxy)
+    if (mine()) return await fn(proxy)
     for (let attempt = 1; ; attempt++) {
       try {
-        return await db.transaction(async (tx: object) => als.run(tx, () => fn(proxy)))
+        return await db.transaction(async (tx: object) => als.run({ db, tx }, () => fn(proxy)))
       } catch (err) {
         if (attempt >= MAX_ATTEMPTS || !pgRetryable(err)) throw err
       }

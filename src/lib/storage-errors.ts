@@ -106,3 +106,21 @@ export function storageAppError(err: unknown): AppError | undefined {
   Object.defineProperty(e, 'sqlite', { value: storageCode(err), enumerable: true })
   return e
 }
+
+/**
+ * A text value PostgreSQL cannot store: U+0000 (SQLSTATE 22021, character_not_in_repertoire) or a character the
+ * database encoding lacks (22P05). It comes from the request (a path, query or body string), so it is the
+ * request's problem, a 422, not a 500; SQLite stores such strings, PostgreSQL's text type cannot.
+ */
+export function unstorableTextError(err: unknown): AppError | undefined {
+  let e: unknown = err
+  for (let depth = 0; e && typeof e === 'object' && depth < 5; depth++) {
+    const { code, errno } = e as { code?: unknown; errno?: unknown }
+    if (code === 'ERR_POSTGRES_SERVER_ERROR') {
+      if (errno !== '22021' && errno !== '22P05') return undefined
+      return new AppError(422, 'validation_failed', 'A text value contains a character that cannot be stored (such as U+0000).', { errors: [{ path: '/', message: 'contains a character that cannot be stored (such as U+0000)' }] })
+    }
+    e = (e as { cause?: unknown }).cause
+  }
+  return undefined
+}

@@ -8,7 +8,7 @@
 import { Elysia } from 'elysia'
 import { AppError, titleOf, type ErrorCode, type FieldError } from '../lib/errors'
 import type { Logger } from '../lib/logger'
-import { storageAppError } from '../lib/storage-errors'
+import { storageAppError, unstorableTextError } from '../lib/storage-errors'
 import { OAuthError } from '../modules/oauth/errors'
 import { contextOf } from './request-context'
 
@@ -75,7 +75,7 @@ export function errorHandler(logger: Logger, onProblem?: ProblemObserver) {
       return e.toResponse(rid)
     }
     // A full disk, a read-only file or a held write lock is a 503 with Retry-After, not a 500.
-    e = storageAppError(e) ?? e
+    e = storageAppError(e) ?? unstorableTextError(e) ?? e
     if (e instanceof AppError) {
       // A 503 is a dependency known to be down (its circuit breaker logs each state change once), not a bug.
       if (e.status >= 500 && e.status !== 503) logger.error({ err: e, requestId: rid, path }, 'request failed')

@@ -6,7 +6,7 @@
 import { Database } from 'bun:sqlite'
 import { join } from 'node:path'
 import * as OTPAuth from 'otpauth'
-import { call, OWNER_EMAIL, OWNER_PASSWORD, signIn, type Running, type Session } from './harness'
+import { call, databaseUrlOf, OWNER_EMAIL, OWNER_PASSWORD, signIn, type Running, type Session } from './harness'
 
 /**
  * Rate limits raised far above what a suite sends: every request of a suite comes from 127.0.0.1, so the
@@ -47,8 +47,41 @@ export async function ownerWithTotp(bin: Pick<Running, 'base' | 'stdout'>): Prom
   return { ...s, totp }
 }
 
-/** Row counts of every table of the run folder's SQLite database, read through a read-only connection. */
-export function rowCounts(workdir: string): Record<string, number> {
+/** Rows of one query (`?` placeholders) on the run folder's database, SQLite (read-only) or PostgreSQL; bigint counts as numbers. */
+export async function dbRows<R = Record<string, unknown>>(workdir: string, query: string, params: (string | number)[] = []): Promise<R[]> {
+  const url = databaseUrlOf(workdir)
+  if (url) {
+    const sql = new Bun.SQL(url, { max: 1 })
+    try {
+      let n = 0
+      const rows = (await sql.unsafe(query.replace(/\?/g, () => `$${++n}`), params)) as Record<string, unknown>[]
+      return rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, typeof v === 'bigint' || (k === 'n' && typeof v === 'string') ? Number(v) : v]))) as R[]
+    } finally {
+      await sql.close()
+    }
+  }
+  const db = new Database(join(workdir, 'data', 'bulwark.sqlite'), { readonly: true })
+  try {
+    return db.query(query).all(...params) as R[]
+  } finally {
+    db.close()
+  }
+}
+
+/** Row counts of every table of the run folder's database: its SQLite file through a read-only connection, or its PostgreSQL database. */
+export async function rowCounts(workdir: string): Promise<Record<string, number>> {
+  const url = databaseUrlOf(workdir)
+  if (url) {
+    const sql = new Bun.SQL(url, { max: 1 })
+    try {
+      const tables = (await sql`SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`) as { tablename: string }[]
+      const out: Record<string, number> = {}
+      for (const { tablename } of tables) out[tablename] = Number((await sql.unsafe(`SELECT count(*) AS n FROM "${tablename.replace(/"/g, '""')}"`))[0].n)
+      return out
+    } finally {
+      await sql.close()
+    }
+  }
   const db = new Database(join(workdir, 'data', 'bulwark.sqlite'), { readonly: true })
   try {
     const tables = db.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name").all() as { name: string }[]

@@ -11,10 +11,8 @@
  * (the valid input) that must pass validation, so every bad case differs from an accepted one in one field.
  */
 import { afterAll, describe, expect, test } from 'bun:test'
-import { Database } from 'bun:sqlite'
-import { join } from 'node:path'
 import { call, signIn, startBinary } from './harness'
-import { ownerWithTotp, RAISED_LIMITS, rowCounts } from './accounts'
+import { dbRows, ownerWithTotp, RAISED_LIMITS, rowCounts } from './accounts'
 
 const bin = await startBinary({ env: RAISED_LIMITS })
 afterAll(() => bin.stop())
@@ -335,7 +333,7 @@ describe('coverage of the route list', () => {
   })
 })
 
-const before = rowCounts(bin.workdir)
+const before = await rowCounts(bin.workdir)
 const targetBefore = (({ name, status, roles }) => ({ name, status, roles }))((await call(bin.base, 'GET', `/v1/users/${target.userId}`, { token: owner.accessToken })).json)
 const ownerBefore = (({ name, roles }) => ({ name, roles }))((await call(bin.base, 'GET', '/v1/me', { token: owner.accessToken })).json)
 
@@ -356,21 +354,16 @@ describe('bad body values are 422 validation_failed naming the field', () => {
 })
 
 describe('afterwards', () => {
-  test('none of the refused requests wrote a row (users, roles, sessions, every table) beyond their own bounded refusal events', () => {
+  test('none of the refused requests wrote a row (users, roles, sessions, every table) beyond their own bounded refusal events', async () => {
     expect(queryCases.length + unknownCases.length + pathCases.length + bodyCases.length).toBeGreaterThan(300)
-    const { security_events: eventsAfter, ...after } = rowCounts(bin.workdir)
+    const { security_events: eventsAfter, ...after } = await rowCounts(bin.workdir)
     const { security_events: eventsBefore, ...rest } = before
     expect(after).toEqual(rest)
     // The only rows a refusal may add are its security events (request_rejected & co.), at most 10 per type
     // per source per minute (BULWARK_AUDIT_DENIALS_PER_SOURCE) plus one summary each: never one per request.
-    const db = new Database(join(bin.workdir, 'data', 'bulwark.sqlite'), { readonly: true })
-    try {
-      const added = db.query('SELECT type, count(*) AS n FROM security_events WHERE id > (SELECT coalesce(max(id), 0) FROM (SELECT id FROM security_events ORDER BY id LIMIT ?)) GROUP BY type').all(eventsBefore!) as { type: string; n: number }[]
-      expect(added.map((a) => a.type).filter((t) => !['request_rejected', 'token_rejected', 'access_denied', 'security_events_suppressed'].includes(t))).toEqual([])
-      expect(eventsAfter! - eventsBefore!).toBeLessThan(100)
-    } finally {
-      db.close()
-    }
+    const added = await dbRows<{ type: string; n: number }>(bin.workdir, 'SELECT type, count(*) AS n FROM security_events WHERE id > (SELECT coalesce(max(id), 0) FROM (SELECT id FROM security_events ORDER BY id LIMIT ?) AS firsts) GROUP BY type', [eventsBefore!])
+    expect(added.map((a) => a.type).filter((t) => !['request_rejected', 'token_rejected', 'access_denied', 'security_events_suppressed'].includes(t))).toEqual([])
+    expect(eventsAfter! - eventsBefore!).toBeLessThan(100)
   })
 
   test('nothing was changed in place either: the role, the target user, the owner', async () => {

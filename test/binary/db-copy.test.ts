@@ -106,6 +106,45 @@ describe('bulwark db copy (binary)', () => {
     expect(readdirSync(cwd)).toEqual([])
   }, 60_000)
 
+  test.skipIf(!PG_URL)(`secret rotate on PostgreSQL: data under A moves to B, a user signs in with B and the JWKS is unchanged, A is refused after${PG_SKIP}`, async () => {
+    const pg = await createTestDatabase()
+    made.push(pg)
+    const cwd = mkdtempSync(join(tmpdir(), 'bw-pg-secret-'))
+    dirs.push(cwd)
+    const A = 'pg-secret-A-0123456789-abcdefghijklmnopqrstuv'
+    const B = 'pg-secret-B-0123456789-abcdefghijklmnopqrstuv'
+    const base = { BULWARK_DATABASE_URL: pg, BULWARK_ENV: 'test', BULWARK_PUBLIC_URL: 'http://localhost:3000' }
+    const email = 'rotated@example.com'
+    const password = 'a long rotated passphrase 42'
+    const a = await startBinary({ workdir: cwd, env: { ...base, BULWARK_SECRET: A } })
+    let jwks: unknown
+    try {
+      await signIn(a.base, email, password, true)
+      jwks = (await call(a.base, 'GET', '/.well-known/jwks.json')).json
+    } finally {
+      await a.stop()
+    }
+    const wrongOld = await runBinary(['secret', 'rotate'], { cwd, env: { ...base, BULWARK_OLD_SECRET: 'not-the-secret-0123456789-abcdefghijklmnop', BULWARK_SECRET: B } })
+    expect(wrongOld.code).toBe(4)
+    const rotated = await runBinary(['secret', 'rotate'], { cwd, env: { ...base, BULWARK_OLD_SECRET: A, BULWARK_SECRET: B } })
+    expect(rotated.stderr).toBe('')
+    expect(rotated.code).toBe(0)
+    expect(rotated.stdout).toContain('re-encrypted under the new secret: 1 signing_keys')
+    const again = await runBinary(['secret', 'rotate'], { cwd, env: { ...base, BULWARK_OLD_SECRET: A, BULWARK_SECRET: B } })
+    expect(again.code).toBe(0)
+    expect(again.stdout).toContain('already uses the new secret')
+    const b = await startBinary({ workdir: cwd, env: { ...base, BULWARK_SECRET: B } })
+    try {
+      expect((await call(b.base, 'GET', '/.well-known/jwks.json')).json).toEqual(jwks)
+      const s = await signIn(b.base, email, password)
+      expect((await call(b.base, 'GET', '/v1/me', { token: s.accessToken })).status).toBe(200)
+    } finally {
+      await b.stop()
+    }
+    const old = await runBinary(['serve'], { cwd, env: { ...base, BULWARK_SECRET: A, BULWARK_PORT: '0' } })
+    expect(old.code).toBe(4)
+  }, 90_000)
+
   test.skipIf(!PG_URL)(`SQLite -> PostgreSQL -> SQLite keeps every row, refuses a non-empty target, and the copy signs the user in${PG_SKIP}`, async () => {
     const w1 = mkdtempSync(join(tmpdir(), 'bw-copy-a-'))
     const w2 = mkdtempSync(join(tmpdir(), 'bw-copy-b-'))

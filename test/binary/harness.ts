@@ -16,6 +16,39 @@ export const OWNER_PASSWORD = 'owner passphrase for binary 1'
 
 let built: Promise<string> | undefined
 
+/**
+ * The binary suite on PostgreSQL: with BULWARK_TEST_BINARY_DB=postgres (and BULWARK_TEST_PG_URL), every run folder
+ * that does not name its own database gets a fresh PostgreSQL database (`bw_bin_<run>_<n>`, created here with
+ * Bun's client, not the sources), passed as BULWARK_DATABASE_URL to the servers and commands run in that folder;
+ * scripts/test-pg.sh runs test/pg-binary-files.txt so and drops the run's databases afterwards.
+ */
+export const BINARY_ON_PG = process.env.BULWARK_TEST_BINARY_DB === 'postgres' && !!process.env.BULWARK_TEST_PG_URL
+const RUN = process.env.BULWARK_TEST_BINARY_RUN ?? crypto.randomUUID().replaceAll('-', '').slice(0, 8)
+const folderDbs = new Map<string, string>()
+let made = 0
+
+/** The PostgreSQL database of a run folder in a PostgreSQL run of the suite; undefined on SQLite. */
+export const databaseUrlOf = (workdir: string): string | undefined => folderDbs.get(workdir)
+
+async function databaseFor(workdir: string, env: Record<string, string> | undefined): Promise<Record<string, string>> {
+  if (!BINARY_ON_PG || env?.BULWARK_DATABASE_URL !== undefined || env?.BULWARK_DB_PATH !== undefined) return {}
+  let url = folderDbs.get(workdir)
+  if (!url) {
+    const name = `bw_bin_${RUN}_${++made}`
+    const admin = new Bun.SQL(process.env.BULWARK_TEST_PG_URL!, { max: 1 })
+    try {
+      await admin.unsafe(`CREATE DATABASE "${name}"`)
+    } finally {
+      await admin.close()
+    }
+    const u = new URL(process.env.BULWARK_TEST_PG_URL!)
+    u.pathname = `/${name}`
+    url = u.toString()
+    folderDbs.set(workdir, url)
+  }
+  return { BULWARK_DATABASE_URL: url }
+}
+
 /** Builds dist/bulwark with the package's own build script, once per process. */
 export function ensureBinary(): Promise<string> {
   built ??= (async () => {
@@ -61,6 +94,7 @@ async function drain(stream: ReadableStream<Uint8Array>, onText: (t: string) => 
 export async function startBinary(opts: StartOptions = {}): Promise<Running> {
   const binary = await ensureBinary()
   const workdir = opts.workdir ?? mkdtempSync(join(tmpdir(), 'bw-bin-'))
+  const db = await databaseFor(workdir, opts.env)
   const proc = Bun.spawn([binary, ...(opts.args ?? ['serve'])], {
     cwd: workdir,
     env: {
@@ -69,6 +103,7 @@ export async function startBinary(opts: StartOptions = {}): Promise<Running> {
       BULWARK_LOG_LEVEL: 'info',
       BULWARK_ADMIN_EMAIL: OWNER_EMAIL,
       BULWARK_ADMIN_PASSWORD: OWNER_PASSWORD,
+      ...db,
       ...opts.env,
     },
     stdin: 'pipe',
@@ -110,9 +145,11 @@ export async function startBinary(opts: StartOptions = {}): Promise<Running> {
 export async function runBinary(args: string[], opts: { env?: Record<string, string>; cwd?: string; stdin?: string } = {}) {
   const binary = await ensureBinary()
   const cwd = opts.cwd ?? mkdtempSync(join(tmpdir(), 'bw-cmd-'))
+  // A command in a folder a server ran in reaches that server's database (PostgreSQL runs of the suite).
+  const db = folderDbs.has(cwd) ? await databaseFor(cwd, opts.env) : {}
   const p = Bun.spawn([binary, ...args], {
     cwd,
-    env: { PATH: process.env.PATH ?? '', ...opts.env },
+    env: { PATH: process.env.PATH ?? '', ...db, ...opts.env },
     stdin: opts.stdin === undefined ? 'ignore' : new Blob([opts.stdin]),
     stdout: 'pipe',
     stderr: 'pipe',

@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, test } from 'bun:test'
 import { Database } from 'bun:sqlite'
 import { DrizzleQueryError } from 'drizzle-orm/errors'
-import { classifyStorageError, storageAppError } from '../../src/lib/storage-errors'
+import { classifyStorageError, storageAppError, unstorableTextError } from '../../src/lib/storage-errors'
 import { expectProblem, makeApp, signUp, STRONG_PASSWORD, uniqueEmail, type TestApp } from '../helpers'
 
 const COUNT = {
@@ -70,6 +70,15 @@ describe('storage error mapping', () => {
     const down = storageAppError(new DrizzleQueryError('select 1', [], client('ERR_POSTGRES_CONNECTION_REFUSED')))!
     expect([down.status, down.code, down.detail, (down as unknown as { sqlite: string }).sqlite]).toEqual([503, 'storage_unavailable', 'Storage is unavailable right now (the database cannot be reached); try again later.', 'ERR_POSTGRES_CONNECTION_REFUSED'])
     expect(storageAppError(server('57014'))!.code).toBe('storage_busy')
+  })
+
+  test('text PostgreSQL cannot store (U+0000) is the request\'s 422, not a storage failure or a 500', () => {
+    const server = (state: string) => Object.assign(new Error('x'), { name: 'PostgresError', code: 'ERR_POSTGRES_SERVER_ERROR', errno: state })
+    const nul = unstorableTextError(new DrizzleQueryError('select 1', [], server('22021')))!
+    expect([nul.status, nul.code]).toEqual([422, 'validation_failed'])
+    expect(unstorableTextError(server('22P05'))?.status).toBe(422)
+    expect(unstorableTextError(server('23505'))).toBeUndefined()
+    expect(classifyStorageError(server('22021'))).toBeUndefined()
   })
 
   test('a real bun:sqlite error carries the code the mapping reads', async () => {

@@ -49,7 +49,8 @@ const stableAad = (purpose: string) => `secret-key:${purpose}`
 export const ENCRYPTED_IN = ['src/modules/keys/service.ts', 'src/modules/mfa/totp-service.ts', 'src/modules/sessions/service.ts', 'src/modules/webhooks/service.ts'] as const
 
 /** Whether `secret` decrypts the current signing key; undefined when there is none yet. */
-async function secretOpens(db: Db, secret: string): Promise<boolean | undefined> {
+/** Whether `secret` decrypts the current signing key of `db`; undefined when it has none yet. */
+export async function secretOpens(db: Db, secret: string): Promise<boolean | undefined> {
   const enc = deriveKey(secret, 'encryption')
   const key = (await db
     .select({ kid: signingKeys.kid, box: signingKeys.privateJwkEnc })

@@ -15,6 +15,7 @@ import nodemailer from 'nodemailer'
 import type { Config } from '../../config'
 import type { Db } from '../../db/client'
 import { mailOutbox } from '../../db/tables'
+import { detached } from '../../db/tx'
 import type { Clock } from '../../lib/clock'
 import { newId } from '../../lib/ids'
 import type { Logger } from '../../lib/logger'
@@ -150,7 +151,8 @@ export class MailWorker {
 
   /** Starts a delivery round soon if the worker is running (used by OutboxMailer after a send). */
   nudge(): void {
-    if (this.timer) queueMicrotask(() => this.kick())
+    // Outside the caller's transaction context: a nudge comes from inside the transaction that queued the row.
+    if (this.timer) detached(() => queueMicrotask(() => this.kick()))
   }
 
   /** Delivers every row due now; a call during a round waits for it and runs one more. */

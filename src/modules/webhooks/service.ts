@@ -1,4 +1,4 @@
-import { withTransaction } from '../../db/tx'
+import { detached, withTransaction } from '../../db/tx'
 /**
  * Webhook endpoints and their durable outbox.
  *
@@ -401,7 +401,8 @@ export class WebhookWorker {
   }
 
   nudge(): void {
-    if (this.timer) queueMicrotask(() => this.kick())
+    // Outside the caller's transaction context: a nudge comes from inside the transaction that queued the row.
+    if (this.timer) detached(() => queueMicrotask(() => this.kick()))
   }
 
   private kick(): void {
