@@ -41,6 +41,15 @@ const TOUCH_INTERVAL_MS = 60_000
 
 const invalidRefresh = () => unauthorized('invalid_refresh_token', 'The refresh token is not valid.')
 
+/**
+ * Drops the parent's encrypted copy of token `id` (the token whose `replaced_by` is `id`). `selective`: the
+ * planner must use refresh_tokens_replaced_by even when its statistics, gathered while every token was
+ * unspent, say that one value covers the whole table; it would scan the table on every refresh. Exported for
+ * the query-plan test.
+ */
+export const clearSuccessorCopy = (db: Pick<CoreDeps['db'], 'update'>, id: string) =>
+  db.update(refreshTokens).set({ successorEnc: null }).where(dialect.selective(eq(refreshTokens.replacedBy, id)))
+
 export class SessionService {
   private cache: Cache<string, SessionRow>
   /** Told about every change to a session row that other instances' caches must see (revocation, step-up). */
@@ -135,7 +144,7 @@ export class SessionService {
       await tx.insert(refreshTokens).values({ id: nextId, sessionId: session.id, tokenHash: this.hash(refreshToken), createdAt: now, expiresAt: session.expiresAt })
       await tx.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, session.id))
       // The parent's copy of this token's own plaintext is no longer needed once this token is spent.
-      await tx.update(refreshTokens).set({ successorEnc: null }).where(eq(refreshTokens.replacedBy, row.id))
+      await clearSuccessorCopy(tx, row.id)
       return true
     })
     if (!spent) {
