@@ -247,6 +247,12 @@ const pgRetryable = (err: unknown): boolean => {
 }
 
 /**
+ * True for an error that reruns a whole `withTransaction` callback (an interrupted SQLite transaction; a
+ * PostgreSQL serialization failure or deadlock): code that catches errors inside a callback must rethrow these.
+ */
+export const isRetryable = (err: unknown): boolean => err instanceof TransactionInterrupted || pgRetryable(err)
+
+/**
  * Wraps a PostgreSQL drizzle database so that, inside a `withTransaction` callback, every query runs on the
  * transaction's connection (the callback may use `tx` or the service's own `db`), and nested calls join it.
  */
@@ -299,4 +305,50 @@ export async function allPrepared<R>(db: object, stmt: Prepared<R>, params: Reco
   const gate = gates.get(db)
   if (gate?.mustWait()) return await gate.statement(() => stmt.all(params))
   return stmt.all(params)
+}
+
+/** The parts of a drizzle query builder `preparedQuery` uses: awaitable, and preparable on SQLite. */
+interface Buildable<R> extends PromiseLike<R> {
+  prepare(): { all(params?: Record<string, unknown>): unknown; run(params?: Record<string, unknown>): unknown }
+}
+
+/**
+ * A hot-path query written once for both engines. `build(db, p)` makes the drizzle query, taking each
+ * variable value as `p('name')`:
+ * - on SQLite it is built once per connection with `p = sql.placeholder` and prepared (drizzle would build
+ *   and compile the SQL of an unprepared query again on every call); each call runs it with `params`, queued
+ *   behind an open transaction like any awaited query, or inside the caller's transaction (on SQLite the
+ *   transaction handle is the connection's database itself);
+ * - on PostgreSQL it is built per call with `p(name) = params[name]` on the handle given, so inside a
+ *   `withTransaction` callback it runs on the transaction's connection (a statement prepared on the pool
+ *   would not).
+ * `all` returns the rows (a select, or a write with `returning`); `run` a write's driver result (for
+ * `dialect.changes`).
+ */
+export function preparedQuery<P extends Record<string, unknown>, R>(build: (db: any, p: (name: keyof P & string) => any) => Buildable<R>) {
+  const compiled = new WeakMap<object, ReturnType<Buildable<R>['prepare']>>()
+  const stmt = (db: object) => {
+    let s = compiled.get(db)
+    if (!s) {
+      s = build(db, (name) => sql.placeholder(name)).prepare()
+      compiled.set(db, s)
+    }
+    return s
+  }
+  const exec = async <T>(db: object, params: P, run: (s: ReturnType<Buildable<R>['prepare']>) => T): Promise<T> => {
+    const s = stmt(db)
+    const gate = gates.get(db)
+    if (gate?.mustWait()) return await gate.statement(() => run(s))
+    return run(s)
+  }
+  return {
+    async all(db: object, params: P): Promise<R> {
+      if (pgRouters.has(db)) return await build(db, (name) => params[name])
+      return (await exec(db, params, (s) => s.all(params))) as R
+    },
+    async run(db: object, params: P): Promise<unknown> {
+      if (pgRouters.has(db)) return await build(db, (name) => params[name])
+      return await exec(db, params, (s) => s.run(params))
+    },
+  }
 }

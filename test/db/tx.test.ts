@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, test } from 'bun:test'
-import { sql } from 'drizzle-orm'
+import { eq, sql } from 'drizzle-orm'
+import { integer, sqliteTable, text } from 'drizzle-orm/sqlite-core'
 import { openDatabase, type DbHandle } from '../../src/db/client'
-import { withTransaction } from '../../src/db/tx'
+import { preparedQuery, withTransaction } from '../../src/db/tx'
 
 let h: DbHandle
 afterEach(() => h?.close())
@@ -86,4 +87,32 @@ describe('withTransaction on one shared SQLite connection', () => {
     ).rejects.toThrow('outer fails')
     expect(keys()).toEqual(['nested'])
   })
+
+  test('a prepared query (preparedQuery) awaited outside a transaction waits for it: it neither interrupts it nor sees its uncommitted rows; inside, it runs in the transaction', async () => {
+    const db = setup()
+    const t = sqliteTable('t', { k: text('k').primaryKey(), n: integer('n').notNull() })
+    const byKey = preparedQuery<{ k: string }, { k: string; n: number }[]>((d, p) => d.select().from(t).where(eq(t.k, p('k'))))
+    const insert = preparedQuery<{ k: string; n: number }, unknown>((d, p) => d.insert(t).values({ k: p('k'), n: p('n') }))
+    let started!: () => void
+    const inside = new Promise<void>((r) => (started = r))
+    let seenInside: unknown
+    const tx = withTransaction(db, async (tx) => {
+      await insert.run(tx, { k: 'in-tx', n: 1 })
+      seenInside = (await byKey.all(tx, { k: 'in-tx' }))[0]
+      started()
+      await io()
+      await insert.run(tx, { k: 'in-tx-2', n: 2 })
+    })
+    await inside
+    const outsideRead = byKey.all(db, { k: 'in-tx' })
+    const outsideWrite = insert.run(db, { k: 'outside', n: 3 })
+    await tx
+    expect(seenInside).toEqual({ k: 'in-tx', n: 1 })
+    // Queued behind the transaction: it ran after the commit, so it sees the row, and the transaction ran once.
+    expect(await outsideRead).toEqual([{ k: 'in-tx', n: 1 }])
+    await outsideWrite
+    expect(h.gate.interrupted).toBe(0)
+    expect(keys()).toEqual(['in-tx', 'in-tx-2', 'outside'])
+  })
 })
+
