@@ -234,11 +234,9 @@ export class AuthService {
 
   /** Spends a refresh token and returns a new pair. */
   async refresh(refreshToken: string, meta: RequestMeta): Promise<TokenPair> {
-    const { session, refreshToken: next } = await this.d.sessions.rotate(refreshToken, meta)
-    const user = await this.findById(session.userId)
-    if (!user || user.status !== 'active') throw unauthorized('invalid_refresh_token', 'The refresh token is not valid.')
+    // The rotation checks the user is active and records the `refresh` event (src/modules/sessions/service.ts).
+    const { session, user, refreshToken: next } = await this.d.sessions.rotate(refreshToken, meta)
     const access = await this.d.signer.sign(user.id, session.id)
-    await this.d.audit.record({ type: 'refresh', outcome: 'success', actorId: user.id, targetId: user.id, details: { sessionId: session.id } }, meta)
     return { accessToken: access.token, refreshToken: next, tokenType: 'Bearer', expiresIn: access.expiresIn, user: toUserView(user), sessionId: session.id }
   }
 
