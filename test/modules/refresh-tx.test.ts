@@ -1,6 +1,7 @@
 /**
  * A refresh is one transaction: spending the token, issuing the next, touching the session and the `refresh`
  * security event commit together (one commit), and a session ended while the refresh was under way refuses it.
+ * A sign-in writes its session, first refresh token and `login` event in one transaction too.
  * Runs on both engines (test/pg-files.txt); the commit count reads the SQLite connection.
  */
 import { afterEach, expect, test } from 'bun:test'
@@ -47,6 +48,18 @@ test.skipIf(TEST_ON_PG)('a refresh commits once, its refresh event included (SQL
   expect(status).toBe(200)
   const events = await a.deps.audit.list({ type: 'refresh', limit: 5 })
   expect(events.map((e) => [e.actorId, e.targetId])).toEqual([[user.id, user.id]])
+})
+
+test.skipIf(TEST_ON_PG)('a password sign-in commits once, its login event included (SQLite only: counts COMMITs on the SQLite connection)', async () => {
+  a = await makeApp()
+  const { email, password, user } = await signUp(a)
+  let status = 0
+  expect(await commitsDuring(async () => (status = (await a.req('POST', '/v1/auth/login', { body: { email, password } })).status))).toBe(1)
+  expect(status).toBe(200)
+  const [last] = await a.deps.audit.list({ type: 'login', limit: 1 })
+  expect(last).toMatchObject({ actorId: user.id, targetId: user.id, details: { amr: ['pwd'], transport: 'bearer' } })
+  const sessionId = String(last!.details!.sessionId)
+  expect(a.deps.storage.sqlite!.query<{ n: number }, [string]>('SELECT count(*) AS n FROM sessions WHERE id = ?').get(sessionId)!.n).toBe(1)
 })
 
 test('an event that cannot be written does not fail the refresh (logged, like any audit failure)', async () => {

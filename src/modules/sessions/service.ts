@@ -14,7 +14,7 @@ import { refreshTokens, sessions, users } from '../../db/tables'
 import { decrypt, encrypt, hashToken, randomToken } from '../../lib/crypto'
 import { unauthorized } from '../../lib/errors'
 import { newId } from '../../lib/ids'
-import type { AuditService, RequestMeta } from '../audit/service'
+import type { AuditService, RequestMeta, SecurityEvent } from '../audit/service'
 
 export type SessionRow = typeof sessions.$inferSelect
 type UserRow = typeof users.$inferSelect
@@ -25,6 +25,8 @@ export interface NewSession {
   amr: string[]
   mfaPending?: boolean
   meta: RequestMeta
+  /** The security event of the sign-in, written in the session's own transaction (one commit). */
+  event?: (session: SessionRow) => SecurityEvent
 }
 
 export interface SessionView {
@@ -50,6 +52,25 @@ const invalidRefresh = () => unauthorized('invalid_refresh_token', 'The refresh 
  */
 export const clearSuccessorCopy = (db: Pick<CoreDeps['db'], 'update'>, id: string) =>
   db.update(refreshTokens).set({ successorEnc: null }).where(dialect.selective(eq(refreshTokens.replacedBy, id)))
+
+/** A new session row (prepared once on SQLite: every sign-in writes one). */
+const insertSession = preparedQuery<SessionRow, unknown>((db, p) =>
+  db.insert(sessions).values({
+    id: p('id'),
+    userId: p('userId'),
+    createdAt: p('createdAt'),
+    lastSeenAt: p('lastSeenAt'),
+    expiresAt: p('expiresAt'),
+    ip: p('ip'),
+    userAgent: p('userAgent'),
+    transport: p('transport'),
+    amr: p('amr'),
+    authTime: p('authTime'),
+    mfaPending: p('mfaPending'),
+    revokedAt: p('revokedAt'),
+    revokedReason: p('revokedReason'),
+  }),
+)
 
 /** The statements of a refresh (src/db/tx.ts preparedQuery: prepared once on SQLite, built per call on PostgreSQL). */
 const rotation = {
@@ -109,10 +130,12 @@ export class SessionService {
       revokedAt: null,
       revokedReason: null,
     }
-    await withTransaction(this.deps.db, async (tx) => {
-      await tx.insert(sessions).values(session)
-      await tx.insert(refreshTokens).values({ id: newId(), sessionId: session.id, tokenHash: this.hash(refreshToken), createdAt: now, expiresAt: session.expiresAt })
+    const written = await withTransaction(this.deps.db, async (tx) => {
+      await insertSession.run(tx, session)
+      await rotation.insert.run(tx, { id: newId(), sessionId: session.id, hash: this.hash(refreshToken), now, expiresAt: session.expiresAt })
+      return s.event ? await this.deps.audit.recordInTx(tx, s.event(session), s.meta) : undefined
     })
+    await this.deps.audit.announce(written)
     return { session, refreshToken }
   }
 
