@@ -14,7 +14,7 @@ import { refreshTokens, sessions, users } from '../../db/tables'
 import { decrypt, encrypt, hashToken, randomToken } from '../../lib/crypto'
 import { unauthorized } from '../../lib/errors'
 import { newId } from '../../lib/ids'
-import type { AuditService, RequestMeta, SecurityEvent } from '../audit/service'
+import type { AuditService, Recorded, RequestMeta, SecurityEvent } from '../audit/service'
 
 export type SessionRow = typeof sessions.$inferSelect
 type UserRow = typeof users.$inferSelect
@@ -52,6 +52,14 @@ const invalidRefresh = () => unauthorized('invalid_refresh_token', 'The refresh 
  */
 export const clearSuccessorCopy = (db: Pick<CoreDeps['db'], 'update'>, id: string) =>
   db.update(refreshTokens).set({ successorEnc: null }).where(dialect.selective(eq(refreshTokens.replacedBy, id)))
+
+type TokenRow = typeof refreshTokens.$inferSelect
+/** What the rotation's transaction found (src/modules/sessions/service.ts `rotate`). */
+type Rotation =
+  | { kind: 'invalid' }
+  | { kind: 'expired'; session: SessionRow }
+  | { kind: 'spent' | 'raced'; row: TokenRow; session: SessionRow; user: UserRow }
+  | { kind: 'rotated'; session: SessionRow; user: UserRow; written: Recorded | undefined }
 
 /** A new session row (prepared once on SQLite: every sign-in writes one). */
 const insertSession = preparedQuery<SessionRow, unknown>((db, p) =>
@@ -171,40 +179,49 @@ export class SessionService {
   async rotate(presented: string, meta: RequestMeta): Promise<{ session: SessionRow; user: UserRow; refreshToken: string }> {
     if (presented.length < 20 || presented.length > 200) throw invalidRefresh()
     const now = this.deps.clock.now()
-    const row = (await rotation.token.all(this.deps.db, { hash: this.hash(presented) }))[0]
-    if (!row) throw invalidRefresh()
-    const session = (await rotation.session.all(this.deps.db, { id: row.sessionId }))[0]
-    if (!session || session.revokedAt !== null) throw invalidRefresh()
-    if (!this.isLive(session, now) || row.expiresAt <= now) {
-      await this.revoke(session.id, 'expired')
-      throw invalidRefresh()
-    }
-    const user = (await rotation.user.all(this.deps.db, { id: session.userId }))[0]
-    if (!user || user.status !== 'active') throw invalidRefresh()
-    if (row.usedAt !== null) return await this.retry(row, session, user, now, meta)
     const refreshToken = randomToken(32)
     const nextId = newId()
-    const event = { type: 'refresh', outcome: 'success', actorId: user.id, targetId: user.id, details: { sessionId: session.id } } as const
-    const spent = await withTransaction(this.deps.db, async (tx) => {
+    // Lookups and writes in one transaction: on SQLite the statements of an open transaction take the
+    // connection's locks once (an autocommit read takes and drops them on its own), and what is read is what
+    // the writes act on. The outcomes that need other work (revoking, the retry) leave the transaction first.
+    const r = await withTransaction(this.deps.db, async (tx): Promise<Rotation> => {
+      const row = (await rotation.token.all(tx, { hash: this.hash(presented) }))[0]
+      if (!row) return { kind: 'invalid' }
+      const session = (await rotation.session.all(tx, { id: row.sessionId }))[0]
+      if (!session || session.revokedAt !== null) return { kind: 'invalid' }
+      if (!this.isLive(session, now) || row.expiresAt <= now) return { kind: 'expired', session }
+      const user = (await rotation.user.all(tx, { id: session.userId }))[0]
+      if (!user || user.status !== 'active') return { kind: 'invalid' }
+      if (row.usedAt !== null) return { kind: 'spent', row, session, user }
       // Conditional: if another instance spent the token a moment ago, this request is its retry.
-      const r = await rotation.spend.run(tx, { id: row.id, now, next: nextId, enc: encrypt(this.deps.keys.encryption, refreshToken, `rt:${row.id}`) })
-      if (dialect.changes(r) === 0) return false
+      const spent = await rotation.spend.run(tx, { id: row.id, now, next: nextId, enc: encrypt(this.deps.keys.encryption, refreshToken, `rt:${row.id}`) })
+      if (dialect.changes(spent) === 0) return { kind: 'raced', row, session, user }
       await rotation.insert.run(tx, { id: nextId, sessionId: session.id, hash: this.hash(refreshToken), now, expiresAt: session.expiresAt })
-      // Conditional too: a session ended since the lookup (logout, revocation; disabling or deleting the user
-      // ends its sessions in the same transaction) refuses the refresh, and nothing of it is kept.
+      // Conditional too: a session ended meanwhile on another connection (logout, revocation; disabling or
+      // deleting the user ends its sessions in the same transaction) refuses the refresh, and nothing of it is kept.
       if (dialect.changes(await rotation.touch.run(tx, { id: session.id, now })) === 0) throw invalidRefresh()
       // The parent's copy of this token's own plaintext is no longer needed once this token is spent.
       await rotation.clearParent.run(tx, { id: row.id })
-      return await this.deps.audit.recordInTx(tx, event, meta)
+      const event = { type: 'refresh', outcome: 'success', actorId: user.id, targetId: user.id, details: { sessionId: session.id } } as const
+      return { kind: 'rotated', session, user, written: await this.deps.audit.recordInTx(tx, event, meta) }
     })
-    if (spent === false) {
-      const fresh = (await this.deps.db.select().from(refreshTokens).where(eq(refreshTokens.id, row.id)).limit(1))[0]!
-      return await this.retry(fresh, session, user, now, meta)
+    switch (r.kind) {
+      case 'invalid':
+        throw invalidRefresh()
+      case 'expired':
+        await this.revoke(r.session.id, 'expired')
+        throw invalidRefresh()
+      case 'spent':
+        return await this.retry(r.row, r.session, r.user, now, meta)
+      case 'raced': {
+        const fresh = (await this.deps.db.select().from(refreshTokens).where(eq(refreshTokens.id, r.row.id)).limit(1))[0]!
+        return await this.retry(fresh, r.session, r.user, now, meta)
+      }
     }
-    await this.deps.audit.announce(spent)
-    session.lastSeenAt = now
-    await this.cache.delete(session.id)
-    return { session, user, refreshToken }
+    await this.deps.audit.announce(r.written)
+    r.session.lastSeenAt = now
+    await this.cache.delete(r.session.id)
+    return { session: r.session, user: r.user, refreshToken }
   }
 
   /**
