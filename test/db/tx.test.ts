@@ -1,8 +1,12 @@
 import { afterEach, describe, expect, test } from 'bun:test'
+import { Database } from 'bun:sqlite'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { eq, sql } from 'drizzle-orm'
 import { integer, sqliteTable, text } from 'drizzle-orm/sqlite-core'
 import { openDatabase, type DbHandle } from '../../src/db/client'
-import { preparedQuery, withTransaction } from '../../src/db/tx'
+import { MAX_GROUP, preparedQuery, withTransaction } from '../../src/db/tx'
 
 let h: DbHandle
 afterEach(() => h?.close())
@@ -113,6 +117,113 @@ describe('withTransaction on one shared SQLite connection', () => {
     await outsideWrite
     expect(h.gate.interrupted).toBe(0)
     expect(keys()).toEqual(['in-tx', 'in-tx-2', 'outside'])
+  })
+})
+
+describe('group commit: consecutive waiting transactions share one SQLite commit', () => {
+  let dir: string | undefined
+  afterEach(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true })
+    dir = undefined
+  })
+
+  test('transactions waiting in line commit together, each only once its rows are committed (seen from another connection)', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'bulwark-group-'))
+    h = openDatabase(join(dir, 'db.sqlite'))
+    const db = h.db
+    db.run(sql`CREATE TABLE t (k TEXT PRIMARY KEY, n INTEGER NOT NULL DEFAULT 0)`)
+    const other = new Database(join(dir, 'db.sqlite'), { readonly: true })
+    const committed = (k: string) => other.query('SELECT k FROM t WHERE k = ?').get(k) !== null
+    const before = h.gate.commits
+    const seen: boolean[] = []
+    await Promise.all(
+      ['a', 'b', 'c', 'd', 'e'].map((k) =>
+        withTransaction(db, async (tx) => {
+          tx.run(sql`INSERT INTO t (k) VALUES (${k})`)
+          await io()
+        }).then(() => seen.push(committed(k))),
+      ),
+    )
+    other.close()
+    expect(seen).toEqual([true, true, true, true, true])
+    expect(keys()).toEqual(['a', 'b', 'c', 'd', 'e'])
+    // The first ran alone (nothing was waiting when it began); the four queued behind it shared one commit.
+    expect(h.gate.commits - before).toBeLessThan(5)
+    expect(h.gate.committedMembers).toBeGreaterThanOrEqual(5)
+  })
+
+  test('a member that fails undoes only its own rows; the others commit; its caller gets its error', async () => {
+    const db = setup()
+    const outcomes = await Promise.allSettled(
+      ['a', 'b', 'c'].map((k) =>
+        withTransaction(db, async (tx) => {
+          tx.run(sql`INSERT INTO t (k) VALUES (${k})`)
+          await io()
+          if (k === 'b') throw new Error('b fails')
+          tx.run(sql`INSERT INTO t (k) VALUES (${`${k}2`})`)
+        }),
+      ),
+    )
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled'])
+    expect((outcomes[1] as PromiseRejectedResult).reason.message).toBe('b fails')
+    expect(keys()).toEqual(['a', 'a2', 'c', 'c2'])
+  })
+
+  test('an awaited query in line between transactions ends the group: it sees the earlier ones committed and none of the later', async () => {
+    const db = setup()
+    const byKey = preparedQuery<{ k: string }, { k: string }[]>((d, p) => d.select({ k: sql<string>`k` }).from(sql`t`).where(sql`k = ${p('k')}`))
+    const first = withTransaction(db, async (tx) => {
+      tx.run(sql`INSERT INTO t (k) VALUES ('first')`)
+      await io()
+    })
+    const read = Promise.all([byKey.all(db, { k: 'first' }), byKey.all(db, { k: 'second' })])
+    const second = withTransaction(db, async (tx) => {
+      tx.run(sql`INSERT INTO t (k) VALUES ('second')`)
+    })
+    const [[a, b]] = await Promise.all([read, first, second])
+    expect(a).toEqual([{ k: 'first' }])
+    expect(b).toEqual([])
+    expect(keys()).toEqual(['first', 'second'])
+  })
+
+  test('an interrupted group runs every member again; no member is acknowledged with its work lost', async () => {
+    const db = setup()
+    const runs: Record<string, number> = { a: 0, b: 0 }
+    let started!: () => void
+    const bInside = new Promise<void>((r) => (started = r))
+    const a = withTransaction(db, async (tx) => {
+      runs.a!++
+      tx.run(sql`INSERT INTO t (k) VALUES ('a')`)
+    })
+    const b = withTransaction(db, async (tx) => {
+      runs.b!++
+      tx.run(sql`INSERT INTO t (k) VALUES ('b')`)
+      started()
+      await io()
+      tx.run(sql`INSERT INTO t (k) VALUES ('b2')`)
+    })
+    await bInside
+    // A synchronous statement from outside while the group (a done, b waiting on I/O) is open: both are rolled back.
+    db.run(sql`INSERT INTO t (k) VALUES ('outside')`)
+    await Promise.all([a, b])
+    expect(runs.b).toBe(2)
+    expect(runs.a).toBe(2)
+    expect(keys()).toEqual(['a', 'b', 'b2', 'outside'])
+  })
+
+  test(`a group has at most MAX_GROUP (${MAX_GROUP}) members`, async () => {
+    const db = setup()
+    const before = h.gate.commits
+    await Promise.all(
+      Array.from({ length: 3 * MAX_GROUP }, (_, i) =>
+        withTransaction(db, async (tx) => {
+          tx.run(sql`INSERT INTO t (k) VALUES (${`k${i}`})`)
+          await Promise.resolve()
+        }),
+      ),
+    )
+    expect(keys().length).toBe(3 * MAX_GROUP)
+    expect(h.gate.commits - before).toBeGreaterThanOrEqual(3)
   })
 })
 
