@@ -579,30 +579,38 @@ export class RbacService {
   async roleNamesOf(userIds: string[]): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>()
     if (!userIds.length) return out
-    // SQLite: one statement prepared once, the ids as one JSON-array parameter (drizzle would build the SQL
-    // of an `IN (?, ?, …)` list again per call: most of the list's CPU). PostgreSQL: built per call.
-    const rows =
+    // Which role ids each user holds, in one statement (SQLite: prepared once, the ids as one JSON-array
+    // parameter, answered by position); the roles' names and levels come from the role cache, like a
+    // principal's roles, so the statement returns no strings but the role ids.
+    const held: { user: string; roleId: string }[] =
       dialect.name === 'sqlite'
-        ? await allPrepared(this.deps.db, (this.roleNamesStmt ??= this.roleNamesQuery(sql`${userRoles.userId} in (select value from json_each(${sql.placeholder('ids')}))`).prepare()), { ids: JSON.stringify(userIds) })
-        : await this.roleNamesQuery(inArray(userRoles.userId, userIds)!)
-    for (const r of rows) {
-      const list = out.get(r.userId)
-      if (list) list.push(r.name)
-      else out.set(r.userId, [r.name])
+        ? (await allPrepared(this.deps.db, (this.heldRolesStmt ??= this.heldRolesQuery()), { ids: JSON.stringify(userIds) })).map((r) => ({ user: userIds[r.i]!, roleId: r.roleId }))
+        : (await this.deps.db.select({ user: userRoles.userId, roleId: userRoles.roleId }).from(userRoles).where(inArray(userRoles.userId, userIds)))
+    const byId = new Map<string, RoleEntry | undefined>()
+    for (const h of held) if (!byId.has(h.roleId)) byId.set(h.roleId, undefined)
+    for (const id of byId.keys()) byId.set(id, await this.role(id))
+    const entries = new Map<string, RoleEntry[]>()
+    for (const h of held) {
+      const r = byId.get(h.roleId)
+      if (!r) continue
+      const list = entries.get(h.user)
+      if (list) list.push(r)
+      else entries.set(h.user, [r])
     }
+    // Highest level first, then by name in binary order (what ORDER BY level DESC, name gives).
+    for (const [user, list] of entries) out.set(user, list.sort((x, y) => y.level - x.level || (x.name < y.name ? -1 : x.name > y.name ? 1 : 0)).map((r) => r.name))
     return out
   }
 
-  private roleNamesStmt: ReturnType<ReturnType<RbacService['roleNamesQuery']>['prepare']> | undefined
+  private heldRolesStmt: ReturnType<RbacService['heldRolesQuery']> | undefined
 
-  /** Role names of the users `where` selects, highest level first. */
-  private roleNamesQuery(where: SQL) {
+  /** SQLite: (position in the JSON array `ids`, role id) for every role the users at those positions hold. */
+  private heldRolesQuery() {
     return this.deps.db
-      .select({ userId: userRoles.userId, name: roles.name })
-      .from(userRoles)
-      .innerJoin(roles, eq(roles.id, userRoles.roleId))
-      .where(where)
-      .orderBy(desc(roles.level), asc(roles.name))
+      .select({ i: sql<number>`j.key`, roleId: userRoles.roleId })
+      .from(sql`json_each(${sql.placeholder('ids')}) j`)
+      .innerJoin(userRoles, sql`${userRoles.userId} = j.value`)
+      .prepare()
   }
 
   /** Id of a role by name, or undefined. */
