@@ -10,6 +10,7 @@ import type { AuditService } from '../audit/service'
 import type { AuthService } from '../auth/service'
 import type { SessionService } from '../sessions/service'
 import type { LockoutService } from '../lockout/service'
+import type { MeProfile } from './store'
 
 export interface MeControllerDeps {
   config: Config
@@ -17,8 +18,8 @@ export interface MeControllerDeps {
   auth: AuthService
   sessions: SessionService
   audit: AuditService
-  /** Which second factors the user has. */
-  factors(userId: string): Promise<{ totp: boolean; passkeys: number }>
+  /** The user's shown columns and which second factors they have (./store.ts). */
+  profile(userId: string): Promise<MeProfile | undefined>
   /** Checks a TOTP code of the user (replay-protected). */
   verifyTotp(userId: string, code: string): Promise<boolean>
   lockout: Pick<LockoutService, 'isLocked' | 'recordFailure' | 'recordSuccess'>
@@ -62,7 +63,7 @@ const isEventCursor = (v: unknown): v is { id: number } => typeof v === 'object'
 
 export function meController(authPlugin: AuthPlugin, d: MeControllerDeps) {
   const view = async (userId: string, roles: string[], permissions: string[]) => {
-    const u = await d.auth.findById(userId)
+    const u = await d.profile(userId)
     if (!u) throw notFound()
     return {
       id: u.id,
@@ -72,7 +73,7 @@ export function meController(authPlugin: AuthPlugin, d: MeControllerDeps) {
       createdAt: new Date(u.createdAt).toISOString(),
       roles,
       permissions,
-      mfa: await d.factors(userId),
+      mfa: u.mfa,
     }
   }
   return new Elysia({ name: 'me-routes', prefix: '/v1/me', detail: { tags: ['me'] } })

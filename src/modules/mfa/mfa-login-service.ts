@@ -29,20 +29,25 @@ export const TOKEN_MAX_FAILURES = 5
 const AMR: Record<MfaMethod, string> = { totp: 'otp', recovery_code: 'recovery', webauthn: 'webauthn' }
 
 /**
- * A user's active TOTP factors, passkeys and unused recovery codes, counted in one statement (correlated with
- * the user's row: a user that does not exist has none).
+ * Counts of a user's active TOTP factors, passkeys and unused recovery codes, as scalar subqueries correlated
+ * with `users.id` (a select from `users` gets them in its own statement: here and in GET /v1/me's store).
  */
-const factorCounts = preparedQuery<{ userId: string }, { totp: number; passkeys: number; codes: number }[]>((db, p) => {
+export function factorCountColumns(db: MfaDeps['db']) {
   const n = (q: SQLWrapper) => sql<number>`(${q})`
-  return db
-    .select({
-      totp: n(db.select({ n: count() }).from(totpFactors).where(and(eq(totpFactors.userId, users.id), eq(totpFactors.status, 'active')))),
-      passkeys: n(db.select({ n: count() }).from(passkeys).where(eq(passkeys.userId, users.id))),
-      codes: n(db.select({ n: count() }).from(recoveryCodes).where(and(eq(recoveryCodes.userId, users.id), isNull(recoveryCodes.usedAt)))),
-    })
+  return {
+    totp: n(db.select({ n: count() }).from(totpFactors).where(and(eq(totpFactors.userId, users.id), eq(totpFactors.status, 'active')))),
+    passkeys: n(db.select({ n: count() }).from(passkeys).where(eq(passkeys.userId, users.id))),
+    codes: n(db.select({ n: count() }).from(recoveryCodes).where(and(eq(recoveryCodes.userId, users.id), isNull(recoveryCodes.usedAt)))),
+  }
+}
+
+/** The three counts in one statement (a user that does not exist has none). */
+const factorCounts = preparedQuery<{ userId: string }, { totp: number; passkeys: number; codes: number }[]>((db, p) =>
+  db
+    .select(factorCountColumns(db))
     .from(users)
-    .where(eq(users.id, p('userId')))
-})
+    .where(eq(users.id, p('userId'))),
+)
 
 const invalidToken = () => new AppError(401, 'invalid_mfa_token', 'The sign-in attempt is unknown, expired or already finished; sign in again.')
 const invalidProof = () => new AppError(401, 'invalid_mfa_proof', 'The second factor was not accepted.')
