@@ -439,6 +439,18 @@ export async function allPrepared<R>(db: object, stmt: Prepared<R>, params: Reco
   return stmt.all(params)
 }
 
+/**
+ * SQLite only: the rows of a prepared drizzle query as arrays in selection order (bun:sqlite `values`, without
+ * drizzle's per-row mapping into objects), queued behind an open transaction like any awaited query. For
+ * hot lists whose columns need no decoding (text, integers).
+ */
+export async function valuesPrepared(db: object, stmt: { values(params?: Record<string, unknown>): unknown[][] }, params: Record<string, unknown> = {}): Promise<unknown[][]> {
+  if (pgRouters.has(db)) throw new Error('valuesPrepared is SQLite only')
+  const gate = gates.get(db)
+  if (gate?.mustWait()) return await gate.statement(() => stmt.values(params))
+  return stmt.values(params)
+}
+
 /** The parts of a drizzle query builder `preparedQuery` uses: awaitable, and preparable on SQLite. */
 interface Buildable<R> extends PromiseLike<R> {
   prepare(): { all(params?: Record<string, unknown>): unknown; run(params?: Record<string, unknown>): unknown }
