@@ -3,7 +3,7 @@ import { Elysia, t } from 'elysia'
 import type { Config } from '../../config'
 import { AppError, notFound, unauthorized } from '../../lib/errors'
 import { decodeCursor, pageLimit, PageQuery, pageOf } from '../../lib/pagination'
-import { errors, IdParam, NoContent, Password } from '../../lib/schemas'
+import { errors, IdParam, NoContent, Password, JsonInteger } from '../../lib/schemas'
 import type { AuthPlugin } from '../../plugins/auth'
 import { metaOf } from '../../plugins/request-context'
 import type { AuditService } from '../audit/service'
@@ -33,7 +33,7 @@ const MeSchema = t.Object({
   createdAt: t.String(),
   roles: t.Array(t.String()),
   permissions: t.Array(t.String()),
-  mfa: t.Object({ totp: t.Boolean(), passkeys: t.Integer() }),
+  mfa: t.Object({ totp: t.Boolean(), passkeys: JsonInteger() }),
 })
 
 const SessionSchema = t.Object({
@@ -47,7 +47,7 @@ const SessionSchema = t.Object({
 })
 
 export const EventSchema = t.Object({
-  id: t.Integer(),
+  id: JsonInteger(),
   type: t.String(),
   outcome: t.String(),
   actorId: t.Union([t.String(), t.Null()]),
