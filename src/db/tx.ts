@@ -46,6 +46,11 @@ export class TransactionInterrupted extends Error {
 
 /** Most transactions that share one commit (see TxGate: consecutive waiting transactions). */
 export const MAX_GROUP = 16
+/**
+ * A group takes no new member once its SQLite transaction has been open this long (ms): the write lock is
+ * held meanwhile, and another process on the same file waits for it at most BULWARK_DB_BUSY_TIMEOUT (50 ms).
+ */
+export const MAX_GROUP_MS = 5
 
 /** One SQLite transaction (`BEGIN IMMEDIATE` … `COMMIT`) and the transactions that share it. */
 interface Group {
@@ -58,6 +63,8 @@ interface Group {
   kept: number
   /** The member count when the commit was last put off by one turn of the event loop. */
   waitedAt?: number
+  /** When its SQLite transaction began (performance.now()). */
+  began: number
   /** Settles when the group's COMMIT has run (or failed, or the group was interrupted). */
   committed: Promise<void>
   settle(err?: unknown): void
@@ -73,7 +80,7 @@ function newGroup(): Group {
   let reject!: (e: unknown) => void
   const committed = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)))
   committed.catch(() => {}) // a group whose members all failed is awaited by nobody
-  return { aborted: false, members: 0, kept: 0, committed, settle: (err) => (err === undefined ? resolve() : reject(err)) }
+  return { aborted: false, members: 0, kept: 0, began: performance.now(), committed, settle: (err) => (err === undefined ? resolve() : reject(err)) }
 }
 
 /**
@@ -206,7 +213,7 @@ export class TxGate {
       group.lost ??= err // the connection was closed
     }
     const usable = !group.aborted && group.lost === undefined && inTransaction
-    if (usable && group.members < MAX_GROUP) {
+    if (usable && group.members < MAX_GROUP && performance.now() - group.began < MAX_GROUP_MS) {
       if (this.queue[0]?.tx) return this.release()
       // Nobody in line yet: put the commit off by one turn of the event loop, once per member, so requests that
       // are already being read can join (a lone transaction loses a turn, no CPU). Anything queued meanwhile

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { eq, sql } from 'drizzle-orm'
 import { integer, sqliteTable, text } from 'drizzle-orm/sqlite-core'
 import { openDatabase, type DbHandle } from '../../src/db/client'
-import { MAX_GROUP, preparedQuery, withTransaction } from '../../src/db/tx'
+import { MAX_GROUP, MAX_GROUP_MS, preparedQuery, withTransaction } from '../../src/db/tx'
 
 let h: DbHandle
 afterEach(() => h?.close())
@@ -22,6 +22,8 @@ const has = (k: string) => h.db.get<{ k: string }>(sql`SELECT k FROM t WHERE k =
 const count = () => h.db.get<[number]>(sql`SELECT n FROM t WHERE k = 'c'`)![0]
 /** A real I/O wait inside the transaction: the event loop runs other requests meanwhile. */
 const io = () => Bun.sleep(5)
+/** One turn of the event loop (no timer). */
+const turn = () => new Promise<void>((r) => setImmediate(r))
 
 describe('withTransaction on one shared SQLite connection', () => {
   test('a transaction that fails after an await loses only its own rows: a concurrent acknowledged write survives and never saw the half-done state', async () => {
@@ -140,7 +142,7 @@ describe('group commit: consecutive waiting transactions share one SQLite commit
       ['a', 'b', 'c', 'd', 'e'].map((k) =>
         withTransaction(db, async (tx) => {
           tx.run(sql`INSERT INTO t (k) VALUES (${k})`)
-          await io()
+          await turn()
         }).then(() => seen.push(committed(k))),
       ),
     )
@@ -209,6 +211,21 @@ describe('group commit: consecutive waiting transactions share one SQLite commit
     expect(runs.b).toBe(2)
     expect(runs.a).toBe(2)
     expect(keys()).toEqual(['a', 'b', 'b2', 'outside'])
+  })
+
+  test(`a group open for MAX_GROUP_MS (${MAX_GROUP_MS} ms) takes no new member (another process waits for the write lock meanwhile)`, async () => {
+    const db = setup()
+    const before = h.gate.commits
+    await Promise.all(
+      ['a', 'b', 'c', 'd'].map((k) =>
+        withTransaction(db, async (tx) => {
+          tx.run(sql`INSERT INTO t (k) VALUES (${k})`)
+          await Bun.sleep(MAX_GROUP_MS + 1)
+        }),
+      ),
+    )
+    expect(keys()).toEqual(['a', 'b', 'c', 'd'])
+    expect(h.gate.commits - before).toBe(4)
   })
 
   test(`a group has at most MAX_GROUP (${MAX_GROUP}) members`, async () => {
