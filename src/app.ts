@@ -35,6 +35,7 @@ import { loginFlow, mfaLock } from './modules/auth/login-flow'
 import { KeyService } from './modules/keys/service'
 import { assertSecretOpens, effectiveKeys } from './modules/keys/secret'
 import { meController } from './modules/me'
+import { meProfile } from './modules/me/store'
 import { SessionService } from './modules/sessions/service'
 import { Authenticator, authPlugin } from './plugins/auth'
 import { rbacController } from './modules/rbac'
@@ -385,7 +386,7 @@ export function createApp(deps: AppDeps) {
     .use(webhooksController(authPlugin(deps.authn), deps.webhooks, { cursorKey: deps.keys.cursor }))
     .use(clientsController(authPlugin(deps.authn), deps.clients))
     .use(oauthController(deps.oauth))
-    .use(meController(authPlugin(deps.authn), { config, cursorKey: deps.keys.cursor, auth: deps.auth, sessions: deps.sessions, audit: deps.audit, factors: deps.factors, verifyTotp: (id, code) => deps.mfa.totp.verify(id, code), lockout: deps.lockout }))
+    .use(meController(authPlugin(deps.authn), { config, cursorKey: deps.keys.cursor, auth: deps.auth, sessions: deps.sessions, audit: deps.audit, profile: (id) => meProfile(deps.db, id), verifyTotp: (id, code) => deps.mfa.totp.verify(id, code), lockout: deps.lockout }))
   routes.all = () => app.routes
   return app
 }

@@ -64,6 +64,8 @@ export function openDatabase(path: string, opts: { migrate?: boolean; busyTimeou
     close() {
       if (closed) return
       closed = true
+      // A transaction group whose commit waits for the next turn of the event loop commits now.
+      gate.flush()
       try {
         sqlite.run('PRAGMA optimize')
       } catch {}

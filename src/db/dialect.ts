@@ -17,6 +17,12 @@ export interface Dialect {
    * PostgreSQL's cost-based planner needs no hint.
    */
   unindexed(column: SQLWrapper): SQL
+  /**
+   * The condition, marked as matching few rows: SQLite's planner then uses the column's index even when its
+   * statistics (gathered on a small table, or while every row had the same value) say the value covers the
+   * whole table (`unlikely`, https://www.sqlite.org/lang_corefunc.html#unlikely); PostgreSQL needs no hint.
+   */
+  selective(condition: SQL): SQL
   /** The UTC calendar day (`YYYY-MM-DD`) of an integer-milliseconds column. */
   utcDay(column: SQLWrapper): SQL
   /** Physical row order, a tiebreak for rows written in the same millisecond (SQLite `rowid`; PostgreSQL `ctid`). */
@@ -42,6 +48,7 @@ export const sqliteDialect: Dialect = {
   isUniqueViolation: (err, table, column) =>
     chain(err).some((e) => e instanceof Error && e.message.includes(`UNIQUE constraint failed: ${table}.${column}`)),
   unindexed: (column) => sql`+${column}`,
+  selective: (condition) => sql`unlikely(${condition})`,
   utcDay: (column) => sql`strftime('%Y-%m-%d', ${column} / 1000, 'unixepoch')`,
   asInt: (condition) => sql`(${condition})`,
   rowOrder: sql`rowid`,
@@ -65,6 +72,7 @@ export const pgDialect: Dialect = {
       return detail.startsWith(`Key (${column})=`) || constraint === `${table}_${column}_unique` || constraint === `${table}_${column}_key`
     }),
   unindexed: (column) => sql`${column}`,
+  selective: (condition) => condition,
   utcDay: (column) => sql`to_char(to_timestamp(${column} / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')`,
   asInt: (condition) => sql`(${condition})::int`,
   rowOrder: sql`ctid`,

@@ -5,7 +5,8 @@
  * connection is shared by every concurrent request, so an open `BEGIN` followed by an `await` would let other
  * requests' statements run inside the transaction (rolled back with it) and read its uncommitted rows. The
  * SQLite implementation prevents both:
- * - transactions run one at a time under an in-process async mutex (FIFO);
+ * - transactions run one at a time under an in-process async mutex (FIFO); consecutive ones may share one
+ *   SQLite transaction and its commit, each inside its own savepoint (group commit, see TxGate);
  * - the transaction's code runs in an AsyncLocalStorage context; every statement on the connection passes
  *   the connection's guard (installed by `openDatabase`). A statement from outside that context while the
  *   transaction is open first rolls the transaction back (nothing of it was acknowledged), then runs on its own
@@ -43,12 +44,32 @@ export class TransactionInterrupted extends Error {
   }
 }
 
-interface Open {
-  token: object
+/** Most transactions that share one commit (see TxGate: consecutive waiting transactions). */
+export const MAX_GROUP = 16
+/**
+ * A group takes no new member once its SQLite transaction has been open this long (ms): the write lock is
+ * held meanwhile, and another process on the same file waits for it at most BULWARK_DB_BUSY_TIMEOUT (50 ms).
+ */
+export const MAX_GROUP_MS = 5
+
+/** One SQLite transaction (`BEGIN IMMEDIATE` … `COMMIT`) and the transactions that share it. */
+interface Group {
+  /** Rolled back by a statement from outside: every member runs again. */
   aborted: boolean
+  /** Rolled back by SQLite itself after a member's error (a full disk, an I/O error): the others fail with it. */
+  lost?: unknown
+  members: number
+  /** Members whose work is in the transaction (the others failed and undid theirs). */
+  kept: number
+  /** The member count when the commit was last put off by one turn of the event loop. */
+  waitedAt?: number
+  /** When its SQLite transaction began (performance.now()). */
+  began: number
+  /** Settles when the group's COMMIT has run (or failed, or the group was interrupted). */
+  committed: Promise<void>
+  settle(err?: unknown): void
 }
 
-/** Serialises SQLite transactions on one connection and keeps other statements out of them. */
 /** "Inside this transaction": the open transaction's token (SQLite gates) or `{ db, tx }` (PostgreSQL routers). */
 const sqliteTxContext = new AsyncLocalStorage<object>()
 const pgTxContext = new AsyncLocalStorage<{ db: object; tx: object }>()
@@ -62,45 +83,80 @@ export function detached<T>(fn: () => T): T {
   return sqliteTxContext.exit(() => pgTxContext.exit(fn))
 }
 
+interface Open {
+  token: object
+  group: Group
+}
+
+function newGroup(): Group {
+  let resolve!: () => void
+  let reject!: (e: unknown) => void
+  const committed = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)))
+  committed.catch(() => {}) // a group whose members all failed is awaited by nobody
+  return { aborted: false, members: 0, kept: 0, began: performance.now(), committed, settle: (err) => (err === undefined ? resolve() : reject(err)) }
+}
+
+/**
+ * Serialises SQLite transactions on one connection and keeps other statements out of them.
+ *
+ * Group commit: when a transaction finishes and the next in line is a transaction too, the SQLite transaction
+ * stays open for it (each member runs inside its own SAVEPOINT, so a member that fails undoes only its own
+ * work), up to MAX_GROUP members; the last one commits for all. A member's `run` returns only once that commit
+ * has succeeded. A statement in line (an awaited query from outside any transaction) ends the group first, so
+ * it never sees uncommitted rows. When nobody is in line, the commit waits one turn of the event loop for
+ * transactions of requests already being read. Consecutive transactions then cost one commit: on a busy
+ * server most pages a transaction writes (the right-most leaves of time- and id-ordered indexes, interior
+ * pages) are shared, and the write-ahead log gets each of them once per group instead of once per
+ * transaction (bench: 49 -> 12 write calls per refresh at 64 connections). Durability is unchanged: a
+ * transaction is acknowledged only after the COMMIT that carries it.
+ */
 export class TxGate {
   private readonly als = sqliteTxContext
-  private tail: Promise<void> = Promise.resolve()
+  /** Who waits for the gate, in order, and whether each is a transaction. */
+  private readonly queue: { tx: boolean; go: () => void }[] = []
+  /** A statement or a transaction holds the gate. */
+  private held = false
+  /** The SQLite transaction open now, shared by consecutive members. */
+  private group: Group | undefined
+  /** The member running now. */
   private open: Open | undefined
-  /** Transactions and statements waiting in the FIFO (plus the one holding it). */
-  private waiting = 0
   /** How many transactions were interrupted (for tests and diagnostics). */
   interrupted = 0
+  /** How many SQLite transactions committed, and how many members they carried (for tests and diagnostics). */
+  commits = 0
+  committedMembers = 0
 
   constructor(private readonly sqlite: Database) {}
 
   /** Called before every statement on the connection. */
   check(): void {
     const open = this.open
-    if (!open) return
-    const mine = this.als.getStore() === open.token
+    const group = this.group
+    if (!group) return
+    const mine = open !== undefined && this.als.getStore() === open.token
     if (mine) {
-      if (open.aborted) throw new TransactionInterrupted()
+      if (group.aborted) throw new TransactionInterrupted()
       return
     }
-    if (open.aborted) return
+    if (group.aborted) return
     // A statement from another request: end the transaction first (its work is retried), then let it run alone.
-    open.aborted = true
+    group.aborted = true
     this.interrupted++
     if (this.sqlite.inTransaction) this.sqlite.run('ROLLBACK')
   }
 
   /** Whether an awaited statement from outside a transaction must queue (a transaction is open or waiting). */
   mustWait(): boolean {
-    return this.waiting > 0 && !this.inside()
+    return (this.held || this.queue.length > 0) && !this.inside()
   }
 
   /** Runs one statement (synchronously, when its turn comes) in FIFO order with the transactions. */
   async statement<T>(run: () => T): Promise<T> {
-    const release = await this.lock()
+    await this.acquire(false)
     try {
       return run()
     } finally {
-      release()
+      this.release()
     }
   }
 
@@ -111,44 +167,127 @@ export class TxGate {
 
   async run<T>(fn: () => Promise<T> | T): Promise<T> {
     if (this.inside()) return await fn() // nested: part of the outer transaction
-    const release = await this.lock()
-    try {
-      for (let attempt = 1; ; attempt++) {
-        const open: Open = { token: {}, aborted: false }
-        this.sqlite.run('BEGIN IMMEDIATE')
-        this.open = open
+    await this.acquire(true)
+    for (let attempt = 1; ; attempt++) {
+      // Our turn: continue the open group, or begin one.
+      let group = this.group
+      if (!group) {
         try {
-          const result = await this.als.run(open.token, fn)
-          if (open.aborted) throw new TransactionInterrupted()
-          this.open = undefined
-          this.sqlite.run('COMMIT')
-          return result
+          this.sqlite.run('BEGIN IMMEDIATE')
         } catch (err) {
-          this.open = undefined
-          if (!open.aborted && this.sqlite.inTransaction) this.sqlite.run('ROLLBACK')
-          if (!open.aborted || attempt >= MAX_ATTEMPTS) throw open.aborted ? new TransactionInterrupted() : err
+          this.release()
+          throw err
         }
+        group = this.group = newGroup()
       }
-    } finally {
-      this.open = undefined
-      release()
+      group.members++
+      const open: Open = { token: {}, group }
+      let ok = false
+      let result: T | undefined
+      let failure: unknown
+      try {
+        this.sqlite.run('SAVEPOINT bulwark_tx')
+        this.open = open
+        result = await this.als.run(open.token, fn)
+        if (group.aborted) throw new TransactionInterrupted()
+        this.sqlite.run('RELEASE bulwark_tx')
+        ok = true
+      } catch (err) {
+        failure = err
+        // Undo this member's work only; the others in the group keep theirs.
+        if (!group.aborted && this.sqlite.inTransaction) {
+          this.sqlite.run('ROLLBACK TO bulwark_tx')
+          this.sqlite.run('RELEASE bulwark_tx')
+        } else if (!group.aborted) group.lost ??= err
+      } finally {
+        this.open = undefined
+      }
+      if (ok) group.kept++
+      this.handOver(group)
+      try {
+        // A member that failed has nothing in the group, but it too returns only once the group has settled.
+        await group.committed
+        if (!ok) throw failure
+        return result as T
+      } catch (err) {
+        if (!group.aborted) throw ok ? err : failure
+        if (attempt >= MAX_ATTEMPTS) throw new TransactionInterrupted()
+        await this.acquire(true)
+      }
     }
   }
 
-  private async lock(): Promise<() => void> {
-    let release!: () => void
-    const next = new Promise<void>((r) => (release = r))
-    const prev = this.tail
-    this.tail = prev.then(() => next)
-    this.waiting++
-    await prev
-    let done = false
-    return () => {
-      if (done) return
-      done = true
-      this.waiting--
-      release()
+  /** After a member: the next transaction in line continues the group; otherwise the group commits (or, interrupted, ends). */
+  private handOver(group: Group): void {
+    let inTransaction = false
+    try {
+      inTransaction = this.sqlite.inTransaction
+    } catch (err) {
+      group.lost ??= err // the connection was closed
     }
+    const usable = !group.aborted && group.lost === undefined && inTransaction
+    if (usable && group.members < MAX_GROUP && performance.now() - group.began < MAX_GROUP_MS) {
+      if (this.queue[0]?.tx) return this.release()
+      // Nobody in line yet: put the commit off by one turn of the event loop, once per member, so requests that
+      // are already being read can join (a lone transaction loses a turn, no CPU). Anything queued meanwhile
+      // decides at the next turn: a transaction continues the group, a statement makes it commit first.
+      if (this.queue.length === 0 && group.kept > 0 && group.waitedAt !== group.members) {
+        group.waitedAt = group.members
+        this.waiting = group
+        setImmediate(() => {
+          if (this.waiting === group) this.finishWaiting()
+        })
+        return
+      }
+    }
+    this.group = undefined
+    if (group.aborted) group.settle(new TransactionInterrupted())
+    else if (!usable) group.settle(group.lost ?? new Error('the SQLite transaction ended before its commit'))
+    else {
+      try {
+        this.sqlite.run('COMMIT')
+        this.commits++
+        this.committedMembers += group.members
+        group.settle()
+      } catch (err) {
+        try {
+          if (this.sqlite.inTransaction) this.sqlite.run('ROLLBACK')
+        } catch {}
+        group.settle(err)
+      }
+    }
+    this.release()
+  }
+
+  /** The group whose commit was put off by a turn of the event loop, if any. */
+  private waiting: Group | undefined
+
+  private finishWaiting(): void {
+    const group = this.waiting
+    this.waiting = undefined
+    if (group) this.handOver(group)
+  }
+
+  /** Commits now a group whose commit was put off (before the connection closes). */
+  flush(): void {
+    const group = this.waiting
+    if (group) group.waitedAt = group.members
+    this.finishWaiting()
+  }
+
+  private acquire(tx: boolean): Promise<void> {
+    if (!this.held && this.queue.length === 0) {
+      this.held = true
+      return Promise.resolve()
+    }
+    return new Promise<void>((go) => this.queue.push({ tx, go }))
+  }
+
+  /** Passes the gate to the next in line (it stays held), or frees it. */
+  private release(): void {
+    const next = this.queue.shift()
+    if (next) next.go()
+    else this.held = false
   }
 }
 
@@ -287,6 +426,12 @@ const pgRetryable = (err: unknown): boolean => {
 }
 
 /**
+ * True for an error that reruns a whole `withTransaction` callback (an interrupted SQLite transaction; a
+ * PostgreSQL serialization failure or deadlock): code that catches errors inside a callback must rethrow these.
+ */
+export const isRetryable = (err: unknown): boolean => err instanceof TransactionInterrupted || pgRetryable(err)
+
+/**
  * Wraps a PostgreSQL drizzle database so that, inside a `withTransaction` callback, every query runs on the
  * transaction's connection (the callback may use `tx` or the service's own `db`), and nested calls join it.
  */
@@ -343,4 +488,62 @@ export async function allPrepared<R>(db: object, stmt: Prepared<R>, params: Reco
   const gate = gates.get(db)
   if (gate?.mustWait()) return await gate.statement(() => stmt.all(params))
   return stmt.all(params)
+}
+
+/**
+ * SQLite only: the rows of a prepared drizzle query as arrays in selection order (bun:sqlite `values`, without
+ * drizzle's per-row mapping into objects), queued behind an open transaction like any awaited query. For
+ * hot lists whose columns need no decoding (text, integers).
+ */
+export async function valuesPrepared(db: object, stmt: { values(params?: Record<string, unknown>): unknown[][] }, params: Record<string, unknown> = {}): Promise<unknown[][]> {
+  if (pgRouters.has(db)) throw new Error('valuesPrepared is SQLite only')
+  const gate = gates.get(db)
+  if (gate?.mustWait()) return await gate.statement(() => stmt.values(params))
+  return stmt.values(params)
+}
+
+/** The parts of a drizzle query builder `preparedQuery` uses: awaitable, and preparable on SQLite. */
+interface Buildable<R> extends PromiseLike<R> {
+  prepare(): { all(params?: Record<string, unknown>): unknown; run(params?: Record<string, unknown>): unknown }
+}
+
+/**
+ * A hot-path query written once for both engines. `build(db, p)` makes the drizzle query, taking each
+ * variable value as `p('name')`:
+ * - on SQLite it is built once per connection with `p = sql.placeholder` and prepared (drizzle would build
+ *   and compile the SQL of an unprepared query again on every call); each call runs it with `params`, queued
+ *   behind an open transaction like any awaited query, or inside the caller's transaction (on SQLite the
+ *   transaction handle is the connection's database itself);
+ * - on PostgreSQL it is built per call with `p(name) = params[name]` on the handle given, so inside a
+ *   `withTransaction` callback it runs on the transaction's connection (a statement prepared on the pool
+ *   would not).
+ * `all` returns the rows (a select, or a write with `returning`); `run` a write's driver result (for
+ * `dialect.changes`).
+ */
+export function preparedQuery<P extends Record<string, unknown>, R>(build: (db: any, p: (name: keyof P & string) => any) => Buildable<R>) {
+  const compiled = new WeakMap<object, ReturnType<Buildable<R>['prepare']>>()
+  const stmt = (db: object) => {
+    let s = compiled.get(db)
+    if (!s) {
+      s = build(db, (name) => sql.placeholder(name)).prepare()
+      compiled.set(db, s)
+    }
+    return s
+  }
+  const exec = async <T>(db: object, params: P, run: (s: ReturnType<Buildable<R>['prepare']>) => T): Promise<T> => {
+    const s = stmt(db)
+    const gate = gates.get(db)
+    if (gate?.mustWait()) return await gate.statement(() => run(s))
+    return run(s)
+  }
+  return {
+    async all(db: object, params: P): Promise<R> {
+      if (pgRouters.has(db)) return await build(db, (name) => params[name])
+      return (await exec(db, params, (s) => s.all(params))) as R
+    },
+    async run(db: object, params: P): Promise<unknown> {
+      if (pgRouters.has(db)) return await build(db, (name) => params[name])
+      return await exec(db, params, (s) => s.run(params))
+    },
+  }
 }

@@ -8,7 +8,7 @@ export const Problem = t.Object(
   {
     type: t.String(),
     title: t.String(),
-    status: t.Integer(),
+    status: Type.Integer(),
     detail: t.String(),
     code: t.String(),
     requestId: t.String(),

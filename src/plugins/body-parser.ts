@@ -9,6 +9,7 @@
 import { Elysia } from 'elysia'
 import { AppError } from '../lib/errors'
 import { readBody } from '../lib/read-body'
+import { contextOf } from './request-context'
 import { pathOf } from '../lib/request-url'
 import { invalidRequest } from '../modules/oauth/errors'
 
@@ -129,6 +130,8 @@ export function bodyParser(limits: BodyLimits) {
     if (isForm && type !== 'application/x-www-form-urlencoded') throw invalidRequest('Send the body as application/x-www-form-urlencoded (RFC 6749 §4.4.2).')
     const bytes = await readBody(request, limits.timeoutMs ?? 10_000, limit, () => tooLarge(limit))
     if (bytes.byteLength > limit) throw tooLarge(limit)
+    // Kept for a re-run of the request after a held write lock (src/plugins/storage-retry.ts): no copy of the stream up front.
+    contextOf(request).bodyBytes = bytes
     if (isForm) return parseForm(bytes)
     if (bytes.byteLength === 0) return null
     if (type === 'application/json' || (type.startsWith('application/') && type.endsWith('+json'))) return parseJson(bytes)

@@ -16,6 +16,8 @@ export interface RequestContext {
   userId?: string
   /** Route pattern, set by the access log. */
   route?: string
+  /** The body as the body parser read it (src/plugins/body-parser.ts), so a retry can send it again (storage-retry). */
+  bodyBytes?: Uint8Array
 }
 
 const contexts = new WeakMap<Request, RequestContext>()

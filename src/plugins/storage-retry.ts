@@ -10,7 +10,7 @@
  *   (microseconds, never blocking), and writing requests (not GET/HEAD) that arrive meanwhile wait for
  *   it instead of each blocking the loop for the busy timeout.
  * A retried request keeps its request id, is not counted again by the rate limiter (it already was), and
- * re-reads its body from a copy taken before the first attempt.
+ * sends its body again: the bytes the body parser read, or for a multipart upload a copy taken before the first attempt.
  */
 import type { Database } from 'bun:sqlite'
 import { setBusyTimeout } from '../db/client'
@@ -91,6 +91,17 @@ export class LockGate {
   }
 }
 
+const isMultipart = (r: Request) => /^multipart\//i.test(r.headers.get('content-type') ?? '')
+
+/**
+ * What a re-run of `attempt` sends as its body: the attempt itself when its body is still unread (or it has
+ * none), the bytes the body parser read, or false when the body was consumed some other way (no re-run).
+ */
+function bodyAgain(attempt: Request): Request | Uint8Array | false {
+  if (!attempt.body || !attempt.bodyUsed) return attempt
+  return contextOf(attempt).bodyBytes ?? false
+}
+
 async function isBusyProblem(res: Response): Promise<boolean> {
   if (res.status !== 503 || !res.headers.get('content-type')?.startsWith('application/problem+json')) return false
   try {
@@ -117,16 +128,19 @@ export function retryWhenBusy(handle: (request: Request) => Promise<Response>, o
     const writes = request.method !== 'GET' && request.method !== 'HEAD'
     const deadline = performance.now() + windowMs
     if (writes && gate.closed) await gate.wait(windowMs)
-    // A spare copy of the body for a second attempt (a body can be read only once); large uploads are not retried.
+    // A second attempt needs the body again, and a body can be read only once: what the body parser read is kept
+    // on the request's context (no copy of the stream up front); a multipart upload, which Elysia's own parser
+    // reads, gets a spare copy taken now. Large uploads are not retried.
     const small = Number(request.headers.get('content-length') ?? 0) <= MAX_RETRY_BODY
-    let spare = request.body && small ? request.clone() : undefined
+    let spare = request.body && small && isMultipart(request) ? request.clone() : undefined
     let attempt = request
     for (let n = 1; ; n++) {
       const mine = { wrote: false }
       const current = attempt
       const res = await writeTracker.run(mine, () => handle(current))
       const left = deadline - performance.now()
-      if (left <= 0 || (attempt.body && !spare) || !(await isBusyProblem(res)) || mine.wrote) {
+      const body = spare ?? bodyAgain(attempt)
+      if (left <= 0 || body === false || !(await isBusyProblem(res)) || mine.wrote) {
         if (attempt !== request) {
           const first = contextOf(request)
           first.userId ??= contextOf(attempt).userId
@@ -138,9 +152,8 @@ export function retryWhenBusy(handle: (request: Request) => Promise<Response>, o
       await gate.wait(left)
       const headers = new Headers(request.headers)
       headers.set('x-request-id', contextOf(request).requestId)
-      const source = spare ?? request
-      attempt = new Request(source, { headers })
-      spare = attempt.body ? attempt.clone() : undefined
+      attempt = body instanceof Request ? new Request(body, { headers }) : new Request(request.url, { method: request.method, headers, body: body as unknown as BodyInit })
+      spare = attempt.body && isMultipart(attempt) ? attempt.clone() : undefined
       retried.add(attempt)
       if (peer) setPeer(attempt, peer)
     }

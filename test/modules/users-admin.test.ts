@@ -60,6 +60,16 @@ describe('list', () => {
     expect(second.nextCursor).toBeNull()
   })
 
+  test('the unfiltered page (its own prepared statement) shows each user as GET /v1/users/:id does', async () => {
+    await seedUser(t.deps, { email: 'shown@example.test', name: 'Shown', roles: ['user', 'moderator'], verified: true })
+    await seedUser(t.deps, { email: 'plain@example.test', name: null, status: 'disabled', roles: [] })
+    const page = await t.deps.usersAdmin.list({})
+    expect(page.items.length).toBe(3)
+    for (const item of page.items) expect(item).toEqual(await t.deps.usersAdmin.get(item.id))
+    expect(page.items.find((u) => u.email === 'shown@example.test')).toMatchObject({ name: 'Shown', status: 'active', emailVerified: true, roles: ['moderator', 'user'] })
+    expect(page.items.find((u) => u.email === 'plain@example.test')).toMatchObject({ name: null, status: 'disabled', emailVerified: false, roles: [] })
+  })
+
   test('a tampered cursor, a foreign one or one from another filter is 400 invalid_cursor', async () => {
     for (let i = 0; i < 3; i++) await seedUser(t.deps)
     const { nextCursor } = await t.deps.usersAdmin.list({ limit: 1 })

@@ -2,7 +2,7 @@
 import { Elysia, t, type TSchema } from 'elysia'
 import { unprocessable } from '../../lib/errors'
 import { decodeCursor, pageLimit, PageQuery, pageOf } from '../../lib/pagination'
-import { errors } from '../../lib/schemas'
+import { errors, JsonInteger } from '../../lib/schemas'
 import { NO_COMPRESS_HEADER } from '../../plugins/compression'
 import type { AuthMacros } from '../../plugins/auth-macros'
 import { EventSchema } from '../me'
@@ -15,25 +15,25 @@ const Nullable = <T extends TSchema>(s: T) => t.Union([s, t.Null()])
 /** The verification report (src/modules/audit/chain.ts). */
 const VerifyReportSchema = t.Object({
   intact: t.Boolean(),
-  events: t.Integer({ description: 'chained events checked' }),
-  unchainedEvents: t.Integer({ description: 'events written before hash chaining began (not covered)' }),
+  events: JsonInteger({ description: 'chained events checked' }),
+  unchainedEvents: JsonInteger({ description: 'events written before hash chaining began (not covered)' }),
   chains: t.Array(
     t.Object({
       chainId: t.String(),
-      firstPosition: t.Integer(),
+      firstPosition: JsonInteger(),
       pruned: t.Boolean({ description: 'older positions were removed by retention' }),
-      headPosition: t.Integer(),
-      headEventId: t.Integer(),
+      headPosition: JsonInteger(),
+      headEventId: JsonInteger(),
       headHash: t.String({ description: 'store this outside Bulwark to detect a rewritten or truncated chain' }),
       headCreatedAt: t.String(),
-      events: t.Integer(),
+      events: JsonInteger(),
     }),
   ),
   firstBroken: Nullable(
     t.Object({
       chainId: Nullable(t.String()),
-      eventId: Nullable(t.Integer()),
-      position: Nullable(t.Integer()),
+      eventId: Nullable(JsonInteger()),
+      position: Nullable(JsonInteger()),
       reason: t.Union([
         t.Literal('hash_mismatch'),
         t.Literal('prev_hash_mismatch'),
@@ -136,9 +136,9 @@ export function auditController(auth: AuthMacros, audit: AuditService, d: { curs
       permission: 'audit:read',
       response: {
         200: t.Object({
-          usersByStatus: t.Record(t.String(), t.Integer()),
-          usersByRole: t.Record(t.String(), t.Integer()),
-          loginsPerDay: t.Array(t.Object({ day: t.String(), logins: t.Integer(), failures: t.Integer() })),
+          usersByStatus: t.Record(t.String(), JsonInteger()),
+          usersByRole: t.Record(t.String(), JsonInteger()),
+          loginsPerDay: t.Array(t.Object({ day: t.String(), logins: JsonInteger(), failures: JsonInteger() })),
         }),
         ...errors(401, 403, 429),
       },

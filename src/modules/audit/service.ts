@@ -6,13 +6,53 @@
 import { and, count, desc, eq, gte, inArray, lt, lte, or, sql, type SQL } from 'drizzle-orm'
 import type { CoreDeps } from '../../deps'
 import { dialect, roles, securityEvents, userRoles, users } from '../../db/tables'
-import { lockResource, withTransaction } from '../../db/tx'
+import { isRetryable, lockResource, preparedQuery, withTransaction } from '../../db/tx'
 import type { Store } from '../../db/client'
 import { newId } from '../../lib/ids'
 import { chainHash, GENESIS, verifyChains, type AuditSource, type ChainedFields, type ExpectedHead, type VerifyReport } from './chain'
 import { exportChunks, type ExportFilter } from './export'
 
 export type Outcome = 'success' | 'failure' | 'info'
+
+/** An event written by `AuditService.recordInTx`, to `announce` after commit. */
+export interface Recorded {
+  event: SecurityEvent
+  meta: RequestMeta
+  id: number
+  createdAt: number
+}
+
+/** The last event of a chain (prepared once per connection on SQLite: every audited request runs it). */
+const chainHead = preparedQuery<{ chainId: string }, { seq: number | null; hash: string | null; createdAt: number }[]>((db, p) =>
+  db
+    .select({ seq: securityEvents.seq, hash: securityEvents.hash, createdAt: securityEvents.createdAt })
+    .from(securityEvents)
+    .where(eq(securityEvents.chainId, p('chainId')))
+    .orderBy(desc(securityEvents.seq))
+    .limit(1),
+)
+
+type EventFields = ChainedFields & { prevHash: string; hash: string }
+const insertEvent = preparedQuery<{ [K in keyof EventFields]: EventFields[K] }, { id: number }[]>((db, p) =>
+  db
+    .insert(securityEvents)
+    .values({
+      chainId: p('chainId'),
+      seq: p('seq'),
+      type: p('type'),
+      outcome: p('outcome'),
+      actorId: p('actorId'),
+      targetId: p('targetId'),
+      ip: p('ip'),
+      userAgent: p('userAgent'),
+      requestId: p('requestId'),
+      details: p('details'),
+      createdAt: p('createdAt'),
+      prevHash: p('prevHash'),
+      hash: p('hash'),
+    })
+    .returning({ id: securityEvents.id }),
+)
 
 /** Who and where a request came from; handed from the HTTP layer to services. */
 export interface RequestMeta {
@@ -165,50 +205,44 @@ export class AuditService {
    * process's chain. Never throws into the caller's flow.
    */
   async record(event: SecurityEvent, meta: RequestMeta = {}): Promise<void> {
-    let createdAt = this.deps.clock.now()
+    let written: Recorded
     try {
-      const chainId = this.chainId
-      // The head is read from the table, not kept in memory: an event recorded inside a transaction that
-      // rolls back then leaves no dangling link. One indexed lookup (security_events_chain). Head and insert
-      // form one transaction, serialised per chain (requests of this process append concurrently).
-      const row = await withTransaction(this.deps.db, async (tx) => {
-      await lockResource(tx, `audit-chain:${chainId}`)
-      const head = (
-        await tx
-          .select({ seq: securityEvents.seq, hash: securityEvents.hash, created_at: securityEvents.createdAt })
-          .from(securityEvents)
-          .where(eq(securityEvents.chainId, chainId))
-          .orderBy(desc(securityEvents.seq))
-          .limit(1)
-      )[0]
-      // Time never runs backwards within a chain, so pruning by age always removes a prefix of each chain.
-      if (head && head.created_at > createdAt) createdAt = head.created_at
-      const fields: ChainedFields = {
-        chainId,
-        seq: (head?.seq ?? 0) + 1,
-        type: event.type,
-        outcome: event.outcome,
-        actorId: event.actorId ?? null,
-        targetId: event.targetId ?? null,
-        ip: meta.ip ?? null,
-        userAgent: meta.userAgent?.slice(0, 512) ?? null,
-        requestId: meta.requestId ?? null,
-        // Hashed as it will be read back (undefined members dropped, dates as strings…).
-        details: event.details == null ? null : (JSON.parse(JSON.stringify(event.details)) as Record<string, unknown>),
-        createdAt,
-      }
-      const prevHash = head?.hash ?? GENESIS
-      return (
-        await tx
-          .insert(securityEvents)
-          .values({ ...fields, outcome: event.outcome, prevHash, hash: chainHash(prevHash, fields) })
-          .returning({ id: securityEvents.id })
-      )[0]!
-      })
+      // Head and insert form one transaction, serialised per chain (requests of this process append concurrently).
+      written = await withTransaction(this.deps.db, async (tx) => await this.write(tx, event, meta))
+    } catch (err) {
+      this.deps.logger.error({ err, event: event.type }, 'could not record security event')
+      return
+    }
+    await this.announce(written)
+  }
+
+  /**
+   * Writes one security event inside the caller's transaction `tx` (it commits or rolls back with the
+   * caller's writes: one transaction, one commit, instead of a second one for the event). Call `announce` with
+   * the result once that transaction has committed. Like `record`, a failure to write the event is logged and
+   * does not fail the caller's transaction (PostgreSQL: the event is written under a savepoint); only an
+   * interruption that reruns the whole transaction propagates.
+   */
+  async recordInTx(tx: object, event: SecurityEvent, meta: RequestMeta = {}): Promise<Recorded | undefined> {
+    try {
+      if (dialect.name === 'postgres') return await (tx as { transaction: <T>(fn: () => Promise<T>) => Promise<T> }).transaction(async () => await this.write(tx, event, meta))
+      return await this.write(tx, event, meta)
+    } catch (err) {
+      if (isRetryable(err)) throw err
+      this.deps.logger.error({ err, event: event.type }, 'could not record security event')
+      return undefined
+    }
+  }
+
+  /** Logs an event written by `recordInTx` and tells the listeners, after its transaction has committed. */
+  async announce(written: Recorded | undefined): Promise<void> {
+    if (!written) return
+    const { event, meta, id, createdAt } = written
+    try {
       this.deps.logger.info({ event: event.type, outcome: event.outcome, actorId: event.actorId, targetId: event.targetId, ip: meta.ip, requestId: meta.requestId, details: event.details }, 'security event')
       for (const l of this.listeners) {
         try {
-          await l({ ...event, ...meta, id: row.id, createdAt })
+          await l({ ...event, ...meta, id, createdAt })
         } catch (err) {
           this.deps.logger.warn({ err }, 'security event listener failed')
         }
@@ -216,6 +250,35 @@ export class AuditService {
     } catch (err) {
       this.deps.logger.error({ err, event: event.type }, 'could not record security event')
     }
+  }
+
+  /** The head lookup and the chained insert, on `tx` (a transaction the caller holds). */
+  private async write(tx: object, event: SecurityEvent, meta: RequestMeta): Promise<Recorded> {
+    let createdAt = this.deps.clock.now()
+    const chainId = this.chainId
+    // The head is read from the table, not kept in memory: an event recorded inside a transaction that
+    // rolls back then leaves no dangling link. One indexed lookup (security_events_chain).
+    await lockResource(tx, `audit-chain:${chainId}`)
+    const head = (await chainHead.all(tx, { chainId }))[0]
+    // Time never runs backwards within a chain, so pruning by age always removes a prefix of each chain.
+    if (head && head.createdAt > createdAt) createdAt = head.createdAt
+    const fields: ChainedFields = {
+      chainId,
+      seq: (head?.seq ?? 0) + 1,
+      type: event.type,
+      outcome: event.outcome,
+      actorId: event.actorId ?? null,
+      targetId: event.targetId ?? null,
+      ip: meta.ip ?? null,
+      userAgent: meta.userAgent?.slice(0, 512) ?? null,
+      requestId: meta.requestId ?? null,
+      // Hashed as it will be read back (undefined members dropped, dates as strings…).
+      details: event.details == null ? null : (JSON.parse(JSON.stringify(event.details)) as Record<string, unknown>),
+      createdAt,
+    }
+    const prevHash = head?.hash ?? GENESIS
+    const row = (await insertEvent.all(tx, { ...fields, prevHash, hash: chainHash(prevHash, fields) }))[0]!
+    return { event, meta, id: row.id, createdAt }
   }
 
   /** The raw connection the walk and the export read (both engines). */

@@ -1,6 +1,6 @@
 /** Request and response schemas of the accounts routes. */
 import { t } from 'elysia'
-import { Email, OpaqueToken, Password } from '../../lib/schemas'
+import { Email, OpaqueToken, Password, JsonInteger } from '../../lib/schemas'
 
 export const UserSchema = t.Object({
   id: t.String(),
@@ -24,7 +24,7 @@ export const TokenResponse = t.Object({
   accessToken: t.String(),
   refreshToken: t.Optional(t.String({ description: 'absent with transport "cookie": it is in the session cookie' })),
   tokenType: t.Literal('Bearer'),
-  expiresIn: t.Integer({ description: 'seconds until the access token expires' }),
+  expiresIn: JsonInteger({ description: 'seconds until the access token expires' }),
   user: UserSchema,
 })
 

@@ -226,19 +226,23 @@ export class AuthService {
   /** Starts a session for a user who has proven themselves and returns the token pair. */
   async issueSession(user: UserRow, s: { transport: 'bearer' | 'cookie'; amr: string[]; meta: RequestMeta }): Promise<TokenPair> {
     const mfaPending = !s.amr.some((a) => a !== 'pwd') && ((await this.d.hooks.mfaEnrollmentRequired?.(user.id)) ?? false)
-    const { session, refreshToken } = await this.d.sessions.create({ userId: user.id, transport: s.transport, amr: s.amr, mfaPending, meta: s.meta })
+    const { session, refreshToken } = await this.d.sessions.create({
+      userId: user.id,
+      transport: s.transport,
+      amr: s.amr,
+      mfaPending,
+      meta: s.meta,
+      event: (session) => ({ type: 'login', outcome: 'success', actorId: user.id, targetId: user.id, details: { sessionId: session.id, amr: s.amr, transport: s.transport } }),
+    })
     const access = await this.d.signer.sign(user.id, session.id)
-    await this.d.audit.record({ type: 'login', outcome: 'success', actorId: user.id, targetId: user.id, details: { sessionId: session.id, amr: s.amr, transport: s.transport } }, s.meta)
     return { accessToken: access.token, refreshToken, tokenType: 'Bearer', expiresIn: access.expiresIn, user: toUserView(user), sessionId: session.id }
   }
 
   /** Spends a refresh token and returns a new pair. */
   async refresh(refreshToken: string, meta: RequestMeta): Promise<TokenPair> {
-    const { session, refreshToken: next } = await this.d.sessions.rotate(refreshToken, meta)
-    const user = await this.findById(session.userId)
-    if (!user || user.status !== 'active') throw unauthorized('invalid_refresh_token', 'The refresh token is not valid.')
+    // The rotation checks the user is active and records the `refresh` event (src/modules/sessions/service.ts).
+    const { session, user, refreshToken: next } = await this.d.sessions.rotate(refreshToken, meta)
     const access = await this.d.signer.sign(user.id, session.id)
-    await this.d.audit.record({ type: 'refresh', outcome: 'success', actorId: user.id, targetId: user.id, details: { sessionId: session.id } }, meta)
     return { accessToken: access.token, refreshToken: next, tokenType: 'Bearer', expiresIn: access.expiresIn, user: toUserView(user), sessionId: session.id }
   }
 

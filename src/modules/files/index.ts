@@ -1,12 +1,12 @@
 /** Uploads (`/v1/files`) and the avatar (`PUT /v1/me/avatar`). */
 import { Elysia, t } from 'elysia'
 import { decodeCursor, pageLimit, encodeCursor, PageQuery } from '../../lib/pagination'
-import { errors, IdParam, NoContent } from '../../lib/schemas'
+import { errors, IdParam, NoContent, JsonInteger } from '../../lib/schemas'
 import type { AuthMacros } from '../../plugins/auth-macros'
 import { metaOf } from '../../plugins/request-context'
 import type { FilesService } from './service'
 
-const FileSchema = t.Object({ id: t.String(), name: t.String(), type: t.String(), size: t.Integer(), sha256: t.String(), createdAt: t.String() })
+const FileSchema = t.Object({ id: t.String(), name: t.String(), type: t.String(), size: JsonInteger(), sha256: t.String(), createdAt: t.String() })
 const Upload = t.Object({ file: t.File() }, { additionalProperties: false })
 const isCursor = (v: unknown): v is { id: string } => typeof v === 'object' && v !== null && typeof (v as { id: unknown }).id === 'string'
 

@@ -12,7 +12,7 @@
  *   is seen soon. Mutations read the row from the database, never from the cache.
  * Callers must answer a locked account exactly like a wrong password (no lock oracle).
  */
-import { lockResource, withTransaction } from '../../db/tx'
+import { lockResource, preparedQuery, withTransaction } from '../../db/tx'
 import { and, eq, isNull } from 'drizzle-orm'
 import { asyncLruCaches as lruCaches, type AsyncCache as Cache, type AsyncCacheFactory as CacheFactory } from '../../lib/redis-cache'
 import { emailTokens, lockouts } from '../../db/tables'
@@ -29,6 +29,15 @@ export const QUIET_MS = 86_400_000
 export const UNLOCK_TOKEN_TTL_MS = 86_400_000
 
 type Row = typeof lockouts.$inferSelect
+
+/** A user's lockout row of one kind (prepared once on SQLite: every sign-in reads it). */
+const lockoutRow = preparedQuery<{ userId: string; kind: LockoutKind }, Row[]>((db, p) =>
+  db
+    .select()
+    .from(lockouts)
+    .where(and(eq(lockouts.userId, p('userId')), eq(lockouts.kind, p('kind'))))
+    .limit(1),
+)
 
 export interface LockState {
   locked: boolean
@@ -60,11 +69,7 @@ export class LockoutService {
   }
 
   private async load(userId: string, kind: LockoutKind): Promise<Row | undefined> {
-    return (await this.deps.db
-      .select()
-      .from(lockouts)
-      .where(and(eq(lockouts.userId, userId), eq(lockouts.kind, kind)))
-      .limit(1))[0]
+    return (await lockoutRow.all(this.deps.db, { userId, kind }))[0]
   }
 
   private async cached(userId: string, kind: LockoutKind): Promise<Row | undefined> {

@@ -3,13 +3,14 @@ import { Elysia, t } from 'elysia'
 import type { Config } from '../../config'
 import { AppError, notFound, unauthorized } from '../../lib/errors'
 import { decodeCursor, pageLimit, PageQuery, pageOf } from '../../lib/pagination'
-import { errors, IdParam, NoContent, Password } from '../../lib/schemas'
+import { errors, IdParam, NoContent, Password, JsonInteger } from '../../lib/schemas'
 import type { AuthPlugin } from '../../plugins/auth'
 import { metaOf } from '../../plugins/request-context'
 import type { AuditService } from '../audit/service'
 import type { AuthService } from '../auth/service'
 import type { SessionService } from '../sessions/service'
 import type { LockoutService } from '../lockout/service'
+import type { MeProfile } from './store'
 
 export interface MeControllerDeps {
   config: Config
@@ -17,8 +18,8 @@ export interface MeControllerDeps {
   auth: AuthService
   sessions: SessionService
   audit: AuditService
-  /** Which second factors the user has. */
-  factors(userId: string): Promise<{ totp: boolean; passkeys: number }>
+  /** The user's shown columns and which second factors they have (./store.ts). */
+  profile(userId: string): Promise<MeProfile | undefined>
   /** Checks a TOTP code of the user (replay-protected). */
   verifyTotp(userId: string, code: string): Promise<boolean>
   lockout: Pick<LockoutService, 'isLocked' | 'recordFailure' | 'recordSuccess'>
@@ -32,7 +33,7 @@ const MeSchema = t.Object({
   createdAt: t.String(),
   roles: t.Array(t.String()),
   permissions: t.Array(t.String()),
-  mfa: t.Object({ totp: t.Boolean(), passkeys: t.Integer() }),
+  mfa: t.Object({ totp: t.Boolean(), passkeys: JsonInteger() }),
 })
 
 const SessionSchema = t.Object({
@@ -46,7 +47,7 @@ const SessionSchema = t.Object({
 })
 
 export const EventSchema = t.Object({
-  id: t.Integer(),
+  id: JsonInteger(),
   type: t.String(),
   outcome: t.String(),
   actorId: t.Union([t.String(), t.Null()]),
@@ -62,7 +63,7 @@ const isEventCursor = (v: unknown): v is { id: number } => typeof v === 'object'
 
 export function meController(authPlugin: AuthPlugin, d: MeControllerDeps) {
   const view = async (userId: string, roles: string[], permissions: string[]) => {
-    const u = await d.auth.findById(userId)
+    const u = await d.profile(userId)
     if (!u) throw notFound()
     return {
       id: u.id,
@@ -72,7 +73,7 @@ export function meController(authPlugin: AuthPlugin, d: MeControllerDeps) {
       createdAt: new Date(u.createdAt).toISOString(),
       roles,
       permissions,
-      mfa: await d.factors(userId),
+      mfa: u.mfa,
     }
   }
   return new Elysia({ name: 'me-routes', prefix: '/v1/me', detail: { tags: ['me'] } })

@@ -4,8 +4,8 @@
  * `completeMfa` checks exactly one proof against it. Failures are counted per token (five kill it)
  * and per account (five within the window lock the account's MFA step for a doubling period).
  */
-import { allPrepared, withTransaction } from '../../db/tx'
-import { and, count, eq, gt, isNull, lt, sql } from 'drizzle-orm'
+import { preparedQuery, withTransaction } from '../../db/tx'
+import { and, count, eq, gt, isNull, lt, sql, type SQLWrapper } from 'drizzle-orm'
 import { challenges, lockouts, passkeys, recoveryCodes, totpFactors, users } from '../../db/tables'
 import { hashToken, randomToken } from '../../lib/crypto'
 import { AppError, unprocessable } from '../../lib/errors'
@@ -27,6 +27,27 @@ export interface MfaProof {
 export const TOKEN_MAX_FAILURES = 5
 /** What each proof adds to the session's amr (vocabulary of sessions.amr). */
 const AMR: Record<MfaMethod, string> = { totp: 'otp', recovery_code: 'recovery', webauthn: 'webauthn' }
+
+/**
+ * Counts of a user's active TOTP factors, passkeys and unused recovery codes, as scalar subqueries correlated
+ * with `users.id` (a select from `users` gets them in its own statement: here and in GET /v1/me's store).
+ */
+export function factorCountColumns(db: MfaDeps['db']) {
+  const n = (q: SQLWrapper) => sql<number>`(${q})`
+  return {
+    totp: n(db.select({ n: count() }).from(totpFactors).where(and(eq(totpFactors.userId, users.id), eq(totpFactors.status, 'active')))),
+    passkeys: n(db.select({ n: count() }).from(passkeys).where(eq(passkeys.userId, users.id))),
+    codes: n(db.select({ n: count() }).from(recoveryCodes).where(and(eq(recoveryCodes.userId, users.id), isNull(recoveryCodes.usedAt)))),
+  }
+}
+
+/** The three counts in one statement (a user that does not exist has none). */
+const factorCounts = preparedQuery<{ userId: string }, { totp: number; passkeys: number; codes: number }[]>((db, p) =>
+  db
+    .select(factorCountColumns(db))
+    .from(users)
+    .where(eq(users.id, p('userId'))),
+)
 
 const invalidToken = () => new AppError(401, 'invalid_mfa_token', 'The sign-in attempt is unknown, expired or already finished; sign in again.')
 const invalidProof = () => new AppError(401, 'invalid_mfa_proof', 'The second factor was not accepted.')
@@ -101,25 +122,11 @@ export class MfaLoginService {
     return hashToken(this.deps.keys.tokenHash, `mfa:${token}`)
   }
 
-  private factorQueries: ReturnType<MfaLoginService['prepareFactorQueries']> | undefined
-
-  private prepareFactorQueries() {
-    const { db } = this.deps
-    const user = sql.placeholder('userId')
-    return {
-      totp: db.select({ n: count() }).from(totpFactors).where(and(eq(totpFactors.userId, user), eq(totpFactors.status, 'active'))).prepare(),
-      passkeys: db.select({ n: count() }).from(passkeys).where(eq(passkeys.userId, user)).prepare(),
-      codes: db.select({ n: count() }).from(recoveryCodes).where(and(eq(recoveryCodes.userId, user), isNull(recoveryCodes.usedAt))).prepare(),
-    }
-  }
-
   /** The factors a user has, as GET /v1/me shows them. */
   async userFactors(userId: string): Promise<{ totp: boolean; passkeys: number; recoveryCodesRemaining: number }> {
-    // Three indexed counts, prepared once (drizzle builds SQL per call otherwise): this runs on every GET /v1/me.
-    const q = (this.factorQueries ??= this.prepareFactorQueries())
-    const [totp, keys, codes] = await Promise.all([allPrepared(this.deps.db, q.totp, { userId }), allPrepared(this.deps.db, q.passkeys, { userId }), allPrepared(this.deps.db, q.codes, { userId })])
-    const r = { totp: totp[0]?.n ?? 0, passkeys: keys[0]?.n ?? 0, codes: codes[0]?.n ?? 0 }
-    return { totp: Number(r.totp) > 0, passkeys: Number(r.passkeys), recoveryCodesRemaining: Number(r.codes) }
+    // One statement (three indexed counts), prepared once on SQLite: this runs on every GET /v1/me and sign-in.
+    const r = (await factorCounts.all(this.deps.db, { userId }))[0]
+    return { totp: Number(r?.totp ?? 0) > 0, passkeys: Number(r?.passkeys ?? 0), recoveryCodesRemaining: Number(r?.codes ?? 0) }
   }
 
   /** The signed-in user's id, email and name (what the enrolment routes label a factor with); undefined when gone. */

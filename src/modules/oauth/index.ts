@@ -4,7 +4,7 @@
  * (parsed strictly by src/plugins/body-parser.ts on these paths only); errors are the RFC 6749 §5.2 JSON shape.
  */
 import { Elysia, t } from 'elysia'
-import { errors } from '../../lib/schemas'
+import { errors, JsonInteger } from '../../lib/schemas'
 import type { FormBody, OAuthService } from './service'
 
 /** The form parameters, all optional strings: the service answers `invalid_request` itself (RFC 6749 §5.2). */
@@ -33,8 +33,8 @@ const IntrospectionSchema = t.Object({
   sub: t.Optional(t.String()),
   client_id: t.Optional(t.String()),
   scope: t.Optional(t.String()),
-  exp: t.Optional(t.Integer()),
-  iat: t.Optional(t.Integer()),
+  exp: t.Optional(JsonInteger()),
+  iat: t.Optional(JsonInteger()),
   sid: t.Optional(t.String()),
   token_type: t.Optional(t.String()),
   iss: t.Optional(t.String()),
@@ -61,7 +61,7 @@ export function oauthController(oauth: OAuthService) {
         parse: 'urlencoded',
         body: Form({ grant_type: 'client_credentials', scope: 'space-separated permissions (default: all the client holds)', ...CLIENT_AUTH }),
         response: {
-          200: t.Object({ access_token: t.String(), token_type: t.Literal('Bearer'), expires_in: t.Integer(), scope: t.String() }),
+          200: t.Object({ access_token: t.String(), token_type: t.Literal('Bearer'), expires_in: JsonInteger(), scope: t.String() }),
           ...oauthErrors,
           ...errors(422),
         },

@@ -14,7 +14,7 @@ const Level = JsonInteger({ minimum: 0, maximum: MAX_LEVEL })
 
 export const RoleSchema = t.Object({
   name: t.String(),
-  level: t.Integer(),
+  level: JsonInteger(),
   description: t.String(),
   builtin: t.Boolean(),
   mfaRequired: t.Boolean(),

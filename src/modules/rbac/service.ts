@@ -12,10 +12,10 @@
  * A role with administrative permissions requires MFA unless an owner waives it (see ./mfa-waiver.ts:
  * 403 `mfa_waiver_forbidden`, event rule `mfa_waiver`).
  */
-import { lockResource, withTransaction } from '../../db/tx'
-import { and, asc, count, desc, eq, inArray, sql } from 'drizzle-orm'
+import { allPrepared, lockResource, withTransaction } from '../../db/tx'
+import { and, asc, count, desc, eq, inArray, sql, type SQL } from 'drizzle-orm'
 import type { Db } from '../../db/client'
-import { rolePermissions, roles, userRoles, users } from '../../db/tables'
+import { dialect, rolePermissions, roles, userRoles, users } from '../../db/tables'
 import type { CoreDeps } from '../../deps'
 import type { CacheStats } from '../../lib/cache'
 import { asyncLruCaches as lruCaches, type AsyncCache as Cache, type AsyncCacheFactory as CacheFactory } from '../../lib/redis-cache'
@@ -579,14 +579,38 @@ export class RbacService {
   async roleNamesOf(userIds: string[]): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>()
     if (!userIds.length) return out
-    const rows = await this.deps.db
-      .select({ userId: userRoles.userId, name: roles.name })
-      .from(userRoles)
-      .innerJoin(roles, eq(roles.id, userRoles.roleId))
-      .where(inArray(userRoles.userId, userIds))
-      .orderBy(desc(roles.level), asc(roles.name))
-    for (const r of rows) out.set(r.userId, [...(out.get(r.userId) ?? []), r.name])
+    // Which role ids each user holds, in one statement (SQLite: prepared once, the ids as one JSON-array
+    // parameter, answered by position); the roles' names and levels come from the role cache, like a
+    // principal's roles, so the statement returns no strings but the role ids.
+    const held: { user: string; roleId: string }[] =
+      dialect.name === 'sqlite'
+        ? (await allPrepared(this.deps.db, (this.heldRolesStmt ??= this.heldRolesQuery()), { ids: JSON.stringify(userIds) })).map((r) => ({ user: userIds[r.i]!, roleId: r.roleId }))
+        : (await this.deps.db.select({ user: userRoles.userId, roleId: userRoles.roleId }).from(userRoles).where(inArray(userRoles.userId, userIds)))
+    const byId = new Map<string, RoleEntry | undefined>()
+    for (const h of held) if (!byId.has(h.roleId)) byId.set(h.roleId, undefined)
+    for (const id of byId.keys()) byId.set(id, await this.role(id))
+    const entries = new Map<string, RoleEntry[]>()
+    for (const h of held) {
+      const r = byId.get(h.roleId)
+      if (!r) continue
+      const list = entries.get(h.user)
+      if (list) list.push(r)
+      else entries.set(h.user, [r])
+    }
+    // Highest level first, then by name in binary order (what ORDER BY level DESC, name gives).
+    for (const [user, list] of entries) out.set(user, list.sort((x, y) => y.level - x.level || (x.name < y.name ? -1 : x.name > y.name ? 1 : 0)).map((r) => r.name))
     return out
+  }
+
+  private heldRolesStmt: ReturnType<RbacService['heldRolesQuery']> | undefined
+
+  /** SQLite: (position in the JSON array `ids`, role id) for every role the users at those positions hold. */
+  private heldRolesQuery() {
+    return this.deps.db
+      .select({ i: sql<number>`j.key`, roleId: userRoles.roleId })
+      .from(sql`json_each(${sql.placeholder('ids')}) j`)
+      .innerJoin(userRoles, sql`${userRoles.userId} = j.value`)
+      .prepare()
   }
 
   /** Id of a role by name, or undefined. */

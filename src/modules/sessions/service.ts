@@ -5,7 +5,7 @@
  * a `refresh_token_reuse` event recorded (OAuth 2.0 Security BCP, RFC 9700 §4.14.2).
  * Refresh tokens are opaque 256-bit values stored only as keyed hashes.
  */
-import { withTransaction } from '../../db/tx'
+import { preparedQuery, withTransaction } from '../../db/tx'
 import { and, desc, eq, isNull, ne } from 'drizzle-orm'
 import { asyncLruCaches as lruCaches, type AsyncCache as Cache, type AsyncCacheFactory as CacheFactory } from '../../lib/redis-cache'
 import type { CoreDeps } from '../../deps'
@@ -14,9 +14,10 @@ import { refreshTokens, sessions, users } from '../../db/tables'
 import { decrypt, encrypt, hashToken, randomToken } from '../../lib/crypto'
 import { unauthorized } from '../../lib/errors'
 import { newId } from '../../lib/ids'
-import type { AuditService, RequestMeta } from '../audit/service'
+import type { AuditService, Recorded, RequestMeta, SecurityEvent } from '../audit/service'
 
 export type SessionRow = typeof sessions.$inferSelect
+type UserRow = typeof users.$inferSelect
 
 export interface NewSession {
   userId: string
@@ -24,6 +25,8 @@ export interface NewSession {
   amr: string[]
   mfaPending?: boolean
   meta: RequestMeta
+  /** The security event of the sign-in, written in the session's own transaction (one commit). */
+  event?: (session: SessionRow) => SecurityEvent
 }
 
 export interface SessionView {
@@ -49,6 +52,68 @@ export function sessionsListQuery(db: CoreDeps['db'], userId: string) {
     .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt)))
     .orderBy(desc(sessions.createdAt))
     .limit(200)
+}
+
+/**
+ * Drops the parent's encrypted copy of token `id` (the token whose `replaced_by` is `id`). `selective`: the
+ * planner must use refresh_tokens_replaced_by even when its statistics, gathered while every token was
+ * unspent, say that one value covers the whole table; it would scan the table on every refresh. Exported for
+ * the query-plan test.
+ */
+export const clearSuccessorCopy = (db: Pick<CoreDeps['db'], 'update'>, id: string) =>
+  db.update(refreshTokens).set({ successorEnc: null }).where(dialect.selective(eq(refreshTokens.replacedBy, id)))
+
+type TokenRow = typeof refreshTokens.$inferSelect
+/** What the rotation's transaction found (src/modules/sessions/service.ts `rotate`). */
+type Rotation =
+  | { kind: 'invalid' }
+  | { kind: 'expired'; session: SessionRow }
+  | { kind: 'spent' | 'raced'; row: TokenRow; session: SessionRow; user: UserRow }
+  | { kind: 'rotated'; session: SessionRow; user: UserRow; written: Recorded | undefined }
+
+/** A new session row (prepared once on SQLite: every sign-in writes one). */
+const insertSession = preparedQuery<SessionRow, unknown>((db, p) =>
+  db.insert(sessions).values({
+    id: p('id'),
+    userId: p('userId'),
+    createdAt: p('createdAt'),
+    lastSeenAt: p('lastSeenAt'),
+    expiresAt: p('expiresAt'),
+    ip: p('ip'),
+    userAgent: p('userAgent'),
+    transport: p('transport'),
+    amr: p('amr'),
+    authTime: p('authTime'),
+    mfaPending: p('mfaPending'),
+    revokedAt: p('revokedAt'),
+    revokedReason: p('revokedReason'),
+  }),
+)
+
+/** The statements of a refresh (src/db/tx.ts preparedQuery: prepared once on SQLite, built per call on PostgreSQL). */
+const rotation = {
+  // Point lookups by primary or unique key, each its own statement: SQLite's planner keeps to these
+  // indexes whatever its statistics say, while a join of the three can be planned as a table scan when the
+  // statistics were gathered on a small database (PRAGMA optimize on a fresh install).
+  token: preparedQuery<{ hash: string }, (typeof refreshTokens.$inferSelect)[]>((db, p) => db.select().from(refreshTokens).where(eq(refreshTokens.tokenHash, p('hash'))).limit(1)),
+  session: preparedQuery<{ id: string }, SessionRow[]>((db, p) => db.select().from(sessions).where(eq(sessions.id, p('id'))).limit(1)),
+  user: preparedQuery<{ id: string }, UserRow[]>((db, p) => db.select().from(users).where(eq(users.id, p('id'))).limit(1)),
+  spend: preparedQuery<{ id: string; now: number; next: string; enc: string }, unknown>((db, p) =>
+    db
+      .update(refreshTokens)
+      .set({ usedAt: p('now'), replacedBy: p('next'), successorEnc: p('enc') })
+      .where(and(eq(refreshTokens.id, p('id')), isNull(refreshTokens.usedAt))),
+  ),
+  insert: preparedQuery<{ id: string; sessionId: string; hash: string; now: number; expiresAt: number }, unknown>((db, p) =>
+    db.insert(refreshTokens).values({ id: p('id'), sessionId: p('sessionId'), tokenHash: p('hash'), createdAt: p('now'), expiresAt: p('expiresAt') }),
+  ),
+  touch: preparedQuery<{ id: string; now: number }, unknown>((db, p) =>
+    db
+      .update(sessions)
+      .set({ lastSeenAt: p('now') })
+      .where(and(eq(sessions.id, p('id')), isNull(sessions.revokedAt))),
+  ),
+  clearParent: preparedQuery<{ id: string }, unknown>((db, p) => clearSuccessorCopy(db, p('id'))),
 }
 
 export class SessionService {
@@ -83,10 +148,12 @@ export class SessionService {
       revokedAt: null,
       revokedReason: null,
     }
-    await withTransaction(this.deps.db, async (tx) => {
-      await tx.insert(sessions).values(session)
-      await tx.insert(refreshTokens).values({ id: newId(), sessionId: session.id, tokenHash: this.hash(refreshToken), createdAt: now, expiresAt: session.expiresAt })
+    const written = await withTransaction(this.deps.db, async (tx) => {
+      await insertSession.run(tx, session)
+      await rotation.insert.run(tx, { id: newId(), sessionId: session.id, hash: this.hash(refreshToken), now, expiresAt: session.expiresAt })
+      return s.event ? await this.deps.audit.recordInTx(tx, s.event(session), s.meta) : undefined
     })
+    await this.deps.audit.announce(written)
     return { session, refreshToken }
   }
 
@@ -116,45 +183,55 @@ export class SessionService {
 
   /**
    * Spends a refresh token and issues the next one. Reuse of a spent token revokes the whole session.
-   * Returns the session and the new refresh token.
+   * Returns the session, its (active) user and the new refresh token. Records the `refresh` security event:
+   * in the rotation's own transaction, so a refresh is one commit.
    */
-  async rotate(presented: string, meta: RequestMeta): Promise<{ session: SessionRow; refreshToken: string }> {
+  async rotate(presented: string, meta: RequestMeta): Promise<{ session: SessionRow; user: UserRow; refreshToken: string }> {
     if (presented.length < 20 || presented.length > 200) throw invalidRefresh()
     const now = this.deps.clock.now()
-    const row = (await this.deps.db.select().from(refreshTokens).where(eq(refreshTokens.tokenHash, this.hash(presented))).limit(1))[0]
-    if (!row) throw invalidRefresh()
-    const session = (await this.deps.db.select().from(sessions).where(eq(sessions.id, row.sessionId)).limit(1))[0]
-    if (!session || session.revokedAt !== null) throw invalidRefresh()
-    if (!this.isLive(session, now) || row.expiresAt <= now) {
-      await this.revoke(session.id, 'expired')
-      throw invalidRefresh()
-    }
-    const user = (await this.deps.db.select({ status: users.status }).from(users).where(eq(users.id, session.userId)).limit(1))[0]
-    if (!user || user.status !== 'active') throw invalidRefresh()
-    if (row.usedAt !== null) return this.retry(row, session, now, meta)
     const refreshToken = randomToken(32)
     const nextId = newId()
-    const spent = await withTransaction(this.deps.db, async (tx) => {
+    // Lookups and writes in one transaction: on SQLite the statements of an open transaction take the
+    // connection's locks once (an autocommit read takes and drops them on its own), and what is read is what
+    // the writes act on. The outcomes that need other work (revoking, the retry) leave the transaction first.
+    const r = await withTransaction(this.deps.db, async (tx): Promise<Rotation> => {
+      const row = (await rotation.token.all(tx, { hash: this.hash(presented) }))[0]
+      if (!row) return { kind: 'invalid' }
+      const session = (await rotation.session.all(tx, { id: row.sessionId }))[0]
+      if (!session || session.revokedAt !== null) return { kind: 'invalid' }
+      if (!this.isLive(session, now) || row.expiresAt <= now) return { kind: 'expired', session }
+      const user = (await rotation.user.all(tx, { id: session.userId }))[0]
+      if (!user || user.status !== 'active') return { kind: 'invalid' }
+      if (row.usedAt !== null) return { kind: 'spent', row, session, user }
       // Conditional: if another instance spent the token a moment ago, this request is its retry.
-      const r = await tx
-        .update(refreshTokens)
-        .set({ usedAt: now, replacedBy: nextId, successorEnc: encrypt(this.deps.keys.encryption, refreshToken, `rt:${row.id}`) })
-        .where(and(eq(refreshTokens.id, row.id), isNull(refreshTokens.usedAt)))
-        
-      if (dialect.changes(r) === 0) return false
-      await tx.insert(refreshTokens).values({ id: nextId, sessionId: session.id, tokenHash: this.hash(refreshToken), createdAt: now, expiresAt: session.expiresAt })
-      await tx.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, session.id))
+      const spent = await rotation.spend.run(tx, { id: row.id, now, next: nextId, enc: encrypt(this.deps.keys.encryption, refreshToken, `rt:${row.id}`) })
+      if (dialect.changes(spent) === 0) return { kind: 'raced', row, session, user }
+      await rotation.insert.run(tx, { id: nextId, sessionId: session.id, hash: this.hash(refreshToken), now, expiresAt: session.expiresAt })
+      // Conditional too: a session ended meanwhile on another connection (logout, revocation; disabling or
+      // deleting the user ends its sessions in the same transaction) refuses the refresh, and nothing of it is kept.
+      if (dialect.changes(await rotation.touch.run(tx, { id: session.id, now })) === 0) throw invalidRefresh()
       // The parent's copy of this token's own plaintext is no longer needed once this token is spent.
-      await tx.update(refreshTokens).set({ successorEnc: null }).where(eq(refreshTokens.replacedBy, row.id))
-      return true
+      await rotation.clearParent.run(tx, { id: row.id })
+      const event = { type: 'refresh', outcome: 'success', actorId: user.id, targetId: user.id, details: { sessionId: session.id } } as const
+      return { kind: 'rotated', session, user, written: await this.deps.audit.recordInTx(tx, event, meta) }
     })
-    if (!spent) {
-      const fresh = (await this.deps.db.select().from(refreshTokens).where(eq(refreshTokens.id, row.id)).limit(1))[0]!
-      return this.retry(fresh, session, now, meta)
+    switch (r.kind) {
+      case 'invalid':
+        throw invalidRefresh()
+      case 'expired':
+        await this.revoke(r.session.id, 'expired')
+        throw invalidRefresh()
+      case 'spent':
+        return await this.retry(r.row, r.session, r.user, now, meta)
+      case 'raced': {
+        const fresh = (await this.deps.db.select().from(refreshTokens).where(eq(refreshTokens.id, r.row.id)).limit(1))[0]!
+        return await this.retry(fresh, r.session, r.user, now, meta)
+      }
     }
-    session.lastSeenAt = now
-    await this.cache.delete(session.id)
-    return { session, refreshToken }
+    await this.deps.audit.announce(r.written)
+    r.session.lastSeenAt = now
+    await this.cache.delete(r.session.id)
+    return { session: r.session, user: r.user, refreshToken }
   }
 
   /**
@@ -162,14 +239,19 @@ export class SessionService {
    * first request got, so the session never forks into two chains; after the grace, or once the successor
    * itself has been spent, it is reuse: the whole session is revoked.
    */
-  private async retry(row: typeof refreshTokens.$inferSelect, session: SessionRow, now: number, meta: RequestMeta): Promise<{ session: SessionRow; refreshToken: string }> {
+  private async retry(row: typeof refreshTokens.$inferSelect, session: SessionRow, user: UserRow, now: number, meta: RequestMeta): Promise<{ session: SessionRow; user: UserRow; refreshToken: string }> {
     const successor = row.replacedBy ? (await this.deps.db.select().from(refreshTokens).where(eq(refreshTokens.id, row.replacedBy)).limit(1))[0] : undefined
     const withinGrace = row.usedAt !== null && now - row.usedAt <= this.deps.config.session.refreshReuseGraceMs
     if (withinGrace && successor && successor.usedAt === null && row.successorEnc) {
+      let refreshToken: string | undefined
       try {
-        return { session, refreshToken: decrypt(this.deps.keys.encryption, row.successorEnc, `rt:${row.id}`) }
+        refreshToken = decrypt(this.deps.keys.encryption, row.successorEnc, `rt:${row.id}`)
       } catch {
         // fall through to reuse handling: an unreadable successor is not a reason to hand out anything
+      }
+      if (refreshToken !== undefined) {
+        await this.deps.audit.record({ type: 'refresh', outcome: 'success', actorId: user.id, targetId: user.id, details: { sessionId: session.id } }, meta)
+        return { session, user, refreshToken }
       }
     }
     await this.revoke(session.id, 'refresh_token_reuse')

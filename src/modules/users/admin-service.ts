@@ -4,7 +4,7 @@
  * goes through RbacService.authorizeOnUser (strictly lower level, never oneself) and emits an Invalidation
  * event so the auth plugin's session/user cache and the permission cache drop the user at once.
  */
-import { allPrepared, withTransaction } from '../../db/tx'
+import { valuesPrepared, withTransaction } from '../../db/tx'
 import { and, asc, eq, exists, gt, gte, inArray, isNull, lt, or, sql, type SQL } from 'drizzle-orm'
 import { createHash } from 'node:crypto'
 import type { Db } from '../../db/client'
@@ -58,7 +58,19 @@ const TOP = '\u{10FFFF}'
 /** SQLite's lower() folds ASCII only; fold the query the same way so the lower(name) index range matches. */
 const asciiLower = (s: string) => s.replace(/[A-Z]/g, (c) => c.toLowerCase())
 
-/** The listed columns (a function: the table objects are bound to the engine at start, after this module loads). */
+type ListedRow = { id: string; email: string; name: string | null; status: UserStatus; emailVerifiedAt: number | null; createdAt: number }
+
+/** A row of `selection()` as bun:sqlite returns it in order (valuesPrepared): the columns need no decoding. */
+const fromValues = (v: unknown[]): ListedRow => ({
+  id: v[0] as string,
+  email: v[1] as string,
+  name: v[2] as string | null,
+  status: v[3] as UserStatus,
+  emailVerifiedAt: v[4] as number | null,
+  createdAt: v[5] as number,
+})
+
+/** The listed columns, in this order (fromValues reads them by position; a function: the table objects are bound to the engine at start, after this module loads). */
 const selection = () => ({
   id: users.id,
   email: users.email,
@@ -133,7 +145,10 @@ export class UsersAdminService {
     }
     const plain = filter.q === undefined && roleId === undefined && filter.status === undefined
     // The prepared page is a SQLite fast path; on PostgreSQL the same query is built per call.
-    const rows = plain && dialect.name === 'sqlite' ? await allPrepared(this.deps.db, this.plainPage, { after, limit: limit + 1 }) : await listQuery(this.deps.db, { q: filter.q, roleId, status: filter.status }, after, limit + 1)
+    const rows =
+      plain && dialect.name === 'sqlite'
+        ? (await valuesPrepared(this.deps.db, this.plainPage, { after, limit: limit + 1 })).map(fromValues)
+        : await listQuery(this.deps.db, { q: filter.q, roleId, status: filter.status }, after, limit + 1)
     const page = rows.slice(0, limit)
     const roleNames = await this.deps.rbac.roleNamesOf(page.map((r) => r.id))
     const items = page.map((r) => toView(r, roleNames.get(r.id) ?? []))
@@ -244,7 +259,14 @@ export async function endSessionsInTx(tx: Db | Tx, userId: string, now: number, 
   return ended
 }
 
+let unfilteredKey: string | undefined
+
 function filterKey(f: UserFilter): string {
+  if (f.q === undefined && f.role === undefined && f.status === undefined) return (unfilteredKey ??= keyOf(f))
+  return keyOf(f)
+}
+
+function keyOf(f: UserFilter): string {
   return createHash('sha256')
     .update(JSON.stringify([f.q ?? null, f.role ?? null, f.status ?? null]))
     .digest('base64url')

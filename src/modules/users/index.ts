@@ -2,7 +2,7 @@
 import { Elysia, t, type AnyElysia } from 'elysia'
 import { PageQuery } from '../../lib/pagination'
 import type { AuthMacros } from '../../plugins/auth-macros'
-import { errors } from '../../lib/schemas'
+import { errors, JsonInteger } from '../../lib/schemas'
 import { metaOf } from '../../plugins/request-context'
 import type { RbacService } from '../rbac/service'
 import type { UsersAdminService } from './admin-service'
@@ -44,9 +44,9 @@ const NoContent = { 204: t.Null() }
 
 const FactorReset = t.Object({
   totp: t.Boolean({ description: 'an authenticator app (active or pending) was removed' }),
-  passkeys: t.Integer({ description: 'passkeys removed' }),
-  recoveryCodes: t.Integer({ description: 'unused recovery codes removed' }),
-  sessionsEnded: t.Integer(),
+  passkeys: JsonInteger({ description: 'passkeys removed' }),
+  recoveryCodes: JsonInteger({ description: 'unused recovery codes removed' }),
+  sessionsEnded: JsonInteger(),
 })
 
 /** Routes under /v1/users; `auth` is the plugin providing the auth macros. */

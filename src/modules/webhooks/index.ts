@@ -3,7 +3,7 @@ import { Elysia, t, type AnyElysia } from 'elysia'
 import { parseDuration } from '../../config'
 import { unprocessable } from '../../lib/errors'
 import { decodeCursor, pageLimit, PageQuery, pageOf } from '../../lib/pagination'
-import { errors, IdParam, optionalBody } from '../../lib/schemas'
+import { errors, IdParam, optionalBody, JsonInteger } from '../../lib/schemas'
 import type { AuthMacros } from '../../plugins/auth-macros'
 import { metaOf } from '../../plugins/request-context'
 import { EVENT_TYPES } from './events'
@@ -22,7 +22,7 @@ const Endpoint = t.Object({
   source: t.Union([t.Literal('api'), t.Literal('config')]),
   enabled: t.Boolean(),
   disabledReason: t.Union([t.String(), t.Null()]),
-  consecutiveFailures: t.Integer(),
+  consecutiveFailures: JsonInteger(),
   failingSince: t.Union([t.String(), t.Null()]),
   secretRotation: t.Union([t.Object({ previousExpiresAt: t.String() }), t.Null()]),
   createdAt: t.String(),
@@ -34,12 +34,12 @@ const Delivery = t.Object({
   endpointId: t.String(),
   eventType: t.String(),
   status: t.Union([t.Literal('pending'), t.Literal('succeeded'), t.Literal('failed')]),
-  attempts: t.Integer(),
+  attempts: JsonInteger(),
   nextAttemptAt: t.Union([t.String(), t.Null()]),
   lastAttemptAt: t.Union([t.String(), t.Null()]),
-  lastStatus: t.Union([t.Integer(), t.Null()]),
+  lastStatus: t.Union([JsonInteger(), t.Null()]),
   lastError: t.Union([t.String(), t.Null()]),
-  history: t.Array(t.Object({ at: t.String(), status: t.Union([t.Integer(), t.Null()]), error: t.Union([t.String(), t.Null()]), durationMs: t.Integer() })),
+  history: t.Array(t.Object({ at: t.String(), status: t.Union([JsonInteger(), t.Null()]), error: t.Union([t.String(), t.Null()]), durationMs: JsonInteger() })),
   createdAt: t.String(),
 })
 

@@ -1,4 +1,4 @@
-import { detached, withTransaction } from '../../db/tx'
+import { detached, preparedQuery, withTransaction } from '../../db/tx'
 /**
  * Webhook endpoints and their durable outbox.
  *
@@ -24,6 +24,11 @@ import { EVENT_TYPES, eventsFromAudit, newSecret, signedHeaders, type WebhookEve
 
 type EndpointRow = typeof webhookEndpoints.$inferSelect
 type DeliveryRow = typeof webhookDeliveries.$inferSelect
+
+/** The enabled endpoints and their subscriptions (prepared once on SQLite: read for every webhook-mapped audit event). */
+const enabledEndpoints = preparedQuery<Record<string, never>, { id: string; events: string }[]>((db) =>
+  db.select({ id: webhookEndpoints.id, events: webhookEndpoints.events }).from(webhookEndpoints).where(eq(webhookEndpoints.enabled, true)),
+)
 
 export interface EndpointView {
   id: string
@@ -232,7 +237,7 @@ export class WebhookService {
   /** Queues an event for every enabled endpoint subscribed to it (synchronous: see the file header). */
   async enqueue(event: WebhookEvent): Promise<number> {
     const now = this.deps.clock.now()
-    const endpoints = await this.deps.db.select({ id: webhookEndpoints.id, events: webhookEndpoints.events }).from(webhookEndpoints).where(eq(webhookEndpoints.enabled, true))
+    const endpoints = await enabledEndpoints.all(this.deps.db, {})
     const targets = endpoints.filter((e) => {
       const subs = JSON.parse(e.events) as string[]
       return subs.includes('*') || subs.includes(event.type)

@@ -1,0 +1,97 @@
+/**
+ * A refresh is one transaction: spending the token, issuing the next, touching the session and the `refresh`
+ * security event commit together (one commit), and a session ended while the refresh was under way refuses it.
+ * A sign-in writes its session, first refresh token and `login` event in one transaction too.
+ * Runs on both engines (test/pg-files.txt); the commit count reads the SQLite connection.
+ */
+import { afterEach, expect, test } from 'bun:test'
+import { TEST_ON_PG } from '../support/pg-apps'
+import { expectProblem, makeApp, signUp, type TestApp } from '../helpers'
+
+let a: TestApp
+afterEach(() => a?.close())
+
+/** Runs DDL for a test on whichever engine the app uses. */
+async function ddl(sqliteText: string, pgText: string): Promise<void> {
+  if (a.deps.storage.pg) await a.deps.storage.pg.unsafe(pgText)
+  else a.deps.storage.sqlite!.run(sqliteText)
+}
+
+async function spentTokens(): Promise<number> {
+  const q = 'SELECT count(*) AS n FROM refresh_tokens WHERE used_at IS NOT NULL'
+  if (a.deps.storage.pg) return Number(((await a.deps.storage.pg.unsafe(q)) as { n: number }[])[0]!.n)
+  return a.deps.storage.sqlite!.query<{ n: number }, []>(q).get()!.n
+}
+
+/** Counts COMMITs on the SQLite connection while `fn` runs. */
+async function commitsDuring(fn: () => Promise<unknown>): Promise<number> {
+  const sqlite = a.deps.storage.sqlite!
+  const run = sqlite.run.bind(sqlite)
+  let commits = 0
+  sqlite.run = ((q: string, ...rest: unknown[]) => {
+    if (/^\s*COMMIT/i.test(q)) commits++
+    return run(q as never, ...(rest as never[]))
+  }) as typeof sqlite.run
+  try {
+    await fn()
+  } finally {
+    sqlite.run = run
+  }
+  return commits
+}
+
+test.skipIf(TEST_ON_PG)('a refresh commits once, its refresh event included (SQLite only: counts COMMITs on the SQLite connection)', async () => {
+  a = await makeApp()
+  const { refreshToken, user } = await signUp(a)
+  let status = 0
+  expect(await commitsDuring(async () => (status = (await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })).status))).toBe(1)
+  expect(status).toBe(200)
+  const events = await a.deps.audit.list({ type: 'refresh', limit: 5 })
+  expect(events.map((e) => [e.actorId, e.targetId])).toEqual([[user.id, user.id]])
+})
+
+test.skipIf(TEST_ON_PG)('a password sign-in commits once, its login event included (SQLite only: counts COMMITs on the SQLite connection)', async () => {
+  a = await makeApp()
+  const { email, password, user } = await signUp(a)
+  let status = 0
+  expect(await commitsDuring(async () => (status = (await a.req('POST', '/v1/auth/login', { body: { email, password } })).status))).toBe(1)
+  expect(status).toBe(200)
+  const [last] = await a.deps.audit.list({ type: 'login', limit: 1 })
+  expect(last).toMatchObject({ actorId: user.id, targetId: user.id, details: { amr: ['pwd'], transport: 'bearer' } })
+  const sessionId = String(last!.details!.sessionId)
+  expect(a.deps.storage.sqlite!.query<{ n: number }, [string]>('SELECT count(*) AS n FROM sessions WHERE id = ?').get(sessionId)!.n).toBe(1)
+})
+
+test('an event that cannot be written does not fail the refresh (logged, like any audit failure)', async () => {
+  a = await makeApp()
+  const { refreshToken } = await signUp(a)
+  await ddl(
+    "CREATE TRIGGER no_refresh_events BEFORE INSERT ON security_events WHEN NEW.type = 'refresh' BEGIN SELECT RAISE(ABORT, 'audit table refuses'); END",
+    `CREATE FUNCTION no_refresh_events() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit table refuses'; END $$ LANGUAGE plpgsql;
+     CREATE TRIGGER no_refresh_events BEFORE INSERT ON security_events FOR EACH ROW WHEN (NEW.type = 'refresh') EXECUTE FUNCTION no_refresh_events();`,
+  )
+  const r = await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })
+  expect(r.status).toBe(200)
+  expect(a.logs.some((l) => l.msg === 'could not record security event' && l.event === 'refresh')).toBe(true)
+  await ddl('DROP TRIGGER no_refresh_events', 'DROP TRIGGER no_refresh_events ON security_events')
+  // The rotation itself committed: the old token is spent (a retry within the grace gets the same successor), the new one works.
+  expect(await spentTokens()).toBe(1)
+  expect((await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })).body.refreshToken).toBe(r.body.refreshToken)
+  expect((await a.req('POST', '/v1/auth/refresh', { body: { refreshToken: r.body.refreshToken } })).status).toBe(200)
+})
+
+test('a session ended after the token was looked up refuses the refresh, and the token is not spent', async () => {
+  a = await makeApp()
+  const { refreshToken } = await signUp(a)
+  // Stands for a logout committed between the lookup and the rotation's transaction: it lands when the token is spent.
+  await ddl(
+    "CREATE TRIGGER revoke_meanwhile AFTER UPDATE OF used_at ON refresh_tokens BEGIN UPDATE sessions SET revoked_at = 1, revoked_reason = 'logout' WHERE id = NEW.session_id; END",
+    `CREATE FUNCTION revoke_meanwhile() RETURNS trigger AS $$ BEGIN UPDATE sessions SET revoked_at = 1, revoked_reason = 'logout' WHERE id = NEW.session_id; RETURN NEW; END $$ LANGUAGE plpgsql;
+     CREATE TRIGGER revoke_meanwhile AFTER UPDATE OF used_at ON refresh_tokens FOR EACH ROW EXECUTE FUNCTION revoke_meanwhile();`,
+  )
+  expectProblem(await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } }), 401, 'invalid_refresh_token')
+  await ddl('DROP TRIGGER revoke_meanwhile', 'DROP TRIGGER revoke_meanwhile ON refresh_tokens')
+  // Everything of the refused refresh was rolled back, the trigger's revocation with it.
+  expect(await spentTokens()).toBe(0)
+  expect((await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })).status).toBe(200)
+})
