@@ -93,8 +93,6 @@ export interface AppDeps extends CoreDeps {
   /** Webhook endpoints and their outbox (audit events → deliveries); `webhookWorker` delivers (started by the server, driven by tests). */
   webhooks: WebhookService
   webhookWorker: WebhookWorker
-  /** Which second factors a user has (GET /v1/me). */
-  factors(userId: string): Promise<{ totp: boolean; passkeys: number }>
   /** Cache invalidation events (user, role, session changes); caches and the auth plugin listen here. */
   invalidation: Invalidation
   rbac: RbacService
@@ -274,10 +272,6 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
     return { clientId: claims.client_id, permissions: access.permissions.filter((p) => scope.has(p)), kind: 'client' as const }
   })
   const authn = new Authenticator({ signer, sessions, clock, access: (id) => rbac.effective(id), clientAccess: (id) => clients.access(id), apiKeys })
-  const factors = async (userId: string) => {
-    const f = await mfa.login.userFactors(userId)
-    return { totp: f.totp, passkeys: f.passkeys }
-  }
   // Per-user rate limits: the same memoised token check the route will use, so the token is verified once.
   const rateLimitIdentity = async (request: Request) => {
     if (!request.headers.get('authorization')) return undefined
@@ -295,7 +289,6 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
     hooks,
     auth,
     authn,
-    factors,
     files,
     mfa,
     metrics,

@@ -83,9 +83,6 @@ export function setBusyTimeout(sqlite: Database, ms: number): void {
   sqlite.run(`PRAGMA busy_timeout = ${n}`)
 }
 
-/** Rows changed by this connection since it opened: unchanged across a failed attempt means it wrote nothing. */
-export const totalChanges = (sqlite: Database): number => sqlite.query<{ n: number }, []>('SELECT total_changes() AS n').get()?.n ?? 0
-
 /** What a `withTransaction` callback receives (src/db/tx.ts): the same query API as `Db`. */
 export type Tx = Db
 

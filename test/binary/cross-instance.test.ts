@@ -24,8 +24,9 @@ import { createHmac } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createTestDatabase, dropTestDatabase } from '../db/pg-helpers'
 import { ownerCreated } from './accounts'
-import { call, OWNER_EMAIL, OWNER_PASSWORD, runBinary, signIn, startBinary, type Running, type Session } from './harness'
+import { call, OWNER_EMAIL, OWNER_PASSWORD, signIn, startBinary, type Running, type Session } from './harness'
 
 const SECRET = 'cross-instance-test-secret-0123456789-abcdefghijklmnop'
 const PASSWORD = 'a long cross instance passphrase 7'
@@ -85,46 +86,8 @@ const num = (v: unknown) => (v === null || v === undefined ? v : Number(v))
 
 // ---------------------------------------------------------------- which engines
 
-const PG_URL = process.env.BULWARK_TEST_PG_URL
-
-/** Why PostgreSQL is not exercised, or undefined when it is: needs a server AND a binary that serves on it. */
-async function pgSkipReason(): Promise<string | undefined> {
-  if (!PG_URL) return 'BULWARK_TEST_PG_URL is not set'
-  // An older binary that did not serve on PostgreSQL said so in `config check`; this one does not.
-  const r = await runBinary(['config', 'check'], { env: { BULWARK_DATABASE_URL: PG_URL } })
-  if (r.code !== 0) return `the binary refuses BULWARK_DATABASE_URL (config check exit ${r.code})`
-  if (/does not serve on PostgreSQL/i.test(r.stdout + r.stderr)) return 'the binary does not serve on PostgreSQL (`config check` says so)'
-  return undefined
-}
-const PG_SKIP = await pgSkipReason()
-
-/** Admin connection to the server named by BULWARK_TEST_PG_URL. */
-function pgAdmin(): SQL {
-  return new SQL(PG_URL!, { max: 1 })
-}
-
-async function createPgDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
-  const name = `bwk_ci_${crypto.randomUUID().replaceAll('-', '').slice(0, 16)}`
-  const a = pgAdmin()
-  try {
-    await a.unsafe(`CREATE DATABASE "${name}"`)
-  } finally {
-    await a.close()
-  }
-  const u = new URL(PG_URL!)
-  u.pathname = `/${name}`
-  return {
-    url: u.toString(),
-    drop: async () => {
-      const d = pgAdmin()
-      try {
-        await d.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)
-      } finally {
-        await d.close()
-      }
-    },
-  }
-}
+/** Why PostgreSQL is not exercised, or undefined when it is. */
+const PG_SKIP = process.env.BULWARK_TEST_PG_URL ? undefined : 'BULWARK_TEST_PG_URL is not set'
 
 // ---------------------------------------------------------------- two instances on one database
 
@@ -164,9 +127,9 @@ async function startClusterIn(engine: Engine, dir: string, undo: (() => Promise<
   if (engine === 'SQLite') {
     env.BULWARK_DB_PATH = join(dir, 'shared.sqlite')
   } else {
-    const pg = await createPgDatabase()
-    env.BULWARK_DATABASE_URL = pg.url
-    undo.push(pg.drop)
+    const url = await createTestDatabase()
+    env.BULWARK_DATABASE_URL = url
+    undo.push(() => dropTestDatabase(url))
   }
   // A first instance migrates, creates the first owner and registers the two actors, then stops; the role above
   // `owner` (no API creates one: roles are only made below one's own level) is seeded while nothing runs, so no

@@ -16,6 +16,7 @@ import type { Config } from '../../config'
 import type { Db } from '../../db/client'
 import { mailOutbox } from '../../db/tables'
 import { detached } from '../../db/tx'
+import { PollingWorker } from '../../lib/polling-worker'
 import type { Clock } from '../../lib/clock'
 import { newId } from '../../lib/ids'
 import type { Logger } from '../../lib/logger'
@@ -114,73 +115,29 @@ export interface DeliveryReport {
 }
 
 /** Delivers due outbox rows, on a timer (`start`) or when driven (`deliverDue`). */
-export class MailWorker {
-  private timer: ReturnType<typeof setInterval> | undefined
-  private running: Promise<DeliveryReport> | undefined
-  private again = false
+export class MailWorker extends PollingWorker<DeliveryReport> {
   private readonly transport: (MailTransport & { close?(): void }) | undefined
   private fileBroken = false
-  private stopping = false
-  private readonly intervalMs: number
 
   constructor(
     private readonly deps: MailDeps,
     opts: { transport?: MailTransport; intervalMs?: number } = {},
   ) {
+    super({ intervalMs: () => opts.intervalMs ?? 5_000, logger: deps.logger, failed: 'mail delivery round failed', detach: detached })
     this.transport = opts.transport ?? (deps.config.smtpUrl ? smtpTransport(deps.config.smtpUrl) : undefined)
-    this.intervalMs = opts.intervalMs ?? 5_000
-  }
-
-  /** Polls the outbox every interval; the timer does not keep the process alive. */
-  start(): void {
-    if (this.timer) return
-    this.timer = setInterval(() => this.kick(), this.intervalMs)
-    this.timer.unref?.()
-    this.kick()
   }
 
   /** Stops polling, lets the message being sent finish (the rest stay pending), and closes the SMTP connection. */
-  async stop(): Promise<void> {
-    this.stopping = true
-    if (this.timer) clearInterval(this.timer)
-    this.timer = undefined
-    while (this.running) await this.running
-    this.stopping = false
+  override async stop(): Promise<void> {
+    await super.stop()
     this.transport?.close?.()
   }
 
-  /** Starts a delivery round soon if the worker is running (used by OutboxMailer after a send). */
-  nudge(): void {
-    // Outside the caller's transaction context: a nudge comes from inside the transaction that queued the row.
-    if (this.timer) detached(() => queueMicrotask(() => this.kick()))
+  protected merge(a: DeliveryReport, b: DeliveryReport): DeliveryReport {
+    return { sent: a.sent + b.sent, kept: a.kept + b.kept, retried: a.retried + b.retried, failed: a.failed + b.failed }
   }
 
-  /** Delivers every row due now; a call during a round waits for it and runs one more. */
-  async deliverDue(): Promise<DeliveryReport> {
-    if (this.running) {
-      this.again = true
-      await this.running
-    }
-    this.running = this.round().finally(() => {
-      this.running = undefined
-    })
-    const report = await this.running
-    if (this.again) {
-      this.again = false
-      return this.deliverDue()
-    }
-    return report
-  }
-
-  private kick(): void {
-    if (this.running) {
-      this.again = true
-      return
-    }
-    void this.deliverDue().catch((e) => this.deps.logger.error({ msg: 'mail delivery round failed', err: (e as Error).message }))
-  }
-
-  private async round(): Promise<DeliveryReport> {
+  protected async round(): Promise<DeliveryReport> {
     const report: DeliveryReport = { sent: 0, kept: 0, retried: 0, failed: 0 }
     const { db, clock } = this.deps
     for (;;) {

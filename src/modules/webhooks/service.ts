@@ -1,4 +1,5 @@
 import { detached, preparedQuery, withTransaction } from '../../db/tx'
+import { PollingWorker } from '../../lib/polling-worker'
 /**
  * Webhook endpoints and their durable outbox.
  *
@@ -376,67 +377,20 @@ export interface RoundReport {
 }
 
 /** Delivers due webhook rows, on a timer (`start`) or when driven (`deliverDue`, tests). */
-export class WebhookWorker {
-  private timer: ReturnType<typeof setInterval> | undefined
-  private running: Promise<RoundReport> | undefined
-  private again = false
-  private stopping = false
-
+export class WebhookWorker extends PollingWorker<RoundReport> {
   constructor(
     private readonly service: WebhookService,
     private readonly deps: Pick<CoreDeps, 'config' | 'clock' | 'logger'>,
   ) {
+    super({ intervalMs: () => deps.config.webhooks.pollMs, logger: deps.logger, failed: 'webhook delivery round failed', detach: detached })
     service.onQueued = () => this.nudge()
   }
 
-  start(): void {
-    if (this.timer) return
-    this.timer = setInterval(() => this.kick(), this.deps.config.webhooks.pollMs)
-    this.timer.unref?.()
-    this.kick()
+  protected merge(a: RoundReport, b: RoundReport): RoundReport {
+    return { delivered: a.delivered + b.delivered, failed: a.failed + b.failed }
   }
 
-  /** Stops polling and waits for the attempts in flight (each bounded by BULWARK_WEBHOOK_TIMEOUT). */
-  async stop(): Promise<void> {
-    this.stopping = true
-    if (this.timer) clearInterval(this.timer)
-    this.timer = undefined
-    while (this.running) await this.running
-    this.stopping = false
-  }
-
-  nudge(): void {
-    // Outside the caller's transaction context: a nudge comes from inside the transaction that queued the row.
-    if (this.timer) detached(() => queueMicrotask(() => this.kick()))
-  }
-
-  private kick(): void {
-    if (this.running) {
-      this.again = true
-      return
-    }
-    void this.deliverDue().catch((e) => this.deps.logger.error({ err: (e as Error).message }, 'webhook delivery round failed'))
-  }
-
-  /** Delivers every row due now; a call during a round waits for it and runs one more. */
-  async deliverDue(): Promise<RoundReport> {
-    if (this.running) {
-      this.again = true
-      await this.running
-    }
-    this.running = this.round().finally(() => {
-      this.running = undefined
-    })
-    const report = await this.running
-    if (this.again && !this.stopping) {
-      this.again = false
-      const more = await this.deliverDue()
-      return { delivered: report.delivered + more.delivered, failed: report.failed + more.failed }
-    }
-    return report
-  }
-
-  private async round(): Promise<RoundReport> {
+  protected async round(): Promise<RoundReport> {
     const report: RoundReport = { delivered: 0, failed: 0 }
     for (;;) {
       const due: DeliveryRow[] = []
