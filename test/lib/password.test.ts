@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'bun:test'
 import { testConfig } from '../../src/config'
-import { normalizePassword, PasswordHasher } from '../../src/lib/password'
+import { Gate, normalizePassword, PasswordHasher } from '../../src/lib/password'
 
 const params = testConfig().password
 const hasher = new PasswordHasher(params)
@@ -59,5 +59,52 @@ describe('PasswordHasher', () => {
     expect(h.needsRehash(dummy)).toBe(false)
     expect(await h.dummyVerify('any password at all')).toBe(false)
     expect(await h.dummyVerify('')).toBe(false)
+  })
+})
+
+describe('Gate (hashes at once)', () => {
+  test('a caller arriving while a finished hash hands its slot over waits its turn (never two at once)', async () => {
+    const gate = new Gate(1)
+    let peak = 0
+    let release!: () => void
+    const first = gate.run(() => new Promise<void>((r) => (release = r)))
+    const track = async () => {
+      peak = Math.max(peak, gate.running)
+      await new Promise((r) => setTimeout(r, 2))
+    }
+    const queued = gate.run(track)
+    release()
+    // Another request's promise chain reaches the gate in the same microtask run as the hand-over.
+    const arriving = Promise.resolve().then(() => gate.run(track))
+    await Promise.all([first, queued, arriving])
+    expect(peak).toBe(1)
+    expect(gate.running).toBe(0)
+  })
+
+  test('never runs more than its limit under a queue of callers that queue again', async () => {
+    for (const limit of [1, 2]) {
+      const gate = new Gate(limit)
+      let peak = 0
+      let done = 0
+      const task = async () => {
+        peak = Math.max(peak, gate.running)
+        await new Promise((r) => setTimeout(r, 1))
+        done++
+      }
+      const loop = async () => {
+        for (let i = 0; i < 5; i++) await gate.run(task)
+      }
+      await Promise.all(Array.from({ length: 16 }, loop))
+      expect(done).toBe(80)
+      expect(peak).toBe(limit)
+      expect(gate.running).toBe(0)
+    }
+  })
+
+  test('a task that throws frees its slot for the next caller', async () => {
+    const gate = new Gate(1)
+    await expect(gate.run(async () => { throw new Error('boom') })).rejects.toThrow('boom')
+    expect(await gate.run(async () => 7)).toBe(7)
+    expect(gate.running).toBe(0)
   })
 })
