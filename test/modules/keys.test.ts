@@ -227,3 +227,34 @@ describe('RFC 6750 answers for invalid tokens', () => {
     }
   })
 })
+
+describe('access tokens as signed (RFC 7515 compact JWS)', () => {
+  for (const alg of ['EdDSA', 'ES256'] as const) {
+    test(`${alg}: verify with jose against the published JWKS; header and claims as documented; a changed byte fails`, async () => {
+      const { createLocalJWKSet, jwtVerify } = await import('jose')
+      a = await makeApp({ BULWARK_JWT_ALG: alg })
+      const u = await signUp(a)
+      const refreshed = await a.req('POST', '/v1/auth/refresh', { body: { refreshToken: u.refreshToken } })
+      expect(refreshed.status).toBe(200)
+      // Both ways a token is made: sign-in and refresh.
+      for (const t of [u.accessToken, refreshed.body.accessToken as string]) expect(t.split('.').length).toBe(3)
+      const token: string = refreshed.body.accessToken
+      expect(token).toMatch(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/)
+      const jwks = createLocalJWKSet((await a.req('GET', '/.well-known/jwks.json')).body)
+      const { payload, protectedHeader } = await jwtVerify(token, jwks, { algorithms: [alg], issuer: a.deps.config.publicUrl, audience: a.deps.config.jwt.audience, currentDate: new Date(a.clock.now()) })
+      expect(protectedHeader).toEqual({ alg, kid: kidOf(token), typ: 'JWT' })
+      expect(payload.sub).toBe(u.user.id)
+      expect(claimsOf(u.accessToken).sub).toBe(u.user.id)
+      expect(typeof payload.sid).toBe('string')
+      expect(payload.exp! - payload.iat!).toBe(Math.floor(a.deps.config.jwt.accessTtlMs / 1000))
+      expect(String(payload.jti).length).toBeGreaterThanOrEqual(16)
+      // ES256 signatures are the raw 64-byte r||s of RFC 7518 §3.4, not DER; Ed25519's are 64 bytes too.
+      expect(Buffer.from(token.split('.')[2]!, 'base64url').length).toBe(64)
+      const [h, p, s] = token.split('.') as [string, string, string]
+      const flipped = `${h}.${p}.${s.slice(0, 10)}${s[10] === 'A' ? 'B' : 'A'}${s.slice(11)}`
+      await expect(jwtVerify(flipped, jwks, { algorithms: [alg], currentDate: new Date(a.clock.now()) })).rejects.toThrow('signature verification failed')
+      expect((await me(token)).status).toBe(200)
+      expect((await me(flipped)).status).toBe(401)
+    })
+  }
+})
