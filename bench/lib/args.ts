@@ -22,6 +22,10 @@ export interface BenchArgs {
   note: string
   logLevel: string
   save: boolean
+  /** Print each scenario's server CPU per request split by thread name. */
+  threads: boolean
+  /** --soak --heap: the server runs from source under `bun --heap-prof-md`; the heap's largest types at the end are printed. */
+  heap: boolean
   db: DbChoice
   /** A URL naming an existing database on the PostgreSQL server the bench may create databases on. */
   pgUrl: string
@@ -50,6 +54,9 @@ const USAGE = `bun run bench [flags]
   --note TEXT        a remark saved with the results (e.g. "quiet machine")
   --log-level L      server log level (default info, as in production)
   --no-save          print only; write nothing to bench/results/
+  --heap             with --soak: run the server from source under bun --heap-prof-md and print the heap's
+                     largest types after the run (the .md is saved to dist/bench-heap.md)
+  --threads          also print each scenario's server CPU per request by thread (main, pool, GC, HTTP)
 `
 
 function int(name: string, raw: string | undefined, min: number, max: number): number {
@@ -71,6 +78,8 @@ export function parseArgs(argv: string[]): BenchArgs {
     note: '',
     logLevel: 'info',
     save: true,
+    threads: false,
+    heap: false,
     db: 'sqlite',
     pgUrl: process.env.BENCH_PG_URL || DEFAULT_PG_ADMIN_URL,
   }
@@ -135,6 +144,12 @@ export function parseArgs(argv: string[]): BenchArgs {
         }
         case '--no-save':
           a.save = false
+          break
+        case '--threads':
+          a.threads = true
+          break
+        case '--heap':
+          a.heap = true
           break
         case '-h':
         case '--help':

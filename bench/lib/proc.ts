@@ -1,6 +1,6 @@
 /** Child processes of the harness: the server under test pinned to a core, its RSS, readiness, and stopping. */
 import type { Subprocess } from 'bun'
-import { openSync, readFileSync } from 'node:fs'
+import { openSync, readdirSync, readFileSync } from 'node:fs'
 
 export const SERVER_CORE = '0'
 export const LOAD_CORE = '1'
@@ -14,11 +14,14 @@ export function freePort(): number {
 }
 
 /** Resident and peak memory of a process in MiB, from /proc/<pid>/status (VmRSS, VmHWM). */
-export function memoryOf(pid: number): { rssMiB: number; peakMiB: number } | undefined {
+export function memoryOf(pid: number): { rssMiB: number; peakMiB: number; anonMiB?: number; fileMiB?: number } | undefined {
   try {
     const s = readFileSync(`/proc/${pid}/status`, 'utf8')
     const kib = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? NaN)
-    return { rssMiB: kib('VmRSS') / 1024, peakMiB: kib('VmHWM') / 1024 }
+    // RssAnon: the heaps (JS, native, SQLite's page cache); RssFile: the binary's pages and the database read through mmap.
+    const anon = kib('RssAnon')
+    const file = kib('RssFile')
+    return { rssMiB: kib('VmRSS') / 1024, peakMiB: kib('VmHWM') / 1024, anonMiB: Number.isFinite(anon) ? anon / 1024 : undefined, fileMiB: Number.isFinite(file) ? file / 1024 : undefined }
   } catch {
     return undefined
   }
@@ -38,6 +41,26 @@ export function cpuMsOf(pid: number): number | undefined {
   } catch {
     return undefined
   }
+}
+
+/** CPU time (ms) of each thread of `pid`, summed by thread name (`/proc/<pid>/task/*`): which threads did the work. */
+export function threadCpuOf(pid: number): Map<string, number> {
+  const out = new Map<string, number>()
+  let tids: string[] = []
+  try {
+    tids = readdirSync(`/proc/${pid}/task`)
+  } catch {
+    return out
+  }
+  for (const tid of tids) {
+    try {
+      const s = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+      const name = s.slice(s.indexOf('(') + 1, s.lastIndexOf(')')).replace(/[0-9]+$/, '#')
+      const f = s.slice(s.lastIndexOf(')') + 2).split(' ')
+      out.set(name, (out.get(name) ?? 0) + ((Number(f[11]) + Number(f[12])) * 1000) / 100)
+    } catch {}
+  }
+  return out
 }
 
 export interface Child {

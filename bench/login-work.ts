@@ -1,0 +1,62 @@
+/**
+ * The work of a sign-in around the password hash, in-process: N sequential `POST /v1/auth/login` through the
+ * real handler (every plugin, a SQLite file in a temporary folder, the production argon2id cost for the
+ * accounts' hashes) with the verification either real or stubbed to "correct", and the process CPU per
+ * sign-in (user + system) for each. `stubbed` is the work around the hash; `real - stubbed` what the hash
+ * costs in the server. Run it pinned: `taskset -c 0 bun bench/login-work.ts [N]`; add `--cpu-prof` to bun for
+ * a profile of the stubbed run. Not a test: nothing asserts time.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { buildDeps, createApp, createHandler } from '../src/app'
+import { loadConfig } from '../src/config'
+import { createLogger } from '../src/lib/logger'
+
+const N = Number(process.argv[2] ?? 400)
+const dir = mkdtempSync(join(tmpdir(), 'bulwark-login-work-'))
+const config = loadConfig({
+  BULWARK_ENV: 'production',
+  BULWARK_SECRET: 'k3J9x!Qm2Lr8Vt5Pz1Wc7Yb4Nd6Hf0Gs-aE_uR',
+  BULWARK_PUBLIC_URL: 'http://127.0.0.1:1',
+  BULWARK_ALLOW_HTTP: '1',
+  BULWARK_DATA_DIR: dir,
+  BULWARK_UPLOADS_SCAN: 'off',
+  BULWARK_RATE_LIMIT: 'off',
+  BULWARK_METRICS_PUBLIC: '1',
+})
+const devNull = Bun.file('/dev/null').writer()
+const logger = createLogger('info', { write: (s: string) => (devNull.write(s), true) } as unknown as NodeJS.WritableStream)
+const deps = await buildDeps(config, { logger })
+const handle = createHandler(createApp(deps), deps)
+const PASSWORD = 'correct horse battery staple 42'
+const post = (path: string, body: unknown) =>
+  handle(new Request(`http://127.0.0.1${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'user-agent': 'bench' }, body: JSON.stringify(body) }), '127.0.0.1')
+
+const users = 50
+for (let i = 0; i < users; i++) {
+  const r = await post('/v1/auth/register', { email: `u${i}@example.com`, password: PASSWORD })
+  if (r.status !== 201 && r.status !== 200) throw new Error(`register answered ${r.status}: ${await r.text()}`)
+}
+
+async function run(label: string, n: number): Promise<void> {
+  const c0 = process.cpuUsage()
+  const t0 = performance.now()
+  for (let i = 0; i < n; i++) {
+    const r = await post('/v1/auth/login', { email: `u${i % users}@example.com`, password: PASSWORD })
+    if (r.status !== 200) throw new Error(`login answered ${r.status}: ${await r.text()}`)
+    await r.arrayBuffer()
+  }
+  const c = process.cpuUsage(c0)
+  const ms = performance.now() - t0
+  console.log(`${label}: ${n} sign-ins, ${((c.user + c.system) / n).toFixed(0)} µs CPU each (user ${(c.user / n).toFixed(0)}, system ${(c.system / n).toFixed(0)}), ${(ms / n).toFixed(2)} ms wall each`)
+}
+
+const real = deps.hasher.verify.bind(deps.hasher)
+if (!process.argv.includes('--stub-only')) await run('real hash', Math.min(N, 100))
+deps.hasher.verify = async () => true
+await run('stubbed hash (warm-up)', N)
+await run('stubbed hash', N)
+deps.hasher.verify = real
+await deps.close()
+rmSync(dir, { recursive: true, force: true })
