@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import { randomToken } from '../src/lib/crypto'
 import { parseArgs, type BenchArgs } from './lib/args'
 import { describeMachine } from './lib/machine'
-import { cpuMsOf, freePort, memoryOf, run, spawnPinned, waitReady, type Child } from './lib/proc'
+import { cpuMsOf, freePort, memoryOf, run, spawnPinned, threadCpuOf, waitReady, type Child } from './lib/proc'
 import { atLeast, atMost, below, engineTable, resultsTable, saveResults, verdictTable, type Row, type Verdict } from './lib/report'
 import { ADMINS, AUDIENCE, PASSWORD, PUBLIC_URL, apiEmail, seedThroughApi, TokenMinter, userEmail, type Seeded } from './lib/seed'
 import { backendCpu, createBenchDatabase, dropBenchDatabase, PgStore, SqliteStore, type BenchStore, type Engine } from './lib/store'
@@ -90,6 +90,8 @@ function serverEnv(dir: string, secret: string, extra: Record<string, string> = 
     // lifetime over its own, so it must allow as much (the default 10 m would answer 401 to every read).
     BULWARK_ACCESS_TOKEN_TTL: '4h',
     ...extra,
+    // Experiments: BENCH_SERVER_ENV="K=V K2=V2" adds settings to every server the run starts (saved with the results' command line only if --note says so).
+    ...Object.fromEntries((process.env.BENCH_SERVER_ENV ?? '').split(/\s+/).filter((kv) => kv.includes('=')).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
   }
 }
 
@@ -212,9 +214,17 @@ async function measure(ctx: Ctx, child: Child, s: Scenario): Promise<Row> {
   const measured = s.measureReqs ? await s.measureReqs(warmRps) : reqs
   const file = reqFile(ctx, measured)
   const db0 = ctx.pgUrl ? await backendCpu(args.pgUrl, new URL(ctx.pgUrl).pathname.slice(1)) : undefined
+  const threads0 = args.threads ? threadCpuOf(child.pid) : undefined
   const cpu0 = cpuMsOf(child.pid)
   const r = await wrk({ ...common, requestsFile: file, seconds: s.seconds ?? args.duration })
   const cpu1 = cpuMsOf(child.pid)
+  if (threads0 && r.requests > 0) {
+    const threads1 = threadCpuOf(child.pid)
+    const parts = [...threads1].map(([name, ms]) => [name, ms - (threads0.get(name) ?? 0)] as const).filter(([, ms]) => ms > 0).sort((a, b) => b[1] - a[1])
+    const listed = parts.reduce((n, [, ms]) => n + ms, 0)
+    const exited = cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 - listed : 0
+    say(`    threads, µs per request: ${parts.map(([name, ms]) => `${name} ${((ms * 1000) / r.requests).toFixed(0)}`).join(', ')}${exited > 0 ? `, exited threads ${((exited * 1000) / r.requests).toFixed(0)}` : ''}`)
+  }
   const dbMs = await dbCpuSince(ctx, db0)
   const cpuUs = cpu0 !== undefined && cpu1 !== undefined && r.requests > 0 ? ((cpu1 - cpu0) * 1000) / r.requests : undefined
   const dbCpuUs = dbMs !== undefined && r.requests > 0 ? (dbMs * 1000) / r.requests : undefined
@@ -460,7 +470,8 @@ const soloEngine = (): Engine => (args.db === 'postgres' ? 'postgres' : 'sqlite'
 
 async function soak(): Promise<string> {
   const ctx = await prepare(args.users, soloEngine())
-  const server = await startServer(ctx)
+  const heapDir = join(ctx.dir, 'heap')
+  const server = args.heap ? await startFromSource(ctx, ['--heap-prof-md', `--heap-prof-dir=${heapDir}`]) : await startServer(ctx)
   const rows: Row[] = []
   const v: Verdict[] = []
   try {
@@ -482,13 +493,38 @@ async function soak(): Promise<string> {
     const r = await measure(ctx, server, { name: `mixed reads for ${args.duration} s (${kinds})`, reqs: mixed })
     rows.push(r)
     const mem = memoryOf(server.pid)
+    const split = (m: typeof mem) => (m?.anonMiB === undefined ? undefined : `anonymous ${m.anonMiB.toFixed(1)} MiB, file-backed ${m.fileMiB?.toFixed(1)} MiB`)
+    rows[rows.length - 1] = { ...r, note: [r.note, split(mem)].filter(Boolean).join('; ') || undefined }
+    rows[rows.length - 2] = { ...rows[rows.length - 2]!, note: ['RSS', split(idle)].filter(Boolean).join('; ') }
     rows.push({ scenario: 'peak RSS (VmHWM)', note: 'RSS', rssMiB: mem?.peakMiB })
     v.push(below(`server RSS < 150 MiB after ${args.duration} s with ${args.users.toLocaleString('en-US')} users`, mem?.rssMiB, 150, 'MiB'))
   } finally {
     await stop(server)
   }
+  const extra: string[] = []
+  if (args.heap) {
+    const file = [...new Bun.Glob('*.md').scanSync(heapDir)][0]
+    if (file) {
+      const saved = join(ROOT, 'dist', 'bench-heap.md')
+      await Bun.write(saved, Bun.file(join(heapDir, file)))
+      const text = await Bun.file(saved).text()
+      const summary = /## Summary[\s\S]*?\n\n(\|[\s\S]*?)\n\n/.exec(text)?.[1] ?? ''
+      const top = /## Top 50 Types by Retained Size[\s\S]*?\n\n(\|[\s\S]*?)\n\n/.exec(text)?.[1]?.split('\n').slice(0, 32).join('\n') ?? ''
+      say(`  heap profile saved to ${saved}`)
+      extra.push('', '## Heap at the end (server from source, `bun --heap-prof-md`)', '', summary, '', top)
+    }
+  }
   await release(ctx)
-  return body(rows, v, [ctx])
+  return body(rows, v, [ctx]) + extra.join('\n')
+}
+
+/** The server from source (`bun <flags> src/index.ts serve`), pinned like the binary: for the profiles. */
+async function startFromSource(ctx: Ctx, flags: string[]): Promise<Child> {
+  const port = freePort()
+  const child = spawnPinned([process.execPath, ...flags, join(ROOT, 'src', 'index.ts'), 'serve'], { ...ctx.env, BULWARK_PORT: String(port) }, port, join(ctx.dir, 'source-server.log'))
+  children.add(child)
+  await waitReady(child)
+  return child
 }
 
 /**
