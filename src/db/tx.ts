@@ -45,12 +45,12 @@ export class TransactionInterrupted extends Error {
 }
 
 /** Most transactions that share one commit (see TxGate: consecutive waiting transactions). */
-export const MAX_GROUP = 16
+export const MAX_GROUP = 64
 /**
  * A group takes no new member once its SQLite transaction has been open this long (ms): the write lock is
  * held meanwhile, and another process on the same file waits for it at most BULWARK_DB_BUSY_TIMEOUT (50 ms).
  */
-export const MAX_GROUP_MS = 5
+export const MAX_GROUP_MS = 10
 
 /** One SQLite transaction (`BEGIN IMMEDIATE` … `COMMIT`) and the transactions that share it. */
 interface Group {

@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, test } from 'bun:test'
 import { Pruner, RETENTION_RULES } from '../../src/modules/retention/service'
-import { makeApp, type TestApp } from '../helpers'
+import { makeApp, signUp, type TestApp } from '../helpers'
 import { onPg, sqlCount, sqlExec, sqlRows } from '../support/sql'
 
 const DAY = 86_400_000
@@ -99,13 +99,38 @@ describe('retention', () => {
     expect(await tokens(db)).toEqual([{ session_id: 'live', used_at: null }])
   })
 
+  test("a spent refresh token's successor copy serves a retry within the grace, and the pruner clears it after", async () => {
+    a = await makeApp()
+    const u = await signUp(a)
+    const first = await a.req('POST', '/v1/auth/refresh', { body: { refreshToken: u.refreshToken } })
+    expect(first.status).toBe(200)
+    const copies = async () => (await sqlRows<{ n: number | string }>(a.deps, 'SELECT count(*) AS n FROM refresh_tokens WHERE successor_enc IS NOT NULL'))[0]!.n
+    expect(Number(await copies())).toBe(1)
+    // Within the grace the pruner leaves it, and a retry of the spent token gets the same successor.
+    expect((await a.deps.pruner.runOnce()).deleted.refresh_tokens_successor_copies).toBeUndefined()
+    a.clock.advance(a.deps.config.session.refreshReuseGraceMs - 1000)
+    const retry = await a.req('POST', '/v1/auth/refresh', { body: { refreshToken: u.refreshToken } })
+    expect(retry.status).toBe(200)
+    expect(retry.body.refreshToken).toBe(first.body.refreshToken)
+    a.clock.advance(2000)
+    expect((await a.deps.pruner.runOnce()).deleted.refresh_tokens_successor_copies).toBe(1)
+    expect(Number(await copies())).toBe(0)
+    // The successor itself is untouched and still spends; the old token is now reuse.
+    const next = await a.req('POST', '/v1/auth/refresh', { body: { refreshToken: first.body.refreshToken } })
+    expect(next.status).toBe(200)
+    expect(Number(await copies())).toBe(1)
+    a.clock.advance(a.deps.config.session.refreshReuseGraceMs + 1000)
+    expect((await a.req('POST', '/v1/auth/refresh', { body: { refreshToken: u.refreshToken } })).status).toBe(401)
+  })
+
   test('a retention of 0 keeps rows forever', async () => {
     a = await makeApp({ BULWARK_RETENTION_SECURITY_EVENTS: '0', BULWARK_RETENTION_SESSIONS: '0', BULWARK_RETENTION_MAIL: '0', BULWARK_RETENTION_TOKENS: '0' })
     await seed(a.deps, a.clock.now())
     a.clock.advance(3650 * DAY)
     const report = await a.deps.pruner.runOnce()
     expect(report.deleted).toEqual({})
-    expect(report.batches).toBe(0)
+    // Only the successor-copy rule ran (it is hygiene, not retention): one batch, nothing to clear.
+    expect(report.batches).toBe(1)
     expect(await ids(a.deps, 'sessions')).toHaveLength(6)
   })
 

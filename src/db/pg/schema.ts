@@ -148,8 +148,10 @@ export const refreshTokens = pgTable(
   (t) => [
     uniqueIndex('refresh_tokens_hash').on(t.tokenHash),
     index('refresh_tokens_session').on(t.sessionId),
-    index('refresh_tokens_replaced_by').on(t.replacedBy),
-    index('refresh_tokens_used').on(t.usedAt),
+    // Partial, so an unspent token is in neither and a spend appends at their tails (used_at is the time of
+    // the spend): the pruner finds spent tokens, and spent tokens whose successor copy is still kept, by `used_at`.
+    index('refresh_tokens_used').on(t.usedAt).where(sql`${t.usedAt} IS NOT NULL`),
+    index('refresh_tokens_successor_kept').on(t.usedAt).where(sql`${t.successorEnc} IS NOT NULL`),
   ],
 )
 

@@ -1,6 +1,7 @@
 /**
  * Retention: a background pruner for rows that only ever accumulate (security events, spent refresh
- * tokens, ended sessions, delivered outbox mail, expired mailed tokens and challenges). Each rule deletes
+ * tokens, ended sessions, delivered outbox mail, expired mailed tokens and challenges), and for the
+ * encrypted successor copies of spent refresh tokens once their reuse grace is over. Each rule deletes
  * in small batches (`DELETE … WHERE rowid IN (SELECT rowid … LIMIT n)`, driven by an index: see the
  * EXPLAIN QUERY PLAN test) and yields to the event loop between batches, so a large backlog never holds
  * the database or the event loop for more than one batch. Cut-offs come from the injected clock.
@@ -25,6 +26,17 @@ const before = (ms: number, now: number) => (ms > 0 ? now - ms : undefined)
  * cascades to its remaining tokens through `refresh_tokens_session`, which stays small that way).
  */
 export const RETENTION_RULES: RetentionRule[] = [
+  {
+    // Not retention but hygiene: a spent token keeps its successor AES-GCM encrypted for a retry within
+    // BULWARK_REFRESH_REUSE_GRACE (src/modules/sessions/service.ts); after it the copy serves nothing, and
+    // goes. An UPDATE, driven by the partial index of the tokens whose copy is still kept, so each round
+    // reads only the copies due (INDEXED BY: with statistics of a small table SQLite would rather walk
+    // refresh_tokens_used, every spent token of the retention; PostgreSQL's text drops the clause). Runs
+    // whatever the retention settings.
+    name: 'refresh_tokens_successor_copies',
+    prepare: (sqlite) => sqlite.prepare('UPDATE refresh_tokens SET successor_enc = NULL WHERE rowid IN (SELECT rowid FROM refresh_tokens INDEXED BY refresh_tokens_successor_kept WHERE successor_enc IS NOT NULL AND used_at < ?1 LIMIT ?2)'),
+    cutoff: (now, c) => now - c.session.refreshReuseGraceMs,
+  },
   {
     name: 'refresh_tokens_spent',
     prepare: (sqlite) => sqlite.prepare('DELETE FROM refresh_tokens WHERE rowid IN (SELECT rowid FROM refresh_tokens WHERE used_at < ?1 LIMIT ?2)'),
@@ -72,13 +84,13 @@ export const RETENTION_RULES: RetentionRule[] = [
 export const PRUNE_BATCH = 500
 
 const pgStatements = new Map<string, string>()
-/** A rule's batch statement for PostgreSQL, derived from its SQLite text (rowid → ctid, ?n → $n). */
+/** A rule's batch statement for PostgreSQL, derived from its SQLite text (rowid → ctid, ?n → $n, no INDEXED BY). */
 export function pgStatement(rule: RetentionRule): string {
   let text = pgStatements.get(rule.name)
   if (!text) {
     const capture = { prepare: (sqlText: string) => ({ sqlText }) }
     const sqliteText = (rule.prepare(capture as unknown as Database) as unknown as { sqlText: string }).sqlText
-    text = sqliteText.replace(/\browid\b/g, 'ctid').replace(/\?(\d)/g, '$$$1')
+    text = sqliteText.replace(/ INDEXED BY \w+/g, '').replace(/\browid\b/g, 'ctid').replace(/\?(\d)/g, '$$$1')
     pgStatements.set(rule.name, text)
   }
   return text

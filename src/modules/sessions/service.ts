@@ -54,15 +54,6 @@ export function sessionsListQuery(db: CoreDeps['db'], userId: string) {
     .limit(200)
 }
 
-/**
- * Drops the parent's encrypted copy of token `id` (the token whose `replaced_by` is `id`). `selective`: the
- * planner must use refresh_tokens_replaced_by even when its statistics, gathered while every token was
- * unspent, say that one value covers the whole table; it would scan the table on every refresh. Exported for
- * the query-plan test.
- */
-export const clearSuccessorCopy = (db: Pick<CoreDeps['db'], 'update'>, id: string) =>
-  db.update(refreshTokens).set({ successorEnc: null }).where(dialect.selective(eq(refreshTokens.replacedBy, id)))
-
 type TokenRow = typeof refreshTokens.$inferSelect
 /** What the rotation's transaction found (src/modules/sessions/service.ts `rotate`). */
 type Rotation =
@@ -113,7 +104,6 @@ const rotation = {
       .set({ lastSeenAt: p('now') })
       .where(and(eq(sessions.id, p('id')), isNull(sessions.revokedAt))),
   ),
-  clearParent: preparedQuery<{ id: string }, unknown>((db, p) => clearSuccessorCopy(db, p('id'))),
 }
 
 export class SessionService {
@@ -210,8 +200,8 @@ export class SessionService {
       // Conditional too: a session ended meanwhile on another connection (logout, revocation; disabling or
       // deleting the user ends its sessions in the same transaction) refuses the refresh, and nothing of it is kept.
       if (dialect.changes(await rotation.touch.run(tx, { id: session.id, now })) === 0) throw invalidRefresh()
-      // The parent's copy of this token's own plaintext is no longer needed once this token is spent.
-      await rotation.clearParent.run(tx, { id: row.id })
+      // The successor copy written by `spend` serves a retry within the grace only; the pruner clears it once
+      // the grace is over (src/modules/retention/service.ts, refresh_tokens_successor_copies), off this path.
       const event = { type: 'refresh', outcome: 'success', actorId: user.id, targetId: user.id, details: { sessionId: session.id } } as const
       return { kind: 'rotated', session, user, written: await this.deps.audit.recordInTx(tx, event, meta) }
     })

@@ -1,0 +1,87 @@
+/**
+ * CPU per `POST /v1/auth/refresh`, in-process: C chains of refreshes in flight at once (each spends its own
+ * token and goes on with the successor), through the real handler (every plugin, a SQLite file in a
+ * temporary folder, production settings). In-process figures move far less between runs than the HTTP
+ * bench on a shared machine, so a change to the refresh path can be judged on a few percent. Run it
+ * pinned: `taskset -c 0 bun bench/refresh-work.ts [refreshes per chain] [chains]`; add `--cpu-prof` to bun
+ * for a profile, `--frames` for the WAL frames (page writes) per refresh. Not a test: nothing asserts time.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { buildDeps, createApp, createHandler } from '../src/app'
+import { loadConfig } from '../src/config'
+import { createLogger } from '../src/lib/logger'
+
+const nums = process.argv.slice(2).filter((a) => /^\d+$/.test(a))
+const PER_CHAIN = Number(nums[0] ?? 300)
+const CHAINS = Number(nums[1] ?? 64)
+const dir = mkdtempSync(join(tmpdir(), 'bulwark-refresh-work-'))
+const config = loadConfig({
+  BULWARK_ENV: 'production',
+  BULWARK_SECRET: 'k3J9x!Qm2Lr8Vt5Pz1Wc7Yb4Nd6Hf0Gs-aE_uR',
+  BULWARK_PUBLIC_URL: 'http://127.0.0.1:1',
+  BULWARK_ALLOW_HTTP: '1',
+  BULWARK_DATA_DIR: dir,
+  BULWARK_UPLOADS_SCAN: 'off',
+  BULWARK_RATE_LIMIT: 'off',
+  BULWARK_METRICS_PUBLIC: '1',
+  BULWARK_ARGON2_MEMORY_KIB: '1024',
+  BULWARK_ARGON2_TIME: '1',
+})
+const devNull = Bun.file('/dev/null').writer()
+const logger = createLogger('info', { write: (s: string) => (devNull.write(s), true) } as unknown as NodeJS.WritableStream)
+const deps = await buildDeps(config, { logger })
+const handle = createHandler(createApp(deps), deps)
+const PASSWORD = 'correct horse battery staple 42'
+const post = (path: string, body: unknown) =>
+  handle(new Request(`http://127.0.0.1${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'user-agent': 'bench' }, body: JSON.stringify(body) }), '127.0.0.1')
+
+const tokens: string[] = []
+for (let i = 0; i < CHAINS; i++) {
+  const email = `u${i}@example.com`
+  const r = await post('/v1/auth/register', { email, password: PASSWORD })
+  if (r.status !== 201) throw new Error(`register answered ${r.status}: ${await r.text()}`)
+  const l = await post('/v1/auth/login', { email, password: PASSWORD })
+  if (l.status !== 200) throw new Error(`login answered ${l.status}: ${await l.text()}`)
+  tokens.push(((await l.json()) as { refreshToken: string }).refreshToken)
+}
+
+async function chain(i: number, n: number): Promise<void> {
+  for (let k = 0; k < n; k++) {
+    const r = await post('/v1/auth/refresh', { refreshToken: tokens[i] })
+    if (r.status !== 200) throw new Error(`refresh answered ${r.status}: ${await r.text()}`)
+    tokens[i] = ((await r.json()) as { refreshToken: string }).refreshToken
+  }
+}
+
+async function run(label: string, n: number): Promise<void> {
+  const c0 = process.cpuUsage()
+  const t0 = performance.now()
+  await Promise.all(tokens.map((_, i) => chain(i, n)))
+  const c = process.cpuUsage(c0)
+  const total = n * CHAINS
+  console.log(`${label}: ${total} refreshes (${CHAINS} at once), ${((c.user + c.system) / total).toFixed(0)} µs CPU each (user ${(c.user / total).toFixed(0)}, system ${(c.system / total).toFixed(0)}), ${((performance.now() - t0) / 1000).toFixed(2)} s`)
+}
+
+await run('warm-up', Math.ceil(PER_CHAIN / 3))
+// --frames: WAL frames (page writes) per refresh, with automatic checkpoints off for the measured run.
+const sqlite = process.argv.includes('--frames') ? deps.storage.sqlite : undefined
+sqlite?.run('PRAGMA wal_checkpoint(TRUNCATE)')
+sqlite?.run('PRAGMA wal_autocheckpoint = 0')
+let commits = 0
+if (sqlite) {
+  const run = sqlite.run.bind(sqlite)
+  sqlite.run = ((q: string, ...rest: unknown[]) => {
+    if (q === 'COMMIT') commits++
+    return (run as (q: string, ...r: unknown[]) => unknown)(q, ...rest)
+  }) as typeof sqlite.run
+}
+await run('measured', PER_CHAIN)
+if (sqlite) {
+  const r = sqlite.query<{ log: number }, []>('PRAGMA wal_checkpoint(PASSIVE)').get()
+  const n = PER_CHAIN * CHAINS
+  console.log(`WAL frames: ${r?.log} for ${n} refreshes, ${((r?.log ?? 0) / n).toFixed(2)} per refresh; ${commits} commits, ${(n / (commits || 1)).toFixed(1)} refreshes per commit`)
+}
+await deps.close()
+rmSync(dir, { recursive: true, force: true })
