@@ -224,8 +224,11 @@ export const securityEvents = pgTable(
   },
   (t) => [
     index('security_events_type').on(t.type, t.id),
-    index('security_events_actor').on(t.actorId, t.id),
-    index('security_events_target').on(t.targetId, t.id),
+    // Partial: an event about its own actor (sign-in, refresh, logout: most events) is found through the
+    // actor index alone, so it writes one random-position index entry instead of two; an event without
+    // an actor writes none there. The user filter of the list reads both (src/modules/audit/service.ts).
+    index('security_events_actor').on(t.actorId, t.id).where(sql`${t.actorId} IS NOT NULL`),
+    index('security_events_target').on(t.targetId, t.id).where(sql`${t.targetId} IS NOT NULL AND (${t.actorId} IS NULL OR ${t.targetId} <> ${t.actorId})`),
     index('security_events_created').on(t.createdAt),
     uniqueIndex('security_events_chain').on(t.chainId, t.seq),
     index('security_events_type_created').on(t.type, t.createdAt),

@@ -118,15 +118,19 @@ export function auditListQuery(db: CoreDeps['db'], filter: AuditListFilter) {
   if (filter.beforeId !== undefined) conds.push(lt(securityEvents.id, filter.beforeId))
   let where = conds
   if (filter.userId) {
-    const side = (column: typeof securityEvents.actorId | typeof securityEvents.targetId) =>
+    const side = (match: SQL) =>
       db
         .select({ id: securityEvents.id })
         .from(securityEvents)
-        .where(and(eq(column, filter.userId!), ...conds))
+        .where(and(match, ...conds))
         .orderBy(desc(securityEvents.id))
         .limit(filter.limit)
+    // The actor side finds the user's own events too (actor = target); the target side only those of other
+    // actors, with the partial target index's own condition spelled out so both engines may use that index.
+    const byActor = side(eq(securityEvents.actorId, filter.userId))
+    const byTarget = side(and(eq(securityEvents.targetId, filter.userId), sql`(${securityEvents.actorId} IS NULL OR ${securityEvents.targetId} <> ${securityEvents.actorId})`)!)
     // The other filters are already applied on each side; repeating them here would only invite a plan that reads by them.
-    where = [sql`${securityEvents.id} IN (SELECT id FROM (${side(securityEvents.targetId)}) AS by_target UNION ALL SELECT id FROM (${side(securityEvents.actorId)}) AS by_actor)`]
+    where = [sql`${securityEvents.id} IN (SELECT id FROM (${byTarget}) AS by_target UNION ALL SELECT id FROM (${byActor}) AS by_actor)`]
   }
   return db
     .select()
