@@ -49,6 +49,11 @@ export function openDatabase(path: string, opts: { migrate?: boolean; busyTimeou
   // in a million-row users table about as cheap as in a small one (bun run bench --scale).
   sqlite.run('PRAGMA mmap_size = 268435456')
   sqlite.run('PRAGMA cache_size = -16384')
+  // A checkpoint every 10,000 WAL pages (~40 MiB) instead of SQLite's 1,000: the pages a busy server keeps
+  // rewriting (index tails, hot rows) go to the database file once per checkpoint, not ten times (in-process
+  // refresh bench: 218 -> 192 µs per refresh, median of five). The WAL file is cut back to 64 MiB after one.
+  sqlite.run('PRAGMA wal_autocheckpoint = 10000')
+  sqlite.run('PRAGMA journal_size_limit = 67108864')
   const migration = opts.migrate === false ? { applied: [], current: 0 } : migrate(sqlite)
   setBusyTimeout(sqlite, opts.busyTimeoutMs ?? 5000)
   // Every statement drizzle prepares passes the transaction guard (src/db/tx.ts).

@@ -363,6 +363,30 @@ export function accessLogger(logger: Logger): (line: AccessLine) => void {
   }
 }
 
+/**
+ * `logger.info(fields, msg)` for a line written on a hot path (the security-event line of every sign-in
+ * and refresh): when the logger writes to a LogSink, only the fields are kept on the response path, and the
+ * line is redacted and formatted with its batch, after the response: the same JSON pino writes (level, time,
+ * bindings, the fields without undefined ones, then msg; test/lib/logger.test.ts compares them). `fields` must
+ * not change after the call. Other destinations, and levels that are off, behave as `logger.info`.
+ */
+export function deferredInfo(logger: Logger, msg: string): (fields: Record<string, unknown>) => void {
+  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]
+  const sink = stream instanceof LogSink ? stream : undefined
+  const bindings = JSON.stringify(logger.bindings()).slice(1, -1)
+  const head = bindings ? `,${bindings}` : ''
+  const tail = `,"msg":${JSON.stringify(msg)}}\n`
+  return (fields) => {
+    if (!logger.isLevelEnabled('info')) return
+    if (!sink) return void logger.info(fields, msg)
+    const time = Date.now()
+    sink.writeLater(() => {
+      const body = JSON.stringify(redact(fields))
+      return `{"level":"info","time":"${new Date(time).toISOString()}"${head}${body.length > 2 ? `,${body.slice(1, -1)}` : ''}${tail}`
+    })
+  }
+}
+
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(
     {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildDeps, createApp, createHandler } from '../../src/app'
 import { testConfig } from '../../src/config'
-import { accessLogger, CENSOR, createLogger, droppedLines, LogSink, redact, type AccessLine, type WriteFn } from '../../src/lib/logger'
+import { accessLogger, CENSOR, createLogger, deferredInfo, droppedLines, LogSink, redact, type AccessLine, type WriteFn } from '../../src/lib/logger'
 import { parseProm, valueOf } from '../support/prom'
 import { testDatabaseEnv } from '../support/pg-apps'
 
@@ -185,6 +185,30 @@ describe('batched sink and deferred access log', () => {
     expect(Object.keys(fast)).toEqual(Object.keys(viaPino))
     expect({ ...fast, time: 0 }).toEqual({ ...viaPino, time: 0 })
     expect(fast.path).toBe(odd.path)
+  })
+
+  test('a deferred info line (the security-event line) is formatted with its batch, redacted, and is the JSON pino writes', async () => {
+    const { chunks, out } = recordingOutput()
+    const sink = new LogSink(out)
+    const log = createLogger('info', sink)
+    const fields = { event: 'refresh', outcome: 'success', actorId: 'usr_1', targetId: undefined, ip: '203.0.113.9', requestId: 'r"1', details: { sessionId: 's\u2028é', refreshToken: 'rt-secret', nested: { password: 'pw' } } }
+    deferredInfo(log, 'security event')(fields)
+    expect(chunks.length).toBe(0)
+    log.info(fields, 'security event')
+    await settle(sink)
+    const [fast, viaPino] = chunks.join('').trim().split('\n').map((l) => JSON.parse(l))
+    expect(Object.keys(fast)).toEqual(Object.keys(viaPino))
+    expect({ ...fast, time: 0 }).toEqual({ ...viaPino, time: 0 })
+    expect(fast.details).toEqual({ sessionId: 's\u2028é', refreshToken: CENSOR, nested: { password: CENSOR } })
+    expect(chunks.join('')).not.toContain('rt-secret')
+    expect(fast.msg).toBe('security event')
+    // Below the level, nothing; to another destination, the logger itself at once.
+    deferredInfo(createLogger('warn', sink), 'x')({ a: 1 })
+    const lines: string[] = []
+    deferredInfo(createLogger('info', { write: (l: string) => (lines.push(l), true) } as never), 'direct')({ a: 1 })
+    expect(JSON.parse(lines[0]!)).toMatchObject({ a: 1, msg: 'direct' })
+    await settle(sink)
+    expect(chunks.join('').trim().split('\n').length).toBe(2)
   })
 
   test('a 5xx access line is written at level error; below the configured level nothing is queued', async () => {

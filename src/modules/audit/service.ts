@@ -9,6 +9,7 @@ import { dialect, roles, securityEvents, userRoles, users } from '../../db/table
 import { isRetryable, lockResource, preparedQuery, withTransaction } from '../../db/tx'
 import type { Store } from '../../db/client'
 import { newId } from '../../lib/ids'
+import { deferredInfo } from '../../lib/logger'
 import { chainHash, GENESIS, verifyChains, type AuditSource, type ChainedFields, type ExpectedHead, type VerifyReport } from './chain'
 import { exportChunks, type ExportFilter } from './export'
 
@@ -144,7 +145,12 @@ export class AuditService {
   private listeners: EventListener[] = []
   private chain: string | undefined
 
-  constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'logger'> & { storage?: Pick<Store, 'sqlite' | 'pg'> }) {}
+  /** The `security event` log line, formatted after the response (src/lib/logger.ts deferredInfo). */
+  private readonly eventLine: (fields: Record<string, unknown>) => void
+
+  constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'logger'> & { storage?: Pick<Store, 'sqlite' | 'pg'> }) {
+    this.eventLine = deferredInfo(deps.logger, 'security event')
+  }
 
   private statsMemo: { at: number; value: Promise<AdminStats> } | undefined
 
@@ -243,7 +249,7 @@ export class AuditService {
     if (!written) return
     const { event, meta, id, createdAt } = written
     try {
-      this.deps.logger.info({ event: event.type, outcome: event.outcome, actorId: event.actorId, targetId: event.targetId, ip: meta.ip, requestId: meta.requestId, details: event.details }, 'security event')
+      this.eventLine({ event: event.type, outcome: event.outcome, actorId: event.actorId, targetId: event.targetId, ip: meta.ip, requestId: meta.requestId, details: event.details })
       for (const l of this.listeners) {
         try {
           await l({ ...event, ...meta, id, createdAt })
