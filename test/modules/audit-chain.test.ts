@@ -1,7 +1,7 @@
 import { withTransaction } from '../../src/db/tx'
 import { afterEach, describe, expect, test } from 'bun:test'
 import { createHash } from 'node:crypto'
-import { canonicalJson, chainHash, fieldsOfRow, GENESIS, rowOf, verifyChains, type AuditSource } from '../../src/modules/audit/chain'
+import { asStoredJson, canonicalEventJson, canonicalJson, canonicalObject, chainHash, fieldsOfRow, GENESIS, rowOf, verifyChains, type AuditSource, type ChainedFields } from '../../src/modules/audit/chain'
 import { AuditService } from '../../src/modules/audit/service'
 import { Database } from 'bun:sqlite'
 import { drizzle } from 'drizzle-orm/bun-sqlite'
@@ -31,6 +31,27 @@ async function recordMany(n: number, audit = t.deps.audit) {
 }
 
 const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex')
+
+describe('canonical form of an event (the hashed bytes)', () => {
+  const base: ChainedFields = { chainId: 'c1', seq: 7, type: 'refresh', outcome: 'success', actorId: 'u1', targetId: 'u1', ip: '203.0.113.9', userAgent: 'UA "quoted" \u2028 é', requestId: 'r1', details: { sessionId: 's1' }, createdAt: 1767225600123 }
+  const variants: ChainedFields[] = [
+    base,
+    { ...base, actorId: null, targetId: null, ip: null, userAgent: null, requestId: null, details: null },
+    { ...base, details: { z: 1, a: [1, 'x', null, { b: true, a: -0 }], m: { y: 'é', x: 1.5e-7 } } },
+    { ...base, seq: 1, type: 'ünïcode\u0001', outcome: 'failure', details: {} },
+  ]
+  test('the written-out form equals RFC 8785 over canonicalObject, for nulls, nesting, escapes and numbers', () => {
+    for (const f of variants) expect(canonicalEventJson(f)).toBe(canonicalJson(canonicalObject(f)))
+  })
+  test('details are hashed as they read back from the JSON column', () => {
+    const flat = { sessionId: 's', n: 3, ok: true, none: null }
+    expect(asStoredJson(flat)).toBe(flat) // reads back as itself: used as it is
+    for (const d of [{ a: undefined, b: 1 }, { at: new Date(0) }, { nested: { x: 1 } }, { big: Infinity }, Object.assign(Object.create({ inherited: 1 }), { own: 2 })] as Record<string, unknown>[]) {
+      expect(asStoredJson(d)).toEqual(JSON.parse(JSON.stringify(d)))
+      expect(canonicalJson(asStoredJson(d))).toBe(canonicalJson(JSON.parse(JSON.stringify(d))))
+    }
+  })
+})
 
 describe('hash chain', () => {
   test('each event links to the previous one; the hash is SHA-256 over prev_hash and the documented canonical JSON', async () => {

@@ -80,9 +80,33 @@ export function canonicalObject(f: ChainedFields): Record<string, unknown> {
   }
 }
 
+const jsonOrNull = (v: string | null) => (v === null ? 'null' : JSON.stringify(v))
+
+/**
+ * `canonicalJson(canonicalObject(f))`, written out: the event's keys are fixed and already in sorted order,
+ * so only `details` needs the general walk (test/modules/audit-chain.test.ts checks they are equal).
+ */
+export function canonicalEventJson(f: ChainedFields): string {
+  return `{"actorId":${jsonOrNull(f.actorId)},"chainId":${JSON.stringify(f.chainId)},"createdAt":"${new Date(f.createdAt).toISOString()}","details":${f.details === null ? 'null' : canonicalJson(f.details)},"ip":${jsonOrNull(f.ip)},"outcome":${JSON.stringify(f.outcome)},"requestId":${jsonOrNull(f.requestId)},"seq":${canonicalJson(f.seq)},"targetId":${jsonOrNull(f.targetId)},"type":${JSON.stringify(f.type)},"userAgent":${jsonOrNull(f.userAgent)}}`
+}
+
 /** `hex(SHA-256(prevHash ‖ canonical JSON))`. */
 export function chainHash(prevHash: string, f: ChainedFields): string {
-  return new Bun.CryptoHasher('sha256').update(prevHash).update(canonicalJson(canonicalObject(f))).digest('hex')
+  return new Bun.CryptoHasher('sha256').update(prevHash).update(canonicalEventJson(f)).digest('hex')
+}
+
+/**
+ * `details` as it will be read back from its JSON column (undefined members dropped, dates as strings…),
+ * which is what gets hashed. An object of strings, booleans, finite numbers and nulls reads back as itself,
+ * so it is used as it is; anything else takes the JSON round trip.
+ */
+export function asStoredJson(details: Record<string, unknown>): Record<string, unknown> {
+  for (const k in details) {
+    const v = details[k]
+    if (v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) continue
+    return JSON.parse(JSON.stringify(details)) as Record<string, unknown>
+  }
+  return Object.getPrototypeOf(details) === Object.prototype ? details : (JSON.parse(JSON.stringify(details)) as Record<string, unknown>)
 }
 
 /** One row as stored (snake_case columns, details as JSON text). */

@@ -10,7 +10,7 @@ import { isRetryable, lockResource, preparedQuery, withTransaction } from '../..
 import type { Store } from '../../db/client'
 import { newId } from '../../lib/ids'
 import { deferredInfo } from '../../lib/logger'
-import { chainHash, GENESIS, verifyChains, type AuditSource, type ChainedFields, type ExpectedHead, type VerifyReport } from './chain'
+import { asStoredJson, chainHash, GENESIS, verifyChains, type AuditSource, type ChainedFields, type ExpectedHead, type VerifyReport } from './chain'
 import { exportChunks, type ExportFilter } from './export'
 
 export type Outcome = 'success' | 'failure' | 'info'
@@ -283,7 +283,7 @@ export class AuditService {
       userAgent: meta.userAgent?.slice(0, 512) ?? null,
       requestId: meta.requestId ?? null,
       // Hashed as it will be read back (undefined members dropped, dates as strings…).
-      details: event.details == null ? null : (JSON.parse(JSON.stringify(event.details)) as Record<string, unknown>),
+      details: event.details == null ? null : asStoredJson(event.details),
       createdAt,
     }
     const prevHash = head?.hash ?? GENESIS
