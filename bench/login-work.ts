@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { buildDeps, createApp, createHandler } from '../src/app'
 import { loadConfig } from '../src/config'
 import { createLogger } from '../src/lib/logger'
+import { threadCpuOf } from './lib/proc'
 
 const N = Number(process.argv[2] ?? 400)
 const dir = mkdtempSync(join(tmpdir(), 'bulwark-login-work-'))
@@ -40,6 +41,7 @@ for (let i = 0; i < users; i++) {
 }
 
 async function run(label: string, n: number): Promise<void> {
+  const th0 = threadCpuOf(process.pid)
   const c0 = process.cpuUsage()
   const t0 = performance.now()
   for (let i = 0; i < n; i++) {
@@ -49,14 +51,23 @@ async function run(label: string, n: number): Promise<void> {
   }
   const c = process.cpuUsage(c0)
   const ms = performance.now() - t0
-  console.log(`${label}: ${n} sign-ins, ${((c.user + c.system) / n).toFixed(0)} µs CPU each (user ${(c.user / n).toFixed(0)}, system ${(c.system / n).toFixed(0)}), ${(ms / n).toFixed(2)} ms wall each`)
+  const t1 = threadCpuOf(process.pid)
+  const byThread = [...t1].map(([k, v]) => [k, v - (th0.get(k) ?? 0)] as const).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${((v * 1000) / n).toFixed(0)}`).join(', ')
+  console.log(`${label}: ${n} sign-ins, ${((c.user + c.system) / n).toFixed(0)} µs CPU each (user ${(c.user / n).toFixed(0)}, system ${(c.system / n).toFixed(0)}), ${(ms / n).toFixed(2)} ms wall each; by thread (µs): ${byThread}`)
 }
 
 const real = deps.hasher.verify.bind(deps.hasher)
-if (!process.argv.includes('--stub-only')) await run('real hash', Math.min(N, 100))
+if (!process.argv.includes('--stub-only') && !process.argv.includes('--sleep-only')) await run('real hash', Math.min(N, 100))
 deps.hasher.verify = async () => true
-await run('stubbed hash (warm-up)', N)
-await run('stubbed hash', N)
+if (!process.argv.includes('--sleep-only')) {
+  await run('stubbed hash (warm-up)', N)
+  await run('stubbed hash', N)
+}
+// --sleep: the verification stubbed as a 6 ms wait (no CPU): what the main thread spends while a login waits.
+if (process.argv.includes('--sleep') || process.argv.includes('--sleep-only')) {
+  deps.hasher.verify = async () => (await Bun.sleep(6), true)
+  await run('stubbed hash, 6 ms wait', N)
+}
 deps.hasher.verify = real
 await deps.close()
 rmSync(dir, { recursive: true, force: true })

@@ -490,8 +490,24 @@ async function soak(): Promise<string> {
     const kinds = ['me', withUsers ? 'users' : '', withAuthz ? 'authz' : ''].filter(Boolean).join(', ')
     const idle = memoryOf(server.pid)
     rows.push({ scenario: 'server idle after start', note: 'RSS', rssMiB: idle?.rssMiB })
+    // RSS every 5 s of the measured run: the drift of its plateau is the slope over the second half.
+    const samples: { s: number; mib: number }[] = []
+    let t0 = 0
+    const sampler = setInterval(() => {
+      const m = memoryOf(server.pid)
+      if (!m) return
+      t0 ||= performance.now()
+      samples.push({ s: (performance.now() - t0) / 1000, mib: m.rssMiB })
+    }, 5000)
     const r = await measure(ctx, server, { name: `mixed reads for ${args.duration} s (${kinds})`, reqs: mixed })
+    clearInterval(sampler)
     rows.push(r)
+    const drift = plateauDrift(samples)
+    if (drift) {
+      rows.push({ scenario: `RSS drift over the second half (${drift.n} samples, ${drift.fromMiB.toFixed(1)} → ${drift.toMiB.toFixed(1)} MiB)`, note: `${drift.mibPerMin >= 0 ? '+' : ''}${drift.mibPerMin.toFixed(2)} MiB a minute (least squares)` })
+      // The target is for a 10-minute soak (bun run bench --soak --duration 600); shorter runs report the slope only.
+      if (args.duration >= 600) v.push(below(`RSS plateau drifts < 0.5 MiB a minute over a ${Math.round(args.duration / 60)}-minute soak`, Math.abs(drift.mibPerMin), 0.5, 'MiB a minute'))
+    }
     const mem = memoryOf(server.pid)
     const split = (m: typeof mem) => (m?.anonMiB === undefined ? undefined : `anonymous ${m.anonMiB.toFixed(1)} MiB, file-backed ${m.fileMiB?.toFixed(1)} MiB`)
     rows[rows.length - 1] = { ...r, note: [r.note, split(mem)].filter(Boolean).join('; ') || undefined }
@@ -516,6 +532,17 @@ async function soak(): Promise<string> {
   }
   await release(ctx)
   return body(rows, v, [ctx]) + extra.join('\n')
+}
+
+/** Least-squares slope (MiB a minute) of the RSS samples of the second half of a run; undefined with fewer than 4. */
+function plateauDrift(samples: { s: number; mib: number }[]): { mibPerMin: number; n: number; fromMiB: number; toMiB: number } | undefined {
+  const end = samples.at(-1)?.s ?? 0
+  const half = samples.filter((x) => x.s >= end / 2)
+  if (half.length < 4) return undefined
+  const mx = half.reduce((a, x) => a + x.s, 0) / half.length
+  const my = half.reduce((a, x) => a + x.mib, 0) / half.length
+  const slope = half.reduce((a, x) => a + (x.s - mx) * (x.mib - my), 0) / half.reduce((a, x) => a + (x.s - mx) ** 2, 0)
+  return { mibPerMin: slope * 60, n: half.length, fromMiB: half[0]!.mib, toMiB: half.at(-1)!.mib }
 }
 
 /** The server from source (`bun <flags> src/index.ts serve`), pinned like the binary: for the profiles. */
