@@ -501,17 +501,16 @@ async function soak(): Promise<string> {
     }, 5000)
     const r = await measure(ctx, server, { name: `mixed reads for ${args.duration} s (${kinds})`, reqs: mixed })
     clearInterval(sampler)
-    rows.push(r)
+    const mem = memoryOf(server.pid)
+    const split = (m: typeof mem) => (m?.anonMiB === undefined ? undefined : `anonymous ${m.anonMiB.toFixed(1)} MiB, file-backed ${m.fileMiB?.toFixed(1)} MiB`)
+    rows[rows.length - 1] = { ...rows[rows.length - 1]!, note: ['RSS', split(idle)].filter(Boolean).join('; ') }
+    rows.push({ ...r, note: [r.note, split(mem)].filter(Boolean).join('; ') || undefined })
     const drift = plateauDrift(samples)
     if (drift) {
       rows.push({ scenario: `RSS drift over the second half (${drift.n} samples, ${drift.fromMiB.toFixed(1)} → ${drift.toMiB.toFixed(1)} MiB)`, note: `${drift.mibPerMin >= 0 ? '+' : ''}${drift.mibPerMin.toFixed(2)} MiB a minute (least squares)` })
       // The target is for a 10-minute soak (bun run bench --soak --duration 600); shorter runs report the slope only.
       if (args.duration >= 600) v.push(below(`RSS plateau drifts < 0.5 MiB a minute over a ${Math.round(args.duration / 60)}-minute soak`, Math.abs(drift.mibPerMin), 0.5, 'MiB a minute'))
     }
-    const mem = memoryOf(server.pid)
-    const split = (m: typeof mem) => (m?.anonMiB === undefined ? undefined : `anonymous ${m.anonMiB.toFixed(1)} MiB, file-backed ${m.fileMiB?.toFixed(1)} MiB`)
-    rows[rows.length - 1] = { ...r, note: [r.note, split(mem)].filter(Boolean).join('; ') || undefined }
-    rows[rows.length - 2] = { ...rows[rows.length - 2]!, note: ['RSS', split(idle)].filter(Boolean).join('; ') }
     rows.push({ scenario: 'peak RSS (VmHWM)', note: 'RSS', rssMiB: mem?.peakMiB })
     v.push(below(`server RSS < 150 MiB after ${args.duration} s with ${args.users.toLocaleString('en-US')} users`, mem?.rssMiB, 150, 'MiB'))
   } finally {
