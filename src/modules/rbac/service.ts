@@ -12,7 +12,7 @@
  * A role with administrative permissions requires MFA unless an owner waives it (see ./mfa-waiver.ts:
  * 403 `mfa_waiver_forbidden`, event rule `mfa_waiver`).
  */
-import { allPrepared, lockResource, withTransaction } from '../../db/tx'
+import { allPrepared, lockResource, preparedQuery, withTransaction } from '../../db/tx'
 import { and, asc, count, desc, eq, inArray, sql, type SQL } from 'drizzle-orm'
 import type { Db } from '../../db/client'
 import { dialect, rolePermissions, roles, userRoles, users } from '../../db/tables'
@@ -157,6 +157,18 @@ export async function assignRoleInTx(tx: DbOrTx, userId: string, roleName: strin
 export async function assignDefaultRole(tx: DbOrTx, userId: string, now: number): Promise<void> {
   await assignRoleInTx(tx, userId, DEFAULT_ROLE, now)
 }
+
+/**
+ * PostgreSQL: the role ids each of a page of users holds, prepared once (src/db/tx.ts preparedQuery), the
+ * ids as one JSON-array parameter like SQLite's json_each statement (an IN list would be a new statement
+ * for every page size). Cast through text: typed jsonb, Bun's client would send the string as a JSON string.
+ */
+const heldRolesPg = preparedQuery<{ ids: string }, { user: string; roleId: string }[]>((db, p) =>
+  db
+    .select({ user: userRoles.userId, roleId: userRoles.roleId })
+    .from(userRoles)
+    .where(sql`${userRoles.userId} IN (SELECT jsonb_array_elements_text(${p('ids')}::text::jsonb))`),
+)
 
 export class RbacService {
   private readonly userCache: Cache<string, UserEntry>
@@ -585,7 +597,7 @@ export class RbacService {
     const held: { user: string; roleId: string }[] =
       dialect.name === 'sqlite'
         ? (await allPrepared(this.deps.db, (this.heldRolesStmt ??= this.heldRolesQuery()), { ids: JSON.stringify(userIds) })).map((r) => ({ user: userIds[r.i]!, roleId: r.roleId }))
-        : (await this.deps.db.select({ user: userRoles.userId, roleId: userRoles.roleId }).from(userRoles).where(inArray(userRoles.userId, userIds)))
+        : await heldRolesPg.all(this.deps.db, { ids: JSON.stringify(userIds) })
     const byId = new Map<string, RoleEntry | undefined>()
     for (const h of held) if (!byId.has(h.roleId)) byId.set(h.roleId, undefined)
     for (const id of byId.keys()) byId.set(id, await this.role(id))

@@ -4,7 +4,7 @@
  * goes through RbacService.authorizeOnUser (strictly lower level, never oneself) and emits an Invalidation
  * event so the auth plugin's session/user cache and the permission cache drop the user at once.
  */
-import { valuesPrepared, withTransaction } from '../../db/tx'
+import { preparedQuery, valuesPrepared, withTransaction } from '../../db/tx'
 import { and, asc, eq, exists, gt, gte, inArray, isNull, lt, or, sql, type SQL } from 'drizzle-orm'
 import { createHash } from 'node:crypto'
 import type { Db } from '../../db/client'
@@ -109,6 +109,11 @@ export function listQuery(db: Db, f: { q?: string; roleId?: string; status?: Use
   return db.select(selection()).from(users).where(and(...conds)).orderBy(asc(users.id)).limit(limit)
 }
 
+/** PostgreSQL: the unfiltered page, prepared once per pool (src/db/tx.ts preparedQuery). */
+const plainPagePg = preparedQuery<{ after: string; limit: number }, ListedRow[]>((db, p) =>
+  db.select(selection()).from(users).where(gt(users.id, p('after'))).orderBy(asc(users.id)).limit(p('limit')),
+)
+
 export class UsersAdminService {
   /** The unfiltered first-and-next pages, the common case, prepared once (drizzle builds SQL per call otherwise). */
   private readonly plainPage
@@ -144,11 +149,12 @@ export class UsersAdminService {
       if (!roleId) return { items: [], nextCursor: null }
     }
     const plain = filter.q === undefined && roleId === undefined && filter.status === undefined
-    // The prepared page is a SQLite fast path; on PostgreSQL the same query is built per call.
-    const rows =
-      plain && dialect.name === 'sqlite'
+    // The unfiltered page is prepared once: on SQLite read as arrays, on PostgreSQL through preparedQuery.
+    const rows = plain
+      ? dialect.name === 'sqlite'
         ? (await valuesPrepared(this.deps.db, this.plainPage, { after, limit: limit + 1 })).map(fromValues)
-        : await listQuery(this.deps.db, { q: filter.q, roleId, status: filter.status }, after, limit + 1)
+        : await plainPagePg.all(this.deps.db, { after, limit: limit + 1 })
+      : await listQuery(this.deps.db, { q: filter.q, roleId, status: filter.status }, after, limit + 1)
     const page = rows.slice(0, limit)
     const roleNames = await this.deps.rbac.roleNamesOf(page.map((r) => r.id))
     const items = page.map((r) => toView(r, roleNames.get(r.id) ?? []))
