@@ -504,13 +504,13 @@ async function soak(): Promise<string> {
     const idle = memoryOf(server.pid)
     rows.push({ scenario: 'server idle after start', note: 'RSS', rssMiB: idle?.rssMiB })
     // RSS every 5 s of the measured run: the drift of its plateau is the slope over the second half.
-    const samples: { s: number; mib: number }[] = []
+    const samples: { s: number; mib: number; anon?: number; file?: number }[] = []
     let t0 = 0
     const sampler = setInterval(() => {
       const m = memoryOf(server.pid)
       if (!m) return
       t0 ||= performance.now()
-      samples.push({ s: (performance.now() - t0) / 1000, mib: m.rssMiB })
+      samples.push({ s: (performance.now() - t0) / 1000, mib: m.rssMiB, anon: m.anonMiB, file: m.fileMiB })
     }, 5000)
     const r = await measure(ctx, server, { name: `mixed reads for ${args.duration} s (${kinds})`, reqs: mixed })
     clearInterval(sampler)
@@ -520,7 +520,12 @@ async function soak(): Promise<string> {
     rows.push({ ...r, note: [r.note, split(mem)].filter(Boolean).join('; ') || undefined })
     const drift = plateauDrift(samples)
     if (drift) {
-      rows.push({ scenario: `RSS drift over the second half (${drift.n} samples, ${drift.fromMiB.toFixed(1)} → ${drift.toMiB.toFixed(1)} MiB)`, note: `${drift.mibPerMin >= 0 ? '+' : ''}${drift.mibPerMin.toFixed(2)} MiB a minute (least squares)` })
+      // The same slope for each part of RSS: anonymous (the heaps) and file-backed (binary, database mmap).
+      const part = (k: 'anon' | 'file') => plateauDrift(samples.filter((x) => x[k] !== undefined).map((x) => ({ s: x.s, mib: x[k]! })))
+      const sign = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(2)}`
+      const [anon, file] = [part('anon'), part('file')]
+      const parts = anon && file ? `; anonymous ${sign(anon.mibPerMin)} (${anon.fromMiB.toFixed(1)} → ${anon.toMiB.toFixed(1)} MiB), file-backed ${sign(file.mibPerMin)} (${file.fromMiB.toFixed(1)} → ${file.toMiB.toFixed(1)} MiB)` : ''
+      rows.push({ scenario: `RSS drift over the second half (${drift.n} samples, ${drift.fromMiB.toFixed(1)} → ${drift.toMiB.toFixed(1)} MiB)`, note: `${sign(drift.mibPerMin)} MiB a minute (least squares)${parts}` })
       // The target is for a 10-minute soak (bun run bench --soak --duration 600); shorter runs report the slope only.
       if (args.duration >= 600) v.push(below(`RSS plateau drifts < 0.5 MiB a minute over a ${Math.round(args.duration / 60)}-minute soak`, Math.abs(drift.mibPerMin), 0.5, 'MiB a minute'))
     }
