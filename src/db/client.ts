@@ -49,10 +49,11 @@ export function openDatabase(path: string, opts: { migrate?: boolean; busyTimeou
   // in a million-row users table about as cheap as in a small one (bun run bench --scale).
   sqlite.run('PRAGMA mmap_size = 268435456')
   sqlite.run('PRAGMA cache_size = -16384')
-  // A checkpoint every 10,000 WAL pages (~40 MiB) instead of SQLite's 1,000: the pages a busy server keeps
-  // rewriting (index tails, hot rows) go to the database file once per checkpoint, not ten times (in-process
-  // refresh bench: 218 -> 192 µs per refresh, median of five). The WAL file is cut back to 64 MiB after one.
-  sqlite.run('PRAGMA wal_autocheckpoint = 10000')
+  // A checkpoint every 1,000 WAL pages (SQLite's default, set explicitly): 10,000 saved some CPU in-process
+  // (refresh 218 -> 192 µs) but each checkpoint, run inside the commit that crosses the mark, then copied ten
+  // times as much: refresh p99 at 64 connections 32 -> 56-60 ms over HTTP (bun run bench --only refresh, two
+  // runs each). The WAL file is cut back to 64 MiB after a checkpoint (a large migration or backfill).
+  sqlite.run('PRAGMA wal_autocheckpoint = 1000')
   sqlite.run('PRAGMA journal_size_limit = 67108864')
   const migration = opts.migrate === false ? { applied: [], current: 0 } : migrate(sqlite)
   setBusyTimeout(sqlite, opts.busyTimeoutMs ?? 5000)

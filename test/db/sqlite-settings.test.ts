@@ -24,7 +24,7 @@ test.each([
   ['foreign_keys', 1],
   ['mmap_size', 268435456],
   ['cache_size', -16384],
-  ['wal_autocheckpoint', 10000],
+  ['wal_autocheckpoint', 1000],
   ['journal_size_limit', 67108864],
 ] as const)('PRAGMA %s is %p', (name, value) => {
   expect(pragma(name)).toBe(value)
