@@ -6,33 +6,11 @@
  * costs in the server. Run it pinned: `taskset -c 0 bun bench/login-work.ts [N]`; add `--cpu-prof` to bun for
  * a profile of the stubbed run. Not a test: nothing asserts time.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { buildDeps, createApp, createHandler } from '../src/app'
-import { loadConfig } from '../src/config'
-import { createLogger } from '../src/lib/logger'
+import { inProcessApp, PASSWORD } from './lib/in-process'
 import { threadCpuOf } from './lib/proc'
 
 const N = Number(process.argv[2] ?? 400)
-const dir = mkdtempSync(join(tmpdir(), 'bulwark-login-work-'))
-const config = loadConfig({
-  BULWARK_ENV: 'production',
-  BULWARK_SECRET: 'k3J9x!Qm2Lr8Vt5Pz1Wc7Yb4Nd6Hf0Gs-aE_uR',
-  BULWARK_PUBLIC_URL: 'http://127.0.0.1:1',
-  BULWARK_ALLOW_HTTP: '1',
-  BULWARK_DATA_DIR: dir,
-  BULWARK_UPLOADS_SCAN: 'off',
-  BULWARK_RATE_LIMIT: 'off',
-  BULWARK_METRICS_PUBLIC: '1',
-})
-const devNull = Bun.file('/dev/null').writer()
-const logger = createLogger('info', { write: (s: string) => (devNull.write(s), true) } as unknown as NodeJS.WritableStream)
-const deps = await buildDeps(config, { logger })
-const handle = createHandler(createApp(deps), deps)
-const PASSWORD = 'correct horse battery staple 42'
-const post = (path: string, body: unknown) =>
-  handle(new Request(`http://127.0.0.1${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'user-agent': 'bench' }, body: JSON.stringify(body) }), '127.0.0.1')
+const { deps, post, close } = await inProcessApp('login-work')
 
 const users = 50
 for (let i = 0; i < users; i++) {
@@ -69,5 +47,4 @@ if (process.argv.includes('--sleep') || process.argv.includes('--sleep-only')) {
   await run('stubbed hash, 6 ms wait', N)
 }
 deps.hasher.verify = real
-await deps.close()
-rmSync(dir, { recursive: true, force: true })
+await close()

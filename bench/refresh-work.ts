@@ -6,36 +6,12 @@
  * pinned: `taskset -c 0 bun bench/refresh-work.ts [refreshes per chain] [chains]`; add `--cpu-prof` to bun
  * for a profile, `--frames` for the WAL frames (page writes) per refresh. Not a test: nothing asserts time.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { buildDeps, createApp, createHandler } from '../src/app'
-import { loadConfig } from '../src/config'
-import { createLogger } from '../src/lib/logger'
+import { inProcessApp, PASSWORD } from './lib/in-process'
 
 const nums = process.argv.slice(2).filter((a) => /^\d+$/.test(a))
 const PER_CHAIN = Number(nums[0] ?? 300)
 const CHAINS = Number(nums[1] ?? 64)
-const dir = mkdtempSync(join(tmpdir(), 'bulwark-refresh-work-'))
-const config = loadConfig({
-  BULWARK_ENV: 'production',
-  BULWARK_SECRET: 'k3J9x!Qm2Lr8Vt5Pz1Wc7Yb4Nd6Hf0Gs-aE_uR',
-  BULWARK_PUBLIC_URL: 'http://127.0.0.1:1',
-  BULWARK_ALLOW_HTTP: '1',
-  BULWARK_DATA_DIR: dir,
-  BULWARK_UPLOADS_SCAN: 'off',
-  BULWARK_RATE_LIMIT: 'off',
-  BULWARK_METRICS_PUBLIC: '1',
-  BULWARK_ARGON2_MEMORY_KIB: '1024',
-  BULWARK_ARGON2_TIME: '1',
-})
-const devNull = Bun.file('/dev/null').writer()
-const logger = createLogger('info', { write: (s: string) => (devNull.write(s), true) } as unknown as NodeJS.WritableStream)
-const deps = await buildDeps(config, { logger })
-const handle = createHandler(createApp(deps), deps)
-const PASSWORD = 'correct horse battery staple 42'
-const post = (path: string, body: unknown) =>
-  handle(new Request(`http://127.0.0.1${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'user-agent': 'bench' }, body: JSON.stringify(body) }), '127.0.0.1')
+const { deps, post, close } = await inProcessApp('refresh-work', { BULWARK_ARGON2_MEMORY_KIB: '1024', BULWARK_ARGON2_TIME: '1' })
 
 const tokens: string[] = []
 for (let i = 0; i < CHAINS; i++) {
@@ -83,5 +59,4 @@ if (sqlite) {
   const n = PER_CHAIN * CHAINS
   console.log(`WAL frames: ${r?.log} for ${n} refreshes, ${((r?.log ?? 0) / n).toFixed(2)} per refresh; ${commits} commits, ${(n / (commits || 1)).toFixed(1)} refreshes per commit`)
 }
-await deps.close()
-rmSync(dir, { recursive: true, force: true })
+await close()

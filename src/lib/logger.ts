@@ -311,10 +311,18 @@ export class LogSink implements DestinationStream {
   }
 }
 
+/** The LogSink a logger writes to (undefined for any other destination). */
+function sinkOf(logger: Logger): LogSink | undefined {
+  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]
+  return stream instanceof LogSink ? stream : undefined
+}
+
+/** The logger's bindings as they appear inside one of its lines (`"service":"bulwark"`, no braces). */
+const bindingsOf = (logger: Logger) => JSON.stringify(logger.bindings()).slice(1, -1)
+
 /** Lines the logger's sink dropped so far (0 for a destination that is not a LogSink). */
 export function droppedLines(logger: Logger): number {
-  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]
-  return stream instanceof LogSink ? stream.dropped : 0
+  return sinkOf(logger)?.dropped ?? 0
 }
 
 /** The fields of one access-log line (built by the HTTP handler only: no headers, bodies or tokens). */
@@ -349,10 +357,9 @@ function formatAccess(prefix: readonly [string, string], time: number, l: Access
  * destinations go through the logger itself, synchronously.
  */
 export function accessLogger(logger: Logger): (line: AccessLine) => void {
-  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]
-  const sink = stream instanceof LogSink ? stream : undefined
+  const sink = sinkOf(logger)
   // `{"level":"info","time":` … `,"service":"bulwark","msg":"request"`: the logger's own key order.
-  const bindings = JSON.stringify(logger.bindings()).slice(1, -1)
+  const bindings = bindingsOf(logger)
   const prefix = [`,${bindings}`, ',"msg":"request"'] as const
   return (line) => {
     const level = line.status >= 500 ? 'error' : 'info'
@@ -371,9 +378,8 @@ export function accessLogger(logger: Logger): (line: AccessLine) => void {
  * not change after the call. Other destinations, and levels that are off, behave as `logger.info`.
  */
 export function deferredInfo(logger: Logger, msg: string): (fields: Record<string, unknown>) => void {
-  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym]
-  const sink = stream instanceof LogSink ? stream : undefined
-  const bindings = JSON.stringify(logger.bindings()).slice(1, -1)
+  const sink = sinkOf(logger)
+  const bindings = bindingsOf(logger)
   const head = bindings ? `,${bindings}` : ''
   const tail = `,"msg":${JSON.stringify(msg)}}\n`
   return (fields) => {

@@ -13,7 +13,7 @@
  * 403 `mfa_waiver_forbidden`, event rule `mfa_waiver`).
  */
 import { allPrepared, lockResource, preparedQuery, withTransaction } from '../../db/tx'
-import { and, asc, count, desc, eq, inArray, sql, type SQL } from 'drizzle-orm'
+import { and, asc, count, desc, eq, sql, type SQL } from 'drizzle-orm'
 import type { Db } from '../../db/client'
 import { dialect, rolePermissions, roles, userRoles, users } from '../../db/tables'
 import type { CoreDeps } from '../../deps'

@@ -115,17 +115,12 @@ const plainPagePg = preparedQuery<{ after: string; limit: number }, ListedRow[]>
 )
 
 export class UsersAdminService {
-  /** The unfiltered first-and-next pages, the common case, prepared once (drizzle builds SQL per call otherwise). */
-  private readonly plainPage
+  constructor(private readonly deps: UsersAdminDeps) {}
 
-  constructor(private readonly deps: UsersAdminDeps) {
-    this.plainPage = deps.db
-      .select(selection())
-      .from(users)
-      .where(gt(users.id, sql.placeholder('after')))
-      .orderBy(asc(users.id))
-      .limit(sql.placeholder('limit'))
-      .prepare()
+  /** SQLite: the unfiltered first-and-next pages, the common case, prepared once and read as arrays (PostgreSQL: plainPagePg). */
+  private plainPageSqlite?: ReturnType<UsersAdminService['preparePlainPage']>
+  private preparePlainPage() {
+    return this.deps.db.select(selection()).from(users).where(gt(users.id, sql.placeholder('after'))).orderBy(asc(users.id)).limit(sql.placeholder('limit')).prepare()
   }
 
   /** Keyset-paginated users ordered by id; a cursor only continues the same filter. */
@@ -152,7 +147,7 @@ export class UsersAdminService {
     // The unfiltered page is prepared once: on SQLite read as arrays, on PostgreSQL through preparedQuery.
     const rows = plain
       ? dialect.name === 'sqlite'
-        ? (await valuesPrepared(this.deps.db, this.plainPage, { after, limit: limit + 1 })).map(fromValues)
+        ? (await valuesPrepared(this.deps.db, (this.plainPageSqlite ??= this.preparePlainPage()), { after, limit: limit + 1 })).map(fromValues)
         : await plainPagePg.all(this.deps.db, { after, limit: limit + 1 })
       : await listQuery(this.deps.db, { q: filter.q, roleId, status: filter.status }, after, limit + 1)
     const page = rows.slice(0, limit)

@@ -1,0 +1,39 @@
+/**
+ * The real app in-process for the bench's in-process scripts (bench/login-work.ts, bench/refresh-work.ts):
+ * every plugin, production settings, a SQLite file in a temporary folder, logs written to /dev/null, and a
+ * `post` through the same handler Bun.serve calls. `close()` closes it and removes the folder.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { buildDeps, createApp, createHandler } from '../../src/app'
+import { loadConfig } from '../../src/config'
+import { createLogger } from '../../src/lib/logger'
+
+export const PASSWORD = 'correct horse battery staple 42'
+
+export async function inProcessApp(name: string, env: Record<string, string> = {}) {
+  const dir = mkdtempSync(join(tmpdir(), `bulwark-${name}-`))
+  const config = loadConfig({
+    BULWARK_ENV: 'production',
+    BULWARK_SECRET: 'k3J9x!Qm2Lr8Vt5Pz1Wc7Yb4Nd6Hf0Gs-aE_uR',
+    BULWARK_PUBLIC_URL: 'http://127.0.0.1:1',
+    BULWARK_ALLOW_HTTP: '1',
+    BULWARK_DATA_DIR: dir,
+    BULWARK_UPLOADS_SCAN: 'off',
+    BULWARK_RATE_LIMIT: 'off',
+    BULWARK_METRICS_PUBLIC: '1',
+    ...env,
+  })
+  const devNull = Bun.file('/dev/null').writer()
+  const logger = createLogger('info', { write: (s: string) => (devNull.write(s), true) } as unknown as NodeJS.WritableStream)
+  const deps = await buildDeps(config, { logger })
+  const handle = createHandler(createApp(deps), deps)
+  const post = (path: string, body: unknown) =>
+    handle(new Request(`http://127.0.0.1${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'user-agent': 'bench' }, body: JSON.stringify(body) }), '127.0.0.1')
+  const close = async () => {
+    await deps.close()
+    rmSync(dir, { recursive: true, force: true })
+  }
+  return { deps, post, close }
+}
