@@ -4,14 +4,27 @@
  * temporary folder, production settings). In-process figures move far less between runs than the HTTP
  * bench on a shared machine, so a change to the refresh path can be judged on a few percent. Run it
  * pinned: `taskset -c 0 bun bench/refresh-work.ts [refreshes per chain] [chains]`; add `--cpu-prof` to bun
- * for a profile, `--frames` for the WAL frames (page writes) per refresh. Not a test: nothing asserts time.
+ * for a profile, `--frames` for the WAL frames (page writes) per refresh. `--pg [URL]`: on PostgreSQL instead (a
+ * fresh database `bw_bench_<random>` on that server, default `$BENCH_PG_URL` or postgres@127.0.0.1, dropped at the
+ * end), also reporting the CPU of its backends per refresh (from /proc: a server on this machine only). Not a
+ * test: nothing asserts time.
  */
 import { inProcessApp, PASSWORD } from './lib/in-process'
+import { backendCpu, createBenchDatabase, dropBenchDatabase } from './lib/store'
 
 const nums = process.argv.slice(2).filter((a) => /^\d+$/.test(a))
 const PER_CHAIN = Number(nums[0] ?? 300)
 const CHAINS = Number(nums[1] ?? 64)
-const { deps, post, close } = await inProcessApp('refresh-work', { BULWARK_ARGON2_MEMORY_KIB: '1024', BULWARK_ARGON2_TIME: '1' })
+const pgAt = process.argv.indexOf('--pg')
+const pgAdmin = pgAt < 0 ? undefined : process.argv[pgAt + 1]?.startsWith('postgres') ? process.argv[pgAt + 1]! : (process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres')
+const pgUrl = pgAdmin ? await createBenchDatabase(pgAdmin) : undefined
+const { deps, post, close } = await inProcessApp('refresh-work', { BULWARK_ARGON2_MEMORY_KIB: '1024', BULWARK_ARGON2_TIME: '1', ...(pgUrl ? { BULWARK_DATABASE_URL: pgUrl } : {}) })
+/** CPU (ms) of the run database's backends so far, summed; undefined without PostgreSQL on this machine. */
+const dbCpu = async (): Promise<number | undefined> => {
+  if (!pgAdmin || !pgUrl) return undefined
+  const m = await backendCpu(pgAdmin, new URL(pgUrl).pathname.slice(1))
+  return m ? [...m.values()].reduce((a, b) => a + b, 0) : undefined
+}
 
 const tokens: string[] = []
 for (let i = 0; i < CHAINS; i++) {
@@ -32,12 +45,15 @@ async function chain(i: number, n: number): Promise<void> {
 }
 
 async function run(label: string, n: number): Promise<void> {
+  const d0 = await dbCpu()
   const c0 = process.cpuUsage()
   const t0 = performance.now()
   await Promise.all(tokens.map((_, i) => chain(i, n)))
   const c = process.cpuUsage(c0)
   const total = n * CHAINS
-  console.log(`${label}: ${total} refreshes (${CHAINS} at once), ${((c.user + c.system) / total).toFixed(0)} µs CPU each (user ${(c.user / total).toFixed(0)}, system ${(c.system / total).toFixed(0)}), ${((performance.now() - t0) / 1000).toFixed(2)} s`)
+  const d1 = await dbCpu()
+  const db = d0 !== undefined && d1 !== undefined ? `; backends ${(((d1 - d0) * 1000) / total).toFixed(0)} µs each` : ''
+  console.log(`${label}: ${total} refreshes (${CHAINS} at once), ${((c.user + c.system) / total).toFixed(0)} µs CPU each (user ${(c.user / total).toFixed(0)}, system ${(c.system / total).toFixed(0)})${db}, ${((performance.now() - t0) / 1000).toFixed(2)} s`)
 }
 
 await run('warm-up', Math.ceil(PER_CHAIN / 3))
@@ -60,3 +76,4 @@ if (sqlite) {
   console.log(`WAL frames: ${r?.log} for ${n} refreshes, ${((r?.log ?? 0) / n).toFixed(2)} per refresh; ${commits} commits, ${(n / (commits || 1)).toFixed(1)} refreshes per commit`)
 }
 await close()
+if (pgAdmin && pgUrl) await dropBenchDatabase(pgAdmin, pgUrl)

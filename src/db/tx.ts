@@ -477,6 +477,25 @@ export async function lockResource(tx: object, name: string): Promise<void> {
   await (tx as { execute: (q: unknown) => Promise<unknown> }).execute(sql`SELECT pg_advisory_xact_lock(hashtext(${name}))`)
 }
 
+/**
+ * PostgreSQL only: runs SQL text on the connection of the caller's transaction (`tx`, as `withTransaction`
+ * hands it), or on the pool outside one, through Bun's SQL client directly (no query building). With
+ * `params` it is one parameterised statement (the extended protocol; Bun prepares and caches it per
+ * connection); without, the text may hold several statements separated by `;` sent as ONE simple query (one
+ * round trip; https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-MULTI-STATEMENT), and
+ * the result is one row array per statement. Nothing user-supplied may be spliced into parameterless text.
+ */
+export async function pgRaw(db: object, text: string, params?: unknown[]): Promise<any[]> {
+  const base = pgBases.get(db)
+  if (!base) throw new Error('pgRaw is PostgreSQL only')
+  const store = pgTxContext.getStore()
+  const on = (store?.db === base ? (store.tx as { session?: { client?: unknown } }).session?.client : (base as { $client?: unknown }).$client) as
+    | { unsafe(text: string, params?: unknown[]): Promise<any[]> }
+    | undefined
+  if (!on) throw new Error('pgRaw: no PostgreSQL connection')
+  return params ? await on.unsafe(text, params) : await on.unsafe(text)
+}
+
 interface Prepared<R> {
   all(params?: Record<string, unknown>): R[]
   execute(params?: Record<string, unknown>): unknown

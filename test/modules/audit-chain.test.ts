@@ -203,6 +203,35 @@ describe('hash chain', () => {
   })
 })
 
+describe('concurrent appends', () => {
+  test('events recorded at once (alone, inside callers\' transactions, some rolled back) form one unbroken chain with every kept event', async () => {
+    t = await makeAdminApp()
+    const N = 60
+    // On PostgreSQL these run on several pooled connections at once, serialised per chain by its lock; the head
+    // each reads must be the one the previous holder committed.
+    await Promise.all(
+      Array.from({ length: N }, async (_, i) => {
+        if (i % 3 === 0) return await t.deps.audit.record({ type: `alone${i}`, outcome: 'info', details: { i } })
+        await withTransaction(t.deps.db, async (tx) => {
+          const w = await t.deps.audit.recordInTx(tx, { type: `in_tx${i}`, outcome: 'info', details: { i } })
+          if (i % 3 === 2) throw new Error('rolled back')
+          return w
+        })
+          .then((w) => t.deps.audit.announce(w))
+          .catch(() => {})
+      }),
+    )
+    const kept = (await rows()).filter((r) => /^(alone|in_tx)\d+$/.test(String(r.type)))
+    expect(kept.length).toBe(N - N / 3)
+    expect(kept.some((r) => Number(String(r.type).replace(/\D/g, '')) % 3 === 2)).toBe(false)
+    expect(t.logs.some((l) => l.msg === 'could not record security event')).toBe(false)
+    const r = await t.deps.audit.verify()
+    expect(r.intact).toBe(true)
+    const seqs = kept.map((x) => Number(x.seq)).sort((a, b) => a - b)
+    expect(new Set(seqs).size).toBe(seqs.length)
+  })
+})
+
 describe('a database from before hash chaining', () => {
   test.skipIf(onPg)('events written before the chain migration are left unchecked; chains start at the first hashed event (SQLite only: replays the SQLite migrations)', async () => {
     // Found by what it does, not by file name (migrations may be regenerated together).

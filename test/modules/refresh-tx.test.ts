@@ -83,15 +83,49 @@ test('an event that cannot be written does not fail the refresh (logged, like an
 test('a session ended after the token was looked up refuses the refresh, and the token is not spent', async () => {
   a = await makeApp()
   const { refreshToken } = await signUp(a)
-  // Stands for a logout committed between the lookup and the rotation's transaction: it lands when the token is spent.
-  await ddl(
-    "CREATE TRIGGER revoke_meanwhile AFTER UPDATE OF used_at ON refresh_tokens BEGIN UPDATE sessions SET revoked_at = 1, revoked_reason = 'logout' WHERE id = NEW.session_id; END",
-    `CREATE FUNCTION revoke_meanwhile() RETURNS trigger AS $$ BEGIN UPDATE sessions SET revoked_at = 1, revoked_reason = 'logout' WHERE id = NEW.session_id; RETURN NEW; END $$ LANGUAGE plpgsql;
-     CREATE TRIGGER revoke_meanwhile AFTER UPDATE OF used_at ON refresh_tokens FOR EACH ROW EXECUTE FUNCTION revoke_meanwhile();`,
-  )
-  expectProblem(await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } }), 401, 'invalid_refresh_token')
-  await ddl('DROP TRIGGER revoke_meanwhile', 'DROP TRIGGER revoke_meanwhile ON refresh_tokens')
-  // Everything of the refused refresh was rolled back, the trigger's revocation with it.
+  const pg = a.deps.storage.pg
+  if (!pg) {
+    // SQLite: a logout committed between the lookup and the rotation's writes, standing in as a trigger that
+    // lands when the token is spent (the session is touched by the next statement).
+    await ddl("CREATE TRIGGER revoke_meanwhile AFTER UPDATE OF used_at ON refresh_tokens BEGIN UPDATE sessions SET revoked_at = 1, revoked_reason = 'logout' WHERE id = NEW.session_id; END", '')
+    expectProblem(await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } }), 401, 'invalid_refresh_token')
+    await ddl('DROP TRIGGER revoke_meanwhile', '')
+    // Everything of the refused refresh was rolled back, the trigger's revocation with it.
+    expect(await spentTokens()).toBe(0)
+    expect((await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })).status).toBe(200)
+    return
+  }
+  // PostgreSQL (the three writes are one statement): a real logout on another connection, holding the session's
+  // row lock while the refresh runs. The refresh's lookup still sees a live session; its write waits for the lock,
+  // then finds the session revoked.
+  let commit!: () => void
+  const holding = new Promise<void>((r) => (commit = r))
+  let locked!: () => void
+  const isLocked = new Promise<void>((r) => (locked = r))
+  const logout = pg.begin(async (tx) => {
+    await tx.unsafe("UPDATE sessions SET revoked_at = 1, revoked_reason = 'logout'")
+    locked()
+    await holding
+  })
+  await isLocked
+  const refreshing = a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })
+  // Wait until the refresh is blocked on that lock (so the lookup before it saw the session live). A row lock
+  // wait shows as an ungranted lock on the holder's transaction id.
+  const waiting = async () =>
+    Number(((await pg.unsafe('SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())')) as { n: unknown }[])[0]!.n)
+  let blocked = 0
+  try {
+    for (let i = 0; i < 500 && blocked === 0; i++) {
+      blocked = await waiting()
+      if (blocked === 0) await Bun.sleep(10)
+    }
+  } finally {
+    commit()
+    await logout
+  }
+  expect(blocked).toBeGreaterThan(0)
+  expectProblem(await refreshing, 401, 'invalid_refresh_token')
+  // Nothing of the refused refresh was kept: the token is not spent, no successor was inserted.
   expect(await spentTokens()).toBe(0)
-  expect((await a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })).status).toBe(200)
+  expect(Number(((await pg.unsafe('SELECT count(*) AS n FROM refresh_tokens')) as { n: unknown }[])[0]!.n)).toBe(1)
 })

@@ -6,9 +6,9 @@
 import { and, count, desc, eq, gte, inArray, lt, lte, or, sql, type SQL } from 'drizzle-orm'
 import type { CoreDeps } from '../../deps'
 import { dialect, roles, securityEvents, userRoles, users } from '../../db/tables'
-import { isRetryable, lockResource, preparedQuery, withTransaction } from '../../db/tx'
+import { isRetryable, lockResource, pgRaw, preparedQuery, withTransaction } from '../../db/tx'
 import type { Store } from '../../db/client'
-import { newId } from '../../lib/ids'
+import { isId, newId } from '../../lib/ids'
 import { deferredInfo } from '../../lib/logger'
 import { asStoredJson, chainHash, GENESIS, verifyChains, type AuditSource, type ChainedFields, type ExpectedHead, type VerifyReport } from './chain'
 import { exportChunks, type ExportFilter } from './export'
@@ -235,8 +235,15 @@ export class AuditService {
    */
   async recordInTx(tx: object, event: SecurityEvent, meta: RequestMeta = {}): Promise<Recorded | undefined> {
     try {
-      if (dialect.name === 'postgres') return await (tx as { transaction: <T>(fn: () => Promise<T>) => Promise<T> }).transaction(async () => await this.write(tx, event, meta))
-      return await this.write(tx, event, meta)
+      if (dialect.name !== 'postgres') return await this.write(tx, event, meta)
+      try {
+        // The savepoint is left open on success: the transaction's end releases it, and this saves a round trip.
+        return await this.write(tx, event, meta, true)
+      } catch (err) {
+        // Undo the event only (an error aborts a PostgreSQL transaction): the caller's transaction goes on.
+        await pgRaw(tx, 'ROLLBACK TO SAVEPOINT bulwark_audit').catch(() => {})
+        throw err
+      }
     } catch (err) {
       if (isRetryable(err)) throw err
       this.deps.logger.error({ err, event: event.type }, 'could not record security event')
@@ -262,14 +269,16 @@ export class AuditService {
     }
   }
 
-  /** The head lookup and the chained insert, on `tx` (a transaction the caller holds). */
-  private async write(tx: object, event: SecurityEvent, meta: RequestMeta): Promise<Recorded> {
+  /**
+   * The head lookup and the chained insert, on `tx` (a transaction the caller holds); on PostgreSQL with
+   * `savepoint`, under a savepoint `bulwark_audit` taken first.
+   */
+  private async write(tx: object, event: SecurityEvent, meta: RequestMeta, savepoint = false): Promise<Recorded> {
     let createdAt = this.deps.clock.now()
     const chainId = this.chainId
     // The head is read from the table, not kept in memory: an event recorded inside a transaction that
-    // rolls back then leaves no dangling link. One indexed lookup (security_events_chain).
-    await lockResource(tx, `audit-chain:${chainId}`)
-    const head = (await chainHead.all(tx, { chainId }))[0]
+    // rolls back then leaves no dangling link. One indexed lookup (security_events_chain), after the chain's lock.
+    const head = dialect.name === 'postgres' ? await this.lockedHeadPg(tx, chainId, savepoint) : (await chainHead.all(tx, { chainId }))[0]
     // Time never runs backwards within a chain, so pruning by age always removes a prefix of each chain.
     if (head && head.createdAt > createdAt) createdAt = head.createdAt
     const fields: ChainedFields = {
@@ -289,6 +298,29 @@ export class AuditService {
     const prevHash = head?.hash ?? GENESIS
     const row = (await insertEvent.all(tx, { ...fields, prevHash, hash: chainHash(prevHash, fields) }))[0]!
     return { event, meta, id: row.id, createdAt }
+  }
+
+  /**
+   * PostgreSQL: [the savepoint,] the chain's lock (held to the end of the transaction, across instances) and
+   * the head, as one simple query of three statements: one round trip instead of three. The head's statement
+   * takes its snapshot after the lock is granted (READ COMMITTED: one snapshot per statement), so it sees the
+   * event of the transaction that held the lock before. The chain id is this process's own UUID (checked
+   * before it is written into the text); anything else takes the parameterised statements.
+   */
+  private async lockedHeadPg(tx: object, chainId: string, savepoint: boolean): Promise<{ seq: number | null; hash: string | null; createdAt: number } | undefined> {
+    if (!isId(chainId) || process.env.X_OLD_HEAD) {
+      if (savepoint) await pgRaw(tx, 'SAVEPOINT bulwark_audit')
+      await lockResource(tx, `audit-chain:${chainId}`)
+      return (await chainHead.all(tx, { chainId }))[0]
+    }
+    const statements = [
+      ...(savepoint ? ['SAVEPOINT bulwark_audit'] : []),
+      `SELECT pg_advisory_xact_lock(hashtext('audit-chain:${chainId}'))`,
+      `SELECT seq, hash, created_at FROM security_events WHERE chain_id = '${chainId}' ORDER BY seq DESC LIMIT 1`,
+    ]
+    const results = await pgRaw(tx, statements.join('; '))
+    const row = (results[results.length - 1] as { seq: unknown; hash: string | null; created_at: unknown }[])[0]
+    return row ? { seq: row.seq === null ? null : Number(row.seq), hash: row.hash, createdAt: Number(row.created_at) } : undefined
   }
 
   /** The raw connection the walk and the export read (both engines). */

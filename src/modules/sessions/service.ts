@@ -5,7 +5,7 @@
  * a `refresh_token_reuse` event recorded (OAuth 2.0 Security BCP, RFC 9700 §4.14.2).
  * Refresh tokens are opaque 256-bit values stored only as keyed hashes.
  */
-import { preparedQuery, withTransaction } from '../../db/tx'
+import { pgRaw, preparedQuery, withTransaction } from '../../db/tx'
 import { and, desc, eq, isNull, ne } from 'drizzle-orm'
 import { asyncLruCaches as lruCaches, type AsyncCache as Cache, type AsyncCacheFactory as CacheFactory } from '../../lib/redis-cache'
 import type { CoreDeps } from '../../deps'
@@ -122,6 +122,43 @@ const rotation = {
   ),
 }
 
+interface RotationWrite {
+  id: string
+  now: number
+  next: string
+  enc: string
+  sessionId: string
+  hash: string
+  expiresAt: number
+}
+
+/**
+ * PostgreSQL: the rotation's three writes as ONE statement (one round trip instead of three), with the same
+ * conditions as SQLite's three: the data-modifying CTEs run on one snapshot, the session is touched only if
+ * the token was spent here, and the successor inserted only if the session was touched
+ * (https://www.postgresql.org/docs/current/queries-with.html#QUERIES-WITH-MODIFYING). A concurrent spend of
+ * the same token makes `spent` 0 after the row lock wait (READ COMMITTED re-checks `used_at IS NULL`).
+ */
+async function rotationWritePg(tx: object, w: RotationWrite): Promise<'done' | 'raced' | 'ended'> {
+  const r = (
+    await pgRaw(
+      tx,
+      `WITH spent AS (
+         UPDATE refresh_tokens SET used_at = $2::bigint, replaced_by = $3::text, successor_enc = $4::text WHERE id = $1::text AND used_at IS NULL RETURNING 1
+       ), touched AS (
+         UPDATE sessions SET last_seen_at = $2::bigint WHERE id = $5::text AND revoked_at IS NULL AND EXISTS (SELECT 1 FROM spent) RETURNING 1
+       ), inserted AS (
+         INSERT INTO refresh_tokens (id, session_id, token_hash, created_at, expires_at)
+         SELECT $3::text, $5::text, $6::text, $2::bigint, $7::bigint WHERE EXISTS (SELECT 1 FROM touched) RETURNING 1
+       )
+       SELECT (SELECT count(*) FROM spent)::int AS spent, (SELECT count(*) FROM inserted)::int AS inserted`,
+      [w.id, w.now, w.next, w.enc, w.sessionId, w.hash, w.expiresAt],
+    )
+  )[0] as { spent: number; inserted: number }
+  if (Number(r.spent) === 0) return 'raced'
+  return Number(r.inserted) === 0 ? 'ended' : 'done'
+}
+
 export class SessionService {
   private cache: Cache<string, SessionRow>
   /** Told about every change to a session row that other instances' caches must see (revocation, step-up). */
@@ -208,13 +245,14 @@ export class SessionService {
       if (!this.isLive(session, now) || row.expiresAt <= now) return { kind: 'expired', session }
       if (!user || user.status !== 'active') return { kind: 'invalid' }
       if (row.usedAt !== null) return { kind: 'spent', row, session, user }
-      // Conditional: if another instance spent the token a moment ago, this request is its retry.
-      const spent = await rotation.spend.run(tx, { id: row.id, now, next: nextId, enc: encrypt(this.deps.keys.encryption, refreshToken, `rt:${row.id}`) })
-      if (dialect.changes(spent) === 0) return { kind: 'raced', row, session, user }
-      await rotation.insert.run(tx, { id: nextId, sessionId: session.id, hash: this.hash(refreshToken), now, expiresAt: session.expiresAt })
-      // Conditional too: a session ended meanwhile on another connection (logout, revocation; disabling or
-      // deleting the user ends its sessions in the same transaction) refuses the refresh, and nothing of it is kept.
-      if (dialect.changes(await rotation.touch.run(tx, { id: session.id, now })) === 0) throw invalidRefresh()
+      const enc = encrypt(this.deps.keys.encryption, refreshToken, `rt:${row.id}`)
+      const written = { id: row.id, now, next: nextId, enc, sessionId: session.id, hash: this.hash(refreshToken), expiresAt: session.expiresAt }
+      // Conditional: if another instance spent the token a moment ago, this request is its retry. Conditional
+      // too: a session ended meanwhile on another connection (logout, revocation; disabling or deleting the user
+      // ends its sessions in the same transaction) refuses the refresh, and nothing of it is kept.
+      const outcome = dialect.name === 'postgres' ? await rotationWritePg(tx, written) : await this.rotationWrite(tx, written)
+      if (outcome === 'raced') return { kind: 'raced', row, session, user }
+      if (outcome === 'ended') throw invalidRefresh()
       // The successor copy written by `spend` serves a retry within the grace only; the pruner clears it once
       // the grace is over (src/modules/retention/service.ts, refresh_tokens_successor_copies), off this path.
       const event = { type: 'refresh', outcome: 'success', actorId: user.id, targetId: user.id, details: { sessionId: session.id } } as const
@@ -237,6 +275,13 @@ export class SessionService {
     r.session.lastSeenAt = now
     await this.cache.delete(r.session.id)
     return { session: r.session, user: r.user, refreshToken }
+  }
+
+  /** The rotation's three writes on SQLite: spend the token, insert its successor, touch the session. */
+  private async rotationWrite(tx: object, w: RotationWrite): Promise<'done' | 'raced' | 'ended'> {
+    if (dialect.changes(await rotation.spend.run(tx, { id: w.id, now: w.now, next: w.next, enc: w.enc })) === 0) return 'raced'
+    await rotation.insert.run(tx, { id: w.next, sessionId: w.sessionId, hash: w.hash, now: w.now, expiresAt: w.expiresAt })
+    return dialect.changes(await rotation.touch.run(tx, { id: w.sessionId, now: w.now })) === 0 ? 'ended' : 'done'
   }
 
   /** The rotation's reads (inside its transaction): the token, then its session and user when they exist. */
