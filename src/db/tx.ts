@@ -125,6 +125,12 @@ export class TxGate {
   /** How many SQLite transactions committed, and how many members they carried (for tests and diagnostics). */
   commits = 0
   committedMembers = 0
+  /**
+   * How many times work on this connection was undone: a member rolled back to its savepoint, a group ended
+   * without its commit. A value a transaction derived from rows it wrote (the audit chain's head) stays true
+   * while this count is unchanged.
+   */
+  undone = 0
 
   constructor(private readonly sqlite: Database) {}
 
@@ -194,6 +200,7 @@ export class TxGate {
         ok = true
       } catch (err) {
         failure = err
+        this.undone++
         // Undo this member's work only; the others in the group keep theirs.
         if (!group.aborted && this.sqlite.inTransaction) {
           this.sqlite.run('ROLLBACK TO bulwark_tx')
@@ -241,6 +248,7 @@ export class TxGate {
       }
     }
     this.group = undefined
+    if (group.aborted || !usable) this.undone++
     if (group.aborted) group.settle(new TransactionInterrupted())
     else if (!usable) group.settle(group.lost ?? new Error('the SQLite transaction ended before its commit'))
     else {
@@ -250,6 +258,7 @@ export class TxGate {
         this.committedMembers += group.members
         group.settle()
       } catch (err) {
+        this.undone++
         try {
           if (this.sqlite.inTransaction) this.sqlite.run('ROLLBACK')
         } catch {}
@@ -402,6 +411,16 @@ export function gateOf(db: object, sqlite?: Database): TxGate {
     gates.set(db, g)
   }
   return g
+}
+
+/**
+ * SQLite, inside a transaction of `db`'s gate: the connection's undo count (`TxGate.undone`); undefined
+ * elsewhere (PostgreSQL, or outside a transaction), where nothing derived from uncommitted rows may be kept.
+ */
+export function undoCount(db: object): number | undefined {
+  if (pgRouters.has(db)) return undefined
+  const g = gates.get(db)
+  return g?.inside() ? g.undone : undefined
 }
 
 /**

@@ -1,6 +1,7 @@
-import { withTransaction } from '../../src/db/tx'
+import { gateOf, withTransaction } from '../../src/db/tx'
 import { afterEach, describe, expect, test } from 'bun:test'
 import { createHash } from 'node:crypto'
+import { sql } from 'drizzle-orm'
 import { asStoredJson, canonicalEventJson, canonicalJson, canonicalObject, chainHash, fieldsOfRow, GENESIS, rowOf, verifyChains, type AuditSource, type ChainedFields } from '../../src/modules/audit/chain'
 import { AuditService } from '../../src/modules/audit/service'
 import { Database } from 'bun:sqlite'
@@ -229,6 +230,78 @@ describe('concurrent appends', () => {
     expect(r.intact).toBe(true)
     const seqs = kept.map((x) => Number(x.seq)).sort((a, b) => a - b)
     expect(new Set(seqs).size).toBe(seqs.length)
+  })
+})
+
+describe('SQLite: the head kept in memory between events', () => {
+  const io = () => Bun.sleep(5)
+  test.skipIf(onPg)('after an interrupted group, a commit that failed and a transaction SQLite rolled back itself, the next events chain onto what was committed (SQLite only: group commit on one connection)', async () => {
+    t = await makeAdminApp()
+    const sqlite = t.deps.storage.sqlite!
+    // A synchronous statement through the app's guarded connection, from outside any transaction.
+    const gate = gateOf(t.deps.db) as unknown as { waiting: unknown; interrupted: number; undone: number }
+    const outside = () => (t.deps.db as unknown as { run(q: unknown): unknown }).run(sql`UPDATE users SET name = name WHERE id = 'nobody'`)
+    /** One more event, then the whole trail must verify: each step below is checked on its own. */
+    const stillIntact = async () => {
+      await recordMany(1)
+      const r = await t.deps.audit.verify()
+      expect(r.intact).toBe(true)
+    }
+    await recordMany(2)
+    // An interrupted group: both members are run again; the first attempt's events were rolled back.
+    let started!: () => void
+    const inside = new Promise<void>((r) => (started = r))
+    const a = withTransaction(t.deps.db, async (tx) => t.deps.audit.announce(await t.deps.audit.recordInTx(tx, { type: 'member_a', outcome: 'info' })))
+    const b = withTransaction(t.deps.db, async (tx) => {
+      const w = await t.deps.audit.recordInTx(tx, { type: 'member_b', outcome: 'info' })
+      started()
+      await io()
+      return w
+    })
+    await inside
+    outside() // a statement from outside the open group
+    await Promise.all([a, b])
+    expect(gate.interrupted).toBe(1)
+    await stillIntact()
+    // A group interrupted while its commit waits a turn of the event loop (its member is done: nothing runs
+    // the member again but the group's end).
+    const c = withTransaction(t.deps.db, async (tx) => t.deps.audit.announce(await t.deps.audit.recordInTx(tx, { type: 'member_c', outcome: 'info' })))
+    for (let i = 0; i < 100 && !gate.waiting; i++) await Promise.resolve()
+    expect(gate.waiting).toBeDefined()
+    outside()
+    await c
+    expect(gate.interrupted).toBe(2)
+    await stillIntact()
+    // A commit that fails (a deferred foreign key): the group's events are gone with it.
+    sqlite.run('CREATE TABLE deferred_child (parent TEXT REFERENCES users(id) DEFERRABLE INITIALLY DEFERRED)')
+    const failed = await withTransaction(t.deps.db, async (tx) => {
+      await t.deps.audit.recordInTx(tx, { type: 'lost_with_commit', outcome: 'info' })
+      sqlite.run("INSERT INTO deferred_child VALUES ('no-such-user')")
+    }).then(
+      () => 'committed',
+      (err: Error) => err.message,
+    )
+    expect(failed).toContain('FOREIGN KEY')
+    await stillIntact()
+    // A transaction SQLite itself rolled back under a member that then returned normally (as it does on a full
+    // disk or an I/O error): the group cannot commit, and the event is gone.
+    const lost = await withTransaction(t.deps.db, async (tx) => {
+      await t.deps.audit.recordInTx(tx, { type: 'lost_with_rollback', outcome: 'info' })
+      sqlite.run('ROLLBACK')
+    }).then(
+      () => 'committed',
+      (err: Error) => err.message,
+    )
+    expect(lost).not.toBe('committed')
+    await stillIntact()
+    await recordMany(2)
+    const types = (await rows()).map((r) => r.type)
+    expect(types.filter((x) => String(x).startsWith('member_')).sort()).toEqual(['member_a', 'member_b', 'member_c'])
+    expect(types).not.toContain('lost_with_commit')
+    expect(types).not.toContain('lost_with_rollback')
+    const r = await t.deps.audit.verify()
+    expect(r.intact).toBe(true)
+    expect(r.chains.map((c) => c.events)).toEqual([types.length])
   })
 })
 

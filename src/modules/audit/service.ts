@@ -6,7 +6,7 @@
 import { and, count, desc, eq, gte, inArray, lt, lte, or, sql, type SQL } from 'drizzle-orm'
 import type { CoreDeps } from '../../deps'
 import { dialect, roles, securityEvents, userRoles, users } from '../../db/tables'
-import { isRetryable, lockResource, pgRaw, preparedQuery, withTransaction } from '../../db/tx'
+import { isRetryable, lockResource, pgRaw, preparedQuery, undoCount, withTransaction } from '../../db/tx'
 import type { Store } from '../../db/client'
 import { isId, newId } from '../../lib/ids'
 import { deferredInfo } from '../../lib/logger'
@@ -204,6 +204,15 @@ export class AuditService {
     this.listeners.push(l)
   }
 
+  /**
+   * SQLite: the head of this process's chain as this process last wrote it, with the connection's undo count
+   * then (`TxGate.undone`). Every write to the chain goes through that connection's gate one transaction at a
+   * time, so while the count is unchanged (no member rolled back, no group lost its commit) the row is still the
+   * head, committed or in the open group; any undo makes the next event read the head from the table again.
+   * Saves the head lookup on every audited request. Never used on PostgreSQL (other connections, one lock).
+   */
+  private lastHead: { seq: number; hash: string; createdAt: number; undo: number } | undefined
+
   /** This process's hash chain (src/modules/audit/chain.ts), taken at the first event it records. */
   get chainId(): string {
     this.chain ??= newId()
@@ -276,9 +285,12 @@ export class AuditService {
   private async write(tx: object, event: SecurityEvent, meta: RequestMeta, savepoint = false): Promise<Recorded> {
     let createdAt = this.deps.clock.now()
     const chainId = this.chainId
-    // The head is read from the table, not kept in memory: an event recorded inside a transaction that
-    // rolls back then leaves no dangling link. One indexed lookup (security_events_chain), after the chain's lock.
-    const head = dialect.name === 'postgres' ? await this.lockedHeadPg(tx, chainId, savepoint) : (await chainHead.all(tx, { chainId }))[0]
+    // The head is read from the table (one indexed lookup, security_events_chain, after the chain's lock), so an
+    // event recorded inside a transaction that rolls back leaves no dangling link. SQLite: the head this
+    // process wrote last is used instead while nothing on the connection was undone since (see `lastHead`).
+    const undo = dialect.name === 'postgres' ? undefined : undoCount(tx)
+    const known = undo !== undefined && this.lastHead?.undo === undo ? this.lastHead : undefined
+    const head = known ?? (dialect.name === 'postgres' ? await this.lockedHeadPg(tx, chainId, savepoint) : (await chainHead.all(tx, { chainId }))[0])
     // Time never runs backwards within a chain, so pruning by age always removes a prefix of each chain.
     if (head && head.createdAt > createdAt) createdAt = head.createdAt
     const fields: ChainedFields = {
@@ -296,7 +308,10 @@ export class AuditService {
       createdAt,
     }
     const prevHash = head?.hash ?? GENESIS
-    const row = (await insertEvent.all(tx, { ...fields, prevHash, hash: chainHash(prevHash, fields) }))[0]!
+    const hash = chainHash(prevHash, fields)
+    this.lastHead = undefined
+    const row = (await insertEvent.all(tx, { ...fields, prevHash, hash }))[0]!
+    if (undo !== undefined) this.lastHead = { seq: fields.seq, hash, createdAt, undo }
     return { event, meta, id: row.id, createdAt }
   }
 
