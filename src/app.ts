@@ -50,7 +50,7 @@ import { PermissionRegistry } from './lib/permissions'
 import { UsersAdminService } from './modules/users/admin-service'
 import { healthController } from './modules/health'
 import { rootController } from './modules/root'
-import { databaseCheck, HealthService } from './modules/health/service'
+import { checkpointStatus, databaseCheck, HealthService } from './modules/health/service'
 import { LockoutService } from './modules/lockout/service'
 import { mfaController } from './modules/mfa'
 import { auditController } from './modules/audit'
@@ -159,7 +159,10 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   const secret = resolveSecret(config)
   // A different secret would make a new signing key and break every TOTP user: refuse before any write.
   if (!config.pg) await assertSecretOpens(config.dbPath, secret)
-  const store = await openStore(config)
+  const store = await openStore(config, {
+    checkpointWorker: config.db.checkpoint === 'background',
+    onCheckpointFailure: (reason) => logger.warn({ reason }, 'the checkpoint worker stopped; SQLite checkpoints inline in commits again'),
+  })
   const clock = opts.clock ?? systemClock
   let keys: Awaited<ReturnType<typeof effectiveKeys>>
   try {
@@ -171,6 +174,8 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   const core: CoreDeps = { config, db: store.db, clock, logger, keys }
   const health = new HealthService()
   health.add(databaseCheck(store, clock))
+  const checkpointer = store.checkpointer
+  if (checkpointer) health.add({ name: 'checkpoint', required: false, run: () => checkpointStatus(checkpointer) })
   const audit = new AuditService({ ...core, storage: store })
   const redis = config.redisUrl ? new Redis(config.redisUrl, config.redis.timeoutMs) : undefined
   if (redis) health.add({ name: 'redis', required: false, run: async () => void (await redis.send('PING', [])) })

@@ -23,6 +23,8 @@ export async function inProcessApp(name: string, env: Record<string, string> = {
     BULWARK_UPLOADS_SCAN: 'off',
     BULWARK_RATE_LIMIT: 'off',
     BULWARK_METRICS_PUBLIC: '1',
+    // Settings to compare from the command line (e.g. BULWARK_DB_CHECKPOINT=inline bun bench/refresh-work.ts).
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('BULWARK_'))),
     ...env,
   })
   const devNull = Bun.file('/dev/null').writer()

@@ -10,6 +10,7 @@ import { dialect, useEngine } from './tables'
 import { openPg } from './pg/client'
 import { migratePg } from './pg/migrate'
 import { guardConnection, registerGate, routeToTransaction, type TxGate } from './tx'
+import { Checkpointer } from './checkpointer'
 
 export type Db = BunSQLiteDatabase<typeof schema>
 
@@ -75,6 +76,11 @@ export function openDatabase(path: string, opts: { migrate?: boolean; busyTimeou
       try {
         sqlite.run('PRAGMA optimize')
       } catch {}
+      // The log copied into the database file and cut to nothing: after a clean stop the file alone holds
+      // every committed row (a copy of it is a complete backup). Before this, the last frames stayed in the log.
+      try {
+        sqlite.run('PRAGMA wal_checkpoint(TRUNCATE)')
+      } catch {}
       sqlite.close()
     },
   }
@@ -102,13 +108,15 @@ export interface Store {
   engine: 'sqlite' | 'postgres'
   db: Db
   sqlite?: Database
+  /** SQLite on a file: the background checkpointer (src/db/checkpointer.ts), when it was asked for. */
+  checkpointer?: Checkpointer
   /** PostgreSQL: the pool, for the few raw statements (retention batches). */
   pg?: import('bun').SQL
   migration: MigrateResult
   close(): Promise<void>
 }
 
-export async function openStore(config: { dbPath: string; pg?: PgConfig }, opts: { migrate?: boolean } = {}): Promise<Store> {
+export async function openStore(config: { dbPath: string; pg?: PgConfig }, opts: { migrate?: boolean; checkpointWorker?: boolean; onCheckpointFailure?: (reason: string) => void; checkpointTiming?: { everyMs?: number; idleMs?: number } } = {}): Promise<Store> {
   if (config.pg) {
     useEngine('postgres')
     const pg = openPg({ url: config.pg.url, poolSize: config.pg.poolSize, statementTimeoutMs: config.pg.statementTimeoutMs, tls: config.pg.tls, caFile: config.pg.caFile })
@@ -123,5 +131,22 @@ export async function openStore(config: { dbPath: string; pg?: PgConfig }, opts:
   }
   useEngine('sqlite')
   const h = openDatabase(config.dbPath, opts)
-  return { engine: 'sqlite', db: h.db, sqlite: h.sqlite, migration: h.migration, close: async () => h.close() }
+  let checkpointer: Checkpointer | undefined
+  if (opts.checkpointWorker && config.dbPath !== ':memory:') {
+    checkpointer = new Checkpointer(h.sqlite, config.dbPath, opts.onCheckpointFailure, opts.checkpointTiming)
+    h.gate.onCommit = () => checkpointer!.committed()
+    await checkpointer.start()
+  }
+  return {
+    engine: 'sqlite',
+    db: h.db,
+    sqlite: h.sqlite,
+    checkpointer,
+    migration: h.migration,
+    close: async () => {
+      // The worker's connection first: the last connection to close checkpoints the log and removes it.
+      await checkpointer?.stop()
+      h.close()
+    },
+  }
 }

@@ -131,6 +131,8 @@ export class TxGate {
    * while this count is unchanged.
    */
   undone = 0
+  /** Called after every COMMIT that succeeded (the background checkpointer listens, src/db/checkpointer.ts). */
+  onCommit: () => void = () => {}
 
   constructor(private readonly sqlite: Database) {}
 
@@ -256,6 +258,7 @@ export class TxGate {
         this.sqlite.run('COMMIT')
         this.commits++
         this.committedMembers += group.members
+        this.onCommit()
         group.settle()
       } catch (err) {
         this.undone++

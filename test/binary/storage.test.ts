@@ -76,6 +76,25 @@ process.stdout.write('released\\n')
 
 const register = (base: string, email: string) => call(base, 'POST', '/v1/auth/register', { body: { email, password: PASSWORD } })
 
+describe('binary: write-ahead log checkpoints', () => {
+  test('the compiled server checkpoints from its worker thread (readiness: checkpoint ok, counting), or inline when told to (no such check)', async () => {
+    const s = await start()
+    for (let i = 0; i < 3; i++) expect((await register(s.base, `wal${i}@example.com`)).status).toBe(201)
+    let ready = await call(s.base, 'GET', '/health/ready')
+    for (let i = 0; i < 100 && !/background, [1-9]/.test(ready.json.checks.checkpoint?.detail ?? ''); i++) {
+      await Bun.sleep(50)
+      ready = await call(s.base, 'GET', '/health/ready')
+    }
+    expect(ready.status).toBe(200)
+    expect(ready.json.checks.checkpoint).toMatchObject({ status: 'ok' })
+    expect(ready.json.checks.checkpoint.detail).toMatch(/^background, [1-9]\d* checkpoints$/)
+    const inline = await start({ BULWARK_DB_CHECKPOINT: 'inline' })
+    const r = await call(inline.base, 'GET', '/health/ready')
+    expect(r.status).toBe(200)
+    expect(r.json.checks.checkpoint).toBeUndefined()
+  })
+})
+
 describe('binary: another process holds the write lock', () => {
   test('liveness and reads answer while it is held; a write is 503 storage_busy with Retry-After, then works once released', async () => {
     const s = await start({ BULWARK_DB_BUSY_RETRY: '300ms' })
@@ -170,7 +189,7 @@ describe('binary: disk full', () => {
       }
       expect(ready!.status).toBe(503)
       expect(ready!.json.checks.database.status).toBe('down')
-      expect(ready!.json.checks.database.detail).toContain('SQLITE_FULL')
+      expect(ready!.json.checks.database.detail).toMatch(/no space left.*\[(SQLITE_FULL|ENOSPC)\]/)
       expect((await call(s.base, 'GET', '/health/live')).status).toBe(200)
       expect((await call(s.base, 'GET', '/v1/me', { token: owner.accessToken })).status).toBe(200)
       expect(s.proc.exitCode).toBeNull()

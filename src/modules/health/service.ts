@@ -3,7 +3,10 @@
  * and is 503 when any required one fails. Optional dependencies (a degraded cache) report `degraded`
  * without failing readiness, since Bulwark keeps serving on its fallbacks.
  */
+import { statfsSync } from 'node:fs'
+import { dirname } from 'node:path'
 import type { Store } from '../../db/client'
+import type { Checkpointer } from '../../db/checkpointer'
 import { roles, storageHeartbeat } from '../../db/tables'
 import { systemClock, type Clock } from '../../lib/clock'
 import { classifyStorageError, sqliteCode, storageCode, storageReason } from '../../lib/storage-errors'
@@ -68,18 +71,45 @@ export class HealthService {
 }
 
 /**
+ * SQLite's background checkpointer (src/db/checkpointer.ts): `ok` while its worker checkpoints; `degraded` when
+ * the last checkpoint failed (the log grows until one succeeds) or the worker is gone (SQLite checkpoints inline in
+ * commits again, which stalls requests for the length of a checkpoint).
+ */
+export function checkpointStatus(c: Pick<Checkpointer, 'state' | 'lastError' | 'checkpoints'>): { status: CheckStatus; detail: string } {
+  const why = (c.lastError ?? 'unknown').slice(0, 120)
+  if (c.state !== 'background') return { status: 'degraded', detail: `inline, in commits: the checkpoint worker stopped (${why})` }
+  if (c.lastError) return { status: 'degraded', detail: `background; the last checkpoint failed (${why})` }
+  return { status: 'ok', detail: `background, ${c.checkpoints} checkpoints` }
+}
+
+/** Readiness is down below this much free space in the SQLite database's folder (64 pages of 4 KiB). */
+export const MIN_FREE_BYTES = 256 * 1024
+
+/**
  * The database check: a read through the connection the app uses, the size limit, and (at most once per
- * `probeEveryMs` of the injected clock) a committed one-row write, so a full disk, a read-only file or an
- * I/O error turns readiness 503 instead of leaving it green while every write fails. A write lock held by
+ * `probeEveryMs` of the injected clock) a committed one-row write and the free space of the database's folder
+ * (under MIN_FREE_BYTES is down), so a full disk, a read-only file or an I/O error turns readiness 503 instead of
+ * leaving it green while writes fail. A write lock held by
  * another process is `degraded` (reads still work; writes wait, then answer 503 storage_busy).
  * The probe result is cached between runs: a probe blocks for at most BULWARK_DB_BUSY_TIMEOUT.
  */
-export function databaseCheck(store: Pick<Store, 'engine' | 'db' | 'sqlite'>, clock: Clock = systemClock, probeEveryMs = 1000): HealthCheck {
+export function databaseCheck(store: Pick<Store, 'engine' | 'db' | 'sqlite' | 'checkpointer'>, clock: Clock = systemClock, probeEveryMs = 1000): HealthCheck {
   if (!store.sqlite) return pgDatabaseCheck(store.db, clock, probeEveryMs)
   const sqlite = store.sqlite
   const heartbeat = sqlite.prepare<unknown, [number]>('INSERT INTO storage_heartbeat (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at')
   const probe = sqlite.transaction((now: number) => heartbeat.run(now))
   let last: { at: number; result: CheckOutcome } | undefined
+  // The heartbeat can succeed on a full file system: once the write-ahead log has started over it rewrites space
+  // the log file already has, while a write that needs more (a sign-up) fails. So the free space is read too.
+  const folder = sqlite.filename && sqlite.filename !== ':memory:' ? dirname(sqlite.filename) : undefined
+  const spaceLeft = (): CheckOutcome => {
+    if (!folder) return undefined
+    try {
+      const fs = statfsSync(folder)
+      if (fs.bavail * fs.bsize < MIN_FREE_BYTES) return { status: 'down', detail: `${storageReason('full')}: ${Math.floor((fs.bavail * fs.bsize) / 1024)} KiB free in the database's folder [ENOSPC]` }
+    } catch {} // not a file system statfs answers for: the heartbeat is the check
+    return undefined
+  }
   const write = (now: number): CheckOutcome => {
     try {
       probe.immediate(now)
@@ -100,8 +130,13 @@ export function databaseCheck(store: Pick<Store, 'engine' | 'db' | 'sqlite'>, cl
       const size = sqlite.query<{ pages: number; max: number; free: number }, []>('SELECT p.page_count AS pages, m.max_page_count AS max, f.freelist_count AS free FROM pragma_page_count() p, pragma_max_page_count() m, pragma_freelist_count() f').get()
       if (size && size.pages >= size.max && size.free === 0) return { status: 'down', detail: 'the database reached its size limit (max_page_count) [SQLITE_FULL]' }
       const now = clock.now()
-      if (!last || now - last.at >= probeEveryMs || now < last.at) last = { at: now, result: write(now) }
-      return last.result
+      if (!last || now - last.at >= probeEveryMs || now < last.at) last = { at: now, result: write(now) ?? spaceLeft() }
+      if (last.result) return last.result
+      // A checkpoint that failed (src/db/checkpointer.ts): the log cannot be copied into the database file.
+      const failed = store.checkpointer?.lastFailure
+      const kind = failed ? classifyStorageError(failed) : undefined
+      if (kind && kind !== 'busy') return { status: 'down', detail: `${storageReason(kind, failed!.code)} (copying the write-ahead log into the database file)` }
+      return undefined
     },
   }
 }
