@@ -138,7 +138,7 @@ export const SETTINGS = [
   { env: 'BULWARK_AUDIT_DENIALS_PER_TYPE', kind: 'int', default: '600', min: 1, max: 1_000_000, doc: 'refusal events written per type per minute over all sources' },
   // storage
   { env: 'BULWARK_DB_BUSY_TIMEOUT', kind: 'duration', default: '50ms', min: 0, max: 10_000, doc: 'how long one database statement waits for another process\'s write lock; the wait blocks every request, so keep it short' },
-  { env: 'BULWARK_DB_CHECKPOINT', kind: 'enum', values: ['background', 'inline'], default: 'background', doc: 'SQLite: `background` copies the write-ahead log into the database file from a worker thread, off the request path (about 13 MiB more memory); `inline` leaves it to SQLite, in the commit that crosses every 1,000 log pages' },
+  { env: 'BULWARK_DB_CHECKPOINT', kind: 'enum', values: ['background', 'inline'], default: 'background', doc: 'SQLite: `background` copies the write-ahead log into the database file from a worker thread, off the request path (about 5 MiB more memory); `inline` leaves it to SQLite, in the commit that crosses every 1,000 log pages' },
   { env: 'BULWARK_DB_BUSY_RETRY', kind: 'duration', default: '2s', min: 0, max: 60_000, doc: 'how long a request refused by a held write lock (before it changed anything) is retried, without blocking others, before 503 storage_busy' },
   { env: 'BULWARK_RETENTION_SECURITY_EVENTS', kind: 'duration', default: '365d', min: 0, max: 3650 * DAY, doc: 'security events older than this are pruned; 0 keeps them forever' },
   { env: 'BULWARK_RETENTION_SESSIONS', kind: 'duration', default: '7d', min: 0, max: 365 * DAY, doc: 'ended sessions (revoked, expired, idle) and spent refresh tokens are pruned this long after they end; 0 keeps them' },

@@ -11,7 +11,7 @@
  * it: it copies the frames committed so far, and the writer starts the log over from its beginning once
  * everything is copied. Durability is unchanged (the same WAL, the same `synchronous = NORMAL`).
  *
- * The price is a second JavaScript thread (about 13 MiB of RSS). If the worker cannot start or dies, the
+ * The price is a second JavaScript thread (the idle binary: RSS 118-120 -> 123-124 MiB). If the worker cannot start or dies, the
  * connection goes back to the automatic checkpoint and `state` says so; a checkpoint that fails (an I/O error)
  * is kept in `lastError` until one succeeds. Readiness reports both (check `checkpoint`).
  */
