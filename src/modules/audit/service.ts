@@ -323,7 +323,7 @@ export class AuditService {
    * before it is written into the text); anything else takes the parameterised statements.
    */
   private async lockedHeadPg(tx: object, chainId: string, savepoint: boolean): Promise<{ seq: number | null; hash: string | null; createdAt: number } | undefined> {
-    if (!isId(chainId) || process.env.X_OLD_HEAD) {
+    if (!isId(chainId)) {
       if (savepoint) await pgRaw(tx, 'SAVEPOINT bulwark_audit')
       await lockResource(tx, `audit-chain:${chainId}`)
       return (await chainHead.all(tx, { chainId }))[0]
