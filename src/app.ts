@@ -50,7 +50,7 @@ import { PermissionRegistry } from './lib/permissions'
 import { UsersAdminService } from './modules/users/admin-service'
 import { healthController } from './modules/health'
 import { rootController } from './modules/root'
-import { checkpointStatus, databaseCheck, HealthService } from './modules/health/service'
+import { databaseCheck, HealthService } from './modules/health/service'
 import { LockoutService } from './modules/lockout/service'
 import { mfaController } from './modules/mfa'
 import { auditController } from './modules/audit'
@@ -174,8 +174,7 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   const core: CoreDeps = { config, db: store.db, clock, logger, keys }
   const health = new HealthService()
   health.add(databaseCheck(store, clock))
-  const checkpointer = store.checkpointer
-  if (checkpointer) health.add({ name: 'checkpoint', required: false, run: () => checkpointStatus(checkpointer) })
+
   const audit = new AuditService({ ...core, storage: store })
   const redis = config.redisUrl ? new Redis(config.redisUrl, config.redis.timeoutMs) : undefined
   if (redis) health.add({ name: 'redis', required: false, run: async () => void (await redis.send('PING', [])) })
@@ -227,6 +226,11 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   metrics.counter('bulwark_cache_hits_total', 'Permission cache hits', ['cache'], cacheStats('hits'))
   metrics.counter('bulwark_cache_misses_total', 'Permission cache misses', ['cache'], cacheStats('misses'))
   metrics.gauge('bulwark_cache_entries', 'Permission cache entries', ['cache'], cacheStats('size'))
+  const checkpointer = store.checkpointer
+  if (checkpointer) {
+    metrics.counter('bulwark_sqlite_checkpoints_total', 'Write-ahead log checkpoints run by the background checkpointer (BULWARK_DB_CHECKPOINT=background)', [], () => [{ labels: {}, value: checkpointer.checkpoints }])
+    metrics.gauge('bulwark_sqlite_checkpoint_background', '1 while the background checkpointer runs, 0 once SQLite checkpoints inline in commits again', [], () => [{ labels: {}, value: checkpointer.state === 'background' ? 1 : 0 }])
+  }
   metrics.counter('bulwark_log_lines_dropped_total', 'Log lines lost because the log output failed or fell behind', [], () => [{ labels: {}, value: droppedLines(logger) }])
   const mfa = buildMfaServices({ ...core, audit }, mfaLock(lockout))
   const hooks: LoginHooks = loginFlow({ config, clock, mailer, lockout, mfa, rbac })

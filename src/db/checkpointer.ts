@@ -13,7 +13,7 @@
  *
  * The price is a second JavaScript thread (the idle binary: RSS 118-120 -> 123-124 MiB). If the worker cannot start or dies, the
  * connection goes back to the automatic checkpoint and `state` says so; a checkpoint that fails (an I/O error)
- * is kept in `lastError` until one succeeds. Readiness reports both (check `checkpoint`).
+ * is kept in `lastError` until one succeeds. Readiness reports both (in the `database` check), and so do the metrics.
  */
 import type { Database } from 'bun:sqlite'
 

@@ -11,7 +11,7 @@ import { sql } from 'drizzle-orm'
 import { openStore, type Store } from '../../src/db/client'
 import { AUTO_CHECKPOINT_PAGES, Checkpointer } from '../../src/db/checkpointer'
 import { withTransaction } from '../../src/db/tx'
-import { checkpointStatus, databaseCheck } from '../../src/modules/health/service'
+import { checkpointOutcome, databaseCheck } from '../../src/modules/health/service'
 
 let dir: string
 let store: Store | undefined
@@ -46,7 +46,7 @@ describe('SQLite checkpoints in a worker thread', () => {
     expect(autoPages(s)).toBe(0)
     for (let i = 0; i < 6; i++) await write(s, 500) // 3,000 pages: three automatic checkpoints' worth
     await until(() => (cp.last?.log ?? 0) > 0 && cp.last!.checkpointed === cp.last!.log, 'a checkpoint that copied the whole log')
-    expect(checkpointStatus(cp)).toMatchObject({ status: 'ok' })
+    expect(checkpointOutcome(cp)).toBeUndefined()
     // Everything was copied, so the next write starts the log over from its beginning: it stays the size it was.
     const walSize = statSync(join(dir, 'db.sqlite-wal')).size
     const before = cp.checkpoints
@@ -77,7 +77,7 @@ describe('SQLite checkpoints in a worker thread', () => {
     copy.close()
   })
 
-  test('a worker that cannot open the database leaves the connection on SQLite\'s automatic checkpoint, and readiness says so', async () => {
+  test('a worker that cannot open the database leaves the connection on SQLite\'s automatic checkpoint, and readiness (the database check) says so', async () => {
     const s = await fresh(false)
     expect(s.checkpointer).toBeUndefined()
     expect(autoPages(s)).toBe(AUTO_CHECKPOINT_PAGES)
@@ -87,12 +87,11 @@ describe('SQLite checkpoints in a worker thread', () => {
     expect(cp.state).toBe('inline')
     expect(autoPages(s)).toBe(AUTO_CHECKPOINT_PAGES)
     expect(reasons.length).toBe(1)
-    expect(checkpointStatus(cp)).toMatchObject({ status: 'degraded' })
-    expect(checkpointStatus(cp).detail).toStartWith('inline, in commits')
+    expect(checkpointOutcome(cp)).toMatchObject({ status: 'degraded', detail: expect.stringMatching(/^checkpoints run inline in commits/) })
     await cp.stop()
   })
 
-  test('a worker that fails while running hands checkpoints back to the connection (automatic again), and readiness says so', async () => {
+  test('a worker that fails while running hands checkpoints back to the connection (automatic again), and readiness (the database check) says so', async () => {
     const failures: string[] = []
     dir = mkdtempSync(join(tmpdir(), 'bulwark-checkpoint-'))
     store = await openStore({ dbPath: join(dir, 'db.sqlite') }, { checkpointWorker: true, onCheckpointFailure: (r) => failures.push(r) })
@@ -103,7 +102,7 @@ describe('SQLite checkpoints in a worker thread', () => {
     await until(() => cp.state === 'inline', 'the worker given up')
     expect(failures.length).toBe(1)
     expect(autoPages(store)).toBe(AUTO_CHECKPOINT_PAGES)
-    expect(checkpointStatus(cp)).toMatchObject({ status: 'degraded' })
+    expect(await databaseCheck(store).run()).toMatchObject({ status: 'degraded', detail: expect.stringMatching(/^checkpoints run inline in commits/) })
   })
 
   test('a checkpoint that failed for lack of space makes the database check down until one succeeds', async () => {
@@ -114,7 +113,9 @@ describe('SQLite checkpoints in a worker thread', () => {
     cp.lastFailure = { code: 'SQLITE_FULL', errno: 13 } // as the worker reports a failed checkpoint on a full disk
     cp.lastError = 'database or disk is full'
     expect(await check.run()).toMatchObject({ status: 'down', detail: expect.stringContaining('[SQLITE_FULL]') })
-    expect(checkpointStatus(cp)).toMatchObject({ status: 'degraded' })
+    cp.lastFailure = undefined // another kind of failure (not a storage error): degraded only
+    expect(await check.run()).toMatchObject({ status: 'degraded', detail: expect.stringMatching(/^the last background checkpoint failed/) })
+    cp.lastFailure = { code: 'SQLITE_FULL', errno: 13 }
     await write(s, 10) // the next checkpoint succeeds and clears it
     await until(() => cp.lastFailure === undefined, 'a successful checkpoint')
     expect(await check.run()).toBeUndefined()

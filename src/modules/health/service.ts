@@ -71,15 +71,18 @@ export class HealthService {
 }
 
 /**
- * SQLite's background checkpointer (src/db/checkpointer.ts): `ok` while its worker checkpoints; `degraded` when
- * the last checkpoint failed (the log grows until one succeeds) or the worker is gone (SQLite checkpoints inline in
- * commits again, which stalls requests for the length of a checkpoint).
+ * SQLite's background checkpointer (src/db/checkpointer.ts), as part of the database check: nothing while its
+ * worker checkpoints; `down` when the last checkpoint failed for a storage reason (no space, an I/O error: the log
+ * cannot be copied into the database file); `degraded` when it failed otherwise (the log grows until one succeeds)
+ * or the worker is gone (SQLite checkpoints inline in commits again, which stalls requests for a checkpoint's length).
  */
-export function checkpointStatus(c: Pick<Checkpointer, 'state' | 'lastError' | 'checkpoints'>): { status: CheckStatus; detail: string } {
+export function checkpointOutcome(c: Pick<Checkpointer, 'state' | 'lastError' | 'lastFailure'>): CheckOutcome {
   const why = (c.lastError ?? 'unknown').slice(0, 120)
-  if (c.state !== 'background') return { status: 'degraded', detail: `inline, in commits: the checkpoint worker stopped (${why})` }
-  if (c.lastError) return { status: 'degraded', detail: `background; the last checkpoint failed (${why})` }
-  return { status: 'ok', detail: `background, ${c.checkpoints} checkpoints` }
+  if (c.state !== 'background') return { status: 'degraded', detail: `checkpoints run inline in commits: the checkpoint worker stopped (${why})` }
+  const kind = c.lastFailure ? classifyStorageError(c.lastFailure) : undefined
+  if (kind && kind !== 'busy') return { status: 'down', detail: `${storageReason(kind, c.lastFailure!.code)} (copying the write-ahead log into the database file)` }
+  if (c.lastError) return { status: 'degraded', detail: `the last background checkpoint failed (${why})` }
+  return undefined
 }
 
 /** Readiness is down below this much free space in the SQLite database's folder (64 pages of 4 KiB). */
@@ -132,11 +135,7 @@ export function databaseCheck(store: Pick<Store, 'engine' | 'db' | 'sqlite' | 'c
       const now = clock.now()
       if (!last || now - last.at >= probeEveryMs || now < last.at) last = { at: now, result: write(now) ?? spaceLeft() }
       if (last.result) return last.result
-      // A checkpoint that failed (src/db/checkpointer.ts): the log cannot be copied into the database file.
-      const failed = store.checkpointer?.lastFailure
-      const kind = failed ? classifyStorageError(failed) : undefined
-      if (kind && kind !== 'busy') return { status: 'down', detail: `${storageReason(kind, failed!.code)} (copying the write-ahead log into the database file)` }
-      return undefined
+      return store.checkpointer ? checkpointOutcome(store.checkpointer) : undefined
     },
   }
 }
