@@ -88,7 +88,8 @@ export async function startServer(config: Config, given?: AppDeps): Promise<Runn
       await deps.pruner.stop()
       // An attempt cut off here is retried after a restart (its lease ends), with the same webhook-id.
       await Promise.race([await deps.webhookWorker.stop(), Bun.sleep(config.shutdownGraceMs)])
-      deps.close()
+      // Awaited: the store's close stops the checkpoint worker, then copies the log into the database file.
+      await Promise.race([deps.close(), Bun.sleep(5000)])
       deps.logger.info('stopped')
       // The log is buffered: wait (briefly) until the last lines are written before the process exits.
       await Promise.race([new Promise<void>((r) => deps.logger.flush(() => r())), Bun.sleep(1000)])

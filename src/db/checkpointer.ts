@@ -121,6 +121,13 @@ export class Checkpointer {
           this.fail(e.message || 'the checkpoint worker failed')
           settle(false)
         }
+        // A worker that ends without an error event (its thread gone): checkpoints go back to the connection.
+        w.addEventListener('close', () => {
+          if (this.worker === w) {
+            this.fail('the checkpoint worker exited')
+            settle(false)
+          }
+        })
         w.postMessage({ open: this.path, every: this.timing.everyMs ?? CHECKPOINT_EVERY_MS, idleEvery: this.timing.idleMs ?? CHECKPOINT_IDLE_MS })
       } catch (err) {
         this.fail(err instanceof Error ? err.message : String(err))

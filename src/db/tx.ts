@@ -228,6 +228,7 @@ export class TxGate {
 
   /** After a member: the next transaction in line continues the group; otherwise the group commits (or, interrupted, ends). */
   private handOver(group: Group): void {
+    let committed = false
     let inTransaction = false
     try {
       inTransaction = this.sqlite.inTransaction
@@ -258,7 +259,7 @@ export class TxGate {
         this.sqlite.run('COMMIT')
         this.commits++
         this.committedMembers += group.members
-        this.onCommit()
+        committed = true
         group.settle()
       } catch (err) {
         this.undone++
@@ -269,6 +270,11 @@ export class TxGate {
       }
     }
     this.release()
+    if (committed) {
+      try {
+        this.onCommit() // outside the commit's try: a listener that throws does not fail a group that committed
+      } catch {}
+    }
   }
 
   /** The group whose commit was put off by a turn of the event loop, if any. */

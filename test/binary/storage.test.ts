@@ -6,7 +6,7 @@
  */
 import { afterAll, describe, expect, setDefaultTimeout, test } from 'bun:test'
 import { Database } from 'bun:sqlite'
-import { closeSync, copyFileSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { call, OWNER_EMAIL, OWNER_PASSWORD, runBinary, signIn, startBinary, type Running } from './harness'
@@ -77,9 +77,11 @@ process.stdout.write('released\\n')
 const register = (base: string, email: string) => call(base, 'POST', '/v1/auth/register', { body: { email, password: PASSWORD } })
 
 describe('binary: write-ahead log checkpoints', () => {
-  test('the compiled server checkpoints from its worker thread (/metrics counts them), or inline when told to (no such metrics)', async () => {
+  test('the compiled server checkpoints from its worker thread (/metrics counts them), a clean stop leaves every row in the database file alone, and inline has no such metrics', async () => {
     const metric = (text: string, name: string) => text.match(new RegExp(`^${name} (\\d+)$`, 'm'))?.[1]
-    const s = await start({ BULWARK_METRICS_PUBLIC: '1' })
+    const wd = mkdtempSync(join(tmpdir(), 'bw-wal-'))
+    cleanups.push(() => rmSync(wd, { recursive: true, force: true }))
+    const s = await start({ BULWARK_METRICS_PUBLIC: '1' }, wd) // a folder of our own: kept after the stop
     for (let i = 0; i < 3; i++) expect((await register(s.base, `wal${i}@example.com`)).status).toBe(201)
     let text = ''
     for (let i = 0; i < 100 && Number(metric(text, 'bulwark_sqlite_checkpoints_total') ?? 0) === 0; i++) {
@@ -91,6 +93,17 @@ describe('binary: write-ahead log checkpoints', () => {
     const ready = await call(s.base, 'GET', '/health/ready')
     expect(ready.status).toBe(200)
     expect(ready.json.checks.database).toMatchObject({ status: 'ok' })
+    // A clean stop (SIGTERM) right after writes: the database file alone then holds them (a copy of it is a backup).
+    for (let i = 3; i < 6; i++) expect((await register(s.base, `wal${i}@example.com`)).status).toBe(201)
+    expect(await s.stop()).toBe(0)
+    const dbFile = join(s.workdir, 'data', 'bulwark.sqlite')
+    expect(existsSync(`${dbFile}-wal`) ? statSync(`${dbFile}-wal`).size : 0).toBe(0)
+    const alone = mkdtempSync(join(tmpdir(), 'bw-alone-'))
+    cleanups.push(() => rmSync(alone, { recursive: true, force: true }))
+    copyFileSync(dbFile, join(alone, 'bulwark.sqlite'))
+    const copy = new Database(join(alone, 'bulwark.sqlite'), { readonly: true })
+    expect(copy.query<{ n: number }, []>("SELECT count(*) AS n FROM users WHERE email LIKE 'wal%@example.com'").get()!.n).toBe(6)
+    copy.close()
     const inline = await start({ BULWARK_DB_CHECKPOINT: 'inline', BULWARK_METRICS_PUBLIC: '1' })
     const m = await call(inline.base, 'GET', '/metrics')
     expect(metric(m.text, 'bulwark_sqlite_checkpoint_background')).toBeUndefined()

@@ -105,6 +105,15 @@ describe('SQLite checkpoints in a worker thread', () => {
     expect(await databaseCheck(store).run()).toMatchObject({ status: 'degraded', detail: expect.stringMatching(/^checkpoints run inline in commits/) })
   })
 
+  test('a worker thread that ends without an error (terminated) hands checkpoints back to the connection too', async () => {
+    const s = await fresh(true, { idleMs: 600_000 })
+    const cp = s.checkpointer!
+    ;(cp as unknown as { worker: Worker }).worker.terminate()
+    await until(() => cp.state === 'inline', 'the worker given up')
+    expect(autoPages(s)).toBe(AUTO_CHECKPOINT_PAGES)
+    expect(cp.lastError).toBe('the checkpoint worker exited')
+  })
+
   test('a checkpoint that failed for lack of space makes the database check down until one succeeds', async () => {
     const s = await fresh(true, { idleMs: 600_000 })
     const cp = s.checkpointer!

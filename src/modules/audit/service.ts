@@ -212,6 +212,8 @@ export class AuditService {
    * Saves the head lookup on every audited request. Never used on PostgreSQL (other connections, one lock).
    */
   private lastHead: { seq: number; hash: string; createdAt: number; undo: number } | undefined
+  /** Numbers the PostgreSQL savepoints of events written inside callers' transactions. */
+  private savepoints = 0
 
   /** This process's hash chain (src/modules/audit/chain.ts), taken at the first event it records. */
   get chainId(): string {
@@ -245,12 +247,14 @@ export class AuditService {
   async recordInTx(tx: object, event: SecurityEvent, meta: RequestMeta = {}): Promise<Recorded | undefined> {
     try {
       if (dialect.name !== 'postgres') return await this.write(tx, event, meta)
+      // A name of its own for each event's savepoint: a rollback to it can never reach an earlier event's.
+      const savepoint = `bulwark_audit_${++this.savepoints}`
       try {
         // The savepoint is left open on success: the transaction's end releases it, and this saves a round trip.
-        return await this.write(tx, event, meta, true)
+        return await this.write(tx, event, meta, savepoint)
       } catch (err) {
         // Undo the event only (an error aborts a PostgreSQL transaction): the caller's transaction goes on.
-        await pgRaw(tx, 'ROLLBACK TO SAVEPOINT bulwark_audit').catch(() => {})
+        await pgRaw(tx, `ROLLBACK TO SAVEPOINT ${savepoint}`).catch(() => {})
         throw err
       }
     } catch (err) {
@@ -280,9 +284,9 @@ export class AuditService {
 
   /**
    * The head lookup and the chained insert, on `tx` (a transaction the caller holds); on PostgreSQL with
-   * `savepoint`, under a savepoint `bulwark_audit` taken first.
+   * `savepoint`, under a savepoint of that name taken first.
    */
-  private async write(tx: object, event: SecurityEvent, meta: RequestMeta, savepoint = false): Promise<Recorded> {
+  private async write(tx: object, event: SecurityEvent, meta: RequestMeta, savepoint?: string): Promise<Recorded> {
     let createdAt = this.deps.clock.now()
     const chainId = this.chainId
     // The head is read from the table (one indexed lookup, security_events_chain, after the chain's lock), so an
@@ -322,18 +326,15 @@ export class AuditService {
    * event of the transaction that held the lock before. The chain id is this process's own UUID (checked
    * before it is written into the text); anything else takes the parameterised statements.
    */
-  private async lockedHeadPg(tx: object, chainId: string, savepoint: boolean): Promise<{ seq: number | null; hash: string | null; createdAt: number } | undefined> {
+  private async lockedHeadPg(tx: object, chainId: string, savepoint: string | undefined): Promise<{ seq: number | null; hash: string | null; createdAt: number } | undefined> {
     if (!isId(chainId)) {
-      if (savepoint) await pgRaw(tx, 'SAVEPOINT bulwark_audit')
+      if (savepoint) await pgRaw(tx, `SAVEPOINT ${savepoint}`)
       await lockResource(tx, `audit-chain:${chainId}`)
       return (await chainHead.all(tx, { chainId }))[0]
     }
-    const statements = [
-      ...(savepoint ? ['SAVEPOINT bulwark_audit'] : []),
-      `SELECT pg_advisory_xact_lock(hashtext('audit-chain:${chainId}'))`,
-      `SELECT seq, hash, created_at FROM security_events WHERE chain_id = '${chainId}' ORDER BY seq DESC LIMIT 1`,
-    ]
-    const results = await pgRaw(tx, statements.join('; '))
+    // chainId: checked by isId just above (a canonical UUID: hex digits and dashes only)
+    const lockAndHead = `SELECT pg_advisory_xact_lock(hashtext('audit-chain:${chainId}')); SELECT seq, hash, created_at FROM security_events WHERE chain_id = '${chainId}' ORDER BY seq DESC LIMIT 1`
+    const results = await pgRaw(tx, savepoint ? `SAVEPOINT ${savepoint}; ${lockAndHead}` : lockAndHead)
     const row = (results[results.length - 1] as { seq: unknown; hash: string | null; created_at: unknown }[])[0]
     return row ? { seq: row.seq === null ? null : Number(row.seq), hash: row.hash, createdAt: Number(row.created_at) } : undefined
   }

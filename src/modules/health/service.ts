@@ -109,7 +109,9 @@ export function databaseCheck(store: Pick<Store, 'engine' | 'db' | 'sqlite' | 'c
     if (!folder) return undefined
     try {
       const fs = statfsSync(folder)
-      if (fs.bavail * fs.bsize < MIN_FREE_BYTES) return { status: 'down', detail: `${storageReason('full')}: ${Math.floor((fs.bavail * fs.bsize) / 1024)} KiB free in the database's folder [ENOSPC]` }
+      // root may also write the blocks the file system reserves for it
+      const free = (process.getuid?.() === 0 ? fs.bfree : fs.bavail) * fs.bsize
+      if (free < MIN_FREE_BYTES) return { status: 'down', detail: `${storageReason('full')}: ${Math.floor(free / 1024)} KiB free in the database's folder [ENOSPC]` }
     } catch {} // not a file system statfs answers for: the heartbeat is the check
     return undefined
   }
