@@ -174,7 +174,6 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   const core: CoreDeps = { config, db: store.db, clock, logger, keys }
   const health = new HealthService()
   health.add(databaseCheck(store, clock))
-
   const audit = new AuditService({ ...core, storage: store })
   const redis = config.redisUrl ? new Redis(config.redisUrl, config.redis.timeoutMs) : undefined
   if (redis) health.add({ name: 'redis', required: false, run: async () => void (await redis.send('PING', [])) })

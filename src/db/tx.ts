@@ -506,6 +506,16 @@ export async function lockResource(tx: object, name: string): Promise<void> {
 }
 
 /**
+ * PostgreSQL: the client of the `withTransaction` callback running now on the pool database `base` (null when
+ * that transaction has no client drizzle exposes), or undefined outside one.
+ */
+function pgTxClient(base: object): unknown {
+  const store = pgTxContext.getStore()
+  if (store?.db !== base) return undefined
+  return (store.tx as { session?: { client?: unknown } }).session?.client ?? null
+}
+
+/**
  * PostgreSQL only: runs SQL text on the connection of the caller's transaction (`tx`, as `withTransaction`
  * hands it), or on the pool outside one, through Bun's SQL client directly (no query building). With
  * `params` it is one parameterised statement (the extended protocol; Bun prepares and caches it per
@@ -516,10 +526,8 @@ export async function lockResource(tx: object, name: string): Promise<void> {
 export async function pgRaw(db: object, text: string, params?: unknown[]): Promise<any[]> {
   const base = pgBases.get(db)
   if (!base) throw new Error('pgRaw is PostgreSQL only')
-  const store = pgTxContext.getStore()
-  const on = (store?.db === base ? (store.tx as { session?: { client?: unknown } }).session?.client : (base as { $client?: unknown }).$client) as
-    | { unsafe(text: string, params?: unknown[]): Promise<any[]> }
-    | undefined
+  const tx = pgTxClient(base)
+  const on = (tx === undefined ? (base as { $client?: unknown }).$client : tx) as { unsafe(text: string, params?: unknown[]): Promise<any[]> } | undefined
   if (!on) throw new Error('pgRaw: no PostgreSQL connection')
   return params ? await on.unsafe(text, params) : await on.unsafe(text)
 }
@@ -599,12 +607,9 @@ export function preparedQuery<P extends Record<string, unknown>, R>(build: (db: 
       q = (build(base, (name) => sql.placeholder(name)) as unknown as { prepare(name: string): { execute(params: Record<string, unknown>): Promise<unknown> } }).prepare(`bw_prepared_${++preparedSeq}`)
       pgPrepared.set(base, q)
     }
-    const store = pgTxContext.getStore()
-    if (store?.db === base) {
-      const client = (store.tx as { session?: { client?: unknown } }).session?.client
-      if (!client) return await build(db, (name) => params[name])
-      return await (Object.assign(Object.create(q), { client }) as typeof q).execute(params)
-    }
+    const client = pgTxClient(base)
+    if (client === null) return await build(db, (name) => params[name])
+    if (client !== undefined) return await (Object.assign(Object.create(q), { client }) as typeof q).execute(params)
     return await q.execute(params)
   }
   return {

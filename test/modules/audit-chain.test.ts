@@ -247,6 +247,15 @@ describe('SQLite: the head kept in memory between events', () => {
       const r = await t.deps.audit.verify()
       expect(r.intact).toBe(true)
     }
+    /** Records an event of `type` in a transaction that then runs `after`: 'committed', or the error's message. */
+    const recordThen = (type: string, after: () => unknown) =>
+      withTransaction(t.deps.db, async (tx) => {
+        await t.deps.audit.recordInTx(tx, { type, outcome: 'info' })
+        after()
+      }).then(
+        () => 'committed',
+        (err: Error) => err.message,
+      )
     await recordMany(2)
     // An interrupted group: both members are run again; the first attempt's events were rolled back.
     let started!: () => void
@@ -274,24 +283,12 @@ describe('SQLite: the head kept in memory between events', () => {
     await stillIntact()
     // A commit that fails (a deferred foreign key): the group's events are gone with it.
     sqlite.run('CREATE TABLE deferred_child (parent TEXT REFERENCES users(id) DEFERRABLE INITIALLY DEFERRED)')
-    const failed = await withTransaction(t.deps.db, async (tx) => {
-      await t.deps.audit.recordInTx(tx, { type: 'lost_with_commit', outcome: 'info' })
-      sqlite.run("INSERT INTO deferred_child VALUES ('no-such-user')")
-    }).then(
-      () => 'committed',
-      (err: Error) => err.message,
-    )
+    const failed = await recordThen('lost_with_commit', () => sqlite.run("INSERT INTO deferred_child VALUES ('no-such-user')"))
     expect(failed).toContain('FOREIGN KEY')
     await stillIntact()
     // A transaction SQLite itself rolled back under a member that then returned normally (as it does on a full
     // disk or an I/O error): the group cannot commit, and the event is gone.
-    const lost = await withTransaction(t.deps.db, async (tx) => {
-      await t.deps.audit.recordInTx(tx, { type: 'lost_with_rollback', outcome: 'info' })
-      sqlite.run('ROLLBACK')
-    }).then(
-      () => 'committed',
-      (err: Error) => err.message,
-    )
+    const lost = await recordThen('lost_with_rollback', () => sqlite.run('ROLLBACK'))
     expect(lost).not.toBe('committed')
     await stillIntact()
     await recordMany(2)

@@ -292,7 +292,7 @@ export class AuditService {
     // The head is read from the table (one indexed lookup, security_events_chain, after the chain's lock), so an
     // event recorded inside a transaction that rolls back leaves no dangling link. SQLite: the head this
     // process wrote last is used instead while nothing on the connection was undone since (see `lastHead`).
-    const undo = dialect.name === 'postgres' ? undefined : undoCount(tx)
+    const undo = undoCount(tx)
     const known = undo !== undefined && this.lastHead?.undo === undo ? this.lastHead : undefined
     const head = known ?? (dialect.name === 'postgres' ? await this.lockedHeadPg(tx, chainId, savepoint) : (await chainHead.all(tx, { chainId }))[0])
     // Time never runs backwards within a chain, so pruning by age always removes a prefix of each chain.
