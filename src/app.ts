@@ -24,6 +24,7 @@ import { WebhookService, WebhookWorker } from './modules/webhooks/service'
 import { MailWorker, OutboxMailer, type Mailer } from './modules/mail/outbox'
 import { PasswordHasher } from './lib/password'
 import { PasswordPolicy } from './lib/password-policy'
+import { PasswordScorer } from './lib/strength'
 import { PasswordHistoryStore } from './modules/auth/password-history'
 import { fallbackOrigin, pathOf, withUsableUrl } from './lib/request-url'
 import { Redis } from './lib/redis'
@@ -161,6 +162,7 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   if (!config.pg) await assertSecretOpens(config.dbPath, secret)
   const store = await openStore(config, {
     checkpointWorker: config.db.checkpoint === 'background',
+    mmapBytes: config.db.mmapMib * 1024 * 1024,
     onCheckpointFailure: (reason) => logger.warn({ reason }, 'the checkpoint worker stopped; SQLite checkpoints inline in commits again'),
   })
   const clock = opts.clock ?? systemClock
@@ -212,7 +214,16 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   signer.onRotated = (r) => audit.record({ type: 'key_rotated', outcome: 'success', details: { kid: r.kid, previous: r.previous, scheduled: true } })
   const sessions = new SessionService({ ...core, audit, caches: cacheFactory })
   const hasher = new PasswordHasher(config.password)
-  const passwordPolicy = new PasswordPolicy({ config, hasher, logger, history: new PasswordHistoryStore(store.db), clock })
+  const scorer = new PasswordScorer({
+    // Next to src/index.ts in the sources and at the root of the compiled binary (a second entry point of the build).
+    workerUrl: config.password.scorer === 'worker' ? new URL('./strength-worker.ts', import.meta.url).href : undefined,
+    idleMs: config.password.scorerIdleMs,
+    logger,
+  })
+  const passwordPolicy = new PasswordPolicy({ config, hasher, logger, history: new PasswordHistoryStore(store.db), clock, scorer })
+  metrics.gauge('bulwark_password_scorer_loaded', '1 while the password scorer worker runs and holds the zxcvbn dictionaries, 0 once it ended after BULWARK_PASSWORD_SCORER_IDLE', [], () => [{ labels: {}, value: scorer.loaded ? 1 : 0 }])
+  metrics.counter('bulwark_password_scorer_loads_total', 'Password scorer workers started (each loads the dictionaries once)', [], () => [{ labels: {}, value: scorer.loads }])
+  metrics.gauge('bulwark_password_scorer_inline', '1 once passwords are scored on the server thread (BULWARK_PASSWORD_SCORER=inline, or after the worker failed repeatedly)', [], () => [{ labels: {}, value: scorer.mode === 'inline' ? 1 : 0 }])
   const mailWorker = new MailWorker(core)
   const mailer = new OutboxMailer(core, () => mailWorker.nudge())
   const lockout = new LockoutService({ ...core, audit, caches: cacheFactory })
@@ -324,6 +335,7 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
     lockout,
     storage: store,
     close: async () => {
+      scorer.close()
       await relay?.close()
       redis?.close()
       await store.close()

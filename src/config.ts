@@ -101,6 +101,8 @@ export const SETTINGS = [
   { env: 'BULWARK_PASSWORD_MIN_LENGTH', kind: 'int', default: '12', min: 8, max: 128, doc: 'minimum password length (code points, after NFKC)' },
   { env: 'BULWARK_PASSWORD_MAX_LENGTH', kind: 'int', default: '128', min: 64, max: 1024, doc: 'maximum password length' },
   { env: 'BULWARK_PASSWORD_MIN_SCORE', kind: 'int', default: '3', min: 0, max: 4, doc: 'minimum zxcvbn score (0-4)' },
+  { env: 'BULWARK_PASSWORD_SCORER', kind: 'enum', values: ['worker', 'inline'], default: 'worker', doc: 'where password strength (zxcvbn) is scored: `worker`, a thread started on demand that holds the dictionaries (about 60 MiB) only while in use; `inline`, on the server thread, dictionaries kept once loaded' },
+  { env: 'BULWARK_PASSWORD_SCORER_IDLE', kind: 'duration', default: '30s', min: 100, max: HOUR, doc: 'how long the scorer worker lives without a password to score before it ends and frees its memory (the next score loads the dictionaries again, ~0.1-0.3 s off the server thread)' },
   { env: 'BULWARK_PASSWORD_HISTORY', kind: 'int', default: '5', min: 0, max: 50, doc: 'how many previous passwords may not be reused' },
   { env: 'BULWARK_HIBP', kind: 'enum', values: ['on', 'off'], default: 'off', doc: 'check passwords against the Have I Been Pwned range API (k-anonymity)' },
   { env: 'BULWARK_HIBP_FAILURE', kind: 'enum', values: ['open', 'closed'], default: 'open', doc: 'when HIBP cannot be reached: accept (open) or refuse (closed)' },
@@ -139,6 +141,7 @@ export const SETTINGS = [
   // storage
   { env: 'BULWARK_DB_BUSY_TIMEOUT', kind: 'duration', default: '50ms', min: 0, max: 10_000, doc: 'how long one database statement waits for another process\'s write lock; the wait blocks every request, so keep it short' },
   { env: 'BULWARK_DB_CHECKPOINT', kind: 'enum', values: ['background', 'inline'], default: 'background', doc: 'SQLite: `background` copies the write-ahead log into the database file from a worker thread, off the request path (about 5 MiB more memory); `inline` leaves it to SQLite, in the commit that crosses every 1,000 log pages' },
+  { env: 'BULWARK_DB_MMAP_MIB', kind: 'int', default: '0', min: 0, max: 65536, doc: 'SQLite: how much of the database file is read through a memory map (MiB); 0 reads pages with read() into the 16 MiB page cache, the kernel keeping the rest in its file cache outside the process' },
   { env: 'BULWARK_DB_BUSY_RETRY', kind: 'duration', default: '2s', min: 0, max: 60_000, doc: 'how long a request refused by a held write lock (before it changed anything) is retried, without blocking others, before 503 storage_busy' },
   { env: 'BULWARK_RETENTION_SECURITY_EVENTS', kind: 'duration', default: '365d', min: 0, max: 3650 * DAY, doc: 'security events older than this are pruned; 0 keeps them forever' },
   { env: 'BULWARK_RETENTION_SESSIONS', kind: 'duration', default: '7d', min: 0, max: 365 * DAY, doc: 'ended sessions (revoked, expired, idle) and spent refresh tokens are pruned this long after they end; 0 keeps them' },
@@ -214,6 +217,8 @@ export interface Config {
     maxLength: number
     minScore: number
     history: number
+    scorer: 'worker' | 'inline'
+    scorerIdleMs: number
     hibp: { enabled: boolean; failClosed: boolean; timeoutMs: number; url: string }
   }
   lockout: { threshold: number; windowMs: number; baseMs: number; maxMs: number; permanentAfter: number }
@@ -234,7 +239,7 @@ export interface Config {
   cache: { maxEntries: number; ttlMs: number }
   totp: { issuer: string; algorithm: 'SHA1' | 'SHA256' | 'SHA512'; digits: 6 | 8; window: number }
   auditDenials: { perSource: number; perType: number }
-  db: { busyTimeoutMs: number; busyRetryMs: number; checkpoint: 'background' | 'inline' }
+  db: { busyTimeoutMs: number; busyRetryMs: number; checkpoint: 'background' | 'inline'; mmapMib: number }
   /** PostgreSQL (BULWARK_DATABASE_URL); undefined: the embedded SQLite at dbPath. */
   pg: PgConfig | undefined
   /** How long finished rows are kept (ms; 0 = forever) and how often the pruner runs. */
@@ -681,6 +686,8 @@ export function loadConfig(env: Raw = process.env): Config {
       maxLength: maxLen,
       minScore: v.BULWARK_PASSWORD_MIN_SCORE as number,
       history: v.BULWARK_PASSWORD_HISTORY as number,
+      scorer: v.BULWARK_PASSWORD_SCORER as 'worker' | 'inline',
+      scorerIdleMs: v.BULWARK_PASSWORD_SCORER_IDLE as number,
       hibp: {
         enabled: v.BULWARK_HIBP === 'on',
         failClosed: v.BULWARK_HIBP_FAILURE === 'closed',
@@ -716,7 +723,7 @@ export function loadConfig(env: Raw = process.env): Config {
       window: v.BULWARK_TOTP_WINDOW as number,
     },
     auditDenials: { perSource: v.BULWARK_AUDIT_DENIALS_PER_SOURCE as number, perType: v.BULWARK_AUDIT_DENIALS_PER_TYPE as number },
-    db: { busyTimeoutMs: v.BULWARK_DB_BUSY_TIMEOUT as number, busyRetryMs: v.BULWARK_DB_BUSY_RETRY as number, checkpoint: v.BULWARK_DB_CHECKPOINT as 'background' | 'inline' },
+    db: { busyTimeoutMs: v.BULWARK_DB_BUSY_TIMEOUT as number, busyRetryMs: v.BULWARK_DB_BUSY_RETRY as number, checkpoint: v.BULWARK_DB_CHECKPOINT as 'background' | 'inline', mmapMib: v.BULWARK_DB_MMAP_MIB as number },
     pg,
     retention: {
       securityEventsMs: v.BULWARK_RETENTION_SECURITY_EVENTS as number,
@@ -767,6 +774,9 @@ export function testConfig(overrides: Raw = {}): Config {
     BULWARK_LOG_LEVEL: 'silent',
     BULWARK_ARGON2_MEMORY_KIB: '1024',
     BULWARK_ARGON2_TIME: '1',
+    // One process runs every in-process test: scoring on its thread loads the dictionaries once, where a
+    // worker per test app would load them for each. The worker has its own tests and the binary suite.
+    BULWARK_PASSWORD_SCORER: 'inline',
     ...overrides,
   })
 }

@@ -34,6 +34,11 @@ const ALLOWLIST: { file: string; contains: string; why: string }[] = [
     why: 'PRAGMA takes no bound parameters; `n` is an integer clamped from the validated configuration',
   },
   {
+    file: 'src/db/client.ts',
+    contains: 'sqlite.run(`PRAGMA mmap_size = ${mmapBytes}`)',
+    why: 'PRAGMA takes no bound parameters; `mmapBytes` is a non-negative integer (Math.max, Math.floor) from the validated configuration',
+  },
+  {
     file: 'src/db/pg/copy.ts',
     contains: 'db.query<{ n: number }, []>(`SELECT count(*) AS n FROM ${q(table)}`)',
     why: 'bulwark db copy: identifiers come only from the drizzle schema (tableSpecs) and are quoted by q(); every value is a bound parameter',

@@ -29,7 +29,7 @@ export interface DbHandle {
  * is synchronous, so that wait blocks the event loop and the server keeps it short (BULWARK_DB_BUSY_TIMEOUT).
  * Migrations and one-shot commands wait longer (5 s), since nothing else runs meanwhile.
  */
-export function openDatabase(path: string, opts: { migrate?: boolean; busyTimeoutMs?: number } = {}): DbHandle {
+export function openDatabase(path: string, opts: { migrate?: boolean; busyTimeoutMs?: number; mmapBytes?: number } = {}): DbHandle {
   if (path !== ':memory:') {
     // Owner-only: the folder 0700 when we create it, the database file 0600 (SQLite gives its -wal and
     // -shm files the database file's mode). Created before SQLite opens it, so it is never world-readable.
@@ -46,9 +46,12 @@ export function openDatabase(path: string, opts: { migrate?: boolean; busyTimeou
   sqlite.run('PRAGMA foreign_keys = ON')
   sqlite.run('PRAGMA busy_timeout = 5000')
   sqlite.run('PRAGMA temp_store = MEMORY')
-  // Reads through a memory map instead of read() syscalls, and a 16 MiB page cache: keeps point lookups
-  // in a million-row users table about as cheap as in a small one (bun run bench --scale).
-  sqlite.run('PRAGMA mmap_size = 268435456')
+  // A 16 MiB page cache, and pages read with read() rather than through a memory map (BULWARK_DB_MMAP_MIB,
+  // default 0): every page the map had touched stayed in the process's RSS (the 100,000-user soak: 134 ->
+  // 62 MiB file-backed), while the million-user lookups cost the same without it (bun run bench --scale:
+  // /v1/me 157 µs with no map, 165 µs with 256 MiB; README, Performance, Round 5). Tools default to no map too.
+  const mmapBytes = Math.max(0, Math.floor(opts.mmapBytes ?? 0))
+  sqlite.run(`PRAGMA mmap_size = ${mmapBytes}`)
   sqlite.run('PRAGMA cache_size = -16384')
   // A checkpoint every 1,000 WAL pages (SQLite's default, set explicitly): 10,000 saved some CPU in-process
   // (refresh 218 -> 192 µs) but each checkpoint, run inside the commit that crosses the mark, then copied ten
@@ -116,7 +119,7 @@ export interface Store {
   close(): Promise<void>
 }
 
-export async function openStore(config: { dbPath: string; pg?: PgConfig }, opts: { migrate?: boolean; checkpointWorker?: boolean; onCheckpointFailure?: (reason: string) => void; checkpointTiming?: { everyMs?: number; idleMs?: number } } = {}): Promise<Store> {
+export async function openStore(config: { dbPath: string; pg?: PgConfig }, opts: { migrate?: boolean; mmapBytes?: number; checkpointWorker?: boolean; onCheckpointFailure?: (reason: string) => void; checkpointTiming?: { everyMs?: number; idleMs?: number } } = {}): Promise<Store> {
   if (config.pg) {
     useEngine('postgres')
     const pg = openPg({ url: config.pg.url, poolSize: config.pg.poolSize, statementTimeoutMs: config.pg.statementTimeoutMs, tls: config.pg.tls, caFile: config.pg.caFile })

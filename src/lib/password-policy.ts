@@ -6,15 +6,13 @@
  * `check` returns reasons, cheapest rules first; it stops early where later rules could only repeat
  * the verdict or would waste work (an over-long password is never scored).
  */
-import { ZxcvbnFactory } from '@zxcvbn-ts/core'
-import * as zxcvbnCommon from '@zxcvbn-ts/language-common'
-import * as zxcvbnEn from '@zxcvbn-ts/language-en'
 import { createHash } from 'node:crypto'
 import type { Config } from '../config'
 import { type BreakerState, CircuitBreaker } from './circuit-breaker'
 import { systemClock, type Clock } from './clock'
 import type { Logger } from './logger'
 import { normalizePassword, type PasswordHasher } from './password'
+import { PasswordScorer } from './strength'
 import commonPasswordsText from './common-passwords.txt' with { type: 'text' }
 
 /** One reason a password is refused: a stable code for programs, a short sentence for people. */
@@ -46,13 +44,9 @@ export interface PasswordPolicyDeps {
   history?: PasswordHistory
   clock?: Clock
   fetch?: typeof fetch
+  /** Where zxcvbn scores are computed (src/lib/strength.ts); default: on this thread, dictionaries loaded on first use. */
+  scorer?: PasswordScorer
 }
-
-// Scoring is super-linear in length: 128 random characters took ~250 ms of CPU on the dev machine,
-// 64 with few l33t substitutions ~15 ms. Past 64 characters only the start is scored, which can only
-// under-rate a password (a weak start is still weak).
-const ZXCVBN_MAX_LENGTH = 64
-const ZXCVBN_L33T_MAX_SUBSTITUTIONS = 8
 
 /** The shipped common-password list, lower-case. */
 export const COMMON_PASSWORDS: ReadonlySet<string> = new Set(
@@ -61,17 +55,6 @@ export const COMMON_PASSWORDS: ReadonlySet<string> = new Set(
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith('#')),
 )
-
-let zxcvbn: ZxcvbnFactory | undefined
-// Building the ranked dictionaries costs ~100 ms, so it happens once, on first use.
-const scorer = (): ZxcvbnFactory =>
-  (zxcvbn ??= new ZxcvbnFactory({
-    translations: zxcvbnEn.translations,
-    graphs: zxcvbnCommon.adjacencyGraphs,
-    dictionary: { ...zxcvbnCommon.dictionary, ...zxcvbnEn.dictionary },
-    maxLength: ZXCVBN_MAX_LENGTH,
-    l33tMaxSubstitutions: ZXCVBN_L33T_MAX_SUBSTITUTIONS,
-  }))
 
 const codePoints = (s: string): number => {
   let n = 0
@@ -112,9 +95,11 @@ export const hibpDigest = (password: string): string => createHash('sha1').updat
 export class PasswordPolicy {
   private readonly cfg: Config['password']
   private readonly hibpBreaker: CircuitBreaker
+  readonly scorer: PasswordScorer
 
   constructor(private readonly deps: PasswordPolicyDeps) {
     this.cfg = deps.config.password
+    this.scorer = deps.scorer ?? new PasswordScorer({ idleMs: 0, logger: deps.logger })
     // Opens after 3 failures in a row, or at once on a timeout; one probe after 30 s.
     this.hibpBreaker = new CircuitBreaker({
       name: 'hibp',
@@ -144,9 +129,9 @@ export class PasswordPolicy {
     const words = personalWords(ctx)
     if (this.isPersonal(lower, words)) problems.push({ code: 'personal', message: 'Do not build your password from your email address or name.' })
 
-    const result = scorer().check(pw, words)
+    const result = await this.scorer.check(pw, words)
     if (result.score < this.cfg.minScore) {
-      const hint = result.feedback.warning
+      const hint = result.warning
       problems.push({ code: 'too_weak', message: hint ? `This password is too easy to guess: ${hint}` : 'This password is too easy to guess.' })
     }
     if (problems.length > 0) return problems
