@@ -34,6 +34,11 @@ const ALLOWLIST: { file: string; contains: string; why: string }[] = [
     why: 'PRAGMA takes no bound parameters; `n` is an integer clamped from the validated configuration',
   },
   {
+    file: 'src/db/tx.ts',
+    contains: 'return sql.raw(` limit ${limit}`)',
+    why: 'SQLite literal LIMIT: written only when `limit` is a safe non-negative integer (Number.isSafeInteger, >= 0), which cannot carry SQL',
+  },
+  {
     file: 'src/db/client.ts',
     contains: 'sqlite.run(`PRAGMA mmap_size = ${mmapBytes}`)',
     why: 'PRAGMA takes no bound parameters; `mmapBytes` is a non-negative integer (Math.max, Math.floor) from the validated configuration',

@@ -118,9 +118,19 @@ export class UsersAdminService {
   constructor(private readonly deps: UsersAdminDeps) {}
 
   /** SQLite: the unfiltered first-and-next pages, the common case, prepared once and read as arrays (PostgreSQL: plainPagePg). */
-  private plainPageSqlite?: ReturnType<UsersAdminService['preparePlainPage']>
-  private preparePlainPage() {
-    return this.deps.db.select(selection()).from(users).where(gt(users.id, sql.placeholder('after'))).orderBy(asc(users.id)).limit(sql.placeholder('limit')).prepare()
+  // One statement per page size (a numeric limit is written into the SQL, src/db/tx.ts: a bound LIMIT would be
+  // compiled again on every execution); pageLimit bounds the sizes, so at most MAX_LIMIT statements (src/lib/pagination.ts).
+  private readonly plainPageSqlite = new Map<number, ReturnType<UsersAdminService['preparePlainPage']>>()
+  private preparePlainPage(limit: number) {
+    return this.deps.db.select(selection()).from(users).where(gt(users.id, sql.placeholder('after'))).orderBy(asc(users.id)).limit(limit).prepare()
+  }
+  private plainPage(limit: number) {
+    let s = this.plainPageSqlite.get(limit)
+    if (!s) {
+      s = this.preparePlainPage(limit)
+      this.plainPageSqlite.set(limit, s)
+    }
+    return s
   }
 
   /** Keyset-paginated users ordered by id; a cursor only continues the same filter. */
@@ -147,7 +157,7 @@ export class UsersAdminService {
     // The unfiltered page is prepared once: on SQLite read as arrays, on PostgreSQL through preparedQuery.
     const rows = plain
       ? dialect.name === 'sqlite'
-        ? (await valuesPrepared(this.deps.db, (this.plainPageSqlite ??= this.preparePlainPage()), { after, limit: limit + 1 })).map(fromValues)
+        ? (await valuesPrepared(this.deps.db, this.plainPage(limit + 1), { after })).map(fromValues)
         : await plainPagePg.all(this.deps.db, { after, limit: limit + 1 })
       : await listQuery(this.deps.db, { q: filter.q, roleId, status: filter.status }, after, limit + 1)
     const page = rows.slice(0, limit)
