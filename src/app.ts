@@ -223,6 +223,7 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   const passwordPolicy = new PasswordPolicy({ config, hasher, logger, history: new PasswordHistoryStore(store.db), clock, scorer })
   metrics.gauge('bulwark_password_scorer_loaded', '1 while the password scorer worker runs and holds the zxcvbn dictionaries, 0 once it ended after BULWARK_PASSWORD_SCORER_IDLE', [], () => [{ labels: {}, value: scorer.loaded ? 1 : 0 }])
   metrics.counter('bulwark_password_scorer_loads_total', 'Password scorer workers started (each loads the dictionaries once)', [], () => [{ labels: {}, value: scorer.loads }])
+  metrics.counter('bulwark_password_scorer_fallbacks_total', 'Password scores the worker owed that were computed on the server thread instead (it could not start, crashed, could not score, or answered too late)', [], () => [{ labels: {}, value: scorer.fallbacks }])
   metrics.gauge('bulwark_password_scorer_inline', '1 once passwords are scored on the server thread (BULWARK_PASSWORD_SCORER=inline, or after the worker failed repeatedly)', [], () => [{ labels: {}, value: scorer.mode === 'inline' ? 1 : 0 }])
   const mailWorker = new MailWorker(core)
   const mailer = new OutboxMailer(core, () => mailWorker.nudge())

@@ -183,5 +183,8 @@ export async function runCli(commands: readonly Command[], argv: string[], out: 
     out(commandHelp(command))
     return 0
   }
+  // The binary starts with JIT tier-up thresholds raised for start-up (package.json's build, src/server.ts);
+  // `serve` resets them once listening, every other command (db copy, audit verify: per-row loops) at once.
+  if (command.name !== 'serve') Bun.unsafe.setJITPolicy(1)
   return await command.run(parseInput(command, rest))
 }

@@ -346,23 +346,32 @@ for (const C of [SQLiteSelectBase, SQLiteInsertBase, SQLiteUpdateBase, SQLiteDel
 }
 
 /**
- * SQLite: a numeric `.limit(n)` is written into the statement (` limit 1`) instead of bound as a parameter.
- * Since SQLite 3.47 the query planner reads a bound LIMIT's value, and binding that parameter again marks the
- * prepared statement expired, so every execution of a cached or prepared statement with `limit ?` was compiled
- * again: 13.5 against 4.6 µs for the same primary-key lookup (bun:sqlite, SQLite 3.53, one slow core; README,
- * Performance, Round 5). Only a safe non-negative integer is written (it cannot carry SQL); anything else
- * (a placeholder, a parameter) keeps drizzle's own form. PostgreSQL builds its queries with its own dialect.
+ * SQLite: `.limit(1)` is written into the statement (` limit 1`) instead of bound as a parameter. Since SQLite
+ * 3.47 the query planner reads a bound LIMIT's value, and binding that parameter again marks the prepared
+ * statement expired, so every execution of a cached or prepared statement with `limit ?` was compiled again:
+ * 13.5 against 4.6 µs for the same primary-key lookup (bun:sqlite, SQLite 3.53, one slow core; README,
+ * Performance, Round 5). Only 1, the limit of every point lookup: a page size chosen by the caller stays a
+ * parameter, since each literal is a statement text of its own and the statement cache keeps only the first
+ * MAX_CACHED_STATEMENTS texts (the users page, the hot list, prepares one statement per size with `literalLimit`). Anything else
+ * keeps drizzle's own form. PostgreSQL builds its queries with its own dialect.
  */
 {
   const proto = SQLiteDialect.prototype as unknown as { buildLimit(limit: unknown): unknown; literalLimit?: boolean }
   if (!proto.literalLimit) {
     const original = proto.buildLimit
     proto.buildLimit = function (this: unknown, limit: unknown) {
-      if (typeof limit === 'number' && Number.isSafeInteger(limit) && limit >= 0) return sql.raw(` limit ${limit}`)
+      if (limit === 1) return sql.raw(' limit 1')
       return original.call(this, limit)
     }
     proto.literalLimit = true
   }
+}
+
+/** A LIMIT written into the SQL (`.limit(literalLimit(n))`), for a statement prepared once per size: a safe non-negative integer only. */
+export function literalLimit(n: number): number {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError('literalLimit takes a non-negative integer')
+  // drizzle's SQLite dialect writes an SQL object after ` limit ` as it is (buildLimit); the type says number.
+  return sql.raw(String(n)) as unknown as number
 }
 
 /**

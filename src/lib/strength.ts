@@ -9,10 +9,12 @@
  * memory back from ~60 MiB to ~5 MiB over the idle process, measured). A score never blocks the server's
  * thread, whatever the password.
  *
- * If the worker cannot start, fails or does not answer within `timeoutMs`, the score is computed on the
- * server's thread instead (the dictionaries then imported there, once) and the failure is logged; after
- * MAX_WORKER_FAILURES failures in a row the scorer stays on the server's thread (`mode` says `inline`, as
- * does the metric). A sign-up is never refused for a scorer problem.
+ * If the worker cannot start, fails, cannot score, or answers nothing at all within `timeoutMs`, what it owed
+ * is computed on the server's thread instead (the dictionaries then imported there, once) and the failure is
+ * logged; after MAX_WORKER_FAILURES failures in a row the scorer stays on the server's thread (`mode` says
+ * `inline`, as does the metric). A worker that is only busy (it answered other scores meanwhile) is kept, and
+ * just the late score is computed here. `fallbacks` counts the scores computed here in the worker's stead. A
+ * sign-up is never refused for a scorer problem.
  */
 import type { ZxcvbnFactory } from '@zxcvbn-ts/core'
 import type { Logger } from './logger'
@@ -48,7 +50,12 @@ export function scoreWith(z: ZxcvbnFactory, password: string, words: string[]): 
 
 let onThisThread: Promise<ZxcvbnFactory> | undefined
 /** The dictionaries on this thread, loaded once per process (inline scoring, and the fallback). */
-const inlineZxcvbn = (): Promise<ZxcvbnFactory> => (onThisThread ??= loadZxcvbn())
+// A failed load is not kept: the next score tries again.
+const inlineZxcvbn = (): Promise<ZxcvbnFactory> =>
+  (onThisThread ??= loadZxcvbn().catch((err) => {
+    onThisThread = undefined
+    throw err
+  }))
 
 /** Failures in a row (start, crash, time-out) after which scoring stays on the server's thread. */
 export const MAX_WORKER_FAILURES = 3
@@ -68,6 +75,8 @@ interface Pending {
   password: string
   words: string[]
   timer: ReturnType<typeof setTimeout>
+  /** `answers` when it was posted: a worker that answered others since is busy, not stuck. */
+  answersBefore: number
 }
 
 export class PasswordScorer {
@@ -75,6 +84,9 @@ export class PasswordScorer {
   loads = 0
   /** Failures in a row; MAX_WORKER_FAILURES of them switch to `inline`. */
   failures = 0
+  /** Scores the worker owed that were computed on the server's thread instead (start failure, crash, time-out, its error). */
+  fallbacks = 0
+  private answers = 0
   private worker: Worker | undefined
   private readonly pending = new Map<number, Pending>()
   private nextId = 1
@@ -99,23 +111,27 @@ export class PasswordScorer {
   async check(password: string, words: string[]): Promise<Strength> {
     if (this.forceInline || this.closed) return this.inlineScore(password, words)
     const w = this.worker ?? this.spawn()
-    if (!w) return this.inlineScore(password, words)
+    if (!w) {
+      this.fallbacks++
+      return this.inlineScore(password, words)
+    }
     if (this.idleTimer) {
       clearTimeout(this.idleTimer)
       this.idleTimer = undefined
     }
     const id = this.nextId++
     return new Promise<Strength>((resolve) => {
-      const timer = setTimeout(() => this.failed(w, `no answer within ${this.opts.timeoutMs ?? 10_000} ms`), this.opts.timeoutMs ?? 10_000)
-      this.pending.set(id, { resolve, password, words, timer })
+      const timer = setTimeout(() => this.timedOut(w, id), this.opts.timeoutMs ?? 10_000)
+      this.pending.set(id, { resolve, password, words, timer, answersBefore: this.answers })
       w.postMessage({ id, password, words })
     })
   }
 
-  /** Ends the worker (shutdown); later scores run on the server's thread. */
+  /** Ends the worker (shutdown); what it still owed, and later scores, run on the server's thread. */
   close(): void {
     this.closed = true
     this.stopWorker()
+    this.scoreOwedHere()
   }
 
   private spawn(): Worker | undefined {
@@ -132,17 +148,20 @@ export class PasswordScorer {
     ;(w as unknown as { unref?: () => void }).unref?.()
     w.onmessage = (e: MessageEvent) => {
       const m = e.data as { id: number; score?: number; warning?: string; error?: string }
+      this.answers++
       const p = this.pending.get(m.id)
       if (!p) return
       this.pending.delete(m.id)
       clearTimeout(p.timer)
-      if (typeof m.score === 'number') {
-        this.failures = 0
-        p.resolve({ score: m.score, warning: m.warning ?? '' })
-      } else {
-        this.opts.logger?.warn({ msg: 'password scorer failed; scored on the server thread', reason: m.error })
+      if (typeof m.score !== 'number') {
+        // The worker runs but cannot score (its dictionaries did not load): a failure like a crash.
+        this.fallbacks++
         p.resolve(this.inlineScore(p.password, p.words))
+        this.failed(w, m.error ?? 'the password scorer worker answered without a score')
+        return
       }
+      this.failures = 0
+      p.resolve({ score: m.score, warning: m.warning ?? '' })
       if (this.pending.size === 0 && this.worker === w) this.armIdle(w)
     }
     w.onerror = (e: ErrorEvent) => this.failed(w, e.message || 'the password scorer worker failed')
@@ -159,13 +178,34 @@ export class PasswordScorer {
     this.idleTimer.unref?.()
   }
 
+  /**
+   * Score `id` got no answer in time. If the worker answered other scores since it was posted, it is busy, not
+   * stuck: only this score is computed here (its late answer is dropped). Otherwise the worker is ended as failed.
+   */
+  private timedOut(w: Worker, id: number): void {
+    const p = this.pending.get(id)
+    if (!p) return
+    if (this.worker === w && this.answers > p.answersBefore) {
+      this.pending.delete(id)
+      this.fallbacks++
+      p.resolve(this.inlineScore(p.password, p.words))
+      return
+    }
+    this.failed(w, `no answer within ${this.opts.timeoutMs ?? 10_000} ms`)
+  }
+
   /** The worker `w` failed: it is ended, and what it owed is scored here. */
   private failed(w: Worker, reason: string): void {
     if (this.worker !== w) return
     this.stopWorker()
     this.noteFailure(reason)
+    this.scoreOwedHere()
+  }
+
+  private scoreOwedHere(): void {
     const owed = [...this.pending.values()]
     this.pending.clear()
+    this.fallbacks += owed.length
     for (const p of owed) {
       clearTimeout(p.timer)
       p.resolve(this.inlineScore(p.password, p.words))

@@ -50,7 +50,9 @@ describe('binary: the password scorer worker', () => {
     expect(metric(text, 'bulwark_password_scorer_loaded')).toBe('0')
     expect(Number(metric(text, 'bulwark_password_scorer_loads_total'))).toBe(loadsBefore + 1)
     expect(metric(text, 'bulwark_password_scorer_inline')).toBe('0')
-    expect(s.stdout()).not.toContain('password scorer worker failed')
+    // Every score came from the worker: none was computed on the server's thread in its stead.
+    expect(metric(text, 'bulwark_password_scorer_fallbacks_total')).toBe('0')
+    expect(s.stdout()).not.toContain('password scorer')
   })
 
   test('BULWARK_PASSWORD_SCORER=inline scores on the server thread and starts no worker', async () => {

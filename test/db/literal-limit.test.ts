@@ -8,7 +8,7 @@ import { drizzle } from 'drizzle-orm/bun-sqlite'
 import { drizzle as drizzlePg } from 'drizzle-orm/bun-sql'
 import { users } from '../../src/db/schema'
 import { users as pgUsers } from '../../src/db/pg/schema'
-import '../../src/db/tx'
+import { literalLimit } from '../../src/db/tx'
 
 const sqlite = new Database(':memory:')
 sqlite.run('CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT)')
@@ -16,15 +16,23 @@ for (let i = 0; i < 5; i++) sqlite.run('INSERT INTO users (id, email) VALUES (?,
 const db = drizzle({ client: sqlite })
 const q = db.select({ id: users.id }).from(users)
 
-test('a numeric limit is a literal in the SQL, and the query still returns that many rows', async () => {
-  const one = q.where(eq(users.id, 'u1')).limit(1).toSQL()
-  expect(one.sql).toEndWith(' limit 1')
-  expect(one.params).toEqual(['u1'])
+test('.limit(1) is a literal in the SQL, and the lookup still answers', async () => {
+  const one = q.where(eq(users.id, 'u1')).limit(1)
+  expect(one.toSQL().sql).toEndWith(' limit 1')
+  expect(one.toSQL().params).toEqual(['u1'])
+  expect(await one).toEqual([{ id: 'u1' }])
+})
+
+test('other numeric limits stay parameters (each literal would be a statement text of its own); literalLimit writes one', async () => {
   const three = db.select({ id: users.id }).from(users).orderBy(users.id).limit(3)
-  expect(three.toSQL().sql).toEndWith(' limit 3')
-  expect(three.toSQL().params).toEqual([])
-  expect((await three).map((r) => r.id)).toEqual(['u0', 'u1', 'u2'])
-  expect(await db.select({ id: users.id }).from(users).limit(0)).toEqual([])
+  expect(three.toSQL().sql).toEndWith(' limit ?')
+  expect(three.toSQL().params).toEqual([3])
+  const lit = db.select({ id: users.id }).from(users).orderBy(users.id).limit(literalLimit(3))
+  expect(lit.toSQL().sql).toEndWith(' limit 3')
+  expect(lit.toSQL().params).toEqual([])
+  expect((await lit).map((r) => r.id)).toEqual(['u0', 'u1', 'u2'])
+  expect(await db.select({ id: users.id }).from(users).limit(literalLimit(0))).toEqual([])
+  for (const bad of [1.5, -1, Number.MAX_SAFE_INTEGER + 2, Number.NaN]) expect(() => literalLimit(bad)).toThrow(RangeError)
 })
 
 test('a prepared statement with a literal limit answers each execution with its own parameters', () => {

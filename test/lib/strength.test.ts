@@ -49,6 +49,9 @@ describe('PasswordScorer', () => {
     const scores = new Set(await Promise.all(SAMPLES.map(([pw, words]) => w.check(pw, words).then((s) => s.score))))
     expect(scores.size).toBe(5)
     expect((await w.check('password1234', [])).warning).not.toBe('')
+    // Every answer came from the worker, none from the fallback.
+    expect(w.fallbacks).toBe(0)
+    expect(w.failures).toBe(0)
   })
 
   test('concurrent scores are answered each with its own result', async () => {
@@ -58,6 +61,7 @@ describe('PasswordScorer', () => {
     const want = await Promise.all([...SAMPLES, ...SAMPLES].map(([pw, words]) => inline.check(pw, words)))
     expect(got).toEqual(want)
     expect(w.loads).toBe(1)
+    expect(w.fallbacks).toBe(0)
   })
 
   test('the worker ends after the idle time without a score, and the next score starts a new one', async () => {
@@ -121,6 +125,48 @@ describe('PasswordScorer', () => {
     // Its first answer needs the dictionaries loaded (~100-300 ms): far past 1 ms.
     expect(await w.check('Tr0ub4dour&3', [])).toEqual(await inline.check('Tr0ub4dour&3', []))
     expect(w.failures).toBe(1)
+    expect(w.loaded).toBe(false)
+  })
+
+  test('a worker that runs but cannot score: the score is computed here, counted, and the worker ended as failed', async () => {
+    const lines: string[] = []
+    const w = scorer({ workerUrl: new URL('../support/unscoring-worker.ts', import.meta.url).href, lines })
+    const inline = scorer({ workerUrl: undefined })
+    expect(await w.check('Tr0ub4dour&3', [])).toEqual(await inline.check('Tr0ub4dour&3', []))
+    expect(w.fallbacks).toBe(1)
+    expect(w.failures).toBe(1)
+    expect(w.loaded).toBe(false)
+    expect(lines.some((l) => l.includes('dictionaries failed to load'))).toBe(true)
+    for (let i = 1; i < MAX_WORKER_FAILURES; i++) await w.check('Tr0ub4dour&3', [])
+    expect(w.mode).toBe('inline')
+  })
+
+  test('a busy worker is kept: only the scores that waited too long are computed here', async () => {
+    const w = scorer()
+    await w.check('warm up the worker please', [])
+    // The dictionaries are loaded (that first answer took longer than 150 ms); from now on 150 ms.
+    ;(w as unknown as { opts: { timeoutMs: number } }).opts.timeoutMs = 150
+    // ~10 ms a score in the worker: the first answers arrive long before 150 ms, the last ones after it.
+    const pws = Array.from({ length: 100 }, (_, i) => `correct horse ${i} battery`)
+    const got = await Promise.all(pws.map((pw) => w.check(pw, [])))
+    const inline = scorer({ workerUrl: undefined })
+    expect(got).toEqual(await Promise.all(pws.map((pw) => inline.check(pw, []))))
+    expect(w.fallbacks).toBeGreaterThan(0)
+    expect(w.fallbacks).toBeLessThan(100)
+    expect(w.failures).toBe(0)
+    expect(w.loaded).toBe(true)
+    expect(w.loads).toBe(1)
+  })
+
+  test('close with scores pending: they are answered here, and nothing waits on the ended worker', async () => {
+    const w = scorer()
+    // The first score waits for the dictionaries to load in the worker (~100-300 ms): close comes first.
+    const pending = Promise.all(SAMPLES.map(([pw, words]) => w.check(pw, words)))
+    w.close()
+    const inline = scorer({ workerUrl: undefined })
+    expect(await pending).toEqual(await Promise.all(SAMPLES.map(([pw, words]) => inline.check(pw, words))))
+    expect(w.fallbacks).toBe(SAMPLES.length)
+    expect(w.failures).toBe(0)
     expect(w.loaded).toBe(false)
   })
 

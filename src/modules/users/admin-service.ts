@@ -4,7 +4,7 @@
  * goes through RbacService.authorizeOnUser (strictly lower level, never oneself) and emits an Invalidation
  * event so the auth plugin's session/user cache and the permission cache drop the user at once.
  */
-import { preparedQuery, valuesPrepared, withTransaction } from '../../db/tx'
+import { literalLimit, preparedQuery, valuesPrepared, withTransaction } from '../../db/tx'
 import { and, asc, eq, exists, gt, gte, inArray, isNull, lt, or, sql, type SQL } from 'drizzle-orm'
 import { createHash } from 'node:crypto'
 import type { Db } from '../../db/client'
@@ -118,11 +118,11 @@ export class UsersAdminService {
   constructor(private readonly deps: UsersAdminDeps) {}
 
   /** SQLite: the unfiltered first-and-next pages, the common case, prepared once and read as arrays (PostgreSQL: plainPagePg). */
-  // One statement per page size (a numeric limit is written into the SQL, src/db/tx.ts: a bound LIMIT would be
+  // One statement per page size, its LIMIT written into the SQL (src/db/tx.ts literalLimit: a bound LIMIT is
   // compiled again on every execution); pageLimit bounds the sizes, so at most MAX_LIMIT statements (src/lib/pagination.ts).
   private readonly plainPageSqlite = new Map<number, ReturnType<UsersAdminService['preparePlainPage']>>()
   private preparePlainPage(limit: number) {
-    return this.deps.db.select(selection()).from(users).where(gt(users.id, sql.placeholder('after'))).orderBy(asc(users.id)).limit(limit).prepare()
+    return this.deps.db.select(selection()).from(users).where(gt(users.id, sql.placeholder('after'))).orderBy(asc(users.id)).limit(literalLimit(limit)).prepare()
   }
   private plainPage(limit: number) {
     let s = this.plainPageSqlite.get(limit)
