@@ -55,6 +55,45 @@ describe('SQLite checkpoints in a worker thread', () => {
     expect(statSync(join(dir, 'db.sqlite-wal')).size).toBeLessThanOrEqual(walSize)
   })
 
+  test('commits in quick succession share notices, and the last commit is still checkpointed (its notice is sent when the worker answers)', async () => {
+    const s = await fresh(true, { idleMs: 600_000 }) // only notices make it checkpoint here
+    const cp = s.checkpointer!
+    const commits = 60
+    for (let i = 0; i < commits; i++) {
+      await write(s, 1)
+      if (i % 20 === 19) await Bun.sleep(250) // a checkpoint runs between the bursts
+    }
+    expect(cp.notices).toBeGreaterThan(0)
+    expect(cp.notices).toBeLessThan(commits)
+    // The database file alone (no log) holds every row once the last commits were checkpointed.
+    const alone = join(dir, 'alone')
+    mkdirSync(alone)
+    const rowsInFile = () => {
+      copyFileSync(join(dir, 'db.sqlite'), join(alone, 'copy.sqlite'))
+      const db = new Database(join(alone, 'copy.sqlite'), { readonly: true })
+      try {
+        return db.query<{ n: number }, []>('SELECT count(*) AS n FROM blobs').get()!.n
+      } finally {
+        db.close()
+      }
+    }
+    await until(() => rowsInFile() === commits, 'every commit in the database file')
+  })
+
+  test('one notice is outstanding at most; a commit reported meanwhile gets its own notice once the worker answers', async () => {
+    const s = await fresh(true, { idleMs: 600_000 })
+    const cp = s.checkpointer!
+    for (let i = 0; i < 10; i++) cp.committed()
+    expect(cp.notices).toBe(1)
+    await until(() => cp.checkpoints >= 1, 'the first checkpoint')
+    // The nine reported while the first notice was outstanding are owed one more checkpoint, which starts after them.
+    expect(cp.notices).toBe(2)
+    await until(() => cp.checkpoints >= 2, 'the owed checkpoint')
+    await Bun.sleep(300)
+    expect(cp.notices).toBe(2) // nothing was reported since: no further notice
+    expect(cp.checkpoints).toBe(2)
+  })
+
   test('a write outside the server\'s transactions is checkpointed too (the worker\'s own interval)', async () => {
     const s = await fresh(true, { idleMs: 100 })
     const cp = s.checkpointer!
