@@ -147,8 +147,9 @@ export class Checkpointer {
   /**
    * After a commit: the worker checkpoints within CHECKPOINT_EVERY_MS. One notice is outstanding at most: a commit
    * while one is (the worker will checkpoint anyway) only marks that another is owed, sent when the worker answers,
-   * so every commit is followed by a checkpoint that starts after it. At 64 refreshes in flight this was one
-   * structured-clone message per commit, 1.8-2.2 % of a refresh's CPU in-process (README, Performance, Round 5).
+   * so every commit is followed by a checkpoint that starts after it. At 64 refreshes in flight a message per
+   * commit, each waking the worker's thread on the same core, had cost 7-16 % of an in-process refresh (README,
+   * Performance, Round 5).
    */
   committed(): void {
     if (this.state !== 'background') return

@@ -352,8 +352,8 @@ for (const C of [SQLiteSelectBase, SQLiteInsertBase, SQLiteUpdateBase, SQLiteDel
  * 13.5 against 4.6 µs for the same primary-key lookup (bun:sqlite, SQLite 3.53, one slow core; README,
  * Performance, Round 5). Only 1, the limit of every point lookup: a page size chosen by the caller stays a
  * parameter, since each literal is a statement text of its own and the statement cache keeps only the first
- * MAX_CACHED_STATEMENTS texts (the users page, the hot list, prepares one statement per size with `literalLimit`). Anything else
- * keeps drizzle's own form. PostgreSQL builds its queries with its own dialect.
+ * MAX_CACHED_STATEMENTS texts (the users page, the hot list, prepares one statement per size with
+ * `literalLimit`). Anything else keeps drizzle's own form. PostgreSQL builds its queries with its own dialect.
  */
 {
   const proto = SQLiteDialect.prototype as unknown as { buildLimit(limit: unknown): unknown; literalLimit?: boolean }

@@ -95,7 +95,7 @@ export const hibpDigest = (password: string): string => createHash('sha1').updat
 export class PasswordPolicy {
   private readonly cfg: Config['password']
   private readonly hibpBreaker: CircuitBreaker
-  readonly scorer: PasswordScorer
+  private readonly scorer: PasswordScorer
 
   constructor(private readonly deps: PasswordPolicyDeps) {
     this.cfg = deps.config.password

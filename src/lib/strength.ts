@@ -4,10 +4,10 @@
  * zxcvbn-ts's English and common dictionaries are 19 MB of JavaScript heap once imported, and building its
  * ranked dictionaries costs ~300 ms of CPU on a slow core; one score costs 9–11 ms there (a 64-character
  * password more). Imported at start-up, the idle binary held them for good: 120 MiB of RSS against 93 MiB
- * without, and 60 ms more to start (median of 7 starts; the README's Performance section, Round 5). So the server scores passwords in a worker thread that starts on the first score,
- * answers every score after it, and ends after `idleMs` without one: its whole heap goes with it (anonymous
- * memory back from ~60 MiB to ~5 MiB over the idle process, measured). A score never blocks the server's
- * thread, whatever the password.
+ * without, and 60 ms more to start (median of 7 starts; the README's Performance section, Round 5). So the
+ * server scores passwords in a worker thread that starts on the first score, answers every score after it,
+ * and ends after `idleMs` without one: its whole heap goes with it (anonymous memory back from ~60 MiB to
+ * ~5 MiB over the idle process, measured). A score never blocks the server's thread, whatever the password.
  *
  * If the worker cannot start, fails, cannot score, or answers nothing at all within `timeoutMs`, what it owed
  * is computed on the server's thread instead (the dictionaries then imported there, once) and the failure is
@@ -28,7 +28,7 @@ export interface Strength {
 // Scoring is super-linear in length: 128 random characters took ~250 ms of CPU on the dev machine,
 // 64 with few l33t substitutions ~15 ms. Past 64 characters only the start is scored, which can only
 // under-rate a password (a weak start is still weak).
-export const ZXCVBN_MAX_LENGTH = 64
+const ZXCVBN_MAX_LENGTH = 64
 const ZXCVBN_L33T_MAX_SUBSTITUTIONS = 8
 
 /** Imports the dictionaries and builds zxcvbn's ranked dictionaries (the ~300 ms, 19 MB part). */
@@ -49,8 +49,7 @@ export function scoreWith(z: ZxcvbnFactory, password: string, words: string[]): 
 }
 
 let onThisThread: Promise<ZxcvbnFactory> | undefined
-/** The dictionaries on this thread, loaded once per process (inline scoring, and the fallback). */
-// A failed load is not kept: the next score tries again.
+/** The dictionaries on this thread, loaded once per process (inline scoring, and the fallback); a failed load is not kept. */
 const inlineZxcvbn = (): Promise<ZxcvbnFactory> =>
   (onThisThread ??= loadZxcvbn().catch((err) => {
     onThisThread = undefined
@@ -59,6 +58,8 @@ const inlineZxcvbn = (): Promise<ZxcvbnFactory> =>
 
 /** Failures in a row (start, crash, time-out) after which scoring stays on the server's thread. */
 export const MAX_WORKER_FAILURES = 3
+/** How long one score may wait for the worker by default (ScorerOptions.timeoutMs). */
+const DEFAULT_TIMEOUT_MS = 10_000
 
 export interface ScorerOptions {
   /** The worker's module (src/strength-worker.ts); none: always on the server's thread. */
@@ -103,6 +104,10 @@ export class PasswordScorer {
     return this.forceInline ? 'inline' : 'worker'
   }
 
+  private get timeoutMs(): number {
+    return this.opts.timeoutMs ?? DEFAULT_TIMEOUT_MS
+  }
+
   /** True while a worker thread is running (and holds the dictionaries). */
   get loaded(): boolean {
     return this.worker !== undefined
@@ -121,7 +126,7 @@ export class PasswordScorer {
     }
     const id = this.nextId++
     return new Promise<Strength>((resolve) => {
-      const timer = setTimeout(() => this.timedOut(w, id), this.opts.timeoutMs ?? 10_000)
+      const timer = setTimeout(() => this.timedOut(w, id), this.timeoutMs)
       this.pending.set(id, { resolve, password, words, timer, answersBefore: this.answers })
       w.postMessage({ id, password, words })
     })
@@ -191,7 +196,7 @@ export class PasswordScorer {
       p.resolve(this.inlineScore(p.password, p.words))
       return
     }
-    this.failed(w, `no answer within ${this.opts.timeoutMs ?? 10_000} ms`)
+    this.failed(w, `no answer within ${this.timeoutMs} ms`)
   }
 
   /** The worker `w` failed: it is ended, and what it owed is scored here. */
