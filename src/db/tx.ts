@@ -72,7 +72,34 @@ interface Group {
 
 /** "Inside this transaction": the open transaction's token (SQLite gates) or `{ db, tx }` (PostgreSQL routers). */
 const sqliteTxContext = new AsyncLocalStorage<object>()
-const pgTxContext = new AsyncLocalStorage<{ db: object; tx: object }>()
+const pgTxContext = new AsyncLocalStorage<PgScope>()
+
+/** One attempt of a PostgreSQL `withTransaction` callback: its pool database, its transaction, what runs at its end. */
+interface PgScope {
+  db: object
+  tx: object
+  ends: ((committed: boolean) => void)[]
+}
+
+/**
+ * PostgreSQL: the scope of the `withTransaction` transaction running now (one object per attempt, shared by
+ * nested calls that join it), for per-transaction state kept in a WeakMap; undefined outside one and on SQLite.
+ */
+export function transactionScope(): object | undefined {
+  return pgTxContext.getStore()
+}
+
+/**
+ * PostgreSQL: runs `fn` once the transaction running now has ended, with whether it committed (every attempt of a
+ * retried callback ends on its own), before `withTransaction` settles. False, and nothing registered, outside one.
+ * `fn` must not throw (what it throws is dropped).
+ */
+export function whenTransactionEnds(fn: (committed: boolean) => void): boolean {
+  const scope = pgTxContext.getStore()
+  if (!scope) return false
+  scope.ends.push(fn)
+  return true
+}
 
 /**
  * Runs `fn` outside any transaction's context. Work started from inside a transaction's callback inherits its
@@ -511,10 +538,22 @@ export function routeToTransaction<D extends object>(db: D & { transaction: (fn:
   const run: PgRun = async (fn) => {
     if (mine()) return await fn(proxy)
     for (let attempt = 1; ; attempt++) {
+      const ends: ((committed: boolean) => void)[] = []
+      let committed = false
       try {
-        return await db.transaction(async (tx: object) => als.run({ db, tx }, () => fn(proxy)))
+        const result = await db.transaction(async (tx: object) => als.run({ db, tx, ends }, () => fn(proxy)))
+        committed = true
+        return result
       } catch (err) {
         if (attempt >= MAX_ATTEMPTS || !pgRetryable(err)) throw err
+      } finally {
+        for (const end of ends) {
+          try {
+            end(committed)
+          } catch {
+            // whenTransactionEnds: a hook that throws is dropped, the transaction's outcome stands.
+          }
+        }
       }
     }
   }
@@ -559,6 +598,31 @@ export async function pgRaw(db: object, text: string, params?: unknown[]): Promi
   const on = (tx === undefined ? (base as { $client?: unknown }).$client : tx) as { unsafe(text: string, params?: unknown[]): Promise<any[]> } | undefined
   if (!on) throw new Error('pgRaw: no PostgreSQL connection')
   return params ? await on.unsafe(text, params) : await on.unsafe(text)
+}
+
+/** The template objects of `pgStartPrepared`, one per text (Bun's client caches a statement per text and connection). */
+const preparedTexts = new Map<string, TemplateStringsArray>()
+
+/**
+ * PostgreSQL only: starts one parameterless statement `text` on the connection of the caller's transaction (`tx`,
+ * as `withTransaction` hands it), as a prepared statement (the extended protocol), and returns its result. Bun's
+ * client sends prepared statements issued without waiting in one write and reads their answers in one round trip
+ * (seen with strace: three Bind/Execute/Sync in one `sendto`), but sends a simple query (`pgRaw` without
+ * params) alone and waits for it; so what is issued right after this call travels with it. Each distinct text is
+ * prepared and kept per connection: only for a small fixed set of texts written in the code.
+ */
+export function pgStartPrepared(db: object, text: string): Promise<unknown> {
+  const base = pgBases.get(db)
+  if (!base) throw new Error('pgStartPrepared is PostgreSQL only')
+  const client = pgTxClient(base) as ((strings: TemplateStringsArray) => { execute(): Promise<unknown> }) | null | undefined
+  if (typeof client !== 'function') throw new Error('pgStartPrepared: not inside a transaction')
+  let strings = preparedTexts.get(text)
+  if (!strings) {
+    // A template object as the tag of a literal would see it: frozen, with a non-enumerable `raw`.
+    strings = Object.freeze(Object.defineProperty([text], 'raw', { value: Object.freeze([text]) })) as unknown as TemplateStringsArray
+    preparedTexts.set(text, strings)
+  }
+  return client(strings).execute()
 }
 
 interface Prepared<R> {

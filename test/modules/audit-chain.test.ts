@@ -228,8 +228,54 @@ describe('concurrent appends', () => {
     expect(t.logs.some((l) => l.msg === 'could not record security event')).toBe(false)
     const r = await t.deps.audit.verify()
     expect(r.intact).toBe(true)
-    const seqs = kept.map((x) => Number(x.seq)).sort((a, b) => a - b)
-    expect(new Set(seqs).size).toBe(seqs.length)
+    // One position per chain and event (on PostgreSQL the concurrent transactions append to chains of their own).
+    const positions = kept.map((x) => `${x.chain_id}:${x.seq}`)
+    expect(new Set(positions).size).toBe(positions.length)
+    expect(new Set(kept.map((x) => x.chain_id)).size).toBe(r.chains.length)
+  })
+
+  test.skipIf(!onPg)('PostgreSQL: a transaction holding an event open does not hold up another transaction\'s event (each open transaction appends to a chain of its own)', async () => {
+    t = await makeAdminApp()
+    let release!: () => void
+    const held = new Promise<void>((r) => (release = r))
+    let written!: () => void
+    const inA = new Promise<void>((r) => (written = r))
+    const a = withTransaction(t.deps.db, async (tx) => {
+      const w = await t.deps.audit.recordInTx(tx, { type: 'held_open', outcome: 'info' })
+      written()
+      await held
+      return w
+    })
+    await inA
+    // With one chain for the process, B's event would wait on the chain's lock until A commits: B never finishes first.
+    const b = withTransaction(t.deps.db, async (tx) => await t.deps.audit.recordInTx(tx, { type: 'alongside', outcome: 'info' }))
+    const first = await Promise.race([b.then(() => 'b'), Bun.sleep(3000).then(() => 'timeout')])
+    release()
+    await Promise.all([a, b])
+    expect(first).toBe('b')
+    const kept = (await rows()).filter((r) => r.type === 'held_open' || r.type === 'alongside')
+    expect(new Set(kept.map((r) => r.chain_id)).size).toBe(2)
+    expect((await t.deps.audit.verify()).intact).toBe(true)
+  })
+
+  test('events written one after another keep to one chain, across transactions that rolled back', async () => {
+    t = await makeAdminApp()
+    await recordMany(3)
+    await withTransaction(t.deps.db, async (tx) => {
+      await t.deps.audit.recordInTx(tx, { type: 'undone', outcome: 'info' })
+      throw new Error('rolled back')
+    }).catch(() => {})
+    await recordMany(2)
+    await withTransaction(t.deps.db, async (tx) => {
+      await t.deps.audit.recordInTx(tx, { type: 'two_a', outcome: 'info' })
+      await t.deps.audit.recordInTx(tx, { type: 'two_b', outcome: 'info' })
+    })
+    const r = await t.deps.audit.verify()
+    expect(r.intact).toBe(true)
+    expect(r.chains.length).toBe(1)
+    const mine = (await rows()).filter((x) => /^(e\d+|undone|two_a|two_b)$/.test(String(x.type)))
+    expect(mine.map((x) => x.type)).not.toContain('undone')
+    expect(mine.map((x) => Number(x.seq))).toEqual(mine.map((_, i) => Number(mine[0]!.seq) + i))
   })
 })
 

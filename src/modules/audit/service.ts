@@ -6,7 +6,7 @@
 import { and, count, desc, eq, gte, inArray, lt, lte, or, sql, type SQL } from 'drizzle-orm'
 import type { CoreDeps } from '../../deps'
 import { dialect, roles, securityEvents, userRoles, users } from '../../db/tables'
-import { isRetryable, lockResource, pgRaw, preparedQuery, undoCount, withTransaction } from '../../db/tx'
+import { isRetryable, lockResource, pgRaw, pgStartPrepared, preparedQuery, transactionScope, undoCount, whenTransactionEnds, withTransaction } from '../../db/tx'
 import type { Store } from '../../db/client'
 import { isId, newId } from '../../lib/ids'
 import { deferredInfo } from '../../lib/logger'
@@ -14,6 +14,27 @@ import { asStoredJson, chainHash, GENESIS, verifyChains, type AuditSource, type 
 import { exportChunks, type ExportFilter } from './export'
 
 export type Outcome = 'success' | 'failure' | 'info'
+
+/** The last event of a chain: what the next event links to. */
+type ChainHead = { seq: number | null; hash: string | null; createdAt: number }
+
+/** PostgreSQL: one of this process's hash chains, and its head as far as this process knows it. */
+interface PgChain {
+  id: string
+  /** The chain's last event (undefined: none yet), valid while `known`. */
+  head: ChainHead | undefined
+  /** False after a transaction on the chain rolled back or an event failed: the head is read from the table again. */
+  known: boolean
+}
+
+/** PostgreSQL: the chain an open transaction appends to, and how many events it has written. */
+interface PgTxState {
+  chain: PgChain
+  events: number
+}
+
+/** PostgreSQL: the savepoints of the first this many events of a transaction are prepared statements (one per name and connection). */
+const PREPARED_SAVEPOINTS = 4
 
 /** An event written by `AuditService.recordInTx`, to `announce` after commit. */
 export interface Recorded {
@@ -212,13 +233,41 @@ export class AuditService {
    * Saves the head lookup on every audited request. Never used on PostgreSQL (other connections, one lock).
    */
   private lastHead: { seq: number; hash: string; createdAt: number; undo: number } | undefined
-  /** Numbers the PostgreSQL savepoints of events written inside callers' transactions. */
-  private savepoints = 0
 
-  /** This process's hash chain (src/modules/audit/chain.ts), taken at the first event it records. */
+  /** This process's (first) hash chain (src/modules/audit/chain.ts), taken at the first event it records. */
   get chainId(): string {
     this.chain ??= newId()
     return this.chain
+  }
+
+  /** PostgreSQL: this process's chains that no open transaction of it is appending to (the most recently freed last). */
+  private readonly freeChains: PgChain[] = []
+  private pgChains = 0
+  /** PostgreSQL: the chain and the event count of each open transaction that wrote an event. */
+  private readonly txChains = new WeakMap<object, PgTxState>()
+
+  /**
+   * PostgreSQL: the chain of the transaction running now. A chain's lock was held from its head's lookup to
+   * COMMIT, so one chain for every concurrent writer of the process queued them all behind one lock (measured
+   * under a refresh load: most of the pool's backends waiting on it). Now each open transaction appends to a
+   * chain of its own: the one freed last, or a new one. So this process has at most as many chains as
+   * transactions it holds open at once (BULWARK_DB_POOL_SIZE), sequential writers keep to the first, and no
+   * two transactions ever append to one chain at once. The chain is the transaction's for all its events and
+   * is given back when it ends; one that rolled back leaves the chain's head to be read from the table again.
+   */
+  private pgTx(): PgTxState {
+    const scope = transactionScope()
+    if (!scope) throw new Error('audit: on PostgreSQL an event is written inside a transaction')
+    let state = this.txChains.get(scope)
+    if (state) return state
+    const chain = this.freeChains.pop() ?? { id: this.pgChains++ === 0 ? this.chainId : newId(), head: undefined, known: true }
+    state = { chain, events: 0 }
+    this.txChains.set(scope, state)
+    whenTransactionEnds((committed) => {
+      if (!committed) chain.known = false
+      this.freeChains.push(chain)
+    })
+    return state
   }
 
   /**
@@ -229,7 +278,7 @@ export class AuditService {
     let written: Recorded
     try {
       // Head and insert form one transaction, serialised per chain (requests of this process append concurrently).
-      written = await withTransaction(this.deps.db, async (tx) => await this.write(tx, event, meta))
+      written = await withTransaction(this.deps.db, async (tx) => (dialect.name === 'postgres' ? await this.writePg(tx, event, meta, this.pgTx()) : await this.write(tx, event, meta)))
     } catch (err) {
       this.deps.logger.error({ err, event: event.type }, 'could not record security event')
       return
@@ -247,11 +296,13 @@ export class AuditService {
   async recordInTx(tx: object, event: SecurityEvent, meta: RequestMeta = {}): Promise<Recorded | undefined> {
     try {
       if (dialect.name !== 'postgres') return await this.write(tx, event, meta)
-      // A name of its own for each event's savepoint: a rollback to it can never reach an earlier event's.
-      const savepoint = `bulwark_audit_${++this.savepoints}`
+      const state = this.pgTx()
+      // A name of its own for each event's savepoint in the transaction: a rollback to it can never reach an
+      // earlier event's. The names repeat from one transaction to the next (a few prepared statements per connection).
+      const savepoint = `bulwark_audit_${++state.events}`
       try {
         // The savepoint is left open on success: the transaction's end releases it, and this saves a round trip.
-        return await this.write(tx, event, meta, savepoint)
+        return await this.writePg(tx, event, meta, state, savepoint)
       } catch (err) {
         // Undo the event only (an error aborts a PostgreSQL transaction): the caller's transaction goes on.
         await pgRaw(tx, `ROLLBACK TO SAVEPOINT ${savepoint}`).catch(() => {})
@@ -282,19 +333,48 @@ export class AuditService {
     }
   }
 
-  /**
-   * The head lookup and the chained insert, on `tx` (a transaction the caller holds); on PostgreSQL with
-   * `savepoint`, under a savepoint of that name taken first.
-   */
-  private async write(tx: object, event: SecurityEvent, meta: RequestMeta, savepoint?: string): Promise<Recorded> {
-    let createdAt = this.deps.clock.now()
+  /** SQLite: the head lookup (unless known, see `lastHead`) and the chained insert, on `tx` (a transaction the caller holds). */
+  private async write(tx: object, event: SecurityEvent, meta: RequestMeta): Promise<Recorded> {
     const chainId = this.chainId
-    // The head is read from the table (one indexed lookup, security_events_chain, after the chain's lock), so an
-    // event recorded inside a transaction that rolls back leaves no dangling link. SQLite: the head this
-    // process wrote last is used instead while nothing on the connection was undone since (see `lastHead`).
+    // The head is read from the table (one indexed lookup, security_events_chain), so an event recorded inside a
+    // transaction that rolls back leaves no dangling link; the head this process wrote last is used instead while
+    // nothing on the connection was undone since (see `lastHead`).
     const undo = undoCount(tx)
     const known = undo !== undefined && this.lastHead?.undo === undo ? this.lastHead : undefined
-    const head = known ?? (dialect.name === 'postgres' ? await this.lockedHeadPg(tx, chainId, savepoint) : (await chainHead.all(tx, { chainId }))[0])
+    const head = known ?? (await chainHead.all(tx, { chainId }))[0]
+    const { fields, prevHash, hash } = this.chained(chainId, head, event, meta)
+    this.lastHead = undefined
+    const row = (await insertEvent.all(tx, { ...fields, prevHash, hash }))[0]!
+    if (undo !== undefined) this.lastHead = { seq: fields.seq, hash, createdAt: fields.createdAt, undo }
+    return { event, meta, id: row.id, createdAt: fields.createdAt }
+  }
+
+  /**
+   * PostgreSQL: the chained insert on the transaction's own chain (`pgTx`), with `savepoint` taken first when
+   * given. While the chain's head is known (this process wrote it and nothing was undone since), the savepoint
+   * and the insert are sent together, one round trip; otherwise the head is read under the chain's lock first.
+   */
+  private async writePg(tx: object, event: SecurityEvent, meta: RequestMeta, state: PgTxState, savepoint?: string): Promise<Recorded> {
+    const { chain } = state
+    let head: ChainHead | undefined
+    let taken: Promise<unknown> | undefined
+    if (chain.known) {
+      head = chain.head
+      // At most a few distinct texts: a transaction with more events takes the rest as simple queries.
+      if (savepoint) taken = state.events <= PREPARED_SAVEPOINTS ? pgStartPrepared(tx, `SAVEPOINT ${savepoint}`) : pgRaw(tx, `SAVEPOINT ${savepoint}`)
+    } else head = await this.lockedHeadPg(tx, chain.id, savepoint)
+    const { fields, prevHash, hash } = this.chained(chain.id, head, event, meta)
+    // Unknown until the insert is confirmed: a failed one is rolled back to its savepoint, or fails the transaction.
+    chain.known = false
+    const [, rows] = await Promise.all([taken, insertEvent.all(tx, { ...fields, prevHash, hash })])
+    chain.head = { seq: fields.seq, hash, createdAt: fields.createdAt }
+    chain.known = true
+    return { event, meta, id: rows[0]!.id, createdAt: fields.createdAt }
+  }
+
+  /** The stored fields of the next event after `head` on chain `chainId`, and its links. */
+  private chained(chainId: string, head: ChainHead | undefined, event: SecurityEvent, meta: RequestMeta): { fields: ChainedFields; prevHash: string; hash: string } {
+    let createdAt = this.deps.clock.now()
     // Time never runs backwards within a chain, so pruning by age always removes a prefix of each chain.
     if (head && head.createdAt > createdAt) createdAt = head.createdAt
     const fields: ChainedFields = {
@@ -312,11 +392,7 @@ export class AuditService {
       createdAt,
     }
     const prevHash = head?.hash ?? GENESIS
-    const hash = chainHash(prevHash, fields)
-    this.lastHead = undefined
-    const row = (await insertEvent.all(tx, { ...fields, prevHash, hash }))[0]!
-    if (undo !== undefined) this.lastHead = { seq: fields.seq, hash, createdAt, undo }
-    return { event, meta, id: row.id, createdAt }
+    return { fields, prevHash, hash: chainHash(prevHash, fields) }
   }
 
   /**
@@ -326,7 +402,7 @@ export class AuditService {
    * event of the transaction that held the lock before. The chain id is this process's own UUID (checked
    * before it is written into the text); anything else takes the parameterised statements.
    */
-  private async lockedHeadPg(tx: object, chainId: string, savepoint: string | undefined): Promise<{ seq: number | null; hash: string | null; createdAt: number } | undefined> {
+  private async lockedHeadPg(tx: object, chainId: string, savepoint: string | undefined): Promise<ChainHead | undefined> {
     if (!isId(chainId)) {
       if (savepoint) await pgRaw(tx, `SAVEPOINT ${savepoint}`)
       await lockResource(tx, `audit-chain:${chainId}`)
