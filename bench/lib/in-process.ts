@@ -1,14 +1,14 @@
 /**
  * The real app in-process for the bench's in-process scripts (bench/login-work.ts, bench/refresh-work.ts):
- * every plugin, production settings, a SQLite file in a temporary folder, logs written to /dev/null, and a
- * `post` through the same handler Bun.serve calls. `close()` closes it and removes the folder.
+ * every plugin, production settings, a SQLite file in a temporary folder, logs written to /dev/null (through the
+ * binary's LogSink), and a `post` through the same handler Bun.serve calls. `close()` closes it and removes the folder.
  */
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, openSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { buildDeps, createApp, createHandler } from '../../src/app'
 import { loadConfig } from '../../src/config'
-import { createLogger } from '../../src/lib/logger'
+import { createLogger, LogSink } from '../../src/lib/logger'
 
 export const PASSWORD = 'correct horse battery staple 42'
 
@@ -27,8 +27,9 @@ export async function inProcessApp(name: string, env: Record<string, string> = {
     ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('BULWARK_'))),
     ...env,
   })
-  const devNull = Bun.file('/dev/null').writer()
-  const logger = createLogger('info', { write: (s: string) => (devNull.write(s), true) } as unknown as NodeJS.WritableStream)
+  // The binary's own destination (a LogSink on a file descriptor: hot-path lines formatted after the response,
+  // in batches), on /dev/null. A plain stream would send every line through pino synchronously instead.
+  const logger = createLogger('info', LogSink.fd(openSync('/dev/null', 'w')))
   const deps = await buildDeps(config, { logger })
   const handle = createHandler(createApp(deps), deps)
   const post = (path: string, body: unknown) =>
