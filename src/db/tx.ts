@@ -595,9 +595,14 @@ export async function pgRaw(db: object, text: string, params?: unknown[]): Promi
   const base = pgBases.get(db)
   if (!base) throw new Error('pgRaw is PostgreSQL only')
   const tx = pgTxClient(base)
-  const on = (tx === undefined ? (base as { $client?: unknown }).$client : tx) as { unsafe(text: string, params?: unknown[]): Promise<any[]> } | undefined
+  const on = (tx === undefined ? (base as { $client?: unknown }).$client : tx) as { unsafe(text: string, params?: unknown[]): Promise<any[]> & { execute(): unknown } } | undefined
   if (!on) throw new Error('pgRaw: no PostgreSQL connection')
-  return params ? await on.unsafe(text, params) : await on.unsafe(text)
+  const query = params ? on.unsafe(text, params) : on.unsafe(text)
+  // Started now, in call order. A Bun query starts when first awaited, and `await` calls its `then` a microtask
+  // later (it is a thenable subclass of Promise): a statement started with `execute()` meanwhile (the audit
+  // event's savepoint, pgStartPrepared) would go out first, ahead of the statement the caller issued before it.
+  query.execute()
+  return await query
 }
 
 /** The template objects of `pgStartPrepared`, one per text (Bun's client caches a statement per text and connection). */
@@ -609,7 +614,9 @@ const preparedTexts = new Map<string, TemplateStringsArray>()
  * client sends prepared statements issued without waiting in one write and reads their answers in one round trip
  * (seen with strace: three Bind/Execute/Sync in one `sendto`), but sends a simple query (`pgRaw` without
  * params) alone and waits for it; so what is issued right after this call travels with it. Each distinct text is
- * prepared and kept per connection: only for a small fixed set of texts written in the code.
+ * prepared and kept per connection: only for a small fixed set of texts written in the code. It starts at once,
+ * as `pgRaw` does: a query built by drizzle and not yet awaited starts only a microtask after its `await`, so it
+ * goes out after this one even when it was issued before.
  */
 export function pgStartPrepared(db: object, text: string): Promise<unknown> {
   const base = pgBases.get(db)

@@ -129,3 +129,41 @@ test('a session ended after the token was looked up refuses the refresh, and the
   expect(await spentTokens()).toBe(0)
   expect(Number(((await pg.unsafe('SELECT count(*) AS n FROM refresh_tokens')) as { n: unknown }[])[0]!.n)).toBe(1)
 })
+
+test.skipIf(!TEST_ON_PG)('PostgreSQL: a refresh that lost the race for its token (spent meanwhile on another connection) keeps no refresh event', async () => {
+  a = await makeApp()
+  const { refreshToken } = await signUp(a)
+  const pg = a.deps.storage.pg!
+  // Another connection spends the token (as another instance would) and holds the row's lock while the refresh runs:
+  // the refresh's lookup sees it unspent, its conditional write waits, then changes nothing.
+  let commit!: () => void
+  const holding = new Promise<void>((r) => (commit = r))
+  let locked!: () => void
+  const isLocked = new Promise<void>((r) => (locked = r))
+  const spender = pg.begin(async (tx) => {
+    await tx.unsafe(`UPDATE refresh_tokens SET used_at = ${Date.now()} WHERE used_at IS NULL`)
+    locked()
+    await holding
+  })
+  await isLocked
+  const refreshing = a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })
+  const waiting = async () =>
+    Number(((await pg.unsafe('SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())')) as { n: unknown }[])[0]!.n)
+  let blocked = 0
+  try {
+    for (let i = 0; i < 500 && blocked === 0; i++) {
+      blocked = await waiting()
+      if (blocked === 0) await Bun.sleep(10)
+    }
+  } finally {
+    commit()
+    await spender
+  }
+  expect(blocked).toBeGreaterThan(0)
+  // Spent elsewhere with no successor to hand out: the retry treats it as reuse.
+  expectProblem(await refreshing, 401, 'invalid_refresh_token')
+  expect(await a.deps.audit.list({ type: 'refresh', limit: 5 })).toEqual([])
+  expect((await a.deps.audit.list({ type: 'refresh_token_reuse', limit: 5 })).length).toBe(1)
+  expect(a.logs.some((l) => l.msg === 'could not record security event')).toBe(false)
+  expect((await a.deps.audit.verify()).intact).toBe(true)
+})
