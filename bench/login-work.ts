@@ -4,13 +4,18 @@
  * accounts' hashes) with the verification either real or stubbed to "correct", and the process CPU per
  * sign-in (user + system) for each. `stubbed` is the work around the hash; `real - stubbed` what the hash
  * costs in the server. Run it pinned: `taskset -c 0 bun bench/login-work.ts [N]`; add `--cpu-prof` to bun for
- * a profile of the stubbed run. Not a test: nothing asserts time.
+ * a profile of the stubbed run. `--pg [URL]`: on PostgreSQL instead (a fresh database `bw_bench_<random>`, as in
+ * bench/refresh-work.ts). Not a test: nothing asserts time.
  */
 import { inProcessApp, PASSWORD } from './lib/in-process'
 import { threadCpuOf } from './lib/proc'
+import { createBenchDatabase, dropBenchDatabase } from './lib/store'
 
-const N = Number(process.argv[2] ?? 400)
-const { deps, post, close } = await inProcessApp('login-work')
+const N = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 400)
+const pgAt = process.argv.indexOf('--pg')
+const pgAdmin = pgAt < 0 ? undefined : process.argv[pgAt + 1]?.startsWith('postgres') ? process.argv[pgAt + 1]! : (process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres')
+const pgUrl = pgAdmin ? await createBenchDatabase(pgAdmin) : undefined
+const { deps, post, close } = await inProcessApp('login-work', pgUrl ? { BULWARK_DATABASE_URL: pgUrl } : {})
 
 const users = 50
 for (let i = 0; i < users; i++) {
@@ -48,3 +53,4 @@ if (process.argv.includes('--sleep') || process.argv.includes('--sleep-only')) {
 }
 deps.hasher.verify = real
 await close()
+if (pgAdmin && pgUrl) await dropBenchDatabase(pgAdmin, pgUrl)
