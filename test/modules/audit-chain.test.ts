@@ -208,8 +208,8 @@ describe('concurrent appends', () => {
   test('events recorded at once (alone, inside callers\' transactions, some rolled back) form one unbroken chain with every kept event', async () => {
     t = await makeAdminApp()
     const N = 60
-    // On PostgreSQL these run on several pooled connections at once, serialised per chain by its lock; the head
-    // each reads must be the one the previous holder committed.
+    // On PostgreSQL these run on several pooled connections at once, each open transaction appending to a chain of
+    // its own; a chain's next event must link to what the chain's previous transaction committed.
     await Promise.all(
       Array.from({ length: N }, async (_, i) => {
         if (i % 3 === 0) return await t.deps.audit.record({ type: `alone${i}`, outcome: 'info', details: { i } })
@@ -256,6 +256,20 @@ describe('concurrent appends', () => {
     const kept = (await rows()).filter((r) => r.type === 'held_open' || r.type === 'alongside')
     expect(new Set(kept.map((r) => r.chain_id)).size).toBe(2)
     expect((await t.deps.audit.verify()).intact).toBe(true)
+  })
+
+  test.skipIf(!onPg)('PostgreSQL: a head in memory that the table no longer has (newer events lost: a restore, a failover) is read again, and the next event links to the table\'s head', async () => {
+    t = await makeAdminApp()
+    await recordMany(4)
+    // The newest event of the chain disappears behind the process (as a restore of an older backup would do).
+    const newest = (await rows()).filter((x) => /^e\d+$/.test(String(x.type))).at(-1)!
+    await sqlExec(t.deps, 'DELETE FROM security_events WHERE id = ?', [newest.id], 'DELETE FROM security_events WHERE id = $1')
+    await t.deps.audit.record({ type: 'after_loss', outcome: 'info' })
+    const after = (await rows()).find((x) => x.type === 'after_loss')!
+    // It takes the lost event's position, linked to the event before it: no gap, the trail verifies.
+    expect(Number(after.seq)).toBe(Number(newest.seq))
+    expect((await t.deps.audit.verify()).intact).toBe(true)
+    expect(t.logs.some((l) => l.msg === 'audit chain head in memory not found in the table; read again')).toBe(true)
   })
 
   test('events written one after another keep to one chain, across transactions that rolled back', async () => {

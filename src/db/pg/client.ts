@@ -6,7 +6,6 @@
  */
 import { SQL } from 'bun'
 import { drizzle, type BunSQLDatabase } from 'drizzle-orm/bun-sql'
-import { BunSQLSession, BunSQLTransaction } from 'drizzle-orm/bun-sql/session'
 
 export type PgDb = BunSQLDatabase
 
@@ -77,7 +76,6 @@ export function openPg(opts: PgOptions): PgHandle {
   // transaction built one RelationalQueryBuilder per table (drizzle's PgDatabase constructor), 4.5 % of a
   // refresh's server CPU on PostgreSQL in the profile (`bun run bench --profile --only refresh --db postgres`).
   const db = drizzle({ client: sql })
-  pipelineTransactions(db, sql)
   let closed = false
   return {
     db,
@@ -90,56 +88,3 @@ export function openPg(opts: PgOptions): PgHandle {
   }
 }
 
-/** A template object for `text` as the tag of a literal would see it (Bun's client prepares tagged queries). */
-function template(text: string): TemplateStringsArray {
-  return Object.freeze(Object.defineProperty([text], 'raw', { value: Object.freeze([text]) })) as unknown as TemplateStringsArray
-}
-const BEGIN = template('BEGIN')
-const COMMIT = template('COMMIT')
-
-/** Thrown when PostgreSQL answered a COMMIT with ROLLBACK (the transaction had failed): nothing was written. */
-export class RolledBack extends Error {
-  constructor() {
-    super('the transaction was rolled back at COMMIT (a statement in it had failed)')
-  }
-}
-
-/**
- * drizzle's transactions on `db` open with a BEGIN that travels with the transaction's first statement. drizzle
- * runs a transaction through Bun's `sql.begin`, which sends `BEGIN` as a simple query and waits for it: one round
- * trip of its own on every transaction (a refresh had five). Here the transaction reserves a connection
- * (`sql.reserve()`) and starts `BEGIN` as a prepared statement without waiting; Bun's client pipelines it with
- * the first statement the callback issues, one write and one round trip for both (seen with strace). Then
- * `COMMIT`, also prepared, or `ROLLBACK` when the callback throws. The COMMIT's answer is checked: PostgreSQL
- * answers a COMMIT of a failed transaction with the tag `ROLLBACK` and no error, which is thrown here as
- * `RolledBack` rather than taken for a commit. The BEGIN's own failure is awaited before the COMMIT. Bun
- * closes a connection released inside an open transaction (a ROLLBACK that could not be sent) instead of
- * returning it to the pool. Transactions with options (isolation levels: none in Bulwark) keep drizzle's way.
- */
-function pipelineTransactions(db: PgDb, pool: SQL): void {
-  const session = (db as unknown as { session: object }).session
-  const own = session as unknown as { dialect: never; schema: never; options: never; transaction: (fn: (tx: unknown) => Promise<unknown>, config?: unknown) => Promise<unknown> }
-  const original = own.transaction.bind(session)
-  own.transaction = async (fn, config) => {
-    if (config) return await original(fn, config)
-    const conn = await pool.reserve()
-    try {
-      const begun = conn(BEGIN).execute()
-      // A reserved connection has no `savepoint`: drizzle's nested `tx.transaction` is not used (withTransaction joins).
-      const tx = new BunSQLTransaction(own.dialect, new BunSQLSession(conn as never, own.dialect, own.schema, own.options) as never, own.schema)
-      let result: unknown
-      try {
-        result = await fn(tx)
-        await begun
-      } catch (err) {
-        await conn.unsafe('ROLLBACK').catch(() => {})
-        throw err
-      }
-      const done = await conn(COMMIT)
-      if (done.command !== 'COMMIT') throw new RolledBack()
-      return result
-    } finally {
-      await conn.release()
-    }
-  }
-}

@@ -33,6 +33,19 @@ interface PgTxState {
   events: number
 }
 
+/**
+ * PostgreSQL: the chained insert after a head known in memory, conditional on that head: the row goes in only
+ * as a chain's first event or when its predecessor (position − 1, with `prev_hash` as its hash) is in the table.
+ * A head known wrongly then inserts nothing, where a plain insert would link to a position that does not exist
+ * and break the chain for good. One probe of security_events_chain. Parameters: chain_id, seq, type, outcome,
+ * actor_id, target_id, ip, user_agent, request_id, details (JSON: Bun sends an object parameter as JSON),
+ * created_at, prev_hash, hash.
+ */
+const INSERT_AFTER_KNOWN_HEAD = `INSERT INTO security_events (chain_id, seq, type, outcome, actor_id, target_id, ip, user_agent, request_id, details, created_at, prev_hash, hash)
+SELECT $1::text, $2::bigint, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, $9::text, $10::jsonb, $11::bigint, $12::text, $13::text
+WHERE $2::bigint = 1 OR EXISTS (SELECT 1 FROM security_events WHERE chain_id = $1::text AND seq = $2::bigint - 1 AND hash = $12::text)
+RETURNING id`
+
 /** PostgreSQL: the savepoints of the first this many events of a transaction are prepared statements (one per name and connection). */
 const PREPARED_SAVEPOINTS = 4
 
@@ -352,24 +365,42 @@ export class AuditService {
   /**
    * PostgreSQL: the chained insert on the transaction's own chain (`pgTx`), with `savepoint` taken first when
    * given. While the chain's head is known (this process wrote it and nothing was undone since), the savepoint
-   * and the insert are sent together, one round trip; otherwise the head is read under the chain's lock first.
+   * and the insert are sent together, one round trip, and the insert is conditional on that head being in the
+   * table (INSERT_AFTER_KNOWN_HEAD); otherwise, or when it inserted nothing, the head is read under the chain's
+   * lock first. Calls within one transaction must not overlap (each awaits the previous event).
    */
   private async writePg(tx: object, event: SecurityEvent, meta: RequestMeta, state: PgTxState, savepoint?: string): Promise<Recorded> {
     const { chain } = state
-    let head: ChainHead | undefined
-    let taken: Promise<unknown> | undefined
+    let untaken = savepoint
     if (chain.known) {
-      head = chain.head
       // At most a few distinct texts: a transaction with more events takes the rest as simple queries.
-      if (savepoint) taken = state.events <= PREPARED_SAVEPOINTS ? pgStartPrepared(tx, `SAVEPOINT ${savepoint}`) : pgRaw(tx, `SAVEPOINT ${savepoint}`)
-    } else head = await this.lockedHeadPg(tx, chain.id, savepoint)
-    const { fields, prevHash, hash } = this.chained(chain.id, head, event, meta)
-    // Unknown until the insert is confirmed: a failed one is rolled back to its savepoint, or fails the transaction.
+      const taken = savepoint ? (state.events <= PREPARED_SAVEPOINTS ? pgStartPrepared(tx, `SAVEPOINT ${savepoint}`) : pgRaw(tx, `SAVEPOINT ${savepoint}`)) : undefined
+      untaken = undefined
+      const next = this.chained(chain.id, chain.head, event, meta)
+      // Unknown until the insert is confirmed: a failed one is rolled back to its savepoint, or fails the transaction.
+      chain.known = false
+      const f = next.fields
+      const [, rows] = await Promise.all([
+        taken,
+        pgRaw(tx, INSERT_AFTER_KNOWN_HEAD, [f.chainId, f.seq, f.type, f.outcome, f.actorId, f.targetId, f.ip, f.userAgent, f.requestId, f.details, f.createdAt, next.prevHash, next.hash]),
+      ])
+      if (rows.length > 0) return this.appended(chain, next, event, meta, Number((rows[0] as { id: unknown }).id))
+      // The head known here is not the table's (newer events gone behind this process: a restore, a failover to
+      // a replica that had not received them): nothing was inserted; link to the head the table has instead.
+      this.deps.logger.warn({ chainId: chain.id, position: next.fields.seq - 1 }, 'audit chain head in memory not found in the table; read again')
+    }
+    const head = await this.lockedHeadPg(tx, chain.id, untaken)
+    const next = this.chained(chain.id, head, event, meta)
     chain.known = false
-    const [, rows] = await Promise.all([taken, insertEvent.all(tx, { ...fields, prevHash, hash })])
-    chain.head = { seq: fields.seq, hash, createdAt: fields.createdAt }
+    const rows = await insertEvent.all(tx, { ...next.fields, prevHash: next.prevHash, hash: next.hash })
+    return this.appended(chain, next, event, meta, rows[0]!.id)
+  }
+
+  /** PostgreSQL: the chain's head is the event just inserted (known until its transaction ends otherwise). */
+  private appended(chain: PgChain, next: { fields: ChainedFields; hash: string }, event: SecurityEvent, meta: RequestMeta, id: number): Recorded {
+    chain.head = { seq: next.fields.seq, hash: next.hash, createdAt: next.fields.createdAt }
     chain.known = true
-    return { event, meta, id: rows[0]!.id, createdAt: fields.createdAt }
+    return { event, meta, id, createdAt: next.fields.createdAt }
   }
 
   /** The stored fields of the next event after `head` on chain `chainId`, and its links. */
