@@ -596,7 +596,9 @@ async function profile(): Promise<string> {
       const reads = await readRequests(ctx, Math.min(args.users, 1000))
       row = args.only.includes('users')
         ? await measure(ctx, child, { name: 'GET /v1/users?limit=20 (from source, under --cpu-prof)', reqs: reads.users })
-        : await measure(ctx, child, { name: 'GET /v1/me (from source, under --cpu-prof)', reqs: reads.me })
+        : args.only.includes('authz')
+          ? await measure(ctx, child, { name: 'POST /v1/authz/check (from source, under --cpu-prof)', reqs: reads.authz })
+          : await measure(ctx, child, { name: 'GET /v1/me (from source, under --cpu-prof)', reqs: reads.me })
     }
   } finally {
     await stop(child)
@@ -609,7 +611,7 @@ async function profile(): Promise<string> {
   say(`  profile saved to ${saved} (open it in Chrome DevTools or speedscope)`)
   const lines = top.map((t) => `| ${t.pct.toFixed(1)} % | ${t.fn} | ${t.where} |`)
   await release(ctx)
-  return [resultsTable([row]), '', `## Top self time (${args.only.includes('login') ? 'POST /v1/auth/login' : args.only.includes('refresh') ? 'POST /v1/auth/refresh' : args.only.includes('users') ? 'GET /v1/users?limit=20' : 'GET /v1/me'})`, '', '| self | function | where |', '|---|---|---|', ...lines].join('\n')
+  return [resultsTable([row]), '', `## Top self time (${args.only.includes('login') ? 'POST /v1/auth/login' : args.only.includes('refresh') ? 'POST /v1/auth/refresh' : args.only.includes('users') ? 'GET /v1/users?limit=20' : args.only.includes('authz') ? 'POST /v1/authz/check' : 'GET /v1/me'})`, '', '| self | function | where |', '|---|---|---|', ...lines].join('\n')
 }
 
 interface CpuProfile {
