@@ -15,6 +15,28 @@ export const bodyTimeout = (ms: number) =>
  * answers 413 through `tooLarge`) as soon as more than `limit` bytes arrived.
  */
 export async function readBody(request: Request, timeoutMs: number, limit = Number.POSITIVE_INFINITY, tooLarge?: () => Error): Promise<Uint8Array> {
+  // A body framed by Content-Length within the limit (what every JSON client sends): Bun reads exactly that many
+  // bytes, so the limit holds without counting, and `arrayBuffer()` takes them without the ReadableStream that
+  // `request.body` creates (its reader and controller were 15-20 % of POST /v1/authz/check's CPU in the profile).
+  const declared = request.headers.get('content-length')
+  if (declared !== null && !request.headers.has('transfer-encoding')) {
+    const n = Number(declared)
+    if (n === 0) return new Uint8Array(0)
+    if (Number.isSafeInteger(n) && n > 0 && n <= limit) {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(bodyTimeout(timeoutMs)), timeoutMs)
+      })
+      const reading = request.arrayBuffer()
+      // Given up at the deadline: the 408 closes the connection, and the read ends with it.
+      reading.catch(() => {})
+      try {
+        return new Uint8Array(await Promise.race([reading, deadline]))
+      } finally {
+        clearTimeout(timer)
+      }
+    }
+  }
   const body = request.body
   if (!body) return new Uint8Array(0)
   const reader = body.getReader()

@@ -110,7 +110,7 @@ describe('binary operations', () => {
   }, SLOW)
 
   /** Sends headers and part of a body, then `trickle` bytes every 100 ms (none when 0); resolves when the server closes. */
-  function slowBody(port: number, trickle: number, giveUpMs = 8000, path = '/v1/auth/login'): Promise<{ raw: string; closedByServer: boolean }> {
+  function slowBody(port: number, trickle: number, giveUpMs = 8000, path = '/v1/auth/login', chunked = false): Promise<{ raw: string; closedByServer: boolean }> {
     return new Promise((resolve) => {
       const sock = connect(port, '127.0.0.1')
       let raw = ''
@@ -121,8 +121,10 @@ describe('binary operations', () => {
         resolve({ raw, closedByServer: false })
       }, giveUpMs)
       sock.on('connect', () => {
-        sock.write(`POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{"em`)
-        if (trickle) timer = setInterval(() => sock.write('a'.repeat(trickle)), 100)
+        // Content-Length (read whole by arrayBuffer) or chunked (read through the body stream, src/lib/read-body.ts).
+        if (chunked) sock.write(`POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"em\r\n`)
+        else sock.write(`POST ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{"em`)
+        if (trickle) timer = setInterval(() => sock.write(chunked ? `${trickle.toString(16)}\r\n${'a'.repeat(trickle)}\r\n` : 'a'.repeat(trickle)), 100)
       })
       sock.on('data', (d) => (raw += d.toString('latin1')))
       const done = () => {
@@ -136,10 +138,10 @@ describe('binary operations', () => {
     })
   }
 
-  test('a body that stops arriving, or trickles in, gets 408 within BULWARK_BODY_TIMEOUT and the socket is closed', async () => {
+  test('a body that stops arriving, or trickles in, gets 408 within BULWARK_BODY_TIMEOUT and the socket is closed (with Content-Length, and chunked)', async () => {
     run = await startBinary({ env: { BULWARK_BODY_TIMEOUT: '500ms' } })
-    for (const trickle of [0, 1]) {
-      const { raw, closedByServer } = await slowBody(run.port, trickle)
+    for (const [trickle, chunked] of [[0, false], [1, false], [0, true], [1, true]] as const) {
+      const { raw, closedByServer } = await slowBody(run.port, trickle, 8000, '/v1/auth/login', chunked)
       expect(statusOf(raw)).toBe(408)
       expect(raw).toContain('application/problem+json')
       expect(raw).toContain('"code":"request_timeout"')
