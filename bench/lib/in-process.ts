@@ -32,8 +32,11 @@ export async function inProcessApp(name: string, env: Record<string, string> = {
   const logger = createLogger('info', LogSink.fd(openSync('/dev/null', 'w')))
   const deps = await buildDeps(config, { logger })
   const handle = createHandler(createApp(deps), deps)
-  const post = (path: string, body: unknown) =>
-    handle(new Request(`http://127.0.0.1${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'user-agent': 'bench' }, body: JSON.stringify(body) }), '127.0.0.1')
+  // With its Content-Length, as an HTTP client sends a JSON body (a Request made here has none by itself).
+  const post = (path: string, body: unknown) => {
+    const text = JSON.stringify(body)
+    return handle(new Request(`http://127.0.0.1${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), 'user-agent': 'bench' }, body: text }), '127.0.0.1')
+  }
   const close = async () => {
     await deps.close()
     rmSync(dir, { recursive: true, force: true })
