@@ -10,6 +10,15 @@ import { AppError } from './errors'
 export const bodyTimeout = (ms: number) =>
   new AppError(408, 'request_timeout', `The request body did not arrive within ${ms} ms.`, { headers: { connection: 'close' } })
 
+/** A promise that rejects with the 408 once `ms` have passed, and the means to call it off. */
+function deadlineOf(ms: number): { passed: Promise<never>; clear: () => void } {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const passed = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(bodyTimeout(ms)), ms)
+  })
+  return { passed, clear: () => clearTimeout(timer) }
+}
+
 /**
  * The whole body as bytes, or a 408 AppError once `timeoutMs` has passed since the call; stops reading (and
  * answers 413 through `tooLarge`) as soon as more than `limit` bytes arrived.
@@ -23,32 +32,26 @@ export async function readBody(request: Request, timeoutMs: number, limit = Numb
     const n = Number(declared)
     if (n === 0) return new Uint8Array(0)
     if (Number.isSafeInteger(n) && n > 0 && n <= limit) {
-      let timer: ReturnType<typeof setTimeout> | undefined
-      const deadline = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(bodyTimeout(timeoutMs)), timeoutMs)
-      })
+      const deadline = deadlineOf(timeoutMs)
       const reading = request.arrayBuffer()
       // Given up at the deadline: the 408 closes the connection, and the read ends with it.
       reading.catch(() => {})
       try {
-        return new Uint8Array(await Promise.race([reading, deadline]))
+        return new Uint8Array(await Promise.race([reading, deadline.passed]))
       } finally {
-        clearTimeout(timer)
+        deadline.clear()
       }
     }
   }
   const body = request.body
   if (!body) return new Uint8Array(0)
   const reader = body.getReader()
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(bodyTimeout(timeoutMs)), timeoutMs)
-  })
+  const deadline = deadlineOf(timeoutMs)
   const chunks: Uint8Array[] = []
   let size = 0
   try {
     for (;;) {
-      const { done, value } = await Promise.race([reader.read(), deadline])
+      const { done, value } = await Promise.race([reader.read(), deadline.passed])
       if (done) break
       size += value.byteLength
       if (size > limit && tooLarge) throw tooLarge()
@@ -58,7 +61,7 @@ export async function readBody(request: Request, timeoutMs: number, limit = Numb
     reader.cancel().catch(() => {})
     throw err
   } finally {
-    clearTimeout(timer)
+    deadline.clear()
   }
   if (chunks.length === 1) return chunks[0]!
   const out = new Uint8Array(size)

@@ -40,6 +40,39 @@ async function commitsDuring(fn: () => Promise<unknown>): Promise<number> {
   return commits
 }
 
+/**
+ * PostgreSQL: runs `write` on another connection and holds its transaction open while a refresh is started, until
+ * the refresh waits on that transaction's row lock (an ungranted lock on the holder's transaction id); then
+ * commits it. Returns the refresh's response and whether it was seen blocked.
+ */
+async function refreshBlockedBy(write: string, refreshToken: string): Promise<{ blocked: number; response: Awaited<ReturnType<TestApp['req']>> }> {
+  const pg = a.deps.storage.pg!
+  let commit!: () => void
+  const holding = new Promise<void>((r) => (commit = r))
+  let locked!: () => void
+  const isLocked = new Promise<void>((r) => (locked = r))
+  const holder = pg.begin(async (tx) => {
+    await tx.unsafe(write)
+    locked()
+    await holding
+  })
+  await isLocked
+  const refreshing = a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })
+  const waiting = async () =>
+    Number(((await pg.unsafe('SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())')) as { n: unknown }[])[0]!.n)
+  let blocked = 0
+  try {
+    for (let i = 0; i < 500 && blocked === 0; i++) {
+      blocked = await waiting()
+      if (blocked === 0) await Bun.sleep(10)
+    }
+  } finally {
+    commit()
+    await holder
+  }
+  return { blocked, response: await refreshing }
+}
+
 test.skipIf(TEST_ON_PG)('a refresh commits once, its refresh event included (SQLite only: counts COMMITs on the SQLite connection)', async () => {
   a = await makeApp()
   const { refreshToken, user } = await signUp(a)
@@ -96,35 +129,11 @@ test('a session ended after the token was looked up refuses the refresh, and the
     return
   }
   // PostgreSQL (the three writes are one statement): a real logout on another connection, holding the session's
-  // row lock while the refresh runs. The refresh's lookup still sees a live session; its write waits for the lock,
-  // then finds the session revoked.
-  let commit!: () => void
-  const holding = new Promise<void>((r) => (commit = r))
-  let locked!: () => void
-  const isLocked = new Promise<void>((r) => (locked = r))
-  const logout = pg.begin(async (tx) => {
-    await tx.unsafe("UPDATE sessions SET revoked_at = 1, revoked_reason = 'logout'")
-    locked()
-    await holding
-  })
-  await isLocked
-  const refreshing = a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })
-  // Wait until the refresh is blocked on that lock (so the lookup before it saw the session live). A row lock
-  // wait shows as an ungranted lock on the holder's transaction id.
-  const waiting = async () =>
-    Number(((await pg.unsafe('SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())')) as { n: unknown }[])[0]!.n)
-  let blocked = 0
-  try {
-    for (let i = 0; i < 500 && blocked === 0; i++) {
-      blocked = await waiting()
-      if (blocked === 0) await Bun.sleep(10)
-    }
-  } finally {
-    commit()
-    await logout
-  }
+  // row lock while the refresh runs. The refresh is seen waiting on that lock, so its lookup before it saw a live
+  // session; its write waits for the lock, then finds the session revoked.
+  const { blocked, response } = await refreshBlockedBy("UPDATE sessions SET revoked_at = 1, revoked_reason = 'logout'", refreshToken)
   expect(blocked).toBeGreaterThan(0)
-  expectProblem(await refreshing, 401, 'invalid_refresh_token')
+  expectProblem(response, 401, 'invalid_refresh_token')
   // Nothing of the refused refresh was kept: the token is not spent, no successor was inserted.
   expect(await spentTokens()).toBe(0)
   expect(Number(((await pg.unsafe('SELECT count(*) AS n FROM refresh_tokens')) as { n: unknown }[])[0]!.n)).toBe(1)
@@ -133,35 +142,12 @@ test('a session ended after the token was looked up refuses the refresh, and the
 test.skipIf(!TEST_ON_PG)('PostgreSQL: a refresh that lost the race for its token (spent meanwhile on another connection) keeps no refresh event', async () => {
   a = await makeApp()
   const { refreshToken } = await signUp(a)
-  const pg = a.deps.storage.pg!
   // Another connection spends the token (as another instance would) and holds the row's lock while the refresh runs:
   // the refresh's lookup sees it unspent, its conditional write waits, then changes nothing.
-  let commit!: () => void
-  const holding = new Promise<void>((r) => (commit = r))
-  let locked!: () => void
-  const isLocked = new Promise<void>((r) => (locked = r))
-  const spender = pg.begin(async (tx) => {
-    await tx.unsafe(`UPDATE refresh_tokens SET used_at = ${Date.now()} WHERE used_at IS NULL`)
-    locked()
-    await holding
-  })
-  await isLocked
-  const refreshing = a.req('POST', '/v1/auth/refresh', { body: { refreshToken } })
-  const waiting = async () =>
-    Number(((await pg.unsafe('SELECT count(*) AS n FROM pg_locks WHERE NOT granted AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())')) as { n: unknown }[])[0]!.n)
-  let blocked = 0
-  try {
-    for (let i = 0; i < 500 && blocked === 0; i++) {
-      blocked = await waiting()
-      if (blocked === 0) await Bun.sleep(10)
-    }
-  } finally {
-    commit()
-    await spender
-  }
+  const { blocked, response } = await refreshBlockedBy(`UPDATE refresh_tokens SET used_at = ${Date.now()} WHERE used_at IS NULL`, refreshToken)
   expect(blocked).toBeGreaterThan(0)
   // Spent elsewhere with no successor to hand out: the retry treats it as reuse.
-  expectProblem(await refreshing, 401, 'invalid_refresh_token')
+  expectProblem(response, 401, 'invalid_refresh_token')
   expect(await a.deps.audit.list({ type: 'refresh', limit: 5 })).toEqual([])
   expect((await a.deps.audit.list({ type: 'refresh_token_reuse', limit: 5 })).length).toBe(1)
   expect(a.logs.some((l) => l.msg === 'could not record security event')).toBe(false)

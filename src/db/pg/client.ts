@@ -87,4 +87,3 @@ export function openPg(opts: PgOptions): PgHandle {
     },
   }
 }
-

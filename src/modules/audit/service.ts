@@ -263,9 +263,10 @@ export class AuditService {
    * PostgreSQL: the chain of the transaction running now. A chain's lock was held from its head's lookup to
    * COMMIT, so one chain for every concurrent writer of the process queued them all behind one lock (measured
    * under a refresh load: most of the pool's backends waiting on it). Now each open transaction appends to a
-   * chain of its own: the one freed last, or a new one. So this process has at most as many chains as
-   * transactions it holds open at once (BULWARK_DB_POOL_SIZE), sequential writers keep to the first, and no
-   * two transactions ever append to one chain at once. The chain is the transaction's for all its events and
+   * chain of its own: the one freed last, or a new one. So this process has about as many chains as
+   * transactions it holds open at once, at most about twice BULWARK_DB_POOL_SIZE (a chain is given back just
+   * after its connection, which a waiting transaction may take first), sequential writers keep to the first,
+   * and no two transactions ever append to one chain at once. The chain is the transaction's for all its events and
    * is given back when it ends; one that rolled back leaves the chain's head to be read from the table again.
    */
   private pgTx(): PgTxState {
