@@ -256,6 +256,10 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   })
   sessions.onChanged = (id) => invalidation.emit({ kind: 'session', id })
   lockout.onChanged = (id) => invalidation.emit({ kind: 'lockout', id })
+  webhooks.onEndpointsChanged = () => invalidation.emit({ kind: 'webhooks', id: '*' })
+  invalidation.on((e) => {
+    if (e.kind === 'webhooks') webhooks.forgetEndpoints()
+  })
   // Several instances: the same events travel through Redis pub/sub to every other instance's caches.
   // After a lost subscription the relay drops the local caches (events may have been missed meanwhile).
   const relay = config.redisUrl
@@ -264,6 +268,8 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
         onResync: () => {
           void sessions.invalidate()
           void rbac.clearCaches()
+          webhooks.forgetEndpoints()
+          clients.clearCache()
           void appPermissions.refresh().catch(() => {})
         },
       })

@@ -15,7 +15,7 @@ import type { Logger } from './logger'
 import { Redis } from './redis'
 import { RedisSubscriber } from './redis-subscriber'
 
-const KINDS = new Set(['user', 'role', 'session', 'lockout', 'client', 'permissions'])
+const KINDS = new Set(['user', 'role', 'session', 'lockout', 'client', 'permissions', 'webhooks'])
 
 export interface RelayOptions {
   /** Called after a re-subscription: events may have been missed, so local caches must be dropped. */

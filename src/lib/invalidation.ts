@@ -4,8 +4,11 @@
  * the affected entries, synchronously, before the change's request answers. A Redis-backed version can
  * publish the same events to other instances by subscribing with `on` and re-emitting what it receives.
  */
-/** `permissions`: the application permission registry changed (every role cache is stale). */
-export type InvalidationKind = 'user' | 'role' | 'session' | 'lockout' | 'client' | 'permissions'
+/**
+ * `permissions`: the application permission registry changed (every role cache is stale); `webhooks`: a webhook
+ * endpoint was created, changed, disabled or deleted (the cached enabled endpoints are stale).
+ */
+export type InvalidationKind = 'user' | 'role' | 'session' | 'lockout' | 'client' | 'permissions' | 'webhooks'
 
 export interface InvalidationEvent {
   kind: InvalidationKind

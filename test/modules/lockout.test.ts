@@ -9,7 +9,8 @@ import { newId } from '../../src/lib/ids'
 import { createLogger } from '../../src/lib/logger'
 import { QUIET_MS } from '../../src/modules/lockout/service'
 import { sharedDatabase } from '../helpers'
-import { testDatabaseEnv } from '../support/pg-apps'
+import { SQL } from 'bun'
+import { TEST_ON_PG, testDatabaseEnv } from '../support/pg-apps'
 
 const MIN = 60_000
 const opened: AppDeps[] = []
@@ -218,5 +219,67 @@ describe('lockout', () => {
     for (let i = 0; i < 5; i++) await a.lockout.recordFailure(u)
     expect((await b.lockout.recordFailure(u)).locked).toBe(true)
     expect((await b.lockout.isLocked(u)).locked).toBe(true)
+  })
+
+  test('a success never overwrites a lock another writer holding the account commits meanwhile', async () => {
+    const env = await shared()
+    const clock = new FakeClock()
+    const a = await setup(env, clock)
+    const u = await addUser(a.deps)
+    for (let i = 0; i < 4; i++) await a.lockout.recordFailure(u) // a's copy has failures to clear: the success reads the table
+    const until = clock.now() + 10 * MIN
+    // Another instance's failure that locks, holding the row's lock while the success starts.
+    let commit: () => Promise<void>
+    if (TEST_ON_PG) {
+      const sql = new SQL(env.BULWARK_DATABASE_URL!)
+      const conn = await sql.reserve()
+      await conn`BEGIN`
+      await conn`SELECT pg_advisory_xact_lock(hashtext(${`lockout:${u}:password`}))`
+      await conn`UPDATE lockouts SET failures = 0, lock_count = 1, locked_until = ${until} WHERE user_id = ${u} AND kind = 'password'`
+      commit = async () => {
+        await conn`COMMIT`
+        conn.release()
+        await sql.close()
+      }
+    } else {
+      // bun:sqlite waits for a lock on the calling thread, so the other writer is another process; it commits 300 ms after taking the lock.
+      const script = `const { Database } = require('bun:sqlite'); const db = new Database(process.argv[1]); db.run('BEGIN IMMEDIATE');
+        db.run("UPDATE lockouts SET failures = 0, lock_count = 1, locked_until = ? WHERE user_id = ? AND kind = 'password'", [Number(process.argv[2]), process.argv[3]]);
+        console.log('held'); await Bun.sleep(300); db.run('COMMIT'); db.close()`
+      const child = Bun.spawn([process.execPath, '-e', script, env.BULWARK_DB_PATH!, String(until), u], { stdout: 'pipe' })
+      const reader = child.stdout.getReader()
+      expect(new TextDecoder().decode((await reader.read()).value)).toStartWith('held')
+      commit = async () => void (await child.exited)
+    }
+    const success = a.lockout.recordSuccess(u)
+    if (TEST_ON_PG) await Bun.sleep(100)
+    await commit()
+    await success
+    await a.lockout.forget(u)
+    expect(await a.lockout.isLocked(u)).toEqual({ locked: true, until })
+  })
+
+  test('a success with a clean cached copy makes no query: failures counted elsewhere, unheard of, stay counted until the copy is dropped', async () => {
+    const env = await shared()
+    const clock = new FakeClock()
+    const a = await setup(env, clock)
+    const b = await setup(env, clock)
+    const u = await addUser(a.deps)
+    expect((await a.lockout.isLocked(u)).locked).toBe(false) // a keeps "no row"
+    for (let i = 0; i < 4; i++) await b.lockout.recordFailure(u)
+    await a.lockout.recordSuccess(u) // nothing to clear in a's copy: the table is not read
+    expect((await b.lockout.recordFailure(u)).locked).toBe(true) // the four stayed counted: the fifth locks
+
+    // Heard of (what the invalidation relay carries): a's success reads the table and clears the count.
+    const v = await addUser(a.deps, 'bob@example.com')
+    expect((await a.lockout.isLocked(v)).locked).toBe(false)
+    for (let i = 0; i < 4; i++) await b.lockout.recordFailure(v)
+    a.deps.invalidation.emit({ kind: 'lockout', id: v })
+    await a.lockout.recordSuccess(v)
+    expect((await b.lockout.recordFailure(v)).locked).toBe(false)
+    // This instance's own failures are in its copy, which a success then clears.
+    for (let i = 0; i < 3; i++) await a.lockout.recordFailure(v)
+    await a.lockout.recordSuccess(v)
+    for (let i = 0; i < 4; i++) expect((await a.lockout.recordFailure(v)).locked).toBe(false)
   })
 })

@@ -1,7 +1,7 @@
 /** OAuth clients and the OAuth endpoints through app.handle: scope limits, escalation, secret rotation, replayed assertions. */
 import { afterEach, beforeEach, describe, expect, test } from 'bun:test'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
-import { expectProblem, makeApp, signUp } from '../helpers'
+import { expectProblem, makeApp, sharedDatabase, signUp } from '../helpers'
 import { makeAdminApp, seedUser } from '../support/admin'
 
 let t: Awaited<ReturnType<typeof makeAdminApp>>
@@ -249,5 +249,35 @@ describe('a service client as the subject of POST /v1/authz/check', () => {
     expect(batch.body.results.map((r: { allowed: boolean }) => r.allowed)).toEqual([true, false])
     expect((await t.as(owner, 'PATCH', `/v1/clients/${subject.body.clientId}`, { body: { status: 'disabled' } })).status).toBe(200)
     expect(await check('users:read')).toEqual({ allowed: false, reason: 'invalid token' })
+  })
+})
+
+describe('a client changed on another instance', () => {
+  test('without Redis, a client disabled elsewhere loses its access here once BULWARK_CACHE_TTL has passed; dropping the cache (what the relay resync does) ends it at once', async () => {
+    const { env, drop } = await sharedDatabase('bw-clients-')
+    const a = await makeAdminApp(env)
+    const b = await makeAdminApp(env)
+    try {
+      b.clock.set(a.clock.now())
+      const admin = await seedUser(a.deps, { roles: ['user', 'owner'] })
+      const c = await a.as(admin, 'POST', '/v1/clients', { body: { name: 'svc', roles: ['service'] } })
+      const tok = (await a.req('POST', '/oauth/token', { raw: form({ grant_type: 'client_credentials' }), headers: { ...FORM, authorization: basic(c.body.clientId, c.body.clientSecret) } })).body.access_token
+      const check = async () => (await b.req('POST', '/v1/authz/check', { token: tok, body: { userId: admin, permission: 'users:read' } })).status
+      expect(await check()).toBe(200) // b now holds the client's access
+      expect((await a.as(admin, 'PATCH', `/v1/clients/${c.body.clientId}`, { body: { status: 'disabled' } })).status).toBe(200)
+      expect(await check()).toBe(200) // unheard of: b's copy stands
+      b.clock.advance(b.deps.config.cache.ttlMs)
+      expect(await check()).toBe(401)
+
+      // Enabled again elsewhere: b's copy says disabled until the relay's resync drops it.
+      await a.as(admin, 'PATCH', `/v1/clients/${c.body.clientId}`, { body: { status: 'active' } })
+      expect(await check()).toBe(401)
+      b.deps.clients.clearCache()
+      expect(await check()).toBe(200)
+    } finally {
+      await a.close()
+      await b.close()
+      await drop()
+    }
   })
 })

@@ -68,7 +68,7 @@ export interface ClientAccess {
   permissions: Permission[]
 }
 
-export interface ClientsDeps extends Pick<CoreDeps, 'db' | 'clock' | 'keys'> {
+export interface ClientsDeps extends Pick<CoreDeps, 'db' | 'clock' | 'keys' | 'config'> {
   audit: Pick<AuditService, 'record'>
   rbac: RbacService
   invalidation: Invalidation
@@ -107,13 +107,18 @@ const publicJwk = (k: Record<string, unknown>) => Object.fromEntries(PUBLIC_MEMB
 
 export class ClientsService {
   private readonly store: ClientStore
-  private readonly cache = new Map<string, ClientAccess | null>()
+  /**
+   * Effective access by client id, each read at `at`: dropped on a change to the client or any role (here,
+   * or through the invalidation relay), on the relay's resync, and after BULWARK_CACHE_TTL like every
+   * permission cache, so an instance that missed a change (no Redis, or Redis away) catches up within it.
+   */
+  private readonly cache = new Map<string, { at: number; access: ClientAccess | null }>()
 
   constructor(private readonly deps: ClientsDeps) {
     this.store = new ClientStore(deps.db)
-    // A role change may change what a client holds; a client change only that client.
+    // A role change or a change to the application permissions (wildcards) may change what a client holds; a client change only that client.
     deps.invalidation.on((e) => {
-      if (e.kind === 'role') this.cache.clear()
+      if (e.kind === 'role' || e.kind === 'permissions') this.cache.clear()
       else if (e.kind === 'client') this.cache.delete(e.id)
     })
   }
@@ -143,9 +148,11 @@ export class ClientsService {
     }
   }
 
-  /** Effective access of a client (cached until a change to it or to any role); null when unknown. */
+  /** Effective access of a client (cached: see `cache`); null when unknown. */
   async access(clientId: string): Promise<ClientAccess | null> {
-    if (this.cache.has(clientId)) return this.cache.get(clientId)!
+    const now = this.deps.clock.now()
+    const hit = this.cache.get(clientId)
+    if (hit && now - hit.at < this.deps.config.cache.ttlMs) return hit.access
     const row = await this.store.get(clientId)
     let out: ClientAccess | null = null
     if (row) {
@@ -155,8 +162,13 @@ export class ClientsService {
       out = { clientId, status: row.status, roles: grant.roles, level: grant.level, permissions: [...perms].sort() }
     }
     if (this.cache.size > 10_000) this.cache.clear()
-    this.cache.set(clientId, out)
+    this.cache.set(clientId, { at: now, access: out })
     return out
+  }
+
+  /** Drops every cached access (the invalidation relay calls it after missing events while Redis was away). */
+  clearCache(): void {
+    this.cache.clear()
   }
 
   /** The stored client row (for client authentication). */

@@ -9,7 +9,8 @@
  *   (QUIET_MS) has passed since the last lock ended.
  * - State lives in the `lockouts` table (survives restarts, shared by instances on one database) and is
  *   cached in-process with write-through; the cache lives only `cache.ttlMs` so another instance's lock
- *   is seen soon. Mutations read the row from the database, never from the cache.
+ *   is seen soon. Mutations read the row from the database, never from the cache (a success with nothing
+ *   to clear in its cached copy makes no query: see `recordSuccess`).
  * Callers must answer a locked account exactly like a wrong password (no lock oracle).
  */
 import { lockResource, preparedQuery, withTransaction } from '../../db/tx'
@@ -86,13 +87,6 @@ export class LockoutService {
     await this.deps.db.insert(lockouts).values(row).onConflictDoUpdate({ target: [lockouts.userId, lockouts.kind], set: rest })
   }
 
-  private async save(row: Row): Promise<void> {
-    const { userId, kind } = row
-    await this.write(row)
-    this.cache.set(`${userId}:${kind}`, { row })
-    this.onChanged(userId)
-  }
-
   private stateOf(row: Row | undefined, now: number): LockState {
     if (!row) return { locked: false }
     if (row.permanent) return { locked: true, permanent: true }
@@ -152,18 +146,35 @@ export class LockoutService {
     return result
   }
 
-  /** A successful attempt: clears the failure count (lockCount stays for escalation, see above). */
+  /**
+   * A successful attempt: clears the failure count (lockCount stays for escalation, see above). The caller
+   * has just read the row through the cache (`isLocked`); when that copy has nothing to clear (no failures,
+   * no quiet-day reset due), no query is made. A copy can only lag behind failures counted by another instance not yet heard of (the `lockout`
+   * invalidation, or the cache TTL without Redis); those then stay counted, which errs towards locking, never
+   * towards forgetting. When there is something to clear, the row is read again from the table.
+   */
   async recordSuccess(userId: string, kind: LockoutKind = 'password'): Promise<void> {
     const now = this.deps.clock.now()
-    const row = await this.load(userId, kind)
-    if (!row) return
-    const quiet = row.lockedUntil === null || now - row.lockedUntil >= QUIET_MS
-    if (row.failures === 0 && !(quiet && row.lockCount > 0)) return
-    row.failures = 0
-    row.windowStartedAt = now
-    if (quiet) row.lockCount = 0
-    row.updatedAt = now
-    await this.save(row)
+    const quietOf = (r: Row) => r.lockedUntil === null || now - r.lockedUntil >= QUIET_MS
+    const clean = (r: Row | null) => r === null || (r.failures === 0 && !(quietOf(r) && r.lockCount > 0))
+    const hit = await this.cache.get(`${userId}:${kind}`)
+    if (hit && clean(hit.row)) return
+    // Read and write under the same per-account lock as recordFailure: a failure or a lock another instance
+    // writes meanwhile is neither overwritten nor cleared by this success.
+    const saved = await withTransaction(this.deps.db, async (tx) => {
+      await lockResource(tx, `lockout:${userId}:${kind}`)
+      const row = (await this.load(userId, kind)) ?? null
+      if (row === null || clean(row)) return null
+      row.failures = 0
+      row.windowStartedAt = now
+      if (quietOf(row)) row.lockCount = 0
+      row.updatedAt = now
+      await this.write(row)
+      return row
+    })
+    if (!saved) return
+    await this.cache.set(`${userId}:${kind}`, { row: saved })
+    this.onChanged(userId)
   }
 
   /** Drops what is cached about a user (after changes made elsewhere, e.g. the admin service). */

@@ -26,7 +26,7 @@ import { EVENT_TYPES, eventsFromAudit, newSecret, signedHeaders, type WebhookEve
 type EndpointRow = typeof webhookEndpoints.$inferSelect
 type DeliveryRow = typeof webhookDeliveries.$inferSelect
 
-/** The enabled endpoints and their subscriptions (prepared once on SQLite: read for every webhook-mapped audit event). */
+/** The enabled endpoints and their subscriptions (prepared once on SQLite; `enqueue` keeps what it read for ENDPOINTS_CACHE_MS). */
 const enabledEndpoints = preparedQuery<Record<string, never>, { id: string; events: string }[]>((db) =>
   db.select({ id: webhookEndpoints.id, events: webhookEndpoints.events }).from(webhookEndpoints).where(eq(webhookEndpoints.enabled, true)),
 )
@@ -83,11 +83,59 @@ export function deliveriesListQuery(db: CoreDeps['db'], endpointId: string, opts
     .limit(opts.limit)
 }
 
+/**
+ * How long the enabled endpoints read by `enqueue` are trusted without a change being heard of. Changes made
+ * by this instance (and, with Redis, by any instance: the `webhooks` invalidation) drop them at once; the bound
+ * covers instances sharing a database without Redis.
+ */
+export const ENDPOINTS_CACHE_MS = 5_000
+
 export class WebhookService {
   /** Called after rows are queued, so a running worker delivers at once. */
   onQueued: (() => void) | undefined
+  /** Called after this instance changed an endpoint's subscriptions or state (app.ts: the `webhooks` invalidation). */
+  onEndpointsChanged: (() => void) | undefined
+
+  /**
+   * The enabled endpoints and their subscriptions as last read, so an event no endpoint subscribes to costs no
+   * query (a sign-in is `session.created`). Only a filter: when a cached endpoint wants the event, `enqueue`
+   * reads the table again and queues for what is enabled now, so a cached endpoint since deleted or disabled
+   * gets nothing. `gen` counts drops, so a read that overlapped a change is not kept.
+   */
+  private endpoints: { at: number; list: { id: string; events: string[] }[] } | undefined
+  private gen = 0
 
   constructor(private readonly deps: WebhookDeps) {}
+
+  /** Drops the cached enabled endpoints (a change here or, through the invalidation relay, on another instance). */
+  forgetEndpoints(): void {
+    this.endpoints = undefined
+    this.gen++
+  }
+
+  private endpointsChanged(): void {
+    this.forgetEndpoints()
+    this.onEndpointsChanged?.()
+  }
+
+  /**
+   * Runs a write to the endpoints, then drops what is kept whether it committed or not: on SQLite a read in
+   * the same group commit may have seen the write before a failed commit took it back.
+   */
+  private async changingEndpoints<T>(write: () => Promise<T>): Promise<T> {
+    try {
+      return await write()
+    } finally {
+      this.endpointsChanged()
+    }
+  }
+
+  private async enabledNow(): Promise<{ id: string; events: string[] }[]> {
+    const gen = this.gen
+    const list = (await enabledEndpoints.all(this.deps.db, {})).map((e) => ({ id: e.id, events: JSON.parse(e.events) as string[] }))
+    if (gen === this.gen) this.endpoints = { at: this.deps.clock.now(), list }
+    return list
+  }
 
   private get requireHttps(): boolean {
     return this.deps.config.env === 'production' && !this.deps.config.allowHttp
@@ -149,10 +197,11 @@ export class WebhookService {
     const events = this.checkEvents(input.events)
     const id = newId()
     const now = this.deps.clock.now()
-    await this.deps.db
-      .insert(webhookEndpoints)
-      .values({ id, url: input.url, description: input.description ?? '', events: JSON.stringify(events), source, secretEnc: encrypt(this.deps.keys.encryption, secret, secretAad(id)), createdAt: now, updatedAt: now })
-      
+    await this.changingEndpoints(() =>
+      this.deps.db
+        .insert(webhookEndpoints)
+        .values({ id, url: input.url, description: input.description ?? '', events: JSON.stringify(events), source, secretEnc: encrypt(this.deps.keys.encryption, secret, secretAad(id)), createdAt: now, updatedAt: now }),
+    )
     await this.deps.audit.record({ type: 'webhook_created', outcome: 'success', actorId, targetId: id, details: { events, source } }, meta)
     return { ...this.view(await this.row(id)), secret }
   }
@@ -168,7 +217,7 @@ export class WebhookService {
     if (input.description !== undefined) set.description = input.description
     if (input.enabled === true && !r.enabled) Object.assign(set, { enabled: true, disabledReason: null, consecutiveFailures: 0, failingSince: null })
     if (input.enabled === false && r.enabled) Object.assign(set, { enabled: false, disabledReason: 'disabled by an administrator' })
-    await this.deps.db.update(webhookEndpoints).set(set).where(eq(webhookEndpoints.id, id))
+    await this.changingEndpoints(() => this.deps.db.update(webhookEndpoints).set(set).where(eq(webhookEndpoints.id, id)))
     await this.deps.audit.record({ type: 'webhook_updated', outcome: 'success', actorId, targetId: id, details: { fields: Object.keys(input) } }, meta)
     if (input.enabled === true) this.onQueued?.()
     return this.view(await this.row(id))
@@ -177,7 +226,7 @@ export class WebhookService {
   /** Deletes an endpoint and its delivery log. */
   async remove(actorId: string, id: string, meta: RequestMeta = {}): Promise<void> {
     await this.row(id)
-    await this.deps.db.delete(webhookEndpoints).where(eq(webhookEndpoints.id, id))
+    await this.changingEndpoints(() => this.deps.db.delete(webhookEndpoints).where(eq(webhookEndpoints.id, id)))
     await this.deps.audit.record({ type: 'webhook_deleted', outcome: 'success', actorId, targetId: id }, meta)
   }
 
@@ -238,11 +287,10 @@ export class WebhookService {
   /** Queues an event for every enabled endpoint subscribed to it (synchronous: see the file header). */
   async enqueue(event: WebhookEvent): Promise<number> {
     const now = this.deps.clock.now()
-    const endpoints = await enabledEndpoints.all(this.deps.db, {})
-    const targets = endpoints.filter((e) => {
-      const subs = JSON.parse(e.events) as string[]
-      return subs.includes('*') || subs.includes(event.type)
-    })
+    const wants = (e: { events: string[] }) => e.events.includes('*') || e.events.includes(event.type)
+    const cached = this.endpoints && now - this.endpoints.at < ENDPOINTS_CACHE_MS ? this.endpoints.list : undefined
+    if (cached && !cached.some(wants)) return 0
+    const targets = (await this.enabledNow()).filter(wants)
     if (targets.length === 0) return 0
     const payload = JSON.stringify(event)
     await this.deps.db
@@ -316,7 +364,9 @@ export class WebhookService {
     const history = [...(JSON.parse(d.history) as unknown[]), { at: outcome.startedAt, status: outcome.status, error: outcome.error, durationMs: outcome.durationMs }].slice(-HISTORY)
     const schedule = config.webhooks.scheduleMs
     let disabled: { reason: string } | undefined
-    await withTransaction(this.deps.db, async (tx) => {
+    // Dropped after a disable whether it committed or not (see changingEndpoints).
+    let disabling = false
+    const done = withTransaction(this.deps.db, async (tx) => {
       if (outcome.ok) {
         await tx.update(webhookDeliveries)
           .set({ status: 'succeeded', attempts, nextAttemptAt: null, lastAttemptAt: outcome.startedAt, lastStatus: outcome.status, lastError: null, history: JSON.stringify(history) })
@@ -342,12 +392,19 @@ export class WebhookService {
           : now - since >= config.webhooks.disableAfterMs
             ? `every attempt failed since ${iso(since)}`
             : undefined
+      if (reason && ep.enabled) {
+        disabling = true
+        disabled = { reason }
+      }
       await tx.update(webhookEndpoints)
         .set({ consecutiveFailures: failures, failingSince: since, ...(reason && ep.enabled ? { enabled: false, disabledReason: reason } : {}) })
         .where(eq(webhookEndpoints.id, d.endpointId))
-        
-      if (reason && ep.enabled) disabled = { reason }
     })
+    try {
+      await done
+    } finally {
+      if (disabling) this.endpointsChanged()
+    }
     if (disabled) {
       await this.deps.audit.record({ type: 'webhook_disabled', outcome: 'info', targetId: d.endpointId, details: { reason: disabled.reason } })
       this.deps.logger.warn({ webhookId: d.endpointId, reason: disabled.reason }, 'webhook endpoint disabled after persistent failure')
