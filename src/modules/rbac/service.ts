@@ -17,7 +17,7 @@ import { and, asc, count, desc, eq, sql, type SQL } from 'drizzle-orm'
 import type { Db } from '../../db/client'
 import { dialect, rolePermissions, roles, userRoles, users } from '../../db/tables'
 import type { CoreDeps } from '../../deps'
-import type { CacheStats } from '../../lib/cache'
+import { lruCaches as localLruCaches, type Cache as LocalCache, type CacheStats } from '../../lib/cache'
 import { asyncLruCaches as lruCaches, type AsyncCache as Cache, type AsyncCacheFactory as CacheFactory } from '../../lib/redis-cache'
 import { conflict, forbidden, notFound, unprocessable, type FieldError } from '../../lib/errors'
 import { newId } from '../../lib/ids'
@@ -175,6 +175,17 @@ export class RbacService {
   private readonly roleCache: Cache<string, RoleEntry>
   /** Bumped on every role change: a user's memoised effective view is valid only for the generation it was built at. */
   private gen = 0
+  /**
+   * Bumped on every change to a user (and on clearCaches): a user's roles read from the database are kept only
+   * when no such change was heard of while the read ran, so a grant or revocation that lands mid-read is not
+   * overwritten by the older read (until the TTL).
+   */
+  private userEpoch = 0
+  /**
+   * Role ids held, by user, for list views (`roleNamesOf`): in-process only, bounded and on the TTL like the
+   * other caches, dropped with the user cache. Never used for a decision: permissions come from `userCache`.
+   */
+  private readonly heldCache: LocalCache<string, string[]>
   readonly registry: PermissionRegistry
 
   constructor(private readonly deps: RbacDeps) {
@@ -182,9 +193,13 @@ export class RbacService {
     const caches = deps.caches ?? lruCaches({ ...deps.config.cache, clock: deps.clock })
     this.userCache = caches<string, UserEntry>('rbac-users')
     this.roleCache = caches<string, RoleEntry>('rbac-roles')
+    this.heldCache = localLruCaches({ ...deps.config.cache, clock: deps.clock })<string, string[]>('rbac-held')
     deps.invalidation.on((e) => {
-      if (e.kind === 'user') void this.userCache.delete(e.id)
-      else if (e.kind === 'permissions') void this.clearCaches()
+      if (e.kind === 'user') {
+        this.userEpoch++
+        this.heldCache.delete(e.id)
+        void this.userCache.delete(e.id)
+      } else if (e.kind === 'permissions') void this.clearCaches()
       else if (e.kind === 'role') {
         void this.roleCache.delete(e.id)
         this.gen++
@@ -199,6 +214,8 @@ export class RbacService {
 
   /** Drops both caches (the invalidation relay calls it after missing events while Redis was away). */
   async clearCaches(): Promise<void> {
+    this.userEpoch++
+    this.heldCache.clear()
     await this.userCache.clear()
     await this.roleCache.clear()
     this.gen++
@@ -219,10 +236,11 @@ export class RbacService {
   private async resolve(userId: string): Promise<NonNullable<UserEntry['memo']> | null> {
     let entry = await this.userCache.get(userId)
     if (!entry) {
+      const epoch = this.userEpoch
       const loaded = await this.loadUser(userId)
       if (!loaded) return null
       entry = loaded
-      this.userCache.set(userId, entry)
+      if (epoch === this.userEpoch) this.userCache.set(userId, entry)
     }
     if (entry.memo && entry.memo.gen === this.gen) return entry.memo
     const gen = this.gen
@@ -591,13 +609,29 @@ export class RbacService {
   async roleNamesOf(userIds: string[]): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>()
     if (!userIds.length) return out
-    // Which role ids each user holds, in one statement (SQLite: prepared once, the ids as one JSON-array
-    // parameter, answered by position); the roles' names and levels come from the role cache, like a
-    // principal's roles, so the statement returns no strings but the role ids.
-    const held: { user: string; roleId: string }[] =
-      dialect.name === 'sqlite'
-        ? (await allPrepared(this.deps.db, (this.heldRolesStmt ??= this.heldRolesQuery()), { ids: JSON.stringify(userIds) })).map((r) => ({ user: userIds[r.i]!, roleId: r.roleId }))
-        : await heldRolesPg.all(this.deps.db, { ids: JSON.stringify(userIds) })
+    // Which role ids each user holds: kept ones from heldCache, the rest in one statement (SQLite: prepared
+    // once, the ids as one JSON-array parameter, answered by position); the roles' names and levels come from
+    // the role cache, like a principal's roles, so the statement returns no strings but the role ids.
+    const held: { user: string; roleId: string }[] = []
+    const missing: string[] = []
+    for (const id of userIds) {
+      const kept = this.heldCache.get(id)
+      if (kept === undefined) missing.push(id)
+      else for (const roleId of kept) held.push({ user: id, roleId })
+    }
+    if (missing.length > 0) {
+      const epoch = this.userEpoch
+      const read: { user: string; roleId: string }[] =
+        dialect.name === 'sqlite'
+          ? (await allPrepared(this.deps.db, (this.heldRolesStmt ??= this.heldRolesQuery()), { ids: JSON.stringify(missing) })).map((r) => ({ user: missing[r.i]!, roleId: r.roleId }))
+          : await heldRolesPg.all(this.deps.db, { ids: JSON.stringify(missing) })
+      if (epoch === this.userEpoch) {
+        const byUser = new Map<string, string[]>(missing.map((id) => [id, []]))
+        for (const h of read) byUser.get(h.user)?.push(h.roleId)
+        for (const [id, roleIds] of byUser) this.heldCache.set(id, roleIds)
+      }
+      held.push(...read)
+    }
     const byId = new Map<string, RoleEntry | undefined>()
     for (const h of held) if (!byId.has(h.roleId)) byId.set(h.roleId, undefined)
     for (const id of byId.keys()) byId.set(id, await this.role(id))
