@@ -25,18 +25,46 @@ describe('RBAC caches', () => {
     const load = target.loadUser.bind(rbac)
     let release!: () => void
     const gate = new Promise<void>((r) => (release = r))
+    let loaded!: () => void
+    const read = new Promise<void>((r) => (loaded = r))
     target.loadUser = async (id: string) => {
       const entry = await load(id)
+      loaded()
       await gate
       return entry
     }
     const reading = rbac.effective(u)
-    await Bun.sleep(10)
+    await read // the read is done, its result not yet kept
     await rbac.assignSystem(u, 'admin') // emits the user's invalidation while the read waits
     release()
     expect((await reading)?.roles).toEqual(['user']) // what that read saw
     target.loadUser = load
     expect((await rbac.effective(u))?.roles).toEqual(['admin', 'user'])
+  })
+
+  test("a list view's role ids read while a change to one of the users lands are not kept", async () => {
+    a = await makeApp()
+    const rbac = a.deps.rbac
+    const u = await seedUser(a.deps)
+    const target = rbac as unknown as { readHeld(ids: string[]): Promise<unknown> }
+    const readHeld = target.readHeld.bind(rbac)
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    let done!: () => void
+    const read = new Promise<void>((r) => (done = r))
+    target.readHeld = async (ids: string[]) => {
+      const rows = await readHeld(ids)
+      done()
+      await gate
+      return rows
+    }
+    const listing = rbac.roleNamesOf([u])
+    await read
+    await rbac.assignSystem(u, 'admin')
+    release()
+    expect((await listing).get(u)).toEqual(['user']) // what that read saw
+    target.readHeld = readHeld
+    expect((await rbac.roleNamesOf([u])).get(u)).toEqual(['admin', 'user'])
   })
 
   test("a list view's role names are kept, dropped by a change heard of, and otherwise read again after the TTL", async () => {

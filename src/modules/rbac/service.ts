@@ -597,7 +597,9 @@ export class RbacService {
 
   /**
    * Grants a role with no rules applied, for trusted system callers only (first-owner bootstrap, `bulwark admin create`).
-   * Pass `tx` to run inside the caller's transaction; invalidation is emitted immediately (harmless before commit).
+   * Pass `tx` to run inside the caller's transaction; the invalidation is then emitted before the caller commits,
+   * so a read of the user in between would be cached with the old roles until the TTL: such a caller must emit
+   * `{ kind: 'user', id }` again after its commit (no caller passes `tx` today).
    */
   async assignSystem(userId: string, roleName: string, tx?: Tx): Promise<void> {
     const added = await assignRoleInTx(tx ?? this.deps.db, userId, roleName, this.deps.clock.now())
@@ -614,17 +616,14 @@ export class RbacService {
     // the role cache, like a principal's roles, so the statement returns no strings but the role ids.
     const held: { user: string; roleId: string }[] = []
     const missing: string[] = []
-    for (const id of userIds) {
+    for (const id of new Set(userIds)) {
       const kept = this.heldCache.get(id)
       if (kept === undefined) missing.push(id)
       else for (const roleId of kept) held.push({ user: id, roleId })
     }
     if (missing.length > 0) {
       const epoch = this.userEpoch
-      const read: { user: string; roleId: string }[] =
-        dialect.name === 'sqlite'
-          ? (await allPrepared(this.deps.db, (this.heldRolesStmt ??= this.heldRolesQuery()), { ids: JSON.stringify(missing) })).map((r) => ({ user: missing[r.i]!, roleId: r.roleId }))
-          : await heldRolesPg.all(this.deps.db, { ids: JSON.stringify(missing) })
+      const read = await this.readHeld(missing)
       if (epoch === this.userEpoch) {
         const byUser = new Map<string, string[]>(missing.map((id) => [id, []]))
         for (const h of read) byUser.get(h.user)?.push(h.roleId)
@@ -646,6 +645,13 @@ export class RbacService {
     // Highest level first, then by name in binary order (what ORDER BY level DESC, name gives).
     for (const [user, list] of entries) out.set(user, list.sort((x, y) => y.level - x.level || (x.name < y.name ? -1 : x.name > y.name ? 1 : 0)).map((r) => r.name))
     return out
+  }
+
+  /** (user, role id) for every role the users hold, from the database. */
+  private async readHeld(ids: string[]): Promise<{ user: string; roleId: string }[]> {
+    return dialect.name === 'sqlite'
+      ? (await allPrepared(this.deps.db, (this.heldRolesStmt ??= this.heldRolesQuery()), { ids: JSON.stringify(ids) })).map((r) => ({ user: ids[r.i]!, roleId: r.roleId }))
+      : await heldRolesPg.all(this.deps.db, { ids: JSON.stringify(ids) })
   }
 
   private heldRolesStmt: ReturnType<RbacService['heldRolesQuery']> | undefined
