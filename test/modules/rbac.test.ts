@@ -201,6 +201,30 @@ describe('no privilege escalation', () => {
     expect((await thrown(async () => await rbac.createRole(o, { name: 'moderator', level: 10, permissions: [] }))).status).toBe(409)
   })
 
+  test('a role granted to someone else while it is being deleted: 409 role_in_use, and nobody loses it', async () => {
+    const o = { userId: owner }
+    const temp = await rbac.createRole(o, { name: 'temp', level: 40, permissions: ['users:read'] })
+    const first = await seedUser(t.deps, { roles: ['user', 'temp'] })
+    const late = await seedUser(t.deps, { roles: ['user'] })
+    const tempId = (await t.deps.db.select({ id: roles.id }).from(roles).where(eq(roles.name, temp.name)))[0]!.id
+    // The grant lands after the holders were read and checked (while the reassign target is looked up).
+    const target = rbac as unknown as { roleRow(name: string): Promise<unknown> }
+    const roleRow = target.roleRow.bind(rbac)
+    target.roleRow = async (name: string) => {
+      if (name === 'moderator') await t.deps.db.insert(userRoles).values({ userId: late, roleId: tempId, grantedBy: owner, createdAt: t.clock.now() })
+      return roleRow(name)
+    }
+    expect((await thrown(async () => await rbac.deleteRole(o, 'temp', 'moderator'))).code).toBe('role_in_use')
+    target.roleRow = roleRow
+    t.deps.invalidation.emit({ kind: 'user', id: late }) // what the grant's own path would have emitted
+    expect((await rbac.effective(first))!.roles).toEqual(['temp', 'user'])
+    expect((await rbac.effective(late))!.roles).toEqual(['temp', 'user'])
+    // Tried again, both move.
+    await rbac.deleteRole(o, 'temp', 'moderator')
+    expect((await rbac.effective(first))!.roles).toEqual(['moderator', 'user'])
+    expect((await rbac.effective(late))!.roles).toEqual(['moderator', 'user'])
+  })
+
   test('the last active owner cannot lose the role, be disabled or be deleted', async () => {
     await seedRootRole()
     const root = { userId: await seedUser(t.deps, { roles: ['root'] }) }

@@ -557,13 +557,20 @@ export class RbacService {
       }
     }
     const now = this.deps.clock.now()
-    await withTransaction(this.deps.db, async (tx) => {
-      if (target && holders.length) {
-        await tx.insert(userRoles).values(holders.map((userId) => ({ userId, roleId: target.id, grantedBy: actor.userId, createdAt: now }))).onConflictDoNothing()
+    const checked = new Set(holders)
+    const done = await withTransaction(this.deps.db, async (tx) => {
+      // The holders again, in the transaction: one granted the role since the checks above would lose it without
+      // a `user` event (and, with reassign, without the new role), and has not been checked against the actor.
+      const current = (await tx.select({ userId: userRoles.userId }).from(userRoles).where(eq(userRoles.roleId, r.id))).map((x) => x.userId)
+      if (current.some((u) => !checked.has(u))) return null
+      if (target && current.length) {
+        await tx.insert(userRoles).values(current.map((userId) => ({ userId, roleId: target.id, grantedBy: actor.userId, createdAt: now }))).onConflictDoNothing()
         await tx.delete(userRoles).where(eq(userRoles.roleId, r.id))
       }
       await tx.delete(roles).where(eq(roles.id, r.id))
+      return current
     })
+    if (done === null) throw conflict('The role was granted meanwhile; try again.', 'role_in_use')
     this.deps.invalidation.emit({ kind: 'role', id: r.id })
     for (const u of holders) this.deps.invalidation.emit({ kind: 'user', id: u })
     await this.deps.audit.record({ type: 'role_deleted', outcome: 'success', actorId: actor.userId, details: { role: name, reassignedTo: target?.name, users: holders.length } }, meta)
