@@ -1,7 +1,7 @@
 /**
  * The real app in-process for the bench's in-process scripts (bench/login-work.ts, bench/refresh-work.ts):
  * every plugin, production settings, a SQLite file in a temporary folder, logs written to /dev/null (through the
- * binary's LogSink), and a `post` through the same handler Bun.serve calls. `close()` closes it and removes the folder.
+ * binary's LogSink), and a `post` and a `get` through the same handler Bun.serve calls. `close()` closes it and removes the folder.
  */
 import { mkdtempSync, openSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -37,9 +37,10 @@ export async function inProcessApp(name: string, env: Record<string, string> = {
     const text = JSON.stringify(body)
     return handle(new Request(`http://127.0.0.1${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(text)), 'user-agent': 'bench' }, body: text }), '127.0.0.1')
   }
+  const get = (path: string, headers: Record<string, string> = {}) => handle(new Request(`http://127.0.0.1${path}`, { headers: { 'user-agent': 'bench', ...headers } }), '127.0.0.1')
   const close = async () => {
     await deps.close()
     rmSync(dir, { recursive: true, force: true })
   }
-  return { deps, post, close }
+  return { deps, post, get, close }
 }
