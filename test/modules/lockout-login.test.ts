@@ -2,6 +2,7 @@
 import { afterEach, describe, expect, test } from 'bun:test'
 import { expectProblem, grantRoleDirect, makeApp, sharedDatabase, signUp, STRONG_PASSWORD, tokenFromMail, type TestApp } from '../helpers'
 import { sqlExec } from '../support/sql'
+import { eventsOf } from '../support/admin'
 
 let a: TestApp
 afterEach(() => a?.close())
@@ -106,6 +107,26 @@ describe('account lockout on sign-in', () => {
 })
 
 describe('sign-in rate limits through the real route', () => {
+  test('a wrong password is one write: its login_failed event and its count commit together, or neither', async () => {
+    a = await makeApp()
+    const { email, user } = await signUp(a)
+    await fail(email, 1)
+    expect((await eventsOf(a.deps, 'login_failed')).length).toBe(1)
+    // The count's write fails (a fault injected into the lockout service): the attempt's event goes with it.
+    const target = a.deps.lockout as unknown as { write(row: unknown): Promise<void> }
+    const write = target.write.bind(a.deps.lockout)
+    target.write = async () => {
+      throw new Error('injected: the lockout row cannot be written')
+    }
+    const r = await login(email, WRONG, '198.51.100.77')
+    target.write = write
+    expect(r.status).toBe(500)
+    expect((await eventsOf(a.deps, 'login_failed')).length).toBe(1)
+    await fail(email, 1)
+    expect((await eventsOf(a.deps, 'login_failed')).length).toBe(2)
+    expect((await a.deps.lockout.recordFailure(user.id)).failures).toBe(3) // the two that went through, and this one
+  })
+
   test('10 logins a minute per IP, then 429 with Retry-After and the IETF headers', async () => {
     a = await makeApp()
     const { email } = await signUp(a)

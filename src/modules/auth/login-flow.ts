@@ -45,8 +45,8 @@ export function loginFlow(d: LoginFlowDeps): LoginHooks {
     startMfa: async (user, ctx) => ((await mfa.login.hasActiveFactor(user.id)) ? { mfaRequired: true, ...(await mfa.login.startMfa(user.id, ctx.meta)) } : undefined),
     mfaEnrollmentRequired: async (userId) => (await d.rbac.mfaRequiredFor(userId)) && !(await mfa.login.hasActiveFactor(userId)),
     isLocked: async (userId) => (await lockout.isLocked(userId, 'password')).locked,
-    onPasswordFailure: async (user, meta) => {
-      const r = await lockout.recordFailure(user.id, 'password', meta)
+    onPasswordFailure: async (user, meta, event) => {
+      const r = await lockout.recordFailure(user.id, 'password', meta, event)
       if (r.locked) await sendLockoutMail(d, user, meta, r.until)
     },
     onPasswordSuccess: (user) => lockout.recordSuccess(user.id, 'password'),

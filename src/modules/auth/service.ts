@@ -13,7 +13,7 @@ import { hashToken, randomToken } from '../../lib/crypto'
 import { AppError, conflict, unauthorized } from '../../lib/errors'
 import { newId } from '../../lib/ids'
 import { normalizeDisplayName, normalizeEmail, validEmail } from '../../lib/normalize'
-import type { AuditService, RequestMeta } from '../audit/service'
+import type { AuditService, RequestMeta, SecurityEvent } from '../audit/service'
 import type { KeyService } from '../keys/service'
 import { assignDefaultRole, assignRoleInTx, type RbacService } from '../rbac/service'
 import type { SessionRow, SessionService } from '../sessions/service'
@@ -60,7 +60,8 @@ export type LoginResult = ({ kind: 'tokens' } & TokenPair) | ({ kind: 'mfa' } & 
 export interface LoginHooks {
   /** Refuses (returns true) while the account is locked; called before the password is checked. */
   isLocked?(userId: string): Promise<boolean>
-  onPasswordFailure?(user: UserRow, meta: RequestMeta): Promise<void>
+  /** Counts a wrong password; records `event` (a sign-in attempt's `login_failed`), when given, in the same transaction as the count. */
+  onPasswordFailure?(user: UserRow, meta: RequestMeta, event?: SecurityEvent): Promise<void>
   onPasswordSuccess?(user: UserRow): Promise<void>
   /** When the user has an active second factor: the MFA challenge to return instead of tokens. */
   startMfa?(user: UserRow, ctx: { transport: 'bearer' | 'cookie'; meta: RequestMeta }): Promise<MfaChallenge | undefined>
@@ -201,8 +202,10 @@ export class AuthService {
       throw invalidCredentials()
     }
     if (!ok) {
-      await this.d.audit.record({ type: 'login_failed', outcome: 'failure', targetId: user.id, details: { reason: 'wrong_password' } }, meta)
-      await this.d.hooks.onPasswordFailure?.(user, meta)
+      const event = { type: 'login_failed', outcome: 'failure', targetId: user.id, details: { reason: 'wrong_password' } } as const
+      // With the lockout hook, the event is written in the same transaction as the failure count.
+      if (this.d.hooks.onPasswordFailure) await this.d.hooks.onPasswordFailure(user, meta, event)
+      else await this.d.audit.record(event, meta)
       throw invalidCredentials()
     }
     if (user.status !== 'active') {

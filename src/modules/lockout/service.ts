@@ -20,7 +20,7 @@ import { emailTokens, lockouts } from '../../db/tables'
 import type { CoreDeps } from '../../deps'
 import { hashToken, randomToken } from '../../lib/crypto'
 import { newId } from '../../lib/ids'
-import type { AuditService, RequestMeta } from '../audit/service'
+import type { AuditService, RequestMeta, SecurityEvent } from '../audit/service'
 
 export type LockoutKind = 'password' | 'mfa'
 
@@ -99,14 +99,20 @@ export class LockoutService {
     return this.stateOf(await this.cached(userId, kind), this.deps.clock.now())
   }
 
-  /** Counts one failed attempt; locks the account when the threshold is reached. */
-  async recordFailure(userId: string, kind: LockoutKind = 'password', meta: RequestMeta = {}): Promise<FailureResult> {
+  /**
+   * Counts one failed attempt; locks the account when the threshold is reached. `event` (the caller's own audit
+   * event for the attempt, such as `login_failed`) is recorded in the same transaction, and so is `account_locked`:
+   * on SQLite the attempt then makes one write, which waits for another process's write lock as a whole (and
+   * is retried before anything changed) instead of answering 503 between two writes of its own.
+   */
+  async recordFailure(userId: string, kind: LockoutKind = 'password', meta: RequestMeta = {}, event?: SecurityEvent): Promise<FailureResult> {
     const cfg = this.deps.config.lockout
     const now = this.deps.clock.now()
     // Read, count and write in one transaction, serialised per account across instances (SQLite: the one
     // writer; PostgreSQL: an advisory lock), so parallel failures on several instances are all counted.
     const outcome = await withTransaction(this.deps.db, async (tx) => {
       await lockResource(tx, `lockout:${userId}:${kind}`)
+      if (event) await this.deps.audit.record(event, meta)
       const row: Row = (await this.load(userId, kind)) ?? { userId, kind, failures: 0, windowStartedAt: now, lockedUntil: null, lockCount: 0, permanent: false, updatedAt: now }
       const current = this.stateOf(row, now)
       if (current.locked) return { row, result: { locked: true, until: current.until, permanent: row.permanent, lockCount: row.lockCount, failures: row.failures } as FailureResult, changed: false, durationMs: 0 }
@@ -131,18 +137,18 @@ export class LockoutService {
       const result: FailureResult = locked
         ? { locked: true, until: row.permanent ? undefined : (row.lockedUntil ?? undefined), permanent: row.permanent, lockCount: row.lockCount, failures: 0 }
         : { locked: false, permanent: false, lockCount: row.lockCount, failures: row.failures }
+      if (locked) {
+        await this.deps.audit.record(
+          { type: 'account_locked', outcome: 'failure', targetId: userId, details: { kind, level: row.lockCount, durationMs: row.permanent ? null : durationMs, permanent: row.permanent } },
+          meta,
+        )
+      }
       return { row, result, changed: true, durationMs }
     })
     const { row, result } = outcome
     await this.cache.set(`${userId}:${kind}`, { row })
     if (!outcome.changed) return result
     this.onChanged(userId)
-    if (result.locked) {
-      await this.deps.audit.record(
-        { type: 'account_locked', outcome: 'failure', targetId: userId, details: { kind, level: row.lockCount, durationMs: row.permanent ? null : outcome.durationMs, permanent: row.permanent } },
-        meta,
-      )
-    }
     return result
   }
 
