@@ -266,7 +266,7 @@ describe('a client changed on another instance', () => {
       expect(await check()).toBe(200) // b now holds the client's access
       expect((await a.as(admin, 'PATCH', `/v1/clients/${c.body.clientId}`, { body: { status: 'disabled' } })).status).toBe(200)
       expect(await check()).toBe(200) // unheard of: b's copy stands
-      b.clock.advance(b.deps.config.cache.ttlMs)
+      b.clock.advance(b.deps.config.cache.ttlMs + 1)
       expect(await check()).toBe(401)
 
       // Enabled again elsewhere: b's copy says disabled until the relay's resync drops it.

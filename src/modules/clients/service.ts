@@ -12,6 +12,7 @@ import type { CoreDeps } from '../../deps'
 import { hashToken, randomToken, safeEqual } from '../../lib/crypto'
 import { notFound, unprocessable, type FieldError } from '../../lib/errors'
 import type { Invalidation } from '../../lib/invalidation'
+import { LruCache } from '../../lib/cache'
 import { decodeCursor, encodeCursor } from '../../lib/pagination'
 import { expandPattern, type Permission } from '../../lib/permissions'
 import { parseDuration } from '../../config'
@@ -108,14 +109,15 @@ const publicJwk = (k: Record<string, unknown>) => Object.fromEntries(PUBLIC_MEMB
 export class ClientsService {
   private readonly store: ClientStore
   /**
-   * Effective access by client id, each read at `at`: dropped on a change to the client or any role (here,
-   * or through the invalidation relay), on the relay's resync, and after BULWARK_CACHE_TTL like every
-   * permission cache, so an instance that missed a change (no Redis, or Redis away) catches up within it.
+   * Effective access by client id (bounded like every in-process cache): dropped on a change to the client or
+   * any role (here, or through the invalidation relay), on the relay's resync, and after BULWARK_CACHE_TTL like
+   * every permission cache, so an instance that missed a change (no Redis, or Redis away) catches up within it.
    */
-  private readonly cache = new Map<string, { at: number; access: ClientAccess | null }>()
+  private readonly cache: LruCache<string, { access: ClientAccess | null }>
 
   constructor(private readonly deps: ClientsDeps) {
     this.store = new ClientStore(deps.db)
+    this.cache = new LruCache({ ...deps.config.cache, clock: deps.clock })
     // A role change or a change to the application permissions (wildcards) may change what a client holds; a client change only that client.
     deps.invalidation.on((e) => {
       if (e.kind === 'role' || e.kind === 'permissions') this.cache.clear()
@@ -150,9 +152,8 @@ export class ClientsService {
 
   /** Effective access of a client (cached: see `cache`); null when unknown. */
   async access(clientId: string): Promise<ClientAccess | null> {
-    const now = this.deps.clock.now()
     const hit = this.cache.get(clientId)
-    if (hit && now - hit.at < this.deps.config.cache.ttlMs) return hit.access
+    if (hit) return hit.access
     const row = await this.store.get(clientId)
     let out: ClientAccess | null = null
     if (row) {
@@ -161,8 +162,7 @@ export class ClientsService {
       for (const p of JSON.parse(row.permissions) as string[]) for (const x of expandPattern(p)) perms.add(x)
       out = { clientId, status: row.status, roles: grant.roles, level: grant.level, permissions: [...perms].sort() }
     }
-    if (this.cache.size > 10_000) this.cache.clear()
-    this.cache.set(clientId, { at: now, access: out })
+    this.cache.set(clientId, { access: out })
     return out
   }
 

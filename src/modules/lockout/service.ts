@@ -155,9 +155,10 @@ export class LockoutService {
   /**
    * A successful attempt: clears the failure count (lockCount stays for escalation, see above). The caller
    * has just read the row through the cache (`isLocked`); when that copy has nothing to clear (no failures,
-   * no quiet-day reset due), no query is made. A copy can only lag behind failures counted by another instance not yet heard of (the `lockout`
-   * invalidation, or the cache TTL without Redis); those then stay counted, which errs towards locking, never
-   * towards forgetting. When there is something to clear, the row is read again from the table.
+   * no quiet-day reset due), no query is made. A copy can only lag behind failures counted by another
+   * instance not yet heard of (the `lockout` invalidation, or the cache TTL without Redis); those then stay
+   * counted, which errs towards locking, never towards forgetting. When there is something to clear, the row
+   * is read again from the table.
    */
   async recordSuccess(userId: string, kind: LockoutKind = 'password'): Promise<void> {
     const now = this.deps.clock.now()

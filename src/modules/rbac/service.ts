@@ -17,7 +17,7 @@ import { and, asc, count, desc, eq, sql, type SQL } from 'drizzle-orm'
 import type { Db } from '../../db/client'
 import { dialect, rolePermissions, roles, userRoles, users } from '../../db/tables'
 import type { CoreDeps } from '../../deps'
-import { lruCaches as localLruCaches, type Cache as LocalCache, type CacheStats } from '../../lib/cache'
+import { LruCache, type CacheStats } from '../../lib/cache'
 import { asyncLruCaches as lruCaches, type AsyncCache as Cache, type AsyncCacheFactory as CacheFactory } from '../../lib/redis-cache'
 import { conflict, forbidden, notFound, unprocessable, type FieldError } from '../../lib/errors'
 import { newId } from '../../lib/ids'
@@ -185,7 +185,7 @@ export class RbacService {
    * Role ids held, by user, for list views (`roleNamesOf`): in-process only, bounded and on the TTL like the
    * other caches, dropped with the user cache. Never used for a decision: permissions come from `userCache`.
    */
-  private readonly heldCache: LocalCache<string, string[]>
+  private readonly heldCache: LruCache<string, string[]>
   readonly registry: PermissionRegistry
 
   constructor(private readonly deps: RbacDeps) {
@@ -193,7 +193,7 @@ export class RbacService {
     const caches = deps.caches ?? lruCaches({ ...deps.config.cache, clock: deps.clock })
     this.userCache = caches<string, UserEntry>('rbac-users')
     this.roleCache = caches<string, RoleEntry>('rbac-roles')
-    this.heldCache = localLruCaches({ ...deps.config.cache, clock: deps.clock })<string, string[]>('rbac-held')
+    this.heldCache = new LruCache({ ...deps.config.cache, clock: deps.clock })
     deps.invalidation.on((e) => {
       if (e.kind === 'user') {
         this.userEpoch++

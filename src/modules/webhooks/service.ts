@@ -364,8 +364,6 @@ export class WebhookService {
     const history = [...(JSON.parse(d.history) as unknown[]), { at: outcome.startedAt, status: outcome.status, error: outcome.error, durationMs: outcome.durationMs }].slice(-HISTORY)
     const schedule = config.webhooks.scheduleMs
     let disabled: { reason: string } | undefined
-    // Dropped after a disable whether it committed or not (see changingEndpoints).
-    let disabling = false
     const done = withTransaction(this.deps.db, async (tx) => {
       if (outcome.ok) {
         await tx.update(webhookDeliveries)
@@ -392,10 +390,7 @@ export class WebhookService {
           : now - since >= config.webhooks.disableAfterMs
             ? `every attempt failed since ${iso(since)}`
             : undefined
-      if (reason && ep.enabled) {
-        disabling = true
-        disabled = { reason }
-      }
+      if (reason && ep.enabled) disabled = { reason }
       await tx.update(webhookEndpoints)
         .set({ consecutiveFailures: failures, failingSince: since, ...(reason && ep.enabled ? { enabled: false, disabledReason: reason } : {}) })
         .where(eq(webhookEndpoints.id, d.endpointId))
@@ -403,7 +398,8 @@ export class WebhookService {
     try {
       await done
     } finally {
-      if (disabling) this.endpointsChanged()
+      // Dropped after a disable whether it committed or not (see changingEndpoints).
+      if (disabled) this.endpointsChanged()
     }
     if (disabled) {
       await this.deps.audit.record({ type: 'webhook_disabled', outcome: 'info', targetId: d.endpointId, details: { reason: disabled.reason } })
