@@ -57,6 +57,16 @@ async function run(label: string, n: number): Promise<void> {
 }
 
 await run('warm-up', Math.ceil(PER_CHAIN / 3))
+// --sql "…": (PostgreSQL) statements run on the bench database after the warm-up, for what-if comparisons of
+// indexes and storage settings; the run prints what it ran.
+const sqlAt = process.argv.indexOf('--sql')
+if (sqlAt > 0 && pgUrl) {
+  const text = process.argv[sqlAt + 1] ?? ''
+  const admin = new Bun.SQL(pgUrl, { max: 1 })
+  await admin.unsafe(text).simple()
+  await admin.close()
+  console.log(`ran: ${text}`)
+}
 // --frames: WAL frames (page writes) per refresh, with automatic checkpoints off for the measured run.
 const sqlite = process.argv.includes('--frames') ? deps.storage.sqlite : undefined
 sqlite?.run('PRAGMA wal_checkpoint(TRUNCATE)')
