@@ -64,8 +64,6 @@ export async function startServer(config: Config, given?: AppDeps): Promise<Runn
   await deps.mailWorker.start()
   await deps.pruner.start()
   await deps.webhookWorker.start()
-  // The dummy hash for unknown-email sign-ins, computed now rather than on the first such request.
-  void deps.hasher.warmUp()
   deps.logger.info({ url, publicUrl: config.publicUrl, managementUrl: management?.url, version: VERSION, env: config.env }, 'bulwark listening')
   // The build starts the binary with JavaScriptCore's tier-up thresholds ×16 (`--compile-jit-policy 16`), so
   // run-once start-up code stays in the interpreter instead of queueing JIT work on the same core: start-up

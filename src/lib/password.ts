@@ -9,8 +9,8 @@
  * two keyboards that compose characters differently still matches.
  */
 import { hash as argonHash, verify as argonVerify } from '@node-rs/argon2'
+import { randomBytes } from 'node:crypto'
 import { availableParallelism } from 'node:os'
-import { randomToken } from './crypto'
 
 /**
  * At most `limit` hashes at once. argon2id is memory-hard: more parallel hashes than cores only thrash
@@ -59,12 +59,20 @@ export const normalizePassword = (pw: string): string => pw.normalize('NFKC')
 export class PasswordHasher {
   private readonly memoryCost: number
   private readonly timeCost: number
-  private dummy: Promise<string> | undefined
+  /**
+   * What an unknown email's sign-in verifies against: a PHC string at the configured cost with a random salt
+   * and a random 32-byte "hash". Verifying any password against it runs the full argon2id computation at
+   * those parameters and compares (false, but for a 2^-256 chance), exactly the work of a wrong password; no
+   * hash is computed to make it, so start-up spends none.
+   */
+  private readonly dummy: string
   private readonly gate = new Gate(Math.max(1, availableParallelism()))
 
   constructor(params: HasherParams) {
     this.memoryCost = params.argon2MemoryKib
     this.timeCost = params.argon2Time
+    const b64 = (bytes: number) => randomBytes(bytes).toString('base64').replace(/=+$/, '')
+    this.dummy = `$argon2id$v=19$m=${this.memoryCost},t=${this.timeCost},p=1$${b64(16)}$${b64(32)}`
   }
 
   /** A PHC string for `pw` with a fresh random salt. */
@@ -94,20 +102,7 @@ export class PasswordHasher {
    * sign-in for an unknown email costs as long as one for a known email with a wrong password.
    */
   async dummyVerify(pw: string): Promise<false> {
-    await this.verify(pw, await this.dummyHash())
+    await this.verify(pw, this.dummy)
     return false
-  }
-
-  /**
-   * Computes the dummy hash now rather than on the first unknown-email sign-in (which would then cost
-   * a hash plus a verify, and be told apart). Call once at start-up; safe to skip.
-   */
-  warmUp(): Promise<void> {
-    return this.dummyHash().then(() => undefined)
-  }
-
-  private dummyHash(): Promise<string> {
-    this.dummy ??= this.hash(randomToken(24))
-    return this.dummy
   }
 }

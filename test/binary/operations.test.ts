@@ -56,6 +56,14 @@ describe('binary operations', () => {
     expect(code).toBe(0)
   }, SLOW)
 
+  test('the compiled server\'s /metrics has the heap gauges but none that walks the heap on each scrape (heap_space)', async () => {
+    run = await startBinary()
+    const scrape = await call(run.base, 'GET', '/metrics')
+    expect(scrape.status).toBe(200)
+    expect(scrape.text).toContain('bulwark_nodejs_heap_size_used_bytes')
+    expect(scrape.text).not.toContain('heap_space')
+  }, SLOW)
+
   test('with stdout and stderr on /dev/full (every write ENOSPC) the server starts, serves 250 requests without hanging, stays up, and counts the dropped lines', async () => {
     const binary = await ensureBinary()
     const workdir = mkdtempSync(join(tmpdir(), 'bw-full-'))

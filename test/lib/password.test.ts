@@ -1,4 +1,5 @@
 import { describe, expect, test } from 'bun:test'
+import { verify as argonVerify } from '@node-rs/argon2'
 import { testConfig } from '../../src/config'
 import { Gate, normalizePassword, PasswordHasher } from '../../src/lib/password'
 
@@ -54,11 +55,24 @@ describe('PasswordHasher', () => {
 
   test('dummyVerify does a real argon2 verify at the configured cost and is always false', async () => {
     const h = new PasswordHasher(params)
-    await h.warmUp()
-    const dummy = await (h as unknown as { dummy: Promise<string> }).dummy
+    const dummy = (h as unknown as { dummy: string }).dummy
+    // A PHC string at the configured cost (so it costs what a user's hash costs), salt 16 and hash 32 bytes.
     expect(h.needsRehash(dummy)).toBe(false)
+    const [, , , , salt, digest] = dummy.split('$')
+    expect(Buffer.from(salt!, 'base64')).toHaveLength(16)
+    expect(Buffer.from(digest!, 'base64')).toHaveLength(32)
+    // argon2 reads it and computes (a string it could not read would throw, and verify would answer false at no cost).
+    expect(await argonVerify(dummy, 'any password at all')).toBe(false)
+    // Each dummyVerify goes through the hashing gate once, like the verify of a wrong password.
+    const gate = (h as unknown as { gate: Gate }).gate
+    const run = gate.run.bind(gate)
+    let runs = 0
+    gate.run = (fn) => (runs++, run(fn))
     expect(await h.dummyVerify('any password at all')).toBe(false)
     expect(await h.dummyVerify('')).toBe(false)
+    expect(runs).toBe(2)
+    // Random per hasher: nothing precomputed can be shared between deployments.
+    expect((new PasswordHasher(params) as unknown as { dummy: string }).dummy).not.toBe(dummy)
   })
 })
 

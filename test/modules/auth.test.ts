@@ -93,9 +93,8 @@ describe('login', () => {
     const { email } = await signUp(a)
     const h = a.deps.hasher
     let verifies = 0
-    await (h as { warmUp(): Promise<void> }).warmUp()
     const orig = h.verify.bind(h)
-    // dummyVerify runs a real verify (against a dummy hash computed once at start), so counting verify counts both paths.
+    // dummyVerify runs a real verify (against the hasher's dummy PHC string), so counting verify counts both paths.
     h.verify = async (p, x) => (verifies++, orig(p, x))
     await a.req('POST', '/v1/auth/login', { body: { email, password: 'wrong password here' } })
     const known = verifies

@@ -305,4 +305,13 @@ describe('in-memory store', () => {
     for (let i = 0; i < 1000; i++) await s.hit(`k${i}`, 5, MIN, 0)
     expect(s.size).toBe(100)
   })
+
+  test('drops the least recently used key first', async () => {
+    const s = new MemoryStore({ maxMs: HOUR, decayMs: HOUR }, 3)
+    for (const k of ['a', 'b', 'c', 'a', 'd']) await s.hit(k, 5, MIN, 0)
+    expect(s.size).toBe(3)
+    // `a` was used after `b`, so `b` went: `a` is on its third request, `b` starts again.
+    expect((await s.hit('a', 5, MIN, 0)).remaining).toBe(2)
+    expect((await s.hit('b', 5, MIN, 0)).remaining).toBe(4)
+  })
 })
