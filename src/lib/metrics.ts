@@ -29,10 +29,11 @@ export class Metrics {
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics) {
-      // prom-client asks v8.getHeapSpaceStatistics() once, to learn whether per-space heap gauges can be had. Bun
-      // has none to give: its version walks the whole JavaScript heap (heapStats) and then throws
-      // ERR_NOT_IMPLEMENTED, and prom-client leaves those gauges out. The walk took 5–10 ms of every start-up and
-      // grows with the heap (50 ms with 300,000 objects), so for that one question it throws at once.
+      // prom-client registers per-space heap gauges (nodejs_heap_space_size_*) when v8.getHeapSpaceStatistics()
+      // answers, and reads them on every scrape. Bun answers it by walking the whole JavaScript heap: 41–50 ms a
+      // call with 300,000 objects, the event loop blocked, at start-up and on each scrape, for figures that split
+      // the heap bulwark_nodejs_heap_size_* already reports. Throwing ERR_NOT_IMPLEMENTED (what prom-client
+      // expects from a runtime without them) for that one call makes it leave those gauges out, on purpose.
       const heapSpaces = v8.getHeapSpaceStatistics
       v8.getHeapSpaceStatistics = () => {
         throw Object.assign(new Error('v8.getHeapSpaceStatistics is not implemented in Bun'), { code: 'ERR_NOT_IMPLEMENTED' })
