@@ -19,6 +19,7 @@ import { atLeast, atMost, below, engineTable, resultsTable, saveResults, verdict
 import { ADMINS, AUDIENCE, PASSWORD, PUBLIC_URL, apiEmail, seedThroughApi, TokenMinter, userEmail, type Seeded } from './lib/seed'
 import { backendCpu, createBenchDatabase, dropBenchDatabase, PgStore, SqliteStore, type BenchStore, type Engine } from './lib/store'
 import { ensureWrk, wrk, writeRequests, type Req } from './lib/wrk'
+import { parseProm, select, valueOf } from '../test/support/prom'
 
 const ROOT = join(import.meta.dir, '..')
 const BIN = join(ROOT, 'dist', 'bulwark')
@@ -530,6 +531,14 @@ async function soak(): Promise<string> {
       if (args.duration >= 600) v.push(below(`RSS plateau drifts < 0.5 MiB a minute over a ${Math.round(args.duration / 60)}-minute soak`, Math.abs(drift.mibPerMin), 0.5, 'MiB a minute'))
     }
     rows.push({ scenario: 'peak RSS (VmHWM)', note: 'RSS', rssMiB: mem?.peakMiB })
+    if (samples.length) rows.push({ scenario: `mean RSS of the ${samples.length} samples (every 5 s)`, note: 'RSS', rssMiB: samples.reduce((a, x) => a + x.mib, 0) / samples.length })
+    // What each in-process cache holds at the end against its bound (bulwark_cache_entries / bulwark_cache_max_entries).
+    const caches = await cacheFill(server.url)
+    if (caches.length) {
+      rows.push({ scenario: 'caches at the end (entries / bound)', note: caches.map((c) => `${c.cache} ${c.entries.toLocaleString('en-US')}/${c.max.toLocaleString('en-US')}`).join(', ') })
+      const over = caches.filter((c) => c.entries > c.max)
+      v.push({ target: 'every in-process cache within its bound at the end', measured: over.length ? `over: ${over.map((c) => c.cache).join(', ')}` : `${caches.length} caches, none over`, verdict: over.length ? 'MISS' : 'PASS' })
+    }
     v.push(below(`server RSS < 150 MiB after ${args.duration} s with ${args.users.toLocaleString('en-US')} users`, mem?.rssMiB, 150, 'MiB'))
   } finally {
     await stop(server)
@@ -549,6 +558,16 @@ async function soak(): Promise<string> {
   }
   await release(ctx)
   return body(rows, v, [ctx]) + extra.join('\n')
+}
+
+/** Each in-process cache's entries and bound from the server's /metrics (empty for a build without them). */
+async function cacheFill(url: string): Promise<{ cache: string; entries: number; max: number }[]> {
+  try {
+    const m = parseProm(await (await fetch(`${url}/metrics`)).text())
+    return select(m, 'bulwark_cache_max_entries').map((b) => ({ cache: b.labels.cache!, max: b.value, entries: valueOf(m, 'bulwark_cache_entries', { cache: b.labels.cache! }) ?? 0 }))
+  } catch {
+    return []
+  }
 }
 
 /** Least-squares slope (MiB a minute) of the RSS samples of the second half of a run; undefined with fewer than 4. */

@@ -12,6 +12,7 @@ import type { CoreDeps } from './deps'
 import { systemClock, type Clock } from './lib/clock'
 import { randomToken } from './lib/crypto'
 import { asyncLruCaches, omitting, redisCaches, type AsyncCacheFactory } from './lib/redis-cache'
+import type { CacheStats } from './lib/cache'
 import { Invalidation } from './lib/invalidation'
 import { InvalidationRelay } from './lib/invalidation-relay'
 import { accessLogger, createLogger, droppedLines, type Logger } from './lib/logger'
@@ -232,11 +233,6 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
   if (files.scanning) health.add({ name: 'scanner', required: false, run: async () => ({ status: (await files.ping()) ? 'ok' : 'down' }) })
   // The in-process caches have no remote side to fail; the check proves they answer and reports their size.
   health.add(sharedCaches?.check ?? { name: 'cache', required: false, run: () => ({ status: 'ok', detail: `${rbac.stats().effective.size} users cached` }) })
-  const caches = ['effective', 'roles'] as const
-  const cacheStats = (kind: 'hits' | 'misses' | 'size') => () => caches.map((cache) => ({ labels: { cache }, value: rbac.stats()[cache][kind] }))
-  metrics.counter('bulwark_cache_hits_total', 'Permission cache hits', ['cache'], cacheStats('hits'))
-  metrics.counter('bulwark_cache_misses_total', 'Permission cache misses', ['cache'], cacheStats('misses'))
-  metrics.gauge('bulwark_cache_entries', 'Permission cache entries', ['cache'], cacheStats('size'))
   const checkpointer = store.checkpointer
   if (checkpointer) {
     metrics.counter('bulwark_sqlite_checkpoints_total', 'Write-ahead log checkpoints run by the background checkpointer (BULWARK_DB_CHECKPOINT=background)', [], () => [{ labels: {}, value: checkpointer.checkpoints }])
@@ -298,6 +294,22 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
     return { clientId: claims.client_id, permissions: access.permissions.filter((p) => scope.has(p)), kind: 'client' as const }
   })
   const authn = new Authenticator({ signer, sessions, clock, access: (id) => rbac.effective(id), clientAccess: (id) => clients.access(id), apiKeys })
+  // Every in-process cache (with Redis: its local tier), by name, with the bound it is held to.
+  const cacheList: { cache: string; stats: () => CacheStats; max: number }[] = [
+    { cache: 'effective', stats: () => rbac.stats().effective, max: config.cache.maxEntries },
+    { cache: 'roles', stats: () => rbac.stats().roles, max: config.cache.maxEntries },
+    { cache: 'held', stats: () => rbac.stats().held, max: config.cache.maxEntries },
+    { cache: 'sessions', stats: () => sessions.cacheStats(), max: config.cache.maxEntries },
+    { cache: 'lockouts', stats: () => lockout.cacheStats(), max: config.cache.maxEntries },
+    { cache: 'clients', stats: () => clients.cacheStats(), max: config.cache.maxEntries },
+  ]
+  const tokenCache = authn.tokens
+  if (tokenCache) cacheList.push({ cache: 'tokens', stats: () => tokenCache.stats(), max: tokenCache.max })
+  const cacheStats = (kind: 'hits' | 'misses' | 'size') => () => cacheList.map((c) => ({ labels: { cache: c.cache }, value: c.stats()[kind] }))
+  metrics.counter('bulwark_cache_hits_total', 'In-process cache hits', ['cache'], cacheStats('hits'))
+  metrics.counter('bulwark_cache_misses_total', 'In-process cache misses', ['cache'], cacheStats('misses'))
+  metrics.gauge('bulwark_cache_entries', 'In-process cache entries', ['cache'], cacheStats('size'))
+  metrics.gauge('bulwark_cache_max_entries', 'The bound each in-process cache is held to (least recently used entries go first)', ['cache'], () => cacheList.map((c) => ({ labels: { cache: c.cache }, value: c.max })))
   // Per-user rate limits: the same memoised token check the route will use, so the token is verified once.
   const rateLimitIdentity = async (request: Request) => {
     if (!request.headers.get('authorization')) return undefined

@@ -67,6 +67,11 @@ export class VerifiedTokenCache<C extends TimeClaims = TimeClaims> {
     return this.entries.size
   }
 
+  /** Hits, misses and entries (for /metrics). */
+  stats(): { hits: number; misses: number; size: number } {
+    return { hits: this.hits, misses: this.misses, size: this.entries.size }
+  }
+
   private key(token: string): string {
     if (token !== this.lastToken) {
       this.lastDigest = tokenDigest(token)

@@ -64,6 +64,22 @@ describe('binary operations', () => {
     expect(scrape.text).not.toContain('heap_space')
   }, SLOW)
 
+  test('the compiled server\'s /metrics names every in-process cache with its bound, and a cache holds no more than its bound (BULWARK_CACHE_MAX_ENTRIES)', async () => {
+    run = await startBinary({ env: { BULWARK_CACHE_MAX_ENTRIES: '10', BULWARK_RATE_LIMIT: 'off' } })
+    // Twelve sessions of the owner, each token used once: twelve sessions looked up, twelve tokens verified.
+    for (let i = 0; i < 12; i++) {
+      const login = await call(run.base, 'POST', '/v1/auth/login', { body: { email: OWNER_EMAIL, password: OWNER_PASSWORD } })
+      expect(login.status).toBe(200)
+      expect((await call(run.base, 'GET', '/v1/me', { token: login.json.accessToken })).status).toBe(200)
+    }
+    const m = parseProm((await call(run.base, 'GET', '/metrics')).text)
+    for (const cache of ['effective', 'roles', 'held', 'sessions', 'lockouts', 'clients']) expect(valueOf(m, 'bulwark_cache_max_entries', { cache })).toBe(10)
+    expect(valueOf(m, 'bulwark_cache_max_entries', { cache: 'tokens' })).toBe(20_000)
+    expect(valueOf(m, 'bulwark_cache_entries', { cache: 'sessions' })).toBe(10)
+    expect(valueOf(m, 'bulwark_cache_entries', { cache: 'tokens' })).toBe(12)
+    expect(valueOf(m, 'bulwark_cache_misses_total', { cache: 'sessions' })).toBeGreaterThanOrEqual(2)
+  }, SLOW)
+
   test('with stdout and stderr on /dev/full (every write ENOSPC) the server starts, serves 250 requests without hanging, stays up, and counts the dropped lines', async () => {
     const binary = await ensureBinary()
     const workdir = mkdtempSync(join(tmpdir(), 'bw-full-'))

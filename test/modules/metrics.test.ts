@@ -24,7 +24,7 @@ describe('metrics', () => {
     expect(r.text).toContain('bulwark_security_events_total{type="login_failed",outcome="failure"} 1')
   })
 
-  test('permission-cache hits and misses are counters (_total) that grow; the size is a gauge', async () => {
+  test('cache hits and misses are counters (_total) that grow; the size is a gauge', async () => {
     a = await makeApp()
     const r = await a.req('POST', '/v1/auth/register', { body: { email: 'cache@example.com', password: 'correct horse battery staple 9' } })
     expect(r.status).toBe(201)
@@ -42,6 +42,27 @@ describe('metrics', () => {
     const sum = (s: ReturnType<typeof parseProm>, n: string) => select(s, n).reduce((x, y) => x + y.value, 0)
     expect(sum(after, 'bulwark_cache_hits_total') + sum(after, 'bulwark_cache_misses_total')).toBeGreaterThan(sum(before, 'bulwark_cache_hits_total') + sum(before, 'bulwark_cache_misses_total'))
     expect(valueOf(after, 'bulwark_cache_entries', { cache: 'effective' })).toBeGreaterThanOrEqual(1)
+  })
+
+  test('every in-process cache is on /metrics with its bound; entries never pass it', async () => {
+    a = await makeApp({ BULWARK_CACHE_MAX_ENTRIES: '10', BULWARK_RATE_LIMIT: 'off' })
+    const tokens: string[] = []
+    for (let i = 0; i < 12; i++) {
+      const email = `bound${i}@example.com`
+      expect((await a.req('POST', '/v1/auth/register', { body: { email, password: 'correct horse battery staple 9' } })).status).toBe(201)
+      const login = await a.req('POST', '/v1/auth/login', { body: { email, password: 'correct horse battery staple 9' } })
+      tokens.push(login.body.accessToken as string)
+    }
+    for (const token of tokens) expect((await a.req('GET', '/v1/me', { token })).status).toBe(200)
+    const s = await scrape(a)
+    const names = ['effective', 'roles', 'held', 'sessions', 'lockouts', 'clients', 'tokens']
+    expect(select(s, 'bulwark_cache_max_entries').map((x) => x.labels.cache).sort()).toEqual([...names].sort())
+    for (const cache of names.filter((n) => n !== 'tokens')) expect(valueOf(s, 'bulwark_cache_max_entries', { cache })).toBe(10)
+    // Twelve users and twelve sessions went through caches bounded at ten.
+    expect(valueOf(s, 'bulwark_cache_entries', { cache: 'sessions' })).toBe(10)
+    expect(valueOf(s, 'bulwark_cache_entries', { cache: 'effective' })).toBe(10)
+    expect(valueOf(s, 'bulwark_cache_entries', { cache: 'tokens' })).toBe(12)
+    expect(valueOf(s, 'bulwark_cache_hits_total', { cache: 'tokens' })! + valueOf(s, 'bulwark_cache_misses_total', { cache: 'tokens' })!).toBeGreaterThanOrEqual(12)
   })
 
   test('CORS preflights and CSRF refusals carry the route pattern, not "unmatched"', async () => {

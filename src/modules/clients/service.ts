@@ -12,7 +12,7 @@ import type { CoreDeps } from '../../deps'
 import { hashToken, randomToken, safeEqual } from '../../lib/crypto'
 import { notFound, unprocessable, type FieldError } from '../../lib/errors'
 import type { Invalidation } from '../../lib/invalidation'
-import { LruCache } from '../../lib/cache'
+import { LruCache, type CacheStats } from '../../lib/cache'
 import { decodeCursor, encodeCursor } from '../../lib/pagination'
 import { expandPattern, type Permission } from '../../lib/permissions'
 import { parseDuration } from '../../config'
@@ -114,6 +114,11 @@ export class ClientsService {
    * every permission cache, so an instance that missed a change (no Redis, or Redis away) catches up within it.
    */
   private readonly cache: LruCache<string, { access: ClientAccess | null }>
+
+  /** Hits, misses and entries of the client-access cache (for /metrics). */
+  cacheStats(): CacheStats {
+    return this.cache.stats()
+  }
 
   constructor(private readonly deps: ClientsDeps) {
     this.store = new ClientStore(deps.db)

@@ -16,6 +16,7 @@
 import { lockResource, preparedQuery, withTransaction } from '../../db/tx'
 import { and, eq, isNull } from 'drizzle-orm'
 import { asyncLruCaches as lruCaches, type AsyncCache as Cache, type AsyncCacheFactory as CacheFactory } from '../../lib/redis-cache'
+import type { CacheStats } from '../../lib/cache'
 import { emailTokens, lockouts } from '../../db/tables'
 import type { CoreDeps } from '../../deps'
 import { hashToken, randomToken } from '../../lib/crypto'
@@ -64,6 +65,11 @@ export class LockoutService {
 
   /** Told about every change of a user's lock state (other instances drop their cached copy). */
   onChanged: (userId: string) => void = () => {}
+
+  /** Hits, misses and entries of the lockout cache (for /metrics). */
+  cacheStats(): CacheStats {
+    return this.cache.stats()
+  }
 
   constructor(private readonly deps: Deps) {
     this.cache = (deps.caches ?? lruCaches({ ...deps.config.cache, clock: deps.clock }))<string, { row: Row | null }>('lockouts')

@@ -207,9 +207,9 @@ export class RbacService {
     })
   }
 
-  /** Hit/miss counters of the two caches (for /metrics). */
-  stats(): { effective: CacheStats; roles: CacheStats } {
-    return { effective: this.userCache.stats(), roles: this.roleCache.stats() }
+  /** Hit/miss counters of the caches (for /metrics). */
+  stats(): { effective: CacheStats; roles: CacheStats; held: CacheStats } {
+    return { effective: this.userCache.stats(), roles: this.roleCache.stats(), held: this.heldCache.stats() }
   }
 
   /** Drops both caches (the invalidation relay calls it after missing events while Redis was away). */

@@ -8,6 +8,7 @@
 import { pgRaw, preparedQuery, withTransaction } from '../../db/tx'
 import { and, desc, eq, isNull, ne } from 'drizzle-orm'
 import { asyncLruCaches as lruCaches, type AsyncCache as Cache, type AsyncCacheFactory as CacheFactory } from '../../lib/redis-cache'
+import type { CacheStats } from '../../lib/cache'
 import type { CoreDeps } from '../../deps'
 import { dialect } from '../../db/tables'
 import { refreshTokens, sessions, users } from '../../db/tables'
@@ -163,6 +164,11 @@ export class SessionService {
   private cache: Cache<string, SessionRow>
   /** Told about every change to a session row that other instances' caches must see (revocation, step-up). */
   onChanged: (sessionId: string) => void = () => {}
+
+  /** Hits, misses and entries of the session cache (for /metrics). */
+  cacheStats(): CacheStats {
+    return this.cache.stats()
+  }
 
   constructor(private readonly deps: Pick<CoreDeps, 'db' | 'clock' | 'config' | 'keys' | 'logger'> & { audit: AuditService; caches?: CacheFactory }) {
     this.cache = (deps.caches ?? lruCaches({ ...deps.config.cache, clock: deps.clock }))<string, SessionRow>('sessions')
