@@ -294,22 +294,22 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
     return { clientId: claims.client_id, permissions: access.permissions.filter((p) => scope.has(p)), kind: 'client' as const }
   })
   const authn = new Authenticator({ signer, sessions, clock, access: (id) => rbac.effective(id), clientAccess: (id) => clients.access(id), apiKeys })
-  // Every in-process cache (with Redis: its local tier), by name, with the bound it is held to.
-  const cacheList: { cache: string; stats: () => CacheStats; max: number }[] = [
-    { cache: 'effective', stats: () => rbac.stats().effective, max: config.cache.maxEntries },
-    { cache: 'roles', stats: () => rbac.stats().roles, max: config.cache.maxEntries },
-    { cache: 'held', stats: () => rbac.stats().held, max: config.cache.maxEntries },
-    { cache: 'sessions', stats: () => sessions.cacheStats(), max: config.cache.maxEntries },
-    { cache: 'lockouts', stats: () => lockout.cacheStats(), max: config.cache.maxEntries },
-    { cache: 'clients', stats: () => clients.cacheStats(), max: config.cache.maxEntries },
+  // Every in-process cache (with Redis: its local tier) by name; each reports the bound it enforces.
+  const cacheList: { cache: string; stats: () => CacheStats }[] = [
+    { cache: 'effective', stats: () => rbac.stats().effective },
+    { cache: 'roles', stats: () => rbac.stats().roles },
+    { cache: 'held', stats: () => rbac.stats().held },
+    { cache: 'sessions', stats: () => sessions.cacheStats() },
+    { cache: 'lockouts', stats: () => lockout.cacheStats() },
+    { cache: 'clients', stats: () => clients.cacheStats() },
   ]
   const tokenCache = authn.tokens
-  if (tokenCache) cacheList.push({ cache: 'tokens', stats: () => tokenCache.stats(), max: tokenCache.max })
-  const cacheStats = (kind: 'hits' | 'misses' | 'size') => () => cacheList.map((c) => ({ labels: { cache: c.cache }, value: c.stats()[kind] }))
+  if (tokenCache) cacheList.push({ cache: 'tokens', stats: () => tokenCache.stats() })
+  const cacheStats = (kind: 'hits' | 'misses' | 'size' | 'max') => () => cacheList.map((c) => ({ labels: { cache: c.cache }, value: c.stats()[kind] }))
   metrics.counter('bulwark_cache_hits_total', 'In-process cache hits', ['cache'], cacheStats('hits'))
   metrics.counter('bulwark_cache_misses_total', 'In-process cache misses', ['cache'], cacheStats('misses'))
   metrics.gauge('bulwark_cache_entries', 'In-process cache entries', ['cache'], cacheStats('size'))
-  metrics.gauge('bulwark_cache_max_entries', 'The bound each in-process cache is held to (least recently used entries go first)', ['cache'], () => cacheList.map((c) => ({ labels: { cache: c.cache }, value: c.max })))
+  metrics.gauge('bulwark_cache_max_entries', 'The most entries each in-process cache holds', ['cache'], cacheStats('max'))
   // Per-user rate limits: the same memoised token check the route will use, so the token is verified once.
   const rateLimitIdentity = async (request: Request) => {
     if (!request.headers.get('authorization')) return undefined

@@ -22,7 +22,8 @@ export interface Row {
 export interface Verdict {
   target: string
   measured: string
-  verdict: 'PASS' | 'MISS' | 'n/a'
+  /** UNSETTLED: the figure's uncertainty straddles the limit (a longer run could tell). */
+  verdict: 'PASS' | 'MISS' | 'UNSETTLED' | 'n/a'
 }
 
 const num = (n: number | undefined, digits = 0) => (n === undefined || !Number.isFinite(n) ? '-' : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }))

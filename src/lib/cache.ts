@@ -10,6 +10,8 @@ export interface CacheStats {
   hits: number
   misses: number
   size: number
+  /** The most entries the (local) cache holds. */
+  max: number
 }
 
 export interface Cache<K, V> {
@@ -68,6 +70,6 @@ export class LruCache<K extends {}, V extends {}> implements Cache<K, V> {
   }
 
   stats(): CacheStats {
-    return { hits: this.hits, misses: this.misses, size: this.lru.size }
+    return { hits: this.hits, misses: this.misses, size: this.lru.size, max: this.lru.max }
   }
 }

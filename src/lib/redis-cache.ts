@@ -576,6 +576,6 @@ class TwoTierCache<K extends {}, V extends {}> implements AsyncCache<K, V> {
   }
 
   stats(): RedisCacheStats {
-    return { ...this.counters, size: this.local.size }
+    return { ...this.counters, size: this.local.size, max: this.local.max }
   }
 }

@@ -68,8 +68,8 @@ export class VerifiedTokenCache<C extends TimeClaims = TimeClaims> {
   }
 
   /** Hits, misses and entries (for /metrics). */
-  stats(): { hits: number; misses: number; size: number } {
-    return { hits: this.hits, misses: this.misses, size: this.entries.size }
+  stats(): { hits: number; misses: number; size: number; max: number } {
+    return { hits: this.hits, misses: this.misses, size: this.entries.size, max: this.max }
   }
 
   private key(token: string): string {

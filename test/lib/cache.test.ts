@@ -10,7 +10,7 @@ describe('LruCache', () => {
     c.set('a', 1)
     expect(c.get('a')).toBe(1)
     expect(c.get('a')).toBe(1)
-    expect(await c.stats()).toEqual({ hits: 2, misses: 1, size: 1 })
+    expect(await c.stats()).toEqual({ hits: 2, misses: 1, size: 1, max: 10 })
     await c.delete('a')
     expect(c.get('a')).toBeUndefined()
     c.set('b', 2)

@@ -72,7 +72,7 @@ describe('async cache interface', () => {
     expect(await c.get('a')).toBeUndefined()
     await c.set('b', 2)
     await c.clear()
-    expect(c.stats()).toEqual({ hits: 1, misses: 2, size: 0 })
+    expect(c.stats()).toEqual({ hits: 1, misses: 2, size: 0, max: 10 })
     const clock = new FakeClock()
     const made = asyncLruCaches({ maxEntries: 10, ttlMs: 1000, clock })<string, number>('x')
     await made.set('k', 1)

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from 'bun:test'
 import v8 from 'node:v8'
 import { Metrics } from '../../src/lib/metrics'
-import { expectProblem, makeApp, type TestApp } from '../helpers'
+import { expectProblem, grantRoleDirect, makeApp, type TestApp } from '../helpers'
 import { parseProm, select, valueOf } from '../support/prom'
 
 const scrape = async (a: TestApp) => parseProm((await a.req('GET', '/metrics')).text)
@@ -46,14 +46,19 @@ describe('metrics', () => {
 
   test('every in-process cache is on /metrics with its bound; entries never pass it', async () => {
     a = await makeApp({ BULWARK_CACHE_MAX_ENTRIES: '10', BULWARK_RATE_LIMIT: 'off' })
-    const tokens: string[] = []
+    const pw = 'correct horse battery staple 9'
+    const ids: string[] = []
     for (let i = 0; i < 12; i++) {
-      const email = `bound${i}@example.com`
-      expect((await a.req('POST', '/v1/auth/register', { body: { email, password: 'correct horse battery staple 9' } })).status).toBe(201)
-      const login = await a.req('POST', '/v1/auth/login', { body: { email, password: 'correct horse battery staple 9' } })
-      tokens.push(login.body.accessToken as string)
+      const reg = await a.req('POST', '/v1/auth/register', { body: { email: `bound${i}@example.com`, password: pw } })
+      expect(reg.status).toBe(201)
+      ids.push(reg.body.user.id as string)
     }
+    // The first is a moderator: its users page shows the role ids of all twelve users (the held cache).
+    await grantRoleDirect(a, ids[0]!, 'moderator')
+    const tokens: string[] = []
+    for (let i = 0; i < 12; i++) tokens.push((await a.req('POST', '/v1/auth/login', { body: { email: `bound${i}@example.com`, password: pw } })).body.accessToken as string)
     for (const token of tokens) expect((await a.req('GET', '/v1/me', { token })).status).toBe(200)
+    expect((await a.req('GET', '/v1/users?limit=20', { token: tokens[0] })).status).toBe(200)
     const s = await scrape(a)
     const names = ['effective', 'roles', 'held', 'sessions', 'lockouts', 'clients', 'tokens']
     expect(select(s, 'bulwark_cache_max_entries').map((x) => x.labels.cache).sort()).toEqual([...names].sort())
@@ -61,7 +66,9 @@ describe('metrics', () => {
     // Twelve users and twelve sessions went through caches bounded at ten.
     expect(valueOf(s, 'bulwark_cache_entries', { cache: 'sessions' })).toBe(10)
     expect(valueOf(s, 'bulwark_cache_entries', { cache: 'effective' })).toBe(10)
+    expect(valueOf(s, 'bulwark_cache_entries', { cache: 'held' })).toBe(10)
     expect(valueOf(s, 'bulwark_cache_entries', { cache: 'tokens' })).toBe(12)
+    expect(valueOf(s, 'bulwark_cache_max_entries', { cache: 'tokens' })).toBe(20_000)
     expect(valueOf(s, 'bulwark_cache_hits_total', { cache: 'tokens' })! + valueOf(s, 'bulwark_cache_misses_total', { cache: 'tokens' })!).toBeGreaterThanOrEqual(12)
   })
 
