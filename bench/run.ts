@@ -483,7 +483,8 @@ const mul = (x: number | undefined, k: number) => (x === undefined ? undefined :
 const soloEngine = (): Engine => (args.db === 'postgres' ? 'postgres' : 'sqlite')
 
 async function soak(): Promise<string> {
-  const rssSamples: { s: number; mib: number; anon?: number; file?: number }[] = []
+  // RSS every second of the measured run: the drift of its plateau is the slope over the second half.
+  const samples: { s: number; mib: number; anon?: number; file?: number }[] = []
   const ctx = await prepare(args.users, soloEngine())
   const heapDir = join(ctx.dir, 'heap')
   const server = args.heap ? await startFromSource(ctx, ['--heap-prof-md', `--heap-prof-dir=${heapDir}`]) : await startServer(ctx)
@@ -505,8 +506,6 @@ async function soak(): Promise<string> {
     const kinds = ['me', withUsers ? 'users' : '', withAuthz ? 'authz' : ''].filter(Boolean).join(', ')
     const idle = memoryOf(server.pid)
     rows.push({ scenario: 'server idle after start', note: 'RSS', rssMiB: idle?.rssMiB })
-    // RSS every second of the measured run: the drift of its plateau is the slope over the second half.
-    const samples = rssSamples
     let t0 = 0
     const sampler = setInterval(() => {
       const m = memoryOf(server.pid)
@@ -533,8 +532,8 @@ async function soak(): Promise<string> {
       if (args.duration >= 600) {
         const target = `RSS plateau drifts < 0.5 MiB a minute over a ${Math.round(args.duration / 60)}-minute soak`
         const [x, se] = [Math.abs(drift.mibPerMin), drift.seMibPerMin]
-        // Judged with its uncertainty: PASS only when slope + 2 standard errors is under the limit, MISS when
-        // slope - 2 standard errors is over it, UNSETTLED between.
+        // Judged with its uncertainty: PASS only when |slope| + 2 standard errors is under the limit, MISS when
+        // |slope| - 2 standard errors reaches it, UNSETTLED between.
         if (se === undefined) v.push(below(target, x, 0.5, 'MiB a minute'))
         else v.push({ target, measured: `${x.toFixed(2)} ± ${se.toFixed(2)} MiB a minute (2 standard errors: ${Math.max(0, x - 2 * se).toFixed(2)} to ${(x + 2 * se).toFixed(2)})`, verdict: x + 2 * se < 0.5 ? 'PASS' : x - 2 * se >= 0.5 ? 'MISS' : 'UNSETTLED' })
       }
@@ -551,7 +550,7 @@ async function soak(): Promise<string> {
     await stop(server)
   }
   const extra: string[] = []
-  if (rssSamples.length) extra.push('', `## RSS samples (MiB, one a second, ${rssSamples.length})`, '', rssSamples.map((x) => x.mib.toFixed(0)).join(' ').replace(/((?:\S+ ){30})/g, '$1\n'))
+  if (samples.length) extra.push('', `## RSS samples (MiB, one a second, ${samples.length})`, '', samples.map((x) => x.mib.toFixed(0)).join(' ').replace(/((?:\S+ ){30})/g, '$1\n'))
   if (args.heap) {
     const file = [...new Bun.Glob('*.md').scanSync(heapDir)][0]
     if (file) {
@@ -578,7 +577,7 @@ async function cacheFill(url: string): Promise<{ cache: string; entries: number;
   }
 }
 
-/** Least-squares slope (MiB a minute) of the RSS samples of the second half of a run; undefined with fewer than 4. */
+/** Least-squares drift (MiB a minute) of the second half of a run's RSS samples, with its standard error; undefined with fewer than 4 samples. */
 function plateauDrift(samples: { s: number; mib: number }[]): { mibPerMin: number; seMibPerMin?: number; n: number; batches?: number; fromMiB: number; toMiB: number } | undefined {
   const end = samples.at(-1)?.s ?? 0
   const half = samples.filter((x) => x.s >= end / 2)

@@ -21,6 +21,7 @@
  * evicting the oldest, this keeps a stable share cached when more tokens are in use than fit (a
  * first-in first-out cache over tokens used round-robin would hit never). Failed verifications are never cached.
  */
+import type { CacheStats } from './cache'
 
 export interface VerifiedEntry<C> {
   claims: C
@@ -68,7 +69,7 @@ export class VerifiedTokenCache<C extends TimeClaims = TimeClaims> {
   }
 
   /** Hits, misses and entries (for /metrics). */
-  stats(): { hits: number; misses: number; size: number; max: number } {
+  stats(): CacheStats {
     return { hits: this.hits, misses: this.misses, size: this.entries.size, max: this.max }
   }
 
