@@ -64,6 +64,7 @@ export async function wrk(o: WrkOptions): Promise<WrkResult> {
   ])
   const line = out.split('\n').find((l) => l.startsWith('BENCH_JSON '))
   if (!line) throw new Error(`wrk printed no summary:\n${out}`)
+  if (process.env.BENCH_WRK_RAW) process.stderr.write(`${line}\n`)
   const j = JSON.parse(line.slice('BENCH_JSON '.length)) as {
     requests: number
     durationUs: number
