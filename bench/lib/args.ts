@@ -43,7 +43,7 @@ const USAGE = `bun run bench [flags]
   --quick            smoke run: 1000 users, 3 s per scenario, 1 s warm-up
   --soak             memory: 100000 users, a 60-second mixed run, server RSS after it and the RSS drift
                      (slope from 120 s, or of the second half of runs under 4 min; judged against 0.5 MiB a minute
-                     with --duration 600)
+                     with --duration 600 or more)
   --scale            scale: login, /v1/me and user-list page 1 vs page 5000 at 1000 and 1000000 users
   --profile          CPU profile of GET /v1/me: runs src/index.ts under \`bun --cpu-prof\`, prints the top costs
   --db sqlite|postgres|both
