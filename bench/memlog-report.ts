@@ -1,7 +1,8 @@
 /**
  * Reads the lines bench/memlog.ts appended (the last server's: a gap of over 3 s starts a new one) and prints
  * the memory by part in windows of W seconds, then least-squares slopes of RSS, of the heap's space and of the
- * rest over 30-second batch means, for the second half and from 120 s on. Times are seconds since the server's
+ * rest over 30-second batch means with the soak's own fit (bench/lib/drift.ts), for the second half and from
+ * PLATEAU_S (120 s) on. Times are seconds since the server's
  * first line (its start), not since the bench's measured run began:
  * `bun bench/memlog-report.ts FILE [W]` (default 300). Not a test.
  *
@@ -9,6 +10,7 @@
  * (external): the runtime's own allocations (HTTP server, SQLite's page cache, JIT code, stacks, workers).
  */
 import { readFileSync } from 'node:fs'
+import { plateauDrift } from './lib/drift'
 
 interface Line { t: number; rss: number; heapTotal: number; heapUsed: number; external: number; anonKb: number; fileKb: number }
 
@@ -46,33 +48,18 @@ for (let a = 0; a + win <= T; a += win) {
   )
 }
 
-type Part = 'mib' | 'heap' | 'other'
-const P = S.map((x) => ({ s: sec(x), mib: M(x.rss), heap: M(x.heapTotal), other: x.anonKb / 1024 - M(x.heapTotal) - M(x.external) }))
-function fit(pts: { x: number; y: number }[]) {
-  const n = pts.length
-  const mx = pts.reduce((a, p) => a + p.x, 0) / n
-  const my = pts.reduce((a, p) => a + p.y, 0) / n
-  const sxx = pts.reduce((a, p) => a + (p.x - mx) ** 2, 0)
-  const sxy = pts.reduce((a, p) => a + (p.x - mx) * (p.y - my), 0)
-  const b = sxy / sxx
-  const res = pts.reduce((a, p) => a + (p.y - my - b * (p.x - mx)) ** 2, 0)
-  return { slope: b, se: Math.sqrt(res / (n - 2) / sxx), sd: Math.sqrt(res / (n - 2)) }
-}
-function batches(from: number, to: number, len: number, k: Part) {
-  const out: { x: number; y: number }[] = []
-  for (let a = from; a + len <= to; a += len) {
-    const w = P.filter((p) => p.s >= a && p.s < a + len)
-    if (w.length) out.push({ x: (a + len / 2) / 60, y: w.reduce((s, p) => s + p[k], 0) / w.length })
-  }
-  return out
+// The soak's own statistic (bench/lib/drift.ts) for each part: over the plateau from PLATEAU_S, and over the second half.
+const parts = {
+  mib: (x: Line) => M(x.rss),
+  heap: (x: Line) => M(x.heapTotal),
+  other: (x: Line) => x.anonKb / 1024 - M(x.heapTotal) - M(x.external),
 }
 console.log('')
 console.log('# least-squares slopes over 30-s batch means (MiB a minute, ± one standard error)')
-for (const [from, to] of [[T / 2, T], [120, T]] as [number, number][]) {
-  for (const k of ['mib', 'heap', 'other'] as const) {
-    const b = batches(from, to, 30, k)
-    if (b.length < 3) continue
-    const f = fit(b)
-    console.log(`${k.padEnd(5)} ${Math.round(from)}-${Math.round(to)} s: ${f.slope >= 0 ? '+' : ''}${f.slope.toFixed(3)} ± ${f.se.toFixed(3)} MiB/min (batch-mean residual sd ${f.sd.toFixed(2)} MiB)`)
+for (const from of [T / 2, undefined]) {
+  for (const [k, f] of Object.entries(parts)) {
+    const d = plateauDrift(S.map((x) => ({ s: sec(x), mib: f(x) })), from)
+    if (!d || d.seMibPerMin === undefined) continue
+    console.log(`${k.padEnd(5)} ${Math.round(d.fromS)}-${Math.round(T)} s: ${d.mibPerMin >= 0 ? '+' : ''}${d.mibPerMin.toFixed(3)} ± ${d.seMibPerMin.toFixed(3)} MiB/min (${d.batches} batch means, residual sd ${d.sdMiB!.toFixed(2)} MiB)`)
   }
 }
