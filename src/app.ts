@@ -264,6 +264,7 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
         onResync: () => {
           void sessions.invalidate()
           void rbac.clearCaches()
+          usersAdmin.clearViews()
           webhooks.forgetEndpoints()
           clients.clearCache()
           void appPermissions.refresh().catch(() => {})
@@ -299,6 +300,7 @@ export async function buildDeps(config: Config, opts: BuildOptions = {}): Promis
     { cache: 'effective', stats: () => rbac.stats().effective },
     { cache: 'roles', stats: () => rbac.stats().roles },
     { cache: 'held', stats: () => rbac.stats().held },
+    { cache: 'user_views', stats: () => usersAdmin.viewStats() },
     { cache: 'sessions', stats: () => sessions.cacheStats() },
     { cache: 'lockouts', stats: () => lockout.cacheStats() },
     { cache: 'clients', stats: () => clients.cacheStats() },

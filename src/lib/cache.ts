@@ -57,8 +57,15 @@ export class LruCache<K extends {}, V extends {}> implements Cache<K, V> {
     return v
   }
 
-  set(key: K, value: V): void {
-    this.lru.set(key, value)
+  /** Keeps `value`; with `ttlMs` (> 0), for that long instead of the cache's TTL. */
+  set(key: K, value: V, ttlMs?: number): void {
+    if (ttlMs === undefined) this.lru.set(key, value)
+    else if (ttlMs > 0) this.lru.set(key, value, { ttl: ttlMs })
+  }
+
+  /** How long the entry for `key` has left (ms); 0 when there is none. Counts as neither a hit nor a miss. */
+  remainingMs(key: K): number {
+    return Math.max(0, this.lru.getRemainingTTL(key))
   }
 
   delete(key: K): void {

@@ -73,7 +73,7 @@ describe('binary operations', () => {
       expect((await call(run.base, 'GET', '/v1/me', { token: login.json.accessToken })).status).toBe(200)
     }
     const m = parseProm((await call(run.base, 'GET', '/metrics')).text)
-    for (const cache of ['effective', 'roles', 'held', 'sessions', 'lockouts', 'clients']) expect(valueOf(m, 'bulwark_cache_max_entries', { cache })).toBe(10)
+    for (const cache of ['effective', 'roles', 'held', 'user_views', 'sessions', 'lockouts', 'clients']) expect(valueOf(m, 'bulwark_cache_max_entries', { cache })).toBe(10)
     expect(valueOf(m, 'bulwark_cache_max_entries', { cache: 'tokens' })).toBe(20_000)
     expect(valueOf(m, 'bulwark_cache_entries', { cache: 'sessions' })).toBe(10)
     expect(valueOf(m, 'bulwark_cache_entries', { cache: 'tokens' })).toBe(12)

@@ -60,13 +60,14 @@ describe('metrics', () => {
     for (const token of tokens) expect((await a.req('GET', '/v1/me', { token })).status).toBe(200)
     expect((await a.req('GET', '/v1/users?limit=20', { token: tokens[0] })).status).toBe(200)
     const s = await scrape(a)
-    const names = ['effective', 'roles', 'held', 'sessions', 'lockouts', 'clients', 'tokens']
+    const names = ['effective', 'roles', 'held', 'user_views', 'sessions', 'lockouts', 'clients', 'tokens']
     expect(select(s, 'bulwark_cache_max_entries').map((x) => x.labels.cache).sort()).toEqual([...names].sort())
     for (const cache of names.filter((n) => n !== 'tokens')) expect(valueOf(s, 'bulwark_cache_max_entries', { cache })).toBe(10)
     // Twelve users and twelve sessions went through caches bounded at ten.
     expect(valueOf(s, 'bulwark_cache_entries', { cache: 'sessions' })).toBe(10)
     expect(valueOf(s, 'bulwark_cache_entries', { cache: 'effective' })).toBe(10)
     expect(valueOf(s, 'bulwark_cache_entries', { cache: 'held' })).toBe(10)
+    expect(valueOf(s, 'bulwark_cache_entries', { cache: 'user_views' })).toBe(10)
     expect(valueOf(s, 'bulwark_cache_entries', { cache: 'tokens' })).toBe(12)
     expect(valueOf(s, 'bulwark_cache_max_entries', { cache: 'tokens' })).toBe(20_000)
     expect(valueOf(s, 'bulwark_cache_hits_total', { cache: 'tokens' })! + valueOf(s, 'bulwark_cache_misses_total', { cache: 'tokens' })!).toBeGreaterThanOrEqual(12)

@@ -16,7 +16,7 @@
  * The builders are functions, called after the engine is chosen (src/db/tables.ts).
  */
 import type { Db } from '../../src/db/client'
-import { listQuery } from '../../src/modules/users/admin-service'
+import { fullPageQuery, listQuery, plainIdsQuery } from '../../src/modules/users/admin-service'
 import { auditListQuery } from '../../src/modules/audit/service'
 import { apiKeysListQuery } from '../../src/modules/apikeys/store'
 import { clientsListQuery } from '../../src/modules/clients/store'
@@ -53,6 +53,10 @@ export const PLAN_CASES: PlanCase[] = [
   // Users (GET /v1/users): each filter combination of listQuery.
   { name: 'users, no filter, first page', table: 'users', build: (db) => listQuery(db, {}, '', 21), uses: { sqlite: ['sqlite_autoindex_users_1'], postgres: ['users_pkey'] }, order: 'index' },
   { name: 'users, no filter, later page', table: 'users', build: (db) => listQuery(db, {}, U(15_000), 21), uses: { sqlite: ['sqlite_autoindex_users_1'], postgres: ['users_pkey'] }, order: 'index' },
+  // The unfiltered page as the service reads it: the ids and versions, then (when its view cache lacks any) the columns.
+  { name: 'users, no filter, page ids', table: 'users', build: (db) => plainIdsQuery(db, '', 21), uses: { sqlite: ['sqlite_autoindex_users_1'], postgres: ['users_pkey'] }, order: 'index' },
+  { name: 'users, no filter, later page ids', table: 'users', build: (db) => plainIdsQuery(db, U(15_000), 21), uses: { sqlite: ['sqlite_autoindex_users_1'], postgres: ['users_pkey'] }, order: 'index' },
+  { name: 'users, no filter, page with columns', table: 'users', build: (db) => fullPageQuery(db, U(15_000), 21), uses: { sqlite: ['sqlite_autoindex_users_1'], postgres: ['users_pkey'] }, order: 'index' },
   { name: 'users, status=disabled', table: 'users', build: (db) => listQuery(db, { status: 'disabled' }, U(5_000), 21), uses: { sqlite: ['users_status_id'], postgres: ['users_status_id'] }, order: 'index', genericPlanWalks: GENERIC_RARE },
   { name: 'users, role', table: 'users', build: (db) => listQuery(db, { roleId: SMALL_ROLE }, '', 21), uses: { sqlite: ['user_roles_role'], postgres: ['user_roles_role', 'users_pkey'] }, order: 'index' },
   { name: 'users, role and status', table: 'users', build: (db) => listQuery(db, { roleId: SMALL_ROLE, status: 'active' }, U(100), 21), uses: { sqlite: ['user_roles_role'], postgres: ['user_roles_role', 'users_pkey'] }, order: 'index' },

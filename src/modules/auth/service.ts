@@ -20,6 +20,7 @@ import type { SessionRow, SessionService } from '../sessions/service'
 import type { Hasher, Mailer, Policy, PolicyReason } from './ports'
 import { rememberPasswordInTx } from './password-history'
 import { tokenBlock } from '../../lib/mail-links'
+import { nextUpdatedAt } from '../users/row-version'
 
 export type UserRow = typeof users.$inferSelect
 
@@ -183,7 +184,8 @@ export class AuthService {
   async verifyEmail(token: string, meta: RequestMeta): Promise<void> {
     const userId = await this.consumeEmailToken(token, 'verify_email')
     if (!userId) throw new AppError(400, 'invalid_token', 'The token is not valid or has expired.')
-    await this.d.db.update(users).set({ emailVerifiedAt: this.d.clock.now(), updatedAt: this.d.clock.now() }).where(eq(users.id, userId))
+    const now = this.d.clock.now()
+    await this.d.db.update(users).set({ emailVerifiedAt: now, updatedAt: nextUpdatedAt(now) }).where(eq(users.id, userId))
     await this.d.audit.record({ type: 'email_verified', outcome: 'success', actorId: userId, targetId: userId }, meta)
   }
 
@@ -300,7 +302,7 @@ export class AuthService {
     const hash = await this.d.hasher.hash(password)
     const now = this.d.clock.now()
     await withTransaction(this.d.db, async (tx) => {
-      await tx.update(users).set({ passwordHash: hash, passwordChangedAt: now, updatedAt: now }).where(eq(users.id, userId))
+      await tx.update(users).set({ passwordHash: hash, passwordChangedAt: now, updatedAt: nextUpdatedAt(now) }).where(eq(users.id, userId))
       await this.recordPassword(tx, userId, hash, now)
     })
   }
@@ -336,7 +338,7 @@ export class AuthService {
 
   async updateName(userId: string, name: string | null): Promise<UserRow> {
     const now = this.d.clock.now()
-    await this.d.db.update(users).set({ name: name === null ? null : normalizeDisplayName(name) || null, updatedAt: now }).where(eq(users.id, userId))
+    await this.d.db.update(users).set({ name: name === null ? null : normalizeDisplayName(name) || null, updatedAt: nextUpdatedAt(now) }).where(eq(users.id, userId))
     return (await this.findById(userId))!
   }
 

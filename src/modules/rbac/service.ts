@@ -672,6 +672,11 @@ export class RbacService {
       .prepare()
   }
 
+  /** How long the role ids kept for a user's list view have left (ms; 0 when none are kept): what is built from them must not outlive them. */
+  heldRemainingMs(userId: string): number {
+    return this.heldCache.remainingMs(userId)
+  }
+
   /** Id of a role by name, or undefined. */
   async roleId(name: string): Promise<string | undefined> {
     return (await this.deps.db.select({ id: roles.id }).from(roles).where(eq(roles.name, name)).limit(1))[0]?.id

@@ -11,12 +11,14 @@ import type { Db } from '../../db/client'
 import { dialect, lockouts, refreshTokens, sessions, userRoles, users } from '../../db/tables'
 import type { CoreDeps } from '../../deps'
 import { sign, unsign } from '../../lib/crypto'
+import { LruCache } from '../../lib/cache'
 import { badRequest, notFound } from '../../lib/errors'
 import { pageLimit } from '../../lib/pagination'
 import type { Invalidation } from '../../lib/invalidation'
 import type { AuditService, RequestMeta } from '../audit/service'
 import type { Actor, RbacService } from '../rbac/service'
 import { resetFactors, type FactorResetResult } from './factor-reset'
+import { nextUpdatedAt } from './row-version'
 
 export type UserStatus = 'active' | 'disabled'
 
@@ -60,14 +62,15 @@ const asciiLower = (s: string) => s.replace(/[A-Z]/g, (c) => c.toLowerCase())
 
 type ListedRow = { id: string; email: string; name: string | null; status: UserStatus; emailVerifiedAt: number | null; createdAt: number }
 
-/** A row of `selection()` as bun:sqlite returns it in order (valuesPrepared): the columns need no decoding. */
-const fromValues = (v: unknown[]): ListedRow => ({
+/** A row of `fullPageQuery` as bun:sqlite returns it in order (valuesPrepared): the columns need no decoding. */
+const fromValues = (v: unknown[]): ListedRow & { updatedAt: number } => ({
   id: v[0] as string,
   email: v[1] as string,
   name: v[2] as string | null,
   status: v[3] as UserStatus,
   emailVerifiedAt: v[4] as number | null,
   createdAt: v[5] as number,
+  updatedAt: v[6] as number,
 })
 
 /** The listed columns, in this order (fromValues reads them by position; a function: the table objects are bound to the engine at start, after this module loads). */
@@ -109,21 +112,133 @@ export function listQuery(db: Db, f: { q?: string; roleId?: string; status?: Use
   return db.select(selection()).from(users).where(and(...conds)).orderBy(asc(users.id)).limit(limit)
 }
 
-/** PostgreSQL: the unfiltered page, prepared once per pool (src/db/tx.ts preparedQuery). */
-const plainPagePg = preparedQuery<{ after: string; limit: number }, ListedRow[]>((db, p) =>
-  db.select(selection()).from(users).where(gt(users.id, p('after'))).orderBy(asc(users.id)).limit(p('limit')),
-)
+/**
+ * The unfiltered page: ids and row versions in id order, from the primary key alone (SQLite: prepared per page
+ * size, PostgreSQL: plainPagePg). `after` and `limit` are values or placeholders. Exported for the EXPLAIN tests.
+ */
+export function plainIdsQuery(db: Db, after: unknown, limit: unknown) {
+  return db.select({ id: users.id, updatedAt: users.updatedAt }).from(users).where(gt(users.id, after as string)).orderBy(asc(users.id)).limit(limit as number)
+}
+
+/**
+ * The same page with the listed columns and versions, read when the view cache lacks any of its entries: a
+ * second walk of the same range (a probe per missing id costs twice the walk on SQLite). Exported for the EXPLAIN tests.
+ */
+export function fullPageQuery(db: Db, after: unknown, limit: unknown) {
+  return db.select({ ...selection(), updatedAt: users.updatedAt }).from(users).where(gt(users.id, after as string)).orderBy(asc(users.id)).limit(limit as number)
+}
+
+/** PostgreSQL: the two statements of the unfiltered page, prepared once per pool (src/db/tx.ts preparedQuery). */
+const plainPagePg = preparedQuery<{ after: string; limit: number }, { id: string; updatedAt: number }[]>((db, p) => plainIdsQuery(db, p('after'), p('limit')))
+const fullPagePg = preparedQuery<{ after: string; limit: number }, (ListedRow & { updatedAt: number })[]>((db, p) => fullPageQuery(db, p('after'), p('limit')))
+
+/** A user's rendered list entry and the `updated_at` of the row it was rendered from. */
+interface CachedView {
+  updatedAt: number
+  view: UserView
+}
 
 export class UsersAdminService {
-  constructor(private readonly deps: UsersAdminDeps) {}
+  /**
+   * The unfiltered list's rendered entries, by user id: for display only, never a decision. An entry is used only
+   * while its row's `updated_at` is the one the page query returns (every write to a listed column sets it), so a
+   * change made anywhere (another instance, the CLI) shows at once. The roles in it are dropped by the same events
+   * as the role caches: a user's grant or revocation (`user`), any role change (`role`, `permissions`), the relay's
+   * resync; and when the role ids it was built from expire (BULWARK_CACHE_TTL after they were read). Bounded by
+   * BULWARK_CACHE_MAX_ENTRIES.
+   */
+  private readonly views: LruCache<string, CachedView>
+  /** Bumped on every event that drops views: a page read while one arrived is not kept (it may predate the change). */
+  private viewEpoch = 0
 
-  /** SQLite: the unfiltered first-and-next pages, the common case, prepared once and read as arrays (PostgreSQL: plainPagePg). */
+  constructor(private readonly deps: UsersAdminDeps) {
+    this.views = new LruCache({ ...deps.config.cache, clock: deps.clock })
+    deps.invalidation.on((e) => {
+      if (e.kind === 'user') {
+        this.viewEpoch++
+        this.views.delete(e.id)
+      } else if (e.kind === 'role' || e.kind === 'permissions') this.clearViews()
+    })
+  }
+
+  /** Drops every cached list entry (role changes, and the invalidation relay's resync after missed events). */
+  clearViews(): void {
+    this.viewEpoch++
+    this.views.clear()
+  }
+
+  /** Hit/miss counters of the list's view cache (for /metrics). */
+  viewStats() {
+    return this.views.stats()
+  }
+
+  /** SQLite: the unfiltered first-and-next pages' ids and versions, the common case, prepared once and read as arrays (PostgreSQL: plainPagePg). */
   // One statement per page size, its LIMIT written into the SQL (src/db/tx.ts literalLimit: a bound LIMIT is
   // compiled again on every execution); pageLimit bounds the sizes, so at most MAX_LIMIT statements (src/lib/pagination.ts).
   private readonly plainPageSqlite = new Map<number, ReturnType<UsersAdminService['preparePlainPage']>>()
   private preparePlainPage(limit: number) {
-    return this.deps.db.select(selection()).from(users).where(gt(users.id, sql.placeholder('after'))).orderBy(asc(users.id)).limit(literalLimit(limit)).prepare()
+    return plainIdsQuery(this.deps.db, sql.placeholder('after'), literalLimit(limit)).prepare()
   }
+
+  /** SQLite: the same page with the listed columns, per page size like plainPage (fullPageQuery). */
+  private readonly fullPageSqlite = new Map<number, ReturnType<UsersAdminService['prepareFullPage']>>()
+  private prepareFullPage(limit: number) {
+    return fullPageQuery(this.deps.db, sql.placeholder('after'), literalLimit(limit)).prepare()
+  }
+
+  /**
+   * The unfiltered page: ids and `updated_at` in id order from the primary key; when the view cache holds every
+   * entry at that version, the page is those entries. Otherwise the page is read again with its columns and
+   * that read is the page: cached entries still at their row's version are reused, the others rendered with
+   * their roles and kept.
+   */
+  private async plainItems(after: string, limit: number): Promise<{ items: UserView[]; more: boolean; last: string | undefined }> {
+    const epoch = this.viewEpoch
+    const keys =
+      dialect.name === 'sqlite'
+        ? await valuesPrepared(this.deps.db, this.plainPage(limit + 1), { after })
+        : (await plainPagePg.all(this.deps.db, { after, limit: limit + 1 })).map((k) => [k.id, k.updatedAt])
+    const n = Math.min(keys.length, limit)
+    const items: UserView[] = new Array(n)
+    let i = 0
+    for (; i < n; i++) {
+      const k = keys[i]!
+      const hit = this.views.get(k[0] as string)
+      if (hit === undefined || hit.updatedAt !== k[1]) break
+      items[i] = hit.view
+    }
+    if (i === n) return { items, more: keys.length > limit, last: keys[n - 1]?.[0] as string | undefined }
+    const rows =
+      dialect.name === 'sqlite'
+        ? (await valuesPrepared(this.deps.db, this.fullPage(limit + 1), { after })).map(fromValues)
+        : await fullPagePg.all(this.deps.db, { after, limit: limit + 1 })
+    const page = rows.slice(0, limit)
+    const kept = page.map((r) => {
+      const hit = this.views.get(r.id)
+      return hit !== undefined && hit.updatedAt === r.updatedAt ? hit.view : undefined
+    })
+    const roleNames = await this.deps.rbac.roleNamesOf(page.filter((_, j) => kept[j] === undefined).map((r) => r.id))
+    const keep = epoch === this.viewEpoch
+    const out = page.map((r, j) => {
+      const hit = kept[j]
+      if (hit !== undefined) return hit
+      const view = toView(r, roleNames.get(r.id) ?? [])
+      // No longer than the role ids it shows are kept (0: they were not kept, so neither is the view).
+      if (keep) this.views.set(r.id, { updatedAt: r.updatedAt, view }, this.deps.rbac.heldRemainingMs(r.id))
+      return view
+    })
+    return { items: out, more: rows.length > limit, last: page.at(-1)?.id }
+  }
+
+  private fullPage(limit: number) {
+    let s = this.fullPageSqlite.get(limit)
+    if (!s) {
+      s = this.prepareFullPage(limit)
+      this.fullPageSqlite.set(limit, s)
+    }
+    return s
+  }
+
   private plainPage(limit: number) {
     let s = this.plainPageSqlite.get(limit)
     if (!s) {
@@ -154,17 +269,19 @@ export class UsersAdminService {
       if (!roleId) return { items: [], nextCursor: null }
     }
     const plain = filter.q === undefined && roleId === undefined && filter.status === undefined
-    // The unfiltered page is prepared once: on SQLite read as arrays, on PostgreSQL through preparedQuery.
-    const rows = plain
-      ? dialect.name === 'sqlite'
-        ? (await valuesPrepared(this.deps.db, this.plainPage(limit + 1), { after })).map(fromValues)
-        : await plainPagePg.all(this.deps.db, { after, limit: limit + 1 })
-      : await listQuery(this.deps.db, { q: filter.q, roleId, status: filter.status }, after, limit + 1)
-    const page = rows.slice(0, limit)
-    const roleNames = await this.deps.rbac.roleNamesOf(page.map((r) => r.id))
-    const items = page.map((r) => toView(r, roleNames.get(r.id) ?? []))
-    const last = page.at(-1)
-    const nextCursor = rows.length > limit && last ? sign(this.deps.keys.cursor, JSON.stringify([last.id, fkey])) : null
+    let items: UserView[]
+    let more: boolean
+    let last: string | undefined
+    if (plain) ({ items, more, last } = await this.plainItems(after, limit))
+    else {
+      const rows = await listQuery(this.deps.db, { q: filter.q, roleId, status: filter.status }, after, limit + 1)
+      const page = rows.slice(0, limit)
+      const roleNames = await this.deps.rbac.roleNamesOf(page.map((r) => r.id))
+      items = page.map((r) => toView(r, roleNames.get(r.id) ?? []))
+      more = rows.length > limit
+      last = page.at(-1)?.id
+    }
+    const nextCursor = more && last ? sign(this.deps.keys.cursor, JSON.stringify([last, fkey])) : null
     return { items, nextCursor }
   }
 
@@ -185,7 +302,7 @@ export class UsersAdminService {
     const disabling = patch.status === 'disabled' && target.status === 'active'
     const refused = await withTransaction(this.deps.db, async (tx) => {
       if (disabling && (await this.deps.rbac.wouldLeaveNoOwner(tx, id))) return true
-      const set: Partial<typeof users.$inferInsert> = { updatedAt: now }
+      const set: { updatedAt: SQL<number>; name?: string | null; status?: UserStatus } = { updatedAt: nextUpdatedAt(now) }
       if (patch.name !== undefined) set.name = patch.name
       if (patch.status !== undefined) set.status = patch.status
       await tx.update(users).set(set).where(eq(users.id, id))
