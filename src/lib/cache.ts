@@ -40,7 +40,10 @@ export class LruCache<K extends {}, V extends {}> implements Cache<K, V> {
   private hits = 0
   private misses = 0
 
+  private readonly ttlMs: number
+
   constructor(opts: { maxEntries: number; ttlMs: number; clock?: Clock }) {
+    this.ttlMs = opts.ttlMs
     const clock = opts.clock
     this.lru = new LRUCache<K, V>({
       max: opts.maxEntries,
@@ -57,15 +60,27 @@ export class LruCache<K extends {}, V extends {}> implements Cache<K, V> {
     return v
   }
 
-  /** Keeps `value`; with `ttlMs` (> 0), for that long instead of the cache's TTL. */
+  /** The value for `key` when `usable(value)`: a value it rejects counts as a miss, like an absent one. */
+  getIf(key: K, usable: (v: V) => boolean): V | undefined {
+    const v = this.lru.get(key)
+    if (v !== undefined && usable(v)) {
+      this.hits++
+      return v
+    }
+    this.misses++
+    return undefined
+  }
+
+  /** Keeps `value`; with `ttlMs`, for that long instead of the cache's TTL (0 or less: not kept, and any entry for `key` dropped). */
   set(key: K, value: V, ttlMs?: number): void {
     if (ttlMs === undefined) this.lru.set(key, value)
     else if (ttlMs > 0) this.lru.set(key, value, { ttl: ttlMs })
+    else this.lru.delete(key)
   }
 
-  /** How long the entry for `key` has left (ms); 0 when there is none. Counts as neither a hit nor a miss. */
+  /** How long the entry for `key` has left (ms), at most the cache's TTL; 0 when there is none. Counts as neither a hit nor a miss. */
   remainingMs(key: K): number {
-    return Math.max(0, this.lru.getRemainingTTL(key))
+    return Math.max(0, Math.min(this.ttlMs, this.lru.getRemainingTTL(key)))
   }
 
   delete(key: K): void {

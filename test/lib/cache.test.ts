@@ -37,6 +37,40 @@ describe('LruCache', () => {
     clock.advance(2)
     expect(c.get('a')).toBeUndefined()
   })
+
+  test("an entry's own lifetime, and what an entry has left (never more than the TTL)", () => {
+    const clock = new FakeClock()
+    const c = new LruCache<string, number>({ maxEntries: 10, ttlMs: 1000, clock })
+    c.set('a', 1)
+    c.set('short', 2, 300)
+    c.set('none', 3, 0) // nothing left to live: not kept
+    expect(c.get('none')).toBeUndefined()
+    clock.advance(200)
+    expect(c.remainingMs('a')).toBe(800)
+    expect(c.remainingMs('short')).toBe(100)
+    expect(c.remainingMs('missing')).toBe(0)
+    clock.advance(101)
+    expect(c.get('short')).toBeUndefined()
+    expect(c.remainingMs('short')).toBe(0)
+    expect(c.get('a')).toBe(1)
+    expect(c.stats()).toMatchObject({ hits: 1, misses: 2 })
+    // A lifetime of 0 or less drops what was there.
+    c.set('a', 4, 0)
+    expect(c.get('a')).toBeUndefined()
+    // At the clock's 0 lru-cache reports an entry as never expiring; what is left is still at most the TTL.
+    const z = new LruCache<string, number>({ maxEntries: 10, ttlMs: 1000, clock: new FakeClock(0) })
+    z.set('a', 1)
+    expect(z.remainingMs('a')).toBe(1000)
+  })
+
+  test('getIf: a value the caller cannot use counts as a miss', () => {
+    const c = new LruCache<string, number>({ maxEntries: 10, ttlMs: 1000 })
+    c.set('a', 1)
+    expect(c.getIf('a', (v) => v === 2)).toBeUndefined()
+    expect(c.getIf('a', (v) => v === 1)).toBe(1)
+    expect(c.getIf('b', () => true)).toBeUndefined()
+    expect(c.stats()).toMatchObject({ hits: 1, misses: 2 })
+  })
 })
 
 describe('Invalidation', () => {

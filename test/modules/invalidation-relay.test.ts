@@ -74,16 +74,21 @@ describe('cache invalidation across instances', () => {
 
       // 1. A logout on A while Redis is down never reaches B over pub/sub; B must still refuse the token
       //    on its next request once its relay is back (it drops its caches on re-subscription).
-      const { accessToken, email } = await signUp(a)
+      const { accessToken, email, user } = await signUp(a)
       expect((await b.req('GET', '/v1/me', { token: accessToken })).status).toBe(200)
+      const listed = async () => (await b.deps.usersAdmin.list({ limit: 100 } as never)).items.find((i) => i.id === user.id)?.roles
+      expect(await listed()).toEqual(['user']) // B's users list keeps the entry
       await redis.stop()
       expect(await until(async () => (await relayStatus(b)) === 'degraded')).toBe(true)
       expect((await b.req('GET', '/health/ready')).body.checks.relay.detail).toContain('not subscribed')
       expect((await a.req('POST', '/v1/auth/logout', { token: accessToken })).status).toBe(204)
       expect((await b.req('GET', '/v1/me', { token: accessToken })).status).toBe(200) // cached: the outage window
+      await a.deps.rbac.assignSystem(user.id, 'moderator') // its event is lost too
+      expect(await listed()).toEqual(['user'])
       await redis.start()
       expect(await until(async () => (await relayStatus(b)) === 'ok', 5000)).toBe(true)
       expectProblem(await b.req('GET', '/v1/me', { token: accessToken }), 401, 'invalid_token')
+      expect(await listed()).toEqual(['moderator', 'user']) // the resync dropped the list's entries too
       expect(b.deps.relay!.resubscriptions).toBe(1)
       expect(b.logs.filter((l) => l.msg === 'cache invalidation relay is not subscribed; caches fall back to their TTL until it is back')).toHaveLength(1)
 

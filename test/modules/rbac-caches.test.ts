@@ -9,6 +9,14 @@ import { makeApp, type TestApp } from '../helpers'
 import { seedUser } from '../support/admin'
 import { sqlExec } from '../support/sql'
 
+/** The change, written at once (inside a synchronous hook): SQLite here; on PostgreSQL through a fresh client. */
+function sqlExecSync(app: TestApp, sqlite: string, params: unknown[]): void {
+  const s = app.deps.storage
+  if (s.engine === 'postgres') pendingPg.push(sqlExec(app.deps, sqlite, params))
+  else s.sqlite!.run(sqlite, params as never[])
+}
+const pendingPg: Promise<unknown>[] = []
+
 let a: TestApp | undefined
 afterEach(async () => {
   await a?.close()
@@ -40,6 +48,32 @@ describe('RBAC caches', () => {
     expect((await reading)?.roles).toEqual(['user']) // what that read saw
     target.loadUser = load
     expect((await rbac.effective(u))?.roles).toEqual(['admin', 'user'])
+  })
+
+  test('a role read while a change to that role lands is not kept: the next check sees the change', async () => {
+    a = await makeApp()
+    const rbac = a.deps.rbac
+    const u = await seedUser(a.deps, { roles: ['moderator'] })
+    const roleId = (await rbac.roleId('moderator'))!
+    // The change lands (committed, its event heard) after the role's rows were read, before the entry is kept:
+    // the registry's expansion of the read patterns runs in between.
+    const registry = rbac.registry as unknown as { expand(p: string): unknown }
+    const expand = registry.expand.bind(rbac.registry)
+    let landed = false
+    registry.expand = (p: string) => {
+      if (!landed) {
+        landed = true
+        sqlExecSync(a!, 'DELETE FROM role_permissions WHERE role_id = ?', [roleId])
+        a!.deps.invalidation.emit({ kind: 'role', id: roleId })
+      }
+      return expand(p)
+    }
+    const first = await rbac.effective(u)
+    registry.expand = expand
+    expect(landed).toBe(true)
+    expect(first?.permissions.length).toBeGreaterThan(0) // what that read saw
+    await Promise.all(pendingPg)
+    expect((await rbac.effective(u))?.permissions).toEqual([])
   })
 
   test("a list view's role ids read while a change to one of the users lands are not kept", async () => {

@@ -5,9 +5,9 @@
  * change lands is not kept.
  */
 import { afterEach, describe, expect, test } from 'bun:test'
-import { makeApp, type TestApp } from '../helpers'
+import { makeApp, signUp, STRONG_PASSWORD, tokenFromMail, type TestApp } from '../helpers'
 import { seedUser } from '../support/admin'
-import { sqlExec } from '../support/sql'
+import { sqlExec, sqlRows } from '../support/sql'
 
 let a: TestApp | undefined
 afterEach(async () => {
@@ -46,7 +46,7 @@ describe('users list view cache', () => {
     expect((await entry(a, u))?.name).toBe('Two')
     await a.deps.auth.updateName(u, 'Three')
     expect((await entry(a, u))?.name).toBe('Three')
-    // The same through the admin service (status and name in one write) and a password change.
+    // The same through the admin service.
     const owner = await seedUser(a.deps, { roles: ['owner'] })
     await a.deps.usersAdmin.patch({ userId: owner } as never, u, { name: 'Four' })
     expect((await entry(a, u))?.name).toBe('Four')
@@ -54,6 +54,51 @@ describe('users list view cache', () => {
     expect((await entry(a, u))?.status).toBe('disabled')
     await a.deps.auth.updateName(u, 'Five')
     expect((await entry(a, u))?.name).toBe('Five')
+  })
+
+  test('every write to a user moves its updated_at within one millisecond: name, email verification, password, admin change', async () => {
+    a = await makeApp() // the FakeClock stands still throughout
+    const { email, user, accessToken } = await signUp(a)
+    const owner = await seedUser(a.deps, { roles: ['owner'] })
+    const version = async () => Number((await sqlRows<{ v: number }>(a!.deps, 'SELECT updated_at AS v FROM users WHERE id = ?', [user.id]))[0]!.v)
+    const seen = [await version()]
+    const moved = async () => {
+      const v = await version()
+      expect(v).toBeGreaterThan(seen.at(-1)!)
+      seen.push(v)
+    }
+    expect((await a.req('PATCH', '/v1/me', { token: accessToken, body: { name: 'Named' } })).status).toBe(200)
+    await moved()
+    expect((await entry(a, user.id))?.emailVerified).toBe(false)
+    expect((await a.req('POST', '/v1/auth/email/verify', { body: { token: await tokenFromMail(a, email, /verify/i) } })).status).toBe(204)
+    await moved()
+    // No event: the list sees the verification through the version alone.
+    expect((await entry(a, user.id))?.emailVerified).toBe(true)
+    expect((await a.req('POST', '/v1/me/password', { token: accessToken, body: { currentPassword: STRONG_PASSWORD, password: `${STRONG_PASSWORD} again` } })).status).toBe(204)
+    await moved()
+    await a.deps.usersAdmin.patch({ userId: owner } as never, user.id, { name: 'By admin' })
+    await moved()
+    expect(seen.at(-1)! - seen[0]!).toBe(4) // one past the last, four times, on a clock that did not move
+  })
+
+  test('an entry at an older version than its row counts as a miss, the others as hits', async () => {
+    a = await makeApp()
+    const u = await seedUser(a.deps)
+    for (let i = 0; i < 3; i++) await seedUser(a.deps)
+    await list(a)
+    const before = views(a)
+    await sqlExec(a.deps, 'UPDATE users SET updated_at = updated_at + 1 WHERE id = ?', [u])
+    await list(a)
+    expect(views(a)).toMatchObject({ hits: before.hits + 3, misses: before.misses + 1, size: 4 })
+  })
+
+  test('a permissions event drops every entry', async () => {
+    a = await makeApp()
+    await seedUser(a.deps)
+    await list(a)
+    expect(views(a).size).toBe(1)
+    a.deps.invalidation.emit({ kind: 'permissions', id: '*' })
+    expect(views(a).size).toBe(0)
   })
 
   test("a grant is heard of through the user's event, a role change through the role's", async () => {
@@ -92,18 +137,37 @@ describe('users list view cache', () => {
     expect((await entry(a, u))?.roles).toEqual(['admin', 'user'])
   })
 
+  test('an entry lives no longer than the roles it shows may be shown unread, even when their holders were read later', async () => {
+    a = await makeApp()
+    const ttl = a.deps.config.cache.ttlMs
+    const u = await seedUser(a.deps, { roles: ['moderator'] })
+    const roleId = (await a.deps.rbac.roleId('moderator'))!
+    // The role is read and kept at t0 (through another holder) …
+    const other = await seedUser(a.deps, { roles: ['moderator'] })
+    expect((await a.deps.rbac.roleNamesOf([other])).get(other)).toEqual(['moderator'])
+    a.clock.advance(ttl / 2)
+    // … u's role ids are read at t0 + ttl/2 and the entry rendered then …
+    expect((await entry(a, u))?.roles).toEqual(['moderator'])
+    // … the role is renamed without any event; at t0 + ttl + 1 the role entry has expired and so has u's.
+    await sqlExec(a.deps, 'UPDATE roles SET name = ? WHERE id = ?', ['mods', roleId])
+    a.clock.advance(ttl / 2 - 1)
+    expect((await entry(a, u))?.roles).toEqual(['moderator'])
+    a.clock.advance(2)
+    expect((await entry(a, u))?.roles).toEqual(['mods'])
+  })
+
   test('a page read while a change to one of its users lands is not kept', async () => {
     a = await makeApp()
     const u = await seedUser(a.deps)
-    const rbac = a.deps.rbac as unknown as { roleNamesOf(ids: string[]): Promise<Map<string, string[]>> }
-    const original = rbac.roleNamesOf.bind(a.deps.rbac)
+    const rbac = a.deps.rbac as unknown as { listedRoles(ids: string[]): Promise<unknown> }
+    const original = rbac.listedRoles.bind(a.deps.rbac)
     // The change's event arrives between the page's read of the rows and its rendering.
-    rbac.roleNamesOf = async (ids: string[]) => {
+    rbac.listedRoles = async (ids: string[]) => {
       a!.deps.invalidation.emit({ kind: 'user', id: u })
       return await original(ids)
     }
     expect((await entry(a, u))?.roles).toEqual(['user'])
-    rbac.roleNamesOf = original
+    rbac.listedRoles = original
     expect(views(a).size).toBe(0)
     expect((await entry(a, u))?.roles).toEqual(['user'])
     expect(views(a).size).toBe(1)

@@ -127,6 +127,8 @@ interface RoleEntry {
   mfaRequired: boolean
   /** Registered permission → the pattern of this role that grants it. */
   grants: Map<Permission, string>
+  /** When it was read from the database (the clock's ms): what is built from it lives at most BULWARK_CACHE_TTL past that. */
+  readAt?: number
 }
 
 interface UserEntry {
@@ -269,13 +271,17 @@ export class RbacService {
   private async role(id: string): Promise<RoleEntry | undefined> {
     const hit = await this.roleCache.get(id)
     if (hit) return hit
+    const gen = this.gen
+    const readAt = this.deps.clock.now()
     const r = (await this.deps.db.select().from(roles).where(eq(roles.id, id)).limit(1))[0]
     if (!r) return undefined
     const patterns = await this.deps.db.select({ p: rolePermissions.permission }).from(rolePermissions).where(eq(rolePermissions.roleId, id))
     const grants = new Map<Permission, string>()
     for (const { p } of patterns) for (const perm of this.registry.expand(p)) if (!grants.has(perm)) grants.set(perm, p)
-    const entry: RoleEntry = { id: r.id, name: r.name, level: r.level, mfaRequired: r.mfaRequired, grants }
-    this.roleCache.set(id, entry)
+    const entry: RoleEntry = { id: r.id, name: r.name, level: r.level, mfaRequired: r.mfaRequired, grants, readAt }
+    // A role change heard of while this read ran may postdate it: answer with what was read, but do not keep it
+    // (it would stand until the TTL over the change).
+    if (gen === this.gen) this.roleCache.set(id, entry)
     return entry
   }
 
@@ -616,8 +622,18 @@ export class RbacService {
 
   /** Role names of several users at once (highest level first), for list views. */
   async roleNamesOf(userIds: string[]): Promise<Map<string, string[]>> {
+    return (await this.listedRoles(userIds)).names
+  }
+
+  /**
+   * Role names of several users at once (highest level first), and until when (the clock's ms) each user's may
+   * be shown without reading them again: the earlier of the expiry of the user's role ids in `heldCache` and
+   * BULWARK_CACHE_TTL past the reading of each of those roles (now, when the ids were not kept).
+   */
+  async listedRoles(userIds: string[]): Promise<{ names: Map<string, string[]>; until: Map<string, number> }> {
     const out = new Map<string, string[]>()
-    if (!userIds.length) return out
+    const until = new Map<string, number>()
+    if (!userIds.length) return { names: out, until }
     // Which role ids each user holds: kept ones from heldCache, the rest in one statement (SQLite: prepared
     // once, the ids as one JSON-array parameter, answered by position); the roles' names and levels come from
     // the role cache, like a principal's roles, so the statement returns no strings but the role ids.
@@ -651,7 +667,14 @@ export class RbacService {
     }
     // Highest level first, then by name in binary order (what ORDER BY level DESC, name gives).
     for (const [user, list] of entries) out.set(user, list.sort((x, y) => y.level - x.level || (x.name < y.name ? -1 : x.name > y.name ? 1 : 0)).map((r) => r.name))
-    return out
+    const now = this.deps.clock.now()
+    const ttl = this.deps.config.cache.ttlMs
+    for (const id of new Set(userIds)) {
+      let t = now + this.heldCache.remainingMs(id)
+      for (const r of entries.get(id) ?? []) t = Math.min(t, (r.readAt ?? 0) + ttl)
+      until.set(id, t)
+    }
+    return { names: out, until }
   }
 
   /** (user, role id) for every role the users hold, from the database. */
@@ -670,11 +693,6 @@ export class RbacService {
       .from(sql`json_each(${sql.placeholder('ids')}) j`)
       .innerJoin(userRoles, sql`${userRoles.userId} = j.value`)
       .prepare()
-  }
-
-  /** How long the role ids kept for a user's list view have left (ms; 0 when none are kept): what is built from them must not outlive them. */
-  heldRemainingMs(userId: string): number {
-    return this.heldCache.remainingMs(userId)
   }
 
   /** Id of a role by name, or undefined. */

@@ -113,8 +113,8 @@ export function listQuery(db: Db, f: { q?: string; roleId?: string; status?: Use
 }
 
 /**
- * The unfiltered page: ids and row versions in id order, from the primary key alone (SQLite: prepared per page
- * size, PostgreSQL: plainPagePg). `after` and `limit` are values or placeholders. Exported for the EXPLAIN tests.
+ * The unfiltered page: ids and row versions in id order, through the primary key (each row's `updated_at` read
+ * from the table; SQLite: prepared per page size, PostgreSQL: plainPagePg). `after` and `limit` are values or placeholders. Exported for the EXPLAIN tests.
  */
 export function plainIdsQuery(db: Db, after: unknown, limit: unknown) {
   return db.select({ id: users.id, updatedAt: users.updatedAt }).from(users).where(gt(users.id, after as string)).orderBy(asc(users.id)).limit(limit as number)
@@ -144,8 +144,8 @@ export class UsersAdminService {
    * while its row's `updated_at` is the one the page query returns (every write to a listed column sets it), so a
    * change made anywhere (another instance, the CLI) shows at once. The roles in it are dropped by the same events
    * as the role caches: a user's grant or revocation (`user`), any role change (`role`, `permissions`), the relay's
-   * resync; and when the role ids it was built from expire (BULWARK_CACHE_TTL after they were read). Bounded by
-   * BULWARK_CACHE_MAX_ENTRIES.
+   * resync; and it lives no longer than the roles it shows may be shown unread (RbacService.listedRoles: at most
+   * BULWARK_CACHE_TTL after the user's role ids and each role were read). Bounded by BULWARK_CACHE_MAX_ENTRIES.
    */
   private readonly views: LruCache<string, CachedView>
   /** Bumped on every event that drops views: a page read while one arrived is not kept (it may predate the change). */
@@ -174,7 +174,8 @@ export class UsersAdminService {
 
   /** SQLite: the unfiltered first-and-next pages' ids and versions, the common case, prepared once and read as arrays (PostgreSQL: plainPagePg). */
   // One statement per page size, its LIMIT written into the SQL (src/db/tx.ts literalLimit: a bound LIMIT is
-  // compiled again on every execution); pageLimit bounds the sizes, so at most MAX_LIMIT statements (src/lib/pagination.ts).
+  // compiled again on every execution); pageLimit bounds the sizes, so at most MAX_LIMIT statements of each kind
+  // (this and fullPage: 2 × MAX_LIMIT, src/lib/pagination.ts).
   private readonly plainPageSqlite = new Map<number, ReturnType<UsersAdminService['preparePlainPage']>>()
   private preparePlainPage(limit: number) {
     return plainIdsQuery(this.deps.db, sql.placeholder('after'), literalLimit(limit)).prepare()
@@ -187,7 +188,7 @@ export class UsersAdminService {
   }
 
   /**
-   * The unfiltered page: ids and `updated_at` in id order from the primary key; when the view cache holds every
+   * The unfiltered page: ids and `updated_at` in id order through the primary key; when the view cache holds every
    * entry at that version, the page is those entries. Otherwise the page is read again with its columns and
    * that read is the page: cached entries still at their row's version are reused, the others rendered with
    * their roles and kept.
@@ -199,32 +200,34 @@ export class UsersAdminService {
         ? await valuesPrepared(this.deps.db, this.plainPage(limit + 1), { after })
         : (await plainPagePg.all(this.deps.db, { after, limit: limit + 1 })).map((k) => [k.id, k.updatedAt])
     const n = Math.min(keys.length, limit)
-    const items: UserView[] = new Array(n)
-    let i = 0
-    for (; i < n; i++) {
-      const k = keys[i]!
-      const hit = this.views.get(k[0] as string)
-      if (hit === undefined || hit.updatedAt !== k[1]) break
-      items[i] = hit.view
+    // Each entry looked up once; one at another version than its row's counts as a miss.
+    const items: (UserView | undefined)[] = new Array(n)
+    const held = new Map<string, UserView>()
+    let complete = true
+    for (let i = 0; i < n; i++) {
+      const [id, version] = keys[i]!
+      const hit = this.views.getIf(id as string, (v) => v.updatedAt === version)
+      if (hit === undefined) complete = false
+      else held.set(id as string, (items[i] = hit.view))
     }
-    if (i === n) return { items, more: keys.length > limit, last: keys[n - 1]?.[0] as string | undefined }
+    if (complete) return { items: items as UserView[], more: keys.length > limit, last: keys[n - 1]?.[0] as string | undefined }
+    // The second read is the page: its rows may have changed since the first (then their entries are rendered anew).
     const rows =
       dialect.name === 'sqlite'
         ? (await valuesPrepared(this.deps.db, this.fullPage(limit + 1), { after })).map(fromValues)
         : await fullPagePg.all(this.deps.db, { after, limit: limit + 1 })
     const page = rows.slice(0, limit)
-    const kept = page.map((r) => {
-      const hit = this.views.get(r.id)
-      return hit !== undefined && hit.updatedAt === r.updatedAt ? hit.view : undefined
-    })
-    const roleNames = await this.deps.rbac.roleNamesOf(page.filter((_, j) => kept[j] === undefined).map((r) => r.id))
+    const version = new Map(keys.map((k) => [k[0] as string, k[1] as number]))
+    const reuse = (r: ListedRow & { updatedAt: number }) => (version.get(r.id) === r.updatedAt ? held.get(r.id) : undefined)
+    const { names, until } = await this.deps.rbac.listedRoles(page.filter((r) => reuse(r) === undefined).map((r) => r.id))
     const keep = epoch === this.viewEpoch
-    const out = page.map((r, j) => {
-      const hit = kept[j]
+    const now = this.deps.clock.now()
+    const out = page.map((r) => {
+      const hit = reuse(r)
       if (hit !== undefined) return hit
-      const view = toView(r, roleNames.get(r.id) ?? [])
-      // No longer than the role ids it shows are kept (0: they were not kept, so neither is the view).
-      if (keep) this.views.set(r.id, { updatedAt: r.updatedAt, view }, this.deps.rbac.heldRemainingMs(r.id))
+      const view = toView(r, names.get(r.id) ?? [])
+      // No longer than the roles it shows may be shown unread (0: not kept).
+      if (keep) this.views.set(r.id, { updatedAt: r.updatedAt, view }, (until.get(r.id) ?? now) - now)
       return view
     })
     return { items: out, more: rows.length > limit, last: page.at(-1)?.id }
