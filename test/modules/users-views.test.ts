@@ -7,7 +7,7 @@
 import { afterEach, describe, expect, test } from 'bun:test'
 import { makeApp, signUp, STRONG_PASSWORD, tokenFromMail, type TestApp } from '../helpers'
 import { seedUser } from '../support/admin'
-import { sqlExec, sqlRows } from '../support/sql'
+import { onPg, sqlExec, sqlRows } from '../support/sql'
 
 let a: TestApp | undefined
 afterEach(async () => {
@@ -154,6 +154,50 @@ describe('users list view cache', () => {
     expect((await entry(a, u))?.roles).toEqual(['moderator'])
     a.clock.advance(2)
     expect((await entry(a, u))?.roles).toEqual(['mods'])
+  })
+
+  test("an entry of a user without roles lives no longer than that user's kept role ids", async () => {
+    a = await makeApp()
+    const ttl = a.deps.config.cache.ttlMs
+    const u = await seedUser(a.deps, { roles: [] })
+    expect((await a.deps.rbac.roleNamesOf([u])).get(u)).toBeUndefined() // no role ids, kept at t0
+    a.clock.advance(ttl / 2)
+    expect((await entry(a, u))?.roles).toEqual([]) // rendered at t0 + ttl/2 from them
+    await sqlExec(a.deps, 'INSERT INTO user_roles (user_id, role_id, created_at) SELECT ?, id, 0 FROM roles WHERE name = ?', [u, 'admin'])
+    a.clock.advance(ttl / 2 - 1)
+    expect((await entry(a, u))?.roles).toEqual([])
+    a.clock.advance(2)
+    expect((await entry(a, u))?.roles).toEqual(['admin'])
+  })
+
+  test.skipIf(onPg)('a row changed between the page\'s two reads is rendered from the second (SQLite only: the change is written from a synchronous hook between them)', async () => {
+    a = await makeApp()
+    const u = await seedUser(a.deps, { name: 'Old' })
+    const v = await seedUser(a.deps)
+    await list(a) // both kept
+    a.deps.invalidation.emit({ kind: 'user', id: v }) // v's entry gone: the page is read twice
+    const ua = a.deps.usersAdmin as unknown as { fullPage(limit: number): unknown }
+    const fullPage = ua.fullPage.bind(a.deps.usersAdmin)
+    ua.fullPage = (limit: number) => {
+      a!.deps.storage.sqlite!.run('UPDATE users SET name = ?, updated_at = updated_at + 1 WHERE id = ?', ['New', u])
+      return fullPage(limit)
+    }
+    expect((await entry(a, u))?.name).toBe('New') // not u's kept entry, whose version the first read matched
+    ua.fullPage = fullPage
+  })
+
+  test("a page read while any role's event arrives is not kept", async () => {
+    a = await makeApp()
+    const u = await seedUser(a.deps)
+    const rbac = a.deps.rbac as unknown as { listedRoles(ids: string[]): Promise<unknown> }
+    const original = rbac.listedRoles.bind(a.deps.rbac)
+    rbac.listedRoles = async (ids: string[]) => {
+      a!.deps.invalidation.emit({ kind: 'role', id: 'any' })
+      return await original(ids)
+    }
+    expect((await entry(a, u))?.roles).toEqual(['user'])
+    rbac.listedRoles = original
+    expect(views(a).size).toBe(0)
   })
 
   test('a page read while a change to one of its users lands is not kept', async () => {

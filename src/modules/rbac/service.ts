@@ -216,11 +216,12 @@ export class RbacService {
 
   /** Drops both caches (the invalidation relay calls it after missing events while Redis was away). */
   async clearCaches(): Promise<void> {
+    // Both first: a read in flight that finishes while the (Redis) clears run is not kept either.
     this.userEpoch++
+    this.gen++
     this.heldCache.clear()
     await this.userCache.clear()
     await this.roleCache.clear()
-    this.gen++
   }
 
   // ---------------------------------------------------------------- effective permissions
