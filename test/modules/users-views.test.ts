@@ -1,8 +1,8 @@
 /**
  * The users list's view cache (src/modules/users/admin-service.ts `views`): an entry is used only while the row's
- * `updated_at` is the one it was rendered from (src/modules/users/row-version.ts makes every write change it), is
- * dropped by the user's and every role's events, never outlives the role ids it shows, and a page read while a
- * change lands is not kept.
+ * `updated_at` is the one it was rendered from (src/modules/users/row-version.ts makes every write to a listed column
+ * change it), is dropped by the user's and every role's events, never outlives the role ids or the roles it shows,
+ * and a page read while any user's or role's event arrives is not kept.
  */
 import { afterEach, describe, expect, test } from 'bun:test'
 import { makeApp, signUp, STRONG_PASSWORD, tokenFromMail, type TestApp } from '../helpers'
@@ -56,7 +56,7 @@ describe('users list view cache', () => {
     expect((await entry(a, u))?.name).toBe('Five')
   })
 
-  test('every write to a user moves its updated_at within one millisecond: name, email verification, password, admin change', async () => {
+  test('every write to a listed column, and a password change, moves updated_at within one millisecond: name, email verification, password, admin change', async () => {
     a = await makeApp() // the FakeClock stands still throughout
     const { email, user, accessToken } = await signUp(a)
     const owner = await seedUser(a.deps, { roles: ['owner'] })
