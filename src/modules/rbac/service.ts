@@ -640,7 +640,8 @@ export class RbacService {
     // the role cache, like a principal's roles, so the statement returns no strings but the role ids.
     const held: { user: string; roleId: string }[] = []
     const missing: string[] = []
-    for (const id of new Set(userIds)) {
+    const unique = new Set(userIds)
+    for (const id of unique) {
       const kept = this.heldCache.get(id)
       if (kept === undefined) missing.push(id)
       else for (const roleId of kept) held.push({ user: id, roleId })
@@ -670,7 +671,7 @@ export class RbacService {
     for (const [user, list] of entries) out.set(user, list.sort((x, y) => y.level - x.level || (x.name < y.name ? -1 : x.name > y.name ? 1 : 0)).map((r) => r.name))
     const now = this.deps.clock.now()
     const ttl = this.deps.config.cache.ttlMs
-    for (const id of new Set(userIds)) {
+    for (const id of unique) {
       let t = now + this.heldCache.remainingMs(id)
       for (const r of entries.get(id) ?? []) t = Math.min(t, (r.readAt ?? 0) + ttl)
       until.set(id, t)

@@ -132,6 +132,13 @@ export function fullPageQuery(db: Db, after: unknown, limit: unknown) {
 const plainPagePg = preparedQuery<{ after: string; limit: number }, { id: string; updatedAt: number }[]>((db, p) => plainIdsQuery(db, p('after'), p('limit')))
 const fullPagePg = preparedQuery<{ after: string; limit: number }, (ListedRow & { updatedAt: number })[]>((db, p) => fullPageQuery(db, p('after'), p('limit')))
 
+/** The statement for page size `limit` from `bySize`, prepared on its first use. */
+function preparedFor<T>(bySize: Map<number, T>, limit: number, prepare: (limit: number) => T): T {
+  let s = bySize.get(limit)
+  if (s === undefined) bySize.set(limit, (s = prepare(limit)))
+  return s
+}
+
 /** A user's rendered list entry and the `updated_at` of the row it was rendered from. */
 interface CachedView {
   updatedAt: number
@@ -202,13 +209,12 @@ export class UsersAdminService {
     const n = Math.min(keys.length, limit)
     // Each entry looked up once; one at another version than its row's counts as a miss.
     const items: (UserView | undefined)[] = new Array(n)
-    const held = new Map<string, UserView>()
     let complete = true
     for (let i = 0; i < n; i++) {
       const [id, version] = keys[i]!
       const hit = this.views.getIf(id as string, (v) => v.updatedAt === version)
       if (hit === undefined) complete = false
-      else held.set(id as string, (items[i] = hit.view))
+      else items[i] = hit.view
     }
     if (complete) return { items: items as UserView[], more: keys.length > limit, last: keys[n - 1]?.[0] as string | undefined }
     // The second read is the page: its rows may have changed since the first (then their entries are rendered anew).
@@ -217,8 +223,13 @@ export class UsersAdminService {
         ? (await valuesPrepared(this.deps.db, this.fullPage(limit + 1), { after })).map(fromValues)
         : await fullPagePg.all(this.deps.db, { after, limit: limit + 1 })
     const page = rows.slice(0, limit)
-    const version = new Map(keys.map((k) => [k[0] as string, k[1] as number]))
-    const reuse = (r: ListedRow & { updatedAt: number }) => (version.get(r.id) === r.updatedAt ? held.get(r.id) : undefined)
+    // The entries the first read found, by id with the version they matched: reused where the second read agrees.
+    const held = new Map<string, { version: unknown; view: UserView }>()
+    for (let i = 0; i < n; i++) if (items[i] !== undefined) held.set(keys[i]![0] as string, { version: keys[i]![1], view: items[i]! })
+    const reuse = (r: ListedRow & { updatedAt: number }) => {
+      const h = held.get(r.id)
+      return h !== undefined && h.version === r.updatedAt ? h.view : undefined
+    }
     const { names, until } = await this.deps.rbac.listedRoles(page.filter((r) => reuse(r) === undefined).map((r) => r.id))
     const keep = epoch === this.viewEpoch
     const now = this.deps.clock.now()
@@ -234,21 +245,11 @@ export class UsersAdminService {
   }
 
   private fullPage(limit: number) {
-    let s = this.fullPageSqlite.get(limit)
-    if (!s) {
-      s = this.prepareFullPage(limit)
-      this.fullPageSqlite.set(limit, s)
-    }
-    return s
+    return preparedFor(this.fullPageSqlite, limit, (n) => this.prepareFullPage(n))
   }
 
   private plainPage(limit: number) {
-    let s = this.plainPageSqlite.get(limit)
-    if (!s) {
-      s = this.preparePlainPage(limit)
-      this.plainPageSqlite.set(limit, s)
-    }
-    return s
+    return preparedFor(this.plainPageSqlite, limit, (n) => this.preparePlainPage(n))
   }
 
   /** Keyset-paginated users ordered by id; a cursor only continues the same filter. */
